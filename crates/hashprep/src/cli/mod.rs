@@ -1,0 +1,280 @@
+//! Command definitions (clap derive) and their handlers.
+
+mod report;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use hashprep::corpus::Format;
+use hashprep::pipeline::{self, ExampleStream, OnError, RunOptions, TokenizeSettings};
+use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
+
+/// Corpus -> Arrow shards -> token->expert tables, for Hash Layer MoE training.
+#[derive(Debug, Parser)]
+#[command(name = "hashprep", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// No progress bars.
+    #[arg(long, global = true)]
+    no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tokenize a corpus into memory-mapped Arrow shards with token counts.
+    Tokenize(TokenizeArgs),
+    /// Join the outputs of several `--num-tasks` tasks into one.
+    Merge(MergeArgs),
+    /// Train a tokenizer (byte-level BPE or word level) on a corpus.
+    TrainTokenizer(TrainArgs),
+    /// Show what a tokenize output holds (every shard is verified).
+    Inspect(InspectArgs),
+    /// Export the shards to another format.
+    Export(ExportArgs),
+}
+
+/// Options shared by the commands that read a corpus.
+#[derive(Debug, Args)]
+struct CorpusArgs {
+    /// Input format: wikitext103, cc100, text or jsonl.
+    #[arg(long)]
+    format: String,
+    /// JSONL: the field holding the text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// text: documents are separated by blank lines (default: one per line).
+    #[arg(long)]
+    blank_line_separated: bool,
+    /// What to do with a bad record: fail (default) or skip and count it.
+    #[arg(long, value_enum, default_value_t = OnError::Fail)]
+    on_error: OnError,
+    /// Input files, directories or globs (plain, .zst, .xz, .bz2, .gz; detected by content).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+}
+
+impl CorpusArgs {
+    fn format(&self) -> hashprep::Result<Format> {
+        Format::from_cli(&self.format, &self.text_field, self.blank_line_separated)
+    }
+}
+
+#[derive(Debug, Args)]
+struct TokenizeArgs {
+    #[command(flatten)]
+    corpus: CorpusArgs,
+    /// `gpt2` (built in) or the path of a HuggingFace tokenizer.json.
+    #[arg(long)]
+    tokenizer: String,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// End-of-document token appended to each document (default: the tokenizer's usual one).
+    #[arg(long, conflicts_with = "no_eos")]
+    eos_token: Option<String>,
+    /// Append no end-of-document token.
+    #[arg(long)]
+    no_eos: bool,
+    /// Start a new shard after this many MiB of token ids.
+    #[arg(long, default_value_t = 256.0)]
+    shard_mib: f64,
+    /// Encoding threads (0 = all cores). The output is the same for any value.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Number of tasks sharing the inputs (e.g. a Slurm array size).
+    #[arg(long, default_value_t = 1)]
+    num_tasks: usize,
+    /// This task's index, 0-based (e.g. $SLURM_ARRAY_TASK_ID).
+    #[arg(long, default_value_t = 0, env = "HASHPREP_TASK_INDEX")]
+    task_index: usize,
+    /// Replace an output directory that holds another run.
+    #[arg(long)]
+    force: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Testing: stop as if killed once this many shards are complete.
+    #[arg(long, hide = true)]
+    halt_after_shards: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// Tokenize output directories, one per task.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Merged output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Accept a set of tasks with some missing.
+    #[arg(long)]
+    allow_partial: bool,
+    /// Replace an existing merged output.
+    #[arg(long)]
+    force: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    corpus: CorpusArgs,
+    /// bpe (byte-level) or word (whitespace-split words, `<unk>` for rare ones).
+    #[arg(long)]
+    kind: String,
+    /// bpe: number of ids, special tokens included.
+    #[arg(long, default_value_t = 8008)]
+    vocab_size: usize,
+    /// word: minimum count for a word to get an id.
+    #[arg(long, default_value_t = 3)]
+    min_count: u64,
+    /// The end-of-document special token to add (default <|endoftext|> for bpe, <eos> for word).
+    #[arg(long)]
+    eos_token: Option<String>,
+    /// Output tokenizer.json path.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// A tokenize output directory.
+    dir: PathBuf,
+    /// How many of the most frequent tokens to list.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// A tokenize output directory.
+    dir: PathBuf,
+    /// Target format (parquet).
+    #[arg(long)]
+    to: String,
+    /// Output directory.
+    out: PathBuf,
+}
+
+pub(crate) fn run(cli: Cli) -> Result<()> {
+    let progress = !cli.no_progress;
+    match cli.command {
+        Command::Tokenize(args) => tokenize(args, progress),
+        Command::Merge(args) => {
+            let summary = pipeline::merge(&args.dirs, &args.out, args.allow_partial, args.force)?;
+            report::tokenize_summary(&summary, args.json, "merged")
+        }
+        Command::TrainTokenizer(args) => train(args, progress),
+        Command::Inspect(args) => {
+            let inspection = pipeline::inspect(&args.dir, args.top)?;
+            report::inspection(&inspection, args.json)
+        }
+        Command::Export(args) => {
+            if args.to != "parquet" {
+                return Err(hashprep::Error::BadInput(format!(
+                    "--to {}: only parquet is supported",
+                    args.to
+                ))
+                .into());
+            }
+            let files = pipeline::export_parquet(&args.dir, &args.out)?;
+            report::line(&format!(
+                "wrote {} parquet file(s) to {}",
+                files.len(),
+                args.out.display()
+            ))
+        }
+    }
+}
+
+fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
+    if !(args.shard_mib > 0.0) {
+        return Err(hashprep::Error::BadInput("--shard-mib must be positive".into()).into());
+    }
+    let settings = TokenizeSettings {
+        format: args.corpus.format()?,
+        tokenizer: args.tokenizer,
+        eos_token: args.eos_token,
+        no_eos: args.no_eos,
+        shard_bytes: (args.shard_mib * (1u64 << 20) as f64) as u64,
+        on_error: args.corpus.on_error,
+    };
+    let options = RunOptions {
+        threads: args.threads,
+        progress,
+        num_tasks: args.num_tasks,
+        task_index: args.task_index,
+        force: args.force,
+        halt_after_shards: args.halt_after_shards,
+        ..RunOptions::default()
+    };
+    let summary = pipeline::tokenize(&settings, &args.corpus.inputs, &args.out, &options)?;
+    report::tokenize_summary(&summary, args.json, "tokenized")
+}
+
+fn train(args: TrainArgs, progress: bool) -> Result<()> {
+    let kind = match args.kind.as_str() {
+        "bpe" => TokenizerKind::Bpe {
+            vocab_size: args.vocab_size,
+        },
+        "word" => TokenizerKind::Word {
+            min_count: args.min_count,
+        },
+        other => {
+            return Err(
+                hashprep::Error::BadInput(format!("--kind {other}: expected bpe or word")).into(),
+            )
+        }
+    };
+    let mut options = TrainOptions::new(kind);
+    if let Some(eos) = args.eos_token {
+        options.eos_token = eos;
+    }
+    let files = hashprep::corpus::expand_inputs(&args.corpus.inputs)?;
+    let total: u64 = files.iter().map(|f| f.bytes).sum();
+    let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let bar = pipeline::Progress::new(total, progress, "train-tokenizer");
+    let stream = ExampleStream::new(
+        files.into_iter().map(|f| f.path).collect(),
+        args.corpus.format()?,
+        args.corpus.on_error,
+        Some(bytes.clone()),
+    );
+    // The trainer takes plain strings: a fatal read error stops the stream and is reported after.
+    let failure = std::sync::Mutex::new(None);
+    let mut docs = 0u64;
+    let texts = stream.texts().map_while(|text| match text {
+        Ok(text) => {
+            docs += 1;
+            if docs % 1024 == 0 {
+                bar.update(bytes.load(std::sync::atomic::Ordering::Relaxed), docs, 0);
+            }
+            Some(text)
+        }
+        Err(e) => {
+            *failure.lock().expect("not poisoned") = Some(e);
+            None
+        }
+    });
+    let trained = train_tokenizer(&options, texts);
+    bar.finish();
+    if let Some(err) = failure.into_inner().expect("not poisoned") {
+        return Err(err.into());
+    }
+    let tokenizer = trained?;
+    hashprep::fsutil::write_atomic(&args.out, tokenizer.json())?;
+    report::line(&format!(
+        "trained a {} tokenizer with {} ids -> {} ({})",
+        args.kind,
+        tokenizer.vocab_size(),
+        args.out.display(),
+        tokenizer.fingerprint()
+    ))
+}

@@ -1,0 +1,98 @@
+//! Printing results on stdout: human-readable lines or JSON.
+
+use std::io::Write;
+
+use anyhow::Result;
+use hashprep::pipeline::{skipped_by_reason, Inspection, TokenizeSummary};
+
+pub(super) fn line(text: &str) -> Result<()> {
+    writeln!(std::io::stdout().lock(), "{text}")?;
+    Ok(())
+}
+
+fn json(value: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub(super) fn tokenize_summary(summary: &TokenizeSummary, as_json: bool, verb: &str) -> Result<()> {
+    if as_json {
+        return json(summary);
+    }
+    let mut out = std::io::stdout().lock();
+    if summary.already_complete {
+        writeln!(
+            out,
+            "{}: already complete (same settings and inputs); nothing to do",
+            summary.out.display()
+        )?;
+    }
+    if summary.resumed_items > 0 {
+        writeln!(
+            out,
+            "resumed after {} records written by an earlier run",
+            summary.resumed_items
+        )?;
+    }
+    let mb = summary.input_bytes as f64 / 1e6;
+    writeln!(
+        out,
+        "{verb} {} documents, {} tokens into {} shard(s) in {} ({} input file(s), {mb:.1} MB, {:.1} s, {:.2} MB/s)",
+        summary.totals.documents,
+        summary.totals.tokens,
+        summary.shards,
+        summary.out.display(),
+        summary.input_files,
+        summary.seconds,
+        mb / summary.seconds.max(1e-9),
+    )?;
+    let skipped: Vec<String> = skipped_by_reason(&summary.totals)
+        .into_iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    writeln!(out, "skipped records: {}", skipped.join(", "))?;
+    Ok(())
+}
+
+pub(super) fn inspection(ins: &Inspection, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(ins);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", ins.dir.display())?;
+    writeln!(
+        out,
+        "  tokenizer   {} ({})",
+        ins.tokenizer, ins.tokenizer_fingerprint
+    )?;
+    writeln!(
+        out,
+        "  vocabulary  {} ids ({:?}), {} used",
+        ins.vocab_size, ins.token_type, ins.used_ids
+    )?;
+    writeln!(
+        out,
+        "  shards      {} ({} bytes, all checksums verified)",
+        ins.shards.len(),
+        ins.bytes
+    )?;
+    writeln!(out, "  rows        {}", ins.rows)?;
+    writeln!(out, "  tokens      {}", ins.tokens)?;
+    if ins.skipped.values().any(|&n| n > 0) {
+        writeln!(out, "  skipped     {:?}", ins.skipped)?;
+    }
+    writeln!(out, "  most frequent tokens:")?;
+    for t in &ins.top {
+        writeln!(
+            out,
+            "    {:>8}  {:>10}  {:>6.2}%  {:?}",
+            t.id,
+            t.count,
+            100.0 * t.share,
+            t.text
+        )?;
+    }
+    Ok(())
+}

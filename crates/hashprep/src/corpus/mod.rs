@@ -1,0 +1,202 @@
+//! Corpus readers: turn input files of a given [`Format`] into a stream of [`Example`]s.
+//!
+//! Readers report a bad record as [`Error::BadRecord`] and keep going; any other error ends the
+//! file. What to do with bad records (fail or skip) is the caller's policy.
+
+mod decompress;
+mod inputs;
+mod jsonl;
+mod lines;
+mod text;
+
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use decompress::{open_input, Compression, InputStream, ZSTD_WINDOW_LOG_MAX};
+pub use inputs::{expand_inputs, partition_for_task, InputFile};
+
+use crate::error::{Error, Result};
+use jsonl::JsonlRecords;
+use lines::Lines;
+use text::{Grouping, TextRecords};
+
+/// One training example: a plain document, or a dialogue turn with its context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    /// Context turns, oldest first (empty for plain documents).
+    pub context: Vec<String>,
+    /// The document text, or the response of a dialogue example.
+    pub text: String,
+}
+
+impl Example {
+    /// A plain document without context.
+    pub fn document(text: String) -> Self {
+        Self {
+            context: Vec::new(),
+            text,
+        }
+    }
+}
+
+/// The input formats `hashprep tokenize` understands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Format {
+    /// Plain text: one document per line, or blank-line separated documents.
+    Text {
+        /// Documents are separated by blank lines instead of being one per line.
+        #[serde(default)]
+        blank_line_separated: bool,
+    },
+    /// JSON Lines with the text in a string field.
+    Jsonl {
+        /// Name of the field holding the text.
+        text_field: String,
+    },
+    /// cc100: one paragraph per line, documents separated by blank lines.
+    Cc100,
+    /// Wikitext-103 `wiki.*.tokens`: an article starts at each ` = Title = ` heading.
+    Wikitext103,
+}
+
+impl Format {
+    /// Reads the examples of one input file.
+    ///
+    /// # Errors
+    /// The file cannot be opened. Errors while reading come through the iterator.
+    pub fn open(&self, path: &Path, progress: Option<Arc<AtomicU64>>) -> Result<Records> {
+        let lines = Lines::new(open_input(path, progress)?, path);
+        Ok(match self {
+            Format::Text {
+                blank_line_separated: false,
+            } => Box::new(TextRecords::new(lines, Grouping::PerLine)),
+            Format::Text {
+                blank_line_separated: true,
+            }
+            | Format::Cc100 => Box::new(TextRecords::new(lines, Grouping::BlankLineSeparated)),
+            Format::Wikitext103 => Box::new(TextRecords::new(lines, Grouping::WikitextArticles)),
+            Format::Jsonl { text_field } => Box::new(JsonlRecords::new(lines, text_field.clone())),
+        })
+    }
+
+    /// Parses a `--format` name.
+    ///
+    /// # Errors
+    /// An unknown name.
+    pub fn from_cli(name: &str, text_field: &str, blank_line_separated: bool) -> Result<Self> {
+        Ok(match name {
+            "text" => Format::Text {
+                blank_line_separated,
+            },
+            "jsonl" => Format::Jsonl {
+                text_field: text_field.to_owned(),
+            },
+            "cc100" => Format::Cc100,
+            "wikitext103" | "wikitext-103" => Format::Wikitext103,
+            other => {
+                return Err(Error::BadInput(format!(
+                    "unknown format {other:?} (expected text, jsonl, cc100 or wikitext103)"
+                )))
+            }
+        })
+    }
+}
+
+/// The examples of one file, in order.
+pub type Records = Box<dyn Iterator<Item = Result<Example>> + Send>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::SkipReason;
+    use std::io::Write;
+
+    fn read_all(format: &Format, content: &[u8]) -> Vec<std::result::Result<String, String>> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(content).unwrap();
+        format
+            .open(file.path(), None)
+            .unwrap()
+            .map(|r| {
+                r.map(|e| e.text).map_err(|e| match e {
+                    Error::BadRecord {
+                        reason, location, ..
+                    } => format!("{reason}@{}", location.line),
+                    other => other.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn text_per_line_counts_blank_lines_as_empty() {
+        let got = read_all(
+            &Format::Text {
+                blank_line_separated: false,
+            },
+            b"a b\n\nc\r\n",
+        );
+        assert_eq!(
+            got,
+            vec![Ok("a b".into()), Err("empty@2".into()), Ok("c".into())]
+        );
+    }
+
+    #[test]
+    fn cc100_joins_paragraphs_until_blank_line() {
+        let got = read_all(&Format::Cc100, b"p1\np2\n\n\nq1\n");
+        assert_eq!(got, vec![Ok("p1\np2".into()), Ok("q1".into())]);
+    }
+
+    #[test]
+    fn wikitext_splits_on_titles_and_keeps_text_verbatim() {
+        let input = b" \n = A = \n \n x @-@ y <unk> \n = = S = = \n z \n = B = \n w \n";
+        let got = read_all(&Format::Wikitext103, input);
+        assert_eq!(
+            got,
+            vec![
+                Ok(" = A = \n \n x @-@ y <unk> \n = = S = = \n z \n".into()),
+                Ok(" = B = \n w \n".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_poisons_the_whole_document() {
+        let got = read_all(&Format::Cc100, b"ok\n\nbad \xff line\nsame doc\n\nfine\n");
+        assert_eq!(
+            got,
+            vec![
+                Ok("ok".into()),
+                Err(format!("{}@3", SkipReason::InvalidUtf8)),
+                Ok("fine".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn jsonl_reports_each_bad_record_with_its_line() {
+        let input =
+            b"{\"text\": \"one\"}\n{bad\n{\"other\": 1}\n{\"text\": 5}\n\n{\"text\": \"two\"}\n";
+        let got = read_all(
+            &Format::Jsonl {
+                text_field: "text".into(),
+            },
+            input,
+        );
+        assert_eq!(
+            got,
+            vec![
+                Ok("one".into()),
+                Err("malformed_json@2".into()),
+                Err("missing_field@3".into()),
+                Err("missing_field@4".into()),
+                Ok("two".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! The crate's error type: every failure says which file, line or shard it came from, and
+//! whether it was the input's fault ([`Error::is_bad_input`]) or ours.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where in the input a record came from: file and 1-based line (or record) number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The input file.
+    pub path: PathBuf,
+    /// 1-based line number in the decompressed stream.
+    pub line: u64,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.path.display(), self.line)
+    }
+}
+
+/// Why a record was rejected. With `--on-error skip` these are counted by name in the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    /// A line that is not valid UTF-8.
+    InvalidUtf8,
+    /// A JSON line that does not parse.
+    MalformedJson,
+    /// A JSON record without the text field, or with a non-string one.
+    MissingField,
+    /// A compressed stream that is truncated or corrupt; the rest of that file is lost.
+    CorruptStream,
+    /// A record with no text (counted, never an error).
+    Empty,
+}
+
+impl SkipReason {
+    /// Every reason, in the order the summary lists them.
+    pub const ALL: [SkipReason; 5] = [
+        SkipReason::InvalidUtf8,
+        SkipReason::MalformedJson,
+        SkipReason::MissingField,
+        SkipReason::CorruptStream,
+        SkipReason::Empty,
+    ];
+
+    /// The stable name used in summaries and the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            SkipReason::InvalidUtf8 => "invalid_utf8",
+            SkipReason::MalformedJson => "malformed_json",
+            SkipReason::MissingField => "missing_field",
+            SkipReason::CorruptStream => "corrupt_stream",
+            SkipReason::Empty => "empty",
+        }
+    }
+
+    /// Parses a name written by [`SkipReason::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Errors of the hashprep library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A record the reader could not use (bad UTF-8, bad JSON, missing field, ...).
+    #[error("{location}: {reason}: {detail}")]
+    BadRecord {
+        /// Where the record is.
+        location: Location,
+        /// The reason, also the counter name under `--on-error skip`.
+        reason: SkipReason,
+        /// Human-readable detail.
+        detail: String,
+    },
+    /// A compressed stream that cannot be decoded past some point.
+    #[error("{path}: corrupt or truncated {codec} stream after {offset} compressed bytes (line {line}): {source}")]
+    CorruptStream {
+        /// The input file.
+        path: PathBuf,
+        /// Compression format name.
+        codec: &'static str,
+        /// Compressed bytes consumed before the failure.
+        offset: u64,
+        /// Last line read completely.
+        line: u64,
+        /// The decoder's error.
+        source: io::Error,
+    },
+    /// Input that is wrong as a whole: missing file, empty corpus, unknown tokenizer, bad option.
+    #[error("{0}")]
+    BadInput(String),
+    /// An I/O failure on a file we read or write.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// An output directory or file that is inconsistent with what it claims (checksum, manifest).
+    #[error("{path}: {message}")]
+    Corrupt {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An Arrow or Parquet failure.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The library's message.
+        message: String,
+    },
+    /// A tokenizer library failure.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+}
+
+impl Error {
+    /// True when the user's input (files, options) is at fault rather than this program.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Error::BadRecord { .. }
+            | Error::CorruptStream { .. }
+            | Error::BadInput(_)
+            | Error::Corrupt { .. } => true,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::NotFound
+                    | io::ErrorKind::PermissionDenied
+                    | io::ErrorKind::InvalidData
+                    | io::ErrorKind::UnexpectedEof
+            ),
+            Error::Format { .. } | Error::Tokenizer(_) => false,
+        }
+    }
+
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// Wraps an Arrow / Parquet / JSON error with the path it happened on.
+    pub fn format(path: impl AsRef<Path>, message: impl fmt::Display) -> Self {
+        Error::Format {
+            path: path.as_ref().to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A corrupt output file or directory.
+    pub fn corrupt(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result alias of the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,48 @@
+//! `hashprep export --to parquet`: one Parquet file per shard, for DuckDB, Spark and
+//! `datasets.load_dataset("parquet")`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Error, Result};
+use crate::fsutil::{rename_durable, temp_path};
+use crate::shard::{Manifest, ShardReader};
+
+/// Writes every shard of `dir` as `out/shard-NNNNN.parquet` (snappy); returns the files.
+///
+/// # Errors
+/// The input is not a complete, intact tokenize output, or writing fails.
+pub fn export_parquet(dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let manifest = Manifest::read(dir)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut written = Vec::new();
+    for info in &manifest.shards {
+        let shard = ShardReader::open(&dir.join(&info.file), Some(&info.checksum))?;
+        let target = out.join(Path::new(&info.file).with_extension("parquet"));
+        let tmp = temp_path(&target);
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let schema = shard
+            .batches()
+            .first()
+            .map(arrow_array::RecordBatch::schema)
+            .unwrap_or_else(|| {
+                crate::shard::shard_schema(manifest.token_type, &manifest.tokenizer.fingerprint)
+            });
+        let mut writer =
+            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::format(&tmp, e))?;
+        for batch in shard.batches() {
+            writer.write(batch).map_err(|e| Error::format(&tmp, e))?;
+        }
+        writer.close().map_err(|e| Error::format(&tmp, e))?;
+        rename_durable(&tmp, &target)?;
+        written.push(target);
+    }
+    Ok(written)
+}

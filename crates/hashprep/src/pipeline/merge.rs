@@ -1,0 +1,171 @@
+//! `hashprep merge`: joins the outputs of `--num-tasks` tasks into one directory with one
+//! manifest and one counts file. Shards are hard-linked (copied across file systems).
+
+use std::path::{Path, PathBuf};
+
+use super::tokenize::{shard_file_name, TokenizeSummary, TOKENIZER_FILE};
+use crate::counts::{TokenCounts, COUNTS_FILE};
+use crate::error::{Error, Result};
+use crate::fsutil::{rename_durable, temp_path, write_atomic};
+use crate::shard::{Manifest, ShardInfo, ShardReader, Totals, MANIFEST_FILE};
+use crate::tokenize::fingerprint_bytes;
+
+/// Merges the complete tokenize outputs in `dirs` into `out`.
+///
+/// Every input must come from the same settings and tokenizer; each task index may appear
+/// once, and unless `allow_partial` all tasks of the partition must be present.
+///
+/// # Errors
+/// Mismatched or incomplete inputs, a shard failing its checksum, or an I/O failure.
+pub fn merge(
+    dirs: &[PathBuf],
+    out: &Path,
+    allow_partial: bool,
+    force: bool,
+) -> Result<TokenizeSummary> {
+    let started = std::time::Instant::now();
+    if dirs.is_empty() {
+        return Err(Error::BadInput(
+            "merge needs at least one tokenize output directory".into(),
+        ));
+    }
+    let mut parts: Vec<(PathBuf, Manifest)> = dirs
+        .iter()
+        .map(|d| Manifest::read(d).map(|m| (d.clone(), m)))
+        .collect::<Result<_>>()?;
+    parts.sort_by_key(|(_, m)| m.tasks.first().copied().unwrap_or([0, 1]));
+    check_compatible(&parts, allow_partial)?;
+    if out.join(MANIFEST_FILE).exists() && !force {
+        return Err(Error::BadInput(format!(
+            "{}: already holds a manifest; pass --force to replace it",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _ = std::fs::remove_file(out.join(MANIFEST_FILE));
+
+    let first = &parts[0].1;
+    let mut counts = TokenCounts::new(first.tokenizer.vocab_size);
+    let mut totals = Totals::default();
+    let mut shards: Vec<ShardInfo> = Vec::new();
+    let mut inputs = Vec::new();
+    let mut tasks = Vec::new();
+    let mut runs = Vec::new();
+    for (dir, manifest) in &parts {
+        let (part_counts, _) = TokenCounts::read(&dir.join(&manifest.counts_file))?;
+        counts.merge(&part_counts)?;
+        totals.add(&manifest.totals);
+        for shard in &manifest.shards {
+            let source = dir.join(&shard.file);
+            ShardReader::open(&source, Some(&shard.checksum))?;
+            let name = shard_file_name(shards.len());
+            link_or_copy(&source, &out.join(&name))?;
+            shards.push(ShardInfo {
+                file: name,
+                ..shard.clone()
+            });
+        }
+        inputs.extend(manifest.inputs.iter().cloned());
+        tasks.extend(manifest.tasks.iter().copied());
+        runs.push(
+            manifest
+                .config
+                .get("run_fingerprint")
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    let counts_bytes = counts.write(&out.join(COUNTS_FILE), &first.tokenizer.fingerprint)?;
+    let tokenizer_json = std::fs::read(parts[0].0.join(TOKENIZER_FILE))
+        .map_err(|e| Error::io(parts[0].0.join(TOKENIZER_FILE), e))?;
+    write_atomic(&out.join(TOKENIZER_FILE), &tokenizer_json)?;
+    let mut config = first.config.clone();
+    config["run_fingerprint"] = serde_json::Value::String(fingerprint_bytes(
+        serde_json::Value::Array(runs).to_string().as_bytes(),
+    ));
+    let manifest = Manifest {
+        shards,
+        counts_checksum: fingerprint_bytes(&counts_bytes),
+        totals: totals.clone(),
+        inputs,
+        tasks,
+        config,
+        ..first.clone()
+    };
+    manifest.write(out)?;
+    Ok(TokenizeSummary {
+        out: out.to_path_buf(),
+        shards: manifest.shards.len(),
+        totals,
+        input_files: manifest.inputs.len(),
+        input_bytes: manifest.inputs.iter().map(|f| f.bytes).sum(),
+        resumed_items: 0,
+        already_complete: false,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn check_compatible(parts: &[(PathBuf, Manifest)], allow_partial: bool) -> Result<()> {
+    let (first_dir, first) = &parts[0];
+    let settings = |m: &Manifest| m.config.get("tokenize").cloned();
+    for (dir, manifest) in &parts[1..] {
+        if manifest.tokenizer.fingerprint != first.tokenizer.fingerprint {
+            return Err(Error::BadInput(format!(
+                "{} and {} were tokenized with different tokenizers ({} vs {})",
+                first_dir.display(),
+                dir.display(),
+                first.tokenizer.fingerprint,
+                manifest.tokenizer.fingerprint
+            )));
+        }
+        if settings(manifest) != settings(first) || manifest.token_type != first.token_type {
+            return Err(Error::BadInput(format!(
+                "{} and {} were tokenized with different settings",
+                first_dir.display(),
+                dir.display()
+            )));
+        }
+    }
+    let mut seen: Vec<[usize; 2]> = Vec::new();
+    for (dir, manifest) in parts {
+        for task in &manifest.tasks {
+            if seen.contains(task) {
+                return Err(Error::BadInput(format!(
+                    "{}: task {} of {} is given twice",
+                    dir.display(),
+                    task[0],
+                    task[1]
+                )));
+            }
+            if task[1] != first.tasks[0][1] {
+                return Err(Error::BadInput(format!(
+                    "{}: comes from a split into {} tasks, {} from a split into {}",
+                    dir.display(),
+                    task[1],
+                    first_dir.display(),
+                    first.tasks[0][1]
+                )));
+            }
+            seen.push(*task);
+        }
+    }
+    let count = first.tasks[0][1];
+    let missing: Vec<usize> = (0..count)
+        .filter(|i| !seen.iter().any(|t| t[0] == *i))
+        .collect();
+    if !missing.is_empty() && !allow_partial {
+        return Err(Error::BadInput(format!(
+            "tasks {missing:?} of {count} are missing; give every task's output or pass --allow-partial"
+        )));
+    }
+    Ok(())
+}
+
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    let tmp = temp_path(to);
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(from, &tmp).is_err() {
+        std::fs::copy(from, &tmp).map_err(|e| Error::io(to, e))?;
+    }
+    rename_durable(&tmp, to)
+}

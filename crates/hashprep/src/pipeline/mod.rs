@@ -1,0 +1,21 @@
+//! Stages wired together: `tokenize` (with resume and task partitioning), `merge`, `inspect`,
+//! `export`, tokenizer training over the same readers, and progress reporting.
+
+mod export;
+mod inspect;
+mod journal;
+mod merge;
+mod output_dir;
+mod progress;
+mod stream;
+mod tokenize;
+
+pub use export::export_parquet;
+pub use inspect::{inspect, Inspection, TopToken};
+pub use merge::merge;
+pub use progress::Progress;
+pub use stream::{ExampleStream, Item, OnError};
+pub use tokenize::{
+    shard_file_name, skipped_by_reason, tokenize, RunOptions, TokenizeSettings, TokenizeSummary,
+    TOKENIZER_FILE,
+};

@@ -1,0 +1,138 @@
+//! The example stream over all input files of a run, with the bad-record policy applied.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::{Example, Format, Records};
+use crate::error::{Error, Result, SkipReason};
+
+/// What to do with a bad record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Stop with an error naming the file and line (the default).
+    #[default]
+    Fail,
+    /// Skip the record, count it by reason, and go on.
+    Skip,
+}
+
+/// One element of the stream: an example, or a record that was skipped (and why).
+#[derive(Debug)]
+pub enum Item {
+    /// A usable example.
+    Example(Example),
+    /// A record skipped under the policy (empty records are always skipped).
+    Skipped(SkipReason),
+}
+
+/// Examples of several files in order; `Err` items are fatal and end the stream.
+pub struct ExampleStream {
+    files: std::vec::IntoIter<PathBuf>,
+    format: Format,
+    on_error: OnError,
+    progress: Option<Arc<AtomicU64>>,
+    current: Option<(PathBuf, Records)>,
+    /// Records the current file has produced so far: a file with none is an empty input.
+    records_in_file: u64,
+    failed: bool,
+}
+
+impl ExampleStream {
+    /// A stream over `files`; `progress` is advanced by on-disk bytes read.
+    pub fn new(
+        files: Vec<PathBuf>,
+        format: Format,
+        on_error: OnError,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Self {
+        Self {
+            files: files.into_iter(),
+            format,
+            on_error,
+            progress,
+            current: None,
+            records_in_file: 0,
+            failed: false,
+        }
+    }
+
+    /// Only the texts (context turns and responses), bad records skipped or fatal per policy:
+    /// what tokenizer training reads.
+    pub fn texts(self) -> impl Iterator<Item = Result<String>> {
+        self.filter_map(|item| match item {
+            Ok(Item::Example(example)) => {
+                let mut parts = example.context;
+                parts.push(example.text);
+                Some(Ok(parts.join("\n")))
+            }
+            Ok(Item::Skipped(_)) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }
+}
+
+impl Iterator for ExampleStream {
+    type Item = Result<Item>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            let Some((path, records)) = self.current.as_mut() else {
+                let path = self.files.next()?;
+                match self.format.open(&path, self.progress.clone()) {
+                    Ok(records) => {
+                        self.current = Some((path, records));
+                        self.records_in_file = 0;
+                    }
+                    Err(e) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                }
+                continue;
+            };
+            let next = records.next();
+            if next.is_some() {
+                self.records_in_file += 1;
+            }
+            match next {
+                None => {
+                    let path = path.clone();
+                    self.current = None;
+                    if self.records_in_file == 0 {
+                        if self.on_error == OnError::Skip {
+                            return Some(Ok(Item::Skipped(SkipReason::Empty)));
+                        }
+                        self.failed = true;
+                        return Some(Err(Error::BadInput(format!(
+                            "{}: empty input: the file holds no records",
+                            path.display()
+                        ))));
+                    }
+                }
+                Some(Ok(example)) => return Some(Ok(Item::Example(example))),
+                Some(Err(Error::BadRecord {
+                    reason: SkipReason::Empty,
+                    ..
+                })) => return Some(Ok(Item::Skipped(SkipReason::Empty))),
+                Some(Err(Error::BadRecord { reason, .. })) if self.on_error == OnError::Skip => {
+                    return Some(Ok(Item::Skipped(reason)))
+                }
+                Some(Err(Error::CorruptStream { .. })) if self.on_error == OnError::Skip => {
+                    self.current = None;
+                    return Some(Ok(Item::Skipped(SkipReason::CorruptStream)));
+                }
+                Some(Err(e)) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Arrow IPC shards: one row per example (`tokens`, `prefix_len`), written atomically with a
+//! running checksum, read back by memory map without copying; and the `manifest.json` that
+//! lists them.
+
+mod manifest;
+mod reader;
+mod writer;
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+
+pub use manifest::{Manifest, ShardInfo, TokenizerInfo, Totals, MANIFEST_FILE, MANIFEST_VERSION};
+pub use reader::{DocTokens, ShardReader};
+pub use writer::ShardWriter;
+
+/// Integer type of the token ids in a shard: the narrowest that holds the vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenWidth {
+    /// `uint16`: vocabularies of at most 65,536 ids.
+    Uint16,
+    /// `uint32`: anything larger.
+    Uint32,
+}
+
+impl TokenWidth {
+    /// The narrowest width for `vocab_size` ids.
+    pub fn for_vocab(vocab_size: usize) -> Self {
+        if vocab_size <= 1 << 16 {
+            TokenWidth::Uint16
+        } else {
+            TokenWidth::Uint32
+        }
+    }
+
+    /// The Arrow type of one id.
+    pub fn data_type(self) -> DataType {
+        match self {
+            TokenWidth::Uint16 => DataType::UInt16,
+            TokenWidth::Uint32 => DataType::UInt32,
+        }
+    }
+
+    /// Bytes per id.
+    pub fn bytes(self) -> usize {
+        match self {
+            TokenWidth::Uint16 => 2,
+            TokenWidth::Uint32 => 4,
+        }
+    }
+}
+
+/// Column names of a shard.
+pub const TOKENS_COLUMN: &str = "tokens";
+/// Number of leading context tokens of a dialogue example (0 for plain text).
+pub const PREFIX_LEN_COLUMN: &str = "prefix_len";
+
+/// The Arrow schema of a shard with ids of `width`.
+pub fn shard_schema(width: TokenWidth, tokenizer_fingerprint: &str) -> Arc<Schema> {
+    let item = Field::new("item", width.data_type(), false);
+    let metadata = [
+        ("hashprep.schema".to_owned(), "shard".to_owned()),
+        ("hashprep.version".to_owned(), MANIFEST_VERSION.to_string()),
+        (
+            "hashprep.tokenizer_fingerprint".to_owned(),
+            tokenizer_fingerprint.to_owned(),
+        ),
+    ];
+    Arc::new(
+        Schema::new(vec![
+            Field::new(TOKENS_COLUMN, DataType::List(Arc::new(item)), false),
+            Field::new(PREFIX_LEN_COLUMN, DataType::UInt32, false),
+        ])
+        .with_metadata(
+            metadata
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn width_is_the_narrowest_that_fits() {
+        assert_eq!(TokenWidth::for_vocab(8008), TokenWidth::Uint16);
+        assert_eq!(TokenWidth::for_vocab(65_536), TokenWidth::Uint16);
+        assert_eq!(TokenWidth::for_vocab(65_537), TokenWidth::Uint32);
+        assert_eq!(TokenWidth::for_vocab(267_735), TokenWidth::Uint32);
+    }
+}

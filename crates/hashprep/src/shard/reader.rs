@@ -1,0 +1,195 @@
+//! Reads a shard by memory map: the Arrow arrays point into the mapped file, nothing is copied.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt16Type, UInt32Type};
+use arrow_array::{Array, ListArray, RecordBatch, UInt32Array};
+use arrow_buffer::Buffer;
+use arrow_ipc::convert::try_fb_to_schema;
+use arrow_ipc::reader::{read_footer_length, FileDecoder};
+use arrow_ipc::root_as_footer;
+use arrow_schema::DataType;
+
+use super::{TokenWidth, PREFIX_LEN_COLUMN, TOKENS_COLUMN};
+use crate::error::{Error, Result};
+use crate::tokenize::fingerprint_bytes;
+
+/// The ids of one example, borrowed from the mapped shard.
+#[derive(Debug, Clone, Copy)]
+pub enum DocTokens<'a> {
+    /// 16-bit ids.
+    U16(&'a [u16]),
+    /// 32-bit ids.
+    U32(&'a [u32]),
+}
+
+impl DocTokens<'_> {
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        match self {
+            DocTokens::U16(v) => v.len(),
+            DocTokens::U32(v) => v.len(),
+        }
+    }
+
+    /// True when there are no ids.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ids widened to `u32`.
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            DocTokens::U16(v) => v.iter().map(|&x| u32::from(x)).collect(),
+            DocTokens::U32(v) => v.to_vec(),
+        }
+    }
+
+    /// Calls `f` on each id.
+    pub fn for_each(&self, mut f: impl FnMut(u32)) {
+        match self {
+            DocTokens::U16(v) => v.iter().for_each(|&x| f(u32::from(x))),
+            DocTokens::U32(v) => v.iter().for_each(|&x| f(x)),
+        }
+    }
+}
+
+/// A memory-mapped shard.
+pub struct ShardReader {
+    path: PathBuf,
+    batches: Vec<RecordBatch>,
+    width: TokenWidth,
+    tokenizer_fingerprint: Option<String>,
+}
+
+fn mmap(file: &File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: shards are immutable once renamed to their final name; a reader that maps one
+    // relies on nobody truncating it underneath (the same contract as pyarrow.memory_map).
+    #[allow(unsafe_code)]
+    unsafe {
+        memmap2::Mmap::map(file)
+    }
+}
+
+impl ShardReader {
+    /// Maps `path` and decodes its record batches in place. With `checksum`, the file's bytes
+    /// must hash to it (a shard truncated or altered after it was written is refused).
+    ///
+    /// # Errors
+    /// The file is missing, not an Arrow IPC file of the shard schema, or fails the checksum.
+    pub fn open(path: &Path, checksum: Option<&str>) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let map = mmap(&file).map_err(|e| Error::io(path, e))?;
+        if let Some(expected) = checksum {
+            let actual = fingerprint_bytes(&map);
+            if actual != expected {
+                return Err(Error::corrupt(
+                    path,
+                    format!("checksum mismatch: manifest says {expected}, file is {actual}"),
+                ));
+            }
+        }
+        let buffer = Buffer::from(bytes::Bytes::from_owner(map));
+        let bad = |msg: String| Error::corrupt(path, format!("not a valid shard: {msg}"));
+        if buffer.len() < 10 {
+            return Err(bad("file too short".into()));
+        }
+        let trailer: [u8; 10] = buffer[buffer.len() - 10..].try_into().expect("10 bytes");
+        let footer_len = read_footer_length(trailer).map_err(|e| bad(e.to_string()))?;
+        let footer_start = buffer
+            .len()
+            .checked_sub(10 + footer_len)
+            .ok_or_else(|| bad("footer past start".into()))?;
+        let footer = root_as_footer(&buffer[footer_start..buffer.len() - 10])
+            .map_err(|e| bad(e.to_string()))?;
+        let schema = try_fb_to_schema(footer.schema().ok_or_else(|| bad("no schema".into()))?)
+            .map_err(|e| bad(e.to_string()))?;
+        let width = match schema
+            .field_with_name(TOKENS_COLUMN)
+            .map(|f| f.data_type().clone())
+        {
+            Ok(DataType::List(item)) if item.data_type() == &DataType::UInt16 => TokenWidth::Uint16,
+            Ok(DataType::List(item)) if item.data_type() == &DataType::UInt32 => TokenWidth::Uint32,
+            other => return Err(bad(format!("column {TOKENS_COLUMN:?} has type {other:?}"))),
+        };
+        if schema.field_with_name(PREFIX_LEN_COLUMN).is_err() {
+            return Err(bad(format!("no column {PREFIX_LEN_COLUMN:?}")));
+        }
+        let tokenizer_fingerprint = schema
+            .metadata()
+            .get("hashprep.tokenizer_fingerprint")
+            .cloned();
+        let decoder = FileDecoder::new(std::sync::Arc::new(schema), footer.version());
+        let mut batches = Vec::new();
+        for block in footer.recordBatches().into_iter().flatten() {
+            let len = block.bodyLength() as usize + block.metaDataLength() as usize;
+            let start = usize::try_from(block.offset()).map_err(|e| bad(e.to_string()))?;
+            if start + len > footer_start {
+                return Err(bad("record batch past the end of the data".into()));
+            }
+            let data = buffer.slice_with_length(start, len);
+            if let Some(batch) = decoder
+                .read_record_batch(block, &data)
+                .map_err(|e| bad(e.to_string()))?
+            {
+                batches.push(batch);
+            }
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            batches,
+            width,
+            tokenizer_fingerprint,
+        })
+    }
+
+    /// The shard's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The record batches (zero-copy views of the file).
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// Width of the ids.
+    pub fn width(&self) -> TokenWidth {
+        self.width
+    }
+
+    /// The tokenizer fingerprint stored in the schema metadata.
+    pub fn tokenizer_fingerprint(&self) -> Option<&str> {
+        self.tokenizer_fingerprint.as_deref()
+    }
+
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// Every example in order: its ids and its `prefix_len`.
+    pub fn documents(&self) -> impl Iterator<Item = (DocTokens<'_>, u32)> + '_ {
+        self.batches.iter().flat_map(move |batch| {
+            let list: &ListArray = batch.column(0).as_list::<i32>();
+            let prefix: &UInt32Array = batch.column(1).as_primitive::<UInt32Type>();
+            let offsets = list.value_offsets();
+            let values = list.values();
+            let width = self.width;
+            (0..list.len()).map(move |row| {
+                let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                let tokens = match width {
+                    TokenWidth::Uint16 => {
+                        DocTokens::U16(&values.as_primitive::<UInt16Type>().values()[start..end])
+                    }
+                    TokenWidth::Uint32 => {
+                        DocTokens::U32(&values.as_primitive::<UInt32Type>().values()[start..end])
+                    }
+                };
+                (tokens, prefix.value(row))
+            })
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! Writes one shard: rows are buffered into record batches, bytes go through a hashing writer,
+//! and the file only gets its final name once complete.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, ListArray, RecordBatch, UInt16Array, UInt32Array};
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
+use arrow_ipc::writer::FileWriter;
+use arrow_schema::{Field, SchemaRef};
+
+use super::{shard_schema, ShardInfo, TokenWidth};
+use crate::error::{Error, Result};
+use crate::fsutil::{rename_durable, temp_path};
+
+/// Ids per record batch before it is flushed (keeps list offsets far below `i32::MAX`).
+const BATCH_TOKENS: usize = 1 << 22;
+
+/// A `Write` that hashes and counts everything passing through.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writer of one shard file.
+pub struct ShardWriter {
+    final_path: PathBuf,
+    temp_path: PathBuf,
+    schema: SchemaRef,
+    width: TokenWidth,
+    writer: FileWriter<HashingWriter<BufWriter<File>>>,
+    offsets: Vec<i32>,
+    values: Vec<u32>,
+    prefix_lens: Vec<u32>,
+    rows: u64,
+    tokens: u64,
+}
+
+impl ShardWriter {
+    /// Starts `path` (written as `path.tmp` until [`ShardWriter::finish`]).
+    ///
+    /// # Errors
+    /// The temporary file cannot be created.
+    pub fn create(path: &Path, width: TokenWidth, tokenizer_fingerprint: &str) -> Result<Self> {
+        let temp = temp_path(path);
+        let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        let sink = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: blake3::Hasher::new(),
+            bytes: 0,
+        };
+        let schema = shard_schema(width, tokenizer_fingerprint);
+        let writer = FileWriter::try_new(sink, &schema).map_err(|e| Error::format(&temp, e))?;
+        Ok(Self {
+            final_path: path.to_path_buf(),
+            temp_path: temp,
+            schema,
+            width,
+            writer,
+            offsets: vec![0],
+            values: Vec::new(),
+            prefix_lens: Vec::new(),
+            rows: 0,
+            tokens: 0,
+        })
+    }
+
+    /// Appends one example.
+    ///
+    /// # Errors
+    /// Writing a full record batch fails.
+    pub fn push(&mut self, tokens: &[u32], prefix_len: u32) -> Result<()> {
+        self.values.extend_from_slice(tokens);
+        self.offsets.push(self.values.len() as i32);
+        self.prefix_lens.push(prefix_len);
+        self.rows += 1;
+        self.tokens += tokens.len() as u64;
+        if self.values.len() >= BATCH_TOKENS {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Ids written so far.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// Approximate bytes of data so far (ids and offsets), for deciding when to start a new shard.
+    pub fn data_bytes(&self) -> u64 {
+        self.tokens * self.width.bytes() as u64 + self.rows * 8
+    }
+
+    fn flush_batch(&mut self) -> Result<()> {
+        if self.prefix_lens.is_empty() {
+            return Ok(());
+        }
+        let values: ArrayRef = match self.width {
+            TokenWidth::Uint16 => Arc::new(UInt16Array::from_iter_values(
+                self.values.iter().map(|&v| v as u16),
+            )),
+            TokenWidth::Uint32 => Arc::new(UInt32Array::from(std::mem::take(&mut self.values))),
+        };
+        self.values.clear();
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(
+            &mut self.offsets,
+            vec![0],
+        )));
+        let item = Arc::new(Field::new("item", self.width.data_type(), false));
+        let tokens = ListArray::try_new(item, offsets, values, None)
+            .map_err(|e| Error::format(&self.temp_path, e))?;
+        let prefix = UInt32Array::from(std::mem::take(&mut self.prefix_lens));
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![Arc::new(tokens), Arc::new(prefix)],
+        )
+        .map_err(|e| Error::format(&self.temp_path, e))?;
+        self.writer
+            .write(&batch)
+            .map_err(|e| Error::format(&self.temp_path, e))
+    }
+
+    /// Completes the file, syncs it and renames it to its final name.
+    ///
+    /// # Errors
+    /// Writing, syncing or renaming fails.
+    pub fn finish(mut self) -> Result<ShardInfo> {
+        self.flush_batch()?;
+        self.writer
+            .finish()
+            .map_err(|e| Error::format(&self.temp_path, e))?;
+        let sink = self
+            .writer
+            .into_inner()
+            .map_err(|e| Error::format(&self.temp_path, e))?;
+        let HashingWriter {
+            inner,
+            hasher,
+            bytes,
+        } = sink;
+        let file = inner
+            .into_inner()
+            .map_err(|e| Error::io(&self.temp_path, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&self.temp_path, e))?;
+        drop(file);
+        rename_durable(&self.temp_path, &self.final_path)?;
+        Ok(ShardInfo {
+            file: self
+                .final_path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            rows: self.rows,
+            tokens: self.tokens,
+            bytes,
+            checksum: format!("blake3:{}", hasher.finalize().to_hex()),
+        })
+    }
+}

@@ -1,0 +1,213 @@
+//! Tokenizers: load a HuggingFace `tokenizer.json` or the built-in GPT-2 BPE, encode text to
+//! ids (thread-safe), and train new ones ([`train_tokenizer`]).
+
+mod gpt2;
+mod train;
+
+use std::path::Path;
+
+pub use gpt2::GPT2_EOS;
+pub use train::{train_tokenizer, TokenizerKind, TrainOptions};
+
+use crate::error::{Error, Result};
+
+/// End-of-document tokens tried, in order, when none is named.
+pub const DEFAULT_EOS_CANDIDATES: [&str; 5] =
+    ["<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "[SEP]"];
+
+/// A loaded tokenizer plus the exact `tokenizer.json` bytes that define it.
+pub struct TextTokenizer {
+    inner: tokenizers::Tokenizer,
+    json: Vec<u8>,
+    fingerprint: String,
+    source: String,
+    vocab_size: usize,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer")
+            .field("source", &self.source)
+            .field("vocab_size", &self.vocab_size)
+            .finish()
+    }
+}
+
+/// `blake3:<hex>` of some bytes: how files are fingerprinted and checksummed.
+pub fn fingerprint_bytes(bytes: &[u8]) -> String {
+    format!("blake3:{}", blake3::hash(bytes).to_hex())
+}
+
+impl TextTokenizer {
+    /// Loads `spec`: `gpt2` (built in, offline) or the path of a HuggingFace `tokenizer.json`.
+    ///
+    /// # Errors
+    /// Unknown name and no such file, or a file that is not a valid tokenizer.
+    pub fn load(spec: &str) -> Result<Self> {
+        if spec == "gpt2" {
+            let tokenizer = gpt2::gpt2_tokenizer()?;
+            let json = tokenizer
+                .to_string(false)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            return Self::from_json_bytes(json.into_bytes(), "gpt2");
+        }
+        let path = Path::new(spec);
+        if !path.is_file() {
+            return Err(Error::BadInput(format!(
+                "unknown tokenizer {spec:?}: not a built-in name (gpt2) and no such tokenizer.json file"
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json_bytes(bytes, spec).map_err(|e| match e {
+            Error::Tokenizer(msg) => {
+                Error::BadInput(format!("{spec}: not a valid tokenizer.json: {msg}"))
+            }
+            other => other,
+        })
+    }
+
+    /// Builds a tokenizer from `tokenizer.json` bytes; `source` names it in messages.
+    ///
+    /// # Errors
+    /// The bytes are not a valid tokenizer.
+    pub fn from_json_bytes(json: Vec<u8>, source: &str) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(&json)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let vocab_size = inner
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&max| max as usize + 1);
+        Ok(Self {
+            fingerprint: fingerprint_bytes(&json),
+            inner,
+            json,
+            source: source.to_owned(),
+            vocab_size,
+        })
+    }
+
+    /// Encodes text to token ids (no special tokens added).
+    ///
+    /// # Errors
+    /// The tokenizer library fails on this text.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Decodes ids back to text (special tokens kept).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.inner.decode(ids, false).unwrap_or_default()
+    }
+
+    /// Number of ids: one more than the largest id, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// The id of a token string, if it is in the vocabulary.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The token string of an id.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// The `tokenizer.json` bytes, written verbatim next to the shards.
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// `blake3:<hex>` of [`Self::json`]: tables and loaders compare it to refuse mismatches.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// What was loaded: `gpt2` or the path given.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Resolves the end-of-document token: `name` if given, else the first of
+    /// [`DEFAULT_EOS_CANDIDATES`] in the vocabulary.
+    ///
+    /// # Errors
+    /// The named token is not in the vocabulary, or none of the defaults is.
+    pub fn resolve_eos(&self, name: Option<&str>) -> Result<(String, u32)> {
+        if let Some(name) = name {
+            return self
+                .token_to_id(name)
+                .map(|id| (name.to_owned(), id))
+                .ok_or_else(|| {
+                    Error::BadInput(format!(
+                        "end-of-document token {name:?} is not in tokenizer {}",
+                        self.source
+                    ))
+                });
+        }
+        DEFAULT_EOS_CANDIDATES
+            .iter()
+            .find_map(|c| self.token_to_id(c).map(|id| ((*c).to_owned(), id)))
+            .ok_or_else(|| {
+                Error::BadInput(format!(
+                    "tokenizer {} has none of the usual end-of-document tokens {DEFAULT_EOS_CANDIDATES:?}; \
+                     name one with --eos-token or pass --no-eos",
+                    self.source
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpt2_gives_gpt2_ids() {
+        let tok = TextTokenizer::load("gpt2").unwrap();
+        let cases: [(&str, &[u32]); 5] = [
+            ("Hello world", &[15496, 995]),
+            (" Hello", &[18435]),
+            ("hello", &[31373]),
+            ("The quick brown fox", &[464, 2068, 7586, 21831]),
+            ("<|endoftext|>", &[50256]),
+        ];
+        for (text, ids) in cases {
+            assert_eq!(tok.encode(text).unwrap(), ids, "{text:?}");
+        }
+        assert_eq!(tok.vocab_size(), 50_257);
+        assert_eq!(
+            tok.resolve_eos(None).unwrap(),
+            (GPT2_EOS.0.to_owned(), GPT2_EOS.1)
+        );
+    }
+
+    #[test]
+    fn gpt2_matches_tiktoken_on_awkward_text() {
+        let tok = TextTokenizer::load("gpt2").unwrap();
+        let reference = tiktoken_rs::r50k_base_singleton();
+        let text = "  Multiple   spaces,\ttabs\n\nnewlines; numbers 1234567 3.14159; don't you'll \
+                    UPPER lower MiXeD; unicode: café naïve 日本語 🙂 emoji; code: fn main() { x += 1; }";
+        assert_eq!(tok.encode(text).unwrap(), reference.encode_ordinary(text));
+    }
+
+    #[test]
+    fn gpt2_json_is_deterministic() {
+        let a = TextTokenizer::load("gpt2").unwrap();
+        let b = TextTokenizer::load("gpt2").unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn unknown_tokenizer_is_bad_input() {
+        let err = TextTokenizer::load("no-such-tokenizer").unwrap_err();
+        assert!(err.is_bad_input());
+        assert!(err.to_string().contains("no-such-tokenizer"));
+    }
+}
