@@ -198,6 +198,7 @@ pub fn tokenize(
     };
 
     let mut writer = OutputWriter::resume(out, width, &tokenizer, &entries, settings.shard_bytes)?;
+    writer.halt_after_shards = options.halt_after_shards;
     let resumed_items = writer.items;
     let progress_bytes = Arc::new(AtomicU64::new(0));
     let progress = Progress::new(input_bytes, options.progress, "tokenize");
@@ -255,7 +256,6 @@ pub fn tokenize(
         &mut journal,
         &progress,
         &progress_bytes,
-        options,
     );
     drop(credit_tx);
     drop(result_rx);
@@ -425,6 +425,7 @@ fn read_chunks(
 }
 
 /// Writer loop on the calling thread: applies encoded chunks strictly in sequence order.
+/// On failure the shard in progress is dropped under its temporary name, as after a kill.
 fn write_in_order(
     results: &Receiver<Message>,
     credits: &Sender<()>,
@@ -432,20 +433,31 @@ fn write_in_order(
     journal: &mut Journal,
     progress: &Progress,
     progress_bytes: &AtomicU64,
-    options: &RunOptions,
+) -> Result<()> {
+    let outcome = apply_in_order(results, credits, writer, journal, progress, progress_bytes);
+    if outcome.is_err() {
+        writer.abandon_current();
+    }
+    outcome
+}
+
+fn apply_in_order(
+    results: &Receiver<Message>,
+    credits: &Sender<()>,
+    writer: &mut OutputWriter,
+    journal: &mut Journal,
+    progress: &Progress,
+    progress_bytes: &AtomicU64,
 ) -> Result<()> {
     let mut pending: HashMap<u64, EncodedChunk> = HashMap::new();
     let mut next = 0u64;
     let mut total: Option<u64> = None;
     while total != Some(next) {
-        match results
+        let message = results
             .recv()
-            .map_err(|_| Error::BadInput("the reader stopped unexpectedly".into()))?
-        {
-            Message::Failed(e) => {
-                writer.abandon_current();
-                return Err(e);
-            }
+            .map_err(|_| Error::BadInput("the reader stopped unexpectedly".into()))?;
+        match message {
+            Message::Failed(e) => return Err(e),
             Message::ReaderDone { chunks } => total = Some(chunks),
             Message::Chunk(chunk) => {
                 pending.insert(chunk.seq, chunk);
@@ -453,19 +465,8 @@ fn write_in_order(
                     writer.write_chunk(&chunk, journal)?;
                     next += 1;
                     let _ = credits.send(());
-                    progress.update(
-                        progress_bytes.load(Ordering::Relaxed),
-                        writer.totals.documents,
-                        writer.totals.tokens,
-                    );
-                    if let Some(limit) = options.halt_after_shards {
-                        if writer.shards.len() >= limit {
-                            writer.abandon_current();
-                            return Err(Error::BadInput(format!(
-                                "halted after {limit} shards (--halt-after-shards)"
-                            )));
-                        }
-                    }
+                    let bytes = progress_bytes.load(Ordering::Relaxed);
+                    progress.update(bytes, writer.totals.documents, writer.totals.tokens);
                 }
             }
         }
@@ -485,6 +486,8 @@ struct OutputWriter {
     totals: Totals,
     /// Stream items consumed (examples and skipped records).
     items: u64,
+    /// Testing: fail, as if killed, once this many shards are complete and the next is begun.
+    halt_after_shards: Option<usize>,
 }
 
 /// Name of the `index`-th shard.
@@ -522,6 +525,7 @@ impl OutputWriter {
             counts,
             totals: last.map(|e| e.totals.clone()).unwrap_or_default(),
             items: last.map_or(0, |e| e.items),
+            halt_after_shards: None,
         })
     }
 
@@ -550,6 +554,15 @@ impl OutputWriter {
                     }
                     let shard = self.current.as_mut().expect("just created");
                     shard.push(ids, prefix_len)?;
+                    if self
+                        .halt_after_shards
+                        .is_some_and(|limit| self.shards.len() >= limit)
+                    {
+                        let done = self.shards.len();
+                        return Err(Error::BadInput(format!(
+                            "halted after {done} shards (--halt-after-shards)"
+                        )));
+                    }
                     self.counts.add(ids);
                     self.totals.documents += 1;
                     self.totals.tokens += u64::from(len);

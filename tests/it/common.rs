@@ -1,0 +1,131 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hashprep::corpus::Format;
+use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
+
+/// The repository root.
+pub(crate) fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A Wikitext-103 split shipped in the repository (`valid` or `test`).
+pub(crate) fn wikitext(split: &str) -> PathBuf {
+    let shipped = repo().join(format!("data/wikitext-103/wiki.{split}.tokens"));
+    if shipped.exists() {
+        return shipped;
+    }
+    repo().join(format!("../shared/data/wikitext-103/wiki.{split}.tokens"))
+}
+
+/// The `hashprep` binary, progress bars off.
+pub(crate) fn hashprep() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hashprep"));
+    cmd.arg("--no-progress");
+    cmd
+}
+
+/// Runs and asserts success; returns stdout.
+pub(crate) fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({:?}):\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs and asserts failure; returns the exit code and stderr.
+pub(crate) fn run_fail(cmd: &mut Command) -> (i32, String) {
+    let Output { status, stderr, .. } = cmd.output().unwrap();
+    assert!(!status.success(), "{cmd:?} should have failed");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8(stderr).unwrap(),
+    )
+}
+
+/// Every file of a directory with its bytes.
+pub(crate) fn dir_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The documents of a file as the library reads them.
+pub(crate) fn documents(format: &Format, path: &Path) -> Vec<String> {
+    format
+        .open(path, None)
+        .unwrap()
+        .map(|r| r.unwrap().text)
+        .collect()
+}
+
+/// A word-level tokenizer trained on Wikitext-103 validation text, written to `dir`.
+pub(crate) fn word_tokenizer(dir: &Path, min_count: u64) -> PathBuf {
+    let docs = documents(&Format::Wikitext103, &wikitext("valid"));
+    let tok = train_tokenizer(
+        &TrainOptions::new(TokenizerKind::Word { min_count }),
+        docs.into_iter(),
+    )
+    .unwrap();
+    let path = dir.join(format!("word-{min_count}.json"));
+    std::fs::write(&path, tok.json()).unwrap();
+    path
+}
+
+/// The Python interpreter with pyarrow and tokenizers (the project's `.venv`), if present.
+/// Under CI it must be present: `make test` installs it.
+pub(crate) fn python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("HASHPREP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    let ok = Command::new(&candidate)
+        .args(["-c", "import pyarrow, tokenizers"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(candidate);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI=true but {} has no pyarrow/tokenizers: run the tests through `make test`",
+        candidate.display()
+    );
+    eprintln!(
+        "skipping the Python interop check: no {} with pyarrow and tokenizers",
+        candidate.display()
+    );
+    None
+}
+
+/// Reads every row of a tokenize output: (tokens, prefix_len).
+pub(crate) fn read_rows(dir: &Path) -> Vec<(Vec<u32>, u32)> {
+    let manifest = hashprep::shard::Manifest::read(dir).unwrap();
+    let mut rows = Vec::new();
+    for info in &manifest.shards {
+        let shard = hashprep::shard::ShardReader::open(&dir.join(&info.file), Some(&info.checksum))
+            .unwrap();
+        rows.extend(
+            shard
+                .documents()
+                .map(|(doc, prefix)| (doc.to_vec(), prefix)),
+        );
+    }
+    rows
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of `hashprep`: they run the binary and the library on real Wikitext-103
+//! text and on generated fixtures.
+
+mod bad_input;
+mod common;
+mod formats;
+mod python;
+mod resume;
+mod tasks;
+mod wikitext;

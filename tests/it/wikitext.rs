@@ -1,0 +1,116 @@
+//! Real text: Wikitext-103 through the word-level and GPT-2 tokenizers.
+
+use hashprep::corpus::Format;
+use hashprep::counts::TokenCounts;
+use hashprep::pipeline::{tokenize, RunOptions, TokenizeSettings};
+use hashprep::shard::Manifest;
+
+use crate::common::*;
+
+#[test]
+fn word_level_gives_one_token_per_word_and_counts_add_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = word_tokenizer(tmp.path(), 3);
+    let out = tmp.path().join("out");
+    let valid = wikitext("valid");
+    run_ok(
+        hashprep()
+            .args([
+                "tokenize",
+                "--format",
+                "wikitext103",
+                "--no-eos",
+                "--tokenizer",
+            ])
+            .arg(&tok)
+            .arg("--out")
+            .arg(&out)
+            .arg(&valid),
+    );
+
+    let docs = documents(&Format::Wikitext103, &valid);
+    let rows = read_rows(&out);
+    assert_eq!(rows.len(), docs.len());
+    assert_eq!(docs.len(), 60, "Wikitext-103 validation has 60 articles");
+    for (doc, (tokens, prefix)) in docs.iter().zip(&rows) {
+        assert_eq!(tokens.len(), doc.split_whitespace().count());
+        assert_eq!(*prefix, 0);
+    }
+    let words: usize = std::fs::read_to_string(&valid)
+        .unwrap()
+        .split_whitespace()
+        .count();
+    let manifest = Manifest::read(&out).unwrap();
+    assert_eq!(manifest.totals.tokens as usize, words);
+
+    let (counts, fingerprint) = TokenCounts::read(&out.join("counts.arrow")).unwrap();
+    assert_eq!(
+        fingerprint.as_deref(),
+        Some(manifest.tokenizer.fingerprint.as_str())
+    );
+    assert_eq!(
+        counts.as_slice().len(),
+        manifest.tokenizer.vocab_size,
+        "every id listed, zeros included"
+    );
+    let mut expected = TokenCounts::new(manifest.tokenizer.vocab_size);
+    for (tokens, _) in &rows {
+        expected.add(tokens);
+    }
+    assert_eq!(counts, expected);
+    assert_eq!(counts.total() as usize, words);
+}
+
+#[test]
+fn gpt2_ids_match_tiktoken_on_every_wikitext_article() {
+    let tmp = tempfile::tempdir().unwrap();
+    let valid = wikitext("valid");
+    let settings = TokenizeSettings::new(Format::Wikitext103, "gpt2");
+    tokenize(
+        &settings,
+        &[valid.clone()],
+        tmp.path(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let reference = tiktoken_rs::r50k_base_singleton();
+    let rows = read_rows(tmp.path());
+    let docs = documents(&Format::Wikitext103, &valid);
+    assert_eq!(rows.len(), docs.len());
+    for (doc, (tokens, _)) in docs.iter().zip(&rows) {
+        let mut expected = reference.encode_ordinary(doc);
+        expected.push(50_256); // <|endoftext|> appended as end of document
+        assert_eq!(tokens, &expected);
+    }
+    let manifest = Manifest::read(tmp.path()).unwrap();
+    assert_eq!(manifest.token_type, hashprep::shard::TokenWidth::Uint16);
+    assert_eq!(manifest.tokenizer.eos_id, Some(50_256));
+}
+
+#[test]
+fn output_bytes_do_not_depend_on_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = [wikitext("valid"), wikitext("test")];
+    let mut settings = TokenizeSettings::new(Format::Wikitext103, "gpt2");
+    settings.shard_bytes = 100_000; // several shards
+    let mut outputs = Vec::new();
+    for (threads, chunk_bytes) in [(1, 1 << 20), (2, 1 << 20), (2, 5_000)] {
+        let out = tmp.path().join(format!("t{threads}-{chunk_bytes}"));
+        let options = RunOptions {
+            threads,
+            chunk_bytes,
+            ..RunOptions::default()
+        };
+        tokenize(&settings, &inputs, &out, &options).unwrap();
+        outputs.push(dir_bytes(&out));
+    }
+    assert!(
+        outputs[0]
+            .keys()
+            .filter(|k| k.starts_with("shard-"))
+            .count()
+            > 3
+    );
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
+}
