@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""hashprep tokenize against the pipelines people use today, on the same input and tokenizer.
+
+1. HuggingFace datasets: load_dataset("text") + .map(batched=True) with the fast tokenizer
+   + save_to_disk (the usual preprocessing script);
+2. raw tokenizers.Tokenizer.encode_batch over the lines (no I/O, no storage: the anchor);
+3. hashprep tokenize --format text (read, encode, write shards + counts + manifest).
+
+Input: the shipped Wikitext-103 validation and test text repeated to --mb megabytes, one
+document per line; tokenizer: an 8008-id byte-level BPE trained by hashprep on that text.
+Prints MB/s for each and the ratios. Run with `make bench`.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def build_input(path: Path, megabytes: float) -> int:
+    sources = [REPO / "data/wikitext-103/wiki.valid.tokens", REPO / "data/wikitext-103/wiki.test.tokens"]
+    text = "".join(p.read_text(encoding="utf-8") for p in sources)
+    target = int(megabytes * 1e6)
+    with path.open("w", encoding="utf-8") as out:
+        written = 0
+        while written < target:
+            out.write(text)
+            written += len(text.encode("utf-8"))
+    return path.stat().st_size
+
+
+def timed(label, fn):
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    print(f"  {label:<40} {seconds:8.2f} s", flush=True)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hashprep", default=str(REPO / "target/release/hashprep"))
+    parser.add_argument("--mb", type=float, default=95.0, help="input size in MB (default 95)")
+    parser.add_argument("--vocab-size", type=int, default=8008)
+    parser.add_argument("--workdir", default=str(REPO / "target/bench/tokenize"))
+    args = parser.parse_args()
+
+    import datasets
+    import tokenizers
+
+    work = Path(args.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    corpus = work / "wikitext-x.txt"
+    size = build_input(corpus, args.mb)
+    mb = size / 1e6
+    tok_path = work / "bpe8008.json"
+    subprocess.run(
+        [args.hashprep, "--no-progress", "train-tokenizer", "--format", "wikitext103", "--kind", "bpe",
+         "--vocab-size", str(args.vocab_size), "--out", str(tok_path),
+         str(REPO / "data/wikitext-103/wiki.valid.tokens"), str(REPO / "data/wikitext-103/wiki.test.tokens")],
+        check=True, stdout=subprocess.DEVNULL)
+    print(f"input: {corpus.name}, {mb:.1f} MB, one document per line; tokenizer: {args.vocab_size}-id byte-level BPE; "
+          f"{os.cpu_count()} cores")
+
+    tok = tokenizers.Tokenizer.from_file(str(tok_path))
+
+    def hf_datasets():
+        cache = tempfile.mkdtemp(dir=work)
+        ds = datasets.load_dataset("text", data_files=str(corpus), split="train", cache_dir=cache)
+        ds = ds.map(lambda b: {"input_ids": [e.ids for e in tok.encode_batch(b["text"], add_special_tokens=False)]},
+                    batched=True, remove_columns=["text"])
+        ds.save_to_disk(str(work / "hf_saved"))
+
+    def raw_encode_batch():
+        with corpus.open(encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        for i in range(0, len(lines), 1000):
+            tok.encode_batch(lines[i:i + 1000], add_special_tokens=False)
+
+    def hashprep():
+        subprocess.run([args.hashprep, "--no-progress", "tokenize", "--format", "text", "--tokenizer", str(tok_path),
+                        "--force", "--out", str(work / "hashprep_out"), str(corpus)], check=True, stdout=subprocess.DEVNULL)
+
+    t_hf = timed("HF datasets load+map+save_to_disk", hf_datasets)
+    t_raw = timed("raw Tokenizer.encode_batch", raw_encode_batch)
+    t_hp = timed("hashprep tokenize (end to end)", hashprep)
+    print()
+    print(f"{'pipeline':<40} {'MB/s':>8}")
+    for label, t in [("HF datasets pipeline", t_hf), ("raw encode_batch", t_raw), ("hashprep tokenize", t_hp)]:
+        print(f"{label:<40} {mb / t:8.2f}")
+    print()
+    print(f"hashprep / HF datasets pipeline : {t_hf / t_hp:5.2f}x  (target >= 1.4x)")
+    print(f"hashprep / raw encode_batch     : {t_raw / t_hp:5.2f}x  (target >= 1.0x)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
