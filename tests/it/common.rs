@@ -89,14 +89,14 @@ pub(crate) fn word_tokenizer(dir: &Path, min_count: u64) -> PathBuf {
     path
 }
 
-/// The Python interpreter with pyarrow and tokenizers (the project's `.venv`), if present.
+/// The Python interpreter with pyarrow, tokenizers and jsonschema (the project's `.venv`), if present.
 /// Under CI it must be present: `make test` installs it.
 pub(crate) fn python() -> Option<PathBuf> {
     let candidate = std::env::var_os("HASHPREP_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".venv/bin/python"));
     let ok = Command::new(&candidate)
-        .args(["-c", "import pyarrow, tokenizers"])
+        .args(["-c", "import pyarrow, tokenizers, jsonschema"])
         .output()
         .is_ok_and(|o| o.status.success());
     if ok {
@@ -104,11 +104,11 @@ pub(crate) fn python() -> Option<PathBuf> {
     }
     assert!(
         std::env::var("CI").is_err(),
-        "CI=true but {} has no pyarrow/tokenizers: run the tests through `make test`",
+        "CI=true but {} has no pyarrow/tokenizers/jsonschema: run the tests through `make test`",
         candidate.display()
     );
     eprintln!(
-        "skipping the Python interop check: no {} with pyarrow and tokenizers",
+        "skipping the Python interop check: no {} with pyarrow, tokenizers and jsonschema",
         candidate.display()
     );
     None

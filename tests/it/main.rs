@@ -4,6 +4,7 @@
 mod bad_input;
 mod common;
 mod formats;
+mod inspect;
 mod python;
 mod resume;
 mod tasks;

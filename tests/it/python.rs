@@ -1,5 +1,5 @@
 //! What Python users do with the outputs: pyarrow memory-maps a shard without copying,
-//! reads the Parquet export, and `tokenizers` loads a trained tokenizer.json.
+//! reads the Parquet export, the manifest follows its JSON Schema, and `tokenizers` loads a trained tokenizer.json.
 
 use std::process::Command;
 
@@ -34,9 +34,10 @@ fn pyarrow_maps_shards_without_copying_and_reads_the_parquet_export() {
             .arg(&parquet),
     );
     let script = r#"
-import json, sys, pyarrow as pa, pyarrow.ipc, pyarrow.parquet as pq
-out, parquet = sys.argv[1], sys.argv[2]
+import json, sys, jsonschema, pyarrow as pa, pyarrow.ipc, pyarrow.parquet as pq
+out, parquet, schema = sys.argv[1], sys.argv[2], sys.argv[3]
 manifest = json.load(open(f"{out}/manifest.json"))
+jsonschema.validate(manifest, json.load(open(schema)))
 rows = tokens = 0
 for shard in manifest["shards"]:
     before = pa.total_allocated_bytes()
@@ -55,6 +56,7 @@ print(rows, tokens)
         .arg(script)
         .arg(&out)
         .arg(&parquet)
+        .arg(repo().join("schemas/manifest.schema.json"))
         .output()
         .unwrap();
     assert!(
