@@ -93,8 +93,7 @@ pub(crate) fn word_tokenizer(dir: &Path, min_count: u64) -> PathBuf {
 /// Under CI it must be present: `make test` installs it.
 pub(crate) fn python() -> Option<PathBuf> {
     let candidate = std::env::var_os("HASHPREP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+        .map_or_else(|| repo().join(".venv/bin/python"), PathBuf::from);
     let ok = Command::new(&candidate)
         .args(["-c", "import pyarrow, tokenizers, jsonschema"])
         .output()
@@ -114,7 +113,7 @@ pub(crate) fn python() -> Option<PathBuf> {
     None
 }
 
-/// Reads every row of a tokenize output: (tokens, prefix_len).
+/// Reads every row of a tokenize output: (tokens, `prefix_len`).
 pub(crate) fn read_rows(dir: &Path) -> Vec<(Vec<u32>, u32)> {
     let manifest = hashprep::shard::Manifest::read(dir).unwrap();
     let mut rows = Vec::new();

@@ -8,11 +8,25 @@ fn inspect_reports_shards_vocabulary_and_frequent_tokens() {
     let input = tmp.path().join("tiny.txt");
     std::fs::write(&input, "the cat sat on the mat\nthe dog sat\n\nthe end\n").unwrap();
     let out = tmp.path().join("out");
-    run_ok(hashprep()
-        .args(["tokenize", "--format", "text", "--tokenizer", "gpt2", "--out"])
-        .arg(&out)
-        .arg(&input));
-    let stdout = run_ok(hashprep().arg("inspect").arg(&out).args(["--json", "--top", "4"]));
+    run_ok(
+        hashprep()
+            .args([
+                "tokenize",
+                "--format",
+                "text",
+                "--tokenizer",
+                "gpt2",
+                "--out",
+            ])
+            .arg(&out)
+            .arg(&input),
+    );
+    let stdout = run_ok(
+        hashprep()
+            .arg("inspect")
+            .arg(&out)
+            .args(["--json", "--top", "4"]),
+    );
     let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     insta::assert_json_snapshot!(value, { ".dir" => "[dir]" });
 }

@@ -1,6 +1,9 @@
 //! End-to-end tests of `hashprep`: they run the binary and the library on real Wikitext-103
 //! text and on generated fixtures.
 
+// Building fixture text line by line reads best with format!.
+#![allow(clippy::format_collect)]
+
 mod bad_input;
 mod common;
 mod formats;

@@ -45,13 +45,13 @@ fn interrupted_run_resumes_to_identical_output() {
     // Damage the last completed shard as a crash during its rename might: it is redone.
     std::fs::write(resumed.join("shard-00002.arrow"), b"garbage").unwrap();
 
-    let stdout = run_ok(&mut tokenize_cmd(&resumed).arg("--json"));
+    let stdout = run_ok(tokenize_cmd(&resumed).arg("--json"));
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert!(summary["resumed_items"].as_u64().unwrap() > 0, "{summary}");
     assert_eq!(dir_bytes(&straight), dir_bytes(&resumed));
 
     // Once complete, a rerun does nothing; other settings are refused without --force.
-    let stdout = run_ok(&mut tokenize_cmd(&resumed).arg("--json"));
+    let stdout = run_ok(tokenize_cmd(&resumed).arg("--json"));
     assert!(stdout.contains("\"already_complete\": true"));
     let (code, stderr) = run_fail(tokenize_cmd(&resumed).arg("--no-eos"));
     assert_eq!(code, 2);

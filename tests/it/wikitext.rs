@@ -68,7 +68,7 @@ fn gpt2_ids_match_tiktoken_on_every_wikitext_article() {
     let settings = TokenizeSettings::new(Format::Wikitext103, "gpt2");
     tokenize(
         &settings,
-        &[valid.clone()],
+        std::slice::from_ref(&valid),
         tmp.path(),
         &RunOptions::default(),
     )

@@ -7,7 +7,7 @@
 //! The stages, each usable alone:
 //! - [`corpus`]: readers for Wikitext-103, cc100, plain text and JSONL, plain or compressed
 //!   (zstd with a 2 GiB window, xz, bzip2, gzip — detected by magic bytes);
-//! - [`tokenize`]: HuggingFace `tokenizer.json` files, GPT-2's BPE built in (offline), and
+//! - [`tokenize`]: `HuggingFace` `tokenizer.json` files, GPT-2's BPE built in (offline), and
 //!   training of byte-level BPE and word-level vocabularies;
 //! - [`shard`]: Arrow IPC shards written atomically and read back by memory map;
 //! - [`counts`]: token frequencies, mergeable across tasks;

@@ -10,7 +10,7 @@ use hashprep::corpus::Format;
 use hashprep::pipeline::{self, ExampleStream, OnError, RunOptions, TokenizeSettings};
 use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
 
-/// Corpus -> Arrow shards -> token->expert tables, for Hash Layer MoE training.
+/// Corpus -> Arrow shards -> token->expert tables, for Hash Layer `MoE` training.
 #[derive(Debug, Parser)]
 #[command(name = "hashprep", version, about)]
 pub(crate) struct Cli {
@@ -65,7 +65,7 @@ impl CorpusArgs {
 struct TokenizeArgs {
     #[command(flatten)]
     corpus: CorpusArgs,
-    /// `gpt2` (built in) or the path of a HuggingFace tokenizer.json.
+    /// `gpt2` (built in) or the path of a `HuggingFace` tokenizer.json.
     #[arg(long)]
     tokenizer: String,
     /// Output directory.
@@ -86,7 +86,7 @@ struct TokenizeArgs {
     /// Number of tasks sharing the inputs (e.g. a Slurm array size).
     #[arg(long, default_value_t = 1)]
     num_tasks: usize,
-    /// This task's index, 0-based (e.g. $SLURM_ARRAY_TASK_ID).
+    /// This task's index, 0-based (e.g. $`SLURM_ARRAY_TASK_ID`).
     #[arg(long, default_value_t = 0, env = "HASHPREP_TASK_INDEX")]
     task_index: usize,
     /// Replace an output directory that holds another run.
@@ -195,7 +195,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
 }
 
 fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
-    if !(args.shard_mib > 0.0) {
+    if args.shard_mib.is_nan() || args.shard_mib <= 0.0 {
         return Err(hashprep::Error::BadInput("--shard-mib must be positive".into()).into());
     }
     let settings = TokenizeSettings {

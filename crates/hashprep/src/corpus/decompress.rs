@@ -51,6 +51,9 @@ impl Compression {
     }
 }
 
+/// Buffer size of each decoder.
+const CAP: usize = 1 << 20;
+
 /// Largest zstd window accepted: 2^31 bytes, what pushshift's `--long=31` dumps need.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 31;
 
@@ -98,7 +101,6 @@ pub fn open_input(path: &Path, progress: Option<Arc<AtomicU64>>) -> Result<Input
     let mut raw = BufReader::with_capacity(1 << 20, counting);
     let head = raw.fill_buf().map_err(|e| Error::io(path, e))?;
     let compression = Compression::detect(head);
-    const CAP: usize = 1 << 20;
     let reader: Box<dyn BufRead + Send> = match compression {
         Compression::None => Box::new(raw),
         Compression::Zstd => {

@@ -1,4 +1,4 @@
-//! `hashprep export --to parquet`: one Parquet file per shard, for DuckDB, Spark and
+//! `hashprep export --to parquet`: one Parquet file per shard, for `DuckDB`, Spark and
 //! `datasets.load_dataset("parquet")`.
 
 use std::fs::File;
@@ -28,13 +28,10 @@ pub fn export_parquet(dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
-        let schema = shard
-            .batches()
-            .first()
-            .map(arrow_array::RecordBatch::schema)
-            .unwrap_or_else(|| {
-                crate::shard::shard_schema(manifest.token_type, &manifest.tokenizer.fingerprint)
-            });
+        let schema = shard.batches().first().map_or_else(
+            || crate::shard::shard_schema(manifest.token_type, &manifest.tokenizer.fingerprint),
+            arrow_array::RecordBatch::schema,
+        );
         let mut writer =
             ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::format(&tmp, e))?;
         for batch in shard.batches() {

@@ -11,7 +11,7 @@ use crate::shard::{Manifest, ShardReader, MANIFEST_FILE};
 /// What a run finds in its output directory.
 pub(crate) enum OutputState {
     /// A complete output of the same run: nothing to do.
-    Complete(Manifest),
+    Complete(Box<Manifest>),
     /// Continue after these verified shards (none for a fresh start).
     Resume {
         journal: Journal,
@@ -19,6 +19,8 @@ pub(crate) enum OutputState {
     },
 }
 
+/// The names a tokenize run writes (exact names, so the case-sensitive suffixes are right).
+#[allow(clippy::case_sensitive_file_extension_comparisons)]
 fn is_ours(name: &str) -> bool {
     name == MANIFEST_FILE
         || name == JOURNAL_FILE
@@ -71,7 +73,7 @@ pub(crate) fn prepare_output(dir: &Path, run: &str, force: bool) -> Result<Outpu
             .and_then(|v| v.as_str())
             == Some(run)
         {
-            return Ok(OutputState::Complete(manifest));
+            return Ok(OutputState::Complete(Box::new(manifest)));
         }
         if !force {
             return refuse("a complete tokenize output");

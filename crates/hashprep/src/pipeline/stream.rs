@@ -60,6 +60,13 @@ impl ExampleStream {
         }
     }
 
+    /// Advances `progress` by the on-disk bytes read.
+    #[must_use]
+    pub fn with_progress(mut self, progress: Arc<AtomicU64>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
     /// Only the texts (context turns and responses), bad records skipped or fatal per policy:
     /// what tokenizer training reads.
     pub fn texts(self) -> impl Iterator<Item = Result<String>> {

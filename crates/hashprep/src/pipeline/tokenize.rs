@@ -186,7 +186,7 @@ pub fn tokenize(
             return Ok(TokenizeSummary {
                 out: out.to_path_buf(),
                 shards: manifest.shards.len(),
-                totals: manifest.totals,
+                totals: manifest.totals.clone(),
                 input_files: files.len(),
                 input_bytes,
                 resumed_items: 0,
@@ -200,68 +200,24 @@ pub fn tokenize(
     let mut writer = OutputWriter::resume(out, width, &tokenizer, &entries, settings.shard_bytes)?;
     writer.halt_after_shards = options.halt_after_shards;
     let resumed_items = writer.items;
-    let progress_bytes = Arc::new(AtomicU64::new(0));
-    let progress = Progress::new(input_bytes, options.progress, "tokenize");
-
-    let threads = if options.threads == 0 {
-        rayon::current_num_threads()
-    } else {
-        options.threads
-    };
-    let pool = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("hashprep-encode-{i}"))
-            .build()
-            .map_err(|e| Error::BadInput(format!("cannot start {threads} threads: {e}")))?,
-    );
-    let max_in_flight = 2 * threads + 2;
-    let (credit_tx, credit_rx) = bounded::<()>(max_in_flight);
-    for _ in 0..max_in_flight {
-        credit_tx.send(()).expect("channel has room");
-    }
-    let (result_tx, result_rx) = unbounded::<Message>();
     let stream = ExampleStream::new(
         files.iter().map(|f| f.path.clone()).collect(),
         settings.format.clone(),
         settings.on_error,
-        Some(progress_bytes.clone()),
+        None,
     );
-    let reader = {
-        let encoder = ChunkEncoder {
-            tokenizer: tokenizer.clone(),
-            eos: eos.as_ref().map(|e| e.1),
-        };
-        let chunk_bytes = options.chunk_bytes.max(1);
-        std::thread::Builder::new()
-            .name("hashprep-read".into())
-            .spawn(move || {
-                read_chunks(
-                    stream,
-                    resumed_items,
-                    chunk_bytes,
-                    &credit_rx,
-                    &result_tx,
-                    &pool,
-                    encoder,
-                )
-            })
-            .map_err(|e| Error::BadInput(format!("cannot start the reader thread: {e}")))?
+    let encoder = ChunkEncoder {
+        tokenizer: tokenizer.clone(),
+        eos: eos.as_ref().map(|e| e.1),
     };
-
-    let outcome = write_in_order(
-        &result_rx,
-        &credit_tx,
+    run_stages(
+        stream,
+        encoder,
         &mut writer,
         &mut journal,
-        &progress,
-        &progress_bytes,
-    );
-    drop(credit_tx);
-    drop(result_rx);
-    let _ = reader.join();
-    progress.finish();
-    outcome?;
+        input_bytes,
+        options,
+    )?;
 
     if writer.totals.documents == 0 && options.num_tasks == 1 {
         return Err(Error::BadInput(format!(
@@ -305,6 +261,71 @@ pub fn tokenize(
         already_complete: false,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Runs the reader thread, the encoding pool and the in-order writer until the stream ends.
+fn run_stages(
+    stream: ExampleStream,
+    encoder: ChunkEncoder,
+    writer: &mut OutputWriter,
+    journal: &mut Journal,
+    input_bytes: u64,
+    options: &RunOptions,
+) -> Result<()> {
+    let progress_bytes = Arc::new(AtomicU64::new(0));
+    let progress = Progress::new(input_bytes, options.progress, "tokenize");
+
+    let threads = if options.threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        options.threads
+    };
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("hashprep-encode-{i}"))
+            .build()
+            .map_err(|e| Error::BadInput(format!("cannot start {threads} threads: {e}")))?,
+    );
+    let max_in_flight = 2 * threads + 2;
+    let (credit_tx, credit_rx) = bounded::<()>(max_in_flight);
+    for _ in 0..max_in_flight {
+        credit_tx.send(()).expect("channel has room");
+    }
+    let (result_tx, result_rx) = unbounded::<Message>();
+    let stream = stream.with_progress(progress_bytes.clone());
+    let resumed_items = writer.items;
+    let reader = {
+        let chunk_bytes = options.chunk_bytes.max(1);
+        std::thread::Builder::new()
+            .name("hashprep-read".into())
+            .spawn(move || {
+                read_chunks(
+                    stream,
+                    resumed_items,
+                    chunk_bytes,
+                    &credit_rx,
+                    &result_tx,
+                    &pool,
+                    encoder,
+                );
+            })
+            .map_err(|e| Error::BadInput(format!("cannot start the reader thread: {e}")))?
+    };
+
+    let outcome = write_in_order(
+        &result_rx,
+        &credit_tx,
+        writer,
+        journal,
+        &progress,
+        &progress_bytes,
+    );
+    drop(credit_tx);
+    drop(result_rx);
+    let _ = reader.join();
+    progress.finish();
+    outcome
 }
 
 /// Identifies a run: settings that shape the output, inputs (with sizes), task and tokenizer.
@@ -539,7 +560,7 @@ impl OutputWriter {
                         .totals
                         .skipped
                         .entry(reason.name().to_owned())
-                        .or_default() += 1
+                        .or_default() += 1;
                 }
                 Encoded::Example { len, prefix_len } => {
                     let ids = &chunk.ids[offset..offset + len as usize];

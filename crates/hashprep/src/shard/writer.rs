@@ -86,8 +86,15 @@ impl ShardWriter {
     /// # Errors
     /// Writing a full record batch fails.
     pub fn push(&mut self, tokens: &[u32], prefix_len: u32) -> Result<()> {
+        let end = i32::try_from(self.values.len() + tokens.len()).map_err(|_| {
+            Error::BadInput(format!(
+                "{}: an example of {} tokens is too long for one Arrow list",
+                self.final_path.display(),
+                tokens.len()
+            ))
+        })?;
         self.values.extend_from_slice(tokens);
-        self.offsets.push(self.values.len() as i32);
+        self.offsets.push(end);
         self.prefix_lens.push(prefix_len);
         self.rows += 1;
         self.tokens += tokens.len() as u64;

@@ -1,7 +1,7 @@
 //! GPT-2's byte-level BPE, built offline from the ranks that `tiktoken-rs` embeds (`r50k_base`
 //! is GPT-2's encoding: same ranks, same ids, same pre-tokenization regex).
 //!
-//! The HuggingFace form needs a vocabulary of byte-level strings and a merge list. Token `r`
+//! The `HuggingFace` form needs a vocabulary of byte-level strings and a merge list. Token `r`
 //! (r >= 256) is a merge of two shorter tokens, both of lower rank; listing every such split in
 //! order of `r` gives a BPE whose merge priority is the rank of the merged token, which is how
 //! tiktoken itself applies ranks. Tests compare the result with tiktoken on real text.
@@ -34,7 +34,7 @@ pub(crate) fn byte_to_char_table() -> [char; 256] {
     table
 }
 
-/// Builds GPT-2's tokenizer in HuggingFace form, with no file or network access.
+/// Builds GPT-2's tokenizer in `HuggingFace` form, with no file or network access.
 ///
 /// # Errors
 /// Only if the embedded ranks are inconsistent (a bug).

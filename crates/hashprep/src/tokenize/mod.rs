@@ -1,4 +1,4 @@
-//! Tokenizers: load a HuggingFace `tokenizer.json` or the built-in GPT-2 BPE, encode text to
+//! Tokenizers: load a `HuggingFace` `tokenizer.json` or the built-in GPT-2 BPE, encode text to
 //! ids (thread-safe), and train new ones ([`train_tokenizer`]).
 
 mod gpt2;
@@ -29,7 +29,7 @@ impl std::fmt::Debug for TextTokenizer {
         f.debug_struct("TextTokenizer")
             .field("source", &self.source)
             .field("vocab_size", &self.vocab_size)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -39,7 +39,7 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> String {
 }
 
 impl TextTokenizer {
-    /// Loads `spec`: `gpt2` (built in, offline) or the path of a HuggingFace `tokenizer.json`.
+    /// Loads `spec`: `gpt2` (built in, offline) or the path of a `HuggingFace` `tokenizer.json`.
     ///
     /// # Errors
     /// Unknown name and no such file, or a file that is not a valid tokenizer.
