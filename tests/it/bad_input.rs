@@ -8,11 +8,8 @@ use crate::formats::compress;
 
 fn tokenize_fail(out: &Path, format: &[&str], inputs: &[&Path]) -> (i32, String) {
     let (code, stderr) = run_fail(
-        hashprep()
-            .arg("tokenize")
+        tokenize_into(out, &["--tokenizer", "gpt2"])
             .args(format)
-            .args(["--tokenizer", "gpt2", "--out"])
-            .arg(out)
             .args(inputs),
     );
     assert!(
@@ -80,17 +77,11 @@ fn each_kind_of_bad_input_is_named_with_its_place() {
     }
 
     let (code, stderr) = run_fail(
-        hashprep()
-            .args([
-                "tokenize",
-                "--format",
-                "text",
-                "--tokenizer",
-                "nonexistent-tok",
-                "--out",
-            ])
-            .arg(p("out-tok"))
-            .arg(p("bad-utf8.txt")),
+        tokenize_into(
+            &p("out-tok"),
+            &["--format", "text", "--tokenizer", "nonexistent-tok"],
+        )
+        .arg(p("bad-utf8.txt")),
     );
     assert_eq!(code, 2);
     assert!(
@@ -110,9 +101,9 @@ fn skip_policy_counts_bad_records_by_reason() {
     .unwrap();
     let out = tmp.path().join("out");
     let stdout = run_ok(
-        hashprep()
-            .args([
-                "tokenize",
+        tokenize_into(
+            &out,
+            &[
                 "--format",
                 "jsonl",
                 "--tokenizer",
@@ -120,10 +111,9 @@ fn skip_policy_counts_bad_records_by_reason() {
                 "--on-error",
                 "skip",
                 "--json",
-                "--out",
-            ])
-            .arg(&out)
-            .arg(&input),
+            ],
+        )
+        .arg(&input),
     );
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["totals"]["documents"], 2);

@@ -31,6 +31,13 @@ pub(crate) fn hashprep() -> Command {
     cmd
 }
 
+/// `hashprep tokenize --out OUT ARGS...`, progress bars off.
+pub(crate) fn tokenize_into(out: &Path, args: &[&str]) -> Command {
+    let mut cmd = hashprep();
+    cmd.arg("tokenize").arg("--out").arg(out).args(args);
+    cmd
+}
+
 /// Runs and asserts success; returns stdout.
 pub(crate) fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();

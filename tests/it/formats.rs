@@ -116,11 +116,8 @@ fn every_format_and_compression_round_trips() {
         let out = tmp.path().join(format!("out{i}"));
         // The directory is given: every file in it is read, in sorted order.
         run_ok(
-            hashprep()
-                .arg("tokenize")
+            tokenize_into(&out, &["--tokenizer", "gpt2"])
                 .args(&args)
-                .args(["--tokenizer", "gpt2", "--out"])
-                .arg(&out)
                 .arg(&case_dir),
         );
         let rows = read_rows(&out);
@@ -147,18 +144,11 @@ fn globs_and_several_inputs_keep_a_stable_order() {
     let out = tmp.path().join("out");
     let pattern = tmp.path().join("*.txt");
     run_ok(
-        hashprep()
-            .args([
-                "tokenize",
-                "--format",
-                "text",
-                "--tokenizer",
-                "gpt2",
-                "--no-eos",
-                "--out",
-            ])
-            .arg(&out)
-            .arg(&pattern),
+        tokenize_into(
+            &out,
+            &["--format", "text", "--tokenizer", "gpt2", "--no-eos"],
+        )
+        .arg(&pattern),
     );
     let tok = hashprep::tokenize::TextTokenizer::load("gpt2").unwrap();
     let texts: Vec<String> = read_rows(&out)

@@ -8,19 +8,7 @@ fn inspect_reports_shards_vocabulary_and_frequent_tokens() {
     let input = tmp.path().join("tiny.txt");
     std::fs::write(&input, "the cat sat on the mat\nthe dog sat\n\nthe end\n").unwrap();
     let out = tmp.path().join("out");
-    run_ok(
-        hashprep()
-            .args([
-                "tokenize",
-                "--format",
-                "text",
-                "--tokenizer",
-                "gpt2",
-                "--out",
-            ])
-            .arg(&out)
-            .arg(&input),
-    );
+    run_ok(tokenize_into(&out, &["--format", "text", "--tokenizer", "gpt2"]).arg(&input));
     let stdout = run_ok(
         hashprep()
             .arg("inspect")

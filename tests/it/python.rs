@@ -11,19 +11,18 @@ fn pyarrow_maps_shards_without_copying_and_reads_the_parquet_export() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     run_ok(
-        hashprep()
-            .args([
-                "tokenize",
+        tokenize_into(
+            &out,
+            &[
                 "--format",
                 "wikitext103",
                 "--tokenizer",
                 "gpt2",
                 "--shard-mib",
                 "0.2",
-                "--out",
-            ])
-            .arg(&out)
-            .arg(wikitext("valid")),
+            ],
+        )
+        .arg(wikitext("valid")),
     );
     let parquet = tmp.path().join("parquet");
     run_ok(
@@ -51,23 +50,18 @@ for shard in manifest["shards"]:
     rows += table.num_rows; tokens += n
 print(rows, tokens)
 "#;
-    let output = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .arg(&out)
-        .arg(&parquet)
-        .arg(repo().join("schemas/manifest.schema.json"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = run_ok(
+        Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .arg(&out)
+            .arg(&parquet)
+            .arg(repo().join("schemas/manifest.schema.json")),
     );
     let manifest = hashprep::shard::Manifest::read(&out).unwrap();
     assert!(manifest.shards.len() > 1);
     assert_eq!(
-        String::from_utf8(output.stdout).unwrap().trim(),
+        stdout.trim(),
         format!("{} {}", manifest.totals.documents, manifest.totals.tokens)
     );
 }
@@ -96,19 +90,13 @@ fn trained_tokenizers_load_in_python_and_encode_the_same_ids() {
         }
         let script = "import sys, tokenizers; t = tokenizers.Tokenizer.from_file(sys.argv[1]); \
                       print(' '.join(map(str, t.encode(sys.argv[2], add_special_tokens=False).ids)))";
-        let output = Command::new(&python)
-            .args(["-c", script])
-            .arg(&path)
-            .arg(sample)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        let stdout = run_ok(
+            Command::new(&python)
+                .args(["-c", script])
+                .arg(&path)
+                .arg(sample),
         );
-        let theirs: Vec<u32> = String::from_utf8(output.stdout)
-            .unwrap()
+        let theirs: Vec<u32> = stdout
             .split_whitespace()
             .map(|x| x.parse().unwrap())
             .collect();

@@ -5,20 +5,18 @@ use std::process::Command;
 use crate::common::*;
 
 fn tokenize_cmd(out: &std::path::Path) -> Command {
-    let mut cmd = hashprep();
-    cmd.args([
-        "tokenize",
-        "--format",
-        "wikitext103",
-        "--tokenizer",
-        "gpt2",
-        "--shard-mib",
-        "0.1",
-        "--out",
-    ])
-    .arg(out)
-    .arg(wikitext("valid"))
-    .arg(wikitext("test"));
+    let mut cmd = tokenize_into(
+        out,
+        &[
+            "--format",
+            "wikitext103",
+            "--tokenizer",
+            "gpt2",
+            "--shard-mib",
+            "0.1",
+        ],
+    );
+    cmd.arg(wikitext("valid")).arg(wikitext("test"));
     cmd
 }
 

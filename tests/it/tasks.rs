@@ -19,16 +19,7 @@ fn tasks_partition_inputs_and_merge_matches_a_single_run() {
     }
     let tokenize = |out: &std::path::Path, extra: &[&str]| {
         run_ok(
-            hashprep()
-                .args([
-                    "tokenize",
-                    "--format",
-                    "text",
-                    "--tokenizer",
-                    "gpt2",
-                    "--out",
-                ])
-                .arg(out)
+            tokenize_into(out, &["--format", "text", "--tokenizer", "gpt2"])
                 .args(extra)
                 .arg(&inputs),
         )

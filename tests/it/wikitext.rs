@@ -14,18 +14,12 @@ fn word_level_gives_one_token_per_word_and_counts_add_up() {
     let out = tmp.path().join("out");
     let valid = wikitext("valid");
     run_ok(
-        hashprep()
-            .args([
-                "tokenize",
-                "--format",
-                "wikitext103",
-                "--no-eos",
-                "--tokenizer",
-            ])
-            .arg(&tok)
-            .arg("--out")
-            .arg(&out)
-            .arg(&valid),
+        tokenize_into(
+            &out,
+            &["--format", "wikitext103", "--no-eos", "--tokenizer"],
+        )
+        .arg(&tok)
+        .arg(&valid),
     );
 
     let docs = documents(&Format::Wikitext103, &valid);

@@ -446,23 +446,9 @@ fn read_chunks(
 }
 
 /// Writer loop on the calling thread: applies encoded chunks strictly in sequence order.
-/// On failure the shard in progress is dropped under its temporary name, as after a kill.
+/// On failure the caller drops the writer: the shard in progress stays under its temporary
+/// name, as after a kill.
 fn write_in_order(
-    results: &Receiver<Message>,
-    credits: &Sender<()>,
-    writer: &mut OutputWriter,
-    journal: &mut Journal,
-    progress: &Progress,
-    progress_bytes: &AtomicU64,
-) -> Result<()> {
-    let outcome = apply_in_order(results, credits, writer, journal, progress, progress_bytes);
-    if outcome.is_err() {
-        writer.abandon_current();
-    }
-    outcome
-}
-
-fn apply_in_order(
     results: &Receiver<Message>,
     credits: &Sender<()>,
     writer: &mut OutputWriter,
@@ -607,11 +593,6 @@ impl OutputWriter {
             })?;
         }
         Ok(())
-    }
-
-    /// Drops the shard in progress (its temporary file stays, as after a kill).
-    fn abandon_current(&mut self) {
-        self.current = None;
     }
 
     fn finish(mut self, journal: &mut Journal) -> Result<(Vec<ShardInfo>, Totals, TokenCounts)> {
