@@ -12,6 +12,7 @@ Prints MB/s for each and the ratios. Run with `make bench`.
 """
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,8 @@ def main() -> None:
     print()
     print(f"hashprep / HF datasets pipeline : {t_hf / t_hp:5.2f}x  (target >= 1.4x)")
     print(f"hashprep / raw encode_batch     : {t_raw / t_hp:5.2f}x  (target >= 1.0x)")
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"hashprep peak memory (largest child process): {peak_mib:.0f} MiB for {mb:.0f} MB of input")
 
 
 if __name__ == "__main__":

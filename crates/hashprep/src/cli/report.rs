@@ -69,7 +69,7 @@ pub(super) fn inspection(ins: &Inspection, as_json: bool) -> Result<()> {
     )?;
     writeln!(
         out,
-        "  vocabulary  {} ids ({:?}), {} used",
+        "  vocabulary  {} ids ({}), {} used",
         ins.vocab_size, ins.token_type, ins.used_ids
     )?;
     writeln!(

@@ -52,6 +52,15 @@ impl TokenWidth {
     }
 }
 
+impl std::fmt::Display for TokenWidth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenWidth::Uint16 => "uint16",
+            TokenWidth::Uint32 => "uint32",
+        })
+    }
+}
+
 /// Column names of a shard.
 pub const TOKENS_COLUMN: &str = "tokens";
 /// Number of leading context tokens of a dialogue example (0 for plain text).
