@@ -29,6 +29,7 @@ mod error;
 pub mod fsutil;
 pub mod pipeline;
 pub mod shard;
+pub mod table;
 pub mod tokenize;
 
 pub use error::{Error, Location, Result, SkipReason};

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use hashprep::corpus::Format;
-use hashprep::pipeline::{self, ExampleStream, OnError, RunOptions, TokenizeSettings};
+use hashprep::pipeline::{
+    self, BuildTableRequest, ExampleStream, OnError, RunOptions, TokenizeSettings,
+};
+use hashprep::table::{Method, TableFormat, TableSpec};
 use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
 
 /// Corpus -> Arrow shards -> token->expert tables, for Hash Layer `MoE` training.
@@ -33,6 +36,8 @@ enum Command {
     Inspect(InspectArgs),
     /// Export the shards to another format.
     Export(ExportArgs),
+    /// Build a token -> expert table (balanced, random, clustered, ...) with balance statistics.
+    BuildTable(BuildTableArgs),
 }
 
 /// Options shared by the commands that read a corpus.
@@ -163,6 +168,55 @@ struct ExportArgs {
     out: PathBuf,
 }
 
+#[derive(Debug, Args)]
+struct BuildTableArgs {
+    /// A tokenize output directory (uses its counts.arrow; bigram statistics read its shards).
+    #[arg(long, conflicts_with = "counts", required_unless_present = "counts")]
+    data: Option<PathBuf>,
+    /// A counts.arrow file instead of --data.
+    #[arg(long)]
+    counts: Option<PathBuf>,
+    /// random, balanced, clustered, dispersed, bigram, previous, position or oracle.
+    #[arg(long, value_enum)]
+    method: Method,
+    /// Number of experts K.
+    #[arg(long)]
+    experts: u32,
+    /// MultiHash: independent assignments per layer (N).
+    #[arg(long, default_value_t = 1)]
+    hashes: u32,
+    /// Sparse layers, each with its own table ("different hash per layer").
+    #[arg(long, default_value_t = 1)]
+    layers: u32,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// balanced: keep the paper's greedy assignment without the refinement.
+    #[arg(long)]
+    no_refine: bool,
+    /// previous / oracle: the per-token method applied to the neighbouring token.
+    #[arg(long, value_enum, default_value_t = Method::Random)]
+    base: Method,
+    /// clustered / dispersed: baseline token embeddings, .npy [V, d] or safetensors.
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
+    /// The tensor to use inside a safetensors file.
+    #[arg(long)]
+    tensor: Option<String>,
+    /// k-means: independent initialisations (best inertia wins).
+    #[arg(long, default_value_t = 1)]
+    kmeans_runs: usize,
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+    /// arrow (default) or npy (+ FILE.json metadata).
+    #[arg(long, value_enum, default_value_t = TableFormat::Arrow)]
+    format: TableFormat,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 pub(crate) fn run(cli: Cli) -> Result<()> {
     let progress = !cli.no_progress;
     match cli.command {
@@ -175,6 +229,26 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => {
             let inspection = pipeline::inspect(&args.dir, args.top)?;
             report::inspection(&inspection, args.json)
+        }
+        Command::BuildTable(args) => {
+            let mut spec = TableSpec::new(args.method, args.experts);
+            spec.hashes = args.hashes;
+            spec.layers = args.layers;
+            spec.seed = args.seed;
+            spec.refine = !args.no_refine;
+            spec.base = args.base;
+            spec.kmeans.runs = args.kmeans_runs;
+            let request = BuildTableRequest {
+                spec,
+                data: args.data,
+                counts: args.counts,
+                embeddings: args.embeddings,
+                tensor: args.tensor,
+                out: args.out,
+                format: args.format,
+            };
+            let report = pipeline::build_table_files(&request)?;
+            report::table(&report, args.json)
         }
         Command::Export(args) => {
             if args.to != "parquet" {

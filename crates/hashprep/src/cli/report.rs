@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use anyhow::Result;
-use hashprep::pipeline::{skipped_by_reason, Inspection, TokenizeSummary};
+use hashprep::pipeline::{skipped_by_reason, Inspection, TableReport, TokenizeSummary};
+use hashprep::table::BalanceStats;
 
 pub(super) fn line(text: &str) -> Result<()> {
     writeln!(std::io::stdout().lock(), "{text}")?;
@@ -94,5 +95,64 @@ pub(super) fn inspection(ins: &Inspection, as_json: bool) -> Result<()> {
             t.text
         )?;
     }
+    Ok(())
+}
+
+pub(super) fn table(report: &TableReport, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(report);
+    }
+    let mut out = std::io::stdout().lock();
+    let files: Vec<String> = report
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    writeln!(
+        out,
+        "{} table, K = {}, {} ids, {} tokens -> {}",
+        report.method.name(),
+        report.experts,
+        report.vocab_size,
+        report.total_tokens,
+        files.join(", ")
+    )?;
+    if let Some(note) = &report.note {
+        writeln!(out, "note: {note}")?;
+    }
+    writeln!(
+        out,
+        "{:<14} {:>9} {:>7} {:>9} {:>12} {:>14} {:>9}",
+        "layer/hash", "max/mean", "cv", "entropy", "max load", "lower bound", "ratio"
+    )?;
+    for stream in &report.streams {
+        let label = format!("{}/{}", stream.layer, stream.hash);
+        match &stream.stats {
+            Some(stats) => stats_row(&mut out, &label, stats)?,
+            None => writeln!(out, "{label:<14} (no statistics)")?,
+        }
+        if let Some(greedy) = &stream.greedy_only {
+            stats_row(&mut out, "  greedy only", greedy)?;
+        }
+    }
+    if let Some(stats) = report.streams.first().and_then(|s| s.stats.as_ref()) {
+        let mut shares = stats.shares.clone();
+        shares.sort_by(|a, b| b.total_cmp(a));
+        let text: Vec<String> = shares.iter().map(|s| format!("{:.2}", 100.0 * s)).collect();
+        writeln!(
+            out,
+            "share per expert (%, sorted, layer 0 hash 0): {}",
+            text.join(" ")
+        )?;
+    }
+    Ok(())
+}
+
+fn stats_row(out: &mut impl Write, label: &str, s: &BalanceStats) -> Result<()> {
+    writeln!(
+        out,
+        "{label:<14} {:>9.4} {:>7.4} {:>9.4} {:>12} {:>14.1} {:>9.4}",
+        s.max_over_mean, s.cv, s.entropy_bits, s.max_load, s.lower_bound, s.ratio_to_bound
+    )?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Stages wired together: `tokenize` (with resume and task partitioning), `merge`, `inspect`,
 //! `export`, tokenizer training over the same readers, and progress reporting.
 
+mod build_table;
 mod export;
 mod inspect;
 mod journal;
@@ -10,6 +11,7 @@ mod progress;
 mod stream;
 mod tokenize;
 
+pub use build_table::{build_table_files, BuildTableRequest, StreamReport, TableReport};
 pub use export::export_parquet;
 pub use inspect::{inspect, Inspection, TopToken};
 pub use merge::merge;

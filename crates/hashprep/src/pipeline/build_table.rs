@@ -1,0 +1,210 @@
+//! `hashprep build-table`: counts (and embeddings) -> table file + balance statistics.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::counts::TokenCounts;
+use crate::error::{Error, Result};
+use crate::shard::{Manifest, ShardReader};
+use crate::table::{
+    bigram_expert, build_table, greedy, load_embeddings, loads, BalanceStats, Method, RoutingTable,
+    Rule, TableFormat, TableInputs, TableSpec,
+};
+use crate::tokenize::fingerprint_bytes;
+
+/// Where the counts come from and what to write.
+#[derive(Debug, Clone)]
+pub struct BuildTableRequest {
+    /// The table to build.
+    pub spec: TableSpec,
+    /// A tokenize output directory (its `counts.arrow` and, for `bigram`, its shards).
+    pub data: Option<PathBuf>,
+    /// A counts file, instead of `data`.
+    pub counts: Option<PathBuf>,
+    /// Embeddings for `clustered` / `dispersed`.
+    pub embeddings: Option<PathBuf>,
+    /// The tensor name inside a safetensors file.
+    pub tensor: Option<String>,
+    /// Output file.
+    pub out: PathBuf,
+    /// Output format.
+    pub format: TableFormat,
+}
+
+/// Statistics of one stream of a table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamReport {
+    /// Sparse layer.
+    pub layer: u32,
+    /// Hash within the layer.
+    pub hash: u32,
+    /// Balance of the final assignment (`None` for `position`).
+    pub stats: Option<BalanceStats>,
+    /// `balanced` with refinement: the balance of the greedy rule alone, for comparison.
+    pub greedy_only: Option<BalanceStats>,
+}
+
+/// What `build-table` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableReport {
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// Method.
+    pub method: Method,
+    /// Experts K.
+    pub experts: u32,
+    /// Number of token ids.
+    pub vocab_size: usize,
+    /// Token occurrences the statistics are over.
+    pub total_tokens: u64,
+    /// One report per stream.
+    pub streams: Vec<StreamReport>,
+    /// How the statistics were obtained, when not from the unigram counts.
+    pub note: Option<String>,
+}
+
+/// Builds, writes and measures a table.
+///
+/// # Errors
+/// Bad input (see [`build_table`]), unreadable counts or embeddings, or an I/O failure.
+pub fn build_table_files(request: &BuildTableRequest) -> Result<TableReport> {
+    let (counts, counts_path, tokenizer_fingerprint) = load_counts(request)?;
+    let counts_bytes = std::fs::read(&counts_path).map_err(|e| Error::io(&counts_path, e))?;
+    let embeddings = request
+        .embeddings
+        .as_deref()
+        .map(|p| load_embeddings(p, request.tensor.as_deref()))
+        .transpose()?;
+    let inputs = TableInputs {
+        counts: &counts,
+        tokenizer_fingerprint,
+        counts_fingerprint: fingerprint_bytes(&counts_bytes),
+        embeddings: embeddings.as_ref(),
+    };
+    let table = build_table(&request.spec, &inputs)?;
+    let files = table.write(&request.out, request.format)?;
+    let (streams, note) = stream_reports(&table, &counts, request)?;
+    Ok(TableReport {
+        files,
+        method: table.meta.method,
+        experts: table.meta.experts,
+        vocab_size: table.meta.vocab_size,
+        total_tokens: counts.total(),
+        streams,
+        note,
+    })
+}
+
+fn load_counts(request: &BuildTableRequest) -> Result<(TokenCounts, PathBuf, String)> {
+    let path = match (&request.data, &request.counts) {
+        (Some(dir), None) => dir.join(Manifest::read(dir)?.counts_file),
+        (None, Some(file)) => file.clone(),
+        _ => {
+            return Err(Error::BadInput(
+                "give exactly one of --data DIR or --counts FILE".into(),
+            ))
+        }
+    };
+    let (counts, fingerprint) = TokenCounts::read(&path)?;
+    let fingerprint = fingerprint
+        .ok_or_else(|| Error::corrupt(&path, "counts without a tokenizer fingerprint"))?;
+    Ok((counts, path, fingerprint))
+}
+
+fn stream_reports(
+    table: &RoutingTable,
+    counts: &TokenCounts,
+    request: &BuildTableRequest,
+) -> Result<(Vec<StreamReport>, Option<String>)> {
+    let meta = &table.meta;
+    let mut note = None;
+    let stats: Vec<Option<BalanceStats>> = match meta.rule {
+        Rule::Token | Rule::Previous | Rule::Next => {
+            if meta.rule != Rule::Token {
+                note = Some(
+                    "loads use the unigram counts as the distribution of the neighbouring token"
+                        .into(),
+                );
+            }
+            table
+                .token_stats(counts)
+                .expect("per-token table")
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+        Rule::Bigram => match &request.data {
+            Some(dir) => {
+                note = Some("loads of the (previous, current) pairs inside the documents of --data; bound = total / K".into());
+                bigram_stats(table, dir)?.into_iter().map(Some).collect()
+            }
+            None => {
+                note = Some("bigram loads need the shards: pass --data DIR".into());
+                vec![None; table.streams() as usize]
+            }
+        },
+        Rule::Position => {
+            note = Some("position routing is t mod K: balanced by construction for sequences of at least K tokens".into());
+            vec![None; table.streams() as usize]
+        }
+    };
+    let greedy_only = |stream: u32| -> Option<BalanceStats> {
+        let per_token_balanced =
+            meta.method == Method::Balanced || meta.base == Some(Method::Balanced);
+        if !(meta.refined && per_token_balanced) {
+            return None;
+        }
+        let key = if stream == 0 {
+            0
+        } else {
+            table.stream_key(stream) | 1
+        };
+        let assignment = greedy(counts.as_slice(), meta.experts, key);
+        let largest = counts.as_slice().iter().copied().max().unwrap_or(0);
+        Some(BalanceStats::from_loads(
+            &loads(counts.as_slice(), &assignment, meta.experts),
+            largest,
+        ))
+    };
+    let reports = stats
+        .into_iter()
+        .enumerate()
+        .map(|(s, stats)| StreamReport {
+            layer: s as u32 / meta.hashes,
+            hash: s as u32 % meta.hashes,
+            stats,
+            greedy_only: greedy_only(s as u32),
+        })
+        .collect();
+    Ok((reports, note))
+}
+
+/// Loads of every bigram stream over the consecutive pairs of each document.
+fn bigram_stats(table: &RoutingTable, dir: &Path) -> Result<Vec<BalanceStats>> {
+    let manifest = Manifest::read(dir)?;
+    table.check_data(
+        &manifest.tokenizer.fingerprint,
+        manifest.tokenizer.vocab_size,
+    )?;
+    let k = table.meta.experts;
+    let keys: Vec<u64> = (0..table.streams()).map(|s| table.stream_key(s)).collect();
+    let mut loads = vec![vec![0u64; k as usize]; keys.len()];
+    let mut ids = Vec::new();
+    for info in &manifest.shards {
+        let shard = ShardReader::open(&dir.join(&info.file), Some(&info.checksum))?;
+        for (doc, _) in shard.documents() {
+            ids.clear();
+            doc.for_each(|id| ids.push(id));
+            for pair in ids.windows(2) {
+                for (stream, key) in keys.iter().enumerate() {
+                    loads[stream][bigram_expert(*key, pair[0], pair[1], k) as usize] += 1;
+                }
+            }
+        }
+    }
+    Ok(loads
+        .iter()
+        .map(|l| BalanceStats::from_loads(l, 0))
+        .collect())
+}

@@ -1,0 +1,185 @@
+//! `balanced`: the paper's greedy assignment (largest count first, to the least loaded expert),
+//! and a local-search refinement that lowers the maximum load further.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+
+use super::hashing::splitmix64;
+
+/// The paper's rule. Token ids sorted by count descending (ties: id ascending) go one by one to
+/// the expert with the smallest load so far (ties: lowest expert index); load = summed counts.
+/// Zero-count ids continue the same rule. `tie_key` > 0 breaks ties among equal counts and
+/// equal loads by a seeded hash instead, which gives the extra hashes of MultiHash different
+/// assignments.
+pub fn greedy(counts: &[u64], experts: u32, tie_key: u64) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..counts.len() as u32).collect();
+    if tie_key == 0 {
+        order.sort_unstable_by_key(|&t| (Reverse(counts[t as usize]), t));
+    } else {
+        order.sort_unstable_by_key(|&t| {
+            (
+                Reverse(counts[t as usize]),
+                splitmix64(tie_key ^ u64::from(t)),
+                t,
+            )
+        });
+    }
+    let expert_tie = |e: u32| {
+        if tie_key == 0 {
+            u64::from(e)
+        } else {
+            splitmix64(tie_key.rotate_left(17) ^ u64::from(e))
+        }
+    };
+    let mut heap: BinaryHeap<Reverse<(u64, u64, u32)>> = (0..experts)
+        .map(|e| Reverse((0, expert_tie(e), e)))
+        .collect();
+    let mut assignment = vec![0u32; counts.len()];
+    for token in order {
+        let Reverse((load, tie, expert)) = heap.pop().expect("at least one expert");
+        assignment[token as usize] = expert;
+        heap.push(Reverse((load + counts[token as usize], tie, expert)));
+    }
+    assignment
+}
+
+/// Per-expert loads of an assignment.
+pub fn loads(counts: &[u64], assignment: &[u32], experts: u32) -> Vec<u64> {
+    let mut loads = vec![0u64; experts as usize];
+    for (token, &expert) in assignment.iter().enumerate() {
+        loads[expert as usize] += counts[token];
+    }
+    loads
+}
+
+/// Lowers the maximum load by moving one token, or swapping two, between the heaviest expert
+/// and another one, as long as that strictly lowers the heavier of the two. Every accepted step
+/// lowers the sum of squared loads, so the search ends; `max_steps` bounds it anyway.
+/// Returns the number of steps taken.
+pub fn refine(counts: &[u64], assignment: &mut [u32], experts: u32, max_steps: usize) -> usize {
+    let k = experts as usize;
+    // Tokens of each expert ordered by (count, id): lookups of "the count closest to x".
+    let mut members: Vec<BTreeSet<(u64, u32)>> = vec![BTreeSet::new(); k];
+    for (token, &expert) in assignment.iter().enumerate() {
+        if counts[token] > 0 {
+            members[expert as usize].insert((counts[token], token as u32));
+        }
+    }
+    let mut load = loads(counts, assignment, experts);
+    for step in 0..max_steps {
+        let heavy = (0..k)
+            .max_by_key(|&e| (load[e], Reverse(e)))
+            .expect("experts");
+        let mut others: Vec<usize> = (0..k).filter(|&e| e != heavy).collect();
+        others.sort_by_key(|&e| (load[e], e));
+        let improved = others.into_iter().find_map(|light| {
+            let gap = load[heavy] - load[light];
+            best_exchange(&members[heavy], &members[light], gap).map(|m| (light, m))
+        });
+        let Some((light, exchange)) = improved else {
+            return step;
+        };
+        apply(&mut members, &mut load, assignment, heavy, light, exchange);
+    }
+    max_steps
+}
+
+/// A move of `give` from heavy to light, with `take` coming back if it is a swap.
+#[derive(Debug, Clone, Copy)]
+struct Exchange {
+    give: (u64, u32),
+    take: Option<(u64, u32)>,
+}
+
+/// The exchange whose net transfer `d` (0 < d < gap) is closest to `gap / 2`, if any.
+fn best_exchange(
+    heavy: &BTreeSet<(u64, u32)>,
+    light: &BTreeSet<(u64, u32)>,
+    gap: u64,
+) -> Option<Exchange> {
+    if gap < 2 {
+        return None;
+    }
+    let target = gap / 2;
+    let score = |d: u64| target.abs_diff(d);
+    let mut best: Option<(u64, Exchange)> = None;
+    let mut consider = |d: u64, exchange: Exchange| {
+        if d > 0 && d < gap && best.is_none_or(|(s, _)| score(d) < s) {
+            best = Some((score(d), exchange));
+        }
+    };
+    // Moves: a token of count closest to the target.
+    for give in closest(heavy, target) {
+        consider(give.0, Exchange { give, take: None });
+    }
+    // Swaps: for each token of the heavy expert, the light token that makes d closest to target.
+    for &give in heavy.iter().rev().take(4096) {
+        if give.0 <= target {
+            break; // any swap with it transfers less than a move would
+        }
+        for take in closest(light, give.0 - target) {
+            if take.0 < give.0 {
+                consider(
+                    give.0 - take.0,
+                    Exchange {
+                        give,
+                        take: Some(take),
+                    },
+                );
+            }
+        }
+    }
+    best.map(|(_, e)| e)
+}
+
+/// The members with the counts just below and just above `x`.
+fn closest(set: &BTreeSet<(u64, u32)>, x: u64) -> impl Iterator<Item = (u64, u32)> + '_ {
+    let below = set.range(..(x, u32::MAX)).next_back().copied();
+    let above = set.range((x, u32::MAX)..).next().copied();
+    below.into_iter().chain(above)
+}
+
+fn apply(
+    members: &mut [BTreeSet<(u64, u32)>],
+    load: &mut [u64],
+    assignment: &mut [u32],
+    heavy: usize,
+    light: usize,
+    exchange: Exchange,
+) {
+    members[heavy].remove(&exchange.give);
+    members[light].insert(exchange.give);
+    assignment[exchange.give.1 as usize] = light as u32;
+    load[heavy] -= exchange.give.0;
+    load[light] += exchange.give.0;
+    if let Some(take) = exchange.take {
+        members[light].remove(&take);
+        members[heavy].insert(take);
+        assignment[take.1 as usize] = heavy as u32;
+        load[light] -= take.0;
+        load[heavy] += take.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_follows_the_rule_on_a_hand_example() {
+        // counts: t0=5, t1=9, t2=2, t3=9, t4=0, t5=4 ; order: t1,t3,t0,t5,t2,t4
+        // e0 <- t1 (9); e1 <- t3 (9); e0 <- t0 (14); e1 <- t5 (13); e1 <- t2 (15); e0 <- t4 (14)
+        let counts = [5, 9, 2, 9, 0, 4];
+        assert_eq!(greedy(&counts, 2, 0), vec![0, 0, 1, 1, 0, 1]);
+    }
+
+    #[test]
+    fn refine_fixes_the_classic_greedy_worst_case() {
+        // LPT on {3,3,2,2,2} with 2 machines gives 7 (3+2+2 | 3+2); the optimum is 6 (3+3 | 2+2+2).
+        let counts = [3, 3, 2, 2, 2];
+        let mut assignment = greedy(&counts, 2, 0);
+        assert_eq!(*loads(&counts, &assignment, 2).iter().max().unwrap(), 7);
+        refine(&counts, &mut assignment, 2, 100);
+        assert_eq!(*loads(&counts, &assignment, 2).iter().max().unwrap(), 6);
+    }
+}

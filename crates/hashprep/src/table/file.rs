@@ -1,0 +1,402 @@
+//! The table file: Arrow IPC (`token_id` + one expert column per stream) with the table's
+//! metadata as JSON, or `.npy` (`[V]` or `[V, streams]`) with the metadata beside it in
+//! `FILE.json`. Documented in `schemas/table.md`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt16Type, UInt32Type};
+use arrow_array::{Array, ArrayRef, RecordBatch, UInt16Array, UInt32Array};
+use arrow_ipc::reader::FileReader;
+use arrow_ipc::writer::FileWriter;
+use arrow_schema::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+
+use super::hashing::{bigram_expert, stream_key};
+use super::{BalanceStats, Method, Rule};
+use crate::counts::TokenCounts;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+
+/// Version of the table format.
+pub const TABLE_VERSION: u32 = 1;
+
+/// The metadata of a table (the `hashprep.table` schema metadata, or `FILE.json` beside a `.npy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableMeta {
+    /// Always `hashprep-table`.
+    pub kind: String,
+    /// [`TABLE_VERSION`].
+    pub version: u32,
+    /// How it was built.
+    pub method: Method,
+    /// What the loader routes on.
+    pub rule: Rule,
+    /// `previous` / `oracle`: the per-token method of the columns.
+    pub base: Option<Method>,
+    /// Number of experts K.
+    pub experts: u32,
+    /// Hashes per layer N.
+    pub hashes: u32,
+    /// Layers with their own table.
+    pub layers: u32,
+    /// Seed.
+    pub seed: u64,
+    /// Whether the balanced refinement ran.
+    pub refined: bool,
+    /// Number of token ids.
+    pub vocab_size: usize,
+    /// Fingerprint of the tokenizer of the data it was built for.
+    pub tokenizer_fingerprint: String,
+    /// Checksum of the counts file it was built from.
+    pub counts_fingerprint: String,
+}
+
+/// Output format of a table file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableFormat {
+    /// Arrow IPC file with metadata (the default).
+    Arrow,
+    /// NumPy `.npy` plus `FILE.json` metadata.
+    Npy,
+}
+
+/// A built or loaded table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingTable {
+    /// Its metadata.
+    pub meta: TableMeta,
+    /// One column per stream (`layer * hashes + hash`), each `vocab_size` long; none for rules.
+    columns: Vec<Vec<u32>>,
+}
+
+/// Name of the column of `layer`, `hash`.
+pub fn column_name(meta: &TableMeta, layer: u32, hash: u32) -> String {
+    match (meta.layers, meta.hashes) {
+        (1, 1) => "expert".to_owned(),
+        (1, _) => format!("expert_{hash}"),
+        _ => format!("layer{layer}_expert_{hash}"),
+    }
+}
+
+impl RoutingTable {
+    /// A table from metadata and columns (checked against each other).
+    ///
+    /// # Errors
+    /// Column count or lengths that do not match the metadata, or experts out of range.
+    pub fn new(meta: TableMeta, columns: Vec<Vec<u32>>) -> Result<Self> {
+        let expected = if meta.rule.has_columns() {
+            (meta.layers * meta.hashes) as usize
+        } else {
+            0
+        };
+        if columns.len() != expected {
+            return Err(Error::BadInput(format!(
+                "table has {} columns, its metadata needs {expected}",
+                columns.len()
+            )));
+        }
+        for column in &columns {
+            if column.len() != meta.vocab_size {
+                return Err(Error::BadInput(format!(
+                    "a table column has {} rows for {} ids",
+                    column.len(),
+                    meta.vocab_size
+                )));
+            }
+            if let Some(bad) = column.iter().find(|&&e| e >= meta.experts) {
+                return Err(Error::BadInput(format!(
+                    "expert {bad} out of range for K = {}",
+                    meta.experts
+                )));
+            }
+        }
+        Ok(Self { meta, columns })
+    }
+
+    /// Number of streams (`layers * hashes`).
+    pub fn streams(&self) -> u32 {
+        self.meta.layers * self.meta.hashes
+    }
+
+    /// The per-token column of a stream (empty for `bigram` / `position`).
+    pub fn column(&self, stream: u32) -> &[u32] {
+        self.columns.get(stream as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// The hash key of a stream (used by `bigram`).
+    pub fn stream_key(&self, stream: u32) -> u64 {
+        stream_key(self.meta.seed, u64::from(stream))
+    }
+
+    /// Refuses a table built for another tokenizer or vocabulary.
+    ///
+    /// # Errors
+    /// The fingerprints or the vocabulary sizes differ.
+    pub fn check_data(&self, tokenizer_fingerprint: &str, vocab_size: usize) -> Result<()> {
+        if self.meta.tokenizer_fingerprint != tokenizer_fingerprint
+            || self.meta.vocab_size != vocab_size
+        {
+            return Err(Error::BadInput(format!(
+                "the table was built for tokenizer {} ({} ids) but the data uses {tokenizer_fingerprint} ({vocab_size} ids)",
+                self.meta.tokenizer_fingerprint, self.meta.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Balance of each stream over `counts` (per-token rules; `previous`/`oracle` use the
+    /// unigram counts as the distribution of the neighbouring token). `None` for rules.
+    pub fn token_stats(&self, counts: &TokenCounts) -> Option<Vec<BalanceStats>> {
+        if !self.meta.rule.has_columns() {
+            return None;
+        }
+        let largest = counts.as_slice().iter().copied().max().unwrap_or(0);
+        Some(
+            self.columns
+                .iter()
+                .map(|c| {
+                    BalanceStats::from_loads(
+                        &super::loads(counts.as_slice(), c, self.meta.experts),
+                        largest,
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Expert of position `t` of `tokens` in a stream, for `bigram` and `position` tables and,
+    /// with the neighbouring token, the per-token ones. `None` where the rule has no input
+    /// (the first position for `previous`/`bigram`, the last for `oracle`).
+    pub fn route(&self, stream: u32, tokens: &[u32], t: usize) -> Option<u32> {
+        let k = self.meta.experts;
+        let column = self.column(stream);
+        match self.meta.rule {
+            Rule::Token => Some(column[tokens[t] as usize]),
+            Rule::Previous => t.checked_sub(1).map(|p| column[tokens[p] as usize]),
+            Rule::Next => tokens.get(t + 1).map(|&n| column[n as usize]),
+            Rule::Bigram => t
+                .checked_sub(1)
+                .map(|p| bigram_expert(self.stream_key(stream), tokens[p], tokens[t], k)),
+            Rule::Position => Some((t % k as usize) as u32),
+        }
+    }
+
+    /// Writes the table; `.npy` also writes `FILE.json`. Returns the files written.
+    ///
+    /// # Errors
+    /// I/O failure, or `npy` for a rule table (it has no columns to store).
+    pub fn write(&self, path: &Path, format: TableFormat) -> Result<Vec<PathBuf>> {
+        match format {
+            TableFormat::Arrow => {
+                write_atomic(path, &self.arrow_bytes(path)?)?;
+                Ok(vec![path.to_path_buf()])
+            }
+            TableFormat::Npy => {
+                if self.columns.is_empty() {
+                    return Err(Error::BadInput(format!(
+                        "--format npy stores per-token columns; a {} table is a rule: write it as Arrow",
+                        self.meta.method.name()
+                    )));
+                }
+                write_atomic(path, &self.npy_bytes())?;
+                let sidecar = npy_sidecar(path);
+                let json = serde_json::to_string_pretty(&self.meta).expect("serializable") + "\n";
+                write_atomic(&sidecar, json.as_bytes())?;
+                Ok(vec![path.to_path_buf(), sidecar])
+            }
+        }
+    }
+
+    fn expert_type(&self) -> DataType {
+        if self.meta.experts <= 1 << 16 {
+            DataType::UInt16
+        } else {
+            DataType::UInt32
+        }
+    }
+
+    fn arrow_bytes(&self, path: &Path) -> Result<Vec<u8>> {
+        let mut fields = vec![Field::new("token_id", DataType::UInt32, false)];
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from_iter_values(
+            0..self.meta.vocab_size as u32,
+        ))];
+        for layer in 0..self.meta.layers {
+            for hash in 0..self.meta.hashes {
+                let Some(column) = self.columns.get((layer * self.meta.hashes + hash) as usize)
+                else {
+                    continue;
+                };
+                fields.push(Field::new(
+                    column_name(&self.meta, layer, hash),
+                    self.expert_type(),
+                    false,
+                ));
+                arrays.push(match self.expert_type() {
+                    DataType::UInt16 => Arc::new(UInt16Array::from_iter_values(
+                        column.iter().map(|&e| e as u16),
+                    )),
+                    _ => Arc::new(UInt32Array::from(column.clone())),
+                });
+            }
+        }
+        let metadata = [
+            ("hashprep.schema".to_owned(), "table".to_owned()),
+            (
+                "hashprep.table".to_owned(),
+                serde_json::to_string(&self.meta).expect("serializable"),
+            ),
+        ];
+        let schema = Arc::new(
+            Schema::new(fields).with_metadata(
+                metadata
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            ),
+        );
+        let batch =
+            RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::format(path, e))?;
+        let mut bytes = Vec::new();
+        let mut writer =
+            FileWriter::try_new(&mut bytes, &schema).map_err(|e| Error::format(path, e))?;
+        writer.write(&batch).map_err(|e| Error::format(path, e))?;
+        writer.finish().map_err(|e| Error::format(path, e))?;
+        drop(writer);
+        Ok(bytes)
+    }
+
+    fn npy_bytes(&self) -> Vec<u8> {
+        let wide = self.expert_type() == DataType::UInt32;
+        let streams = self.columns.len();
+        let shape = if streams == 1 {
+            format!("({},)", self.meta.vocab_size)
+        } else {
+            format!("({}, {streams})", self.meta.vocab_size)
+        };
+        let descr = if wide { "<u4" } else { "<u2" };
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        for token in 0..self.meta.vocab_size {
+            for column in &self.columns {
+                if wide {
+                    bytes.extend(column[token].to_le_bytes());
+                } else {
+                    bytes.extend((column[token] as u16).to_le_bytes());
+                }
+            }
+        }
+        bytes
+    }
+
+    /// Reads a table written by [`RoutingTable::write`] (Arrow, or `.npy` with its `FILE.json`).
+    ///
+    /// # Errors
+    /// Missing file, not a table, or a table of an unknown version.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if bytes.starts_with(b"\x93NUMPY") {
+            let sidecar = npy_sidecar(path);
+            let text = std::fs::read_to_string(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
+            let meta: TableMeta =
+                serde_json::from_str(&text).map_err(|e| Error::corrupt(&sidecar, e.to_string()))?;
+            return Self::new(meta.clone(), read_npy_columns(path, &bytes, &meta)?);
+        }
+        let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| Error::corrupt(path, format!("not a table (Arrow IPC or .npy): {e}")))?;
+        let meta_json = reader
+            .schema()
+            .metadata()
+            .get("hashprep.table")
+            .cloned()
+            .ok_or_else(|| {
+                Error::corrupt(path, "no hashprep.table metadata: not a hashprep table")
+            })?;
+        let meta: TableMeta =
+            serde_json::from_str(&meta_json).map_err(|e| Error::corrupt(path, e.to_string()))?;
+        if meta.kind != "hashprep-table" || meta.version != TABLE_VERSION {
+            return Err(Error::corrupt(
+                path,
+                format!("table version {} is not {TABLE_VERSION}", meta.version),
+            ));
+        }
+        let mut columns: Vec<Vec<u32>> = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(|e| Error::corrupt(path, e.to_string()))?;
+            columns.resize(batch.num_columns() - 1, Vec::new());
+            for (i, array) in batch.columns().iter().skip(1).enumerate() {
+                match array.data_type() {
+                    DataType::UInt16 => columns[i].extend(
+                        array
+                            .as_primitive::<UInt16Type>()
+                            .values()
+                            .iter()
+                            .map(|&e| u32::from(e)),
+                    ),
+                    DataType::UInt32 => {
+                        columns[i].extend_from_slice(array.as_primitive::<UInt32Type>().values())
+                    }
+                    other => {
+                        return Err(Error::corrupt(
+                            path,
+                            format!("expert column of type {other}"),
+                        ))
+                    }
+                }
+                debug_assert_eq!(array.null_count(), 0);
+            }
+        }
+        Self::new(meta, columns).map_err(|e| Error::corrupt(path, e.to_string()))
+    }
+}
+
+/// `FILE.json` beside `FILE` (`table.npy` -> `table.npy.json`).
+fn npy_sidecar(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".json");
+    path.with_file_name(name)
+}
+
+fn read_npy_columns(path: &Path, bytes: &[u8], meta: &TableMeta) -> Result<Vec<Vec<u32>>> {
+    let header_len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+    let header = String::from_utf8_lossy(&bytes[10..10 + header_len]);
+    let wide = header.contains("'<u4'");
+    if !wide && !header.contains("'<u2'") {
+        return Err(Error::corrupt(
+            path,
+            "expected a uint16 or uint32 .npy table",
+        ));
+    }
+    let data = &bytes[10 + header_len..];
+    let values: Vec<u32> = if wide {
+        data.chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
+            .collect()
+    } else {
+        data.chunks_exact(2)
+            .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
+            .collect()
+    };
+    let streams = (meta.layers * meta.hashes) as usize;
+    if values.len() != streams * meta.vocab_size {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "{} values for {} ids x {streams} streams",
+                values.len(),
+                meta.vocab_size
+            ),
+        ));
+    }
+    Ok((0..streams)
+        .map(|s| values.iter().skip(s).step_by(streams).copied().collect())
+        .collect())
+}
