@@ -96,13 +96,13 @@ pub(crate) fn word_tokenizer(dir: &Path, min_count: u64) -> PathBuf {
     path
 }
 
-/// The Python interpreter with pyarrow, tokenizers and jsonschema (the project's `.venv`), if present.
+/// The Python interpreter with pyarrow, tokenizers, jsonschema and numpy (the project's `.venv`), if present.
 /// Under CI it must be present: `make test` installs it.
 pub(crate) fn python() -> Option<PathBuf> {
     let candidate = std::env::var_os("HASHPREP_PYTHON")
         .map_or_else(|| repo().join(".venv/bin/python"), PathBuf::from);
     let ok = Command::new(&candidate)
-        .args(["-c", "import pyarrow, tokenizers, jsonschema"])
+        .args(["-c", "import pyarrow, tokenizers, jsonschema, numpy"])
         .output()
         .is_ok_and(|o| o.status.success());
     if ok {
@@ -110,11 +110,11 @@ pub(crate) fn python() -> Option<PathBuf> {
     }
     assert!(
         std::env::var("CI").is_err(),
-        "CI=true but {} has no pyarrow/tokenizers/jsonschema: run the tests through `make test`",
+        "CI=true but {} lacks the packages of requirements-dev.txt: run the tests through `make test`",
         candidate.display()
     );
     eprintln!(
-        "skipping the Python interop check: no {} with pyarrow, tokenizers and jsonschema",
+        "skipping the Python interop check: no {} with pyarrow, tokenizers, jsonschema and numpy",
         candidate.display()
     );
     None

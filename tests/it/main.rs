@@ -10,5 +10,6 @@ mod formats;
 mod inspect;
 mod python;
 mod resume;
+mod tables;
 mod tasks;
 mod wikitext;

@@ -134,16 +134,15 @@ fn stream_reports(
                 .map(Some)
                 .collect()
         }
-        Rule::Bigram => match &request.data {
-            Some(dir) => {
+        Rule::Bigram => {
+            if let Some(dir) = &request.data {
                 note = Some("loads of the (previous, current) pairs inside the documents of --data; bound = total / K".into());
                 bigram_stats(table, dir)?.into_iter().map(Some).collect()
-            }
-            None => {
+            } else {
                 note = Some("bigram loads need the shards: pass --data DIR".into());
                 vec![None; table.streams() as usize]
             }
-        },
+        }
         Rule::Position => {
             note = Some("position routing is t mod K: balanced by construction for sequences of at least K tokens".into());
             vec![None; table.streams() as usize]

@@ -139,27 +139,23 @@ fn read_safetensors(path: &Path, bytes: &[u8], tensor: Option<&str>) -> Result<A
     use safetensors::{Dtype, SafeTensors};
     let file = SafeTensors::deserialize(bytes)
         .map_err(|e| bad(path, format!("neither .npy nor safetensors: {e}")))?;
-    let name =
-        match tensor {
-            Some(name) => name.to_owned(),
-            None => {
-                let matrices: Vec<String> = file
-                    .tensors()
-                    .into_iter()
-                    .filter(|(_, t)| t.shape().len() == 2)
-                    .map(|(n, _)| n)
-                    .collect();
-                match &matrices[..] {
-                    [only] => only.clone(),
-                    _ => return Err(bad(
-                        path,
-                        format!(
-                            "name the embedding tensor with --tensor (2-D tensors: {matrices:?})"
-                        ),
-                    )),
-                }
-            }
+    let name = if let Some(name) = tensor {
+        name.to_owned()
+    } else {
+        let matrices: Vec<String> = file
+            .tensors()
+            .into_iter()
+            .filter(|(_, t)| t.shape().len() == 2)
+            .map(|(n, _)| n)
+            .collect();
+        let [only] = &matrices[..] else {
+            return Err(bad(
+                path,
+                format!("name the embedding tensor with --tensor (2-D tensors: {matrices:?})"),
+            ));
         };
+        only.clone()
+    };
     let view = file
         .tensor(&name)
         .map_err(|_| bad(path, format!("no tensor {name:?}")))?;

@@ -342,7 +342,7 @@ impl RoutingTable {
                             .map(|&e| u32::from(e)),
                     ),
                     DataType::UInt32 => {
-                        columns[i].extend_from_slice(array.as_primitive::<UInt32Type>().values())
+                        columns[i].extend_from_slice(array.as_primitive::<UInt32Type>().values());
                     }
                     other => {
                         return Err(Error::corrupt(

@@ -13,6 +13,8 @@ mod file;
 mod hashing;
 mod kmeans;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
