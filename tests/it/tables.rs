@@ -209,3 +209,98 @@ fn bad_table_requests_fail_with_clear_errors() {
         assert!(!out.exists(), "{args:?} left a table behind");
     }
 }
+
+#[test]
+fn plots_and_side_by_side_comparison() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    run_ok(
+        tokenize_into(&data, &["--format", "wikitext103", "--tokenizer", "gpt2"])
+            .arg(wikitext("valid")),
+    );
+    let d = data.to_str().unwrap();
+    let mut tables = Vec::new();
+    for method in ["balanced", "random", "bigram", "position"] {
+        let out = tmp.path().join(format!("{method}.arrow"));
+        let plot = tmp.path().join(format!("{method}.svg"));
+        let mut args = vec![
+            "--data",
+            d,
+            "--method",
+            method,
+            "--experts",
+            "8",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if method != "position" {
+            args.extend(["--plot", plot.to_str().unwrap()]);
+            let svg = {
+                run_ok(hashprep().arg("build-table").args(&args));
+                std::fs::read_to_string(&plot).unwrap()
+            };
+            assert!(
+                svg.starts_with("<svg") && svg.contains(method),
+                "{method} plot"
+            );
+        } else {
+            let (code, stderr) = run_fail(
+                hashprep()
+                    .arg("build-table")
+                    .args(&args)
+                    .args(["--plot", plot.to_str().unwrap()]),
+            );
+            assert_eq!(code, 2);
+            assert!(stderr.contains("no load statistics to plot"), "{stderr}");
+            run_ok(hashprep().arg("build-table").args(&args));
+        }
+        tables.push(out);
+    }
+    let png = tmp.path().join("compare.png");
+    let stdout = run_ok(
+        hashprep()
+            .args(["compare-tables", "--json", "--data", d])
+            .args(&tables)
+            .arg("--plot")
+            .arg(&png),
+    );
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let methods: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["balanced", "random", "bigram", "position"]);
+    assert!(
+        rows[0]["stats"]["max_over_mean"].as_f64().unwrap()
+            < rows[1]["stats"]["max_over_mean"].as_f64().unwrap()
+    );
+    assert!(rows[3]["stats"].is_null());
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+
+    // A table of another tokenizer is refused by name.
+    let counts = fixture_counts(tmp.path());
+    let foreign = tmp.path().join("foreign.arrow");
+    build(&[
+        "--counts",
+        counts.to_str().unwrap(),
+        "--method",
+        "random",
+        "--experts",
+        "4",
+        "--out",
+        foreign.to_str().unwrap(),
+    ]);
+    let (code, stderr) = run_fail(
+        hashprep()
+            .args(["compare-tables", "--data", d])
+            .arg(&foreign),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr
+            .contains("foreign.arrow: the table was built for tokenizer blake3:fixture-tokenizer"),
+        "{stderr}"
+    );
+}

@@ -38,6 +38,24 @@ enum Command {
     Export(ExportArgs),
     /// Build a token -> expert table (balanced, random, clustered, ...) with balance statistics.
     BuildTable(BuildTableArgs),
+    /// Measure several tables on the same data and draw their loads side by side.
+    CompareTables(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// The tokenize output the tables are measured on.
+    #[arg(long)]
+    data: PathBuf,
+    /// Table files.
+    #[arg(required = true)]
+    tables: Vec<PathBuf>,
+    /// Draw the loads per expert, sorted, one line per table (.png or .svg).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Options shared by the commands that read a corpus.
@@ -212,6 +230,9 @@ struct BuildTableArgs {
     /// arrow (default) or npy (+ FILE.json metadata).
     #[arg(long, value_enum, default_value_t = TableFormat::Arrow)]
     format: TableFormat,
+    /// Draw the load per expert, sorted (the paper's Figure 4): .png or .svg.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -246,9 +267,14 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 tensor: args.tensor,
                 out: args.out,
                 format: args.format,
+                plot: args.plot,
             };
             let report = pipeline::build_table_files(&request)?;
             report::table(&report, args.json)
+        }
+        Command::CompareTables(args) => {
+            let rows = pipeline::compare_tables(&args.data, &args.tables, args.plot.as_deref())?;
+            report::comparison(&rows, args.json)
         }
         Command::Export(args) => {
             if args.to != "parquet" {

@@ -3,7 +3,9 @@
 use std::io::Write;
 
 use anyhow::Result;
-use hashprep::pipeline::{skipped_by_reason, Inspection, TableReport, TokenizeSummary};
+use hashprep::pipeline::{
+    skipped_by_reason, Inspection, TableComparison, TableReport, TokenizeSummary,
+};
 use hashprep::table::BalanceStats;
 
 pub(super) fn line(text: &str) -> Result<()> {
@@ -154,5 +156,35 @@ fn stats_row(out: &mut impl Write, label: &str, s: &BalanceStats) -> Result<()> 
         "{label:<14} {:>9.4} {:>7.4} {:>9.4} {:>12} {:>14.1} {:>9.4}",
         s.max_over_mean, s.cv, s.entropy_bits, s.max_load, s.lower_bound, s.ratio_to_bound
     )?;
+    Ok(())
+}
+
+pub(super) fn comparison(rows: &[TableComparison], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(&rows);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<16} {:>9} {:>7} {:>9} {:>12} {:>14} {:>9}  file",
+        "method", "max/mean", "cv", "entropy", "max load", "lower bound", "ratio"
+    )?;
+    for row in rows {
+        let label = format!("{} K={}", row.method.name(), row.experts);
+        match &row.stats {
+            Some(s) => writeln!(
+                out,
+                "{label:<16} {:>9.4} {:>7.4} {:>9.4} {:>12} {:>14.1} {:>9.4}  {}",
+                s.max_over_mean,
+                s.cv,
+                s.entropy_bits,
+                s.max_load,
+                s.lower_bound,
+                s.ratio_to_bound,
+                row.file.display()
+            )?,
+            None => writeln!(out, "{label:<16} (no statistics)  {}", row.file.display())?,
+        }
+    }
     Ok(())
 }

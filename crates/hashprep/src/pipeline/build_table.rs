@@ -8,8 +8,8 @@ use crate::counts::TokenCounts;
 use crate::error::{Error, Result};
 use crate::shard::{Manifest, ShardReader};
 use crate::table::{
-    bigram_expert, build_table, greedy, load_embeddings, loads, BalanceStats, Method, RoutingTable,
-    Rule, TableFormat, TableInputs, TableSpec,
+    bigram_expert, build_table, greedy, load_embeddings, loads, plot_expert_shares, BalanceStats,
+    Method, RoutingTable, Rule, Series, TableFormat, TableInputs, TableSpec,
 };
 use crate::tokenize::fingerprint_bytes;
 
@@ -30,6 +30,8 @@ pub struct BuildTableRequest {
     pub out: PathBuf,
     /// Output format.
     pub format: TableFormat,
+    /// Draw the load per expert (`.png` or `.svg`).
+    pub plot: Option<PathBuf>,
 }
 
 /// Statistics of one stream of a table.
@@ -84,7 +86,10 @@ pub fn build_table_files(request: &BuildTableRequest) -> Result<TableReport> {
     };
     let table = build_table(&request.spec, &inputs)?;
     let files = table.write(&request.out, request.format)?;
-    let (streams, note) = stream_reports(&table, &counts, request)?;
+    let (streams, note) = stream_reports(&table, &counts, request.data.as_deref())?;
+    if let Some(plot) = &request.plot {
+        plot_report(plot, &table, &streams)?;
+    }
     Ok(TableReport {
         files,
         method: table.meta.method,
@@ -115,7 +120,7 @@ fn load_counts(request: &BuildTableRequest) -> Result<(TokenCounts, PathBuf, Str
 fn stream_reports(
     table: &RoutingTable,
     counts: &TokenCounts,
-    request: &BuildTableRequest,
+    data: Option<&Path>,
 ) -> Result<(Vec<StreamReport>, Option<String>)> {
     let meta = &table.meta;
     let mut note = None;
@@ -135,7 +140,7 @@ fn stream_reports(
                 .collect()
         }
         Rule::Bigram => {
-            if let Some(dir) = &request.data {
+            if let Some(dir) = data {
                 note = Some("loads of the (previous, current) pairs inside the documents of --data; bound = total / K".into());
                 bigram_stats(table, dir)?.into_iter().map(Some).collect()
             } else {
@@ -206,4 +211,98 @@ fn bigram_stats(table: &RoutingTable, dir: &Path) -> Result<Vec<BalanceStats>> {
         .iter()
         .map(|l| BalanceStats::from_loads(l, 0))
         .collect())
+}
+
+fn plot_report(path: &Path, table: &RoutingTable, streams: &[StreamReport]) -> Result<()> {
+    let series: Vec<Series> = streams
+        .iter()
+        .filter_map(|s| {
+            let stats = s.stats.as_ref()?;
+            let label = if streams.len() == 1 {
+                table.meta.method.name().to_owned()
+            } else {
+                format!(
+                    "{} layer {} hash {}",
+                    table.meta.method.name(),
+                    s.layer,
+                    s.hash
+                )
+            };
+            Some(Series {
+                label,
+                shares: stats.shares.clone(),
+            })
+        })
+        .collect();
+    if series.is_empty() {
+        return Err(Error::BadInput(format!(
+            "a {} table has no load statistics to plot",
+            table.meta.method.name()
+        )));
+    }
+    let title = format!("Load per expert, {} experts", table.meta.experts);
+    plot_expert_shares(path, &title, &series)
+}
+
+/// One table of [`compare_tables`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableComparison {
+    /// The table file.
+    pub file: PathBuf,
+    /// Its method.
+    pub method: Method,
+    /// Its K.
+    pub experts: u32,
+    /// Balance of its first stream over the data (`None` for `position`).
+    pub stats: Option<BalanceStats>,
+}
+
+/// Measures several tables on the same data (refusing tables built for other data), and
+/// optionally draws their loads side by side.
+///
+/// # Errors
+/// Unreadable tables or data, a table of another tokenizer, or a plot failure.
+pub fn compare_tables(
+    data: &Path,
+    tables: &[PathBuf],
+    plot: Option<&Path>,
+) -> Result<Vec<TableComparison>> {
+    let manifest = Manifest::read(data)?;
+    let (counts, _) = TokenCounts::read(&data.join(&manifest.counts_file))?;
+    let mut rows = Vec::new();
+    for file in tables {
+        let table = RoutingTable::read(file)?;
+        table
+            .check_data(
+                &manifest.tokenizer.fingerprint,
+                manifest.tokenizer.vocab_size,
+            )
+            .map_err(|e| Error::BadInput(format!("{}: {e}", file.display())))?;
+        let (mut streams, _) = stream_reports(&table, &counts, Some(data))?;
+        let stats = streams.swap_remove(0).stats;
+        rows.push(TableComparison {
+            file: file.clone(),
+            method: table.meta.method,
+            experts: table.meta.experts,
+            stats,
+        });
+    }
+    if let Some(path) = plot {
+        let series: Vec<Series> = rows
+            .iter()
+            .filter_map(|r| {
+                let stem = r
+                    .file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Some(Series {
+                    label: format!("{} ({stem})", r.method.name()),
+                    shares: r.stats.as_ref()?.shares.clone(),
+                })
+            })
+            .collect();
+        plot_expert_shares(path, "Load per expert by hashing method", &series)?;
+    }
+    Ok(rows)
 }

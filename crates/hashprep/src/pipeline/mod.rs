@@ -11,7 +11,10 @@ mod progress;
 mod stream;
 mod tokenize;
 
-pub use build_table::{build_table_files, BuildTableRequest, StreamReport, TableReport};
+pub use build_table::{
+    build_table_files, compare_tables, BuildTableRequest, StreamReport, TableComparison,
+    TableReport,
+};
 pub use export::export_parquet;
 pub use inspect::{inspect, Inspection, TopToken};
 pub use merge::merge;
