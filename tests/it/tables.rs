@@ -233,17 +233,7 @@ fn plots_and_side_by_side_comparison() {
             "--out",
             out.to_str().unwrap(),
         ];
-        if method != "position" {
-            args.extend(["--plot", plot.to_str().unwrap()]);
-            let svg = {
-                run_ok(hashprep().arg("build-table").args(&args));
-                std::fs::read_to_string(&plot).unwrap()
-            };
-            assert!(
-                svg.starts_with("<svg") && svg.contains(method),
-                "{method} plot"
-            );
-        } else {
+        if method == "position" {
             let (code, stderr) = run_fail(
                 hashprep()
                     .arg("build-table")
@@ -253,6 +243,14 @@ fn plots_and_side_by_side_comparison() {
             assert_eq!(code, 2);
             assert!(stderr.contains("no load statistics to plot"), "{stderr}");
             run_ok(hashprep().arg("build-table").args(&args));
+        } else {
+            args.extend(["--plot", plot.to_str().unwrap()]);
+            run_ok(hashprep().arg("build-table").args(&args));
+            let svg = std::fs::read_to_string(&plot).unwrap();
+            assert!(
+                svg.starts_with("<svg") && svg.contains(method),
+                "{method} plot"
+            );
         }
         tables.push(out);
     }
