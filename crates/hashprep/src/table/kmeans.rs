@@ -3,7 +3,8 @@
 use linfa::prelude::{Fit, Predict};
 use linfa::DatasetBase;
 use linfa_clustering::KMeans;
-use ndarray::Array2;
+use linfa_nn::distance::Distance;
+use ndarray::{Array2, ArrayView, Dimension};
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
 
@@ -14,7 +15,8 @@ use crate::error::{Error, Result};
 pub struct KMeansParams {
     /// Maximum Lloyd iterations per run.
     pub max_iterations: u64,
-    /// Convergence tolerance on centroid movement.
+    /// Convergence tolerance, as scikit-learn defines it: stop when the squared shift of the
+    /// centroids is below `tolerance` times the mean variance of the features.
     pub tolerance: f64,
     /// Independent k-means++ initialisations; the best inertia wins.
     pub runs: usize,
@@ -46,15 +48,73 @@ pub fn cluster(
             embeddings.nrows()
         )));
     }
-    let dataset = DatasetBase::from(embeddings.clone());
-    let model = KMeans::params_with_rng(clusters, Xoshiro256Plus::seed_from_u64(seed))
+    // f32 halves the memory traffic of the assignment step, which dominates the run time.
+    let data: Array2<f32> = embeddings.mapv(|v| v as f32);
+    let dataset = DatasetBase::from(data.clone());
+    let model = KMeans::params_with(clusters, Xoshiro256Plus::seed_from_u64(seed), SquaredL2)
         .max_n_iterations(params.max_iterations)
-        .tolerance(params.tolerance)
+        .tolerance(absolute_tolerance(embeddings, params.tolerance) as f32)
         .n_runs(params.runs.max(1))
         .fit(&dataset)
         .map_err(|e| Error::BadInput(format!("k-means failed: {e}")))?;
-    let labels = model.predict(embeddings);
+    let labels = model.predict(&data);
     Ok(labels.iter().map(|&l| l as u32).collect())
+}
+
+/// Euclidean distance with a kernel the compiler vectorizes: linfa's generic `L2Dist` goes
+/// through ndarray iterators one element at a time, which made k-means several times slower
+/// than scikit-learn. Same metric, same results up to float rounding.
+#[derive(Debug, Clone, Copy)]
+struct SquaredL2;
+
+/// Squared distance of two equal-length slices, with 16 independent accumulators.
+fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            let d = x[i] - y[i];
+            acc[i] += d * d;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+impl Distance<f32> for SquaredL2 {
+    fn distance<D: Dimension>(&self, a: ArrayView<f32, D>, b: ArrayView<f32, D>) -> f32 {
+        self.rdistance(a, b).sqrt()
+    }
+
+    fn rdistance<D: Dimension>(&self, a: ArrayView<f32, D>, b: ArrayView<f32, D>) -> f32 {
+        assert_eq!(a.shape(), b.shape(), "points of different dimensions");
+        match (a.as_slice(), b.as_slice()) {
+            (Some(x), Some(y)) => squared_distance(x, y),
+            _ => a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum(),
+        }
+    }
+
+    fn rdist_to_dist(&self, rdist: f32) -> f32 {
+        rdist.sqrt()
+    }
+
+    fn dist_to_rdist(&self, dist: f32) -> f32 {
+        dist * dist
+    }
+}
+
+/// linfa stops when the Euclidean distance between successive centroid matrices is below its
+/// tolerance; scikit-learn's `tol` is relative to the data: the squared distance against
+/// `tol * mean(var(X, axis=0))`. This converts the latter into the former.
+fn absolute_tolerance(data: &Array2<f64>, relative: f64) -> f64 {
+    let mean_variance = data.var_axis(ndarray::Axis(0), 0.0).mean().unwrap_or(0.0);
+    (relative * mean_variance).sqrt()
 }
 
 /// `dispersed`: each cluster's tokens (most frequent first) are dealt round-robin over all
@@ -76,4 +136,19 @@ pub fn disperse(labels: &[u32], counts: &[u64], experts: u32) -> Vec<u32> {
         }
     }
     assignment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_distance_matches_the_definition() {
+        let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
+        let expected: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
+        assert!((squared_distance(&a, &b) - expected).abs() < 1e-4);
+        let (va, vb) = (ndarray::aview1(&a), ndarray::aview1(&b));
+        assert!((SquaredL2.distance(va, vb) - expected.sqrt()).abs() < 1e-4);
+    }
 }
