@@ -89,9 +89,9 @@ def python_greedy(counts: np.ndarray, k: int) -> np.ndarray:
     return assignment
 
 
-def balanced_bench(hashprep: str, work: Path, vocab: int, k: int) -> None:
+def balanced_bench(hashprep: str, work: Path, vocab: int, k: int, exponent: float) -> None:
     rng = np.random.default_rng(1)
-    counts = (1e9 / np.arange(1, vocab + 1) ** 1.07).astype(np.uint64)
+    counts = (1e9 / np.arange(1, vocab + 1) ** exponent).astype(np.uint64)
     counts = counts[rng.permutation(vocab)]
     counts[rng.integers(0, vocab, vocab // 20)] = 0
     write_counts(work / "counts-zipf.arrow", counts)
@@ -105,7 +105,7 @@ def balanced_bench(hashprep: str, work: Path, vocab: int, k: int) -> None:
     bound = max(counts.sum() / k, counts.max())
     def ratio(assignment):
         return np.bincount(assignment, weights=counts.astype(np.float64), minlength=k).max() / bound
-    print(f"balanced, {vocab} ids (Zipf), K = {k}")
+    print(f"balanced, {vocab} ids (Zipf, exponent {exponent}), K = {k}")
     print(f"  Python heapq greedy                {t_py:8.2f} s   max load / bound {ratio(py):.6f}")
     print(f"  hashprep greedy (--no-refine)      {t_greedy:8.2f} s   max load / bound {ratio(greedy):.6f}")
     print(f"  hashprep greedy + refinement       {t_refined:8.2f} s   max load / bound "
@@ -124,7 +124,10 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    balanced_bench(args.hashprep, work, args.vocab, args.k)
+    # 1.07: a word-level vocabulary, where the most frequent token alone sets the bound;
+    # 0.6: a flatter (BPE-like) distribution, where the bound is total / K and refinement matters.
+    for exponent in (1.07, 0.6):
+        balanced_bench(args.hashprep, work, args.vocab, args.k, exponent)
     kmeans_bench(args.hashprep, work, args.n, args.dim, args.k)
 
 
