@@ -20,7 +20,8 @@ build:
 	cargo build --release --locked -p hashprep
 
 # Demo: real Wikitext-103 validation text (shipped in data/) through GPT-2's BPE and through a
-# word-level vocabulary trained on the spot; prints a summary of each output.
+# word-level vocabulary trained on the spot; prints a summary of each output, then builds
+# balanced and random token -> expert tables and compares their loads (with a plot).
 demo: build
 	$(BIN) tokenize --format wikitext103 --tokenizer gpt2 --out $(DEMO)/gpt2 --force \
 		data/wikitext-103/wiki.valid.tokens
@@ -30,6 +31,10 @@ demo: build
 	$(BIN) tokenize --format wikitext103 --tokenizer $(DEMO)/word-tokenizer.json --eos-token '<eos>' \
 		--out $(DEMO)/word --force data/wikitext-103/wiki.valid.tokens
 	$(BIN) inspect $(DEMO)/word --top 10
+	$(BIN) build-table --data $(DEMO)/word --method balanced --experts 16 --out $(DEMO)/balanced.arrow
+	$(BIN) build-table --data $(DEMO)/word --method random --experts 16 --out $(DEMO)/random.arrow
+	$(BIN) compare-tables --data $(DEMO)/word $(DEMO)/balanced.arrow $(DEMO)/random.arrow --plot $(DEMO)/loads.png
+	@echo "load plot: $(DEMO)/loads.png"
 
 test: $(PYTHON)
 	HASHPREP_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --locked
