@@ -17,6 +17,16 @@ fn fixture_counts(dir: &Path) -> PathBuf {
     path
 }
 
+/// Wikitext-103 validation text tokenized with GPT-2 into `dir/data`.
+fn gpt2_wikitext(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    run_ok(
+        tokenize_into(&data, &["--format", "wikitext103", "--tokenizer", "gpt2"])
+            .arg(wikitext("valid")),
+    );
+    data
+}
+
 fn build(args: &[&str]) -> serde_json::Value {
     let stdout = run_ok(hashprep().arg("build-table").args(args).arg("--json"));
     serde_json::from_str(&stdout).unwrap()
@@ -43,11 +53,7 @@ fn statistics_of_a_small_fixture() {
 #[test]
 fn balanced_on_wikitext_reaches_the_bound_better_than_random() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    run_ok(
-        tokenize_into(&data, &["--format", "wikitext103", "--tokenizer", "gpt2"])
-            .arg(wikitext("valid")),
-    );
+    let data = gpt2_wikitext(tmp.path());
     let ratio = |report: &serde_json::Value, key: &str| {
         report["streams"][0][key]["ratio_to_bound"]
             .as_f64()
@@ -146,14 +152,7 @@ fn bad_table_requests_fail_with_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let counts = fixture_counts(tmp.path());
     let nan = tmp.path().join("nan.npy");
-    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (42, 1), }".to_owned();
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
+    let mut bytes = hashprep::npy::encode_header("<f4", &[42, 1]);
     for i in 0..42 {
         bytes.extend(if i == 17 { f32::NAN } else { i as f32 }.to_le_bytes());
     }
@@ -213,11 +212,7 @@ fn bad_table_requests_fail_with_clear_errors() {
 #[test]
 fn plots_and_side_by_side_comparison() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    run_ok(
-        tokenize_into(&data, &["--format", "wikitext103", "--tokenizer", "gpt2"])
-            .arg(wikitext("valid")),
-    );
+    let data = gpt2_wikitext(tmp.path());
     let d = data.to_str().unwrap();
     let mut tables = Vec::new();
     for method in ["balanced", "random", "bigram", "position"] {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 /// or a non-finite value (named by row).
 pub fn load_embeddings(path: &Path, tensor: Option<&str>) -> Result<Array2<f64>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let matrix = if bytes.starts_with(b"\x93NUMPY") {
+    let matrix = if bytes.starts_with(crate::npy::MAGIC) {
         read_npy(path, &bytes)?
     } else {
         read_safetensors(path, &bytes, tensor)?
@@ -36,58 +36,20 @@ fn bad(path: &Path, message: impl std::fmt::Display) -> Error {
     Error::BadInput(format!("{}: {message}", path.display()))
 }
 
-/// A minimal `.npy` reader: little-endian f4/f8, C or Fortran order, two dimensions.
+/// A `.npy` matrix: little-endian f4/f8, C or Fortran order, two dimensions.
 fn read_npy(path: &Path, bytes: &[u8]) -> Result<Array2<f64>> {
-    let major = *bytes
-        .get(6)
-        .ok_or_else(|| bad(path, "truncated .npy header"))?;
-    let (header_len, start) = match major {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        2 | 3 => (
-            u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize,
-            12,
-        ),
-        v => return Err(bad(path, format!("unsupported .npy version {v}"))),
-    };
-    let header = std::str::from_utf8(
-        bytes
-            .get(start..start + header_len)
-            .ok_or_else(|| bad(path, "truncated header"))?,
-    )
-    .map_err(|_| bad(path, "header is not text"))?;
-    let field = |name: &str| -> Option<&str> {
-        let at = header.find(&format!("'{name}'"))?;
-        Some(
-            header[at + name.len() + 2..]
-                .trim_start()
-                .trim_start_matches(':')
-                .trim_start(),
-        )
-    };
-    let descr = field("descr")
-        .and_then(|s| s.split('\'').nth(1))
-        .ok_or_else(|| bad(path, "no descr"))?;
-    let fortran = field("fortran_order").is_some_and(|s| s.starts_with("True"));
-    let shape_text = field("shape")
-        .and_then(|s| s.strip_prefix('('))
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad(path, "no shape"))?;
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|_| bad(path, format!("bad shape {shape_text:?}")))
-        })
-        .collect::<Result<_>>()?;
-    let [rows, dim] = shape[..] else {
+    let (header, data) = crate::npy::decode(bytes).map_err(|e| bad(path, e))?;
+    let [rows, dim] = header.shape[..] else {
         return Err(bad(
             path,
-            format!("embeddings must be 2-D [vocab, dim], got shape {shape:?}"),
+            format!(
+                "embeddings must be 2-D [vocab, dim], got shape {:?}",
+                header.shape
+            ),
         ));
     };
-    let data = &bytes[start + header_len..];
+    let fortran = header.fortran_order;
+    let descr = header.descr.as_str();
     let values: Vec<f64> = match descr {
         "<f4" => data
             .chunks_exact(4)
@@ -202,18 +164,8 @@ mod tests {
 
     /// Writes a `.npy` file the way numpy does (version 1.0 header).
     pub(crate) fn write_npy_f32(path: &Path, rows: usize, dim: usize, values: &[f32]) {
-        let mut header =
-            format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend((header.len() as u16).to_le_bytes());
-        bytes.extend(header.as_bytes());
-        for v in values {
-            bytes.extend(v.to_le_bytes());
-        }
+        let mut bytes = crate::npy::encode_header("<f4", &[rows, dim]);
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         std::fs::write(path, bytes).unwrap();
     }
 

@@ -271,20 +271,11 @@ impl RoutingTable {
         let wide = self.expert_type() == DataType::UInt32;
         let streams = self.columns.len();
         let shape = if streams == 1 {
-            format!("({},)", self.meta.vocab_size)
+            vec![self.meta.vocab_size]
         } else {
-            format!("({}, {streams})", self.meta.vocab_size)
+            vec![self.meta.vocab_size, streams]
         };
-        let descr = if wide { "<u4" } else { "<u2" };
-        let mut header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend((header.len() as u16).to_le_bytes());
-        bytes.extend(header.as_bytes());
+        let mut bytes = crate::npy::encode_header(if wide { "<u4" } else { "<u2" }, &shape);
         for token in 0..self.meta.vocab_size {
             for column in &self.columns {
                 if wide {
@@ -303,7 +294,7 @@ impl RoutingTable {
     /// Missing file, not a table, or a table of an unknown version.
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        if bytes.starts_with(b"\x93NUMPY") {
+        if bytes.starts_with(crate::npy::MAGIC) {
             let sidecar = npy_sidecar(path);
             let text = std::fs::read_to_string(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
             let meta: TableMeta =
@@ -366,16 +357,17 @@ fn npy_sidecar(path: &Path) -> PathBuf {
 }
 
 fn read_npy_columns(path: &Path, bytes: &[u8], meta: &TableMeta) -> Result<Vec<Vec<u32>>> {
-    let header_len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
-    let header = String::from_utf8_lossy(&bytes[10..10 + header_len]);
-    let wide = header.contains("'<u4'");
-    if !wide && !header.contains("'<u2'") {
-        return Err(Error::corrupt(
-            path,
-            "expected a uint16 or uint32 .npy table",
-        ));
-    }
-    let data = &bytes[10 + header_len..];
+    let (header, data) = crate::npy::decode(bytes).map_err(|e| Error::corrupt(path, e))?;
+    let wide = match header.descr.as_str() {
+        "<u4" => true,
+        "<u2" => false,
+        other => {
+            return Err(Error::corrupt(
+                path,
+                format!("expected a uint16 or uint32 .npy table, found {other}"),
+            ))
+        }
+    };
     let values: Vec<u32> = if wide {
         data.chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().expect("4")))

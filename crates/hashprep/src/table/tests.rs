@@ -149,20 +149,28 @@ fn planted(clusters: usize, per: usize) -> (ndarray::Array2<f64>, Vec<usize>) {
     (data, truth)
 }
 
+fn build_with_embeddings(
+    spec: &TableSpec,
+    counts: &TokenCounts,
+    data: &ndarray::Array2<f64>,
+) -> RoutingTable {
+    build_table(
+        spec,
+        &TableInputs {
+            embeddings: Some(data),
+            ..inputs(counts)
+        },
+    )
+    .unwrap()
+}
+
 #[test]
 fn clustered_recovers_planted_clusters() {
     let (data, truth) = planted(6, 40);
     let counts = TokenCounts::from_vec(vec![1; truth.len()]);
     let mut spec = TableSpec::new(Method::Clustered, 6);
     spec.kmeans.runs = 4;
-    let table = build_table(
-        &spec,
-        &TableInputs {
-            embeddings: Some(&data),
-            ..inputs(&counts)
-        },
-    )
-    .unwrap();
+    let table = build_with_embeddings(&spec, &counts, &data);
     let labels = table.column(0);
     // The same partition: tokens share a label exactly when they share a blob.
     for a in 0..truth.len() {
@@ -182,14 +190,7 @@ fn dispersed_spreads_each_planted_cluster_evenly() {
     let counts = TokenCounts::from_vec((0..truth.len() as u64).map(|i| i % 13 + 1).collect());
     let mut spec = TableSpec::new(Method::Dispersed, 8);
     spec.kmeans.runs = 4;
-    let table = build_table(
-        &spec,
-        &TableInputs {
-            embeddings: Some(&data),
-            ..inputs(&counts)
-        },
-    )
-    .unwrap();
+    let table = build_with_embeddings(&spec, &counts, &data);
     let experts = table.column(0);
     let check = |groups: &dyn Fn(usize) -> usize, n_groups: usize, assignment: &[u32]| {
         for g in 0..n_groups {
