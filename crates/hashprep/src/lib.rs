@@ -27,6 +27,7 @@ pub mod corpus;
 pub mod counts;
 mod error;
 pub mod fsutil;
+pub mod loader;
 pub mod npy;
 pub mod pipeline;
 pub mod shard;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use hashprep::corpus::Format;
+use hashprep::loader::{Loader, LoaderConfig, LoaderState};
 use hashprep::pipeline::{
     self, BuildTableRequest, ExampleStream, OnError, RunOptions, TokenizeSettings,
 };
@@ -40,6 +41,51 @@ enum Command {
     BuildTable(BuildTableArgs),
     /// Measure several tables on the same data and draw their loads side by side.
     CompareTables(CompareArgs),
+    /// Print loader batches (ids, targets, loss mask, expert ids, order, offsets) as JSON lines.
+    Batches(BatchesArgs),
+}
+
+#[derive(Debug, Args)]
+struct BatchesArgs {
+    /// A tokenize output directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// Table files (one routing spec per layer of each; identical files count once).
+    #[arg(long = "table")]
+    tables: Vec<PathBuf>,
+    /// Rows per batch (B).
+    #[arg(long)]
+    batch_size: usize,
+    /// Positions per row (T).
+    #[arg(long)]
+    seq_len: usize,
+    /// Shuffle seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Number of batches to print.
+    #[arg(long, default_value_t = 1)]
+    steps: u64,
+    /// Start at this batch (as a resumed loader would).
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// One example per row, padded, loss on the response only (default: packing).
+    #[arg(long)]
+    per_example: bool,
+    /// Drop each epoch's last partial batch.
+    #[arg(long)]
+    drop_last: bool,
+    /// Data-parallel rank and world size.
+    #[arg(long, default_value_t = 0)]
+    rank: usize,
+    /// Data-parallel world size.
+    #[arg(long, default_value_t = 1)]
+    world_size: usize,
+    /// Worker threads building batches ahead.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Print JSON lines (the only output format).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +322,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             let rows = pipeline::compare_tables(&args.data, &args.tables, args.plot.as_deref())?;
             report::comparison(&rows, args.json)
         }
+        Command::Batches(args) => batches(&args),
         Command::Export(args) => {
             if args.to != "parquet" {
                 return Err(hashprep::Error::BadInput(format!(
@@ -377,4 +424,28 @@ fn train(args: TrainArgs, progress: bool) -> Result<()> {
         args.out.display(),
         tokenizer.fingerprint()
     ))
+}
+
+fn batches(args: &BatchesArgs) -> Result<()> {
+    use std::io::Write;
+    let config = LoaderConfig {
+        packing: !args.per_example,
+        drop_last: args.drop_last,
+        rank: args.rank,
+        world_size: args.world_size,
+        ..LoaderConfig::new(args.batch_size, args.seq_len, args.seed)
+    };
+    let mut loader = Loader::new(&args.data, &args.tables, config)?;
+    let state = LoaderState {
+        next_batch: args.start,
+        ..loader.state()
+    };
+    loader.resume(&state)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for batch in loader.take(args.steps, args.workers, 4) {
+        serde_json::to_writer(&mut out, &batch)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(())
 }

@@ -39,6 +39,22 @@ impl DocTokens<'_> {
         self.len() == 0
     }
 
+    /// The id at position `i`.
+    pub fn get(&self, i: usize) -> u32 {
+        match self {
+            DocTokens::U16(v) => u32::from(v[i]),
+            DocTokens::U32(v) => v[i],
+        }
+    }
+
+    /// Appends the ids of `range` to `out`.
+    pub fn extend_into(&self, range: std::ops::Range<usize>, out: &mut Vec<u32>) {
+        match self {
+            DocTokens::U16(v) => out.extend(v[range].iter().map(|&x| u32::from(x))),
+            DocTokens::U32(v) => out.extend_from_slice(&v[range]),
+        }
+    }
+
     /// The ids widened to `u32`.
     pub fn to_vec(&self) -> Vec<u32> {
         match self {
@@ -168,6 +184,21 @@ impl ShardReader {
     /// Number of rows.
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// The ids of row `row` of record batch `batch`.
+    pub fn row(&self, batch: usize, row: usize) -> DocTokens<'_> {
+        let list: &ListArray = self.batches[batch].column(0).as_list::<i32>();
+        let offsets = list.value_offsets();
+        let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+        match self.width {
+            TokenWidth::Uint16 => {
+                DocTokens::U16(&list.values().as_primitive::<UInt16Type>().values()[start..end])
+            }
+            TokenWidth::Uint32 => {
+                DocTokens::U32(&list.values().as_primitive::<UInt32Type>().values()[start..end])
+            }
+        }
     }
 
     /// Every example in order: its ids and its `prefix_len`.

@@ -1,0 +1,490 @@
+//! The prefetching loader: batches of `B x T` ids that arrive with, for every routing spec, the
+//! expert of each position already grouped by expert (`order`, `offsets`), so a trainer does no
+//! routing work on the device. Framework-free; `hashtrain` wraps batches into tensors.
+//!
+//! Batch `i` is a pure function of (data, tables, config, `i`): worker threads build batches
+//! ahead through a bounded queue, and the sequence is the same for any number of workers and
+//! after [`Loader::resume`]. Data-parallel ranks take every `world_size`-th sample of an epoch.
+
+mod dataset;
+mod routing;
+mod sampler;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+pub use dataset::TokenDataset;
+pub use routing::{bucket_positions, Route};
+pub use sampler::{permutation, PackedEpoch};
+
+use crate::error::{Error, Result};
+use crate::table::RoutingTable;
+use crate::tokenize::fingerprint_bytes;
+use routing::RowContext;
+use sampler::SALT_DOCS;
+
+/// How batches are made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoaderConfig {
+    /// Rows per batch (B).
+    pub batch_size: usize,
+    /// Positions per row (T).
+    pub seq_len: usize,
+    /// Seed of the shuffles.
+    pub seed: u64,
+    /// Concatenate documents into windows of `T + 1` ids (language modelling); otherwise one
+    /// example per row, padded, with the loss on the response only.
+    pub packing: bool,
+    /// Drop the last partial batch of an epoch (otherwise it is shorter).
+    pub drop_last: bool,
+    /// This data-parallel rank.
+    pub rank: usize,
+    /// Number of data-parallel ranks.
+    pub world_size: usize,
+    /// Id written into padding positions.
+    pub pad_id: u32,
+}
+
+impl LoaderConfig {
+    /// Packing, no drop, a single rank, pad id 0.
+    pub fn new(batch_size: usize, seq_len: usize, seed: u64) -> Self {
+        Self {
+            batch_size,
+            seq_len,
+            seed,
+            packing: true,
+            drop_last: false,
+            rank: 0,
+            world_size: 1,
+            pad_id: 0,
+        }
+    }
+}
+
+/// One batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Batch {
+    /// Index of the batch in this rank's sequence (across epochs).
+    pub index: u64,
+    /// Epoch it belongs to.
+    pub epoch: u64,
+    /// Rows (B; smaller for a kept last partial batch).
+    pub rows: usize,
+    /// T.
+    pub seq_len: usize,
+    /// `[rows * T]` input ids.
+    pub input_ids: Vec<u32>,
+    /// `[rows * T]` targets: the inputs shifted by one.
+    pub targets: Vec<u32>,
+    /// `[rows * T]` 1 where the loss counts.
+    pub loss_mask: Vec<u8>,
+    /// One route per (spec, hash).
+    pub routes: Vec<Route>,
+}
+
+/// Where a loader stands: enough to continue exactly there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoaderState {
+    /// The next batch to deliver.
+    pub next_batch: u64,
+    /// Fingerprint of data, tables and config: a state only resumes the same loader.
+    pub fingerprint: String,
+}
+
+/// A routing spec: one layer of one table (its `hashes` streams).
+#[derive(Debug, Clone)]
+struct Spec {
+    table: Arc<RoutingTable>,
+    layer: u32,
+}
+
+/// The shuffles of one epoch.
+enum EpochPlan {
+    Packed(PackedEpoch),
+    Examples(Vec<u32>),
+}
+
+impl EpochPlan {
+    fn samples(&self) -> usize {
+        match self {
+            EpochPlan::Packed(p) => p.len(),
+            EpochPlan::Examples(order) => order.len(),
+        }
+    }
+}
+
+/// Everything a worker needs to build any batch.
+struct Core {
+    data: TokenDataset,
+    specs: Vec<Spec>,
+    config: LoaderConfig,
+    batches_per_epoch: u64,
+    fingerprint: String,
+    plans: Mutex<Vec<(u64, Arc<EpochPlan>)>>,
+}
+
+/// The loader. See the module documentation.
+pub struct Loader {
+    core: Arc<Core>,
+    next_batch: u64,
+}
+
+impl Loader {
+    /// Opens the data and tables and checks everything before the first batch: shard
+    /// checksums, table fingerprints, that `B * T` fits the position type, and (per-example
+    /// mode) that some example fills a row.
+    ///
+    /// # Errors
+    /// Any of the above, named by file.
+    pub fn new(data: &Path, tables: &[PathBuf], config: LoaderConfig) -> Result<Self> {
+        if config.batch_size == 0 || config.seq_len == 0 {
+            return Err(Error::BadInput(
+                "--batch-size and --seq-len must be at least 1".into(),
+            ));
+        }
+        if config.world_size == 0 || config.rank >= config.world_size {
+            return Err(Error::BadInput(format!(
+                "--rank {} must be below --world-size {}",
+                config.rank, config.world_size
+            )));
+        }
+        let positions = (config.batch_size as u64).saturating_mul(config.seq_len as u64);
+        if positions > u64::from(u32::MAX) {
+            return Err(Error::BadInput(format!(
+                "B * T = {positions} positions do not fit the u32 positions of `order`; use smaller batches"
+            )));
+        }
+        let data = TokenDataset::open(data)?;
+        let specs = load_specs(tables, &data)?;
+        if !config.packing {
+            let longest = data.lengths().iter().copied().max().unwrap_or(0) as usize;
+            if longest < config.seq_len {
+                return Err(Error::BadInput(format!(
+                    "--seq-len {} is longer than every example (the longest has {longest} ids): lower it or use packing",
+                    config.seq_len
+                )));
+            }
+        }
+        let fingerprint = loader_fingerprint(&data, tables, &config)?;
+        let mut core = Core {
+            data,
+            specs,
+            config,
+            batches_per_epoch: 0,
+            fingerprint,
+            plans: Mutex::new(Vec::new()),
+        };
+        // Every rank takes every `world_size`-th sample, the same number each.
+        let samples = core.plan(0).samples();
+        let per_rank = samples / core.config.world_size;
+        core.batches_per_epoch = if core.config.drop_last {
+            (per_rank / core.config.batch_size) as u64
+        } else {
+            per_rank.div_ceil(core.config.batch_size) as u64
+        };
+        if core.batches_per_epoch == 0 {
+            return Err(Error::BadInput(format!(
+                "the data holds {samples} samples of T = {}: not one batch of {} per rank",
+                core.config.seq_len, core.config.batch_size
+            )));
+        }
+        Ok(Self {
+            core: Arc::new(core),
+            next_batch: 0,
+        })
+    }
+
+    /// Batches in one epoch for this rank.
+    pub fn batches_per_epoch(&self) -> u64 {
+        self.core.batches_per_epoch
+    }
+
+    /// The routing specs: (table method, layer) in batch order.
+    pub fn spec_names(&self) -> Vec<String> {
+        self.core
+            .specs
+            .iter()
+            .map(|s| format!("{} layer {}", s.table.meta.method.name(), s.layer))
+            .collect()
+    }
+
+    /// Builds batch `index` (no prefetching).
+    pub fn batch(&self, index: u64) -> Batch {
+        self.core.batch(index)
+    }
+
+    /// Where the loader stands.
+    pub fn state(&self) -> LoaderState {
+        LoaderState {
+            next_batch: self.next_batch,
+            fingerprint: self.core.fingerprint.clone(),
+        }
+    }
+
+    /// Continues from `state`.
+    ///
+    /// # Errors
+    /// The state belongs to a loader with other data, tables or settings.
+    pub fn resume(&mut self, state: &LoaderState) -> Result<()> {
+        if state.fingerprint != self.core.fingerprint {
+            return Err(Error::BadInput(
+                "the loader state comes from other data, tables or loader settings".into(),
+            ));
+        }
+        self.next_batch = state.next_batch;
+        Ok(())
+    }
+
+    /// The next `steps` batches, built ahead by `workers` threads with at most `prefetch`
+    /// batches waiting; advances the state as batches are taken.
+    pub fn take(&mut self, steps: u64, workers: usize, prefetch: usize) -> Prefetcher<'_> {
+        Prefetcher::start(self, steps, workers.max(1), prefetch.max(1))
+    }
+}
+
+fn load_specs(tables: &[PathBuf], data: &TokenDataset) -> Result<Vec<Spec>> {
+    let manifest = data.manifest();
+    let mut seen: HashMap<Vec<u8>, Arc<RoutingTable>> = HashMap::new();
+    let mut specs = Vec::new();
+    for path in tables {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if seen.contains_key(&bytes) {
+            continue; // layers that share a table share its routes
+        }
+        let table = Arc::new(RoutingTable::read(path)?);
+        table
+            .check_data(
+                &manifest.tokenizer.fingerprint,
+                manifest.tokenizer.vocab_size,
+            )
+            .map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))?;
+        for layer in 0..table.meta.layers {
+            specs.push(Spec {
+                table: table.clone(),
+                layer,
+            });
+        }
+        seen.insert(bytes, table);
+    }
+    Ok(specs)
+}
+
+fn loader_fingerprint(
+    data: &TokenDataset,
+    tables: &[PathBuf],
+    config: &LoaderConfig,
+) -> Result<String> {
+    let mut identity = serde_json::to_vec(&(
+        config,
+        &data.manifest().config,
+        &data.manifest().counts_checksum,
+    ))
+    .expect("serializable");
+    for path in tables {
+        identity.extend(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    }
+    Ok(fingerprint_bytes(&identity))
+}
+
+impl Core {
+    /// The shuffles of `epoch`, built once and shared (the two most recent are kept).
+    fn plan(&self, epoch: u64) -> Arc<EpochPlan> {
+        let mut plans = self.plans.lock().expect("not poisoned");
+        if let Some((_, plan)) = plans.iter().find(|(e, _)| *e == epoch) {
+            return plan.clone();
+        }
+        let lengths = self.data.lengths();
+        let plan = Arc::new(if self.config.packing {
+            EpochPlan::Packed(PackedEpoch::new(
+                lengths,
+                self.config.seq_len,
+                self.config.seed,
+                epoch,
+            ))
+        } else {
+            EpochPlan::Examples(permutation(
+                lengths.len(),
+                self.config.seed ^ epoch.wrapping_mul(0x9E37_79B9),
+                SALT_DOCS,
+            ))
+        });
+        plans.push((epoch, plan.clone()));
+        if plans.len() > 2 {
+            plans.remove(0);
+        }
+        plan
+    }
+
+    fn batch(&self, index: u64) -> Batch {
+        let (b, t) = (self.config.batch_size, self.config.seq_len);
+        let epoch = index / self.batches_per_epoch;
+        let local = (index % self.batches_per_epoch) as usize;
+        let plan = self.plan(epoch);
+        let per_rank = plan.samples() / self.config.world_size;
+        let first = local * b;
+        let rows = b.min(per_rank - first);
+        let mut inputs = Vec::with_capacity(rows * t);
+        let mut targets = Vec::with_capacity(rows * t);
+        let mut mask = Vec::with_capacity(rows * t);
+        let mut before = Vec::with_capacity(rows);
+        let mut valid = Vec::with_capacity(rows);
+        let mut window: Vec<u32> = Vec::with_capacity(t + 1);
+        let mut response: Vec<bool> = Vec::with_capacity(t + 1);
+        for r in 0..rows {
+            let sample = (first + r) * self.config.world_size + self.config.rank;
+            window.clear();
+            response.clear();
+            let prev = match &*plan {
+                EpochPlan::Packed(packed) => {
+                    let before = packed.pieces(sample, |doc, range| {
+                        let prefix = self.data.prefix_len(doc) as usize;
+                        response.extend(range.clone().map(|j| j >= prefix));
+                        self.data.tokens(doc).extend_into(range, &mut window);
+                    });
+                    before.map(|(doc, at)| self.data.tokens(doc).get(at))
+                }
+                EpochPlan::Examples(order) => {
+                    let doc = order[sample] as usize;
+                    let tokens = self.data.tokens(doc);
+                    let n = tokens.len().min(t + 1);
+                    let prefix = self.data.prefix_len(doc) as usize;
+                    tokens.extend_into(0..n, &mut window);
+                    response.extend((0..n).map(|j| j >= prefix));
+                    None
+                }
+            };
+            let real = window.len().saturating_sub(1);
+            for p in 0..t {
+                if p < real {
+                    inputs.push(window[p]);
+                    targets.push(window[p + 1]);
+                    mask.push(u8::from(response[p + 1]));
+                } else {
+                    inputs.push(self.config.pad_id);
+                    targets.push(self.config.pad_id);
+                    mask.push(0);
+                }
+            }
+            before.push(prev);
+            valid.push(real);
+        }
+        let ctx = RowContext {
+            inputs: &inputs,
+            targets: &targets,
+            before: &before,
+            valid: &valid,
+            seq_len: t,
+        };
+        let mut routes = Vec::new();
+        for (s, spec) in self.specs.iter().enumerate() {
+            for hash in 0..spec.table.meta.hashes {
+                let stream = spec.layer * spec.table.meta.hashes + hash;
+                routes.push(routing::route(&spec.table, stream, s, hash, &ctx));
+            }
+        }
+        Batch {
+            index,
+            epoch,
+            rows,
+            seq_len: t,
+            input_ids: inputs,
+            targets,
+            loss_mask: mask,
+            routes,
+        }
+    }
+}
+
+/// Batches built ahead by worker threads, delivered in order.
+pub struct Prefetcher<'a> {
+    loader: &'a mut Loader,
+    end: u64,
+    receiver: crossbeam_channel::Receiver<Batch>,
+    credits: crossbeam_channel::Sender<()>,
+    pending: HashMap<u64, Batch>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicU64>,
+}
+
+impl<'a> Prefetcher<'a> {
+    fn start(loader: &'a mut Loader, steps: u64, workers: usize, prefetch: usize) -> Self {
+        let start = loader.next_batch;
+        let end = start + steps;
+        let next = Arc::new(AtomicU64::new(start));
+        let stop = Arc::new(AtomicU64::new(0));
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let (credits, credit_rx) = crossbeam_channel::bounded::<()>(prefetch + workers);
+        for _ in 0..prefetch + workers {
+            let _ = credits.send(());
+        }
+        let handles = (0..workers)
+            .map(|w| {
+                let (core, next, stop, sender, credit_rx) = (
+                    loader.core.clone(),
+                    next.clone(),
+                    stop.clone(),
+                    sender.clone(),
+                    credit_rx.clone(),
+                );
+                std::thread::Builder::new()
+                    .name(format!("hashprep-loader-{w}"))
+                    .spawn(move || {
+                        while credit_rx.recv().is_ok() && stop.load(Ordering::Relaxed) == 0 {
+                            let index = next.fetch_add(1, Ordering::Relaxed);
+                            if index >= end || sender.send(core.batch(index)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawn a loader worker")
+            })
+            .collect();
+        Self {
+            loader,
+            end,
+            receiver,
+            credits,
+            pending: HashMap::new(),
+            workers: handles,
+            stop,
+        }
+    }
+}
+
+impl Iterator for Prefetcher<'_> {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        let index = self.loader.next_batch;
+        if index >= self.end {
+            return None;
+        }
+        let batch = loop {
+            if let Some(batch) = self.pending.remove(&index) {
+                break batch;
+            }
+            let batch = self.receiver.recv().ok()?;
+            self.pending.insert(batch.index, batch);
+        };
+        self.loader.next_batch += 1;
+        let _ = self.credits.send(());
+        Some(batch)
+    }
+}
+
+impl Drop for Prefetcher<'_> {
+    fn drop(&mut self) {
+        self.stop.store(1, Ordering::Relaxed);
+        for _ in &self.workers {
+            let _ = self.credits.send(());
+        }
+        for handle in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
