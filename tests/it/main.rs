@@ -8,6 +8,7 @@ mod bad_input;
 mod common;
 mod formats;
 mod inspect;
+mod loader;
 mod python;
 mod resume;
 mod tables;

@@ -1,0 +1,330 @@
+//! The loader: routing invariants on real text, determinism across workers and resume, rank
+//! sharding, and bad input refused before the first batch.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use hashprep::loader::{Batch, Loader, LoaderConfig};
+use hashprep::table::{RoutingTable, Rule};
+use proptest::prelude::*;
+
+use crate::common::*;
+
+/// Wikitext validation through GPT-2 and a set of tables, built once per test binary.
+fn fixture() -> &'static (tempfile::TempDir, PathBuf, Vec<PathBuf>) {
+    static FIXTURE: std::sync::OnceLock<(tempfile::TempDir, PathBuf, Vec<PathBuf>)> =
+        std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        run_ok(
+            tokenize_into(
+                &data,
+                &[
+                    "--format",
+                    "wikitext103",
+                    "--tokenizer",
+                    "gpt2",
+                    "--shard-mib",
+                    "0.2",
+                ],
+            )
+            .arg(wikitext("valid")),
+        );
+        let mut tables = Vec::new();
+        for (method, extra) in [
+            ("balanced", "1"),
+            ("random", "3"),
+            ("previous", "1"),
+            ("oracle", "1"),
+            ("bigram", "2"),
+            ("position", "1"),
+        ] {
+            let out = tmp.path().join(format!("{method}.arrow"));
+            run_ok(
+                hashprep()
+                    .args([
+                        "build-table",
+                        "--data",
+                        data.to_str().unwrap(),
+                        "--method",
+                        method,
+                        "--experts",
+                        "7",
+                        "--hashes",
+                        extra,
+                        "--out",
+                    ])
+                    .arg(&out),
+            );
+            tables.push(out);
+        }
+        (tmp, data, tables)
+    })
+}
+
+/// Checks every invariant of a batch against an independent recomputation.
+fn check_batch(batch: &Batch, tables: &[RoutingTable]) {
+    let (rows, t) = (batch.rows, batch.seq_len);
+    assert_eq!(batch.input_ids.len(), rows * t);
+    for r in 0..rows {
+        for p in 0..t - 1 {
+            if batch.loss_mask[r * t + p + 1] == 1 {
+                assert_eq!(
+                    batch.targets[r * t + p],
+                    batch.input_ids[r * t + p + 1],
+                    "targets are inputs shifted by one"
+                );
+            }
+        }
+    }
+    let mut route = batch.routes.iter();
+    for table in tables {
+        for hash in 0..table.meta.hashes {
+            let route = route.next().expect("a route per hash");
+            let k = table.meta.experts;
+            // `order` is a permutation grouping positions by expert, stably.
+            let mut sorted = route.order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..(rows * t) as u32).collect::<Vec<_>>());
+            let grouped: Vec<u32> = route
+                .order
+                .iter()
+                .map(|&p| route.expert_ids[p as usize])
+                .collect();
+            assert!(
+                grouped.windows(2).all(|w| w[0] <= w[1]),
+                "expert_ids[order] is non-decreasing"
+            );
+            assert_eq!(route.offsets.len(), k as usize + 1);
+            for e in 0..k as usize {
+                let n = route.expert_ids.iter().filter(|&&x| x == e as u32).count() as u32;
+                assert_eq!(route.offsets[e + 1] - route.offsets[e], n);
+            }
+            // The experts are the table applied to the right token.
+            for r in 0..rows {
+                for p in 0..t {
+                    let i = r * t + p;
+                    if batch.loss_mask[i] == 0 && batch.targets[i] == 0 && batch.input_ids[i] == 0 {
+                        continue; // padding
+                    }
+                    let column = table.column(hash);
+                    let x = batch.input_ids[i];
+                    let expected = match table.meta.rule {
+                        Rule::Token => column[x as usize],
+                        Rule::Next => column[batch.targets[i] as usize],
+                        Rule::Previous if p > 0 => column[batch.input_ids[i - 1] as usize],
+                        Rule::Bigram if p > 0 => hashprep::table::bigram_expert(
+                            table.stream_key(hash),
+                            batch.input_ids[i - 1],
+                            x,
+                            k,
+                        ),
+                        Rule::Position => (p % k as usize) as u32,
+                        Rule::Previous | Rule::Bigram => continue, // depends on the id before the row
+                    };
+                    assert_eq!(
+                        route.expert_ids[i], expected,
+                        "{:?} at row {r} position {p}",
+                        table.meta.rule
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn tables(paths: &[PathBuf]) -> Vec<RoutingTable> {
+    paths
+        .iter()
+        .map(|p| RoutingTable::read(p).unwrap())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+    #[test]
+    fn batches_satisfy_the_routing_invariants(
+        b in 1usize..6, t in 1usize..40, seed in any::<u64>(), packing in any::<bool>(), start in 0u64..50,
+    ) {
+        let (_, data, paths) = fixture();
+        let config = LoaderConfig { packing, ..LoaderConfig::new(b, t, seed) };
+        let loader = Loader::new(data, paths, config).unwrap();
+        let tables = tables(paths);
+        for index in start..start + 3 {
+            check_batch(&loader.batch(index), &tables);
+        }
+    }
+}
+
+#[test]
+fn same_batches_for_any_worker_count_and_after_resume() {
+    let (_, data, paths) = fixture();
+    let config = LoaderConfig::new(4, 64, 11);
+    let straight: Vec<Batch> = Loader::new(data, paths, config.clone())
+        .unwrap()
+        .take(8, 1, 2)
+        .collect();
+    let four: Vec<Batch> = Loader::new(data, paths, config.clone())
+        .unwrap()
+        .take(8, 4, 3)
+        .collect();
+    assert_eq!(straight, four);
+    let mut first = Loader::new(data, paths, config.clone()).unwrap();
+    let head: Vec<Batch> = first.take(3, 2, 2).collect();
+    let state = first.state();
+    assert_eq!(state.next_batch, 3);
+    let mut second = Loader::new(data, paths, config.clone()).unwrap();
+    second.resume(&state).unwrap();
+    let tail: Vec<Batch> = second.take(5, 3, 2).collect();
+    assert_eq!([head, tail].concat(), straight);
+    // A state of another configuration is refused.
+    let mut other = Loader::new(data, paths, LoaderConfig::new(4, 64, 12)).unwrap();
+    assert!(other.resume(&state).is_err());
+}
+
+#[test]
+fn ranks_see_disjoint_samples_and_epochs_reshuffle() {
+    let (_, data, paths) = fixture();
+    let mut seen: HashSet<Vec<u32>> = HashSet::new();
+    let mut rows = 0;
+    for rank in 0..3 {
+        let config = LoaderConfig {
+            rank,
+            world_size: 3,
+            ..LoaderConfig::new(8, 32, 5)
+        };
+        let mut loader = Loader::new(data, &paths[..1], config).unwrap();
+        let per_epoch = loader.batches_per_epoch();
+        for batch in loader.take(per_epoch, 2, 2) {
+            for r in 0..batch.rows {
+                rows += 1;
+                assert!(
+                    seen.insert(batch.input_ids[r * 32..(r + 1) * 32].to_vec()),
+                    "rank {rank} repeats a sample"
+                );
+            }
+        }
+    }
+    let manifest = hashprep::shard::Manifest::read(data).unwrap();
+    let windows = ((manifest.totals.tokens - 1) / 32) as usize;
+    assert!(
+        rows <= windows && rows + 3 * 8 > windows,
+        "{rows} rows for {windows} windows"
+    );
+    let loader = Loader::new(data, &paths[..1], LoaderConfig::new(8, 32, 5)).unwrap();
+    let per_epoch = loader.batches_per_epoch();
+    assert_ne!(
+        loader.batch(0).input_ids,
+        loader.batch(per_epoch).input_ids,
+        "epoch 1 reshuffles"
+    );
+}
+
+#[test]
+fn per_example_rows_are_padded_and_masked() {
+    let (_, data, paths) = fixture();
+    let lengths: HashSet<usize> = hashprep::loader::TokenDataset::open(data)
+        .unwrap()
+        .lengths()
+        .iter()
+        .map(|&l| l as usize)
+        .collect();
+    let t = lengths.iter().copied().max().unwrap() - 1; // only the longest article fills a row
+    let config = LoaderConfig {
+        packing: false,
+        ..LoaderConfig::new(4, t, 2)
+    };
+    let loader = Loader::new(data, &paths[..1], config).unwrap();
+    let mut padded_rows = 0;
+    for index in 0..loader.batches_per_epoch() {
+        let batch = loader.batch(index);
+        check_batch(&batch, &tables(&paths[..1]));
+        for r in 0..batch.rows {
+            let row = r * t..(r + 1) * t;
+            let real = batch.loss_mask[row.clone()]
+                .iter()
+                .take_while(|&&m| m == 1)
+                .count();
+            assert!(
+                real == t || lengths.contains(&(real + 1)),
+                "a row holds one whole example"
+            );
+            for i in row.start + real..row.end {
+                assert_eq!(
+                    (batch.loss_mask[i], batch.input_ids[i], batch.targets[i]),
+                    (0, 0, 0)
+                );
+                assert!(
+                    batch.routes.iter().all(|route| route.expert_ids[i] == 0),
+                    "padding routes to expert 0"
+                );
+            }
+            padded_rows += usize::from(real < t);
+        }
+    }
+    assert!(padded_rows > 50, "{padded_rows}");
+}
+
+fn truncated_copy(data: &Path, dir: &Path) -> PathBuf {
+    let copy = dir.join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(data).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let shard = copy.join("shard-00001.arrow");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() - 100]).unwrap();
+    copy
+}
+
+#[test]
+fn bad_input_is_refused_before_the_first_batch() {
+    let (tmp, data, paths) = fixture();
+    let err = |data: &Path, tables: &[PathBuf], config: LoaderConfig| {
+        Loader::new(data, tables, config).err().unwrap().to_string()
+    };
+    let scratch = tempfile::tempdir_in(tmp.path()).unwrap();
+    let truncated = truncated_copy(data, scratch.path());
+    assert!(err(&truncated, paths, LoaderConfig::new(2, 8, 0))
+        .contains("shard-00001.arrow: checksum mismatch"));
+
+    let counts = scratch.path().join("counts.arrow");
+    hashprep::counts::TokenCounts::from_vec(vec![1; 50])
+        .write(&counts, "blake3:other")
+        .unwrap();
+    let foreign = scratch.path().join("foreign.arrow");
+    run_ok(
+        hashprep()
+            .args([
+                "build-table",
+                "--counts",
+                counts.to_str().unwrap(),
+                "--method",
+                "random",
+                "--experts",
+                "2",
+                "--out",
+            ])
+            .arg(&foreign),
+    );
+    assert!(err(data, &[foreign], LoaderConfig::new(2, 8, 0))
+        .contains("foreign.arrow: the table was built for tokenizer blake3:other"));
+
+    let config = LoaderConfig {
+        packing: false,
+        ..LoaderConfig::new(2, 1_000_000, 0)
+    };
+    assert!(err(data, paths, config).contains("longer than every example"));
+    assert!(err(data, paths, LoaderConfig::new(1 << 20, 1 << 13, 0))
+        .contains("do not fit the u32 positions"));
+
+    let (code, stderr) = run_fail(
+        hashprep()
+            .args(["batches", "--batch-size", "2", "--seq-len", "8", "--data"])
+            .arg(&truncated),
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+}
