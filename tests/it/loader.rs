@@ -266,6 +266,102 @@ fn per_example_rows_are_padded_and_masked() {
     assert!(padded_rows > 50, "{padded_rows}");
 }
 
+/// A tokenize output whose examples are dialogues: the first half of each line is context.
+fn dialogue_data(dir: &Path) -> PathBuf {
+    let text: String = (0..40)
+        .map(|i| format!("question number {i} about hash layers ? answer {i} is here .\n"))
+        .collect();
+    std::fs::write(dir.join("dialogue.txt"), text).unwrap();
+    let data = dir.join("dialogue");
+    run_ok(
+        tokenize_into(&data, &["--format", "text", "--tokenizer", "gpt2"])
+            .arg(dir.join("dialogue.txt")),
+    );
+    // Rewrite the shard with prefix_len = ids up to and including "?" (what the Reddit reader writes).
+    let mut manifest = hashprep::shard::Manifest::read(&data).unwrap();
+    let question_mark = hashprep::tokenize::TextTokenizer::load("gpt2")
+        .unwrap()
+        .encode(" ?")
+        .unwrap()[0];
+    let rows = read_rows(&data);
+    let path = data.join(&manifest.shards[0].file);
+    let mut writer = hashprep::shard::ShardWriter::create(
+        &path,
+        manifest.token_type,
+        &manifest.tokenizer.fingerprint,
+    )
+    .unwrap();
+    for (tokens, _) in &rows {
+        let prefix = tokens.iter().position(|&t| t == question_mark).unwrap() + 1;
+        writer.push(tokens, prefix as u32).unwrap();
+    }
+    manifest.shards[0] = writer.finish().unwrap();
+    manifest.write(&data).unwrap();
+    data
+}
+
+#[test]
+fn dialogue_loss_covers_only_the_response() {
+    let (tmp, _, _) = fixture();
+    let scratch = tempfile::tempdir_in(tmp.path()).unwrap();
+    let data = dialogue_data(scratch.path());
+    let tok = hashprep::tokenize::TextTokenizer::load("gpt2").unwrap();
+    let (question, eos) = (tok.encode(" ?").unwrap()[0], 50_256);
+    let longest = hashprep::loader::TokenDataset::open(&data)
+        .unwrap()
+        .lengths()
+        .iter()
+        .copied()
+        .max()
+        .unwrap() as usize;
+    for packing in [false, true] {
+        let t = if packing { 16 } else { longest - 1 };
+        let loader = Loader::new(
+            &data,
+            &[],
+            LoaderConfig {
+                packing,
+                ..LoaderConfig::new(4, t, 9)
+            },
+        )
+        .unwrap();
+        let mut checked = 0;
+        for index in 0..loader.batches_per_epoch() {
+            let batch = loader.batch(index);
+            for row in 0..batch.rows {
+                // Per example, a row starts in the context; packed, wherever the window falls.
+                let mut in_response: Option<bool> = if packing { None } else { Some(false) };
+                for i in row * t..(row + 1) * t {
+                    let target = batch.targets[i];
+                    if !packing && batch.loss_mask[i] == 0 && target == 0 {
+                        break; // padding
+                    }
+                    let expected = if target == question {
+                        Some(false)
+                    } else {
+                        in_response
+                    };
+                    if let Some(expected) = expected {
+                        assert_eq!(
+                            batch.loss_mask[i] == 1,
+                            expected,
+                            "packing {packing}, row {row}, position {}",
+                            i % t
+                        );
+                        checked += 1;
+                    }
+                    if target == question {
+                        in_response = Some(true);
+                    } else if target == eos {
+                        in_response = Some(false);
+                    }
+                }
+            }
+        }
+        assert!(checked > 200, "{checked}");
+    }
+}
+
 fn truncated_copy(data: &Path, dir: &Path) -> PathBuf {
     let copy = dir.join("copy");
     std::fs::create_dir(&copy).unwrap();
