@@ -7,6 +7,7 @@ mod decompress;
 mod inputs;
 mod jsonl;
 mod lines;
+pub mod reddit;
 mod text;
 
 use std::path::Path;

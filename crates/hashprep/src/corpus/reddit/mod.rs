@@ -1,0 +1,11 @@
+//! Reddit (pushshift dumps): comment and submission records, and the reconstruction of each
+//! comment's thread into a dialogue example (context turns + response).
+//!
+//! This is the in-memory core; the spill-partitioned pipeline over dumps larger than RAM and
+//! the `--format reddit` wiring build on it.
+
+mod records;
+mod threads;
+
+pub use records::{is_deleted, unescape_html, Comment, Submission};
+pub use threads::{thread_examples, DialogueExample, ThreadStats};

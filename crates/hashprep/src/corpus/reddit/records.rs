@@ -1,0 +1,148 @@
+//! Pushshift records: comments (`RC_*`) and submissions (`RS_*`), one JSON object per line.
+//! Fields may be missing or null; `created_utc` may be a number or a string; bodies are
+//! HTML-escaped and may be `[deleted]` / `[removed]`.
+
+use serde::{Deserialize, Deserializer};
+
+/// A comment, as much of it as threads need.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Comment {
+    /// Base-36 id without prefix.
+    pub id: String,
+    /// `t1_<comment>` or `t3_<submission>`.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// `t3_<submission>`: the thread.
+    #[serde(default)]
+    pub link_id: Option<String>,
+    /// HTML-escaped text.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Author name.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// Subreddit name.
+    #[serde(default)]
+    pub subreddit: Option<String>,
+    /// Creation time (seconds); pushshift writes it as a number or a string.
+    #[serde(default, deserialize_with = "int_or_string")]
+    pub created_utc: Option<i64>,
+}
+
+/// A submission: the root of a thread.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Submission {
+    /// Base-36 id without prefix.
+    pub id: String,
+    /// Title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Self text (empty for link posts).
+    #[serde(default)]
+    pub selftext: Option<String>,
+    /// Subreddit name.
+    #[serde(default)]
+    pub subreddit: Option<String>,
+}
+
+fn int_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    Ok(match Option::<Raw>::deserialize(deserializer)? {
+        None => None,
+        Some(Raw::Int(v)) => Some(v),
+        Some(Raw::Float(v)) => Some(v as i64),
+        Some(Raw::Text(s)) => s.trim().parse::<f64>().ok().map(|v| v as i64),
+    })
+}
+
+/// True for a body or text that was deleted or removed (or is missing).
+pub fn is_deleted(text: Option<&str>) -> bool {
+    match text.map(str::trim) {
+        None | Some("" | "[deleted]" | "[removed]") => true,
+        Some(_) => false,
+    }
+}
+
+/// Undoes the HTML escaping of pushshift bodies: `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&#39;`,
+/// `&apos;`, `&nbsp;` and numeric entities. Unknown entities are kept as they are.
+pub fn unescape_html(text: &str) -> String {
+    if !text.contains('&') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').filter(|&end| end <= 10).and_then(|end| {
+            let entity = &rest[1..end];
+            let c = match entity {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" | "#39" => Some('\''),
+                "nbsp" => Some('\u{a0}'),
+                _ => entity
+                    .strip_prefix("#x")
+                    .or_else(|| entity.strip_prefix("#X"))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, end))
+        });
+        // An unknown entity keeps its '&' and decoding resumes right after it.
+        let (c, consumed) = decoded.map_or(('&', 1), |(c, end)| (c, end + 1));
+        out.push(c);
+        rest = &rest[consumed..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_entities_are_unescaped_once() {
+        let cases = [
+            ("a &amp; b", "a & b"),
+            ("&lt;3 &gt;_&lt;", "<3 >_<"),
+            ("&amp;amp;", "&amp;"),
+            ("it&#39;s &#x263A; &quot;q&quot;", "it's \u{263a} \"q\""),
+            ("AT&T and &unknown; &", "AT&T and &unknown; &"),
+            ("no entities", "no entities"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(unescape_html(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn created_utc_is_a_number_or_a_string() {
+        for (json, expected) in [
+            (
+                r#"{"id":"a","created_utc":1500000000}"#,
+                Some(1_500_000_000),
+            ),
+            (
+                r#"{"id":"a","created_utc":"1500000000"}"#,
+                Some(1_500_000_000),
+            ),
+            (r#"{"id":"a","created_utc":null}"#, None),
+            (r#"{"id":"a"}"#, None),
+        ] {
+            let c: Comment = serde_json::from_str(json).unwrap();
+            assert_eq!(c.created_utc, expected, "{json}");
+        }
+        assert!(is_deleted(Some("[removed]")) && is_deleted(None) && !is_deleted(Some("hi")));
+    }
+}

@@ -1,0 +1,250 @@
+//! Thread reconstruction: each comment whose body survives becomes a dialogue example, its
+//! context the chain of ancestors (nearest last), starting from the submission when it is known.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use serde::Serialize;
+
+use super::records::{is_deleted, unescape_html, Comment, Submission};
+
+/// One dialogue example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogueExample {
+    /// The responding comment's id.
+    pub id: String,
+    /// Its subreddit (empty if unknown).
+    pub subreddit: String,
+    /// Context turns, oldest first.
+    pub context: Vec<String>,
+    /// The comment body.
+    pub response: String,
+}
+
+/// What happened to the comments of a thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ThreadStats {
+    /// Examples produced.
+    pub examples: u64,
+    /// Comments whose own body is deleted or removed (no example).
+    pub deleted: u64,
+    /// Comments seen again after their first occurrence (the first is kept).
+    pub duplicates: u64,
+    /// Examples whose context stops at a parent that is not among the inputs.
+    pub orphans: u64,
+    /// Comments on, or descending from, a parent cycle (no example).
+    pub cycles: u64,
+}
+
+impl ThreadStats {
+    /// Adds another thread's counts.
+    pub fn add(&mut self, other: &ThreadStats) {
+        self.examples += other.examples;
+        self.deleted += other.deleted;
+        self.duplicates += other.duplicates;
+        self.orphans += other.orphans;
+        self.cycles += other.cycles;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ancestry {
+    Unknown,
+    Visiting,
+    Rooted,
+    Cyclic,
+}
+
+/// The parent comment's id, if the parent is a comment.
+fn parent_comment(comment: &Comment) -> Option<&str> {
+    comment.parent_id.as_deref()?.strip_prefix("t1_")
+}
+
+/// Marks every comment whose chain of parents loops (O(n) over the thread).
+fn cyclic(comments: &[Comment], index: &HashMap<&str, usize>) -> Vec<bool> {
+    let mut state = vec![Ancestry::Unknown; comments.len()];
+    for start in 0..comments.len() {
+        let mut path = Vec::new();
+        let mut at = Some(start);
+        let outcome = loop {
+            let Some(i) = at else { break Ancestry::Rooted };
+            match state[i] {
+                Ancestry::Rooted | Ancestry::Cyclic => break state[i],
+                Ancestry::Visiting => break Ancestry::Cyclic,
+                Ancestry::Unknown => {
+                    state[i] = Ancestry::Visiting;
+                    path.push(i);
+                    at = parent_comment(&comments[i]).and_then(|p| index.get(p).copied());
+                }
+            }
+        };
+        for i in path {
+            state[i] = outcome;
+        }
+    }
+    state.into_iter().map(|s| s == Ancestry::Cyclic).collect()
+}
+
+/// The examples of a set of comments (one thread or several), in input order. Duplicate ids
+/// keep their first occurrence; a deleted or removed ancestor ends the context; at most
+/// `max_turns` context turns are kept, the nearest ones; the submission's title (and self
+/// text) opens the context when the submission is in `submissions` and within reach.
+pub fn thread_examples<S: BuildHasher>(
+    comments: &[Comment],
+    submissions: &HashMap<String, Submission, S>,
+    max_turns: usize,
+    stats: &mut ThreadStats,
+) -> Vec<DialogueExample> {
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(comments.len());
+    let mut first = Vec::with_capacity(comments.len());
+    for (i, comment) in comments.iter().enumerate() {
+        if index.contains_key(comment.id.as_str()) {
+            stats.duplicates += 1;
+        } else {
+            index.insert(&comment.id, i);
+            first.push(i);
+        }
+    }
+    let looping = cyclic(comments, &index);
+    let mut examples = Vec::new();
+    for i in first {
+        let comment = &comments[i];
+        if is_deleted(comment.body.as_deref()) {
+            stats.deleted += 1;
+            continue;
+        }
+        if looping[i] {
+            stats.cycles += 1;
+            continue;
+        }
+        let mut turns: Vec<String> = Vec::new(); // nearest first
+        let mut parent = comment.parent_id.as_deref();
+        while turns.len() < max_turns {
+            let Some(id) = parent else { break };
+            if let Some(comment_id) = id.strip_prefix("t1_") {
+                let Some(&p) = index.get(comment_id) else {
+                    stats.orphans += 1;
+                    break;
+                };
+                let ancestor = &comments[p];
+                if is_deleted(ancestor.body.as_deref()) {
+                    break;
+                }
+                turns.push(unescape_html(ancestor.body.as_deref().unwrap_or_default()));
+                parent = ancestor.parent_id.as_deref();
+            } else {
+                if let Some(submission) = id.strip_prefix("t3_").and_then(|s| submissions.get(s)) {
+                    if let Some(text) = submission_text(submission) {
+                        turns.push(text);
+                    }
+                }
+                break;
+            }
+        }
+        turns.reverse();
+        stats.examples += 1;
+        examples.push(DialogueExample {
+            id: comment.id.clone(),
+            subreddit: comment.subreddit.clone().unwrap_or_default(),
+            context: turns,
+            response: unescape_html(comment.body.as_deref().unwrap_or_default()),
+        });
+    }
+    examples
+}
+
+/// Title, and self text when it survives, as one turn.
+fn submission_text(submission: &Submission) -> Option<String> {
+    let title = submission.title.as_deref().filter(|t| !is_deleted(Some(t)));
+    let body = submission
+        .selftext
+        .as_deref()
+        .filter(|t| !is_deleted(Some(t)));
+    match (title, body) {
+        (Some(t), Some(b)) => Some(format!("{}\n{}", unescape_html(t), unescape_html(b))),
+        (Some(t), None) => Some(unescape_html(t)),
+        (None, Some(b)) => Some(unescape_html(b)),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(id: &str, parent: &str, body: &str) -> Comment {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "parent_id": parent, "link_id": "t3_s", "body": body, "subreddit": "rust"
+        }))
+        .unwrap()
+    }
+
+    fn run(comments: &[Comment], max_turns: usize) -> (Vec<DialogueExample>, ThreadStats) {
+        let submission: Submission = serde_json::from_value(
+            serde_json::json!({"id": "s", "title": "Title &amp; more", "selftext": "self"}),
+        )
+        .unwrap();
+        let submissions = HashMap::from([("s".to_owned(), submission)]);
+        let mut stats = ThreadStats::default();
+        (
+            thread_examples(comments, &submissions, max_turns, &mut stats),
+            stats,
+        )
+    }
+
+    fn find<'a>(examples: &'a [DialogueExample], id: &str) -> &'a DialogueExample {
+        examples.iter().find(|e| e.id == id).unwrap()
+    }
+
+    #[test]
+    fn deep_chain_starts_at_the_submission_and_keeps_the_nearest_turns() {
+        let comments = [
+            c("a", "t3_s", "A"),
+            c("b", "t1_a", "B &lt;3"),
+            c("c", "t1_b", "C"),
+            c("d", "t1_c", "D"),
+        ];
+        let (examples, stats) = run(&comments, 7);
+        assert_eq!(stats.examples, 4);
+        let d = find(&examples, "d");
+        assert_eq!(d.context, vec!["Title & more\nself", "A", "B <3", "C"]);
+        assert_eq!(d.response, "D");
+        assert_eq!(find(&examples, "a").context, vec!["Title & more\nself"]);
+        let (short, _) = run(&comments, 2);
+        assert_eq!(find(&short, "d").context, vec!["B <3", "C"]);
+    }
+
+    #[test]
+    fn deleted_ancestors_end_the_context_and_deleted_comments_give_no_example() {
+        let comments = [
+            c("a", "t3_s", "A"),
+            c("b", "t1_a", "[removed]"),
+            c("c", "t1_b", "C"),
+            c("d", "t1_c", "[deleted]"),
+        ];
+        let (examples, stats) = run(&comments, 7);
+        assert_eq!(stats.deleted, 2);
+        assert_eq!(find(&examples, "c").context, Vec::<String>::new());
+        assert_eq!(examples.len(), 2);
+    }
+
+    #[test]
+    fn duplicates_orphans_and_cycles_are_counted() {
+        let comments = [
+            c("a", "t3_s", "A"),
+            c("a", "t3_s", "A again"),
+            c("o", "t1_missing", "orphan"),
+            c("x", "t1_y", "X"),
+            c("y", "t1_x", "Y"),
+            c("z", "t1_x", "below the cycle"),
+        ];
+        let (examples, stats) = run(&comments, 7);
+        assert_eq!((stats.duplicates, stats.orphans, stats.cycles), (1, 1, 3));
+        assert_eq!(find(&examples, "a").response, "A");
+        assert_eq!(find(&examples, "o").context, Vec::<String>::new());
+        assert_eq!(
+            examples.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["a", "o"]
+        );
+    }
+}
