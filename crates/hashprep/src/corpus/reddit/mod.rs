@@ -5,7 +5,9 @@
 //! the `--format reddit` wiring build on it.
 
 mod records;
+mod spill;
 mod threads;
 
 pub use records::{is_deleted, unescape_html, Comment, Submission};
+pub use spill::{all_examples, partition, partition_examples, Skipped};
 pub use threads::{thread_examples, DialogueExample, ThreadStats};
