@@ -137,7 +137,7 @@ pub fn partition(
                 }
                 Ok(_) => {}
                 Err(Error::BadRecord { reason, .. }) if on_error == OnError::Skip => {
-                    *skipped.entry(reason).or_default() += 1
+                    *skipped.entry(reason).or_default() += 1;
                 }
                 Err(e) => return Err(e),
             }
