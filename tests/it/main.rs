@@ -10,6 +10,7 @@ mod formats;
 mod inspect;
 mod loader;
 mod python;
+mod reddit;
 mod resume;
 mod tables;
 mod tasks;

@@ -33,16 +33,25 @@ pub enum SkipReason {
     CorruptStream,
     /// A record with no text (counted, never an error).
     Empty,
+    /// A Reddit comment whose body is `[deleted]` or `[removed]`.
+    Deleted,
+    /// A record whose id was already seen (the first is kept).
+    Duplicate,
+    /// A Reddit comment on, or below, a cycle of parents.
+    Cycle,
 }
 
 impl SkipReason {
     /// Every reason, in the order the summary lists them.
-    pub const ALL: [SkipReason; 5] = [
+    pub const ALL: [SkipReason; 8] = [
         SkipReason::InvalidUtf8,
         SkipReason::MalformedJson,
         SkipReason::MissingField,
         SkipReason::CorruptStream,
         SkipReason::Empty,
+        SkipReason::Deleted,
+        SkipReason::Duplicate,
+        SkipReason::Cycle,
     ];
 
     /// The stable name used in summaries and the manifest.
@@ -53,6 +62,9 @@ impl SkipReason {
             SkipReason::MissingField => "missing_field",
             SkipReason::CorruptStream => "corrupt_stream",
             SkipReason::Empty => "empty",
+            SkipReason::Deleted => "deleted",
+            SkipReason::Duplicate => "duplicate",
+            SkipReason::Cycle => "cycle",
         }
     }
 

@@ -107,7 +107,7 @@ struct CompareArgs {
 /// Options shared by the commands that read a corpus.
 #[derive(Debug, Args)]
 struct CorpusArgs {
-    /// Input format: wikitext103, cc100, text or jsonl.
+    /// Input format: wikitext103, cc100, text, jsonl or reddit (pushshift comments + submissions).
     #[arg(long)]
     format: String,
     /// JSONL: the field holding the text.
@@ -146,6 +146,12 @@ struct TokenizeArgs {
     /// Append no end-of-document token.
     #[arg(long)]
     no_eos: bool,
+    /// reddit: context turns kept before each response, nearest last.
+    #[arg(long, default_value_t = 7)]
+    max_context_turns: usize,
+    /// reddit: spill partitions; each must fit in memory (a month of comments: hundreds).
+    #[arg(long, default_value_t = 64)]
+    partitions: usize,
     /// Start a new shard after this many MiB of token ids.
     #[arg(long, default_value_t = 256.0)]
     shard_mib: f64,
@@ -345,8 +351,17 @@ fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
     if args.shard_mib.is_nan() || args.shard_mib <= 0.0 {
         return Err(hashprep::Error::BadInput("--shard-mib must be positive".into()).into());
     }
+    let mut format = args.corpus.format()?;
+    if let Format::Reddit {
+        max_context_turns,
+        partitions,
+    } = &mut format
+    {
+        *max_context_turns = args.max_context_turns;
+        *partitions = args.partitions.max(1);
+    }
     let settings = TokenizeSettings {
-        format: args.corpus.format()?,
+        format,
         tokenizer: args.tokenizer,
         eos_token: args.eos_token,
         no_eos: args.no_eos,

@@ -31,6 +31,17 @@ pub struct Example {
     pub context: Vec<String>,
     /// The document text, or the response of a dialogue example.
     pub text: String,
+    /// Where a dialogue example comes from (Reddit: comment id and subreddit).
+    pub source: Option<Source>,
+}
+
+/// The origin of a dialogue example, kept as shard columns so users can filter and trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The responding record's id.
+    pub id: String,
+    /// Its subreddit.
+    pub subreddit: String,
 }
 
 impl Example {
@@ -39,6 +50,7 @@ impl Example {
         Self {
             context: Vec::new(),
             text,
+            source: None,
         }
     }
 }
@@ -62,6 +74,13 @@ pub enum Format {
     Cc100,
     /// Wikitext-103 `wiki.*.tokens`: an article starts at each ` = Title = ` heading.
     Wikitext103,
+    /// Pushshift Reddit dumps (comments and submissions): one dialogue example per comment.
+    Reddit {
+        /// Context turns kept, nearest last.
+        max_context_turns: usize,
+        /// Spill partitions (threads are grouped by a hash of their id).
+        partitions: usize,
+    },
 }
 
 impl Format {
@@ -81,6 +100,11 @@ impl Format {
             | Format::Cc100 => Box::new(TextRecords::new(lines, Grouping::BlankLineSeparated)),
             Format::Wikitext103 => Box::new(TextRecords::new(lines, Grouping::WikitextArticles)),
             Format::Jsonl { text_field } => Box::new(JsonlRecords::new(lines, text_field.clone())),
+            Format::Reddit { .. } => {
+                return Err(Error::BadInput(
+                    "reddit dumps are read all together (threads span files): use the tokenize pipeline".into(),
+                ))
+            }
         })
     }
 
@@ -98,9 +122,13 @@ impl Format {
             },
             "cc100" => Format::Cc100,
             "wikitext103" | "wikitext-103" => Format::Wikitext103,
+            "reddit" => Format::Reddit {
+                max_context_turns: 7,
+                partitions: 64,
+            },
             other => {
                 return Err(Error::BadInput(format!(
-                    "unknown format {other:?} (expected text, jsonl, cc100 or wikitext103)"
+                    "unknown format {other:?} (expected text, jsonl, cc100, wikitext103 or reddit)"
                 )))
             }
         })

@@ -29,7 +29,13 @@ pub fn export_parquet(dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
             .set_compression(Compression::SNAPPY)
             .build();
         let schema = shard.batches().first().map_or_else(
-            || crate::shard::shard_schema(manifest.token_type, &manifest.tokenizer.fingerprint),
+            || {
+                crate::shard::shard_schema(
+                    manifest.token_type,
+                    &manifest.tokenizer.fingerprint,
+                    false,
+                )
+            },
             arrow_array::RecordBatch::schema,
         );
         let mut writer =

@@ -29,6 +29,9 @@ pub enum Item {
     Skipped(SkipReason),
 }
 
+/// A stream of items, whatever produced it.
+pub type Items = Box<dyn Iterator<Item = Result<Item>> + Send>;
+
 /// Examples of several files in order; `Err` items are fatal and end the stream.
 pub struct ExampleStream {
     files: std::vec::IntoIter<PathBuf>,
@@ -139,6 +142,130 @@ impl Iterator for ExampleStream {
                     self.failed = true;
                     return Some(Err(e));
                 }
+            }
+        }
+    }
+}
+
+/// The example stream of a Reddit run. Phase 1 partitions every record of every file by thread
+/// into spill files under `spill_dir` (keeping this task's threads); phase 2 rebuilds the
+/// partitions a few at a time, in parallel, and streams their examples in partition order.
+pub struct RedditStream {
+    files: Vec<PathBuf>,
+    spill_dir: PathBuf,
+    partitions: usize,
+    task: (usize, usize),
+    on_error: OnError,
+    max_turns: usize,
+    parts: Option<Vec<PathBuf>>,
+    next_part: usize,
+    buffer: std::collections::VecDeque<Result<Item>>,
+}
+
+impl RedditStream {
+    /// A stream over `files` for task `task.0` of `task.1`.
+    pub fn new(
+        files: Vec<PathBuf>,
+        spill_dir: PathBuf,
+        partitions: usize,
+        task: (usize, usize),
+        on_error: OnError,
+        max_turns: usize,
+    ) -> Self {
+        Self {
+            files,
+            spill_dir,
+            partitions: partitions.max(1),
+            task,
+            on_error,
+            max_turns,
+            parts: None,
+            next_part: 0,
+            buffer: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn skips(&mut self, reason: SkipReason, n: u64) {
+        self.buffer
+            .extend((0..n).map(|_| Ok(Item::Skipped(reason))));
+    }
+
+    /// Refills the buffer; false when everything has been streamed.
+    fn refill(&mut self) -> bool {
+        use crate::corpus::reddit::{partition, partition_examples};
+        use rayon::prelude::*;
+        let Some(parts) = &self.parts else {
+            match partition(
+                &self.files,
+                &self.spill_dir,
+                self.partitions,
+                self.task,
+                self.on_error,
+            ) {
+                Ok((parts, skipped)) => {
+                    self.parts = Some(parts);
+                    for reason in SkipReason::ALL {
+                        self.skips(reason, skipped.get(&reason).copied().unwrap_or(0));
+                    }
+                }
+                Err(e) => {
+                    self.parts = Some(Vec::new());
+                    self.buffer.push_back(Err(e));
+                }
+            }
+            return true;
+        };
+        if self.next_part >= parts.len() {
+            return false;
+        }
+        let group = &parts
+            [self.next_part..(self.next_part + rayon::current_num_threads()).min(parts.len())];
+        self.next_part += group.len();
+        let results: Vec<_> = group
+            .par_iter()
+            .map(|p| partition_examples(p, self.max_turns))
+            .collect();
+        for result in results {
+            match result {
+                Err(e) => {
+                    self.buffer.push_back(Err(e));
+                    self.next_part = usize::MAX;
+                    return true;
+                }
+                Ok((examples, stats)) => {
+                    self.skips(SkipReason::Deleted, stats.deleted);
+                    self.skips(SkipReason::Duplicate, stats.duplicates);
+                    self.skips(SkipReason::Cycle, stats.cycles);
+                    self.buffer.extend(examples.into_iter().map(|e| {
+                        Ok(Item::Example(Example {
+                            context: e.context,
+                            text: e.response,
+                            source: Some(crate::corpus::Source {
+                                id: e.id,
+                                subreddit: e.subreddit,
+                            }),
+                        }))
+                    }));
+                }
+            }
+        }
+        true
+    }
+}
+
+impl Iterator for RedditStream {
+    type Item = Result<Item>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.buffer.pop_front() {
+                if item.is_err() {
+                    self.next_part = usize::MAX;
+                }
+                return Some(item);
+            }
+            if !self.refill() {
+                return None;
             }
         }
     }

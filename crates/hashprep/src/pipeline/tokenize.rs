@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::journal::{Journal, JournalEntry};
 use super::output_dir::{prepare_output, OutputState};
 use super::progress::Progress;
-use super::stream::{ExampleStream, Item, OnError};
-use crate::corpus::{expand_inputs, partition_for_task, Format, InputFile};
+use super::stream::{ExampleStream, Item, Items, OnError, RedditStream};
+use crate::corpus::{expand_inputs, partition_for_task, Format, InputFile, Source};
 use crate::counts::{TokenCounts, COUNTS_FILE};
 use crate::error::{Error, Result, SkipReason};
 use crate::fsutil::write_atomic;
@@ -28,6 +28,9 @@ use crate::shard::{
     MANIFEST_VERSION,
 };
 use crate::tokenize::{fingerprint_bytes, TextTokenizer};
+
+/// Directory of the Reddit spill files inside an output directory (removed when complete).
+pub(crate) const SPILL_DIR: &str = ".spill";
 
 /// File name of the tokenizer copy inside an output directory.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -134,7 +137,11 @@ struct Chunk {
 
 /// One stream item after encoding.
 enum Encoded {
-    Example { len: u32, prefix_len: u32 },
+    Example {
+        len: u32,
+        prefix_len: u32,
+        source: Option<Source>,
+    },
     Skipped(SkipReason),
 }
 
@@ -169,11 +176,17 @@ pub fn tokenize(
     } else {
         Some(tokenizer.resolve_eos(settings.eos_token.as_deref())?)
     };
-    let files = partition_for_task(
-        expand_inputs(inputs)?,
-        options.num_tasks,
-        options.task_index,
-    )?;
+    let reddit = matches!(settings.format, Format::Reddit { .. });
+    // Reddit threads span files: every task reads every file and keeps its own threads.
+    let files = if reddit {
+        expand_inputs(inputs)?
+    } else {
+        partition_for_task(
+            expand_inputs(inputs)?,
+            options.num_tasks,
+            options.task_index,
+        )?
+    };
     if files.is_empty() && options.num_tasks == 1 {
         return Err(Error::BadInput("no input files given".into()));
     }
@@ -200,12 +213,9 @@ pub fn tokenize(
     let mut writer = OutputWriter::resume(out, width, &tokenizer, &entries, settings.shard_bytes)?;
     writer.halt_after_shards = options.halt_after_shards;
     let resumed_items = writer.items;
-    let stream = ExampleStream::new(
-        files.iter().map(|f| f.path.clone()).collect(),
-        settings.format.clone(),
-        settings.on_error,
-        None,
-    );
+    let progress_bytes = Arc::new(AtomicU64::new(0));
+    let stream = example_stream(settings, &files, out, options, progress_bytes.clone());
+    writer.with_sources = reddit;
     let encoder = ChunkEncoder {
         tokenizer: tokenizer.clone(),
         eos: eos.as_ref().map(|e| e.1),
@@ -215,7 +225,7 @@ pub fn tokenize(
         encoder,
         &mut writer,
         &mut journal,
-        input_bytes,
+        (input_bytes, progress_bytes),
         options,
     )?;
 
@@ -232,14 +242,7 @@ pub fn tokenize(
         kind: "hashprep-shards".into(),
         version: MANIFEST_VERSION,
         created_by: format!("hashprep {}", env!("CARGO_PKG_VERSION")),
-        tokenizer: TokenizerInfo {
-            file: TOKENIZER_FILE.into(),
-            fingerprint: tokenizer.fingerprint().to_owned(),
-            source: tokenizer.source().to_owned(),
-            vocab_size: tokenizer.vocab_size(),
-            eos_token: eos.as_ref().map(|e| e.0.clone()),
-            eos_id: eos.as_ref().map(|e| e.1),
-        },
+        tokenizer: tokenizer_info(&tokenizer, eos.as_ref()),
         token_type: width,
         counts_file: COUNTS_FILE.into(),
         counts_checksum: fingerprint_bytes(&counts_bytes),
@@ -251,6 +254,10 @@ pub fn tokenize(
     };
     manifest.write(out)?;
     journal.remove()?;
+    if reddit {
+        let spill = out.join(SPILL_DIR);
+        std::fs::remove_dir_all(&spill).map_err(|e| Error::io(&spill, e))?;
+    }
     Ok(TokenizeSummary {
         out: out.to_path_buf(),
         shards: manifest.shards.len(),
@@ -265,14 +272,13 @@ pub fn tokenize(
 
 /// Runs the reader thread, the encoding pool and the in-order writer until the stream ends.
 fn run_stages(
-    stream: ExampleStream,
+    stream: Items,
     encoder: ChunkEncoder,
     writer: &mut OutputWriter,
     journal: &mut Journal,
-    input_bytes: u64,
+    (input_bytes, progress_bytes): (u64, Arc<AtomicU64>),
     options: &RunOptions,
 ) -> Result<()> {
-    let progress_bytes = Arc::new(AtomicU64::new(0));
     let progress = Progress::new(input_bytes, options.progress, "tokenize");
 
     let threads = if options.threads == 0 {
@@ -293,7 +299,6 @@ fn run_stages(
         credit_tx.send(()).expect("channel has room");
     }
     let (result_tx, result_rx) = unbounded::<Message>();
-    let stream = stream.with_progress(progress_bytes.clone());
     let resumed_items = writer.items;
     let reader = {
         let chunk_bytes = options.chunk_bytes.max(1);
@@ -326,6 +331,49 @@ fn run_stages(
     let _ = reader.join();
     progress.finish();
     outcome
+}
+
+/// The examples of the run: per file for most formats; for Reddit, all files together,
+/// partitioned by thread (this task's threads only).
+fn example_stream(
+    settings: &TokenizeSettings,
+    files: &[InputFile],
+    out: &Path,
+    options: &RunOptions,
+    progress_bytes: Arc<AtomicU64>,
+) -> Items {
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    match settings.format {
+        Format::Reddit {
+            max_context_turns,
+            partitions,
+        } => Box::new(RedditStream::new(
+            paths,
+            out.join(SPILL_DIR),
+            partitions,
+            (options.task_index, options.num_tasks),
+            settings.on_error,
+            max_context_turns,
+        )),
+        _ => Box::new(ExampleStream::new(
+            paths,
+            settings.format.clone(),
+            settings.on_error,
+            Some(progress_bytes),
+        )),
+    }
+}
+
+/// How the manifest records the tokenizer and end-of-document token.
+fn tokenizer_info(tokenizer: &TextTokenizer, eos: Option<&(String, u32)>) -> TokenizerInfo {
+    TokenizerInfo {
+        file: TOKENIZER_FILE.into(),
+        fingerprint: tokenizer.fingerprint().to_owned(),
+        source: tokenizer.source().to_owned(),
+        vocab_size: tokenizer.vocab_size(),
+        eos_token: eos.map(|e| e.0.clone()),
+        eos_id: eos.map(|e| e.1),
+    }
 }
 
 /// Identifies a run: settings that shape the output, inputs (with sizes), task and tokenizer.
@@ -374,6 +422,7 @@ impl ChunkEncoder {
                     items.push(Encoded::Example {
                         len: (ids.len() - start) as u32,
                         prefix_len,
+                        source: example.source,
                     });
                 }
             }
@@ -389,7 +438,7 @@ impl ChunkEncoder {
 /// Reader thread: parses the stream into chunks and hands each to the pool once a credit is
 /// free. The first `skip` items were written by an earlier run and are only counted past.
 fn read_chunks(
-    stream: ExampleStream,
+    stream: Items,
     skip: u64,
     chunk_bytes: usize,
     credits: &Receiver<()>,
@@ -495,6 +544,8 @@ struct OutputWriter {
     items: u64,
     /// Testing: fail, as if killed, once this many shards are complete and the next is begun.
     halt_after_shards: Option<usize>,
+    /// Write the `id` and `subreddit` columns (dialogue data).
+    with_sources: bool,
 }
 
 /// Name of the `index`-th shard.
@@ -533,6 +584,7 @@ impl OutputWriter {
             totals: last.map(|e| e.totals.clone()).unwrap_or_default(),
             items: last.map_or(0, |e| e.items),
             halt_after_shards: None,
+            with_sources: false,
         })
     }
 
@@ -548,19 +600,24 @@ impl OutputWriter {
                         .entry(reason.name().to_owned())
                         .or_default() += 1;
                 }
-                Encoded::Example { len, prefix_len } => {
+                Encoded::Example {
+                    len,
+                    prefix_len,
+                    ref source,
+                } => {
                     let ids = &chunk.ids[offset..offset + len as usize];
                     offset += len as usize;
                     if self.current.is_none() {
                         let path = self.dir.join(shard_file_name(self.shards.len()));
-                        self.current = Some(ShardWriter::create(
+                        self.current = Some(ShardWriter::create_with(
                             &path,
                             self.width,
                             &self.tokenizer_fingerprint,
+                            self.with_sources,
                         )?);
                     }
                     let shard = self.current.as_mut().expect("just created");
-                    shard.push(ids, prefix_len)?;
+                    shard.push_with_source(ids, prefix_len, source.as_ref())?;
                     if self
                         .halt_after_shards
                         .is_some_and(|limit| self.shards.len() >= limit)

@@ -66,8 +66,17 @@ pub const TOKENS_COLUMN: &str = "tokens";
 /// Number of leading context tokens of a dialogue example (0 for plain text).
 pub const PREFIX_LEN_COLUMN: &str = "prefix_len";
 
-/// The Arrow schema of a shard with ids of `width`.
-pub fn shard_schema(width: TokenWidth, tokenizer_fingerprint: &str) -> Arc<Schema> {
+/// Optional columns of dialogue shards: the responding record's id and its subreddit.
+pub const ID_COLUMN: &str = "id";
+/// See [`ID_COLUMN`].
+pub const SUBREDDIT_COLUMN: &str = "subreddit";
+
+/// The Arrow schema of a shard with ids of `width`; `with_sources` adds `id` and `subreddit`.
+pub fn shard_schema(
+    width: TokenWidth,
+    tokenizer_fingerprint: &str,
+    with_sources: bool,
+) -> Arc<Schema> {
     let item = Field::new("item", width.data_type(), false);
     let metadata = [
         ("hashprep.schema".to_owned(), "shard".to_owned()),
@@ -77,12 +86,16 @@ pub fn shard_schema(width: TokenWidth, tokenizer_fingerprint: &str) -> Arc<Schem
             tokenizer_fingerprint.to_owned(),
         ),
     ];
+    let mut fields = vec![
+        Field::new(TOKENS_COLUMN, DataType::List(Arc::new(item)), false),
+        Field::new(PREFIX_LEN_COLUMN, DataType::UInt32, false),
+    ];
+    if with_sources {
+        fields.push(Field::new(ID_COLUMN, DataType::Utf8, false));
+        fields.push(Field::new(SUBREDDIT_COLUMN, DataType::Utf8, false));
+    }
     Arc::new(
-        Schema::new(vec![
-            Field::new(TOKENS_COLUMN, DataType::List(Arc::new(item)), false),
-            Field::new(PREFIX_LEN_COLUMN, DataType::UInt32, false),
-        ])
-        .with_metadata(
+        Schema::new(fields).with_metadata(
             metadata
                 .into_iter()
                 .collect::<std::collections::HashMap<_, _>>(),

@@ -6,12 +6,13 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, ListArray, RecordBatch, UInt16Array, UInt32Array};
+use arrow_array::{ArrayRef, ListArray, RecordBatch, StringArray, UInt16Array, UInt32Array};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_ipc::writer::FileWriter;
 use arrow_schema::{Field, SchemaRef};
 
 use super::{shard_schema, ShardInfo, TokenWidth};
+use crate::corpus::Source;
 use crate::error::{Error, Result};
 use crate::fsutil::{rename_durable, temp_path};
 
@@ -48,6 +49,8 @@ pub struct ShardWriter {
     offsets: Vec<i32>,
     values: Vec<u32>,
     prefix_lens: Vec<u32>,
+    /// `id` and `subreddit` per row, for dialogue shards.
+    sources: Option<(Vec<String>, Vec<String>)>,
     rows: u64,
     tokens: u64,
 }
@@ -58,6 +61,19 @@ impl ShardWriter {
     /// # Errors
     /// The temporary file cannot be created.
     pub fn create(path: &Path, width: TokenWidth, tokenizer_fingerprint: &str) -> Result<Self> {
+        Self::create_with(path, width, tokenizer_fingerprint, false)
+    }
+
+    /// Like [`ShardWriter::create`]; `with_sources` adds the `id` and `subreddit` columns.
+    ///
+    /// # Errors
+    /// The temporary file cannot be created.
+    pub fn create_with(
+        path: &Path,
+        width: TokenWidth,
+        tokenizer_fingerprint: &str,
+        with_sources: bool,
+    ) -> Result<Self> {
         let temp = temp_path(path);
         let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
         let sink = HashingWriter {
@@ -65,7 +81,7 @@ impl ShardWriter {
             hasher: blake3::Hasher::new(),
             bytes: 0,
         };
-        let schema = shard_schema(width, tokenizer_fingerprint);
+        let schema = shard_schema(width, tokenizer_fingerprint, with_sources);
         let writer = FileWriter::try_new(sink, &schema).map_err(|e| Error::format(&temp, e))?;
         Ok(Self {
             final_path: path.to_path_buf(),
@@ -76,6 +92,7 @@ impl ShardWriter {
             offsets: vec![0],
             values: Vec::new(),
             prefix_lens: Vec::new(),
+            sources: with_sources.then(|| (Vec::new(), Vec::new())),
             rows: 0,
             tokens: 0,
         })
@@ -86,6 +103,23 @@ impl ShardWriter {
     /// # Errors
     /// Writing a full record batch fails.
     pub fn push(&mut self, tokens: &[u32], prefix_len: u32) -> Result<()> {
+        self.push_with_source(tokens, prefix_len, None)
+    }
+
+    /// Appends one example with its origin (written only by shards created with sources).
+    ///
+    /// # Errors
+    /// Writing a full record batch fails.
+    pub fn push_with_source(
+        &mut self,
+        tokens: &[u32],
+        prefix_len: u32,
+        source: Option<&Source>,
+    ) -> Result<()> {
+        if let Some((ids, subreddits)) = &mut self.sources {
+            ids.push(source.map(|s| s.id.clone()).unwrap_or_default());
+            subreddits.push(source.map(|s| s.subreddit.clone()).unwrap_or_default());
+        }
         let end = i32::try_from(self.values.len() + tokens.len()).map_err(|_| {
             Error::BadInput(format!(
                 "{}: an example of {} tokens is too long for one Arrow list",
@@ -133,11 +167,13 @@ impl ShardWriter {
         let tokens = ListArray::try_new(item, offsets, values, None)
             .map_err(|e| Error::format(&self.temp_path, e))?;
         let prefix = UInt32Array::from(std::mem::take(&mut self.prefix_lens));
-        let batch = RecordBatch::try_new(
-            self.schema.clone(),
-            vec![Arc::new(tokens), Arc::new(prefix)],
-        )
-        .map_err(|e| Error::format(&self.temp_path, e))?;
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(tokens), Arc::new(prefix)];
+        if let Some((ids, subreddits)) = &mut self.sources {
+            columns.push(Arc::new(StringArray::from(std::mem::take(ids))));
+            columns.push(Arc::new(StringArray::from(std::mem::take(subreddits))));
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| Error::format(&self.temp_path, e))?;
         self.writer
             .write(&batch)
             .map_err(|e| Error::format(&self.temp_path, e))
