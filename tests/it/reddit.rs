@@ -198,3 +198,56 @@ fn reddit_tasks_split_by_thread_and_merge_back() {
     rows_b.sort();
     assert_eq!(rows_a, rows_b);
 }
+
+#[test]
+fn filters_and_orphans_are_counted_by_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = tmp.path().join("RC_2021-01");
+    let lines = [
+        r#"{"id":"s1","title":"Root post","selftext":"","subreddit":"keep"}"#,
+        r#"{"id":"a","parent_id":"t3_s1","link_id":"t3_s1","body":"a normal reply here","author":"alice","subreddit":"keep"}"#,
+        r#"{"id":"b","parent_id":"t1_a","link_id":"t3_s1","body":"visit https://example.com now","author":"bob","subreddit":"keep"}"#,
+        r#"{"id":"c","parent_id":"t1_a","link_id":"t3_s1","body":"I am a helpful bot reply","author":"HelperBot","subreddit":"keep"}"#,
+        r#"{"id":"d","parent_id":"t1_a","link_id":"t3_s1","body":"ok","author":"dan","subreddit":"keep"}"#,
+        r#"{"id":"e","parent_id":"t1_a","link_id":"t3_s1","body":"one two three four five six seven eight nine ten","author":"eve","subreddit":"keep"}"#,
+        r#"{"id":"f","parent_id":"t1_gone","link_id":"t3_s1","body":"reply to a missing parent","author":"fay","subreddit":"keep"}"#,
+        r#"{"id":"g","parent_id":"t3_s2","link_id":"t3_s2","body":"in a denied subreddit","author":"gus","subreddit":"Drop"}"#,
+        r#"{"broken json"#,
+    ];
+    std::fs::write(&dump, lines.join("\n") + "\n").unwrap();
+    let out = tmp.path().join("out");
+    let args = [
+        "--format",
+        "reddit",
+        "--tokenizer",
+        "gpt2",
+        "--filter",
+        "recipe",
+        "--max-response-tokens",
+        "8",
+        "--exclude-subreddits",
+        "drop",
+        "--on-error",
+        "skip",
+        "--json",
+    ];
+    let stdout = run_ok(tokenize_into(&out, &args).arg(&dump));
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["totals"]["documents"], 2, "{summary}"); // a and f
+    assert_eq!(
+        summary["totals"]["skipped"],
+        serde_json::json!({
+            "filter_url": 1, "filter_bot_author": 1, "filter_too_short": 1, "filter_long_response": 1,
+            "filter_subreddit": 1, "malformed_json": 1
+        })
+    );
+    assert_eq!(
+        summary["totals"]["notices"],
+        serde_json::json!({ "orphan_context": 1 })
+    );
+    // Without --on-error skip the broken line is an error naming file and line.
+    let (code, stderr) =
+        run_fail(tokenize_into(&tmp.path().join("strict"), &args[..args.len() - 3]).arg(&dump));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("RC_2021-01:9: malformed_json"), "{stderr}");
+}

@@ -39,11 +39,27 @@ pub enum SkipReason {
     Duplicate,
     /// A Reddit comment on, or below, a cycle of parents.
     Cycle,
+    /// Filtered: not in the subreddit allow list, or in the deny list.
+    FilterSubreddit,
+    /// Recipes filter: body over 2048 characters.
+    FilterTooLong,
+    /// Recipes filter: body under 5 characters.
+    FilterTooShort,
+    /// Recipes filter: body with a URL.
+    FilterUrl,
+    /// Recipes filter: body starting with a non-ASCII character.
+    FilterNonAscii,
+    /// Recipes filter: author that looks like a bot.
+    FilterBot,
+    /// Recipes filter: comment deeper than 7.
+    FilterDepth,
+    /// Recipes filter: response over the token limit.
+    FilterLongResponse,
 }
 
 impl SkipReason {
     /// Every reason, in the order the summary lists them.
-    pub const ALL: [SkipReason; 8] = [
+    pub const ALL: [SkipReason; 16] = [
         SkipReason::InvalidUtf8,
         SkipReason::MalformedJson,
         SkipReason::MissingField,
@@ -52,6 +68,14 @@ impl SkipReason {
         SkipReason::Deleted,
         SkipReason::Duplicate,
         SkipReason::Cycle,
+        SkipReason::FilterSubreddit,
+        SkipReason::FilterTooLong,
+        SkipReason::FilterTooShort,
+        SkipReason::FilterUrl,
+        SkipReason::FilterNonAscii,
+        SkipReason::FilterBot,
+        SkipReason::FilterDepth,
+        SkipReason::FilterLongResponse,
     ];
 
     /// The stable name used in summaries and the manifest.
@@ -65,6 +89,14 @@ impl SkipReason {
             SkipReason::Deleted => "deleted",
             SkipReason::Duplicate => "duplicate",
             SkipReason::Cycle => "cycle",
+            SkipReason::FilterSubreddit => "filter_subreddit",
+            SkipReason::FilterTooLong => "filter_too_long",
+            SkipReason::FilterTooShort => "filter_too_short",
+            SkipReason::FilterUrl => "filter_url",
+            SkipReason::FilterNonAscii => "filter_non_ascii_start",
+            SkipReason::FilterBot => "filter_bot_author",
+            SkipReason::FilterDepth => "filter_depth",
+            SkipReason::FilterLongResponse => "filter_long_response",
         }
     }
 

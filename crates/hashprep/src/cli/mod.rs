@@ -152,6 +152,20 @@ struct TokenizeArgs {
     /// reddit: spill partitions; each must fit in memory (a month of comments: hundreds).
     #[arg(long, default_value_t = 64)]
     partitions: usize,
+    /// reddit: `recipe` drops responses by the rules of "Recipes for building an open-domain
+    /// chatbot" (over 2048 or under 5 characters, URLs, non-ASCII start, bot authors, depth > 7,
+    /// over --max-response-tokens tokens); each rule is counted in the summary.
+    #[arg(long, value_parser = ["recipe"])]
+    filter: Option<String>,
+    /// reddit, with --filter recipe: longest response kept, in tokens.
+    #[arg(long, default_value_t = 128)]
+    max_response_tokens: usize,
+    /// reddit: keep only these subreddits (comma-separated, case-insensitive).
+    #[arg(long, value_delimiter = ',')]
+    subreddits: Vec<String>,
+    /// reddit: drop these subreddits (comma-separated, case-insensitive).
+    #[arg(long, value_delimiter = ',')]
+    exclude_subreddits: Vec<String>,
     /// Start a new shard after this many MiB of token ids.
     #[arg(long, default_value_t = 256.0)]
     shard_mib: f64,
@@ -352,13 +366,13 @@ fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
         return Err(hashprep::Error::BadInput("--shard-mib must be positive".into()).into());
     }
     let mut format = args.corpus.format()?;
-    if let Format::Reddit {
-        max_context_turns,
-        partitions,
-    } = &mut format
-    {
-        *max_context_turns = args.max_context_turns;
-        *partitions = args.partitions.max(1);
+    if let Format::Reddit(reddit) = &mut format {
+        reddit.max_context_turns = args.max_context_turns;
+        reddit.partitions = args.partitions.max(1);
+        reddit.filter.recipe = args.filter.as_deref() == Some("recipe");
+        reddit.filter.max_response_tokens = args.max_response_tokens;
+        reddit.filter.allow.clone_from(&args.subreddits);
+        reddit.filter.deny.clone_from(&args.exclude_subreddits);
     }
     let settings = TokenizeSettings {
         format,

@@ -53,9 +53,24 @@ pub(super) fn tokenize_summary(summary: &TokenizeSummary, as_json: bool, verb: &
     )?;
     let skipped: Vec<String> = skipped_by_reason(&summary.totals)
         .into_iter()
+        .filter(|&(_, n)| n > 0)
         .map(|(reason, n)| format!("{reason} {n}"))
         .collect();
-    writeln!(out, "skipped records: {}", skipped.join(", "))?;
+    let skipped = if skipped.is_empty() {
+        "none".to_owned()
+    } else {
+        skipped.join(", ")
+    };
+    writeln!(out, "skipped records: {skipped}")?;
+    if !summary.totals.notices.is_empty() {
+        let notices: Vec<String> = summary
+            .totals
+            .notices
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        writeln!(out, "notices: {}", notices.join(", "))?;
+    }
     Ok(())
 }
 

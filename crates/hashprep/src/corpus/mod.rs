@@ -75,12 +75,7 @@ pub enum Format {
     /// Wikitext-103 `wiki.*.tokens`: an article starts at each ` = Title = ` heading.
     Wikitext103,
     /// Pushshift Reddit dumps (comments and submissions): one dialogue example per comment.
-    Reddit {
-        /// Context turns kept, nearest last.
-        max_context_turns: usize,
-        /// Spill partitions (threads are grouped by a hash of their id).
-        partitions: usize,
-    },
+    Reddit(RedditOptions),
 }
 
 impl Format {
@@ -100,7 +95,7 @@ impl Format {
             | Format::Cc100 => Box::new(TextRecords::new(lines, Grouping::BlankLineSeparated)),
             Format::Wikitext103 => Box::new(TextRecords::new(lines, Grouping::WikitextArticles)),
             Format::Jsonl { text_field } => Box::new(JsonlRecords::new(lines, text_field.clone())),
-            Format::Reddit { .. } => {
+            Format::Reddit(_) => {
                 return Err(Error::BadInput(
                     "reddit dumps are read all together (threads span files): use the tokenize pipeline".into(),
                 ))
@@ -122,16 +117,36 @@ impl Format {
             },
             "cc100" => Format::Cc100,
             "wikitext103" | "wikitext-103" => Format::Wikitext103,
-            "reddit" => Format::Reddit {
-                max_context_turns: 7,
-                partitions: 64,
-            },
+            "reddit" => Format::Reddit(RedditOptions::default()),
             other => {
                 return Err(Error::BadInput(format!(
                     "unknown format {other:?} (expected text, jsonl, cc100, wikitext103 or reddit)"
                 )))
             }
         })
+    }
+}
+
+/// Settings of the Reddit reader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedditOptions {
+    /// Context turns kept before each response, nearest last.
+    pub max_context_turns: usize,
+    /// Spill partitions (threads are grouped by a hash of their id); each must fit in memory.
+    pub partitions: usize,
+    /// Response filters (off by default).
+    #[serde(default)]
+    pub filter: reddit::RedditFilter,
+}
+
+impl Default for RedditOptions {
+    fn default() -> Self {
+        Self {
+            max_context_turns: 7,
+            partitions: 64,
+            filter: reddit::RedditFilter::default(),
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub enum Item {
     Example(Example),
     /// A record skipped under the policy (empty records are always skipped).
     Skipped(SkipReason),
+    /// Something worth counting that loses nothing (a Reddit context cut at a missing parent).
+    Notice(&'static str),
 }
 
 /// A stream of items, whatever produced it.
@@ -79,7 +81,7 @@ impl ExampleStream {
                 parts.push(example.text);
                 Some(Ok(parts.join("\n")))
             }
-            Ok(Item::Skipped(_)) => None,
+            Ok(Item::Skipped(_) | Item::Notice(_)) => None,
             Err(e) => Some(Err(e)),
         })
     }
@@ -153,10 +155,9 @@ impl Iterator for ExampleStream {
 pub struct RedditStream {
     files: Vec<PathBuf>,
     spill_dir: PathBuf,
-    partitions: usize,
+    options: crate::corpus::RedditOptions,
     task: (usize, usize),
     on_error: OnError,
-    max_turns: usize,
     parts: Option<Vec<PathBuf>>,
     next_part: usize,
     buffer: std::collections::VecDeque<Result<Item>>,
@@ -167,18 +168,16 @@ impl RedditStream {
     pub fn new(
         files: Vec<PathBuf>,
         spill_dir: PathBuf,
-        partitions: usize,
+        options: crate::corpus::RedditOptions,
         task: (usize, usize),
         on_error: OnError,
-        max_turns: usize,
     ) -> Self {
         Self {
             files,
             spill_dir,
-            partitions: partitions.max(1),
+            options,
             task,
             on_error,
-            max_turns,
             parts: None,
             next_part: 0,
             buffer: std::collections::VecDeque::new(),
@@ -198,7 +197,7 @@ impl RedditStream {
             match partition(
                 &self.files,
                 &self.spill_dir,
-                self.partitions,
+                self.options.partitions.max(1),
                 self.task,
                 self.on_error,
             ) {
@@ -223,7 +222,7 @@ impl RedditStream {
         self.next_part += group.len();
         let results: Vec<_> = group
             .par_iter()
-            .map(|p| partition_examples(p, self.max_turns))
+            .map(|p| partition_examples(p, self.options.max_context_turns, &self.options.filter))
             .collect();
         for result in results {
             match result {
@@ -236,6 +235,11 @@ impl RedditStream {
                     self.skips(SkipReason::Deleted, stats.deleted);
                     self.skips(SkipReason::Duplicate, stats.duplicates);
                     self.skips(SkipReason::Cycle, stats.cycles);
+                    for (reason, n) in &stats.filtered {
+                        self.skips(*reason, *n);
+                    }
+                    self.buffer
+                        .extend((0..stats.orphans).map(|_| Ok(Item::Notice("orphan_context"))));
                     self.buffer.extend(examples.into_iter().map(|e| {
                         Ok(Item::Example(Example {
                             context: e.context,

@@ -143,6 +143,7 @@ enum Encoded {
         source: Option<Source>,
     },
     Skipped(SkipReason),
+    Notice(&'static str),
 }
 
 /// A chunk after encoding: the ids of all its examples back to back.
@@ -176,7 +177,7 @@ pub fn tokenize(
     } else {
         Some(tokenizer.resolve_eos(settings.eos_token.as_deref())?)
     };
-    let reddit = matches!(settings.format, Format::Reddit { .. });
+    let reddit = matches!(settings.format, Format::Reddit(_));
     // Reddit threads span files: every task reads every file and keeps its own threads.
     let files = if reddit {
         expand_inputs(inputs)?
@@ -216,10 +217,11 @@ pub fn tokenize(
     let progress_bytes = Arc::new(AtomicU64::new(0));
     let stream = example_stream(settings, &files, out, options, progress_bytes.clone());
     writer.with_sources = reddit;
-    let encoder = ChunkEncoder {
-        tokenizer: tokenizer.clone(),
-        eos: eos.as_ref().map(|e| e.1),
-    };
+    let encoder = ChunkEncoder::new(
+        tokenizer.clone(),
+        eos.as_ref().map(|e| e.1),
+        &settings.format,
+    );
     run_stages(
         stream,
         encoder,
@@ -343,17 +345,13 @@ fn example_stream(
     progress_bytes: Arc<AtomicU64>,
 ) -> Items {
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-    match settings.format {
-        Format::Reddit {
-            max_context_turns,
-            partitions,
-        } => Box::new(RedditStream::new(
+    match &settings.format {
+        Format::Reddit(reddit) => Box::new(RedditStream::new(
             paths,
             out.join(SPILL_DIR),
-            partitions,
+            reddit.clone(),
             (options.task_index, options.num_tasks),
             settings.on_error,
-            max_context_turns,
         )),
         _ => Box::new(ExampleStream::new(
             paths,
@@ -401,15 +399,32 @@ fn run_fingerprint(
 struct ChunkEncoder {
     tokenizer: Arc<TextTokenizer>,
     eos: Option<u32>,
+    /// Dialogue responses longer than this (in ids, without the end token) are dropped.
+    max_response_tokens: Option<usize>,
 }
 
 impl ChunkEncoder {
+    fn new(tokenizer: Arc<TextTokenizer>, eos: Option<u32>, format: &Format) -> Self {
+        let max_response_tokens = match format {
+            Format::Reddit(reddit) if reddit.filter.recipe => {
+                Some(reddit.filter.max_response_tokens)
+            }
+            _ => None,
+        };
+        Self {
+            tokenizer,
+            eos,
+            max_response_tokens,
+        }
+    }
+
     fn encode(&self, chunk: Chunk) -> Result<EncodedChunk> {
         let mut ids = Vec::new();
         let mut items = Vec::with_capacity(chunk.items.len());
         for item in chunk.items {
             match item {
                 Item::Skipped(reason) => items.push(Encoded::Skipped(reason)),
+                Item::Notice(name) => items.push(Encoded::Notice(name)),
                 Item::Example(example) => {
                     let start = ids.len();
                     for turn in &example.context {
@@ -417,7 +432,16 @@ impl ChunkEncoder {
                         ids.extend(self.eos);
                     }
                     let prefix_len = (ids.len() - start) as u32;
-                    ids.extend(self.tokenizer.encode(&example.text)?);
+                    let response = self.tokenizer.encode(&example.text)?;
+                    if self
+                        .max_response_tokens
+                        .is_some_and(|max| response.len() > max)
+                    {
+                        ids.truncate(start);
+                        items.push(Encoded::Skipped(SkipReason::FilterLongResponse));
+                        continue;
+                    }
+                    ids.extend(response);
                     ids.extend(self.eos);
                     items.push(Encoded::Example {
                         len: (ids.len() - start) as u32,
@@ -593,6 +617,9 @@ impl OutputWriter {
         for item in &chunk.items {
             self.items += 1;
             match *item {
+                Encoded::Notice(name) => {
+                    *self.totals.notices.entry(name.to_owned()).or_default() += 1;
+                }
                 Encoded::Skipped(reason) => {
                     *self
                         .totals

@@ -60,6 +60,9 @@ pub struct Totals {
     pub tokens: u64,
     /// Records skipped, by reason.
     pub skipped: BTreeMap<String, u64>,
+    /// Counts that lose nothing, by name (Reddit: `orphan_context`, contexts cut at a missing parent).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notices: BTreeMap<String, u64>,
 }
 
 impl Totals {
@@ -69,6 +72,9 @@ impl Totals {
         self.tokens += other.tokens;
         for (reason, n) in &other.skipped {
             *self.skipped.entry(reason.clone()).or_default() += n;
+        }
+        for (name, n) in &other.notices {
+            *self.notices.entry(name.clone()).or_default() += n;
         }
     }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Deserialize;
 
+use super::filters::RedditFilter;
 use super::records::{Comment, Submission};
 use super::threads::{thread_examples, DialogueExample, ThreadStats};
 use crate::corpus::open_input;
@@ -156,6 +157,7 @@ pub fn partition(
 pub fn partition_examples(
     path: &Path,
     max_turns: usize,
+    filter: &RedditFilter,
 ) -> Result<(Vec<DialogueExample>, ThreadStats)> {
     let reader = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
     let mut comments = Vec::new();
@@ -179,7 +181,7 @@ pub fn partition_examples(
         }
     }
     let mut stats = ThreadStats::default();
-    let examples = thread_examples(&comments, &submissions, max_turns, &mut stats);
+    let examples = thread_examples(&comments, &submissions, max_turns, filter, &mut stats);
     Ok((examples, stats))
 }
 
@@ -190,10 +192,11 @@ pub fn partition_examples(
 pub fn all_examples(
     partitions: &[PathBuf],
     max_turns: usize,
+    filter: &RedditFilter,
 ) -> Result<(Vec<DialogueExample>, ThreadStats)> {
     let results: Vec<(Vec<DialogueExample>, ThreadStats)> = partitions
         .par_iter()
-        .map(|p| partition_examples(p, max_turns))
+        .map(|p| partition_examples(p, max_turns, filter))
         .collect::<Result<_>>()?;
     let mut stats = ThreadStats::default();
     let mut examples = Vec::new();
@@ -263,10 +266,10 @@ mod tests {
         let (one, skipped) =
             partition(&files, &tmp.path().join("one"), 1, (0, 1), OnError::Skip).unwrap();
         assert_eq!(skipped.get(&SkipReason::MalformedJson), Some(&1));
-        let (in_memory, memory_stats) = all_examples(&one, 7).unwrap();
+        let (in_memory, memory_stats) = all_examples(&one, 7, &RedditFilter::default()).unwrap();
         let (parts, _) =
             partition(&files, &tmp.path().join("many"), 7, (0, 1), OnError::Skip).unwrap();
-        let (spilled, spill_stats) = all_examples(&parts, 7).unwrap();
+        let (spilled, spill_stats) = all_examples(&parts, 7, &RedditFilter::default()).unwrap();
         assert_eq!(memory_stats, spill_stats);
         assert_eq!(memory_stats.duplicates, 10);
         assert_eq!(memory_stats.deleted, 40);
@@ -289,7 +292,7 @@ mod tests {
         let files = dumps(tmp.path());
         let (whole, _) =
             partition(&files, &tmp.path().join("whole"), 3, (0, 1), OnError::Skip).unwrap();
-        let (all, _) = all_examples(&whole, 7).unwrap();
+        let (all, _) = all_examples(&whole, 7, &RedditFilter::default()).unwrap();
         let mut union = Vec::new();
         for task in 0..3 {
             let (parts, _) = partition(
@@ -300,7 +303,7 @@ mod tests {
                 OnError::Skip,
             )
             .unwrap();
-            union.extend(all_examples(&parts, 7).unwrap().0);
+            union.extend(all_examples(&parts, 7, &RedditFilter::default()).unwrap().0);
         }
         assert_eq!(sorted(union), sorted(all));
     }

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-use serde::Serialize;
-
+use super::filters::RedditFilter;
 use super::records::{is_deleted, unescape_html, Comment, Submission};
+use crate::error::SkipReason;
 
 /// One dialogue example.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct DialogueExample {
 }
 
 /// What happened to the comments of a thread.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ThreadStats {
     /// Examples produced.
     pub examples: u64,
@@ -34,6 +34,8 @@ pub struct ThreadStats {
     pub orphans: u64,
     /// Comments on, or descending from, a parent cycle (no example).
     pub cycles: u64,
+    /// Responses dropped by a filter, by reason.
+    pub filtered: std::collections::BTreeMap<SkipReason, u64>,
 }
 
 impl ThreadStats {
@@ -44,6 +46,9 @@ impl ThreadStats {
         self.duplicates += other.duplicates;
         self.orphans += other.orphans;
         self.cycles += other.cycles;
+        for (reason, n) in &other.filtered {
+            *self.filtered.entry(*reason).or_default() += n;
+        }
     }
 }
 
@@ -93,6 +98,7 @@ pub fn thread_examples<S: BuildHasher>(
     comments: &[Comment],
     submissions: &HashMap<String, Submission, S>,
     max_turns: usize,
+    filter: &RedditFilter,
     stats: &mut ThreadStats,
 ) -> Vec<DialogueExample> {
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(comments.len());
@@ -115,6 +121,11 @@ pub fn thread_examples<S: BuildHasher>(
         }
         if looping[i] {
             stats.cycles += 1;
+            continue;
+        }
+        let response = unescape_html(comment.body.as_deref().unwrap_or_default());
+        if let Some(reason) = filter.reject(comment, &response, depth(comment, comments, &index)) {
+            *stats.filtered.entry(reason).or_default() += 1;
             continue;
         }
         let mut turns: Vec<String> = Vec::new(); // nearest first
@@ -147,10 +158,24 @@ pub fn thread_examples<S: BuildHasher>(
             id: comment.id.clone(),
             subreddit: comment.subreddit.clone().unwrap_or_default(),
             context: turns,
-            response: unescape_html(comment.body.as_deref().unwrap_or_default()),
+            response,
         });
     }
     examples
+}
+
+/// 1 for a top-level comment, plus one per comment ancestor found (at most 64 are followed).
+fn depth(comment: &Comment, comments: &[Comment], index: &HashMap<&str, usize>) -> usize {
+    let mut depth = 1;
+    let mut at = comment;
+    while let Some(&p) = parent_comment(at).and_then(|id| index.get(id)) {
+        depth += 1;
+        at = &comments[p];
+        if depth > 64 {
+            break;
+        }
+    }
+    depth
 }
 
 /// Title, and self text when it survives, as one turn.
@@ -187,7 +212,13 @@ mod tests {
         let submissions = HashMap::from([("s".to_owned(), submission)]);
         let mut stats = ThreadStats::default();
         (
-            thread_examples(comments, &submissions, max_turns, &mut stats),
+            thread_examples(
+                comments,
+                &submissions,
+                max_turns,
+                &RedditFilter::default(),
+                &mut stats,
+            ),
             stats,
         )
     }
