@@ -158,6 +158,7 @@ pub struct RedditStream {
     options: crate::corpus::RedditOptions,
     task: (usize, usize),
     on_error: OnError,
+    progress: Option<Arc<AtomicU64>>,
     parts: Option<Vec<PathBuf>>,
     next_part: usize,
     buffer: std::collections::VecDeque<Result<Item>>,
@@ -178,10 +179,18 @@ impl RedditStream {
             options,
             task,
             on_error,
+            progress: None,
             parts: None,
             next_part: 0,
             buffer: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Advances `progress` by the on-disk bytes read in phase 1.
+    #[must_use]
+    pub fn with_progress(mut self, progress: Arc<AtomicU64>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     fn skips(&mut self, reason: SkipReason, n: u64) {
@@ -200,6 +209,7 @@ impl RedditStream {
                 self.options.partitions.max(1),
                 self.task,
                 self.on_error,
+                self.progress.as_ref(),
             ) {
                 Ok((parts, skipped)) => {
                     self.parts = Some(parts);

@@ -346,13 +346,16 @@ fn example_stream(
 ) -> Items {
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
     match &settings.format {
-        Format::Reddit(reddit) => Box::new(RedditStream::new(
-            paths,
-            out.join(SPILL_DIR),
-            reddit.clone(),
-            (options.task_index, options.num_tasks),
-            settings.on_error,
-        )),
+        Format::Reddit(reddit) => Box::new(
+            RedditStream::new(
+                paths,
+                out.join(SPILL_DIR),
+                reddit.clone(),
+                (options.task_index, options.num_tasks),
+                settings.on_error,
+            )
+            .with_progress(progress_bytes.clone()),
+        ),
         _ => Box::new(ExampleStream::new(
             paths,
             settings.format.clone(),

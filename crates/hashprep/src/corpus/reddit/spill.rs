@@ -77,6 +77,7 @@ pub fn partition(
     partitions: usize,
     task: (usize, usize),
     on_error: OnError,
+    progress: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
 ) -> Result<(Vec<PathBuf>, Skipped)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let paths: Vec<PathBuf> = (0..partitions)
@@ -92,7 +93,7 @@ pub fn partition(
         .collect::<Result<Vec<_>>>()?;
     let mut skipped = Skipped::new();
     for file in files {
-        let mut reader = open_input(file, None)?.reader;
+        let mut reader = open_input(file, progress.cloned())?.reader;
         let mut line = Vec::new();
         let mut number = 0u64;
         loop {
@@ -263,12 +264,26 @@ mod tests {
     fn spilled_partitions_give_the_same_examples_as_one_in_memory_pass() {
         let tmp = tempfile::tempdir().unwrap();
         let files = dumps(tmp.path());
-        let (one, skipped) =
-            partition(&files, &tmp.path().join("one"), 1, (0, 1), OnError::Skip).unwrap();
+        let (one, skipped) = partition(
+            &files,
+            &tmp.path().join("one"),
+            1,
+            (0, 1),
+            OnError::Skip,
+            None,
+        )
+        .unwrap();
         assert_eq!(skipped.get(&SkipReason::MalformedJson), Some(&1));
         let (in_memory, memory_stats) = all_examples(&one, 7, &RedditFilter::default()).unwrap();
-        let (parts, _) =
-            partition(&files, &tmp.path().join("many"), 7, (0, 1), OnError::Skip).unwrap();
+        let (parts, _) = partition(
+            &files,
+            &tmp.path().join("many"),
+            7,
+            (0, 1),
+            OnError::Skip,
+            None,
+        )
+        .unwrap();
         let (spilled, spill_stats) = all_examples(&parts, 7, &RedditFilter::default()).unwrap();
         assert_eq!(memory_stats, spill_stats);
         assert_eq!(memory_stats.duplicates, 10);
@@ -290,8 +305,15 @@ mod tests {
     fn tasks_split_threads_not_files() {
         let tmp = tempfile::tempdir().unwrap();
         let files = dumps(tmp.path());
-        let (whole, _) =
-            partition(&files, &tmp.path().join("whole"), 3, (0, 1), OnError::Skip).unwrap();
+        let (whole, _) = partition(
+            &files,
+            &tmp.path().join("whole"),
+            3,
+            (0, 1),
+            OnError::Skip,
+            None,
+        )
+        .unwrap();
         let (all, _) = all_examples(&whole, 7, &RedditFilter::default()).unwrap();
         let mut union = Vec::new();
         for task in 0..3 {
@@ -301,6 +323,7 @@ mod tests {
                 2,
                 (task, 3),
                 OnError::Skip,
+                None,
             )
             .unwrap();
             union.extend(all_examples(&parts, 7, &RedditFilter::default()).unwrap().0);
@@ -312,9 +335,16 @@ mod tests {
     fn malformed_lines_fail_with_file_and_line() {
         let tmp = tempfile::tempdir().unwrap();
         let files = dumps(tmp.path());
-        let err = partition(&files, &tmp.path().join("p"), 2, (0, 1), OnError::Fail)
-            .unwrap_err()
-            .to_string();
+        let err = partition(
+            &files,
+            &tmp.path().join("p"),
+            2,
+            (0, 1),
+            OnError::Fail,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("RC_2019-01:261: malformed_json"), "{err}");
     }
 }
