@@ -44,6 +44,7 @@ bench: build $(PYTHON)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r benches/requirements.txt
 	$(PYTHON) benches/tokenize_vs_hf.py --hashprep $(BIN)
 	$(PYTHON) benches/tables_vs_python.py --hashprep $(BIN)
+	$(PYTHON) benches/reddit_pipeline.py --hashprep $(BIN)
 
 clean:
 	rm -rf out target/bench
