@@ -149,8 +149,9 @@ struct TokenizeArgs {
     /// reddit: context turns kept before each response, nearest last.
     #[arg(long, default_value_t = 7)]
     max_context_turns: usize,
-    /// reddit: spill partitions; each must fit in memory (a month of comments: hundreds).
-    #[arg(long, default_value_t = 64)]
+    /// reddit: spill partitions, each rebuilt in memory; 0 (default) sizes them from the input
+    /// (about 256 MiB of records each, at least 16).
+    #[arg(long, default_value_t = 0)]
     partitions: usize,
     /// reddit: `recipe` drops responses by the rules of "Recipes for building an open-domain
     /// chatbot" (over 2048 or under 5 characters, URLs, non-ASCII start, bot authors, depth > 7,
@@ -368,7 +369,7 @@ fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
     let mut format = args.corpus.format()?;
     if let Format::Reddit(reddit) = &mut format {
         reddit.max_context_turns = args.max_context_turns;
-        reddit.partitions = args.partitions.max(1);
+        reddit.partitions = args.partitions;
         reddit.filter.recipe = args.filter.as_deref() == Some("recipe");
         reddit.filter.max_response_tokens = args.max_response_tokens;
         reddit.filter.allow.clone_from(&args.subreddits);

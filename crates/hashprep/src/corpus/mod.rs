@@ -134,6 +134,7 @@ pub struct RedditOptions {
     /// Context turns kept before each response, nearest last.
     pub max_context_turns: usize,
     /// Spill partitions (threads are grouped by a hash of their id); each must fit in memory.
+    /// 0 sizes them from the input: see [`RedditOptions::partitions_for`].
     pub partitions: usize,
     /// Response filters (off by default).
     #[serde(default)]
@@ -144,9 +145,27 @@ impl Default for RedditOptions {
     fn default() -> Self {
         Self {
             max_context_turns: 7,
-            partitions: 64,
+            partitions: 0,
             filter: reddit::RedditFilter::default(),
         }
+    }
+}
+
+impl RedditOptions {
+    /// Decompressed bytes assumed per on-disk byte when sizing partitions (zstd dumps: ~8x).
+    const EXPANSION: u64 = 10;
+    /// Target decompressed bytes per partition: small enough that a few partitions, parsed,
+    /// fit in memory at once (one per thread).
+    const TARGET_BYTES: u64 = 256 << 20;
+
+    /// The number of partitions for `input_bytes` on disk: the configured one, or with `0`,
+    /// enough that each holds about 256 MiB of decompressed records (at least 16).
+    pub fn partitions_for(&self, input_bytes: u64) -> usize {
+        if self.partitions > 0 {
+            return self.partitions;
+        }
+        let estimate = input_bytes.saturating_mul(Self::EXPANSION) / Self::TARGET_BYTES + 1;
+        (estimate as usize).max(16)
     }
 }
 
@@ -174,6 +193,25 @@ mod tests {
                 })
             })
             .collect()
+    }
+
+    #[test]
+    fn reddit_partitions_grow_with_the_input() {
+        let auto = RedditOptions::default();
+        assert_eq!(auto.partitions_for(0), 16);
+        assert_eq!(
+            auto.partitions_for(30 << 30),
+            30 * 4 * 10 + 1,
+            "30 GiB of zstd dumps"
+        );
+        assert_eq!(
+            RedditOptions {
+                partitions: 5,
+                ..auto
+            }
+            .partitions_for(30 << 30),
+            5
+        );
     }
 
     #[test]

@@ -206,7 +206,13 @@ impl RedditStream {
             match partition(
                 &self.files,
                 &self.spill_dir,
-                self.options.partitions.max(1),
+                self.options.partitions_for(
+                    self.files
+                        .iter()
+                        .filter_map(|f| std::fs::metadata(f).ok())
+                        .map(|m| m.len())
+                        .sum(),
+                ),
                 self.task,
                 self.on_error,
                 self.progress.as_ref(),
