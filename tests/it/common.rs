@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use hashprep::corpus::Format;
+use hashprep::shard::Manifest;
 use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
 
 /// The repository root.
@@ -122,7 +123,7 @@ pub(crate) fn python() -> Option<PathBuf> {
 
 /// Reads every row of a tokenize output: (tokens, `prefix_len`).
 pub(crate) fn read_rows(dir: &Path) -> Vec<(Vec<u32>, u32)> {
-    let manifest = hashprep::shard::Manifest::read(dir).unwrap();
+    let manifest = Manifest::read(dir).unwrap();
     let mut rows = Vec::new();
     for info in &manifest.shards {
         let shard = hashprep::shard::ShardReader::open(&dir.join(&info.file), Some(&info.checksum))
@@ -134,4 +135,36 @@ pub(crate) fn read_rows(dir: &Path) -> Vec<(Vec<u32>, u32)> {
         );
     }
     rows
+}
+
+/// Wikitext-103 validation text tokenized with GPT-2 into `dir/data` (`extra` tokenize options).
+pub(crate) fn gpt2_wikitext(dir: &Path, extra: &[&str]) -> PathBuf {
+    let data = dir.join("data");
+    run_ok(
+        tokenize_into(&data, &["--format", "wikitext103", "--tokenizer", "gpt2"])
+            .args(extra)
+            .arg(wikitext("valid")),
+    );
+    data
+}
+
+/// Merges task outputs into `merged` and checks they hold what `single` holds (same totals,
+/// same rows in any order); returns both manifests.
+pub(crate) fn assert_merge_matches(
+    single: &Path,
+    parts: &[PathBuf],
+    merged: &Path,
+) -> (Manifest, Manifest) {
+    run_ok(hashprep().arg("merge").args(parts).arg("--out").arg(merged));
+    let (a, b) = (
+        Manifest::read(single).unwrap(),
+        Manifest::read(merged).unwrap(),
+    );
+    assert_eq!(a.totals, b.totals);
+    let mut rows_a = read_rows(single);
+    let mut rows_b = read_rows(merged);
+    rows_a.sort();
+    rows_b.sort();
+    assert_eq!(rows_a, rows_b);
+    (a, b)
 }

@@ -16,21 +16,7 @@ fn fixture() -> &'static (tempfile::TempDir, PathBuf, Vec<PathBuf>) {
         std::sync::OnceLock::new();
     FIXTURE.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("data");
-        run_ok(
-            tokenize_into(
-                &data,
-                &[
-                    "--format",
-                    "wikitext103",
-                    "--tokenizer",
-                    "gpt2",
-                    "--shard-mib",
-                    "0.2",
-                ],
-            )
-            .arg(wikitext("valid")),
-        );
+        let data = gpt2_wikitext(tmp.path(), &["--shard-mib", "0.2"]);
         let mut tables = Vec::new();
         for (method, extra) in [
             ("balanced", "1"),

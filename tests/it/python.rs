@@ -9,21 +9,7 @@ use crate::common::*;
 fn pyarrow_maps_shards_without_copying_and_reads_the_parquet_export() {
     let Some(python) = python() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    run_ok(
-        tokenize_into(
-            &out,
-            &[
-                "--format",
-                "wikitext103",
-                "--tokenizer",
-                "gpt2",
-                "--shard-mib",
-                "0.2",
-            ],
-        )
-        .arg(wikitext("valid")),
-    );
+    let out = gpt2_wikitext(tmp.path(), &["--shard-mib", "0.2"]);
     let parquet = tmp.path().join("parquet");
     run_ok(
         hashprep()

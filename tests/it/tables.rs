@@ -17,16 +17,6 @@ fn fixture_counts(dir: &Path) -> PathBuf {
     path
 }
 
-/// Wikitext-103 validation text tokenized with GPT-2 into `dir/data`.
-fn gpt2_wikitext(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    run_ok(
-        tokenize_into(&data, &["--format", "wikitext103", "--tokenizer", "gpt2"])
-            .arg(wikitext("valid")),
-    );
-    data
-}
-
 fn build(args: &[&str]) -> serde_json::Value {
     let stdout = run_ok(hashprep().arg("build-table").args(args).arg("--json"));
     serde_json::from_str(&stdout).unwrap()
@@ -53,7 +43,7 @@ fn statistics_of_a_small_fixture() {
 #[test]
 fn balanced_on_wikitext_reaches_the_bound_better_than_random() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = gpt2_wikitext(tmp.path());
+    let data = gpt2_wikitext(tmp.path(), &[]);
     let ratio = |report: &serde_json::Value, key: &str| {
         report["streams"][0][key]["ratio_to_bound"]
             .as_f64()
@@ -212,7 +202,7 @@ fn bad_table_requests_fail_with_clear_errors() {
 #[test]
 fn plots_and_side_by_side_comparison() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = gpt2_wikitext(tmp.path());
+    let data = gpt2_wikitext(tmp.path(), &[]);
     let d = data.to_str().unwrap();
     let mut tables = Vec::new();
     for method in ["balanced", "random", "bigram", "position"] {

@@ -63,26 +63,10 @@ fn tasks_partition_inputs_and_merge_matches_a_single_run() {
     assert!(stderr.contains("tasks [2] of 3 are missing"), "{stderr}");
 
     let merged = tmp.path().join("merged");
-    run_ok(
-        hashprep()
-            .arg("merge")
-            .args(&parts)
-            .arg("--out")
-            .arg(&merged),
-    );
-    let (a, b) = (
-        Manifest::read(&single).unwrap(),
-        Manifest::read(&merged).unwrap(),
-    );
-    assert_eq!(a.totals, b.totals);
+    let (_, b) = assert_merge_matches(&single, &parts, &merged);
     assert_eq!(b.tasks, vec![[0, 3], [1, 3], [2, 3]]);
     let counts = |d: &std::path::Path| TokenCounts::read(&d.join("counts.arrow")).unwrap().0;
     assert_eq!(counts(&single), counts(&merged));
-    let mut rows_single = read_rows(&single);
-    let mut rows_merged = read_rows(&merged);
-    rows_single.sort();
-    rows_merged.sort();
-    assert_eq!(rows_single, rows_merged);
     // The merged directory is a complete output that inspect verifies.
     run_ok(hashprep().arg("inspect").arg(&merged));
 }
