@@ -18,7 +18,7 @@ pub use build_table::{
 pub use export::export_parquet;
 pub use inspect::{inspect, Inspection, TopToken};
 pub use merge::merge;
-pub use progress::Progress;
+pub use progress::{Progress, ProgressFeed};
 pub use stream::{ExampleStream, Item, Items, OnError, RedditStream};
 pub use tokenize::{
     shard_file_name, skipped_by_reason, tokenize, RunOptions, TokenizeSettings, TokenizeSummary,

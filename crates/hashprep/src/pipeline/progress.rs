@@ -1,14 +1,27 @@
 //! Progress bars on stderr: shown only on a terminal and unless `--no-progress`.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// What the reading side reports to the bar: on-disk bytes read and, for formats read in two
+/// phases (Reddit: partition, then rebuild), whether the second phase has begun.
+#[derive(Debug, Clone, Default)]
+pub struct ProgressFeed {
+    /// On-disk input bytes read so far.
+    pub bytes: Arc<AtomicU64>,
+    /// Set when the second phase begins.
+    pub second_phase: Arc<AtomicBool>,
+}
 
 /// A byte-based progress bar with documents/s and tokens/s in its message.
 pub struct Progress {
     bar: ProgressBar,
     started: Instant,
+    phases: Option<[&'static str; 2]>,
 }
 
 impl Progress {
@@ -30,7 +43,28 @@ impl Progress {
         Self {
             bar,
             started: Instant::now(),
+            phases: None,
         }
+    }
+
+    /// Labels the bar by phase: the first label now, the second once the feed says so.
+    #[must_use]
+    pub fn with_phases(mut self, phases: Option<[&'static str; 2]>) -> Self {
+        if let Some([first, _]) = phases {
+            self.bar.set_prefix(first);
+        }
+        self.phases = phases;
+        self
+    }
+
+    /// Updates the bar from the feed and the writer's totals.
+    pub fn update_from(&self, feed: &ProgressFeed, documents: u64, tokens: u64) {
+        if let Some([_, second]) = self.phases {
+            if feed.second_phase.load(Ordering::Relaxed) && self.bar.prefix() != second {
+                self.bar.set_prefix(second);
+            }
+        }
+        self.update(feed.bytes.load(Ordering::Relaxed), documents, tokens);
     }
 
     /// Updates the position (input bytes read) and the rates.
@@ -47,5 +81,25 @@ impl Progress {
     /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_is_labelled_by_phase() {
+        let feed = ProgressFeed::default();
+        let progress = Progress::new(100, false, "tokenize").with_phases(Some(["one", "two"]));
+        progress.update_from(&feed, 1, 2);
+        assert_eq!(progress.bar.prefix(), "one");
+        feed.second_phase.store(true, Ordering::Relaxed);
+        feed.bytes.store(100, Ordering::Relaxed);
+        progress.update_from(&feed, 3, 4);
+        assert_eq!(
+            (progress.bar.prefix().as_str(), progress.bar.position()),
+            ("two", 100)
+        );
     }
 }

@@ -158,7 +158,7 @@ pub struct RedditStream {
     options: crate::corpus::RedditOptions,
     task: (usize, usize),
     on_error: OnError,
-    progress: Option<Arc<AtomicU64>>,
+    progress: Option<super::ProgressFeed>,
     parts: Option<Vec<PathBuf>>,
     next_part: usize,
     buffer: std::collections::VecDeque<Result<Item>>,
@@ -186,9 +186,9 @@ impl RedditStream {
         }
     }
 
-    /// Advances `progress` by the on-disk bytes read in phase 1.
+    /// Reports the on-disk bytes read in phase 1, and the start of phase 2, to `progress`.
     #[must_use]
-    pub fn with_progress(mut self, progress: Arc<AtomicU64>) -> Self {
+    pub fn with_progress(mut self, progress: super::ProgressFeed) -> Self {
         self.progress = Some(progress);
         self
     }
@@ -215,9 +215,14 @@ impl RedditStream {
                 ),
                 self.task,
                 self.on_error,
-                self.progress.as_ref(),
+                self.progress.as_ref().map(|p| &p.bytes),
             ) {
                 Ok((parts, skipped)) => {
+                    if let Some(progress) = &self.progress {
+                        progress
+                            .second_phase
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     self.parts = Some(parts);
                     for reason in SkipReason::ALL {
                         self.skips(reason, skipped.get(&reason).copied().unwrap_or(0));
@@ -288,5 +293,40 @@ impl Iterator for RedditStream {
                 return None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::RedditOptions;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn reddit_stream_reports_bytes_then_the_second_phase() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("RC");
+        std::fs::write(
+            &dump,
+            "{\"id\":\"a\",\"parent_id\":\"t3_s\",\"link_id\":\"t3_s\",\"body\":\"hello\"}\n",
+        )
+        .unwrap();
+        let feed = super::super::ProgressFeed::default();
+        let mut stream = RedditStream::new(
+            vec![dump],
+            dir.path().join("spill"),
+            RedditOptions::default(),
+            (0, 1),
+            OnError::Fail,
+        )
+        .with_progress(feed.clone());
+        assert!(!feed.second_phase.load(Ordering::Relaxed));
+        let first = stream.find_map(|item| match item.unwrap() {
+            Item::Example(e) => Some(e.text),
+            _ => None,
+        });
+        assert_eq!(first.as_deref(), Some("hello"));
+        assert!(feed.second_phase.load(Ordering::Relaxed));
+        assert!(feed.bytes.load(Ordering::Relaxed) > 0);
     }
 }

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::journal::{Journal, JournalEntry};
 use super::output_dir::{prepare_output, OutputState};
-use super::progress::Progress;
+use super::progress::{Progress, ProgressFeed};
 use super::stream::{ExampleStream, Item, Items, OnError, RedditStream};
 use crate::corpus::{expand_inputs, partition_for_task, Format, InputFile, Source};
 use crate::counts::{TokenCounts, COUNTS_FILE};
@@ -31,6 +30,12 @@ use crate::tokenize::{fingerprint_bytes, TextTokenizer};
 
 /// Directory of the Reddit spill files inside an output directory (removed when complete).
 pub(crate) const SPILL_DIR: &str = ".spill";
+
+/// Progress labels of the two Reddit phases.
+const REDDIT_PHASES: [&str; 2] = [
+    "reddit 1/2: partition by thread",
+    "reddit 2/2: threads + tokenize",
+];
 
 /// File name of the tokenizer copy inside an output directory.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -214,8 +219,8 @@ pub fn tokenize(
     let mut writer = OutputWriter::resume(out, width, &tokenizer, &entries, settings.shard_bytes)?;
     writer.halt_after_shards = options.halt_after_shards;
     let resumed_items = writer.items;
-    let progress_bytes = Arc::new(AtomicU64::new(0));
-    let stream = example_stream(settings, &files, out, options, progress_bytes.clone());
+    let feed = ProgressFeed::default();
+    let stream = example_stream(settings, &files, out, options, &feed);
     writer.with_sources = reddit;
     let encoder = ChunkEncoder::new(
         tokenizer.clone(),
@@ -227,7 +232,7 @@ pub fn tokenize(
         encoder,
         &mut writer,
         &mut journal,
-        (input_bytes, progress_bytes),
+        (input_bytes, feed, reddit.then_some(REDDIT_PHASES)),
         options,
     )?;
 
@@ -278,10 +283,10 @@ fn run_stages(
     encoder: ChunkEncoder,
     writer: &mut OutputWriter,
     journal: &mut Journal,
-    (input_bytes, progress_bytes): (u64, Arc<AtomicU64>),
+    (input_bytes, feed, phases): (u64, ProgressFeed, Option<[&'static str; 2]>),
     options: &RunOptions,
 ) -> Result<()> {
-    let progress = Progress::new(input_bytes, options.progress, "tokenize");
+    let progress = Progress::new(input_bytes, options.progress, "tokenize").with_phases(phases);
 
     let threads = if options.threads == 0 {
         rayon::current_num_threads()
@@ -320,14 +325,7 @@ fn run_stages(
             .map_err(|e| Error::BadInput(format!("cannot start the reader thread: {e}")))?
     };
 
-    let outcome = write_in_order(
-        &result_rx,
-        &credit_tx,
-        writer,
-        journal,
-        &progress,
-        &progress_bytes,
-    );
+    let outcome = write_in_order(&result_rx, &credit_tx, writer, journal, &progress, &feed);
     drop(credit_tx);
     drop(result_rx);
     let _ = reader.join();
@@ -342,7 +340,7 @@ fn example_stream(
     files: &[InputFile],
     out: &Path,
     options: &RunOptions,
-    progress_bytes: Arc<AtomicU64>,
+    feed: &ProgressFeed,
 ) -> Items {
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
     match &settings.format {
@@ -354,13 +352,13 @@ fn example_stream(
                 (options.task_index, options.num_tasks),
                 settings.on_error,
             )
-            .with_progress(progress_bytes.clone()),
+            .with_progress(feed.clone()),
         ),
         _ => Box::new(ExampleStream::new(
             paths,
             settings.format.clone(),
             settings.on_error,
-            Some(progress_bytes),
+            Some(feed.bytes.clone()),
         )),
     }
 }
@@ -530,7 +528,7 @@ fn write_in_order(
     writer: &mut OutputWriter,
     journal: &mut Journal,
     progress: &Progress,
-    progress_bytes: &AtomicU64,
+    feed: &ProgressFeed,
 ) -> Result<()> {
     let mut pending: HashMap<u64, EncodedChunk> = HashMap::new();
     let mut next = 0u64;
@@ -548,8 +546,7 @@ fn write_in_order(
                     writer.write_chunk(&chunk, journal)?;
                     next += 1;
                     let _ = credits.send(());
-                    let bytes = progress_bytes.load(Ordering::Relaxed);
-                    progress.update(bytes, writer.totals.documents, writer.totals.tokens);
+                    progress.update_from(feed, writer.totals.documents, writer.totals.tokens);
                 }
             }
         }
