@@ -24,6 +24,17 @@ use jsonl::JsonlRecords;
 use lines::Lines;
 use text::{Grouping, TextRecords};
 
+/// What to do with a bad record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Stop with an error naming the file and line (the default).
+    #[default]
+    Fail,
+    /// Skip the record, count it by reason, and go on.
+    Skip,
+}
+
 /// One training example: a plain document, or a dialogue turn with its context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Example {

@@ -4,21 +4,10 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::corpus::{Example, Format, Records};
 use crate::error::{Error, Result, SkipReason};
 
-/// What to do with a bad record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Stop with an error naming the file and line (the default).
-    #[default]
-    Fail,
-    /// Skip the record, count it by reason, and go on.
-    Skip,
-}
+pub use crate::corpus::OnError;
 
 /// One element of the stream: an example, or a record that was skipped (and why).
 #[derive(Debug)]

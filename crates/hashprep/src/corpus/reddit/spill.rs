@@ -16,8 +16,8 @@ use super::filters::RedditFilter;
 use super::records::{Comment, Submission};
 use super::threads::{thread_examples, DialogueExample, ThreadStats};
 use crate::corpus::open_input;
+use crate::corpus::OnError;
 use crate::error::{Error, Location, Result, SkipReason};
-use crate::pipeline::OnError;
 use crate::table::splitmix64;
 
 /// Just enough of a record to route it to its partition.
