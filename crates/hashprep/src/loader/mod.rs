@@ -101,6 +101,8 @@ pub struct LoaderState {
 struct Spec {
     table: Arc<RoutingTable>,
     layer: u32,
+    /// Fingerprint of the table file's bytes (files with the same bytes share specs).
+    source: String,
 }
 
 /// The shuffles of one epoch.
@@ -213,6 +215,43 @@ impl Loader {
             .collect()
     }
 
+    /// The spec (index into [`Batch::routes`]' `spec`) of `layer` of the table file `table`,
+    /// which must be one of the tables the loader was opened with.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not one of the loader's tables, or has no such layer.
+    pub fn spec_of(&self, table: &Path, layer: u32) -> Result<usize> {
+        let bytes = std::fs::read(table).map_err(|e| Error::io(table, e))?;
+        let source = fingerprint_bytes(&bytes);
+        let mut layers = self
+            .core
+            .specs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.source == source)
+            .peekable();
+        if layers.peek().is_none() {
+            return Err(Error::BadInput(format!(
+                "{}: not one of the loader's tables",
+                table.display()
+            )));
+        }
+        layers
+            .find(|(_, s)| s.layer == layer)
+            .map(|(i, _)| i)
+            .ok_or_else(|| {
+                Error::BadInput(format!(
+                    "{}: the table has no layer {layer}",
+                    table.display()
+                ))
+            })
+    }
+
+    /// The table of spec `spec`.
+    pub fn spec_table(&self, spec: usize) -> &RoutingTable {
+        &self.core.specs[spec].table
+    }
+
     /// Builds batch `index` (no prefetching).
     pub fn batch(&self, index: u64) -> Batch {
         self.core.batch(index)
@@ -263,10 +302,12 @@ fn load_specs(tables: &[PathBuf], data: &TokenDataset) -> Result<Vec<Spec>> {
                 manifest.tokenizer.vocab_size,
             )
             .map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))?;
+        let source = fingerprint_bytes(&bytes);
         for layer in 0..table.meta.layers {
             specs.push(Spec {
                 table: table.clone(),
                 layer,
+                source: source.clone(),
             });
         }
         seen.insert(bytes, table);

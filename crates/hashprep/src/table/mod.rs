@@ -25,7 +25,7 @@ pub use embeddings::load_embeddings;
 pub use file::{column_name, RoutingTable, TableFormat, TableMeta, TABLE_VERSION};
 pub use hashing::{bigram_expert, bucket, random_expert, splitmix64, stream_key};
 pub use kmeans::{cluster, disperse, KMeansParams};
-pub use plot::{plot_expert_shares, Series};
+pub use plot::{plot_expert_shares, register_font as register_plot_font, Series};
 pub use stats::BalanceStats;
 
 use crate::counts::TokenCounts;

@@ -21,7 +21,9 @@ pub struct Series {
 
 static FONT: Once = Once::new();
 
-fn register_font() {
+/// Registers the bundled font as `sans-serif` for plotters (once per process), so other plots
+/// (the trainer's curves) render the same on machines without fonts.
+pub fn register_font() {
     FONT.call_once(|| {
         let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
         let registered = plotters::style::register_font("sans-serif", FontStyle::Normal, bytes);

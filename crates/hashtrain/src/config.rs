@@ -1,0 +1,381 @@
+//! The run config: one TOML file (`pipelines/NAME.toml`) with `[data]`, `[model]` (and its
+//! `[[model.sparse]]` layers) and `[train]`, plus `--set key=value` overrides applied before it is
+//! checked. Relative paths are taken from the working directory, as on the command line.
+//! Format: `schemas/run-config.md`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Where the token data is.
+    pub data: DataConfig,
+    /// The network.
+    pub model: ModelConfig,
+    /// The optimization.
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+/// Tokenize outputs (`hashprep tokenize --out DIR`) of one tokenizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Training data.
+    pub train: PathBuf,
+    /// Validation data, evaluated every `train.eval_every` steps.
+    pub valid: PathBuf,
+    /// Test data (`hashtrain eval` and sweeps).
+    #[serde(default)]
+    pub test: Option<PathBuf>,
+}
+
+/// Position encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Positions {
+    /// A learned embedding per position.
+    #[default]
+    Learned,
+    /// Fixed sinusoids (Vaswani et al.).
+    Sinusoidal,
+}
+
+/// A decoder-only pre-norm Transformer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Number of Transformer layers.
+    pub layers: usize,
+    /// Hidden size d.
+    pub d_model: i64,
+    /// FFN inner size D (of every expert too).
+    pub d_ff: i64,
+    /// Attention heads.
+    pub heads: i64,
+    /// Dropout on attention weights and residual branches.
+    #[serde(default = "default_dropout")]
+    pub dropout: f64,
+    /// Context length T (positions per training row).
+    pub context: usize,
+    /// Position encoding.
+    #[serde(default)]
+    pub positions: Positions,
+    /// Share the input embedding with the output projection.
+    #[serde(default = "default_true")]
+    pub tie_embeddings: bool,
+    /// Layers whose FFN is replaced (the rest are dense).
+    #[serde(default)]
+    pub sparse: Vec<SparseLayer>,
+}
+
+/// What replaces the FFN of one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SparseKind {
+    /// The plain FFN `B(relu(A(h)))` (a baseline in sweeps).
+    Dense,
+    /// K expert FFNs, each token routed by a precomputed table.
+    Hash,
+    /// N hashes, each selecting one segment of the experts' weights (paper section 3.2).
+    Multihash,
+    /// A learned softmax router on the hidden state, top-1, with a load-balancing loss.
+    Switch,
+    /// As Switch, but the router sees a learned embedding of the current token.
+    TokenSwitch,
+}
+
+impl SparseKind {
+    /// Its name in configs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            SparseKind::Dense => "dense",
+            SparseKind::Hash => "hash",
+            SparseKind::Multihash => "multihash",
+            SparseKind::Switch => "switch",
+            SparseKind::TokenSwitch => "token-switch",
+        }
+    }
+
+    /// Routed by a table from the loader.
+    pub fn uses_table(self) -> bool {
+        matches!(self, SparseKind::Hash | SparseKind::Multihash)
+    }
+
+    /// Routed by a learned router.
+    pub fn is_switch(self) -> bool {
+        matches!(self, SparseKind::Switch | SparseKind::TokenSwitch)
+    }
+}
+
+/// One sparse layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseLayer {
+    /// Which layer, counted from 1 as in the paper ("layer 7 of 11").
+    pub at: usize,
+    /// What it is.
+    pub kind: SparseKind,
+    /// Number of experts K (hash kinds: taken from the table; if given it must agree).
+    #[serde(default)]
+    pub experts: Option<u32>,
+    /// Hash kinds: the table file (`hashprep build-table --out`).
+    #[serde(default)]
+    pub table: Option<PathBuf>,
+    /// Hash kinds: which layer of a `--layers N` table.
+    #[serde(default)]
+    pub table_layer: u32,
+    /// Switch kinds: coefficient of the load-balancing loss (paper: 0.1).
+    #[serde(default = "default_load_bal")]
+    pub load_bal: f64,
+    /// Switch kinds: an expert takes at most `capacity_factor * tokens / K` tokens per batch;
+    /// the rest skip the layer (residual only). None: no limit.
+    #[serde(default)]
+    pub capacity_factor: Option<f64>,
+}
+
+/// The optimization and its bookkeeping; every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Rows per batch B.
+    pub batch_size: usize,
+    /// Peak learning rate (paper: 0.002).
+    pub lr: f64,
+    /// Linear warmup steps, then the rate decays as `1/sqrt(step)`.
+    pub warmup: u64,
+    /// Gradient norm clip (paper: 1.0); 0 disables.
+    pub clip: f64,
+    /// Adam betas.
+    pub betas: (f64, f64),
+    /// Adam epsilon.
+    pub eps: f64,
+    /// Seed of initialization, dropout and data order.
+    pub seed: u64,
+    /// Evaluate on the validation data every N steps (and at the end); 0: only at the end.
+    pub eval_every: u64,
+    /// Validation batches per evaluation; 0: the whole validation set.
+    pub eval_batches: u64,
+    /// Write a training record every N steps.
+    pub log_every: u64,
+    /// Write a checkpoint every N steps (and at the end); 0: only at the end.
+    pub checkpoint_every: u64,
+    /// Checkpoints kept (oldest removed first).
+    pub keep_checkpoints: usize,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Loader worker threads.
+    pub workers: usize,
+    /// Batches prepared ahead.
+    pub prefetch: usize,
+    /// libtorch CPU threads; 0: libtorch's default.
+    pub threads: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 16,
+            lr: 0.002,
+            warmup: 100,
+            clip: 1.0,
+            betas: (0.9, 0.98),
+            eps: 1e-8,
+            seed: 0,
+            eval_every: 0,
+            eval_batches: 0,
+            log_every: 10,
+            checkpoint_every: 0,
+            keep_checkpoints: 2,
+            device: "cpu".into(),
+            workers: 1,
+            prefetch: 4,
+            threads: 0,
+        }
+    }
+}
+
+fn default_dropout() -> f64 {
+    0.1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_load_bal() -> f64 {
+    0.1
+}
+
+impl RunConfig {
+    /// Reads `path`, applies `overrides` (`key.path=value`, value in TOML syntax or a bare
+    /// string) and checks the result.
+    ///
+    /// # Errors
+    /// The file cannot be read, does not parse, an override names no setting, or a value is
+    /// out of range; each names the file or the override.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, path, overrides)
+    }
+
+    /// As [`RunConfig::load`], from text; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// See [`RunConfig::load`].
+    pub fn parse(text: &str, origin: &Path, overrides: &[String]) -> Result<Self> {
+        let config_error = |message: String| Error::Config {
+            path: origin.to_owned(),
+            message,
+        };
+        let table: toml::Table = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
+        let mut root = toml::Value::Table(table);
+        for item in overrides {
+            apply_override(&mut root, item).map_err(|message| Error::Config {
+                path: PathBuf::from(format!("--set {item}")),
+                message,
+            })?;
+        }
+        let config: RunConfig = root
+            .try_into()
+            .map_err(|e: toml::de::Error| config_error(e.to_string()))?;
+        config.validate().map_err(config_error)?;
+        Ok(config)
+    }
+
+    /// The config as TOML (what `runs/NAME/config.toml` holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a config always serializes")
+    }
+
+    /// Checks ranges and that each sparse layer has what its kind needs.
+    ///
+    /// # Errors
+    /// A message naming the setting.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let m = &self.model;
+        if m.layers == 0 || m.d_model <= 0 || m.d_ff <= 0 || m.heads <= 0 || m.context == 0 {
+            return Err("model.layers, d_model, d_ff, heads and context must be at least 1".into());
+        }
+        if m.d_model % m.heads != 0 {
+            return Err(format!(
+                "model.d_model {} is not a multiple of model.heads {}",
+                m.d_model, m.heads
+            ));
+        }
+        if !(0.0..1.0).contains(&m.dropout) {
+            return Err(format!("model.dropout {} must be in [0, 1)", m.dropout));
+        }
+        let mut seen = Vec::new();
+        for (i, s) in m.sparse.iter().enumerate() {
+            let name = format!("model.sparse[{i}] (at = {})", s.at);
+            if s.at == 0 || s.at > m.layers {
+                return Err(format!(
+                    "{name}: layers count from 1 to model.layers = {}",
+                    m.layers
+                ));
+            }
+            if seen.contains(&s.at) {
+                return Err(format!("{name}: layer {} is given twice", s.at));
+            }
+            seen.push(s.at);
+            if s.kind.uses_table() && s.table.is_none() {
+                return Err(format!("{name}: kind {} needs a table", s.kind.name()));
+            }
+            if !s.kind.uses_table() && s.table.is_some() {
+                return Err(format!("{name}: kind {} takes no table", s.kind.name()));
+            }
+            if s.kind.is_switch() && s.experts.unwrap_or(0) < 1 {
+                return Err(format!("{name}: kind {} needs experts >= 1", s.kind.name()));
+            }
+            if s.load_bal < 0.0 {
+                return Err(format!("{name}: load_bal must not be negative"));
+            }
+            if s.capacity_factor.is_some_and(|c| c <= 0.0) {
+                return Err(format!("{name}: capacity_factor must be positive"));
+            }
+        }
+        let t = &self.train;
+        if t.steps == 0 || t.batch_size == 0 || t.log_every == 0 {
+            return Err("train.steps, batch_size and log_every must be at least 1".into());
+        }
+        if t.lr <= 0.0 || t.clip < 0.0 || t.eps <= 0.0 {
+            return Err("train.lr and eps must be positive, clip not negative".into());
+        }
+        if !(0.0..1.0).contains(&t.betas.0) || !(0.0..1.0).contains(&t.betas.1) {
+            return Err("train.betas must be in [0, 1)".into());
+        }
+        if t.keep_checkpoints == 0 {
+            return Err("train.keep_checkpoints must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Sparse layer settings of layer `at` (1-based), if it has any.
+    pub fn sparse_at(&self, at: usize) -> Option<&SparseLayer> {
+        self.model.sparse.iter().find(|s| s.at == at)
+    }
+}
+
+/// Sets `key.path=value` in `root`. Array elements are addressed by index
+/// (`model.sparse.0.kind=switch`). The value is parsed as TOML, else taken as a string.
+fn apply_override(root: &mut toml::Value, item: &str) -> std::result::Result<(), String> {
+    let (key, raw) = item
+        .split_once('=')
+        .ok_or("expected key=value, e.g. train.steps=200")?;
+    let value = parse_value(raw.trim());
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    let (last, parents) = parts.split_last().expect("split yields one part");
+    let mut node = root;
+    for part in parents {
+        node = child(node, part)?;
+    }
+    match node {
+        toml::Value::Table(t) => {
+            t.insert((*last).to_owned(), value);
+        }
+        toml::Value::Array(a) => {
+            let i: usize = last
+                .parse()
+                .map_err(|_| format!("`{last}` is not an index"))?;
+            let slot = a.get_mut(i).ok_or(format!("no element {i}"))?;
+            *slot = value;
+        }
+        _ => return Err(format!("`{key}`: its parent is not a table")),
+    }
+    Ok(())
+}
+
+fn child<'a>(
+    node: &'a mut toml::Value,
+    part: &str,
+) -> std::result::Result<&'a mut toml::Value, String> {
+    match node {
+        toml::Value::Table(t) => Ok(t
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))),
+        toml::Value::Array(a) => {
+            let i: usize = part
+                .parse()
+                .map_err(|_| format!("`{part}` is not an index"))?;
+            a.get_mut(i).ok_or(format!("no element {i}"))
+        }
+        _ => Err(format!("`{part}` is not a table")),
+    }
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    let wrapped = format!("v = {raw}");
+    toml::from_str::<toml::Table>(&wrapped)
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}

@@ -1,0 +1,57 @@
+//! The trainer's errors: bad input (a config, a checkpoint, a device that is not there) is told
+//! apart from failures inside libtorch or the data stages.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in `hashtrain`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A config, flag or checkpoint that cannot be used, with what is wrong.
+    #[error("{0}")]
+    BadInput(String),
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// A config file that does not parse or validate.
+    #[error("{path}: {message}")]
+    Config {
+        /// The file (or `--set`).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A data stage failed (shards, tables, loader).
+    #[error(transparent)]
+    Data(#[from] hashprep::Error),
+    /// libtorch refused an operation.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl Error {
+    /// An I/O failure on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// Whether the user can fix it by changing the input (exit code 2) rather than an internal
+    /// failure (exit code 1).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Error::BadInput(_) | Error::Config { .. } => true,
+            Error::Data(e) => e.is_bad_input(),
+            Error::Io { .. } | Error::Torch(_) => false,
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

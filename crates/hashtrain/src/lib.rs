@@ -1,0 +1,16 @@
+//! # hashtrain
+//!
+//! Trains decoder-only language models whose FFN at chosen layers is a **Hash Layer** (routes
+//! from precomputed token -> expert tables), MultiHash, Switch or Token-Switch, on the Arrow
+//! shards that `hashprep tokenize` writes. Built on tch (libtorch); CPU by default, CUDA when
+//! asked.
+//!
+//! The loader (`hashprep::loader`) groups each batch's positions by expert on worker threads;
+//! the model only gathers, runs each expert on a contiguous slice and scatters back.
+
+pub mod config;
+mod error;
+pub mod model;
+
+pub use config::{RunConfig, SparseKind};
+pub use error::{Error, Result};
