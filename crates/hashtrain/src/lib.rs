@@ -11,6 +11,8 @@
 pub mod config;
 mod error;
 pub mod model;
+pub mod train;
 
 pub use config::{RunConfig, SparseKind};
 pub use error::{Error, Result};
+pub use train::{run, RunOptions, RunSummary};

@@ -1,1 +1,224 @@
-fn main() {}
+//! The `hashtrain` command line. Results go to stdout (`--json` for scripts), progress to
+//! stderr. Exit codes: 0 success, 2 bad input (the message names the file or setting),
+//! 1 internal failure.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use hashtrain::train::{self, evaluate, parse_device, RunOptions};
+use hashtrain::RunConfig;
+
+/// Trains dense, Hash, MultiHash, Switch and Token-Switch language models on hashprep data.
+#[derive(Debug, Parser)]
+#[command(name = "hashtrain", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// No progress bar.
+    #[arg(long, global = true)]
+    no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model from a run config (pipelines/NAME.toml).
+    Run(RunArgs),
+    /// Evaluate a checkpoint on a tokenize output: loss, perplexity, expert loads.
+    Eval(EvalArgs),
+    /// Write a checkpoint's token embeddings as .npy (for build-table --method clustered).
+    ExportEmbeddings(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The run config (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a setting: `train.steps=200`, `model.sparse.0.kind=switch` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// The run folder (metrics, curves, checkpoints).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from the run folder's latest checkpoint.
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Start over in a run folder that holds a run.
+    #[arg(long)]
+    force: bool,
+    /// Device, overriding train.device: cpu, cuda, cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// A checkpoint folder, or a run folder (its latest checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Tokenize output to evaluate on (default: the config's test data, else validation).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// At most this many batches (default: all).
+    #[arg(long, default_value_t = 0)]
+    batches: u64,
+    /// Device: cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// A checkpoint folder, or a run folder (its latest checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The .npy file to write (`[vocab, d_model]` float32).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "hashtrain: error: {err:#}");
+            let bad_input = err
+                .downcast_ref::<hashtrain::Error>()
+                .is_some_and(hashtrain::Error::is_bad_input);
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let progress = !cli.no_progress && std::io::stderr().is_terminal();
+    match cli.command {
+        Command::Run(args) => run(args, progress),
+        Command::Eval(args) => eval(&args),
+        Command::ExportEmbeddings(args) => export_embeddings(&args),
+    }
+}
+
+fn run(args: RunArgs, progress: bool) -> Result<()> {
+    let mut config = RunConfig::load(&args.config, &args.overrides)?;
+    if let Some(device) = args.device {
+        config.train.device = device;
+    }
+    let options = RunOptions {
+        resume: args.resume,
+        force: args.force,
+        progress,
+    };
+    let summary = train::run(&config, &args.out, &options)
+        .with_context(|| format!("training {}", args.out.display()))?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
+    } else {
+        writeln!(
+            out,
+            "{}: {} steps, {} parameters, valid loss {:.4}, valid ppl {:.2}, {:.0} tokens/s, loader wait {:.2}%",
+            summary.out.display(),
+            summary.steps,
+            summary.parameters,
+            summary.valid_loss,
+            summary.valid_ppl,
+            summary.tokens_per_s,
+            summary.loader_wait * 100.0
+        )?;
+        for load in &summary.valid_loads {
+            writeln!(
+                out,
+                "  layer {} ({}): max/mean expert load {:.3}",
+                load.layer, load.kind, load.max_over_mean
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    let device = parse_device(&args.device)?;
+    let dir = train::checkpoint::resolve(&args.checkpoint)?;
+    let saved = train::checkpoint::read_state(&dir)?;
+    let data = args
+        .data
+        .clone()
+        .or(saved.config.data.test.clone())
+        .unwrap_or(saved.config.data.valid.clone());
+    let (restored, mut loader) = train::restore(&dir, device, Some(&data))?;
+    let result = evaluate(
+        &restored.model,
+        &mut loader,
+        device,
+        args.batches,
+        &restored.layers,
+    );
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let json = serde_json::json!({
+            "checkpoint": dir,
+            "step": restored.state.step,
+            "data": data,
+            "loss": result.loss,
+            "ppl": result.ppl,
+            "tokens": result.tokens,
+            "loads": result.loads,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+    } else {
+        writeln!(
+            out,
+            "{} (step {}) on {}: loss {:.4}, ppl {:.2} over {} tokens",
+            dir.display(),
+            restored.state.step,
+            data.display(),
+            result.loss,
+            result.ppl,
+            result.tokens
+        )?;
+        for load in &result.loads {
+            writeln!(
+                out,
+                "  layer {} ({}): max/mean expert load {:.3}",
+                load.layer, load.kind, load.max_over_mean
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn export_embeddings(args: &ExportArgs) -> Result<()> {
+    let (restored, _) = train::restore(&args.checkpoint, tch::Device::Cpu, None)?;
+    let embedding = restored
+        .model
+        .embedding()
+        .to_kind(tch::Kind::Float)
+        .contiguous();
+    let shape: Vec<usize> = embedding.size().iter().map(|&d| d as usize).collect();
+    let values = Vec::<f32>::try_from(embedding.view([-1])).context("reading the embeddings")?;
+    let mut bytes = hashprep::npy::encode_header("<f4", &shape);
+    bytes.reserve(values.len() * 4);
+    for v in values {
+        bytes.extend(v.to_le_bytes());
+    }
+    hashprep::fsutil::write_atomic(&args.out, &bytes)?;
+    writeln!(
+        std::io::stdout().lock(),
+        "{}: {} x {} token embeddings (float32)",
+        args.out.display(),
+        shape[0],
+        shape[1]
+    )?;
+    Ok(())
+}

@@ -201,6 +201,11 @@ impl Loader {
         })
     }
 
+    /// The manifest of the data (tokenizer, vocabulary size, totals).
+    pub fn manifest(&self) -> &crate::shard::Manifest {
+        self.core.data.manifest()
+    }
+
     /// Batches in one epoch for this rank.
     pub fn batches_per_epoch(&self) -> u64 {
         self.core.batches_per_epoch

@@ -1,0 +1,213 @@
+//! Checkpoints: `runs/NAME/checkpoints/step-XXXXXXXX/` holds `model.safetensors`,
+//! `optimizer.safetensors` (Adam's moments), `tables/` (copies of the routing tables) and
+//! `state.json` (step, optimizer, loader state, config, table fingerprints, the open metrics
+//! window). Each is written under a `.tmp` name and renamed when complete, then `latest` is
+//! pointed at it, so a crash never leaves a checkpoint that looks whole but is not.
+//! Format: `schemas/checkpoint.md`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hashprep::fsutil::{rename_durable, write_atomic};
+use hashprep::loader::LoaderState;
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+use super::optimizer::Adam;
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+
+/// `state.json`'s `format`.
+pub const CHECKPOINT_FORMAT: &str = "hashtrain-checkpoint";
+/// `state.json`'s `version`.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// A routing table a checkpoint carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableRecord {
+    /// Where the run read it.
+    pub source: PathBuf,
+    /// Its copy, relative to the checkpoint folder.
+    pub file: String,
+    /// blake3 of its bytes.
+    pub fingerprint: String,
+}
+
+/// Training statistics of the steps since the last `train` record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpenWindow {
+    /// Steps in the window.
+    pub steps: u64,
+    /// Sum of the per-step mean losses.
+    pub loss_sum: f64,
+    /// Sum of the per-step load-balancing terms.
+    pub aux_sum: f64,
+    /// Tokens per expert per sparse layer (1-based layer -> counts).
+    pub counts: BTreeMap<usize, Vec<u64>>,
+}
+
+/// `state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// [`CHECKPOINT_FORMAT`].
+    pub format: String,
+    /// [`CHECKPOINT_VERSION`].
+    pub version: u32,
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Adam's update count (bias corrections).
+    pub optimizer_steps: u64,
+    /// Where the training loader stands.
+    pub loader: LoaderState,
+    /// The run's config.
+    pub config: RunConfig,
+    /// The routing tables, in the loader's order.
+    pub tables: Vec<TableRecord>,
+    /// Fingerprint of the tokenizer of the training data.
+    pub tokenizer: String,
+    /// The metrics window open at this step.
+    pub window: OpenWindow,
+}
+
+/// The folder of the checkpoint at `step`.
+pub fn checkpoint_dir(run: &Path, step: u64) -> PathBuf {
+    run.join("checkpoints").join(format!("step-{step:08}"))
+}
+
+/// Writes a checkpoint of `vs` and `adam` with `state` into `run`, points `latest` at it and
+/// removes the oldest beyond `keep`. Returns its folder.
+///
+/// # Errors
+/// Any write fails; the previous `latest` then still stands.
+pub fn save(
+    run: &Path,
+    vs: &nn::VarStore,
+    adam: &Adam,
+    state: &CheckpointState,
+    table_files: &[PathBuf],
+    keep: usize,
+) -> Result<PathBuf> {
+    let root = run.join("checkpoints");
+    let dir = checkpoint_dir(run, state.step);
+    let tmp = root.join(format!(".step-{:08}.tmp", state.step));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(tmp.join("tables")).map_err(|e| Error::io(&tmp, e))?;
+    vs.save(tmp.join("model.safetensors"))?;
+    Tensor::write_safetensors(&adam.state_tensors(), tmp.join("optimizer.safetensors"))?;
+    for (record, source) in state.tables.iter().zip(table_files) {
+        let to = tmp.join(&record.file);
+        std::fs::copy(source, &to).map_err(|e| Error::io(source, e))?;
+    }
+    let json = serde_json::to_vec_pretty(state).expect("serializable");
+    write_atomic(&tmp.join("state.json"), &json)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    rename_durable(&tmp, &dir)?;
+    let name = dir
+        .file_name()
+        .expect("named")
+        .to_string_lossy()
+        .into_owned();
+    write_atomic(&root.join("latest"), name.as_bytes())?;
+    prune(&root, keep)?;
+    Ok(dir)
+}
+
+/// Removes the oldest complete checkpoints beyond `keep`.
+fn prune(root: &Path, keep: usize) -> Result<()> {
+    let mut steps: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|e| Error::io(root, e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step-"))
+        })
+        .collect();
+    steps.sort();
+    let excess = steps.len().saturating_sub(keep);
+    for old in &steps[..excess] {
+        std::fs::remove_dir_all(old).map_err(|e| Error::io(old, e))?;
+    }
+    Ok(())
+}
+
+/// The checkpoint folder `path` names: a checkpoint itself, or a run whose `latest` is read.
+///
+/// # Errors
+/// Neither a checkpoint nor a run with one.
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if path.join("state.json").is_file() {
+        return Ok(path.to_owned());
+    }
+    let latest = path.join("checkpoints").join("latest");
+    let name = std::fs::read_to_string(&latest).map_err(|_| {
+        Error::BadInput(format!(
+            "{}: neither a checkpoint (no state.json) nor a run with checkpoints (no checkpoints/latest)",
+            path.display()
+        ))
+    })?;
+    let dir = path.join("checkpoints").join(name.trim());
+    if !dir.join("state.json").is_file() {
+        return Err(Error::BadInput(format!(
+            "{}: `latest` names {}, which is not a complete checkpoint",
+            latest.display(),
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// Reads and checks `state.json` of the checkpoint `dir`.
+///
+/// # Errors
+/// Missing, unreadable, or of another format or version.
+pub fn read_state(dir: &Path) -> Result<CheckpointState> {
+    let path = dir.join("state.json");
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let state: CheckpointState = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::BadInput(format!("{}: not a checkpoint state: {e}", path.display())))?;
+    if state.format != CHECKPOINT_FORMAT || state.version != CHECKPOINT_VERSION {
+        return Err(Error::BadInput(format!(
+            "{}: format {} version {}, expected {CHECKPOINT_FORMAT} version {CHECKPOINT_VERSION}",
+            path.display(),
+            state.format,
+            state.version
+        )));
+    }
+    Ok(state)
+}
+
+/// Loads the model weights of checkpoint `dir` into `vs`.
+///
+/// # Errors
+/// A tensor is missing or of another shape.
+pub fn load_weights(dir: &Path, vs: &mut nn::VarStore) -> Result<()> {
+    let path = dir.join("model.safetensors");
+    vs.load(&path)
+        .map_err(|e| Error::BadInput(format!("{}: does not fit this model ({e})", path.display())))
+}
+
+/// Loads the optimizer state of checkpoint `dir` into `adam`.
+///
+/// # Errors
+/// A moment is missing or of another shape.
+pub fn load_optimizer(dir: &Path, adam: &mut Adam, steps: u64) -> Result<()> {
+    let path = dir.join("optimizer.safetensors");
+    let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)?.into_iter().collect();
+    adam.load_state(&saved, steps)
+        .map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))
+}
+
+/// blake3 of a file's bytes.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn file_fingerprint(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(hashprep::tokenize::fingerprint_bytes(&bytes))
+}

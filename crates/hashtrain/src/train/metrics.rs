@@ -1,0 +1,169 @@
+//! `runs/NAME/metrics.jsonl`: one JSON record per line, `train` records every `log_every` steps
+//! and `valid` records at each evaluation. On resume the file is cut back to the checkpoint's
+//! step, so a resumed run's file equals an uninterrupted run's (timings aside).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Tokens per expert of one sparse layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerLoad {
+    /// 1-based layer.
+    pub layer: usize,
+    /// Its kind.
+    pub kind: String,
+    /// Tokens per expert (Switch: a last entry counts tokens dropped for capacity).
+    pub counts: Vec<u64>,
+    /// Busiest expert's tokens over the mean (1 = perfectly balanced).
+    pub max_over_mean: f64,
+}
+
+impl LayerLoad {
+    /// The load of `layer` from its counts; `experts` of them are experts (the rest dropped).
+    pub fn new(layer: usize, kind: &str, counts: Vec<u64>, experts: usize) -> Self {
+        let routed = &counts[..experts.min(counts.len())];
+        let total: u64 = routed.iter().sum();
+        let max = routed.iter().copied().max().unwrap_or(0);
+        let max_over_mean = if total == 0 {
+            0.0
+        } else {
+            max as f64 * routed.len() as f64 / total as f64
+        };
+        Self {
+            layer,
+            kind: kind.to_owned(),
+            counts,
+            max_over_mean,
+        }
+    }
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Record {
+    /// Training, averaged over the steps since the previous record.
+    Train {
+        /// Optimizer step.
+        step: u64,
+        /// Mean language-model loss (nats per token).
+        loss: f64,
+        /// Mean load-balancing term (already weighted).
+        aux_loss: f64,
+        /// Learning rate of this step.
+        lr: f64,
+        /// Gradient norm before clipping at this step.
+        grad_norm: f64,
+        /// Training tokens per second over the window.
+        tokens_per_s: f64,
+        /// Share of the window's time spent waiting for the loader.
+        loader_wait: f64,
+        /// Expert loads over the window.
+        loads: Vec<LayerLoad>,
+    },
+    /// An evaluation on the validation data.
+    Valid {
+        /// Optimizer step.
+        step: u64,
+        /// Mean loss per token.
+        loss: f64,
+        /// `exp(loss)`.
+        ppl: f64,
+        /// Tokens evaluated.
+        tokens: u64,
+        /// Expert loads on the validation data.
+        loads: Vec<LayerLoad>,
+    },
+}
+
+impl Record {
+    /// The step it was written at.
+    pub fn step(&self) -> u64 {
+        match self {
+            Record::Train { step, .. } | Record::Valid { step, .. } => *step,
+        }
+    }
+}
+
+/// Appends records to a metrics file.
+#[derive(Debug)]
+pub struct MetricsLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl MetricsLog {
+    /// Opens `path` for appending, keeping only the records up to `keep_through` (a resume),
+    /// or none (`None`: a new run).
+    ///
+    /// # Errors
+    /// The file cannot be read or written.
+    pub fn open(path: &Path, keep_through: Option<u64>) -> Result<Self> {
+        let kept = match keep_through {
+            Some(step) if path.exists() => read_records(path)?
+                .into_iter()
+                .filter(|r| r.step() <= step)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut text = String::new();
+        for record in &kept {
+            text.push_str(&serde_json::to_string(record).expect("serializable"));
+            text.push('\n');
+        }
+        hashprep::fsutil::write_atomic(path, text.as_bytes())?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// Appends `record` (flushed, so a crash loses at most the line being written).
+    ///
+    /// # Errors
+    /// The write fails.
+    pub fn write(&mut self, record: &Record) -> Result<()> {
+        let mut line = serde_json::to_string(record).expect("serializable");
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.flush())
+            .map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Reads every record of a metrics file; a torn last line (a crash mid-write) is ignored.
+///
+/// # Errors
+/// The file cannot be read, or a line before the last is not a record.
+pub fn read_records(path: &Path) -> Result<Vec<Record>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io(path, e))?;
+    let mut records = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(record) => records.push(record),
+            Err(_) if i + 1 == lines.len() => break,
+            Err(e) => {
+                return Err(Error::BadInput(format!(
+                    "{}:{}: not a metrics record: {e}",
+                    path.display(),
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(records)
+}

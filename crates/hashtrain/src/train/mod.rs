@@ -1,0 +1,502 @@
+//! `hashtrain run`: the training loop, with evaluation, metrics, curves and checkpoints.
+//!
+//! A run folder holds `config.toml` (the config as run), `metrics.jsonl`, `curves.png`,
+//! `checkpoints/` and, when the run ends, `summary.json`. `--resume` continues from the latest
+//! checkpoint: weights, Adam's moments, the loader position and the open metrics window are
+//! restored, and dropout is seeded per step, so the losses equal an uninterrupted run's.
+
+mod batch;
+pub mod checkpoint;
+mod eval;
+pub mod metrics;
+mod optimizer;
+mod plot;
+mod session;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+pub use batch::DeviceBatch;
+pub use checkpoint::{CheckpointState, OpenWindow, TableRecord};
+pub use eval::{evaluate, Evaluation};
+pub use metrics::{read_records, LayerLoad, MetricsLog, Record};
+pub use optimizer::{inverse_sqrt_lr, Adam};
+pub use plot::{plot_curves, Curve};
+pub use session::{
+    build_model, open_loader, parameter_count, parse_device, resolve_routing, sparse_layers,
+    table_paths,
+};
+
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::model::{masked_nll, LanguageModel};
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue from the latest checkpoint in the run folder.
+    pub resume: bool,
+    /// Start over in a run folder that already holds a run.
+    pub force: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// What a finished run reports (also `summary.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Steps trained in total.
+    pub steps: u64,
+    /// Model parameters.
+    pub parameters: u64,
+    /// Last validation loss.
+    pub valid_loss: f64,
+    /// Last validation perplexity.
+    pub valid_ppl: f64,
+    /// Expert loads of the last evaluation.
+    pub valid_loads: Vec<LayerLoad>,
+    /// Training tokens per second in this invocation.
+    pub tokens_per_s: f64,
+    /// Share of this invocation's step time spent waiting for the loader.
+    pub loader_wait: f64,
+    /// Mean time of one step (seconds) in this invocation.
+    pub step_seconds: f64,
+    /// The run folder.
+    pub out: PathBuf,
+}
+
+/// Files of a run folder that a new run replaces.
+const RUN_FILES: [&str; 4] = ["metrics.jsonl", "curves.png", "summary.json", "config.toml"];
+
+/// Trains `config` into the run folder `out`.
+///
+/// # Errors
+/// Bad config, data or tables (named by file), a run folder in use without `--resume` or
+/// `--force`, a checkpoint that does not match the config, or a libtorch failure.
+pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSummary> {
+    let device = parse_device(&config.train.device)?;
+    if config.train.threads > 0 {
+        tch::set_num_threads(config.train.threads as i32);
+    }
+    prepare_run_folder(out, options)?;
+    let tables = table_paths(config);
+    let mut loader = open_loader(&config.data.train, config, &tables)?;
+    let mut valid_loader = open_loader(&config.data.valid, config, &tables)?;
+    let routing = resolve_routing(config, &loader)?;
+    let layers = sparse_layers(config, &routing);
+    let vocab = loader.manifest().tokenizer.vocab_size;
+    let tokenizer_fingerprint = loader.manifest().tokenizer.fingerprint.clone();
+    let (mut vs, model) = build_model(config, vocab, &routing, device);
+    let mut adam = Adam::new(
+        vs.variables().into_iter().collect(),
+        config.train.betas,
+        config.train.eps,
+    );
+    let table_records: Vec<TableRecord> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            Ok(TableRecord {
+                source: path.clone(),
+                file: format!("tables/{i:02}.{}", extension(path)),
+                fingerprint: checkpoint::file_fingerprint(path)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+
+    let mut step = 0;
+    let mut window = Window::new(device);
+    if options.resume {
+        let dir = checkpoint::resolve(out)?;
+        let state = checkpoint::read_state(&dir)?;
+        check_resumable(config, &state, &table_records, &dir)?;
+        checkpoint::load_weights(&dir, &mut vs)?;
+        checkpoint::load_optimizer(&dir, &mut adam, state.optimizer_steps)?;
+        loader.resume(&state.loader)?;
+        step = state.step;
+        window = Window::restore(&state.window, device);
+    }
+    hashprep::fsutil::write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
+    let mut log = MetricsLog::open(&out.join("metrics.jsonl"), options.resume.then_some(step))?;
+
+    let t = &config.train;
+    let progress = progress_bar(t.steps, step, options.progress);
+    let base_state = loader.state();
+    let base_step = step;
+    let (mut step_time, mut wait_time, mut tokens_seen) = (Duration::ZERO, Duration::ZERO, 0u64);
+    let mut last_eval: Option<Evaluation> = None;
+    let mut batches = loader.take(t.steps.saturating_sub(step), t.workers, t.prefetch);
+    while step < t.steps {
+        let started = Instant::now();
+        let batch = batches
+            .next()
+            .ok_or_else(|| Error::BadInput("the loader stopped early (a worker failed)".into()))?;
+        let waited = started.elapsed();
+        step += 1;
+        let batch = DeviceBatch::new(&batch, device);
+        tch::manual_seed(step_seed(t.seed, step));
+        let output = model.forward(&batch.input_ids, &batch.routes, true);
+        let (nll, count) = masked_nll(&output.logits, &batch.targets, &batch.mask);
+        let lm_loss = nll / count.clamp_min(1.0);
+        adam.zero_grad();
+        (&lm_loss + &output.aux_loss).backward();
+        let grad_norm = adam.clip_grad_norm(t.clip);
+        let lr = inverse_sqrt_lr(t.lr, t.warmup, step);
+        adam.step(lr);
+        window.add(&lm_loss, &output.aux_loss, &output.loads, batch.tokens);
+        let elapsed = started.elapsed();
+        window.time += elapsed;
+        window.wait += waited;
+        step_time += elapsed;
+        wait_time += waited;
+        tokens_seen += batch.tokens;
+        progress.inc(1);
+
+        if step % t.log_every == 0 {
+            let record = window.flush(step, lr, &grad_norm, &layers);
+            progress.set_message(format!("loss {:.3}", record_loss(&record)));
+            log.write(&record)?;
+        }
+        let last = step == t.steps;
+        if (t.eval_every > 0 && step % t.eval_every == 0) || last {
+            let evaluation = evaluate(&model, &mut valid_loader, device, t.eval_batches, &layers);
+            log.write(&Record::Valid {
+                step,
+                loss: evaluation.loss,
+                ppl: evaluation.ppl,
+                tokens: evaluation.tokens,
+                loads: evaluation.loads.clone(),
+            })?;
+            plot_run(out)?;
+            last_eval = Some(evaluation);
+        }
+        if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || last {
+            let state = CheckpointState {
+                format: checkpoint::CHECKPOINT_FORMAT.into(),
+                version: checkpoint::CHECKPOINT_VERSION,
+                step,
+                optimizer_steps: adam.steps,
+                loader: hashprep::loader::LoaderState {
+                    next_batch: base_state.next_batch + (step - base_step),
+                    fingerprint: base_state.fingerprint.clone(),
+                },
+                config: config.clone(),
+                tables: table_records.clone(),
+                tokenizer: tokenizer_fingerprint.clone(),
+                window: window.snapshot(),
+            };
+            checkpoint::save(out, &vs, &adam, &state, &tables, t.keep_checkpoints)?;
+        }
+        if last && window.steps > 0 {
+            log.write(&window.flush(step, lr, &grad_norm, &layers))?;
+        }
+    }
+    drop(batches);
+    progress.finish_and_clear();
+
+    let evaluation = match last_eval {
+        Some(e) => e,
+        None => evaluate(&model, &mut valid_loader, device, t.eval_batches, &layers),
+    };
+    let seconds = step_time.as_secs_f64().max(1e-9);
+    let steps_here = step - base_step;
+    let summary = RunSummary {
+        steps: step,
+        parameters: parameter_count(&vs),
+        valid_loss: evaluation.loss,
+        valid_ppl: evaluation.ppl,
+        valid_loads: evaluation.loads,
+        tokens_per_s: tokens_seen as f64 / seconds,
+        loader_wait: wait_time.as_secs_f64() / seconds,
+        step_seconds: if steps_here == 0 {
+            0.0
+        } else {
+            seconds / steps_here as f64
+        },
+        out: out.to_owned(),
+    };
+    let json = serde_json::to_vec_pretty(&summary).expect("serializable");
+    hashprep::fsutil::write_atomic(&out.join("summary.json"), &json)?;
+    plot_run(out)?;
+    Ok(summary)
+}
+
+/// Dropout's seed at `step`: a function of the run seed and the step only, so a resumed run
+/// draws the same masks.
+fn step_seed(seed: u64, step: u64) -> i64 {
+    hashprep::table::splitmix64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64
+}
+
+fn extension(path: &Path) -> String {
+    path.extension()
+        .map_or_else(|| "arrow".into(), |e| e.to_string_lossy().into_owned())
+}
+
+fn record_loss(record: &Record) -> f64 {
+    match record {
+        Record::Train { loss, .. } | Record::Valid { loss, .. } => *loss,
+    }
+}
+
+fn progress_bar(total: u64, done: u64, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} step {pos}/{len} [{bar:30}] {msg} {per_sec} ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_position(done);
+    bar.reset_eta();
+    bar
+}
+
+fn plot_run(out: &Path) -> Result<()> {
+    let records = read_records(&out.join("metrics.jsonl"))?;
+    let name = out
+        .file_name()
+        .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+    plot_curves(
+        &out.join("curves.png"),
+        &name,
+        &[Curve {
+            label: &name,
+            records: &records,
+        }],
+    )
+}
+
+/// Refuses to mix runs: a folder holding a run needs `--resume` or `--force`.
+fn prepare_run_folder(out: &Path, options: &RunOptions) -> Result<()> {
+    let has_run = out.join("metrics.jsonl").exists() || out.join("checkpoints").exists();
+    if has_run && !options.resume {
+        if !options.force {
+            return Err(Error::BadInput(format!(
+                "{}: already holds a run; --resume continues it, --force starts over",
+                out.display()
+            )));
+        }
+        for name in RUN_FILES {
+            let path = out.join(name);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        let checkpoints = out.join("checkpoints");
+        if checkpoints.exists() {
+            std::fs::remove_dir_all(&checkpoints).map_err(|e| Error::io(&checkpoints, e))?;
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))
+}
+
+/// A checkpoint resumes a config when everything that shapes the losses is the same: data,
+/// model, tables and the optimization settings (steps, logging, evaluation, checkpointing,
+/// device and threads may change).
+fn check_resumable(
+    config: &RunConfig,
+    state: &CheckpointState,
+    tables: &[TableRecord],
+    dir: &Path,
+) -> Result<()> {
+    let shape = |c: &RunConfig| {
+        let mut c = c.clone();
+        let defaults = crate::config::TrainConfig::default();
+        c.train.steps = defaults.steps;
+        c.train.eval_every = defaults.eval_every;
+        c.train.eval_batches = defaults.eval_batches;
+        c.train.log_every = defaults.log_every;
+        c.train.checkpoint_every = defaults.checkpoint_every;
+        c.train.keep_checkpoints = defaults.keep_checkpoints;
+        c.train.device = defaults.device;
+        c.train.workers = defaults.workers;
+        c.train.prefetch = defaults.prefetch;
+        c.train.threads = defaults.threads;
+        c
+    };
+    if shape(config) != shape(&state.config) {
+        return Err(Error::BadInput(format!(
+            "{}: the checkpoint was trained with another config (data, model or optimizer settings differ)",
+            dir.display()
+        )));
+    }
+    for (now, then) in tables.iter().zip(&state.tables) {
+        if now.fingerprint != then.fingerprint {
+            return Err(Error::BadInput(format!(
+                "{}: has changed since the checkpoint {} was written",
+                now.source.display(),
+                dir.display()
+            )));
+        }
+    }
+    if config.train.log_every != state.config.train.log_every && state.window.steps > 0 {
+        return Err(Error::BadInput(
+            "train.log_every changed while a metrics window is open; keep it to resume".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Training statistics since the last `train` record. Losses add up on the device, so steps
+/// do not wait for the host; the host reads them once per record.
+struct Window {
+    loss: Tensor,
+    aux: Tensor,
+    steps: u64,
+    tokens: u64,
+    counts: BTreeMap<usize, Vec<u64>>,
+    time: Duration,
+    wait: Duration,
+}
+
+impl Window {
+    fn new(device: Device) -> Self {
+        Self {
+            loss: Tensor::zeros([], (Kind::Float, device)),
+            aux: Tensor::zeros([], (Kind::Float, device)),
+            steps: 0,
+            tokens: 0,
+            counts: BTreeMap::new(),
+            time: Duration::ZERO,
+            wait: Duration::ZERO,
+        }
+    }
+
+    fn restore(saved: &OpenWindow, device: Device) -> Self {
+        let mut window = Self::new(device);
+        window.loss = Tensor::from(saved.loss_sum as f32).to_device(device);
+        window.aux = Tensor::from(saved.aux_sum as f32).to_device(device);
+        window.steps = saved.steps;
+        window.counts.clone_from(&saved.counts);
+        window
+    }
+
+    fn add(&mut self, loss: &Tensor, aux: &Tensor, loads: &[(usize, Vec<u64>)], tokens: u64) {
+        self.loss = &self.loss + loss.detach();
+        self.aux = &self.aux + aux.detach();
+        self.steps += 1;
+        self.tokens += tokens;
+        for (layer, counts) in loads {
+            eval::add_counts(&mut self.counts, *layer, counts);
+        }
+    }
+
+    fn snapshot(&self) -> OpenWindow {
+        OpenWindow {
+            steps: self.steps,
+            loss_sum: self.loss.double_value(&[]),
+            aux_sum: self.aux.double_value(&[]),
+            counts: self.counts.clone(),
+        }
+    }
+
+    /// The `train` record of the window, which starts over.
+    fn flush(
+        &mut self,
+        step: u64,
+        lr: f64,
+        grad_norm: &Tensor,
+        layers: &BTreeMap<usize, (crate::config::SparseKind, usize)>,
+    ) -> Record {
+        let steps = self.steps.max(1) as f64;
+        let seconds = self.time.as_secs_f64().max(1e-9);
+        let record = Record::Train {
+            step,
+            loss: self.loss.double_value(&[]) / steps,
+            aux_loss: self.aux.double_value(&[]) / steps,
+            lr,
+            grad_norm: grad_norm.double_value(&[]),
+            tokens_per_s: self.tokens as f64 / seconds,
+            loader_wait: self.wait.as_secs_f64() / seconds,
+            loads: eval::layer_loads(&self.counts, layers),
+        };
+        let device = self.loss.device();
+        *self = Self::new(device);
+        record
+    }
+}
+
+/// A trained model loaded from a checkpoint, for evaluation and export.
+pub struct Restored {
+    /// The config it was trained with, its tables pointing at the checkpoint's copies.
+    pub config: RunConfig,
+    /// Its parameters.
+    pub vs: tch::nn::VarStore,
+    /// The model.
+    pub model: LanguageModel,
+    /// The checkpoint's state.
+    pub state: CheckpointState,
+    /// The table files it routes with.
+    pub tables: Vec<PathBuf>,
+    /// Its sparse layers (1-based layer -> kind, experts).
+    pub layers: BTreeMap<usize, (crate::config::SparseKind, usize)>,
+}
+
+/// Loads the checkpoint `path` names (a checkpoint, or a run's latest) onto `device`; `data`
+/// is a tokenize output of the same tokenizer used to wire the routes (default: the config's
+/// validation data).
+///
+/// # Errors
+/// Not a checkpoint, or its weights do not fit its config.
+pub fn restore(
+    path: &Path,
+    device: Device,
+    data: Option<&Path>,
+) -> Result<(Restored, hashprep::loader::Loader)> {
+    let dir = checkpoint::resolve(path)?;
+    let state = checkpoint::read_state(&dir)?;
+    let mut config = state.config.clone();
+    // Route with the tables the checkpoint carries, whatever happened to the originals.
+    for layer in &mut config.model.sparse {
+        if let Some(table) = &layer.table {
+            let record = state
+                .tables
+                .iter()
+                .find(|r| &r.source == table)
+                .ok_or_else(|| {
+                    Error::BadInput(format!(
+                        "{}: carries no copy of {}",
+                        dir.display(),
+                        table.display()
+                    ))
+                })?;
+            layer.table = Some(dir.join(&record.file));
+        }
+    }
+    let tables = table_paths(&config);
+    let data = data.unwrap_or(&config.data.valid).to_owned();
+    let loader = open_loader(&data, &config, &tables)?;
+    let tokenizer = &loader.manifest().tokenizer;
+    if tokenizer.fingerprint != state.tokenizer {
+        return Err(Error::BadInput(format!(
+            "{}: tokenized by {}, but the checkpoint was trained on {}",
+            data.display(),
+            tokenizer.fingerprint,
+            state.tokenizer
+        )));
+    }
+    let routing = resolve_routing(&config, &loader)?;
+    let layers = sparse_layers(&config, &routing);
+    let (mut vs, model) = build_model(&config, tokenizer.vocab_size, &routing, device);
+    checkpoint::load_weights(&dir, &mut vs)?;
+    Ok((
+        Restored {
+            config,
+            vs,
+            model,
+            state,
+            tables,
+            layers,
+        },
+        loader,
+    ))
+}

@@ -1,0 +1,172 @@
+//! What a run, an evaluation and an export share: the device, the loaders over the config's
+//! routing tables, and the model with each table-routed layer wired to its routes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hashprep::loader::{Loader, LoaderConfig};
+use tch::{nn, Device};
+
+use crate::config::{RunConfig, SparseKind};
+use crate::error::{Error, Result};
+use crate::model::{LanguageModel, TableRouting};
+
+/// Parses `cpu`, `cuda` or `cuda:N` and checks the device is there.
+///
+/// # Errors
+/// Another name, or CUDA asked for where libtorch sees no GPU.
+pub fn parse_device(name: &str) -> Result<Device> {
+    let device = match name {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        _ => match name.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+            Some(i) => Device::Cuda(i),
+            None => {
+                return Err(Error::BadInput(format!(
+                    "device `{name}`: expected cpu, cuda or cuda:N"
+                )))
+            }
+        },
+    };
+    if let Device::Cuda(i) = device {
+        let available = if tch::Cuda::is_available() {
+            tch::Cuda::device_count()
+        } else {
+            0
+        };
+        if i as i64 >= available {
+            return Err(Error::BadInput(format!(
+                "device `{name}`: libtorch sees {available} CUDA device(s)"
+            )));
+        }
+    }
+    Ok(device)
+}
+
+/// The distinct table files of the table-routed layers, in config order.
+pub fn table_paths(config: &RunConfig) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for layer in &config.model.sparse {
+        if let Some(table) = &layer.table {
+            if !paths.contains(table) {
+                paths.push(table.clone());
+            }
+        }
+    }
+    paths
+}
+
+/// A loader over `data` with the config's batch shape and tables. Training shuffles with the
+/// run's seed; evaluation keeps the last partial batch.
+///
+/// # Errors
+/// The data or a table cannot be used (named by file).
+pub fn open_loader(data: &Path, config: &RunConfig, tables: &[PathBuf]) -> Result<Loader> {
+    let mut loader_config = LoaderConfig::new(
+        config.train.batch_size,
+        config.model.context,
+        config.train.seed,
+    );
+    loader_config.drop_last = false;
+    Ok(Loader::new(data, tables, loader_config)?)
+}
+
+/// For each table-routed layer (1-based), its expert count and the slots of its routes in the
+/// batches of `loader`.
+///
+/// # Errors
+/// A table whose kind, hash count or expert count does not fit its layer.
+pub fn resolve_routing(
+    config: &RunConfig,
+    loader: &Loader,
+) -> Result<BTreeMap<usize, TableRouting>> {
+    // Routes are laid out spec by spec, each spec's hashes in order.
+    let mut first_slot = Vec::new();
+    let mut next = 0usize;
+    for spec in 0..loader.spec_names().len() {
+        first_slot.push(next);
+        next += loader.spec_table(spec).meta.hashes as usize;
+    }
+    let mut routing = BTreeMap::new();
+    for layer in config.model.sparse.iter().filter(|s| s.kind.uses_table()) {
+        let path = layer.table.as_ref().expect("validated");
+        let spec = loader.spec_of(path, layer.table_layer)?;
+        let meta = &loader.spec_table(spec).meta;
+        let name = format!("model.sparse at = {} ({})", layer.at, path.display());
+        match (layer.kind, meta.hashes) {
+            (SparseKind::Hash, h) if h != 1 => {
+                return Err(Error::BadInput(format!(
+                    "{name}: the table has {h} hashes; use kind = \"multihash\""
+                )))
+            }
+            (SparseKind::Multihash, 1) => {
+                return Err(Error::BadInput(format!(
+                    "{name}: kind multihash needs a table built with --hashes N > 1"
+                )))
+            }
+            _ => {}
+        }
+        let hashes = i64::from(meta.hashes);
+        if config.model.d_model % hashes != 0 || config.model.d_ff % hashes != 0 {
+            return Err(Error::BadInput(format!(
+                "{name}: d_model {} and d_ff {} must be multiples of its {hashes} hashes",
+                config.model.d_model, config.model.d_ff
+            )));
+        }
+        if let Some(k) = layer.experts.filter(|&k| k != meta.experts) {
+            return Err(Error::BadInput(format!(
+                "{name}: experts = {k} but the table has {}",
+                meta.experts
+            )));
+        }
+        routing.insert(
+            layer.at,
+            TableRouting {
+                experts: meta.experts,
+                slots: (0..meta.hashes as usize)
+                    .map(|h| first_slot[spec] + h)
+                    .collect(),
+            },
+        );
+    }
+    Ok(routing)
+}
+
+/// The model of `config` in a new `VarStore` on `device`, initialized from the run's seed.
+pub fn build_model(
+    config: &RunConfig,
+    vocab: usize,
+    routing: &BTreeMap<usize, TableRouting>,
+    device: Device,
+) -> (nn::VarStore, LanguageModel) {
+    tch::manual_seed(config.train.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let model = LanguageModel::new(&vs.root(), &config.model, vocab as i64, &|at| {
+        routing[&at].clone()
+    });
+    (vs, model)
+}
+
+/// Experts of each sparse layer with counts (1-based layer -> (kind, K)).
+pub fn sparse_layers(
+    config: &RunConfig,
+    routing: &BTreeMap<usize, TableRouting>,
+) -> BTreeMap<usize, (SparseKind, usize)> {
+    config
+        .model
+        .sparse
+        .iter()
+        .filter(|s| s.kind != SparseKind::Dense)
+        .map(|s| {
+            let experts = routing
+                .get(&s.at)
+                .map_or(s.experts.unwrap_or(0) as usize, |r| r.experts as usize);
+            (s.at, (s.kind, experts))
+        })
+        .collect()
+}
+
+/// Number of parameters in `vs`.
+pub fn parameter_count(vs: &nn::VarStore) -> u64 {
+    vs.variables().values().map(|t| t.numel() as u64).sum()
+}
