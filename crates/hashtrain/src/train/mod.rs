@@ -79,6 +79,7 @@ const RUN_FILES: [&str; 4] = ["metrics.jsonl", "curves.png", "summary.json", "co
 /// Bad config, data or tables (named by file), a run folder in use without `--resume` or
 /// `--force`, a checkpoint that does not match the config, or a libtorch failure.
 pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSummary> {
+    let _rng = session::torch_rng_lock();
     let device = parse_device(&config.train.device)?;
     if config.train.threads > 0 {
         tch::set_num_threads(config.train.threads as i32);
@@ -452,6 +453,7 @@ pub fn restore(
     device: Device,
     data: Option<&Path>,
 ) -> Result<(Restored, hashprep::loader::Loader)> {
+    let _rng = session::torch_rng_lock();
     let dir = checkpoint::resolve(path)?;
     let state = checkpoint::read_state(&dir)?;
     let mut config = state.config.clone();

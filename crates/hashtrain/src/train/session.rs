@@ -11,6 +11,15 @@ use crate::config::{RunConfig, SparseKind};
 use crate::error::{Error, Result};
 use crate::model::{LanguageModel, TableRouting};
 
+/// libtorch's random generator is one per process: runs that seed it and draw from it
+/// (initialization, dropout) take this lock, so two runs in one process (tests, sweeps on
+/// threads) cannot shift each other's random streams.
+pub(crate) fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Parses `cpu`, `cuda` or `cuda:N` and checks the device is there.
 ///
 /// # Errors

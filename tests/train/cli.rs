@@ -1,0 +1,148 @@
+//! The `hashtrain` binary: run, eval and export-embeddings, and how bad input is reported.
+
+use std::path::Path;
+use std::process::Command;
+
+use hashprep::pipeline::{build_table_files, BuildTableRequest};
+use hashprep::table::{Method, TableFormat, TableSpec};
+
+use crate::common::{config, fixture, table_layer, valid_ppl};
+
+fn hashtrain() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hashtrain"));
+    cmd.arg("--no-progress");
+    cmd
+}
+
+fn output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn write_config(dir: &Path, sparse: &str) -> std::path::PathBuf {
+    let path = dir.join("run.toml");
+    std::fs::write(&path, config(sparse, &[]).to_toml()).unwrap();
+    path
+}
+
+#[test]
+fn run_then_eval_reproduces_the_last_validation_and_exports_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &table_layer("hash", &fixture().balanced));
+    let run_dir = dir.path().join("run");
+    let (code, stdout, stderr) = output(
+        hashtrain()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .args([
+                "--set",
+                "train.steps=12",
+                "--set",
+                "train.eval_every=0",
+                "--out",
+            ])
+            .arg(&run_dir),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("12 steps"), "{stdout}");
+    assert!(stdout.contains("layer 2 (hash)"), "{stdout}");
+    let last = valid_ppl(&run_dir).last().copied().unwrap();
+    assert_eq!(last.0, 12);
+
+    // Same batches (eval_batches = 12) from the checkpoint: the same perplexity.
+    let (code, stdout, stderr) = output(
+        hashtrain()
+            .args(["eval", "--json", "--batches", "12", "--checkpoint"])
+            .arg(&run_dir)
+            .arg("--data")
+            .arg(&fixture().valid),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let ppl = json["ppl"].as_f64().unwrap();
+    assert!(
+        (ppl - last.1).abs() < 1e-6 * last.1,
+        "eval {ppl} vs training's {}",
+        last.1
+    );
+    assert_eq!(json["step"], 12);
+
+    // The embeddings feed build-table --method clustered.
+    let npy = dir.path().join("emb.npy");
+    let (code, _, stderr) = output(
+        hashtrain()
+            .args(["export-embeddings", "--checkpoint"])
+            .arg(&run_dir)
+            .arg("--out")
+            .arg(&npy),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mut spec = TableSpec::new(Method::Clustered, 16);
+    spec.kmeans.max_iterations = 5;
+    let report = build_table_files(&BuildTableRequest {
+        spec,
+        data: Some(fixture().train.clone()),
+        counts: None,
+        embeddings: Some(npy),
+        tensor: None,
+        out: dir.path().join("clustered.arrow"),
+        format: TableFormat::Arrow,
+        plot: None,
+    })
+    .unwrap();
+    assert_eq!(report.experts, 16);
+    let manifest = hashprep::shard::Manifest::read(&fixture().train).unwrap();
+    assert_eq!(report.vocab_size, manifest.tokenizer.vocab_size);
+
+    // The folder now holds a run: a plain rerun is refused, naming the way out.
+    let (code, _, stderr) = output(
+        hashtrain()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&run_dir),
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--resume"), "{stderr}");
+}
+
+#[test]
+fn bad_configs_are_refused_with_the_file_and_setting_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let cases: [(&[&str], &str); 4] = [
+        (&["train.stepz=3"], "stepz"),
+        (
+            &["model.sparse=[{at = 9, kind = \"hash\", table = \"t.arrow\"}]"],
+            "layers count from 1",
+        ),
+        (&["model.d_model=65"], "multiple of model.heads"),
+        (&["train.device=cuda:7"], "CUDA"),
+    ];
+    for (sets, needle) in cases {
+        let mut cmd = hashtrain();
+        cmd.args(["run", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(dir.path().join("never"));
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        let (code, _, stderr) = output(&mut cmd);
+        assert_eq!(code, 2, "{sets:?}: {stderr}");
+        assert!(stderr.contains(needle), "{sets:?}: {stderr}");
+    }
+    let (code, _, stderr) = output(
+        hashtrain()
+            .args(["eval", "--checkpoint"])
+            .arg(dir.path())
+            .args(["--data"])
+            .arg(&fixture().valid),
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("neither a checkpoint"), "{stderr}");
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of `hashtrain` on real text: the shipped Wikitext-103 validation split
+//! (training) and test split (validation), through a word-level vocabulary. Small models, CPU.
+
+mod cli;
+mod common;
+mod kinds;
+mod learning;
+mod resume;

@@ -1,0 +1,124 @@
+//! A run stopped and resumed writes the same metrics as a run that never stopped.
+
+use std::path::Path;
+
+use hashtrain::train::{read_records, run, Record, RunOptions};
+
+use crate::common::{config, fixture, table_layer};
+
+/// Records without their timings (which differ between any two runs).
+fn comparable(run_dir: &Path) -> Vec<Record> {
+    read_records(&run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .map(|mut r| {
+            if let Record::Train {
+                tokens_per_s,
+                loader_wait,
+                ..
+            } = &mut r
+            {
+                *tokens_per_s = 0.0;
+                *loader_wait = 0.0;
+            }
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn resume_after_a_stop_gives_the_same_metrics_as_a_straight_run() {
+    // A hash layer, so the restored tables and loader position matter too.
+    let sparse = table_layer("hash", &fixture().balanced);
+    let every = [
+        "train.eval_every=10",
+        "train.checkpoint_every=10",
+        "train.log_every=3",
+    ];
+    let with = |steps: &str| {
+        let mut o = every.to_vec();
+        o.push(steps);
+        config(&sparse, &o)
+    };
+    let straight = tempfile::tempdir().unwrap();
+    run(
+        &with("train.steps=30"),
+        straight.path(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+
+    // Stopped at step 20 (mid metrics window: log_every = 3), then resumed to 30.
+    let stopped = tempfile::tempdir().unwrap();
+    run(
+        &with("train.steps=20"),
+        stopped.path(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    run(&with("train.steps=30"), stopped.path(), &resume).unwrap();
+
+    // Killed after step 30's metrics but with step 30's checkpoint lost: resumes from 20.
+    let crashed = tempfile::tempdir().unwrap();
+    run(
+        &with("train.steps=30"),
+        crashed.path(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let checkpoints = crashed.path().join("checkpoints");
+    std::fs::remove_dir_all(checkpoints.join("step-00000030")).unwrap();
+    std::fs::write(checkpoints.join("latest"), "step-00000020").unwrap();
+    run(&with("train.steps=30"), crashed.path(), &resume).unwrap();
+
+    let want = comparable(straight.path());
+    assert!(
+        want.iter()
+            .filter(|r| matches!(r, Record::Valid { .. }))
+            .count()
+            == 3
+    );
+    // The stopped run also logged its partial window and evaluation at step 20: drop the
+    // extra train record at 20 (20 is not a multiple of log_every).
+    let stopped_records: Vec<Record> = comparable(stopped.path())
+        .into_iter()
+        .filter(|r| !matches!(r, Record::Train { step: 20, .. }))
+        .collect();
+    assert_eq!(stopped_records, want);
+    assert_eq!(comparable(crashed.path()), want);
+}
+
+#[test]
+fn resume_refuses_another_config() {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        &config("", &["train.steps=4"]),
+        dir.path(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    let err = run(
+        &config("", &["train.steps=8", "train.lr=0.01"]),
+        dir.path(),
+        &resume,
+    )
+    .unwrap_err();
+    assert!(err.is_bad_input());
+    assert!(err.to_string().contains("another config"), "{err}");
+    // And a new run does not silently overwrite it.
+    let err = run(
+        &config("", &["train.steps=8"]),
+        dir.path(),
+        &RunOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err}");
+}
