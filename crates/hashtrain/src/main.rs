@@ -1,6 +1,8 @@
 //! The `hashtrain` command line. Results go to stdout (`--json` for scripts), progress to
 //! stderr. Exit codes: 0 success, 2 bad input (the message names the file or setting),
 //! 1 internal failure.
+// libtorch counts sizes and indices in i64; tensor code converts at every call.
+#![allow(clippy::cast_possible_wrap, clippy::many_single_char_names)]
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

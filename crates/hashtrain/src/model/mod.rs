@@ -180,7 +180,7 @@ impl LanguageModel {
             let (y, extras) = block.ffn.forward(&h, &flat_ids, routes);
             x = &x + y.view([b, t, d]).dropout(self.dropout, train);
             if let Some(aux) = extras.aux_loss {
-                aux_loss = aux_loss + aux;
+                aux_loss += aux;
             }
             if let Some(counts) = extras.counts {
                 loads.push((i + 1, counts));

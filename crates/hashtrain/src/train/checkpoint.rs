@@ -69,6 +69,24 @@ pub struct CheckpointState {
     pub window: OpenWindow,
 }
 
+impl CheckpointState {
+    /// This run's state at `step`: `self` with the step, optimizer count, loader position and
+    /// open metrics window filled in.
+    #[must_use]
+    pub fn at(&self, step: u64, adam: &Adam, next_batch: u64, window: OpenWindow) -> Self {
+        Self {
+            step,
+            optimizer_steps: adam.steps,
+            loader: LoaderState {
+                next_batch,
+                fingerprint: self.loader.fingerprint.clone(),
+            },
+            window,
+            ..self.clone()
+        }
+    }
+}
+
 /// The folder of the checkpoint at `step`.
 pub fn checkpoint_dir(run: &Path, step: u64) -> PathBuf {
     run.join("checkpoints").join(format!("step-{step:08}"))

@@ -82,6 +82,17 @@ pub enum Record {
 }
 
 impl Record {
+    /// The `valid` record of an evaluation at `step`.
+    pub fn valid(step: u64, evaluation: &super::Evaluation) -> Self {
+        Record::Valid {
+            step,
+            loss: evaluation.loss,
+            ppl: evaluation.ppl,
+            tokens: evaluation.tokens,
+            loads: evaluation.loads.clone(),
+        }
+    }
+
     /// The step it was written at.
     pub fn step(&self) -> u64 {
         match self {

@@ -80,56 +80,28 @@ const RUN_FILES: [&str; 4] = ["metrics.jsonl", "curves.png", "summary.json", "co
 /// `--force`, a checkpoint that does not match the config, or a libtorch failure.
 pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSummary> {
     let _rng = session::torch_rng_lock();
-    let device = parse_device(&config.train.device)?;
-    if config.train.threads > 0 {
-        tch::set_num_threads(config.train.threads as i32);
-    }
     prepare_run_folder(out, options)?;
-    let tables = table_paths(config);
-    let mut loader = open_loader(&config.data.train, config, &tables)?;
-    let mut valid_loader = open_loader(&config.data.valid, config, &tables)?;
-    let routing = resolve_routing(config, &loader)?;
-    let layers = sparse_layers(config, &routing);
-    let vocab = loader.manifest().tokenizer.vocab_size;
-    let tokenizer_fingerprint = loader.manifest().tokenizer.fingerprint.clone();
-    let (mut vs, model) = build_model(config, vocab, &routing, device);
-    let mut adam = Adam::new(
-        vs.variables().into_iter().collect(),
-        config.train.betas,
-        config.train.eps,
-    );
-    let table_records: Vec<TableRecord> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, path)| {
-            Ok(TableRecord {
-                source: path.clone(),
-                file: format!("tables/{i:02}.{}", extension(path)),
-                fingerprint: checkpoint::file_fingerprint(path)?,
-            })
-        })
-        .collect::<Result<_>>()?;
-
-    let mut step = 0;
-    let mut window = Window::new(device);
-    if options.resume {
-        let dir = checkpoint::resolve(out)?;
-        let state = checkpoint::read_state(&dir)?;
-        check_resumable(config, &state, &table_records, &dir)?;
-        checkpoint::load_weights(&dir, &mut vs)?;
-        checkpoint::load_optimizer(&dir, &mut adam, state.optimizer_steps)?;
-        loader.resume(&state.loader)?;
-        step = state.step;
-        window = Window::restore(&state.window, device);
-    }
+    let Setup {
+        mut trainer,
+        mut loader,
+        mut valid_loader,
+        layers,
+        tables,
+        checkpoint_base,
+    } = Setup::open(config)?;
+    let device = trainer.device;
+    let (mut step, mut window) = if options.resume {
+        resume(out, &checkpoint_base, &mut trainer, &mut loader)?
+    } else {
+        (0, Window::new(device))
+    };
     hashprep::fsutil::write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
     let mut log = MetricsLog::open(&out.join("metrics.jsonl"), options.resume.then_some(step))?;
 
     let t = &config.train;
     let progress = progress_bar(t.steps, step, options.progress);
-    let base_state = loader.state();
-    let base_step = step;
-    let (mut step_time, mut wait_time, mut tokens_seen) = (Duration::ZERO, Duration::ZERO, 0u64);
+    let (base_state, base_step) = (loader.state(), step);
+    let mut totals = Totals::default();
     let mut last_eval: Option<Evaluation> = None;
     let mut batches = loader.take(t.steps.saturating_sub(step), t.workers, t.prefetch);
     while step < t.steps {
@@ -140,61 +112,43 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
         let waited = started.elapsed();
         step += 1;
         let batch = DeviceBatch::new(&batch, device);
-        tch::manual_seed(step_seed(t.seed, step));
-        let output = model.forward(&batch.input_ids, &batch.routes, true);
-        let (nll, count) = masked_nll(&output.logits, &batch.targets, &batch.mask);
-        let lm_loss = nll / count.clamp_min(1.0);
-        adam.zero_grad();
-        (&lm_loss + &output.aux_loss).backward();
-        let grad_norm = adam.clip_grad_norm(t.clip);
-        let lr = inverse_sqrt_lr(t.lr, t.warmup, step);
-        adam.step(lr);
-        window.add(&lm_loss, &output.aux_loss, &output.loads, batch.tokens);
-        let elapsed = started.elapsed();
-        window.time += elapsed;
-        window.wait += waited;
-        step_time += elapsed;
-        wait_time += waited;
-        tokens_seen += batch.tokens;
+        let done = trainer.step(&batch, step);
+        window.add(&done, batch.tokens, started.elapsed(), waited);
+        totals.add(batch.tokens, started.elapsed(), waited);
         progress.inc(1);
 
         if step % t.log_every == 0 {
-            let record = window.flush(step, lr, &grad_norm, &layers);
+            let record = window.flush(step, done.lr, &done.grad_norm, &layers);
             progress.set_message(format!("loss {:.3}", record_loss(&record)));
             log.write(&record)?;
         }
         let last = step == t.steps;
         if (t.eval_every > 0 && step % t.eval_every == 0) || last {
-            let evaluation = evaluate(&model, &mut valid_loader, device, t.eval_batches, &layers);
-            log.write(&Record::Valid {
-                step,
-                loss: evaluation.loss,
-                ppl: evaluation.ppl,
-                tokens: evaluation.tokens,
-                loads: evaluation.loads.clone(),
-            })?;
+            let evaluation = evaluate(
+                &trainer.model,
+                &mut valid_loader,
+                device,
+                t.eval_batches,
+                &layers,
+            );
+            log.write(&Record::valid(step, &evaluation))?;
             plot_run(out)?;
             last_eval = Some(evaluation);
         }
         if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || last {
-            let state = CheckpointState {
-                format: checkpoint::CHECKPOINT_FORMAT.into(),
-                version: checkpoint::CHECKPOINT_VERSION,
-                step,
-                optimizer_steps: adam.steps,
-                loader: hashprep::loader::LoaderState {
-                    next_batch: base_state.next_batch + (step - base_step),
-                    fingerprint: base_state.fingerprint.clone(),
-                },
-                config: config.clone(),
-                tables: table_records.clone(),
-                tokenizer: tokenizer_fingerprint.clone(),
-                window: window.snapshot(),
-            };
-            checkpoint::save(out, &vs, &adam, &state, &tables, t.keep_checkpoints)?;
+            let next_batch = base_state.next_batch + (step - base_step);
+            let state = checkpoint_base.at(step, &trainer.adam, next_batch, window.snapshot());
+            checkpoint::save(
+                out,
+                &trainer.vs,
+                &trainer.adam,
+                &state,
+                &tables,
+                t.keep_checkpoints,
+            )?;
         }
         if last && window.steps > 0 {
-            log.write(&window.flush(step, lr, &grad_norm, &layers))?;
+            log.write(&window.flush(step, done.lr, &done.grad_norm, &layers))?;
         }
     }
     drop(batches);
@@ -202,29 +156,192 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
 
     let evaluation = match last_eval {
         Some(e) => e,
-        None => evaluate(&model, &mut valid_loader, device, t.eval_batches, &layers),
+        None => evaluate(
+            &trainer.model,
+            &mut valid_loader,
+            device,
+            t.eval_batches,
+            &layers,
+        ),
     };
-    let seconds = step_time.as_secs_f64().max(1e-9);
-    let steps_here = step - base_step;
-    let summary = RunSummary {
-        steps: step,
-        parameters: parameter_count(&vs),
-        valid_loss: evaluation.loss,
-        valid_ppl: evaluation.ppl,
-        valid_loads: evaluation.loads,
-        tokens_per_s: tokens_seen as f64 / seconds,
-        loader_wait: wait_time.as_secs_f64() / seconds,
-        step_seconds: if steps_here == 0 {
-            0.0
-        } else {
-            seconds / steps_here as f64
-        },
-        out: out.to_owned(),
-    };
+    let summary = totals.summary(
+        step,
+        step - base_step,
+        parameter_count(&trainer.vs),
+        evaluation,
+        out,
+    );
     let json = serde_json::to_vec_pretty(&summary).expect("serializable");
     hashprep::fsutil::write_atomic(&out.join("summary.json"), &json)?;
     plot_run(out)?;
     Ok(summary)
+}
+
+/// Restores weights, optimizer, loader position and the open metrics window from the run's
+/// latest checkpoint; returns the step it was taken at and the window.
+fn resume(
+    out: &Path,
+    base: &CheckpointState,
+    trainer: &mut Trainer<'_>,
+    loader: &mut hashprep::loader::Loader,
+) -> Result<(u64, Window)> {
+    let dir = checkpoint::resolve(out)?;
+    let state = checkpoint::read_state(&dir)?;
+    check_resumable(&base.config, &state, &base.tables, &dir)?;
+    checkpoint::load_weights(&dir, &mut trainer.vs)?;
+    checkpoint::load_optimizer(&dir, &mut trainer.adam, state.optimizer_steps)?;
+    loader.resume(&state.loader)?;
+    Ok((state.step, Window::restore(&state.window, trainer.device)))
+}
+
+/// Everything a run builds from its config before the first step.
+struct Setup<'a> {
+    trainer: Trainer<'a>,
+    loader: hashprep::loader::Loader,
+    valid_loader: hashprep::loader::Loader,
+    layers: BTreeMap<usize, (crate::config::SparseKind, usize)>,
+    tables: Vec<PathBuf>,
+    /// The parts of every checkpoint's state that do not change during the run.
+    checkpoint_base: CheckpointState,
+}
+
+impl<'a> Setup<'a> {
+    fn open(config: &'a RunConfig) -> Result<Self> {
+        let device = parse_device(&config.train.device)?;
+        if config.train.threads > 0 {
+            tch::set_num_threads(i32::try_from(config.train.threads).unwrap_or(i32::MAX));
+        }
+        let tables = table_paths(config);
+        let loader = open_loader(&config.data.train, config, &tables)?;
+        let valid_loader = open_loader(&config.data.valid, config, &tables)?;
+        let routing = resolve_routing(config, &loader)?;
+        let tokenizer = loader.manifest().tokenizer.clone();
+        let (vs, model) = build_model(config, tokenizer.vocab_size, &routing, device);
+        let adam = Adam::new(
+            vs.variables().into_iter().collect(),
+            config.train.betas,
+            config.train.eps,
+        );
+        let table_records = tables
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                Ok(TableRecord {
+                    source: path.clone(),
+                    file: format!("tables/{i:02}.{}", extension(path)),
+                    fingerprint: checkpoint::file_fingerprint(path)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let checkpoint_base = CheckpointState {
+            format: checkpoint::CHECKPOINT_FORMAT.into(),
+            version: checkpoint::CHECKPOINT_VERSION,
+            step: 0,
+            optimizer_steps: 0,
+            loader: loader.state(),
+            config: config.clone(),
+            tables: table_records,
+            tokenizer: tokenizer.fingerprint,
+            window: OpenWindow::default(),
+        };
+        Ok(Self {
+            trainer: Trainer {
+                config,
+                device,
+                vs,
+                model,
+                adam,
+            },
+            loader,
+            valid_loader,
+            layers: sparse_layers(config, &routing),
+            tables,
+            checkpoint_base,
+        })
+    }
+}
+
+/// The model under training with its optimizer.
+struct Trainer<'a> {
+    config: &'a RunConfig,
+    device: Device,
+    vs: tch::nn::VarStore,
+    model: LanguageModel,
+    adam: Adam,
+}
+
+/// What one step left behind (device scalars are read only when a record is written).
+struct StepResult {
+    loss: Tensor,
+    aux_loss: Tensor,
+    loads: Vec<(usize, Vec<u64>)>,
+    grad_norm: Tensor,
+    lr: f64,
+}
+
+impl Trainer<'_> {
+    /// One optimizer step on `batch` as step number `step` (from 1).
+    fn step(&mut self, batch: &DeviceBatch, step: u64) -> StepResult {
+        let t = &self.config.train;
+        tch::manual_seed(step_seed(t.seed, step));
+        let output = self.model.forward(&batch.input_ids, &batch.routes, true);
+        let (nll, count) = masked_nll(&output.logits, &batch.targets, &batch.mask);
+        let loss = nll / count.clamp_min(1.0);
+        self.adam.zero_grad();
+        (&loss + &output.aux_loss).backward();
+        let grad_norm = self.adam.clip_grad_norm(t.clip);
+        let lr = inverse_sqrt_lr(t.lr, t.warmup, step);
+        self.adam.step(lr);
+        StepResult {
+            loss: loss.detach(),
+            aux_loss: output.aux_loss.detach(),
+            loads: output.loads,
+            grad_norm,
+            lr,
+        }
+    }
+}
+
+/// Throughput of this invocation.
+#[derive(Default)]
+struct Totals {
+    tokens: u64,
+    time: Duration,
+    wait: Duration,
+}
+
+impl Totals {
+    fn add(&mut self, tokens: u64, time: Duration, wait: Duration) {
+        self.tokens += tokens;
+        self.time += time;
+        self.wait += wait;
+    }
+
+    fn summary(
+        &self,
+        steps: u64,
+        steps_here: u64,
+        parameters: u64,
+        valid: Evaluation,
+        out: &Path,
+    ) -> RunSummary {
+        let seconds = self.time.as_secs_f64().max(1e-9);
+        RunSummary {
+            steps,
+            parameters,
+            valid_loss: valid.loss,
+            valid_ppl: valid.ppl,
+            valid_loads: valid.loads,
+            tokens_per_s: self.tokens as f64 / seconds,
+            loader_wait: self.wait.as_secs_f64() / seconds,
+            step_seconds: if steps_here == 0 {
+                0.0
+            } else {
+                seconds / steps_here as f64
+            },
+            out: out.to_owned(),
+        }
+    }
 }
 
 /// Dropout's seed at `step`: a function of the run seed and the step only, so a resumed run
@@ -381,12 +498,14 @@ impl Window {
         window
     }
 
-    fn add(&mut self, loss: &Tensor, aux: &Tensor, loads: &[(usize, Vec<u64>)], tokens: u64) {
-        self.loss = &self.loss + loss.detach();
-        self.aux = &self.aux + aux.detach();
+    fn add(&mut self, step: &StepResult, tokens: u64, time: Duration, wait: Duration) {
+        self.loss = &self.loss + &step.loss;
+        self.aux = &self.aux + &step.aux_loss;
         self.steps += 1;
         self.tokens += tokens;
-        for (layer, counts) in loads {
+        self.time += time;
+        self.wait += wait;
+        for (layer, counts) in &step.loads {
             eval::add_counts(&mut self.counts, *layer, counts);
         }
     }
