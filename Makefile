@@ -1,27 +1,41 @@
 # The two commands of the README, and what they need. Everything installs itself on first use:
-# a Rust toolchain is the only prerequisite (plus python3 for the interop tests' venv).
+# a Rust toolchain and python3 are the only prerequisites (.venv gets libtorch and the interop packages).
 
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 BIN    := target/release/hashprep
+TRAIN  := target/release/hashtrain
 DEMO   := out/demo
+
+# tch builds against the venv's PyTorch and its libraries are found at run time. Expanded when a
+# recipe runs, after the venv exists.
+TORCH_LIB = $(shell $(PYTHON) -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+TORCH_ENV = LIBTORCH_USE_PYTORCH=1 PATH="$(abspath $(VENV))/bin:$$PATH" LD_LIBRARY_PATH="$(TORCH_LIB):$$LD_LIBRARY_PATH"
 
 .PHONY: demo test bench venv build clean
 
-# A Python venv with pyarrow and tokenizers: the tests check that Python users can read our files.
-$(PYTHON): requirements-dev.txt
+# libtorch for hashtrain (PyTorch's wheel, ~4.6 GB with its CUDA libraries).
+$(VENV)/.torch: requirements.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# Plus pyarrow, tokenizers, jsonschema, numpy: the tests check that Python users can read our files.
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.torch
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $(PYTHON)
+	touch $@
 
-venv: $(PYTHON)
+venv: $(VENV)/.dev
 
-build:
+build: $(VENV)/.torch
 	cargo build --release --locked -p hashprep
+	$(TORCH_ENV) cargo build --release --locked -p hashtrain
 
 # Demo: real Wikitext-103 validation text (shipped in data/) through GPT-2's BPE and through a
 # word-level vocabulary trained on the spot; prints a summary of each output, then builds
-# balanced and random token -> expert tables and compares their loads (with a plot).
+# balanced and random token -> expert tables and compares their loads (with a plot); then trains
+# a small dense model and the same model with a balanced Hash layer on CPU (validated on the
+# Wikitext-103 test text) and prints each one's validation perplexity.
 demo: build
 	$(BIN) tokenize --format wikitext103 --tokenizer gpt2 --out $(DEMO)/gpt2 --force \
 		data/wikitext-103/wiki.valid.tokens
@@ -35,12 +49,19 @@ demo: build
 	$(BIN) build-table --data $(DEMO)/word --method random --experts 16 --out $(DEMO)/random.arrow
 	$(BIN) compare-tables --data $(DEMO)/word $(DEMO)/balanced.arrow $(DEMO)/random.arrow --plot $(DEMO)/loads.png
 	@echo "load plot: $(DEMO)/loads.png"
+	$(BIN) tokenize --format wikitext103 --tokenizer $(DEMO)/word-tokenizer.json --eos-token '<eos>' \
+		--out $(DEMO)/word-test --force data/wikitext-103/wiki.test.tokens
+	$(TORCH_ENV) $(TRAIN) run --config pipelines/demo-dense.toml --out $(DEMO)/runs/dense --force
+	$(TORCH_ENV) $(TRAIN) run --config pipelines/demo-hash.toml --out $(DEMO)/runs/hash --force
+	@echo "curves: $(DEMO)/runs/dense/curves.png $(DEMO)/runs/hash/curves.png"
 
-test: $(PYTHON)
-	HASHPREP_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --locked
+test: $(VENV)/.dev
+	@# hashprep must never link libtorch.
+	! cargo tree --locked -p hashprep --edges normal,build | grep -q torch-sys
+	$(TORCH_ENV) HASHPREP_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --locked
 
 # Benchmarks against the tools people use today (HF datasets + tokenizers). Not part of CI.
-bench: build $(PYTHON)
+bench: build $(VENV)/.dev
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r benches/requirements.txt
 	$(PYTHON) benches/tokenize_vs_hf.py --hashprep $(BIN)
 	$(PYTHON) benches/tables_vs_python.py --hashprep $(BIN)
