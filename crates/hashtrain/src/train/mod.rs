@@ -194,19 +194,29 @@ fn resume(
     Ok((state.step, Window::restore(&state.window, trainer.device)))
 }
 
-/// Everything a run builds from its config before the first step.
-struct Setup<'a> {
-    trainer: Trainer<'a>,
-    loader: hashprep::loader::Loader,
-    valid_loader: hashprep::loader::Loader,
-    layers: BTreeMap<usize, (crate::config::SparseKind, usize)>,
-    tables: Vec<PathBuf>,
+/// Everything a run builds from its config before the first step (also for embedding the
+/// trainer in other programs and benchmarks).
+pub struct Setup<'a> {
+    /// Model and optimizer.
+    pub trainer: Trainer<'a>,
+    /// Training batches.
+    pub loader: hashprep::loader::Loader,
+    /// Validation batches.
+    pub valid_loader: hashprep::loader::Loader,
+    /// Sparse layers: 1-based layer -> (kind, experts).
+    pub layers: BTreeMap<usize, (crate::config::SparseKind, usize)>,
+    /// The routing table files, in the loader's order.
+    pub tables: Vec<PathBuf>,
     /// The parts of every checkpoint's state that do not change during the run.
-    checkpoint_base: CheckpointState,
+    pub checkpoint_base: CheckpointState,
 }
 
 impl<'a> Setup<'a> {
-    fn open(config: &'a RunConfig) -> Result<Self> {
+    /// Opens data and tables, wires the routes and builds the model and optimizer.
+    ///
+    /// # Errors
+    /// Bad device, data or tables (named by file).
+    pub fn open(config: &'a RunConfig) -> Result<Self> {
         let device = parse_device(&config.train.device)?;
         if config.train.threads > 0 {
             tch::set_num_threads(i32::try_from(config.train.threads).unwrap_or(i32::MAX));
@@ -262,26 +272,36 @@ impl<'a> Setup<'a> {
 }
 
 /// The model under training with its optimizer.
-struct Trainer<'a> {
+pub struct Trainer<'a> {
     config: &'a RunConfig,
-    device: Device,
-    vs: tch::nn::VarStore,
-    model: LanguageModel,
-    adam: Adam,
+    /// Where tensors live.
+    pub device: Device,
+    /// The parameters.
+    pub vs: tch::nn::VarStore,
+    /// The model.
+    pub model: LanguageModel,
+    /// The optimizer.
+    pub adam: Adam,
 }
 
-/// What one step left behind (device scalars are read only when a record is written).
-struct StepResult {
-    loss: Tensor,
-    aux_loss: Tensor,
-    loads: Vec<(usize, Vec<u64>)>,
-    grad_norm: Tensor,
-    lr: f64,
+/// What one step left behind (device scalars: read them only when needed, as each read waits
+/// for the device).
+pub struct StepResult {
+    /// Mean language-model loss.
+    pub loss: Tensor,
+    /// Weighted load-balancing term.
+    pub aux_loss: Tensor,
+    /// Tokens per expert per sparse layer.
+    pub loads: Vec<(usize, Vec<u64>)>,
+    /// Gradient norm before clipping.
+    pub grad_norm: Tensor,
+    /// Learning rate used.
+    pub lr: f64,
 }
 
 impl Trainer<'_> {
     /// One optimizer step on `batch` as step number `step` (from 1).
-    fn step(&mut self, batch: &DeviceBatch, step: u64) -> StepResult {
+    pub fn step(&mut self, batch: &DeviceBatch, step: u64) -> StepResult {
         let t = &self.config.train;
         tch::manual_seed(step_seed(t.seed, step));
         let output = self.model.forward(&batch.input_ids, &batch.routes, true);

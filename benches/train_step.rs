@@ -1,0 +1,158 @@
+//! Step time of the sparse kinds against the dense model of the same active compute, and how
+//! long training waits for the loader.
+//!
+//! `cargo bench -p hashtrain --bench train_step` (CPU), or with `BENCH_DEVICE=cuda` on a GPU.
+//! Real text: Wikitext-103 validation through a word-level vocabulary (~7k ids), B x T =
+//! 16 x 128, 4 layers of d = 256, D = 1024, one sparse layer (layer 3) of 16 experts.
+//! Reported as ratios against the dense anchor measured in the same run:
+//! - hash / dense: the cost of grouping by precomputed routes (target <= 1.10);
+//! - hash / switch: what skipping the learned router, its device sort and host sync saves
+//!   (target < 1);
+//! - loader wait as a share of step time in a real `hashtrain run` (target < 1 %).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hashprep::corpus::Format;
+use hashprep::pipeline::{
+    build_table_files, tokenize, BuildTableRequest, RunOptions, TokenizeSettings,
+};
+use hashprep::table::{Method, TableFormat, TableSpec};
+use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
+use hashtrain::train::{run, DeviceBatch, Setup};
+use hashtrain::RunConfig;
+
+const WARMUP: u64 = 3;
+const TIMED: u64 = 15;
+
+fn main() {
+    let device = std::env::var("BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (data, table) = prepare(dir.path());
+    println!(
+        "device {device}, libtorch threads {}",
+        tch::get_num_threads()
+    );
+    println!("{:<14} {:>12} {:>10}", "kind", "ms/step", "vs dense");
+    let mut times = Vec::new();
+    for (kind, sparse) in [
+        ("dense", String::new()),
+        (
+            "hash",
+            format!(
+                "[[model.sparse]]\nat = 3\nkind = \"hash\"\ntable = \"{}\"\n",
+                table.display()
+            ),
+        ),
+        (
+            "switch",
+            "[[model.sparse]]\nat = 3\nkind = \"switch\"\nexperts = 16\n".into(),
+        ),
+        (
+            "token-switch",
+            "[[model.sparse]]\nat = 3\nkind = \"token-switch\"\nexperts = 16\n".into(),
+        ),
+    ] {
+        let config = config(&data, &sparse, &device, 40);
+        let ms = step_ms(&config);
+        let anchor = times.first().map_or(ms, |(_, t)| *t);
+        println!("{kind:<14} {ms:>12.2} {:>9.3}x", ms / anchor);
+        times.push((kind, ms));
+    }
+    let of = |k: &str| times.iter().find(|(n, _)| *n == k).expect("measured").1;
+    println!(
+        "hash / dense  = {:.3} (target <= 1.10)",
+        of("hash") / of("dense")
+    );
+    println!(
+        "hash / switch = {:.3} (target < 1)",
+        of("hash") / of("switch")
+    );
+
+    let hash = format!(
+        "[[model.sparse]]\nat = 3\nkind = \"hash\"\ntable = \"{}\"\n",
+        table.display()
+    );
+    let config = config(&data, &hash, &device, 40);
+    let summary = run(
+        &config,
+        &dir.path().join("run"),
+        &hashtrain::RunOptions::default(),
+    )
+    .expect("run");
+    println!(
+        "loader wait in a 40-step hash run: {:.3} % of step time (target < 1 %), {:.0} tokens/s",
+        summary.loader_wait * 100.0,
+        summary.tokens_per_s
+    );
+}
+
+/// Mean time of a training step over prebuilt batches (the loader is not in the timing).
+fn step_ms(config: &RunConfig) -> f64 {
+    let mut setup = Setup::open(config).expect("setup");
+    let device = setup.trainer.device;
+    let batches: Vec<DeviceBatch> = (0..4)
+        .map(|i| DeviceBatch::new(&setup.loader.batch(i), device))
+        .collect();
+    let sync = || {
+        if let tch::Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i64::try_from(i).unwrap_or(0));
+        }
+    };
+    for step in 1..=WARMUP {
+        let _ = setup.trainer.step(&batches[(step % 4) as usize], step);
+    }
+    sync();
+    let started = Instant::now();
+    for step in WARMUP + 1..=WARMUP + TIMED {
+        let _ = setup.trainer.step(&batches[(step % 4) as usize], step);
+    }
+    sync();
+    started.elapsed().as_secs_f64() * 1000.0 / TIMED as f64
+}
+
+fn config(data: &Path, sparse: &str, device: &str, steps: u64) -> RunConfig {
+    let text = format!(
+        "[data]\ntrain = \"{d}\"\nvalid = \"{d}\"\n\n[model]\nlayers = 4\nd_model = 256\nd_ff = 1024\nheads = 4\ncontext = 128\n{sparse}\n[train]\nsteps = {steps}\nbatch_size = 16\nwarmup = 10\neval_batches = 4\nlog_every = 10\ndevice = \"{device}\"\n",
+        d = data.display()
+    );
+    RunConfig::parse(&text, Path::new("bench.toml"), &[]).expect("bench config")
+}
+
+/// Wikitext-103 validation through a word-level vocabulary, and a balanced table of 16.
+fn prepare(dir: &Path) -> (PathBuf, PathBuf) {
+    let text =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/wikitext-103/wiki.valid.tokens");
+    let docs = Format::Wikitext103
+        .open(&text, None)
+        .expect("wikitext")
+        .map(|r| r.expect("doc").text);
+    let tokenizer = train_tokenizer(
+        &TrainOptions::new(TokenizerKind::Word { min_count: 3 }),
+        docs,
+    )
+    .expect("train");
+    let tokenizer_path = dir.join("word.json");
+    std::fs::write(&tokenizer_path, tokenizer.json()).expect("write tokenizer");
+    let mut settings = TokenizeSettings::new(Format::Wikitext103, tokenizer_path.to_string_lossy());
+    settings.eos_token = Some("<eos>".into());
+    let data = dir.join("data");
+    let options = RunOptions {
+        progress: false,
+        ..RunOptions::default()
+    };
+    tokenize(&settings, &[text], &data, &options).expect("tokenize");
+    let table = dir.join("balanced.arrow");
+    build_table_files(&BuildTableRequest {
+        spec: TableSpec::new(Method::Balanced, 16),
+        data: Some(data.clone()),
+        counts: None,
+        embeddings: None,
+        tensor: None,
+        out: table.clone(),
+        format: TableFormat::Arrow,
+        plot: None,
+    })
+    .expect("table");
+    (data, table)
+}
