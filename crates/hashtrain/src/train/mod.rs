@@ -119,7 +119,12 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
 
         if step % t.log_every == 0 {
             let record = window.flush(step, done.lr, &done.grad_norm, &layers);
-            progress.set_message(format!("loss {:.3}", record_loss(&record)));
+            if let Record::Train {
+                loss, tokens_per_s, ..
+            } = &record
+            {
+                progress.set_message(format!("loss {loss:.3} | {tokens_per_s:.0} tokens/s"));
+            }
             log.write(&record)?;
         }
         let last = step == t.steps;
@@ -375,23 +380,15 @@ fn extension(path: &Path) -> String {
         .map_or_else(|| "arrow".into(), |e| e.to_string_lossy().into_owned())
 }
 
-fn record_loss(record: &Record) -> f64 {
-    match record {
-        Record::Train { loss, .. } | Record::Valid { loss, .. } => *loss,
-    }
-}
-
 fn progress_bar(total: u64, done: u64, show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} step {pos}/{len} [{bar:30}] {msg} {per_sec} ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("step {pos}/{len} [{bar:30}] {msg} | ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_position(done);
     bar.reset_eta();
