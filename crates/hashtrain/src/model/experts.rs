@@ -7,52 +7,83 @@ use tch::{nn, Tensor};
 use super::routes::DeviceRoute;
 
 /// The weights of K experts: `A_e = w1[e]` (`d x D`), `B_e = w2[e]` (`D x d`), with biases.
+/// Each expert's tensors are parameters of their own: a gradient lands directly in its
+/// expert, and an expert that saw no token this step gets none (stacking the experts into one
+/// `[K, ...]` tensor made every expert's backward allocate and add a full-size gradient).
 #[derive(Debug)]
 pub struct ExpertBank {
-    /// `[K, d, D]`.
-    pub w1: Tensor,
-    /// `[K, D]`.
-    pub b1: Tensor,
-    /// `[K, D, d]`.
-    pub w2: Tensor,
-    /// `[K, d]`.
-    pub b2: Tensor,
+    /// `[d, D]` per expert.
+    pub w1: Vec<Tensor>,
+    /// `[D]` per expert.
+    pub b1: Vec<Tensor>,
+    /// `[D, d]` per expert.
+    pub w2: Vec<Tensor>,
+    /// `[d]` per expert.
+    pub b2: Vec<Tensor>,
 }
 
 impl ExpertBank {
     /// K experts of a `d -> D -> d` FFN, initialized as `nn::linear` initializes one (uniform
-    /// in `±1/sqrt(fan_in)`).
+    /// in `±1/sqrt(fan_in)`); expert `e`'s tensors are `experts.e.{w1,b1,w2,b2}`.
     pub fn new(path: &nn::Path<'_>, experts: i64, d_model: i64, d_ff: i64) -> Self {
         let bound_in = 1.0 / (d_model as f64).sqrt();
         let bound_hidden = 1.0 / (d_ff as f64).sqrt();
         let uniform = |b: f64| nn::Init::Uniform { lo: -b, up: b };
-        Self {
-            w1: path.var("w1", &[experts, d_model, d_ff], uniform(bound_in)),
-            b1: path.var("b1", &[experts, d_ff], uniform(bound_in)),
-            w2: path.var("w2", &[experts, d_ff, d_model], uniform(bound_hidden)),
-            b2: path.var("b2", &[experts, d_model], uniform(bound_hidden)),
+        let mut bank = Self {
+            w1: Vec::new(),
+            b1: Vec::new(),
+            w2: Vec::new(),
+            b2: Vec::new(),
+        };
+        for e in 0..experts {
+            let p = path / "experts" / e;
+            bank.w1
+                .push(p.var("w1", &[d_model, d_ff], uniform(bound_in)));
+            bank.b1.push(p.var("b1", &[d_ff], uniform(bound_in)));
+            bank.w2
+                .push(p.var("w2", &[d_ff, d_model], uniform(bound_hidden)));
+            bank.b2.push(p.var("b2", &[d_model], uniform(bound_hidden)));
         }
+        bank
     }
 
     /// Number of experts K.
     pub fn experts(&self) -> i64 {
-        self.w1.size()[0]
+        self.w1.len() as i64
+    }
+
+    /// `(d, D)`.
+    pub fn dims(&self) -> (i64, i64) {
+        let size = self.w1[0].size();
+        (size[0], size[1])
     }
 
     /// Segment `[from, from + width)` of expert `e`'s hidden units: `relu(x A_e[:, seg] + b)`.
     pub fn hidden(&self, e: i64, x: &Tensor, from: i64, width: i64) -> Tensor {
-        (x.matmul(&self.w1.get(e).narrow(1, from, width)) + self.b1.get(e).narrow(0, from, width))
+        let e = e as usize;
+        if width == self.dims().1 {
+            return self.b1[e].addmm(x, &self.w1[e]).relu();
+        }
+        self.b1[e]
+            .narrow(0, from, width)
+            .addmm(x, &self.w1[e].narrow(1, from, width))
             .relu()
     }
 
     /// Output columns `[from, from + width)` of expert `e` on hidden units `v`.
     pub fn output(&self, e: i64, v: &Tensor, from: i64, width: i64) -> Tensor {
-        v.matmul(&self.w2.get(e).narrow(1, from, width)) + self.b2.get(e).narrow(0, from, width)
+        let e = e as usize;
+        if width == self.dims().0 {
+            return self.b2[e].addmm(v, &self.w2[e]);
+        }
+        self.b2[e]
+            .narrow(0, from, width)
+            .addmm(v, &self.w2[e].narrow(1, from, width))
     }
 
     /// The whole FFN of expert `e`.
     pub fn ffn(&self, e: i64, x: &Tensor) -> Tensor {
-        let (d_ff, d_model) = (self.w1.size()[2], self.w1.size()[1]);
+        let (d_model, d_ff) = self.dims();
         self.output(e, &self.hidden(e, x, 0, d_ff), 0, d_model)
     }
 }
@@ -73,5 +104,7 @@ pub fn apply_grouped(
         .filter(|(_, w)| w[1] > w[0])
         .map(|(e, w)| expert(e as i64, &sorted.narrow(0, w[0], w[1] - w[0])))
         .collect();
-    Tensor::cat(&parts, 0).index_select(0, &route.inverse)
+    let grouped = Tensor::cat(&parts, 0);
+    // Scatter back: a permutation, so every row is written once; its backward is a gather.
+    grouped.zeros_like().index_copy(0, &route.order, &grouped)
 }

@@ -43,8 +43,7 @@ impl HashFfn {
         if self.hashes == 1 {
             return apply_grouped(h, routes[0], |e, rows| bank.ffn(e, rows));
         }
-        let d_ff = bank.w1.size()[2];
-        let d_model = bank.w1.size()[1];
+        let (d_model, d_ff) = bank.dims();
         let (seg_hidden, seg_out) = (d_ff / self.hashes, d_model / self.hashes);
         let hidden: Vec<Tensor> = routes
             .iter()
@@ -78,8 +77,7 @@ mod tests {
     fn naive(layer: &HashFfn, h: &Tensor, expert_ids: &[Vec<u32>]) -> Tensor {
         let bank = &layer.bank;
         let n = layer.hashes;
-        let d_ff = bank.w1.size()[2];
-        let d_model = bank.w1.size()[1];
+        let (d_model, d_ff) = bank.dims();
         let rows: Vec<Tensor> = (0..h.size()[0])
             .map(|i| {
                 let x = h.get(i).unsqueeze(0);
@@ -148,6 +146,11 @@ mod tests {
         let max_diff = (&fast - &slow).abs().max().double_value(&[]);
         assert!(max_diff < 1e-5, "forward differs by {max_diff}");
         for (a, b) in grads(&fast).iter().zip(grads(&slow).iter()) {
+            // An expert no token reached has no gradient in either.
+            assert_eq!(a.defined(), b.defined());
+            if !a.defined() {
+                continue;
+            }
             let diff = (a - b).abs().max().double_value(&[]);
             assert!(diff < 1e-5, "gradient differs by {diff}");
         }

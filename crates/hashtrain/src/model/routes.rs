@@ -1,5 +1,5 @@
-//! A loader route on the device: the permutation that groups positions by expert, its inverse,
-//! and the group offsets, which stay on the host so slicing needs no device-to-host copy.
+//! A loader route on the device: the permutation that groups positions by expert, and the
+//! group offsets, which stay on the host so slicing needs no device-to-host copy.
 
 use tch::{Device, Tensor};
 
@@ -8,8 +8,6 @@ use tch::{Device, Tensor};
 pub struct DeviceRoute {
     /// `[N]` i64: positions grouped by expert.
     pub order: Tensor,
-    /// `[N]` i64: where each position sits in `order` (the inverse permutation).
-    pub inverse: Tensor,
     /// `K + 1` group boundaries into `order`, on the host.
     pub offsets: Vec<i64>,
 }
@@ -17,14 +15,9 @@ pub struct DeviceRoute {
 impl DeviceRoute {
     /// Uploads a route given as host permutation and offsets.
     pub fn new(order: &[u32], offsets: &[u32], device: Device) -> Self {
-        let mut inverse = vec![0i64; order.len()];
-        for (slot, &position) in order.iter().enumerate() {
-            inverse[position as usize] = slot as i64;
-        }
         let order: Vec<i64> = order.iter().map(|&p| i64::from(p)).collect();
         Self {
             order: Tensor::from_slice(&order).to_device(device),
-            inverse: Tensor::from_slice(&inverse).to_device(device),
             offsets: offsets.iter().map(|&o| i64::from(o)).collect(),
         }
     }

@@ -91,12 +91,16 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
-                let _ = m.g_mul_scalar_(b1);
-                let _ = m.g_add_(&(&g * (1.0 - b1)));
-                let _ = v.g_mul_scalar_(b2);
-                let _ = v.g_add_(&(&g * &g * (1.0 - b2)));
-                let denom = v.sqrt() / bias2.sqrt() + eps;
-                let _ = p.g_sub_(&(&*m / denom * (lr / bias1)));
+                // In place, few temporaries: the update is memory-bound and sparse models
+                // carry many parameters (K experts) for their active compute.
+                let _ = m.lerp_(&g, 1.0 - b1);
+                let _ = v.lerp_(&(&g * &g), 1.0 - b2);
+                // p -= lr/bias1 * m / (sqrt(v)/sqrt(bias2) + eps), as p += m / denom with
+                // denom = sqrt(v) * c1 + c2 (c1, c2 < 0): four passes over the parameter.
+                let mut denom = v.sqrt();
+                let _ = denom.g_mul_scalar_(-bias1 / (lr * bias2.sqrt()));
+                let _ = denom.g_add_scalar_(-eps * bias1 / lr);
+                let _ = p.addcdiv_(m, &denom);
             }
         });
     }
