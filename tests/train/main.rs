@@ -6,3 +6,4 @@ mod common;
 mod kinds;
 mod learning;
 mod resume;
+mod sweep;

@@ -327,7 +327,10 @@ impl RunConfig {
 
 /// Sets `key.path=value` in `root`. Array elements are addressed by index
 /// (`model.sparse.0.kind=switch`). The value is parsed as TOML, else taken as a string.
-fn apply_override(root: &mut toml::Value, item: &str) -> std::result::Result<(), String> {
+pub(crate) fn apply_override(
+    root: &mut toml::Value,
+    item: &str,
+) -> std::result::Result<(), String> {
     let (key, raw) = item
         .split_once('=')
         .ok_or("expected key=value, e.g. train.steps=200")?;

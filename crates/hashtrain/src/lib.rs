@@ -13,6 +13,7 @@
 pub mod config;
 mod error;
 pub mod model;
+pub mod sweep;
 pub mod train;
 
 pub use config::{RunConfig, SparseKind};

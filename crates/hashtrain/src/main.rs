@@ -32,6 +32,24 @@ enum Command {
     Eval(EvalArgs),
     /// Write a checkpoint's token embeddings as .npy (for build-table --method clustered).
     ExportEmbeddings(ExportArgs),
+    /// The paper's Table 3 comparisons: dense baseline and each routing method on one budget.
+    Sweep(SweepArgs),
+}
+
+#[derive(Debug, Args)]
+struct SweepArgs {
+    /// The sweep config (TOML), e.g. pipelines/paper-table3-small.toml.
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a setting: `train.steps=200`, `sweep.methods=["dense","balanced"]` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// The sweep folder (data, tables, runs, results.md).
+    #[arg(long)]
+    out: PathBuf,
+    /// Remove the sweep folder first (otherwise finished runs are kept, unfinished resumed).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +126,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => run(args, progress),
         Command::Eval(args) => eval(&args),
         Command::ExportEmbeddings(args) => export_embeddings(&args),
+        Command::Sweep(args) => sweep(&args, progress),
     }
 }
 
@@ -202,19 +221,8 @@ fn eval(args: &EvalArgs) -> Result<()> {
 
 fn export_embeddings(args: &ExportArgs) -> Result<()> {
     let (restored, _) = train::restore(&args.checkpoint, tch::Device::Cpu, None)?;
-    let embedding = restored
-        .model
-        .embedding()
-        .to_kind(tch::Kind::Float)
-        .contiguous();
-    let shape: Vec<usize> = embedding.size().iter().map(|&d| d as usize).collect();
-    let values = Vec::<f32>::try_from(embedding.view([-1])).context("reading the embeddings")?;
-    let mut bytes = hashprep::npy::encode_header("<f4", &shape);
-    bytes.reserve(values.len() * 4);
-    for v in values {
-        bytes.extend(v.to_le_bytes());
-    }
-    hashprep::fsutil::write_atomic(&args.out, &bytes)?;
+    train::write_embeddings_npy(&restored.model, &args.out)?;
+    let shape = restored.model.embedding().size();
     writeln!(
         std::io::stdout().lock(),
         "{}: {} x {} token embeddings (float32)",
@@ -222,5 +230,37 @@ fn export_embeddings(args: &ExportArgs) -> Result<()> {
         shape[0],
         shape[1]
     )?;
+    Ok(())
+}
+
+fn sweep(args: &SweepArgs, progress: bool) -> Result<()> {
+    let config = hashtrain::sweep::SweepConfig::load(&args.config, &args.overrides)?;
+    let command = std::env::args()
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let options = hashtrain::sweep::SweepOptions {
+        force: args.force,
+        progress,
+        command: command.replacen(&std::env::args().next().unwrap_or_default(), "hashtrain", 1),
+    };
+    let results = hashtrain::sweep::run_sweep(&config, &args.out, &options)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<14} {:>10} {:>10} {:>14}",
+        "method", "valid ppl", "test ppl", "max/mean load"
+    )?;
+    for r in &results {
+        let load = r
+            .max_over_mean
+            .map_or_else(|| "-".into(), |x| format!("{x:.2}"));
+        writeln!(
+            out,
+            "{:<14} {:>10.2} {:>10.2} {:>14}",
+            r.method, r.valid_ppl, r.test_ppl, load
+        )?;
+    }
+    writeln!(out, "results: {}", args.out.join("results.md").display())?;
     Ok(())
 }

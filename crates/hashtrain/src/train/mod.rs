@@ -48,7 +48,7 @@ pub struct RunOptions {
 }
 
 /// What a finished run reports (also `summary.json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunSummary {
     /// Steps trained in total.
     pub steps: u64,
@@ -637,4 +637,26 @@ pub fn restore(
         },
         loader,
     ))
+}
+
+/// Writes the input embedding matrix of `model` (`[vocab, d_model]`, float32) as `.npy`,
+/// atomically: the input of `hashprep build-table --method clustered|dispersed`.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_embeddings_npy(model: &LanguageModel, path: &Path) -> Result<()> {
+    let embedding = model
+        .embedding()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous();
+    let shape: Vec<usize> = embedding.size().iter().map(|&d| d as usize).collect();
+    let values = Vec::<f32>::try_from(embedding.view([-1]))?;
+    let mut bytes = hashprep::npy::encode_header("<f4", &shape);
+    bytes.reserve(values.len() * 4);
+    for v in values {
+        bytes.extend(v.to_le_bytes());
+    }
+    hashprep::fsutil::write_atomic(path, &bytes)?;
+    Ok(())
 }

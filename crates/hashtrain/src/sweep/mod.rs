@@ -1,0 +1,380 @@
+//! `hashtrain sweep`: the paper's Table 3 comparisons in one command. With one budget (model,
+//! steps, data) it trains the dense baseline and a model per routing method with one sparse
+//! layer of K experts, evaluates each on validation and test data, and writes
+//! `OUT/results.md` (and `results.json`) plus `OUT/curves.png`.
+//!
+//! `OUT/data/` holds the tokenized splits, `OUT/tables/` the routing tables (clustered and
+//! dispersed from the trained baseline's embeddings), `OUT/runs/NAME/` each run. A rerun skips
+//! finished runs and resumes unfinished ones from their checkpoints; the results are always
+//! recomputed from the run folders. Format of the config: `schemas/sweep-config.md`.
+
+mod data;
+mod report;
+
+use std::path::{Path, PathBuf};
+
+use hashprep::pipeline::{build_table_files, BuildTableRequest};
+use hashprep::table::{Method, TableFormat, TableSpec};
+use serde::{Deserialize, Serialize};
+
+pub use data::{prepare, PreparedData, Source, SweepData};
+pub use report::{write_report, MethodResult};
+
+use crate::config::{DataConfig, ModelConfig, RunConfig, SparseKind, SparseLayer, TrainConfig};
+use crate::error::{Error, Result};
+use crate::train::{self, evaluate, RunOptions};
+
+/// A sweep config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// Heading of the results.
+    pub title: String,
+    /// How the data is made.
+    pub data: SweepData,
+    /// The shared model (its `sparse` list must be empty: the sweep adds one layer per method).
+    pub model: ModelConfig,
+    /// The shared budget.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// What is compared.
+    pub sweep: SweepPlan,
+}
+
+/// The compared models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepPlan {
+    /// Experts K of the sparse layer.
+    pub experts: u32,
+    /// Which layer is sparse (1-based).
+    pub layer: usize,
+    /// Switch kinds: load-balancing coefficient.
+    #[serde(default = "default_load_bal")]
+    pub load_bal: f64,
+    /// Switch kinds: capacity factor.
+    #[serde(default)]
+    pub capacity_factor: Option<f64>,
+    /// In order: `dense`, `balanced`, `random`, `clustered`, `dispersed`, `position`,
+    /// `bigram`, `previous`, `oracle`, `multihash-N`, `switch`, `token-switch`.
+    pub methods: Vec<String>,
+}
+
+fn default_load_bal() -> f64 {
+    0.1
+}
+
+/// One compared model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepMethod {
+    /// The dense baseline.
+    Dense,
+    /// A hash layer routed by a table of this method.
+    Table(Method),
+    /// MultiHash with N balanced hashes.
+    MultiHash(u32),
+    /// Switch.
+    Switch,
+    /// Token-Switch.
+    TokenSwitch,
+}
+
+impl SweepMethod {
+    /// Parses a method name of the config.
+    ///
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(name: &str) -> std::result::Result<Self, String> {
+        Ok(match name {
+            "dense" => SweepMethod::Dense,
+            "switch" => SweepMethod::Switch,
+            "token-switch" => SweepMethod::TokenSwitch,
+            "balanced" => SweepMethod::Table(Method::Balanced),
+            "random" => SweepMethod::Table(Method::Random),
+            "clustered" => SweepMethod::Table(Method::Clustered),
+            "dispersed" => SweepMethod::Table(Method::Dispersed),
+            "position" => SweepMethod::Table(Method::Position),
+            "bigram" => SweepMethod::Table(Method::Bigram),
+            "previous" => SweepMethod::Table(Method::Previous),
+            "oracle" => SweepMethod::Table(Method::Oracle),
+            other => match other.strip_prefix("multihash-").and_then(|n| n.parse().ok()) {
+                Some(n) if n >= 2 => SweepMethod::MultiHash(n),
+                _ => {
+                    return Err(format!(
+                        "unknown method `{other}` (dense, balanced, random, clustered, dispersed, position, bigram, previous, oracle, multihash-N, switch, token-switch)"
+                    ))
+                }
+            },
+        })
+    }
+
+    /// Its name in the config and the run folder.
+    pub fn name(self) -> String {
+        match self {
+            SweepMethod::Dense => "dense".into(),
+            SweepMethod::Table(m) => m.name().into(),
+            SweepMethod::MultiHash(n) => format!("multihash-{n}"),
+            SweepMethod::Switch => "switch".into(),
+            SweepMethod::TokenSwitch => "token-switch".into(),
+        }
+    }
+
+    fn uses_table(self) -> bool {
+        matches!(self, SweepMethod::Table(_) | SweepMethod::MultiHash(_))
+    }
+
+    fn needs_embeddings(self) -> bool {
+        matches!(
+            self,
+            SweepMethod::Table(Method::Clustered | Method::Dispersed)
+        )
+    }
+}
+
+/// How to run a sweep.
+#[derive(Debug, Clone, Default)]
+pub struct SweepOptions {
+    /// Start over: remove `OUT` first.
+    pub force: bool,
+    /// Progress bars on stderr.
+    pub progress: bool,
+    /// The command line, recorded in the results.
+    pub command: String,
+}
+
+impl SweepConfig {
+    /// Reads `path` with `--set` overrides (as [`RunConfig::load`]) and checks it.
+    ///
+    /// # Errors
+    /// Unreadable, unparsable or inconsistent, naming the file or setting.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let config_error = |message: String| Error::Config {
+            path: path.to_owned(),
+            message,
+        };
+        let root: toml::Table = toml::from_str(&text).map_err(|e| config_error(e.to_string()))?;
+        let mut root = toml::Value::Table(root);
+        for item in overrides {
+            crate::config::apply_override(&mut root, item).map_err(|message| Error::Config {
+                path: PathBuf::from(format!("--set {item}")),
+                message,
+            })?;
+        }
+        let config: SweepConfig = root
+            .try_into()
+            .map_err(|e: toml::de::Error| config_error(e.to_string()))?;
+        config.methods().map_err(config_error)?;
+        if !config.model.sparse.is_empty() {
+            return Err(config_error(
+                "model.sparse must be empty: the sweep adds the sparse layer of each method".into(),
+            ));
+        }
+        // Every run config of the sweep must be valid.
+        for method in config.methods().map_err(config_error)? {
+            let table = method.uses_table().then_some(Path::new("table.arrow"));
+            config
+                .run_config(method, &placeholder_data(), table)
+                .validate()
+                .map_err(config_error)?;
+        }
+        Ok(config)
+    }
+
+    /// The methods, parsed; `clustered` / `dispersed` need `dense` before them.
+    ///
+    /// # Errors
+    /// An unknown or repeated method, or clustered/dispersed without dense first.
+    pub fn methods(&self) -> std::result::Result<Vec<SweepMethod>, String> {
+        let mut methods: Vec<SweepMethod> = Vec::new();
+        for name in &self.sweep.methods {
+            let method = SweepMethod::parse(name).map_err(|e| format!("sweep.methods: {e}"))?;
+            if methods.contains(&method) {
+                return Err(format!("sweep.methods: `{name}` is listed twice"));
+            }
+            if method.needs_embeddings() && !methods.contains(&SweepMethod::Dense) {
+                return Err(format!(
+                    "sweep.methods: `{name}` clusters the dense baseline's embeddings: list `dense` before it"
+                ));
+            }
+            methods.push(method);
+        }
+        if methods.is_empty() {
+            return Err("sweep.methods is empty".into());
+        }
+        Ok(methods)
+    }
+
+    /// The run config of `method` over `data`, routed by `table` (hash kinds).
+    pub fn run_config(
+        &self,
+        method: SweepMethod,
+        data: &PreparedData,
+        table: Option<&Path>,
+    ) -> RunConfig {
+        let plan = &self.sweep;
+        let layer = |kind: SparseKind| SparseLayer {
+            at: plan.layer,
+            kind,
+            experts: kind.is_switch().then_some(plan.experts),
+            table: table.map(Path::to_path_buf),
+            table_layer: 0,
+            load_bal: plan.load_bal,
+            capacity_factor: plan.capacity_factor,
+        };
+        let mut model = self.model.clone();
+        model.sparse = match method {
+            SweepMethod::Dense => Vec::new(),
+            SweepMethod::Table(_) => vec![layer(SparseKind::Hash)],
+            SweepMethod::MultiHash(_) => vec![layer(SparseKind::Multihash)],
+            SweepMethod::Switch => vec![layer(SparseKind::Switch)],
+            SweepMethod::TokenSwitch => vec![layer(SparseKind::TokenSwitch)],
+        };
+        RunConfig {
+            data: DataConfig {
+                train: data.train.clone(),
+                valid: data.valid.clone(),
+                test: Some(data.test.clone()),
+            },
+            model,
+            train: self.train.clone(),
+        }
+    }
+}
+
+fn placeholder_data() -> PreparedData {
+    PreparedData {
+        train: "train".into(),
+        valid: "valid".into(),
+        test: "test".into(),
+    }
+}
+
+/// Runs the sweep of `config` into `out`; returns the results in method order.
+///
+/// # Errors
+/// Data, tables or a run fail (named by file), or `out` holds a sweep of other data.
+pub fn run_sweep(
+    config: &SweepConfig,
+    out: &Path,
+    options: &SweepOptions,
+) -> Result<Vec<MethodResult>> {
+    if options.force && out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
+    }
+    let methods = config.methods().map_err(Error::BadInput)?;
+    let data = prepare(&config.data, &out.join("data"), options.progress)?;
+    let tables = out.join("tables");
+    std::fs::create_dir_all(&tables).map_err(|e| Error::io(&tables, e))?;
+    let mut results = Vec::new();
+    for method in methods {
+        let name = method.name();
+        let table = build_table(config, method, &data, out)?;
+        let run_config = config.run_config(method, &data, table.as_deref());
+        let run_dir = out.join("runs").join(&name);
+        eprintln!("hashtrain sweep: {name}");
+        train_once(&run_config, &run_dir, options.progress)?;
+        if method == SweepMethod::Dense {
+            export_embeddings(&run_dir, &tables.join("dense-embeddings.npy"))?;
+        }
+        let test = test_eval(&run_dir, &data.test)?;
+        results.push(MethodResult::collect(
+            method,
+            &run_config,
+            config.sweep.experts,
+            &run_dir,
+            &test,
+        )?);
+        write_report(config, &results, out, options)?;
+    }
+    Ok(results)
+}
+
+/// Builds (once) the table a method routes by; `None` for dense and switch kinds.
+fn build_table(
+    config: &SweepConfig,
+    method: SweepMethod,
+    data: &PreparedData,
+    out: &Path,
+) -> Result<Option<PathBuf>> {
+    let (spec_method, hashes) = match method {
+        SweepMethod::Table(m) => (m, 1),
+        SweepMethod::MultiHash(n) => (Method::Balanced, n),
+        _ => return Ok(None),
+    };
+    let path = out.join("tables").join(format!("{}.arrow", method.name()));
+    if path.exists() {
+        return Ok(Some(path));
+    }
+    let mut spec = TableSpec::new(spec_method, config.sweep.experts);
+    spec.hashes = hashes;
+    spec.seed = config.train.seed;
+    // Previous-token and oracle routes hash the neighbouring token as balanced does the current one.
+    spec.base = Method::Balanced;
+    let embeddings = method
+        .needs_embeddings()
+        .then(|| out.join("tables").join("dense-embeddings.npy"));
+    build_table_files(&BuildTableRequest {
+        spec,
+        data: Some(data.train.clone()),
+        counts: None,
+        embeddings,
+        tensor: None,
+        out: path.clone(),
+        format: TableFormat::Arrow,
+        plot: None,
+    })?;
+    Ok(Some(path))
+}
+
+/// Trains `config` into `dir` unless a finished run of the same config is there; resumes an
+/// unfinished one.
+fn train_once(config: &RunConfig, dir: &Path, progress: bool) -> Result<()> {
+    let same_config =
+        std::fs::read_to_string(dir.join("config.toml")).is_ok_and(|t| t == config.to_toml());
+    if same_config && dir.join("summary.json").exists() {
+        return Ok(());
+    }
+    let resumable = same_config && train::checkpoint::resolve(dir).is_ok();
+    let options = RunOptions {
+        resume: resumable,
+        force: !resumable,
+        progress,
+    };
+    train::run(config, dir, &options)?;
+    Ok(())
+}
+
+/// Perplexity on the test data from the run's final checkpoint (cached in `test.json`).
+fn test_eval(run_dir: &Path, test: &Path) -> Result<train::Evaluation> {
+    let cache = run_dir.join("test.json");
+    let checkpoint = train::checkpoint::resolve(run_dir)?;
+    let step = train::checkpoint::read_state(&checkpoint)?.step;
+    if let Ok(bytes) = std::fs::read(&cache) {
+        if let Ok(cached) = serde_json::from_slice::<report::TestRecord>(&bytes) {
+            if cached.step == step {
+                return Ok(cached.into_evaluation());
+            }
+        }
+    }
+    let device = train::parse_device(
+        &train::checkpoint::read_state(&checkpoint)?
+            .config
+            .train
+            .device,
+    )?;
+    let (restored, mut loader) = train::restore(&checkpoint, device, Some(test))?;
+    let evaluation = evaluate(&restored.model, &mut loader, device, 0, &restored.layers);
+    let record = report::TestRecord::new(step, &evaluation);
+    hashprep::fsutil::write_atomic(
+        &cache,
+        &serde_json::to_vec_pretty(&record).expect("serializable"),
+    )?;
+    Ok(evaluation)
+}
+
+/// Writes the token embeddings of the run's final checkpoint as `.npy`.
+fn export_embeddings(run_dir: &Path, path: &Path) -> Result<()> {
+    let (restored, _) = train::restore(run_dir, tch::Device::Cpu, None)?;
+    train::write_embeddings_npy(&restored.model, path)
+}

@@ -1,0 +1,251 @@
+//! The sweep's results: a table like the paper's Table 3 (`results.md`), the same as JSON
+//! (`results.json`), and every run's curves in one plot (`curves.png`). Always recomputed from
+//! the run folders, never written by hand.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{SweepConfig, SweepMethod, SweepOptions};
+use crate::config::RunConfig;
+use crate::error::Result;
+use crate::train::{plot_curves, read_records, Curve, Evaluation, RunSummary};
+
+/// `runs/NAME/test.json`: the test evaluation of a run's final checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct TestRecord {
+    pub step: u64,
+    pub loss: f64,
+    pub ppl: f64,
+    pub tokens: u64,
+}
+
+impl TestRecord {
+    pub(super) fn new(step: u64, e: &Evaluation) -> Self {
+        Self {
+            step,
+            loss: e.loss,
+            ppl: e.ppl,
+            tokens: e.tokens,
+        }
+    }
+
+    pub(super) fn into_evaluation(self) -> Evaluation {
+        Evaluation {
+            loss: self.loss,
+            ppl: self.ppl,
+            tokens: self.tokens,
+            loads: Vec::new(),
+        }
+    }
+}
+
+/// One row of the results.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodResult {
+    /// Method name (run folder).
+    pub method: String,
+    /// The paper's name for the model.
+    pub model: String,
+    /// Its configuration, in the paper's notation.
+    pub configuration: String,
+    /// Parameters.
+    pub parameters: u64,
+    /// Steps trained.
+    pub steps: u64,
+    /// Validation perplexity at the end.
+    pub valid_ppl: f64,
+    /// Test perplexity of the final checkpoint.
+    pub test_ppl: f64,
+    /// Busiest expert over the mean on the validation data (sparse models).
+    pub max_over_mean: Option<f64>,
+    /// Training tokens per second (of the invocation that finished the run).
+    pub tokens_per_s: f64,
+}
+
+impl MethodResult {
+    /// Reads the results of a finished run.
+    ///
+    /// # Errors
+    /// The run's `summary.json` is missing or unreadable.
+    pub fn collect(
+        method: SweepMethod,
+        config: &RunConfig,
+        experts: u32,
+        run_dir: &Path,
+        test: &Evaluation,
+    ) -> Result<Self> {
+        let path = run_dir.join("summary.json");
+        let bytes = std::fs::read(&path).map_err(|e| crate::Error::io(&path, e))?;
+        let summary: RunSummary = serde_json::from_slice(&bytes)
+            .map_err(|e| crate::Error::BadInput(format!("{}: {e}", path.display())))?;
+        let (model, configuration) = describe(method, config, experts);
+        Ok(Self {
+            method: method.name(),
+            model,
+            configuration,
+            parameters: summary.parameters,
+            steps: summary.steps,
+            valid_ppl: summary.valid_ppl,
+            test_ppl: test.ppl,
+            max_over_mean: summary.valid_loads.first().map(|l| l.max_over_mean),
+            tokens_per_s: summary.tokens_per_s,
+        })
+    }
+}
+
+/// The paper's name and configuration notation of a model.
+fn describe(method: SweepMethod, config: &RunConfig, experts: u32) -> (String, String) {
+    let m = &config.model;
+    let layers = m.layers;
+    let sparse = m.sparse.first();
+    let modules = format!(", modules=1x{experts}");
+    match method {
+        SweepMethod::Dense => (
+            "Baseline Transformer".into(),
+            format!("layers={layers}, d={}, D={}", m.d_model, m.d_ff),
+        ),
+        SweepMethod::Table(t) => {
+            let name = match t.name() {
+                "clustered" => "token clustering",
+                "previous" => "previous token",
+                "oracle" => "oracle future token",
+                other => other,
+            };
+            (
+                format!("Hash Layer ({name})"),
+                format!("layers={layers}{modules}"),
+            )
+        }
+        SweepMethod::MultiHash(n) => (
+            "MultiHash Layer".into(),
+            format!("layers={layers}{modules}, hashes={n}"),
+        ),
+        SweepMethod::Switch | SweepMethod::TokenSwitch => {
+            let load_bal = sparse.map_or(0.0, |s| s.load_bal);
+            let name = if method == SweepMethod::Switch {
+                "Switch Transformer"
+            } else {
+                "Token-Switch"
+            };
+            (
+                name.into(),
+                format!("layers={layers}{modules}, load_bal={load_bal}"),
+            )
+        }
+    }
+}
+
+/// Writes `results.md`, `results.json` and `curves.png` into `out`.
+///
+/// # Errors
+/// A file cannot be written or a run's metrics read.
+pub fn write_report(
+    config: &SweepConfig,
+    results: &[MethodResult],
+    out: &Path,
+    options: &SweepOptions,
+) -> Result<()> {
+    hashprep::fsutil::write_atomic(
+        &out.join("results.json"),
+        &serde_json::to_vec_pretty(results).expect("serializable"),
+    )?;
+    hashprep::fsutil::write_atomic(
+        &out.join("results.md"),
+        markdown(config, results, out, options).as_bytes(),
+    )?;
+    let records: Vec<(String, Vec<crate::train::Record>)> = results
+        .iter()
+        .map(|r| {
+            Ok((
+                r.method.clone(),
+                read_records(&out.join("runs").join(&r.method).join("metrics.jsonl"))?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let curves: Vec<Curve<'_>> = records
+        .iter()
+        .map(|(label, records)| Curve { label, records })
+        .collect();
+    plot_curves(&out.join("curves.png"), &config.title, &curves)
+}
+
+fn markdown(
+    config: &SweepConfig,
+    results: &[MethodResult],
+    out: &Path,
+    options: &SweepOptions,
+) -> String {
+    let mut md = format!("# {}\n\n", config.title);
+    let t = &config.train;
+    let m = &config.model;
+    let data = |split: &str| {
+        hashprep::shard::Manifest::read(&out.join("data").join(split)).map_or((0, 0), |manifest| {
+            (manifest.totals.tokens, manifest.tokenizer.vocab_size)
+        })
+    };
+    let ((train, vocab), (valid, _), (test, _)) = (data("train"), data("valid"), data("test"));
+    let _ = write!(
+        md,
+        "Produced by `{}` on {}.\n\nData: {train} training tokens, {valid} validation, {test} test; vocabulary of {vocab} ids (`{}`). \
+         Every model: {} steps of {} x {} tokens, Adam at peak lr {} (inverse-sqrt, {} warmup steps), dropout {}; \
+         the sparse layer replaces the FFN of layer {} of {} with {} experts.\n\n",
+        options.command,
+        machine(&t.device),
+        config.data.tokenizer,
+        t.steps,
+        t.batch_size,
+        m.context,
+        t.lr,
+        t.warmup,
+        m.dropout,
+        config.sweep.layer,
+        m.layers,
+        config.sweep.experts,
+    );
+    md.push_str(
+        "| Model | Configuration | Params | Valid PPL | Test PPL | Max/mean load | Tokens/s |\n",
+    );
+    md.push_str("|---|---|---|---|---|---|---|\n");
+    for r in results {
+        let load = r
+            .max_over_mean
+            .map_or_else(|| "-".into(), |x| format!("{x:.2}"));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2}M | {:.2} | {:.2} | {load} | {:.0} |",
+            r.model,
+            r.configuration,
+            r.parameters as f64 / 1e6,
+            r.valid_ppl,
+            r.test_ppl,
+            r.tokens_per_s
+        );
+    }
+    md.push_str(
+        "\nValid PPL: the last evaluation during training; Test PPL: the final checkpoint on the test split. \
+         Max/mean load: the busiest expert's validation tokens over the mean (1 = perfectly balanced). \
+         Tokens/s: training throughput of the invocation that finished the run. Curves: `curves.png`; \
+         each run's metrics: `runs/NAME/metrics.jsonl`.\n",
+    );
+    md
+}
+
+/// The processor (or GPU) the sweep ran on.
+fn machine(device: &str) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "an unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    format!(
+        "{cpu} ({cores} cores, libtorch {} threads), device {device}",
+        tch::get_num_threads()
+    )
+}

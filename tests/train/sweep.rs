@@ -1,0 +1,123 @@
+//! `hashtrain sweep`: trains every method on one budget and writes a results table computed
+//! from the runs; a rerun finds the runs done and recomputes the same table.
+
+use std::path::Path;
+use std::process::Command;
+
+use hashtrain::train::{read_records, Record};
+
+use crate::common::repo;
+
+/// The shipped small sweep, shrunk: a few documents, a few steps, four methods.
+fn sweep(out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hashtrain"));
+    cmd.current_dir(repo())
+        .args([
+            "--no-progress",
+            "sweep",
+            "--config",
+            "pipelines/paper-table3-small.toml",
+            "--out",
+        ])
+        .arg(out);
+    for set in [
+        r#"data.train=[{path = "data/wikitext-103/wiki.valid.tokens", documents = [0, 12]}]"#,
+        r#"data.valid=[{path = "data/wikitext-103/wiki.test.tokens", documents = [0, 3]}]"#,
+        r#"data.test=[{path = "data/wikitext-103/wiki.test.tokens", documents = [3, 6]}]"#,
+        "train.steps=4",
+        "train.eval_every=2",
+        "train.checkpoint_every=0",
+        r#"sweep.methods=["dense", "balanced", "dispersed", "switch"]"#,
+    ]
+    .iter()
+    .chain(extra)
+    {
+        cmd.args(["--set", set]);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn sweep_writes_a_results_table_recomputed_from_its_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("table3");
+    let first = sweep(&out, &[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let results = std::fs::read_to_string(out.join("results.md")).unwrap();
+    let rows: Vec<&str> = results
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| Model"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{results}");
+    for (row, (method, name)) in rows.iter().zip([
+        ("dense", "Baseline Transformer"),
+        ("balanced", "Hash Layer (balanced)"),
+        ("dispersed", "Hash Layer (dispersed)"),
+        ("switch", "Switch Transformer"),
+    ]) {
+        assert!(row.starts_with(&format!("| {name} |")), "{row}");
+        // The valid column is the run's last validation record, not a number written by hand.
+        let records = read_records(&out.join("runs").join(method).join("metrics.jsonl")).unwrap();
+        let last = records
+            .iter()
+            .rev()
+            .find_map(|r| match r {
+                Record::Valid { step, ppl, .. } => Some((*step, *ppl)),
+                Record::Train { .. } => None,
+            })
+            .unwrap();
+        assert_eq!(last.0, 4);
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[4], format!("{:.2}", last.1), "{row}");
+        // Dense has no expert load; the others report one.
+        assert_eq!(cells[6] == "-", method == "dense", "{row}");
+    }
+    assert!(
+        out.join("tables/dispersed.arrow").exists(),
+        "dispersed from the dense run's embeddings"
+    );
+    assert!(out.join("curves.png").metadata().unwrap().len() > 1000);
+
+    // A rerun trains nothing again and recomputes the same table.
+    let metrics = std::fs::read(out.join("runs/balanced/metrics.jsonl")).unwrap();
+    let second = sweep(&out, &[]);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(
+        std::fs::read(out.join("runs/balanced/metrics.jsonl")).unwrap(),
+        metrics
+    );
+    let again = std::fs::read_to_string(out.join("results.md")).unwrap();
+    let table = |md: &str| {
+        md.lines()
+            .filter(|l| l.starts_with('|'))
+            .map(|l| {
+                // Tokens/s is a timing; every other column must be identical.
+                l.rsplitn(3, '|').nth(2).unwrap().to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(table(&again), table(&results));
+
+    // Changed data settings are refused rather than mixed with the old runs.
+    let changed = sweep(&out, &["data.min_count=2"]);
+    assert_eq!(changed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&changed.stderr).contains("other [data] settings"));
+}
+
+#[test]
+fn an_unknown_method_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    let result = sweep(&out, &[r#"sweep.methods=["dense", "hashy"]"#]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("unknown method `hashy`"));
+    assert!(!out.exists());
+}
