@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod kinds;
 mod learning;
+mod pipelines;
 mod resume;
 mod sweep;

@@ -232,22 +232,11 @@ impl RunConfig {
     /// # Errors
     /// See [`RunConfig::load`].
     pub fn parse(text: &str, origin: &Path, overrides: &[String]) -> Result<Self> {
-        let config_error = |message: String| Error::Config {
+        let config: RunConfig = parse_toml(text, origin, overrides)?;
+        config.validate().map_err(|message| Error::Config {
             path: origin.to_owned(),
             message,
-        };
-        let table: toml::Table = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
-        let mut root = toml::Value::Table(table);
-        for item in overrides {
-            apply_override(&mut root, item).map_err(|message| Error::Config {
-                path: PathBuf::from(format!("--set {item}")),
-                message,
-            })?;
-        }
-        let config: RunConfig = root
-            .try_into()
-            .map_err(|e: toml::de::Error| config_error(e.to_string()))?;
-        config.validate().map_err(config_error)?;
+        })?;
         Ok(config)
     }
 
@@ -323,6 +312,32 @@ impl RunConfig {
     pub fn sparse_at(&self, at: usize) -> Option<&SparseLayer> {
         self.model.sparse.iter().find(|s| s.at == at)
     }
+}
+
+/// Parses TOML `text` (named `origin` in errors), applies `--set` `overrides`, and
+/// deserializes the result: what run and sweep configs share.
+///
+/// # Errors
+/// The text does not parse, an override names no setting, or the result does not fit `T`.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &Path,
+    overrides: &[String],
+) -> Result<T> {
+    let config_error = |message: String| Error::Config {
+        path: origin.to_owned(),
+        message,
+    };
+    let table: toml::Table = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
+    let mut root = toml::Value::Table(table);
+    for item in overrides {
+        apply_override(&mut root, item).map_err(|message| Error::Config {
+            path: PathBuf::from(format!("--set {item}")),
+            message,
+        })?;
+    }
+    root.try_into()
+        .map_err(|e: toml::de::Error| config_error(e.to_string()))
 }
 
 /// Sets `key.path=value` in `root`. Array elements are addressed by index

@@ -157,13 +157,7 @@ fn run(args: RunArgs, progress: bool) -> Result<()> {
             summary.tokens_per_s,
             summary.loader_wait * 100.0
         )?;
-        for load in &summary.valid_loads {
-            writeln!(
-                out,
-                "  layer {} ({}): max/mean expert load {:.3}",
-                load.layer, load.kind, load.max_over_mean
-            )?;
-        }
+        print_loads(&mut out, &summary.valid_loads)?;
     }
     Ok(())
 }
@@ -208,13 +202,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
             result.ppl,
             result.tokens
         )?;
-        for load in &result.loads {
-            writeln!(
-                out,
-                "  layer {} ({}): max/mean expert load {:.3}",
-                load.layer, load.kind, load.max_over_mean
-            )?;
-        }
+        print_loads(&mut out, &result.loads)?;
     }
     Ok(())
 }
@@ -262,5 +250,17 @@ fn sweep(args: &SweepArgs, progress: bool) -> Result<()> {
         )?;
     }
     writeln!(out, "results: {}", args.out.join("results.md").display())?;
+    Ok(())
+}
+
+/// One line per sparse layer: its busiest expert's load over the mean.
+fn print_loads(out: &mut impl Write, loads: &[train::LayerLoad]) -> std::io::Result<()> {
+    for load in loads {
+        writeln!(
+            out,
+            "  layer {} ({}): max/mean expert load {:.3}",
+            load.layer, load.kind, load.max_over_mean
+        )?;
+    }
     Ok(())
 }

@@ -153,17 +153,7 @@ impl SweepConfig {
             path: path.to_owned(),
             message,
         };
-        let root: toml::Table = toml::from_str(&text).map_err(|e| config_error(e.to_string()))?;
-        let mut root = toml::Value::Table(root);
-        for item in overrides {
-            crate::config::apply_override(&mut root, item).map_err(|message| Error::Config {
-                path: PathBuf::from(format!("--set {item}")),
-                message,
-            })?;
-        }
-        let config: SweepConfig = root
-            .try_into()
-            .map_err(|e: toml::de::Error| config_error(e.to_string()))?;
+        let config: SweepConfig = crate::config::parse_toml(&text, path, overrides)?;
         config.methods().map_err(config_error)?;
         if !config.model.sparse.is_empty() {
             return Err(config_error(
