@@ -12,7 +12,7 @@ DEMO   := out/demo
 TORCH_LIB = $(shell $(PYTHON) -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 TORCH_ENV = LIBTORCH_USE_PYTORCH=1 PATH="$(abspath $(VENV))/bin:$$PATH" LD_LIBRARY_PATH="$(TORCH_LIB):$$LD_LIBRARY_PATH"
 
-.PHONY: demo test bench venv build clean
+.PHONY: demo test bench table3 venv build clean
 
 # libtorch for hashtrain (PyTorch's wheel, ~4.6 GB with its CUDA libraries).
 $(VENV)/.torch: requirements.txt
@@ -60,12 +60,19 @@ test: $(VENV)/.dev
 	! cargo tree --locked -p hashprep --edges normal,build | grep -q torch-sys
 	$(TORCH_ENV) HASHPREP_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --locked
 
+# The paper's Table 3 comparisons in miniature on the shipped Wikitext-103 text (about 35 minutes
+# on 2 CPU cores): 13 models, then runs/table3/results.md and curves.png. Rerunning skips
+# finished runs and recomputes the table.
+table3: build
+	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table3-small.toml --out runs/table3
+
 # Benchmarks against the tools people use today (HF datasets + tokenizers). Not part of CI.
 bench: build $(VENV)/.dev
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r benches/requirements.txt
 	$(PYTHON) benches/tokenize_vs_hf.py --hashprep $(BIN)
 	$(PYTHON) benches/tables_vs_python.py --hashprep $(BIN)
 	$(PYTHON) benches/reddit_pipeline.py --hashprep $(BIN)
+	$(TORCH_ENV) cargo bench --locked -p hashtrain --bench train_step
 
 clean:
 	rm -rf out target/bench
