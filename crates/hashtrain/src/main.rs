@@ -36,14 +36,22 @@ enum Command {
     Sweep(SweepArgs),
 }
 
+/// A config file and its overrides (run and sweep).
 #[derive(Debug, Args)]
-struct SweepArgs {
-    /// The sweep config (TOML), e.g. pipelines/paper-table3-small.toml.
+struct ConfigArgs {
+    /// The config (TOML), e.g. pipelines/demo-hash.toml or pipelines/paper-table3-small.toml.
     #[arg(long)]
     config: PathBuf,
-    /// Override a setting: `train.steps=200`, `sweep.methods=["dense","balanced"]` (repeatable).
+    /// Override a setting: `train.steps=200`, `model.sparse.0.kind=switch`,
+    /// `sweep.methods=["dense","balanced"]` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct SweepArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
     /// The sweep folder (data, tables, runs, results.md).
     #[arg(long)]
     out: PathBuf,
@@ -54,12 +62,8 @@ struct SweepArgs {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// The run config (TOML).
-    #[arg(long)]
-    config: PathBuf,
-    /// Override a setting: `train.steps=200`, `model.sparse.0.kind=switch` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// The run folder (metrics, curves, checkpoints).
     #[arg(long)]
     out: PathBuf,
@@ -131,7 +135,7 @@ fn dispatch(cli: Cli) -> Result<()> {
 }
 
 fn run(args: RunArgs, progress: bool) -> Result<()> {
-    let mut config = RunConfig::load(&args.config, &args.overrides)?;
+    let mut config = RunConfig::load(&args.config.config, &args.config.overrides)?;
     if let Some(device) = args.device {
         config.train.device = device;
     }
@@ -222,7 +226,7 @@ fn export_embeddings(args: &ExportArgs) -> Result<()> {
 }
 
 fn sweep(args: &SweepArgs, progress: bool) -> Result<()> {
-    let config = hashtrain::sweep::SweepConfig::load(&args.config, &args.overrides)?;
+    let config = hashtrain::sweep::SweepConfig::load(&args.config.config, &args.config.overrides)?;
     let command = std::env::args()
         .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
         .collect::<Vec<_>>()
