@@ -13,7 +13,7 @@ use hashprep::loader::{Loader, LoaderConfig};
 use hashprep::pipeline::{
     build_table_files, tokenize, BuildTableRequest, RunOptions, TokenizeSettings,
 };
-use hashprep::table::{Method, TableFormat, TableSpec};
+use hashprep::table::{Method, TableSpec};
 
 const BATCH: usize = 64;
 const SEQ: usize = 1024;
@@ -39,17 +39,12 @@ fn prepare(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
     .iter()
     .map(|&method| {
         let out = dir.join(format!("{}.arrow", method.name()));
-        let request = BuildTableRequest {
-            spec: TableSpec::new(method, 64),
-            data: Some(data.clone()),
-            counts: None,
-            embeddings: None,
-            tensor: None,
-            out: out.clone(),
-            format: TableFormat::Arrow,
-            plot: None,
-        };
-        build_table_files(&request).unwrap();
+        build_table_files(&BuildTableRequest::from_data(
+            TableSpec::new(method, 64),
+            &data,
+            &out,
+        ))
+        .unwrap();
         out
     })
     .collect();

@@ -17,7 +17,7 @@ use hashprep::corpus::Format;
 use hashprep::pipeline::{
     build_table_files, tokenize, BuildTableRequest, RunOptions, TokenizeSettings,
 };
-use hashprep::table::{Method, TableFormat, TableSpec};
+use hashprep::table::{Method, TableSpec};
 use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
 use hashtrain::model::masked_nll;
 use hashtrain::train::{run, DeviceBatch, Setup};
@@ -182,16 +182,11 @@ fn prepare(dir: &Path) -> (PathBuf, PathBuf) {
     };
     tokenize(&settings, &[text], &data, &options).expect("tokenize");
     let table = dir.join("balanced.arrow");
-    build_table_files(&BuildTableRequest {
-        spec: TableSpec::new(Method::Balanced, 16),
-        data: Some(data.clone()),
-        counts: None,
-        embeddings: None,
-        tensor: None,
-        out: table.clone(),
-        format: TableFormat::Arrow,
-        plot: None,
-    })
+    build_table_files(&BuildTableRequest::from_data(
+        TableSpec::new(Method::Balanced, 16),
+        &data,
+        &table,
+    ))
     .expect("table");
     (data, table)
 }

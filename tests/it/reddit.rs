@@ -11,8 +11,11 @@ use crate::common::*;
 use crate::formats::compress;
 
 /// Two "months": comments of a thread spread over both files, the submissions in the second,
-/// written in shuffled order; one file zstd-compressed with a 2 GiB window.
-fn dumps(dir: &Path) -> Vec<std::path::PathBuf> {
+/// written in shuffled order; one file zstd-compressed with a 2 GiB window. Written into a new
+/// folder `dumps` under `tmp`, which is returned.
+fn dumps(tmp: &Path) -> std::path::PathBuf {
+    let dir = tmp.join("dumps");
+    std::fs::create_dir(&dir).unwrap();
     let mut first = Vec::new();
     let mut second = Vec::new();
     for t in 0..6 {
@@ -47,17 +50,15 @@ fn dumps(dir: &Path) -> Vec<std::path::PathBuf> {
     std::fs::write(dir.join("RC_2020-01"), first.join("\n") + "\n").unwrap();
     let plain = dir.join("RC_2020-02");
     std::fs::write(&plain, second.join("\n") + "\n").unwrap();
-    let zst = compress(&plain, "zst", second.join("\n").as_bytes());
+    compress(&plain, "zst", second.join("\n").as_bytes());
     std::fs::remove_file(&plain).unwrap();
-    vec![dir.join("RC_2020-01"), zst]
+    dir
 }
 
 #[test]
 fn reddit_examples_have_their_thread_as_context() {
     let tmp = tempfile::tempdir().unwrap();
-    let inputs = tmp.path().join("dumps");
-    std::fs::create_dir(&inputs).unwrap();
-    dumps(&inputs);
+    let inputs = dumps(tmp.path());
     let out = tmp.path().join("out");
     let stdout = run_ok(
         tokenize_into(
@@ -153,9 +154,7 @@ fn reddit_examples_have_their_thread_as_context() {
 #[test]
 fn reddit_tasks_split_by_thread_and_merge_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let inputs = tmp.path().join("dumps");
-    std::fs::create_dir(&inputs).unwrap();
-    dumps(&inputs);
+    let inputs = dumps(tmp.path());
     let single = tmp.path().join("single");
     run_ok(tokenize_into(&single, &["--format", "reddit", "--tokenizer", "gpt2"]).arg(&inputs));
     let mut parts = Vec::new();

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 
 use hashprep::pipeline::{build_table_files, BuildTableRequest};
-use hashprep::table::{Method, TableFormat, TableSpec};
+use hashprep::table::{Method, TableSpec};
 
 use crate::common::{config, fixture, table_layer, valid_ppl};
 
@@ -83,17 +83,10 @@ fn run_then_eval_reproduces_the_last_validation_and_exports_embeddings() {
     assert_eq!(code, 0, "{stderr}");
     let mut spec = TableSpec::new(Method::Clustered, 16);
     spec.kmeans.max_iterations = 5;
-    let report = build_table_files(&BuildTableRequest {
-        spec,
-        data: Some(fixture().train.clone()),
-        counts: None,
-        embeddings: Some(npy),
-        tensor: None,
-        out: dir.path().join("clustered.arrow"),
-        format: TableFormat::Arrow,
-        plot: None,
-    })
-    .unwrap();
+    let mut request =
+        BuildTableRequest::from_data(spec, &fixture().train, &dir.path().join("clustered.arrow"));
+    request.embeddings = Some(npy);
+    let report = build_table_files(&request).unwrap();
     assert_eq!(report.experts, 16);
     let manifest = hashprep::shard::Manifest::read(&fixture().train).unwrap();
     assert_eq!(report.vocab_size, manifest.tokenizer.vocab_size);

@@ -7,7 +7,7 @@ use hashprep::corpus::Format;
 use hashprep::pipeline::{
     build_table_files, tokenize, BuildTableRequest, RunOptions, TokenizeSettings,
 };
-use hashprep::table::{Method, TableFormat, TableSpec};
+use hashprep::table::{Method, TableSpec};
 use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
 use hashtrain::train::{read_records, Record};
 use hashtrain::RunConfig;
@@ -65,17 +65,7 @@ pub(crate) fn fixture() -> &'static Fixture {
             let mut spec = TableSpec::new(method, 16);
             spec.hashes = hashes;
             let out = dir.path().join(name);
-            build_table_files(&BuildTableRequest {
-                spec,
-                data: Some(train.clone()),
-                counts: None,
-                embeddings: None,
-                tensor: None,
-                out: out.clone(),
-                format: TableFormat::Arrow,
-                plot: None,
-            })
-            .unwrap();
+            build_table_files(&BuildTableRequest::from_data(spec, &train, &out)).unwrap();
             out
         };
         Fixture {

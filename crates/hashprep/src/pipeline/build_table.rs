@@ -34,6 +34,23 @@ pub struct BuildTableRequest {
     pub plot: Option<PathBuf>,
 }
 
+impl BuildTableRequest {
+    /// `spec` from the counts of the tokenize output `data`, written to `out` as Arrow, with no
+    /// embeddings and no plot (set those fields for `clustered` / `dispersed` or a plot).
+    pub fn from_data(spec: TableSpec, data: &Path, out: &Path) -> Self {
+        Self {
+            spec,
+            data: Some(data.to_owned()),
+            counts: None,
+            embeddings: None,
+            tensor: None,
+            out: out.to_owned(),
+            format: TableFormat::Arrow,
+            plot: None,
+        }
+    }
+}
+
 /// Statistics of one stream of a table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamReport {

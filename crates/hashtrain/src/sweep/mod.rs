@@ -14,7 +14,7 @@ mod report;
 use std::path::{Path, PathBuf};
 
 use hashprep::pipeline::{build_table_files, BuildTableRequest};
-use hashprep::table::{Method, TableFormat, TableSpec};
+use hashprep::table::{Method, TableSpec};
 use serde::{Deserialize, Serialize};
 
 pub use data::{prepare, PreparedData, Source, SweepData};
@@ -301,19 +301,11 @@ fn build_table(
     spec.seed = config.train.seed;
     // Previous-token and oracle routes hash the neighbouring token as balanced does the current one.
     spec.base = Method::Balanced;
-    let embeddings = method
+    let mut request = BuildTableRequest::from_data(spec, &data.train, &path);
+    request.embeddings = method
         .needs_embeddings()
         .then(|| out.join("tables").join("dense-embeddings.npy"));
-    build_table_files(&BuildTableRequest {
-        spec,
-        data: Some(data.train.clone()),
-        counts: None,
-        embeddings,
-        tensor: None,
-        out: path.clone(),
-        format: TableFormat::Arrow,
-        plot: None,
-    })?;
+    build_table_files(&request)?;
     Ok(Some(path))
 }
 
@@ -339,7 +331,8 @@ fn train_once(config: &RunConfig, dir: &Path, progress: bool) -> Result<()> {
 fn test_eval(run_dir: &Path, test: &Path) -> Result<train::Evaluation> {
     let cache = run_dir.join("test.json");
     let checkpoint = train::checkpoint::resolve(run_dir)?;
-    let step = train::checkpoint::read_state(&checkpoint)?.step;
+    let state = train::checkpoint::read_state(&checkpoint)?;
+    let step = state.step;
     if let Ok(bytes) = std::fs::read(&cache) {
         if let Ok(cached) = serde_json::from_slice::<report::TestRecord>(&bytes) {
             if cached.step == step {
@@ -347,12 +340,7 @@ fn test_eval(run_dir: &Path, test: &Path) -> Result<train::Evaluation> {
             }
         }
     }
-    let device = train::parse_device(
-        &train::checkpoint::read_state(&checkpoint)?
-            .config
-            .train
-            .device,
-    )?;
+    let device = train::parse_device(&state.config.train.device)?;
     let (restored, mut loader) = train::restore(&checkpoint, device, Some(test))?;
     let evaluation = evaluate(&restored.model, &mut loader, device, 0, &restored.layers);
     let record = report::TestRecord::new(step, &evaluation);
