@@ -113,11 +113,23 @@ fn sweep_writes_a_results_table_recomputed_from_its_runs() {
 }
 
 #[test]
-fn an_unknown_method_is_refused_before_any_work() {
+fn unknown_methods_and_documents_past_the_end_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("never");
     let result = sweep(&out, &[r#"sweep.methods=["dense", "hashy"]"#]);
     assert_eq!(result.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&result.stderr).contains("unknown method `hashy`"));
     assert!(!out.exists());
+
+    // A document range past the end of its file names the file and how many it holds.
+    let result = sweep(
+        &out,
+        &[r#"data.test=[{path = "data/wikitext-103/wiki.test.tokens", documents = [3, 999]}]"#],
+    );
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("wiki.test.tokens: documents [3, 999) asked for, but the file holds 62"),
+        "{stderr}"
+    );
 }
