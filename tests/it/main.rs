@@ -14,4 +14,5 @@ mod reddit;
 mod resume;
 mod tables;
 mod tasks;
+mod tokenizer_files;
 mod wikitext;

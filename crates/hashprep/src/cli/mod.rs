@@ -12,7 +12,7 @@ use hashprep::pipeline::{
     self, BuildTableRequest, ExampleStream, OnError, RunOptions, TokenizeSettings,
 };
 use hashprep::table::{Method, TableFormat, TableSpec};
-use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
+use hashprep::tokenize::{train_tokenizer, SpecialTokens, TokenizerKind, TrainOptions};
 
 /// Corpus -> Arrow shards -> token->expert tables, for Hash Layer `MoE` training.
 #[derive(Debug, Parser)]
@@ -146,6 +146,11 @@ struct TokenizeArgs {
     /// Append no end-of-document token.
     #[arg(long)]
     no_eos: bool,
+    /// Special-token strings written in the text (a literal `<|endoftext|>`): `ordinary`
+    /// encodes them as plain text, so only the appended end token ends a document; `recognize`
+    /// turns them into the special ids. Occurrences are counted in the summary either way.
+    #[arg(long, value_enum, default_value_t = SpecialTokens::Ordinary)]
+    special_tokens: SpecialTokens,
     /// reddit: context turns kept before each response, nearest last.
     #[arg(long, default_value_t = 7)]
     max_context_turns: usize,
@@ -382,6 +387,7 @@ fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
         no_eos: args.no_eos,
         shard_bytes: (args.shard_mib * (1u64 << 20) as f64) as u64,
         on_error: args.corpus.on_error,
+        special_tokens: args.special_tokens,
     };
     let options = RunOptions {
         threads: args.threads,

@@ -26,7 +26,7 @@ use crate::shard::{
     Manifest, ShardInfo, ShardReader, ShardWriter, TokenWidth, TokenizerInfo, Totals,
     MANIFEST_VERSION,
 };
-use crate::tokenize::{fingerprint_bytes, TextTokenizer};
+use crate::tokenize::{fingerprint_bytes, SpecialTokens, TextTokenizer};
 
 /// Directory of the Reddit spill files inside an output directory (removed when complete).
 pub(crate) const SPILL_DIR: &str = ".spill";
@@ -60,6 +60,13 @@ pub struct TokenizeSettings {
     /// Bad-record policy.
     #[serde(default)]
     pub on_error: OnError,
+    /// How special-token strings written inside the text are encoded (default: as ordinary text).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub special_tokens: SpecialTokens,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 fn default_shard_bytes() -> u64 {
@@ -76,9 +83,13 @@ impl TokenizeSettings {
             no_eos: false,
             shard_bytes: default_shard_bytes(),
             on_error: OnError::Fail,
+            special_tokens: SpecialTokens::default(),
         }
     }
 }
+
+/// Notice counting special-token strings found inside the encoded text.
+const SPECIAL_TOKEN_TEXT: &str = "special_token_text";
 
 /// How to run (does not change the output).
 #[derive(Debug, Clone)]
@@ -146,6 +157,7 @@ enum Encoded {
         len: u32,
         prefix_len: u32,
         source: Option<Source>,
+        special_strings: u64,
     },
     Skipped(SkipReason),
     Notice(&'static str),
@@ -176,7 +188,12 @@ pub fn tokenize(
     options: &RunOptions,
 ) -> Result<TokenizeSummary> {
     let started = Instant::now();
-    let tokenizer = Arc::new(TextTokenizer::load(&settings.tokenizer)?);
+    let mut tokenizer = TextTokenizer::load(&settings.tokenizer)?;
+    tokenizer.set_special_tokens(settings.special_tokens);
+    for adjustment in tokenizer.adjustments() {
+        eprintln!("hashprep: {}: {adjustment}", tokenizer.source());
+    }
+    let tokenizer = Arc::new(tokenizer);
     let eos = if settings.no_eos {
         None
     } else {
@@ -372,6 +389,7 @@ fn tokenizer_info(tokenizer: &TextTokenizer, eos: Option<&(String, u32)>) -> Tok
         vocab_size: tokenizer.vocab_size(),
         eos_token: eos.map(|e| e.0.clone()),
         eos_id: eos.map(|e| e.1),
+        adjusted: tokenizer.adjustments().to_vec(),
     }
 }
 
@@ -428,7 +446,9 @@ impl ChunkEncoder {
                 Item::Notice(name) => items.push(Encoded::Notice(name)),
                 Item::Example(example) => {
                     let start = ids.len();
+                    let mut special_strings = self.tokenizer.count_special_strings(&example.text);
                     for turn in &example.context {
+                        special_strings += self.tokenizer.count_special_strings(turn);
                         ids.extend(self.tokenizer.encode(turn)?);
                         ids.extend(self.eos);
                     }
@@ -448,6 +468,7 @@ impl ChunkEncoder {
                         len: (ids.len() - start) as u32,
                         prefix_len,
                         source: example.source,
+                        special_strings,
                     });
                 }
             }
@@ -631,6 +652,7 @@ impl OutputWriter {
                     len,
                     prefix_len,
                     ref source,
+                    special_strings,
                 } => {
                     let ids = &chunk.ids[offset..offset + len as usize];
                     offset += len as usize;
@@ -655,6 +677,13 @@ impl OutputWriter {
                         )));
                     }
                     self.counts.add(ids);
+                    if special_strings > 0 {
+                        *self
+                            .totals
+                            .notices
+                            .entry(SPECIAL_TOKEN_TEXT.to_owned())
+                            .or_default() += special_strings;
+                    }
                     self.totals.documents += 1;
                     self.totals.tokens += u64::from(len);
                     if shard.data_bytes() >= self.shard_bytes {

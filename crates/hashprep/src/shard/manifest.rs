@@ -48,6 +48,10 @@ pub struct TokenizerInfo {
     pub eos_token: Option<String>,
     /// Its id.
     pub eos_id: Option<u32>,
+    /// What loading disabled in the given `tokenizer.json` (truncation, padding); the copy in
+    /// the directory is the tokenizer as used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adjusted: Vec<String>,
 }
 
 /// Totals over all shards.
@@ -60,7 +64,8 @@ pub struct Totals {
     pub tokens: u64,
     /// Records skipped, by reason.
     pub skipped: BTreeMap<String, u64>,
-    /// Counts that lose nothing, by name (Reddit: `orphan_context`, contexts cut at a missing parent).
+    /// Counts that lose nothing, by name: `special_token_text` (special-token strings found
+    /// inside the text), Reddit's `orphan_context` (contexts cut at a missing parent).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub notices: BTreeMap<String, u64>,
 }

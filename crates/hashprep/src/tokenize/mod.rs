@@ -6,6 +6,9 @@ mod train;
 
 use std::path::Path;
 
+use aho_corasick::AhoCorasick;
+use serde::{Deserialize, Serialize};
+
 pub use gpt2::GPT2_EOS;
 pub use train::{train_tokenizer, TokenizerKind, TrainOptions};
 
@@ -15,13 +18,31 @@ use crate::error::{Error, Result};
 pub const DEFAULT_EOS_CANDIDATES: [&str; 5] =
     ["<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "[SEP]"];
 
+/// How a special token's string (`<|endoftext|>`, `</s>`) written inside the text is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SpecialTokens {
+    /// As ordinary text (tiktoken's `encode_ordinary`): special ids appear only where the tool
+    /// appends them, so a literal `<|endoftext|>` in a document cannot end it.
+    #[default]
+    Ordinary,
+    /// As the special token's id (the `tokenizers` library's default).
+    Recognize,
+}
+
 /// A loaded tokenizer plus the exact `tokenizer.json` bytes that define it.
+///
+/// Corpus tokenization encodes every document whole: a `tokenizer.json` that sets truncation or
+/// padding has them disabled on loading ([`Self::adjustments`] says what was disabled) and
+/// [`Self::json`] holds the file as used, without them.
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     json: Vec<u8>,
     fingerprint: String,
     source: String,
     vocab_size: usize,
+    adjustments: Vec<String>,
+    special_strings: Option<AhoCorasick>,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -71,23 +92,66 @@ impl TextTokenizer {
     /// # Errors
     /// The bytes are not a valid tokenizer.
     pub fn from_json_bytes(json: Vec<u8>, source: &str) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(&json)
+        let mut inner = tokenizers::Tokenizer::from_bytes(&json)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let adjustments = disable_truncation_and_padding(&mut inner);
+        let json = if adjustments.is_empty() {
+            json
+        } else {
+            inner
+                .to_string(true)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?
+                .into_bytes()
+        };
         let vocab_size = inner
             .get_vocab(true)
             .values()
             .max()
             .map_or(0, |&max| max as usize + 1);
-        Ok(Self {
+        let specials: Vec<String> = inner
+            .get_added_tokens_decoder()
+            .into_values()
+            .filter(|token| token.special && !token.content.is_empty())
+            .map(|token| token.content)
+            .collect();
+        let special_strings = if specials.is_empty() {
+            None
+        } else {
+            Some(AhoCorasick::new(&specials).map_err(|e| Error::Tokenizer(e.to_string()))?)
+        };
+        let mut tokenizer = Self {
             fingerprint: fingerprint_bytes(&json),
             inner,
             json,
             source: source.to_owned(),
             vocab_size,
-        })
+            adjustments,
+            special_strings,
+        };
+        tokenizer.set_special_tokens(SpecialTokens::Ordinary);
+        Ok(tokenizer)
     }
 
-    /// Encodes text to token ids (no special tokens added).
+    /// Chooses how special-token strings inside the text are encoded (default: ordinary text).
+    pub fn set_special_tokens(&mut self, mode: SpecialTokens) {
+        self.inner
+            .set_encode_special_tokens(mode == SpecialTokens::Ordinary);
+    }
+
+    /// What loading disabled in the `tokenizer.json` (truncation, padding), one line each.
+    pub fn adjustments(&self) -> &[String] {
+        &self.adjustments
+    }
+
+    /// How many times a special token's string occurs in `text`.
+    pub fn count_special_strings(&self, text: &str) -> u64 {
+        self.special_strings
+            .as_ref()
+            .map_or(0, |matcher| matcher.find_iter(text).count() as u64)
+    }
+
+    /// Encodes text to token ids (no special tokens added; special-token strings in the text
+    /// as [`Self::set_special_tokens`] chose).
     ///
     /// # Errors
     /// The tokenizer library fails on this text.
@@ -164,6 +228,29 @@ impl TextTokenizer {
     }
 }
 
+/// Turns off truncation and padding, which would cut or pad every document; says what was on.
+fn disable_truncation_and_padding(tokenizer: &mut tokenizers::Tokenizer) -> Vec<String> {
+    let mut adjustments = Vec::new();
+    if let Some(truncation) = tokenizer.get_truncation() {
+        adjustments.push(format!(
+            "truncation disabled (max_length {}): documents are encoded whole",
+            truncation.max_length
+        ));
+    }
+    if let Some(padding) = tokenizer.get_padding() {
+        adjustments.push(format!(
+            "padding disabled (pad token {:?}): no padding ids are added",
+            padding.pad_token
+        ));
+    }
+    if !adjustments.is_empty() {
+        // Truncation cannot fail to be removed; `Err` only guards invalid new settings.
+        let _ = tokenizer.with_truncation(None);
+        tokenizer.with_padding(None);
+    }
+    adjustments
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,12 +258,11 @@ mod tests {
     #[test]
     fn gpt2_gives_gpt2_ids() {
         let tok = TextTokenizer::load("gpt2").unwrap();
-        let cases: [(&str, &[u32]); 5] = [
+        let cases: [(&str, &[u32]); 4] = [
             ("Hello world", &[15496, 995]),
             (" Hello", &[18435]),
             ("hello", &[31373]),
             ("The quick brown fox", &[464, 2068, 7586, 21831]),
-            ("<|endoftext|>", &[50256]),
         ];
         for (text, ids) in cases {
             assert_eq!(tok.encode(text).unwrap(), ids, "{text:?}");
@@ -195,6 +281,41 @@ mod tests {
         let text = "  Multiple   spaces,\ttabs\n\nnewlines; numbers 1234567 3.14159; don't you'll \
                     UPPER lower MiXeD; unicode: café naïve 日本語 🙂 emoji; code: fn main() { x += 1; }";
         assert_eq!(tok.encode(text).unwrap(), reference.encode_ordinary(text));
+    }
+
+    #[test]
+    fn special_token_strings_are_ordinary_text_unless_recognized() {
+        let mut tok = TextTokenizer::load("gpt2").unwrap();
+        let reference = tiktoken_rs::r50k_base_singleton();
+        let text = "a<|endoftext|>b <|endoftext|>";
+        assert_eq!(tok.encode(text).unwrap(), reference.encode_ordinary(text));
+        assert!(!tok.encode(text).unwrap().contains(&GPT2_EOS.1));
+        assert_eq!(tok.count_special_strings(text), 2);
+        tok.set_special_tokens(SpecialTokens::Recognize);
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(ids.iter().filter(|&&id| id == GPT2_EOS.1).count(), 2);
+    }
+
+    #[test]
+    fn truncation_and_padding_in_tokenizer_json_are_disabled() {
+        let gpt2 = TextTokenizer::load("gpt2").unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(gpt2.json()).unwrap();
+        json["truncation"] = serde_json::json!({
+            "direction": "Right", "max_length": 5, "strategy": "LongestFirst", "stride": 0
+        });
+        json["padding"] = serde_json::json!({
+            "strategy": {"Fixed": 64}, "direction": "Right", "pad_to_multiple_of": null,
+            "pad_id": 50256, "pad_type_id": 0, "pad_token": "<|endoftext|>"
+        });
+        let tok = TextTokenizer::from_json_bytes(json.to_string().into_bytes(), "t").unwrap();
+        let text = "The quick brown fox jumps over the lazy dog again and again";
+        assert_eq!(tok.encode(text).unwrap(), gpt2.encode(text).unwrap());
+        assert_eq!(tok.adjustments().len(), 2, "{:?}", tok.adjustments());
+        assert!(tok.adjustments()[0].contains("max_length 5"));
+        // The stored copy is the tokenizer as used: reloading it changes nothing more.
+        let stored: serde_json::Value = serde_json::from_slice(tok.json()).unwrap();
+        assert!(stored["truncation"].is_null() && stored["padding"].is_null());
+        assert_eq!(tok.fingerprint(), fingerprint_bytes(tok.json()));
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! Real-world `tokenizer.json` files: truncation and padding sections, and special-token
+//! strings written inside the text.
+
+use hashprep::shard::Manifest;
+use hashprep::tokenize::{TextTokenizer, GPT2_EOS};
+
+use crate::common::*;
+
+/// GPT-2's tokenizer.json as published on the hub: truncation to 50 ids, plus a padding section.
+fn gpt2_json_with_truncation_and_padding(dir: &std::path::Path) -> std::path::PathBuf {
+    let gpt2 = TextTokenizer::load("gpt2").unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(gpt2.json()).unwrap();
+    json["truncation"] = serde_json::json!({
+        "direction": "Right", "max_length": 50, "strategy": "LongestFirst", "stride": 0
+    });
+    json["padding"] = serde_json::json!({
+        "strategy": "BatchLongest", "direction": "Right", "pad_to_multiple_of": 8,
+        "pad_id": 50256, "pad_type_id": 0, "pad_token": "<|endoftext|>"
+    });
+    let path = dir.join("gpt2-truncating.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn truncation_and_padding_of_a_tokenizer_json_are_disabled_and_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = gpt2_wikitext(tmp.path(), &[]);
+    let tokenizer = gpt2_json_with_truncation_and_padding(tmp.path());
+    let out = tmp.path().join("out");
+    let result = tokenize_into(&out, &["--format", "wikitext103", "--tokenizer"])
+        .arg(&tokenizer)
+        .arg(wikitext("valid"))
+        .output()
+        .unwrap();
+    assert!(result.status.success());
+    let stderr = String::from_utf8(result.stderr).unwrap();
+    assert_eq!(
+        stderr.matches("truncation disabled (max_length 50)").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(stderr.contains("padding disabled"), "{stderr}");
+
+    // Every document whole, no padding ids: the same rows as the built-in GPT-2.
+    assert_eq!(read_rows(&out), read_rows(&reference));
+    let manifest = Manifest::read(&out).unwrap();
+    assert_eq!(
+        manifest.totals.tokens,
+        Manifest::read(&reference).unwrap().totals.tokens
+    );
+    assert_eq!(manifest.tokenizer.adjusted.len(), 2);
+    // The copy next to the shards is the tokenizer as used.
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("tokenizer.json")).unwrap()).unwrap();
+    assert!(stored["truncation"].is_null() && stored["padding"].is_null());
+}
+
+#[test]
+fn special_token_strings_inside_text_are_ordinary_text_by_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("docs.txt");
+    std::fs::write(
+        &input,
+        "a document that quotes <|endoftext|> in its text\nand a second one <|endoftext|><|endoftext|>\n",
+    )
+    .unwrap();
+    let ordinary = tmp.path().join("ordinary");
+    let recognized = tmp.path().join("recognized");
+    let summary = run_ok(
+        tokenize_into(&ordinary, &["--format", "text", "--tokenizer", "gpt2", "--json"])
+            .arg(&input),
+    );
+    run_ok(
+        tokenize_into(
+            &recognized,
+            &[
+                "--format",
+                "text",
+                "--tokenizer",
+                "gpt2",
+                "--special-tokens",
+                "recognize",
+            ],
+        )
+        .arg(&input),
+    );
+
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["totals"]["notices"]["special_token_text"], 3);
+    let eos = GPT2_EOS.1;
+    for (tokens, _) in read_rows(&ordinary) {
+        // The end-of-document id only where the tool appends it.
+        assert_eq!(tokens.iter().position(|&id| id == eos), Some(tokens.len() - 1));
+    }
+    let recognized_rows = read_rows(&recognized);
+    let eos_per_row: Vec<usize> = recognized_rows
+        .iter()
+        .map(|(tokens, _)| tokens.iter().filter(|&&id| id == eos).count())
+        .collect();
+    assert_eq!(eos_per_row, [2, 3]);
+    assert_eq!(
+        Manifest::read(&recognized).unwrap().totals.notices["special_token_text"],
+        3
+    );
+}
