@@ -8,6 +8,7 @@ mod bad_input;
 mod common;
 mod formats;
 mod inspect;
+mod integrity;
 mod loader;
 mod python;
 mod reddit;

@@ -178,7 +178,9 @@ fn reddit_tasks_split_by_thread_and_merge_back() {
         );
         parts.push(out);
     }
-    assert_merge_matches(&single, &parts, &tmp.path().join("merged"));
+    let (single, merged) = assert_merge_matches(&single, &parts, &tmp.path().join("merged"));
+    // Every task read both files: the merged manifest still lists each once.
+    assert_eq!(merged.inputs, single.inputs);
 }
 
 #[test]

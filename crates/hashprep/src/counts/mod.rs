@@ -1,7 +1,6 @@
 //! Token frequency counts: one `u64` per id of the vocabulary (zeros included), mergeable
 //! across tasks, stored as `counts.arrow`.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -139,9 +138,17 @@ impl TokenCounts {
     /// # Errors
     /// Missing file, wrong schema, or ids that are not `0..V` in order.
     pub fn read(path: &Path) -> Result<(Self, Option<String>)> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let reader =
-            FileReader::try_new(file, None).map_err(|e| Error::corrupt(path, e.to_string()))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses the bytes of a counts file; `path` names it in errors.
+    ///
+    /// # Errors
+    /// Wrong schema, or ids that are not `0..V` in order.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Self, Option<String>)> {
+        let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| Error::corrupt(path, e.to_string()))?;
         let fingerprint = reader
             .schema()
             .metadata()

@@ -34,12 +34,15 @@ impl std::fmt::Debug for TokenDataset {
 }
 
 impl TokenDataset {
-    /// Opens `dir`, verifying every shard's checksum and row count against the manifest.
+    /// Opens `dir`, verifying every shard's checksum and row count, the counts file and the
+    /// tokenizer copy against the manifest.
     ///
     /// # Errors
-    /// No manifest, or a shard missing, truncated or altered since it was written.
+    /// No manifest, or a shard, the counts or the tokenizer missing, truncated or altered since
+    /// they were written.
     pub fn open(dir: &Path) -> Result<Self> {
         let manifest = Manifest::read(dir)?;
+        manifest.read_counts(dir)?;
         let mut shards = Vec::with_capacity(manifest.shards.len());
         let (mut docs, mut lengths, mut prefix_lens) = (Vec::new(), Vec::new(), Vec::new());
         for (s, info) in manifest.shards.iter().enumerate() {

@@ -88,8 +88,7 @@ pub struct TableReport {
 /// # Errors
 /// Bad input (see [`build_table`]), unreadable counts or embeddings, or an I/O failure.
 pub fn build_table_files(request: &BuildTableRequest) -> Result<TableReport> {
-    let (counts, counts_path, tokenizer_fingerprint) = load_counts(request)?;
-    let counts_bytes = std::fs::read(&counts_path).map_err(|e| Error::io(&counts_path, e))?;
+    let (counts, counts_fingerprint, tokenizer_fingerprint) = load_counts(request)?;
     let embeddings = request
         .embeddings
         .as_deref()
@@ -98,7 +97,7 @@ pub fn build_table_files(request: &BuildTableRequest) -> Result<TableReport> {
     let inputs = TableInputs {
         counts: &counts,
         tokenizer_fingerprint,
-        counts_fingerprint: fingerprint_bytes(&counts_bytes),
+        counts_fingerprint,
         embeddings: embeddings.as_ref(),
     };
     let table = build_table(&request.spec, &inputs)?;
@@ -118,20 +117,30 @@ pub fn build_table_files(request: &BuildTableRequest) -> Result<TableReport> {
     })
 }
 
-fn load_counts(request: &BuildTableRequest) -> Result<(TokenCounts, PathBuf, String)> {
-    let path = match (&request.data, &request.counts) {
-        (Some(dir), None) => dir.join(Manifest::read(dir)?.counts_file),
-        (None, Some(file)) => file.clone(),
-        _ => {
-            return Err(Error::BadInput(
-                "give exactly one of --data DIR or --counts FILE".into(),
+/// The counts, the checksum of their file and their tokenizer fingerprint. A data directory's
+/// counts are verified against its manifest.
+fn load_counts(request: &BuildTableRequest) -> Result<(TokenCounts, String, String)> {
+    match (&request.data, &request.counts) {
+        (Some(dir), None) => {
+            let manifest = Manifest::read(dir)?;
+            let counts = manifest.read_counts(dir)?;
+            Ok((
+                counts,
+                manifest.counts_checksum,
+                manifest.tokenizer.fingerprint,
             ))
         }
-    };
-    let (counts, fingerprint) = TokenCounts::read(&path)?;
-    let fingerprint = fingerprint
-        .ok_or_else(|| Error::corrupt(&path, "counts without a tokenizer fingerprint"))?;
-    Ok((counts, path, fingerprint))
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let (counts, fingerprint) = TokenCounts::from_bytes(&bytes, path)?;
+            let fingerprint = fingerprint
+                .ok_or_else(|| Error::corrupt(path, "counts without a tokenizer fingerprint"))?;
+            Ok((counts, fingerprint_bytes(&bytes), fingerprint))
+        }
+        _ => Err(Error::BadInput(
+            "give exactly one of --data DIR or --counts FILE".into(),
+        )),
+    }
 }
 
 fn stream_reports(
@@ -285,7 +294,7 @@ pub fn compare_tables(
     plot: Option<&Path>,
 ) -> Result<Vec<TableComparison>> {
     let manifest = Manifest::read(data)?;
-    let (counts, _) = TokenCounts::read(&data.join(&manifest.counts_file))?;
+    let counts = manifest.read_counts(data)?;
     let mut rows = Vec::new();
     for file in tables {
         let table = RoutingTable::read(file)?;

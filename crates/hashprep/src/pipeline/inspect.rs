@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::counts::TokenCounts;
 use crate::error::{Error, Result};
 use crate::shard::{Manifest, ShardInfo, ShardReader, TokenWidth};
 use crate::tokenize::TextTokenizer;
@@ -77,14 +76,17 @@ pub fn inspect(dir: &Path, top: usize) -> Result<Inspection> {
         tokens += shard_tokens;
         bytes += info.bytes;
     }
-    let (counts, _) = TokenCounts::read(&dir.join(&manifest.counts_file))?;
+    let counts = manifest.read_counts(dir)?;
     if counts.total() != tokens {
         return Err(Error::corrupt(
             dir.join(&manifest.counts_file),
             format!("counts add up to {}, shards hold {tokens}", counts.total()),
         ));
     }
-    let tokenizer = TextTokenizer::load(&dir.join(&manifest.tokenizer.file).to_string_lossy())?;
+    let tokenizer = TextTokenizer::from_json_bytes(
+        manifest.read_tokenizer_json(dir)?,
+        &manifest.tokenizer.source,
+    )?;
     let top = counts
         .top(top)
         .into_iter()

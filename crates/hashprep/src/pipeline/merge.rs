@@ -52,7 +52,7 @@ pub fn merge(
     let mut tasks = Vec::new();
     let mut runs = Vec::new();
     for (dir, manifest) in &parts {
-        let (part_counts, _) = TokenCounts::read(&dir.join(&manifest.counts_file))?;
+        let part_counts = manifest.read_counts(dir)?;
         counts.merge(&part_counts)?;
         totals.add(&manifest.totals);
         for shard in &manifest.shards {
@@ -65,7 +65,12 @@ pub fn merge(
                 ..shard.clone()
             });
         }
-        inputs.extend(manifest.inputs.iter().cloned());
+        // Reddit tasks all read every file: list each input once.
+        for input in &manifest.inputs {
+            if !inputs.contains(input) {
+                inputs.push(input.clone());
+            }
+        }
         tasks.extend(manifest.tasks.iter().copied());
         runs.push(
             manifest
@@ -76,8 +81,7 @@ pub fn merge(
         );
     }
     let counts_bytes = counts.write(&out.join(COUNTS_FILE), &first.tokenizer.fingerprint)?;
-    let tokenizer_json = std::fs::read(parts[0].0.join(TOKENIZER_FILE))
-        .map_err(|e| Error::io(parts[0].0.join(TOKENIZER_FILE), e))?;
+    let tokenizer_json = first.read_tokenizer_json(&parts[0].0)?;
     write_atomic(&out.join(TOKENIZER_FILE), &tokenizer_json)?;
     let mut config = first.config.clone();
     config["run_fingerprint"] = serde_json::Value::String(fingerprint_bytes(

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::TokenWidth;
 use crate::corpus::InputFile;
+use crate::counts::TokenCounts;
+use crate::tokenize::verify_checksum;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 
@@ -143,6 +145,42 @@ impl Manifest {
             ));
         }
         Ok(manifest)
+    }
+
+    /// Reads the counts file of `dir`, refusing it unless its bytes match `counts_checksum` and
+    /// it records this manifest's tokenizer, whose copy must match its fingerprint too (counts
+    /// mean nothing without the tokenizer that made their ids).
+    ///
+    /// # Errors
+    /// Missing, altered or foreign counts file or tokenizer copy.
+    pub fn read_counts(&self, dir: &Path) -> Result<TokenCounts> {
+        self.read_tokenizer_json(dir)?;
+        let path = dir.join(&self.counts_file);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        verify_checksum(&path, &bytes, &self.counts_checksum)?;
+        let (counts, fingerprint) = TokenCounts::from_bytes(&bytes, &path)?;
+        if fingerprint.as_deref() != Some(self.tokenizer.fingerprint.as_str()) {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "records tokenizer {}, manifest says {}",
+                    fingerprint.as_deref().unwrap_or("(none)"),
+                    self.tokenizer.fingerprint
+                ),
+            ));
+        }
+        Ok(counts)
+    }
+
+    /// The bytes of the tokenizer copy of `dir`, refused unless they hash to the fingerprint.
+    ///
+    /// # Errors
+    /// Missing, altered or replaced tokenizer file.
+    pub fn read_tokenizer_json(&self, dir: &Path) -> Result<Vec<u8>> {
+        let path = dir.join(&self.tokenizer.file);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        verify_checksum(&path, &bytes, &self.tokenizer.fingerprint)?;
+        Ok(bytes)
     }
 
     /// Writes `dir/manifest.json` atomically.

@@ -14,7 +14,7 @@ use arrow_schema::DataType;
 
 use super::{TokenWidth, PREFIX_LEN_COLUMN, TOKENS_COLUMN};
 use crate::error::{Error, Result};
-use crate::tokenize::fingerprint_bytes;
+use crate::tokenize::verify_checksum;
 
 /// The ids of one example, borrowed from the mapped shard.
 #[derive(Debug, Clone, Copy)]
@@ -99,13 +99,7 @@ impl ShardReader {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let map = mmap(&file).map_err(|e| Error::io(path, e))?;
         if let Some(expected) = checksum {
-            let actual = fingerprint_bytes(&map);
-            if actual != expected {
-                return Err(Error::corrupt(
-                    path,
-                    format!("checksum mismatch: manifest says {expected}, file is {actual}"),
-                ));
-            }
+            verify_checksum(path, &map, expected)?;
         }
         let buffer = Buffer::from(bytes::Bytes::from_owner(map));
         let bad = |msg: String| Error::corrupt(path, format!("not a valid shard: {msg}"));

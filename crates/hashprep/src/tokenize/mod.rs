@@ -59,6 +59,21 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> String {
     format!("blake3:{}", blake3::hash(bytes).to_hex())
 }
 
+/// Refuses the bytes of `path` unless they hash to `expected` (what the manifest recorded).
+pub(crate) fn verify_checksum(path: &Path, bytes: &[u8], expected: &str) -> Result<()> {
+    let actual = fingerprint_bytes(bytes);
+    if actual == expected {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        path,
+        format!(
+            "checksum mismatch: manifest says {expected}, file is {actual} \
+             (altered or replaced since it was written; rerun the command that made it)"
+        ),
+    ))
+}
+
 impl TextTokenizer {
     /// Loads `spec`: `gpt2` (built in, offline) or the path of a `HuggingFace` `tokenizer.json`.
     ///

@@ -1,0 +1,78 @@
+//! Checksums written into the manifest are verified wherever the files are read: a counts file
+//! or a tokenizer copy altered after `tokenize` is refused, naming the file.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+/// A small tokenize output and a balanced table built from it, both still intact.
+fn data_and_table(tmp: &Path) -> (PathBuf, PathBuf) {
+    let input = tmp.join("docs.txt");
+    let text: String = (0..300)
+        .map(|i| format!("document {i} says {} things about {}\n", i % 17, i % 5))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let data = tmp.join("data");
+    run_ok(tokenize_into(&data, &["--format", "text", "--tokenizer", "gpt2"]).arg(&input));
+    let table = tmp.join("balanced.arrow");
+    run_ok(&mut build_table(&data, &table));
+    (data, table)
+}
+
+fn build_table(data: &Path, out: &Path) -> std::process::Command {
+    let mut cmd = hashprep();
+    cmd.args(["build-table", "--method", "balanced", "--experts", "4", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
+/// Every command that reads `data` must refuse it with exit 2, naming `file`.
+fn assert_every_reader_refuses(data: &Path, table: &Path, file: &str) {
+    let tmp = data.parent().unwrap();
+    let mut compare = hashprep();
+    compare.args(["compare-tables", "--data"]).arg(data).arg(table);
+    let mut batches = hashprep();
+    batches
+        .args(["batches", "--batch-size", "2", "--seq-len", "16", "--steps", "1", "--data"])
+        .arg(data)
+        .arg("--table")
+        .arg(table);
+    let mut inspect = hashprep();
+    inspect.arg("inspect").arg(data);
+    let mut merge = hashprep();
+    merge.arg("merge").arg(data).arg("--out").arg(tmp.join("merged"));
+    let mut rebuild = build_table(data, &tmp.join("again.arrow"));
+    for cmd in [&mut rebuild, &mut compare, &mut batches, &mut inspect, &mut merge] {
+        let (code, stderr) = run_fail(cmd);
+        assert_eq!(code, 2, "{cmd:?}: {stderr}");
+        assert!(
+            stderr.contains(file) && stderr.contains("checksum mismatch"),
+            "{cmd:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_counts_file_altered_after_tokenize_is_refused_by_every_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, table) = data_and_table(tmp.path());
+    // One flipped byte in the middle of the count values still parses as Arrow.
+    let counts = data.join("counts.arrow");
+    let mut bytes = std::fs::read(&counts).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&counts, &bytes).unwrap();
+    assert!(hashprep::counts::TokenCounts::read(&counts).is_ok());
+    assert_every_reader_refuses(&data, &table, "counts.arrow");
+}
+
+#[test]
+fn a_tokenizer_copy_replaced_after_tokenize_is_refused_by_every_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, table) = data_and_table(tmp.path());
+    let other = word_tokenizer(tmp.path(), 3);
+    std::fs::copy(other, data.join("tokenizer.json")).unwrap();
+    assert_every_reader_refuses(&data, &table, "tokenizer.json");
+}
