@@ -63,6 +63,7 @@ fn tokens_per_second(data: &Path, tables: &[PathBuf], workers: usize) -> f64 {
         let start = Instant::now();
         let mut tokens = 0usize;
         for batch in loader.take(STEPS, workers, 2 * workers) {
+            let batch = batch.expect("batch");
             tokens += batch.input_ids.len();
             std::hint::black_box(&batch.routes);
         }

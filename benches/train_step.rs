@@ -115,7 +115,7 @@ fn step_ms(config: &RunConfig) -> (f64, f64) {
     let mut setup = Setup::open(config).expect("setup");
     let device = setup.trainer.device;
     let batches: Vec<DeviceBatch> = (0..4)
-        .map(|i| DeviceBatch::new(&setup.loader.batch(i), device))
+        .map(|i| DeviceBatch::new(&setup.loader.batch(i).expect("batch"), device))
         .collect();
     let sync = || {
         if let tch::Device::Cuda(i) = device {

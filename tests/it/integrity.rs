@@ -76,3 +76,45 @@ fn a_tokenizer_copy_replaced_after_tokenize_is_refused_by_every_reader() {
     std::fs::copy(other, data.join("tokenizer.json")).unwrap();
     assert_every_reader_refuses(&data, &table, "tokenizer.json");
 }
+
+#[test]
+fn an_id_outside_the_vocabulary_is_named_by_shard_and_row() {
+    use hashprep::shard::{Manifest, ShardReader, ShardWriter};
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, table) = data_and_table(tmp.path());
+    // A shard rewritten with a foreign id in row 5, its manifest entry updated to match, as a
+    // shard of another tokenizer copied in would be.
+    let mut manifest = Manifest::read(&data).unwrap();
+    let path = data.join(&manifest.shards[0].file);
+    let rows = read_rows(&data);
+    let shard = ShardReader::open(&path, None).unwrap();
+    let width = shard.width();
+    drop(shard);
+    std::fs::remove_file(&path).unwrap();
+    let mut writer = ShardWriter::create(&path, width, &manifest.tokenizer.fingerprint).unwrap();
+    for (row, (tokens, prefix)) in rows.iter().enumerate() {
+        let mut tokens = tokens.clone();
+        if row == 5 {
+            tokens[2] = 60_000;
+        }
+        writer.push(&tokens, *prefix).unwrap();
+    }
+    manifest.shards[0] = writer.finish().unwrap();
+    manifest.write(&data).unwrap();
+
+    for workers in ["1", "2"] {
+        let (code, stderr) = run_fail(
+            hashprep()
+                .args(["batches", "--batch-size", "4", "--seq-len", "16", "--steps", "400"])
+                .args(["--workers", workers, "--data"])
+                .arg(&data)
+                .arg("--table")
+                .arg(&table),
+        );
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains("shard-00000.arrow: row 5: id 60000 at position 2 is outside the vocabulary of 50257 ids"),
+            "{stderr}"
+        );
+    }
+}

@@ -138,7 +138,7 @@ proptest! {
         let loader = Loader::new(data, paths, config).unwrap();
         let tables = tables(paths);
         for index in start..start + 3 {
-            check_batch(&loader.batch(index), &tables);
+            check_batch(&loader.batch(index).unwrap(), &tables);
         }
     }
 }
@@ -150,19 +150,21 @@ fn same_batches_for_any_worker_count_and_after_resume() {
     let straight: Vec<Batch> = Loader::new(data, paths, config.clone())
         .unwrap()
         .take(8, 1, 2)
-        .collect();
+        .collect::<Result<_, _>>()
+        .unwrap();
     let four: Vec<Batch> = Loader::new(data, paths, config.clone())
         .unwrap()
         .take(8, 4, 3)
-        .collect();
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(straight, four);
     let mut first = Loader::new(data, paths, config.clone()).unwrap();
-    let head: Vec<Batch> = first.take(3, 2, 2).collect();
+    let head: Vec<Batch> = first.take(3, 2, 2).collect::<Result<_, _>>().unwrap();
     let state = first.state();
     assert_eq!(state.next_batch, 3);
     let mut second = Loader::new(data, paths, config.clone()).unwrap();
     second.resume(&state).unwrap();
-    let tail: Vec<Batch> = second.take(5, 3, 2).collect();
+    let tail: Vec<Batch> = second.take(5, 3, 2).collect::<Result<_, _>>().unwrap();
     assert_eq!([head, tail].concat(), straight);
     // A state of another configuration is refused.
     let mut other = Loader::new(data, paths, LoaderConfig::new(4, 64, 12)).unwrap();
@@ -183,6 +185,7 @@ fn ranks_see_disjoint_samples_and_epochs_reshuffle() {
         let mut loader = Loader::new(data, &paths[..1], config).unwrap();
         let per_epoch = loader.batches_per_epoch();
         for batch in loader.take(per_epoch, 2, 2) {
+            let batch = batch.unwrap();
             for r in 0..batch.rows {
                 rows += 1;
                 assert!(
@@ -201,8 +204,8 @@ fn ranks_see_disjoint_samples_and_epochs_reshuffle() {
     let loader = Loader::new(data, &paths[..1], LoaderConfig::new(8, 32, 5)).unwrap();
     let per_epoch = loader.batches_per_epoch();
     assert_ne!(
-        loader.batch(0).input_ids,
-        loader.batch(per_epoch).input_ids,
+        loader.batch(0).unwrap().input_ids,
+        loader.batch(per_epoch).unwrap().input_ids,
         "epoch 1 reshuffles"
     );
 }
@@ -224,7 +227,7 @@ fn per_example_rows_are_padded_and_masked() {
     let loader = Loader::new(data, &paths[..1], config).unwrap();
     let mut padded_rows = 0;
     for index in 0..loader.batches_per_epoch() {
-        let batch = loader.batch(index);
+        let batch = loader.batch(index).unwrap();
         check_batch(&batch, &tables(&paths[..1]));
         for r in 0..batch.rows {
             let row = r * t..(r + 1) * t;
@@ -313,7 +316,7 @@ fn dialogue_loss_covers_only_the_response() {
         .unwrap();
         let mut checked = 0;
         for index in 0..loader.batches_per_epoch() {
-            let batch = loader.batch(index);
+            let batch = loader.batch(index).unwrap();
             for row in 0..batch.rows {
                 // Per example, a row starts in the context; packed, wherever the window falls.
                 let mut in_response: Option<bool> = if packing { None } else { Some(false) };

@@ -169,6 +169,9 @@ pub enum Error {
     /// A tokenizer library failure.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A failure of this program (a panicking worker thread): a bug to report.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -186,7 +189,7 @@ impl Error {
                     | io::ErrorKind::InvalidData
                     | io::ErrorKind::UnexpectedEof
             ),
-            Error::Format { .. } | Error::Tokenizer(_) => false,
+            Error::Format { .. } | Error::Tokenizer(_) | Error::Internal(_) => false,
         }
     }
 

@@ -182,7 +182,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
         device,
         args.batches,
         &restored.layers,
-    );
+    )?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let json = serde_json::json!({

@@ -479,7 +479,7 @@ fn batches(args: &BatchesArgs) -> Result<()> {
     loader.resume(&state)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for batch in loader.take(args.steps, args.workers, 4) {
-        serde_json::to_writer(&mut out, &batch)?;
+        serde_json::to_writer(&mut out, &batch?)?;
         writeln!(out)?;
     }
     out.flush()?;

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::shard::{DocTokens, Manifest, ShardReader};
 
-/// Where an example lives: shard, record batch, row.
+/// Where an example lives: shard, record batch, row in the batch, row in the shard.
 #[derive(Debug, Clone, Copy)]
 struct DocRef {
     shard: u32,
     batch: u32,
     row: u32,
+    shard_row: u32,
 }
 
 /// The examples of a tokenize output, readable by number without copying.
@@ -48,13 +49,16 @@ impl TokenDataset {
         for (s, info) in manifest.shards.iter().enumerate() {
             let path = dir.join(&info.file);
             let shard = ShardReader::open(&path, Some(&info.checksum))?;
+            let mut shard_row = 0u32;
             for (b, batch) in shard.batches().iter().enumerate() {
                 for row in 0..batch.num_rows() {
                     docs.push(DocRef {
                         shard: s as u32,
                         batch: b as u32,
                         row: row as u32,
+                        shard_row,
                     });
+                    shard_row += 1;
                 }
             }
             for (tokens, prefix) in shard.documents() {
@@ -108,5 +112,48 @@ impl TokenDataset {
     pub fn tokens(&self, i: usize) -> DocTokens<'_> {
         let doc = self.docs[i];
         self.shards[doc.shard as usize].row(doc.batch as usize, doc.row as usize)
+    }
+
+    /// Appends the ids at `range` of example `i` to `out`.
+    ///
+    /// # Errors
+    /// An id outside the vocabulary (a foreign or altered shard), named by shard and row.
+    pub fn extend_checked(
+        &self,
+        i: usize,
+        range: std::ops::Range<usize>,
+        out: &mut Vec<u32>,
+    ) -> Result<()> {
+        let start = out.len();
+        self.tokens(i).extend_into(range.clone(), out);
+        let vocab = self.manifest.tokenizer.vocab_size;
+        match out[start..].iter().position(|&id| id as usize >= vocab) {
+            Some(offset) => Err(self.foreign_id(i, range.start + offset, out[start + offset])),
+            None => Ok(()),
+        }
+    }
+
+    /// The id at `position` of example `i`.
+    ///
+    /// # Errors
+    /// An id outside the vocabulary, named by shard and row.
+    pub fn id_checked(&self, i: usize, position: usize) -> Result<u32> {
+        let id = self.tokens(i).get(position);
+        if id as usize >= self.manifest.tokenizer.vocab_size {
+            return Err(self.foreign_id(i, position, id));
+        }
+        Ok(id)
+    }
+
+    fn foreign_id(&self, i: usize, position: usize, id: u32) -> Error {
+        let doc = self.docs[i];
+        Error::corrupt(
+            self.dir.join(&self.manifest.shards[doc.shard as usize].file),
+            format!(
+                "row {}: id {id} at position {position} is outside the vocabulary of {} ids \
+                 (a shard of another tokenizer, or altered)",
+                doc.shard_row, self.manifest.tokenizer.vocab_size
+            ),
+        )
     }
 }

@@ -128,6 +128,9 @@ struct Core {
     batches_per_epoch: u64,
     fingerprint: String,
     plans: Mutex<Vec<(u64, Arc<EpochPlan>)>>,
+    /// Testing: building this batch panics.
+    #[cfg(test)]
+    panic_at: Option<u64>,
 }
 
 /// The loader. See the module documentation.
@@ -162,6 +165,13 @@ impl Loader {
             )));
         }
         let data = TokenDataset::open(data)?;
+        let vocab = data.manifest().tokenizer.vocab_size;
+        if config.pad_id as usize >= vocab {
+            return Err(Error::BadInput(format!(
+                "pad id {} is outside the vocabulary of {vocab} ids",
+                config.pad_id
+            )));
+        }
         let specs = load_specs(tables, &data)?;
         if !config.packing {
             let longest = data.lengths().iter().copied().max().unwrap_or(0) as usize;
@@ -180,6 +190,8 @@ impl Loader {
             batches_per_epoch: 0,
             fingerprint,
             plans: Mutex::new(Vec::new()),
+            #[cfg(test)]
+            panic_at: None,
         };
         // Every rank takes every `world_size`-th sample, the same number each.
         let samples = core.plan(0).samples();
@@ -258,7 +270,10 @@ impl Loader {
     }
 
     /// Builds batch `index` (no prefetching).
-    pub fn batch(&self, index: u64) -> Batch {
+    ///
+    /// # Errors
+    /// An id outside the vocabulary in the data (a foreign or altered shard), named by shard and row.
+    pub fn batch(&self, index: u64) -> Result<Batch> {
         self.core.batch(index)
     }
 
@@ -366,7 +381,9 @@ impl Core {
         plan
     }
 
-    fn batch(&self, index: u64) -> Batch {
+    fn batch(&self, index: u64) -> Result<Batch> {
+        #[cfg(test)]
+        assert_ne!(Some(index), self.panic_at, "injected loader failure");
         let (b, t) = (self.config.batch_size, self.config.seq_len);
         let epoch = index / self.batches_per_epoch;
         let local = (index % self.batches_per_epoch) as usize;
@@ -387,19 +404,24 @@ impl Core {
             response.clear();
             let prev = match &*plan {
                 EpochPlan::Packed(packed) => {
+                    let mut checked = Ok(());
                     let before = packed.pieces(sample, |doc, range| {
                         let prefix = self.data.prefix_len(doc) as usize;
                         response.extend(range.clone().map(|j| j >= prefix));
-                        self.data.tokens(doc).extend_into(range, &mut window);
+                        if checked.is_ok() {
+                            checked = self.data.extend_checked(doc, range, &mut window);
+                        }
                     });
-                    before.map(|(doc, at)| self.data.tokens(doc).get(at))
+                    checked?;
+                    before
+                        .map(|(doc, at)| self.data.id_checked(doc, at))
+                        .transpose()?
                 }
                 EpochPlan::Examples(order) => {
                     let doc = order[sample] as usize;
-                    let tokens = self.data.tokens(doc);
-                    let n = tokens.len().min(t + 1);
+                    let n = self.data.tokens(doc).len().min(t + 1);
                     let prefix = self.data.prefix_len(doc) as usize;
-                    tokens.extend_into(0..n, &mut window);
+                    self.data.extend_checked(doc, 0..n, &mut window)?;
                     response.extend((0..n).map(|j| j >= prefix));
                     None
                 }
@@ -433,7 +455,7 @@ impl Core {
                 routes.push(routing::route(&spec.table, stream, s, hash, &ctx));
             }
         }
-        Batch {
+        Ok(Batch {
             index,
             epoch,
             rows,
@@ -442,17 +464,19 @@ impl Core {
             targets,
             loss_mask: mask,
             routes,
-        }
+        })
     }
 }
 
-/// Batches built ahead by worker threads, delivered in order.
+/// Batches built ahead by worker threads, delivered in order. A batch that cannot be built
+/// (an id outside the vocabulary, a worker that panicked) arrives as its error, in its place,
+/// and ends the sequence.
 pub struct Prefetcher<'a> {
     loader: &'a mut Loader,
     end: u64,
-    receiver: crossbeam_channel::Receiver<Batch>,
+    receiver: crossbeam_channel::Receiver<(u64, Result<Batch>)>,
     credits: crossbeam_channel::Sender<()>,
-    pending: HashMap<u64, Batch>,
+    pending: HashMap<u64, Result<Batch>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     stop: Arc<AtomicU64>,
 }
@@ -482,7 +506,7 @@ impl<'a> Prefetcher<'a> {
                     .spawn(move || {
                         while credit_rx.recv().is_ok() && stop.load(Ordering::Relaxed) == 0 {
                             let index = next.fetch_add(1, Ordering::Relaxed);
-                            if index >= end || sender.send(core.batch(index)).is_err() {
+                            if index >= end || sender.send((index, core.build(index))).is_err() {
                                 return;
                             }
                         }
@@ -502,24 +526,54 @@ impl<'a> Prefetcher<'a> {
     }
 }
 
-impl Iterator for Prefetcher<'_> {
-    type Item = Batch;
+impl Core {
+    /// Builds batch `index`, turning a panic into an error so that every index a worker takes
+    /// is answered (a lost batch would leave the consumer waiting forever).
+    fn build(&self, index: u64) -> Result<Batch> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(index)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(ToString::to_string)
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(Error::Internal(format!(
+                    "a loader worker panicked building batch {index}: {what}"
+                )))
+            })
+    }
+}
 
-    fn next(&mut self) -> Option<Batch> {
+impl Iterator for Prefetcher<'_> {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
         let index = self.loader.next_batch;
         if index >= self.end {
             return None;
         }
-        let batch = loop {
-            if let Some(batch) = self.pending.remove(&index) {
-                break batch;
+        let built = loop {
+            if let Some(built) = self.pending.remove(&index) {
+                break built;
             }
-            let batch = self.receiver.recv().ok()?;
-            self.pending.insert(batch.index, batch);
+            match self.receiver.recv() {
+                Ok((i, built)) => {
+                    self.pending.insert(i, built);
+                }
+                Err(_) => {
+                    break Err(Error::Internal(format!(
+                        "the loader's workers stopped before batch {index}"
+                    )))
+                }
+            }
         };
-        self.loader.next_batch += 1;
-        let _ = self.credits.send(());
-        Some(batch)
+        if built.is_err() {
+            self.end = index; // nothing after a failed batch
+        } else {
+            self.loader.next_batch += 1;
+            let _ = self.credits.send(());
+        }
+        Some(built)
     }
 }
 
@@ -531,6 +585,55 @@ impl Drop for Prefetcher<'_> {
         }
         for handle in self.workers.drain(..) {
             let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::Format;
+    use crate::pipeline::{tokenize, RunOptions, TokenizeSettings};
+
+    /// A small tokenize output in `dir/data`.
+    fn small_data(dir: &Path) -> PathBuf {
+        let input = dir.join("docs.txt");
+        let text: String = (0..200)
+            .map(|i| format!("document number {i} with a few words in it\n"))
+            .collect();
+        std::fs::write(&input, text).unwrap();
+        let data = dir.join("data");
+        let settings = TokenizeSettings::new(Format::from_cli("text", "text", false).unwrap(), "gpt2");
+        tokenize(&settings, &[input], &data, &RunOptions::default()).unwrap();
+        data
+    }
+
+    #[test]
+    fn a_panicking_worker_delivers_its_error_in_place_and_ends_the_batches() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = small_data(tmp.path());
+        for workers in [1, 2, 4] {
+            let mut loader = Loader::new(&data, &[], LoaderConfig::new(2, 8, 0)).unwrap();
+            Arc::get_mut(&mut loader.core).unwrap().panic_at = Some(3);
+            // On a thread, so that a hang fails the test instead of stalling it.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let results: Vec<Result<Batch>> = loader.take(10, workers, 2).collect();
+                let _ = tx.send((results, loader.state().next_batch));
+            });
+            let (results, next_batch) = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("{workers} workers: the loader hung"));
+            assert_eq!(results.len(), 4, "{workers} workers: three batches, then the error");
+            assert!(results[..3].iter().all(Result::is_ok));
+            let error = results[3].as_ref().unwrap_err();
+            assert!(
+                error.to_string().contains("panicked building batch 3")
+                    && error.to_string().contains("injected loader failure"),
+                "{error}"
+            );
+            assert!(!error.is_bad_input());
+            assert_eq!(next_batch, 3, "the failed batch is not counted as taken");
         }
     }
 }

@@ -342,7 +342,7 @@ fn test_eval(run_dir: &Path, test: &Path) -> Result<train::Evaluation> {
     }
     let device = train::parse_device(&state.config.train.device)?;
     let (restored, mut loader) = train::restore(&checkpoint, device, Some(test))?;
-    let evaluation = evaluate(&restored.model, &mut loader, device, 0, &restored.layers);
+    let evaluation = evaluate(&restored.model, &mut loader, device, 0, &restored.layers)?;
     let record = report::TestRecord::new(step, &evaluation);
     hashprep::fsutil::write_atomic(
         &cache,

@@ -8,6 +8,7 @@ use tch::Device;
 use super::batch::DeviceBatch;
 use super::metrics::LayerLoad;
 use crate::config::SparseKind;
+use crate::error::Result;
 use crate::model::{masked_nll, LanguageModel};
 
 /// The result of one evaluation.
@@ -47,13 +48,16 @@ pub(super) fn layer_loads(
 
 /// Runs `model` (no dropout, no gradients) over the first `max_batches` batches of `loader`
 /// (0: all of one epoch).
+///
+/// # Errors
+/// A batch the loader cannot build (an id outside the vocabulary, named by shard and row).
 pub fn evaluate(
     model: &LanguageModel,
     loader: &mut Loader,
     device: Device,
     max_batches: u64,
     layers: &BTreeMap<usize, (SparseKind, usize)>,
-) -> Evaluation {
+) -> Result<Evaluation> {
     let epoch = loader.batches_per_epoch();
     let batches = if max_batches == 0 {
         epoch
@@ -67,9 +71,9 @@ pub fn evaluate(
     loader.resume(&start).expect("the loader's own fingerprint");
     let (mut nll, mut tokens) = (0.0f64, 0u64);
     let mut totals = BTreeMap::new();
-    tch::no_grad(|| {
+    tch::no_grad(|| -> Result<()> {
         for batch in loader.take(batches, 1, 2) {
-            let batch = DeviceBatch::new(&batch, device);
+            let batch = DeviceBatch::new(&batch?, device);
             let out = model.forward(&batch.input_ids, &batch.routes, false);
             let (sum, _) = masked_nll(&out.logits, &batch.targets, &batch.mask);
             nll += sum.double_value(&[]);
@@ -78,16 +82,17 @@ pub fn evaluate(
                 add_counts(&mut totals, *layer, counts);
             }
         }
-    });
+        Ok(())
+    })?;
     let loss = if tokens == 0 {
         f64::NAN
     } else {
         nll / tokens as f64
     };
-    Evaluation {
+    Ok(Evaluation {
         loss,
         ppl: loss.exp(),
         tokens,
         loads: layer_loads(&totals, layers),
-    }
+    })
 }

@@ -108,7 +108,7 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
         let started = Instant::now();
         let batch = batches
             .next()
-            .ok_or_else(|| Error::BadInput("the loader stopped early (a worker failed)".into()))?;
+            .ok_or_else(|| Error::BadInput("the loader stopped early".into()))??;
         let waited = started.elapsed();
         step += 1;
         let batch = DeviceBatch::new(&batch, device);
@@ -135,7 +135,7 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
                 device,
                 t.eval_batches,
                 &layers,
-            );
+            )?;
             log.write(&Record::valid(step, &evaluation))?;
             plot_run(out)?;
             last_eval = Some(evaluation);
@@ -167,7 +167,7 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
             device,
             t.eval_batches,
             &layers,
-        ),
+        )?,
     };
     let summary = totals.summary(
         step,
