@@ -139,3 +139,21 @@ fn bad_configs_are_refused_with_the_file_and_setting_named() {
     assert_eq!(code, 2);
     assert!(stderr.contains("neither a checkpoint"), "{stderr}");
 }
+
+#[test]
+fn out_naming_a_file_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (code, _, stderr) = output(
+        hashtrain()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&file),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("a-file: is a file; --out names a run folder"), "{stderr}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}

@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod integrity;
 mod kinds;
 mod learning;
 mod pipelines;

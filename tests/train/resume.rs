@@ -6,6 +6,13 @@ use hashtrain::train::{read_records, run, Record, RunOptions};
 
 use crate::common::{config, fixture, table_layer};
 
+fn resume() -> RunOptions {
+    RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    }
+}
+
 /// Records without their timings (which differ between any two runs).
 fn comparable(run_dir: &Path) -> Vec<Record> {
     read_records(&run_dir.join("metrics.jsonl"))
@@ -112,7 +119,11 @@ fn resume_refuses_another_config() {
     )
     .unwrap_err();
     assert!(err.is_bad_input());
-    assert!(err.to_string().contains("another config"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("other settings: train.lr (0.003 in the checkpoint, 0.01 now)"),
+        "the refusal names the setting: {err}"
+    );
     // And a new run does not silently overwrite it.
     let err = run(
         &config("", &["train.steps=8"]),
@@ -121,4 +132,41 @@ fn resume_refuses_another_config() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
+}
+
+#[test]
+fn resume_of_a_finished_run_leaves_it_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("", &["train.steps=4"]);
+    let first = run(&cfg, dir.path(), &RunOptions::default()).unwrap();
+    let files = ["summary.json", "metrics.jsonl"]
+        .map(|f| std::fs::read(dir.path().join(f)).unwrap());
+    let again = run(&cfg, dir.path(), &resume()).unwrap();
+    assert!(again.tokens_per_s > 0.0);
+    assert_eq!(again.tokens_per_s, first.tokens_per_s);
+    let after = ["summary.json", "metrics.jsonl"]
+        .map(|f| std::fs::read(dir.path().join(f)).unwrap());
+    assert_eq!(files, after, "summary.json and metrics.jsonl untouched");
+}
+
+#[test]
+fn resume_after_a_kill_during_the_first_checkpoint_starts_over() {
+    let cfg = config("", &["train.steps=6", "train.log_every=2"]);
+    let straight = tempfile::tempdir().unwrap();
+    run(&cfg, straight.path(), &RunOptions::default()).unwrap();
+
+    // What a kill inside the first checkpoint leaves: metrics, a half-written checkpoint
+    // under its temporary name, no `latest`.
+    let killed = tempfile::tempdir().unwrap();
+    run(&cfg, killed.path(), &RunOptions::default()).unwrap();
+    let checkpoints = killed.path().join("checkpoints");
+    std::fs::remove_dir_all(&checkpoints).unwrap();
+    std::fs::create_dir_all(checkpoints.join(".step-00000006.tmp/tables")).unwrap();
+    std::fs::remove_file(killed.path().join("summary.json")).unwrap();
+
+    let err = run(&cfg, killed.path(), &RunOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("--resume continues it"), "{err}");
+    run(&cfg, killed.path(), &resume()).unwrap();
+    assert_eq!(comparable(killed.path()), comparable(straight.path()));
+    assert!(killed.path().join("checkpoints/latest").is_file());
 }

@@ -250,6 +250,7 @@ impl RunConfig {
     /// # Errors
     /// A message naming the setting.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        self.check_finite()?;
         let m = &self.model;
         if m.layers == 0 || m.d_model <= 0 || m.d_ff <= 0 || m.heads <= 0 || m.context == 0 {
             return Err("model.layers, d_model, d_ff, heads and context must be at least 1".into());
@@ -306,6 +307,29 @@ impl RunConfig {
             return Err("train.keep_checkpoints must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// Refuses `nan` and `inf` in every real-valued setting (comparisons let NaN through).
+    fn check_finite(&self) -> std::result::Result<(), String> {
+        let (m, t) = (&self.model, &self.train);
+        let mut settings = vec![
+            ("model.dropout".to_owned(), m.dropout),
+            ("train.lr".to_owned(), t.lr),
+            ("train.clip".to_owned(), t.clip),
+            ("train.betas[0]".to_owned(), t.betas.0),
+            ("train.betas[1]".to_owned(), t.betas.1),
+            ("train.eps".to_owned(), t.eps),
+        ];
+        for (i, s) in m.sparse.iter().enumerate() {
+            settings.push((format!("model.sparse[{i}].load_bal"), s.load_bal));
+            if let Some(c) = s.capacity_factor {
+                settings.push((format!("model.sparse[{i}].capacity_factor"), c));
+            }
+        }
+        match settings.into_iter().find(|(_, v)| !v.is_finite()) {
+            Some((name, value)) => Err(format!("{name} = {value} is not a finite number")),
+            None => Ok(()),
+        }
     }
 
     /// Sparse layer settings of layer `at` (1-based), if it has any.

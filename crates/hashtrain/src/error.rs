@@ -25,6 +25,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The loss or the weights stopped being finite; the run folder resumes from its last
+    /// checkpoint, which was written before it happened.
+    #[error("training diverged at step {step}: {detail}; lower train.lr or raise train.warmup (--resume continues from the last checkpoint, written while everything was finite)")]
+    Diverged {
+        /// The step at which it was seen.
+        step: u64,
+        /// What was not finite.
+        detail: String,
+    },
     /// A data stage failed (shards, tables, loader).
     #[error(transparent)]
     Data(#[from] hashprep::Error),
@@ -46,7 +55,7 @@ impl Error {
     /// failure (exit code 1).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Error::BadInput(_) | Error::Config { .. } => true,
+            Error::BadInput(_) | Error::Config { .. } | Error::Diverged { .. } => true,
             Error::Data(e) => e.is_bad_input(),
             Error::Io { .. } | Error::Torch(_) => false,
         }

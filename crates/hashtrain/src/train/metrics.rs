@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// JSON has no NaN or infinity: `serde_json` writes them as `null`, read back as NaN, so a
+/// diverged run's records stay readable.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
+
 /// Tokens per expert of one sparse layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerLoad {
@@ -20,6 +26,7 @@ pub struct LayerLoad {
     /// Tokens per expert (Switch: a last entry counts tokens dropped for capacity).
     pub counts: Vec<u64>,
     /// Busiest expert's tokens over the mean (1 = perfectly balanced).
+    #[serde(deserialize_with = "nan_if_null")]
     pub max_over_mean: f64,
 }
 
@@ -52,16 +59,22 @@ pub enum Record {
         /// Optimizer step.
         step: u64,
         /// Mean language-model loss (nats per token).
+        #[serde(deserialize_with = "nan_if_null")]
         loss: f64,
         /// Mean load-balancing term (already weighted).
+        #[serde(deserialize_with = "nan_if_null")]
         aux_loss: f64,
         /// Learning rate of this step.
+        #[serde(deserialize_with = "nan_if_null")]
         lr: f64,
         /// Gradient norm before clipping at this step.
+        #[serde(deserialize_with = "nan_if_null")]
         grad_norm: f64,
         /// Training tokens per second over the window.
+        #[serde(deserialize_with = "nan_if_null")]
         tokens_per_s: f64,
         /// Share of the window's time spent waiting for the loader.
+        #[serde(deserialize_with = "nan_if_null")]
         loader_wait: f64,
         /// Expert loads over the window.
         loads: Vec<LayerLoad>,
@@ -71,8 +84,10 @@ pub enum Record {
         /// Optimizer step.
         step: u64,
         /// Mean loss per token.
+        #[serde(deserialize_with = "nan_if_null")]
         loss: f64,
         /// `exp(loss)`.
+        #[serde(deserialize_with = "nan_if_null")]
         ppl: f64,
         /// Tokens evaluated.
         tokens: u64,
@@ -177,4 +192,40 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
         }
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_with_non_finite_values_are_written_and_read_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("metrics.jsonl");
+        let mut log = MetricsLog::open(&path, None).unwrap();
+        let record = |step, loss, grad_norm| Record::Train {
+            step,
+            loss,
+            aux_loss: 0.0,
+            lr: 1e3,
+            grad_norm,
+            tokens_per_s: 10.0,
+            loader_wait: 0.0,
+            loads: Vec::new(),
+        };
+        log.write(&record(10, 3.5, 2.0)).unwrap();
+        log.write(&record(20, f64::NAN, f64::INFINITY)).unwrap();
+        log.write(&record(30, 3.0, 1.0)).unwrap();
+        let back = read_records(&path).unwrap();
+        assert_eq!(back.len(), 3);
+        assert_eq!(back[0], record(10, 3.5, 2.0));
+        assert_eq!(back[2], record(30, 3.0, 1.0));
+        let Record::Train {
+            loss, grad_norm, ..
+        } = back[1]
+        else {
+            panic!("a train record")
+        };
+        assert!(loss.is_nan() && grad_norm.is_nan());
+    }
 }

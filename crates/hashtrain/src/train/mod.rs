@@ -28,8 +28,8 @@ pub use metrics::{read_records, LayerLoad, MetricsLog, Record};
 pub use optimizer::{inverse_sqrt_lr, Adam};
 pub use plot::{plot_curves, Curve};
 pub use session::{
-    build_model, open_loader, parameter_count, parse_device, resolve_routing, sparse_layers,
-    table_paths,
+    build_model, open_loader, parameter_count, parse_device, resolve_routing, same_tokenizer,
+    sparse_layers, table_paths,
 };
 
 use crate::config::RunConfig;
@@ -80,7 +80,7 @@ const RUN_FILES: [&str; 4] = ["metrics.jsonl", "curves.png", "summary.json", "co
 /// `--force`, a checkpoint that does not match the config, or a libtorch failure.
 pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSummary> {
     let _rng = session::torch_rng_lock();
-    prepare_run_folder(out, options)?;
+    let resuming = prepare_run_folder(out, options)?;
     let Setup {
         mut trainer,
         mut loader,
@@ -90,13 +90,22 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
         checkpoint_base,
     } = Setup::open(config)?;
     let device = trainer.device;
-    let (mut step, mut window) = if options.resume {
+    let (mut step, mut window) = if resuming {
         resume(out, &checkpoint_base, &mut trainer, &mut loader)?
     } else {
         (0, Window::new(device))
     };
+    if resuming && step >= config.train.steps {
+        if let Some(summary) = read_summary(out)? {
+            eprintln!(
+                "hashtrain: {}: already trained {step} steps; nothing to do",
+                out.display()
+            );
+            return Ok(summary);
+        }
+    }
     hashprep::fsutil::write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
-    let mut log = MetricsLog::open(&out.join("metrics.jsonl"), options.resume.then_some(step))?;
+    let mut log = MetricsLog::open(&out.join("metrics.jsonl"), resuming.then_some(step))?;
 
     let t = &config.train;
     let progress = progress_bar(t.steps, step, options.progress);
@@ -118,14 +127,28 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
         progress.inc(1);
 
         if step % t.log_every == 0 {
+            let steps_in_window = window.steps;
             let record = window.flush(step, done.lr, &done.grad_norm, &layers);
+            log.write(&record)?;
             if let Record::Train {
-                loss, tokens_per_s, ..
+                loss,
+                aux_loss,
+                tokens_per_s,
+                ..
             } = &record
             {
                 progress.set_message(format!("loss {loss:.3} | {tokens_per_s:.0} tokens/s"));
+                if !(loss + aux_loss).is_finite() {
+                    plot_run(out)?;
+                    return Err(Error::Diverged {
+                        step,
+                        detail: format!(
+                            "the mean training loss of steps {}..={step} is {loss} (load-balancing term {aux_loss})",
+                            step + 1 - steps_in_window
+                        ),
+                    });
+                }
             }
-            log.write(&record)?;
         }
         let last = step == t.steps;
         if (t.eval_every > 0 && step % t.eval_every == 0) || last {
@@ -138,9 +161,16 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
             )?;
             log.write(&Record::valid(step, &evaluation))?;
             plot_run(out)?;
+            if !evaluation.loss.is_finite() {
+                return Err(Error::Diverged {
+                    step,
+                    detail: format!("the validation loss is {}", evaluation.loss),
+                });
+            }
             last_eval = Some(evaluation);
         }
         if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || last {
+            check_finite_state(&trainer, &window, step)?;
             let next_batch = base_state.next_batch + (step - base_step);
             let state = checkpoint_base.at(step, &trainer.adam, next_batch, window.snapshot());
             checkpoint::save(
@@ -229,6 +259,18 @@ impl<'a> Setup<'a> {
         let tables = table_paths(config);
         let loader = open_loader(&config.data.train, config, &tables)?;
         let valid_loader = open_loader(&config.data.valid, config, &tables)?;
+        let trained_on = &loader.manifest().tokenizer.fingerprint;
+        let training_data = format!("the training data {}", config.data.train.display());
+        same_tokenizer(
+            &config.data.valid,
+            &valid_loader.manifest().tokenizer.fingerprint,
+            trained_on,
+            &training_data,
+        )?;
+        if let Some(test) = &config.data.test {
+            let fingerprint = hashprep::shard::Manifest::read(test)?.tokenizer.fingerprint;
+            same_tokenizer(test, &fingerprint, trained_on, &training_data)?;
+        }
         let routing = resolve_routing(config, &loader)?;
         let tokenizer = loader.manifest().tokenizer.clone();
         let (vs, model) = build_model(config, tokenizer.vocab_size, &routing, device);
@@ -410,15 +452,30 @@ fn plot_run(out: &Path) -> Result<()> {
     )
 }
 
-/// Refuses to mix runs: a folder holding a run needs `--resume` or `--force`.
-fn prepare_run_folder(out: &Path, options: &RunOptions) -> Result<()> {
+/// Refuses to mix runs: a folder holding a run needs `--resume` or `--force`. `--resume` where
+/// no checkpoint was completed yet (a run stopped before its first) starts over. Returns
+/// whether the run resumes from a checkpoint.
+fn prepare_run_folder(out: &Path, options: &RunOptions) -> Result<bool> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::BadInput(format!(
+            "{}: is a file; --out names a run folder",
+            out.display()
+        )));
+    }
     let has_run = out.join("metrics.jsonl").exists() || out.join("checkpoints").exists();
-    if has_run && !options.resume {
-        if !options.force {
+    let resuming = options.resume && out.join("checkpoints").join("latest").exists();
+    if has_run && !resuming {
+        if !options.force && !options.resume {
             return Err(Error::BadInput(format!(
                 "{}: already holds a run; --resume continues it, --force starts over",
                 out.display()
             )));
+        }
+        if options.resume {
+            eprintln!(
+                "hashtrain: {}: no checkpoint was completed yet: starting the run over",
+                out.display()
+            );
         }
         for name in RUN_FILES {
             let path = out.join(name);
@@ -431,7 +488,38 @@ fn prepare_run_folder(out: &Path, options: &RunOptions) -> Result<()> {
             std::fs::remove_dir_all(&checkpoints).map_err(|e| Error::io(&checkpoints, e))?;
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    Ok(resuming)
+}
+
+/// The `summary.json` of a finished run, if there is one.
+fn read_summary(out: &Path) -> Result<Option<RunSummary>> {
+    let path = out.join("summary.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(serde_json::from_slice(&bytes).ok())
+}
+
+/// Refuses to checkpoint weights, or an open metrics window, that are no longer finite: the
+/// last checkpoint of a diverged run stays one to resume from. One device read.
+fn check_finite_state(trainer: &Trainer<'_>, window: &Window, step: u64) -> Result<()> {
+    let finite = tch::no_grad(|| {
+        let mut all = window.loss.isfinite().logical_and(&window.aux.isfinite());
+        for variable in trainer.vs.trainable_variables() {
+            all = all.logical_and(&variable.isfinite().all());
+        }
+        all.to_kind(Kind::Int64).int64_value(&[]) == 1
+    });
+    if finite {
+        return Ok(());
+    }
+    Err(Error::Diverged {
+        step,
+        detail: "the weights or the training loss are no longer finite; no checkpoint was written"
+            .into(),
+    })
 }
 
 /// A checkpoint resumes a config when everything that shapes the losses is the same: data,
@@ -458,10 +546,15 @@ fn check_resumable(
         c.train.threads = defaults.threads;
         c
     };
-    if shape(config) != shape(&state.config) {
+    let (now, then) = (shape(config), shape(&state.config));
+    if now != then {
+        let mut changed = Vec::new();
+        let as_json = |c: &RunConfig| serde_json::to_value(c).expect("serializable");
+        config_differences(&as_json(&then), &as_json(&now), "", &mut changed);
         return Err(Error::BadInput(format!(
-            "{}: the checkpoint was trained with another config (data, model or optimizer settings differ)",
-            dir.display()
+            "{}: the checkpoint was trained with other settings: {}; keep them to resume, or --force to start over",
+            dir.display(),
+            changed.join("; ")
         )));
     }
     for (now, then) in tables.iter().zip(&state.tables) {
@@ -479,6 +572,31 @@ fn check_resumable(
         ));
     }
     Ok(())
+}
+
+/// The dotted names of the settings that differ between two configs, with both values.
+fn config_differences(
+    then: &serde_json::Value,
+    now: &serde_json::Value,
+    name: &str,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    if let (Value::Object(a), Value::Object(b)) = (then, now) {
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for key in keys {
+            let child = if name.is_empty() {
+                key.clone()
+            } else {
+                format!("{name}.{key}")
+            };
+            let missing = Value::Null;
+            let (x, y) = (a.get(key).unwrap_or(&missing), b.get(key).unwrap_or(&missing));
+            config_differences(x, y, &child, out);
+        }
+    } else if then != now {
+        out.push(format!("{name} ({then} in the checkpoint, {now} now)"));
+    }
 }
 
 /// Training statistics since the last `train` record. Losses add up on the device, so steps
@@ -614,14 +732,12 @@ pub fn restore(
     let data = data.unwrap_or(&config.data.valid).to_owned();
     let loader = open_loader(&data, &config, &tables)?;
     let tokenizer = &loader.manifest().tokenizer;
-    if tokenizer.fingerprint != state.tokenizer {
-        return Err(Error::BadInput(format!(
-            "{}: tokenized by {}, but the checkpoint was trained on {}",
-            data.display(),
-            tokenizer.fingerprint,
-            state.tokenizer
-        )));
-    }
+    same_tokenizer(
+        &data,
+        &tokenizer.fingerprint,
+        &state.tokenizer,
+        &format!("the checkpoint {}", dir.display()),
+    )?;
     let routing = resolve_routing(&config, &loader)?;
     let layers = sparse_layers(&config, &routing);
     let (mut vs, model) = build_model(&config, tokenizer.vocab_size, &routing, device);

@@ -37,6 +37,7 @@ fn series(records: &[Record], valid: bool) -> Vec<(f64, f64)> {
             (Record::Valid { step, ppl, .. }, true) => Some((*step as f64, *ppl)),
             _ => None,
         })
+        .filter(|(_, y)| y.is_finite())
         .collect()
 }
 

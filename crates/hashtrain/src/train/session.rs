@@ -52,6 +52,22 @@ pub fn parse_device(name: &str) -> Result<Device> {
     Ok(device)
 }
 
+/// Refuses `data`, tokenized by `found`, unless `expected` (what `reference` was tokenized or
+/// trained with) is the same tokenizer: ids of another vocabulary give a meaningless loss.
+///
+/// # Errors
+/// The fingerprints differ; the message names both.
+pub fn same_tokenizer(data: &Path, found: &str, expected: &str, reference: &str) -> Result<()> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(Error::BadInput(format!(
+        "{}: tokenized by {found}, but {reference} was made with {expected}: \
+         tokenize every split with one tokenizer",
+        data.display()
+    )))
+}
+
 /// The distinct table files of the table-routed layers, in config order.
 pub fn table_paths(config: &RunConfig) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = Vec::new();
