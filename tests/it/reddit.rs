@@ -235,3 +235,90 @@ fn filters_and_orphans_are_counted_by_reason() {
     assert_eq!(code, 2);
     assert!(stderr.contains("RC_2021-01:9: malformed_json"), "{stderr}");
 }
+
+#[test]
+fn a_parent_in_another_thread_is_an_orphan_whatever_the_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = tmp.path().join("RC_2022-03");
+    let mut lines = Vec::new();
+    for t in 0..12 {
+        lines.push(format!(r#"{{"id":"s{t}","title":"Thread {t}","selftext":"","subreddit":"r"}}"#));
+        lines.push(format!(r#"{{"id":"a{t}","parent_id":"t3_s{t}","link_id":"t3_s{t}","body":"first in {t}","subreddit":"r"}}"#));
+        // Thread t's second comment names the first comment of thread t+1 as its parent.
+        let next = (t + 1) % 12;
+        lines.push(format!(r#"{{"id":"b{t}","parent_id":"t1_a{next}","link_id":"t3_s{t}","body":"crossed in {t}","subreddit":"r"}}"#));
+    }
+    std::fs::write(&dump, lines.join("\n") + "\n").unwrap();
+    let mut outputs = Vec::new();
+    for partitions in ["1", "3", "16"] {
+        let out = tmp.path().join(format!("p{partitions}"));
+        let stdout = run_ok(
+            tokenize_into(
+                &out,
+                &["--format", "reddit", "--tokenizer", "gpt2", "--json", "--partitions", partitions],
+            )
+            .arg(&dump),
+        );
+        let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(summary["totals"]["notices"]["orphan_context"], 12, "{partitions}");
+        let mut rows = read_rows(&out);
+        rows.sort();
+        outputs.push((rows, std::fs::read(out.join("counts.arrow")).unwrap()));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
+    // The crossed comments have an empty context.
+    let tok = TextTokenizer::load("gpt2").unwrap();
+    let crossed: Vec<_> = outputs[0]
+        .0
+        .iter()
+        .filter(|(tokens, _)| tok.decode(tokens).starts_with("crossed"))
+        .collect();
+    assert_eq!(crossed.len(), 12);
+    assert!(crossed.iter().all(|(_, prefix)| *prefix == 0));
+}
+
+#[test]
+fn a_truncated_dump_keeps_the_records_before_the_damage_as_jsonl_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text: String = (0..20_000)
+        .map(|i| {
+            format!(
+                r#"{{"id":"c{i}","parent_id":"t3_s{t}","link_id":"t3_s{t}","body":"comment {i} of a dump","subreddit":"r"}}"#,
+                t = i % 50
+            ) + "\n"
+        })
+        .collect();
+    let zst = compress(&tmp.path().join("RC_2023-01"), "zst", text.as_bytes());
+    let bytes = std::fs::read(&zst).unwrap();
+    std::fs::write(&zst, &bytes[..bytes.len() / 2]).unwrap();
+
+    let summary = |format: &[&str], name: &str| -> serde_json::Value {
+        let out = tmp.path().join(name);
+        let stdout = run_ok(
+            tokenize_into(&out, &["--tokenizer", "gpt2", "--on-error", "skip", "--json"])
+                .args(format)
+                .arg(&zst),
+        );
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let jsonl = summary(&["--format", "jsonl", "--text-field", "body"], "jsonl");
+    let reddit = summary(&["--format", "reddit"], "reddit");
+    let kept = jsonl["totals"]["documents"].as_u64().unwrap();
+    assert!(kept > 1000 && kept < 20_000, "{jsonl}");
+    assert_eq!(reddit["totals"]["documents"], kept, "{reddit}");
+    assert_eq!(reddit["totals"]["skipped"]["corrupt_stream"], 1);
+    assert_eq!(jsonl["totals"]["skipped"]["corrupt_stream"], 1);
+
+    // Under the default policy: an error with the offset and line, as for jsonl.
+    let (code, stderr) = run_fail(
+        tokenize_into(&tmp.path().join("strict"), &["--tokenizer", "gpt2", "--format", "reddit"])
+            .arg(&zst),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("RC_2023-01.zst: corrupt or truncated zstd stream after ")
+            && stderr.contains(&format!("(line {kept})")),
+        "{stderr}"
+    );
+}

@@ -15,9 +15,10 @@ use serde::Deserialize;
 use super::filters::RedditFilter;
 use super::records::{Comment, Submission};
 use super::threads::{thread_examples, DialogueExample, ThreadStats};
+use crate::corpus::lines::{Line, Lines};
 use crate::corpus::open_input;
 use crate::corpus::OnError;
-use crate::error::{Error, Location, Result, SkipReason};
+use crate::error::{Error, Result, SkipReason};
 use crate::table::splitmix64;
 
 /// Just enough of a record to route it to its partition.
@@ -93,30 +94,32 @@ pub fn partition(
         .collect::<Result<Vec<_>>>()?;
     let mut skipped = Skipped::new();
     for file in files {
-        let mut reader = open_input(file, progress.cloned())?.reader;
-        let mut line = Vec::new();
-        let mut number = 0u64;
-        loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| Error::io(file, e))?;
-            if n == 0 {
-                break;
-            }
-            number += 1;
-            if line.iter().all(u8::is_ascii_whitespace) {
+        let mut lines = Lines::new(open_input(file, progress.cloned())?, file);
+        while let Some(next) = lines.next_line() {
+            let line = match next {
+                Ok(Line::Text(line)) => line,
+                Ok(Line::Invalid(Error::BadRecord { reason, .. })) if on_error == OnError::Skip => {
+                    *skipped.entry(reason).or_default() += 1;
+                    continue;
+                }
+                Ok(Line::Invalid(e)) => return Err(e),
+                // A truncated or damaged stream (a partly downloaded dump): the records before
+                // the damage are kept, the rest of the file is lost and counted once.
+                Err(Error::CorruptStream { .. }) if on_error == OnError::Skip => {
+                    *skipped.entry(SkipReason::CorruptStream).or_default() += 1;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            if line.trim().is_empty() {
                 continue;
             }
             let bad = |reason: SkipReason, detail: String| Error::BadRecord {
-                location: Location {
-                    path: file.clone(),
-                    line: number,
-                },
+                location: lines.location(),
                 reason,
                 detail,
             };
-            let outcome = match serde_json::from_slice::<Key>(&line) {
+            let outcome = match serde_json::from_str::<Key>(&line) {
                 Err(e) => Err(bad(SkipReason::MalformedJson, e.to_string())),
                 Ok(key) if key.id.is_none() => Err(bad(SkipReason::MissingField, "no id".into())),
                 Ok(key) => thread_of(&key)
@@ -129,14 +132,10 @@ pub fn partition(
                     }),
             };
             match outcome {
-                Ok((t, p)) if t == task.0 => {
-                    if line.last() != Some(&b'\n') {
-                        line.push(b'\n');
-                    }
-                    writers[p]
-                        .write_all(&line)
-                        .map_err(|e| Error::io(&paths[p], e))?;
-                }
+                Ok((t, p)) if t == task.0 => writers[p]
+                    .write_all(line.as_bytes())
+                    .and_then(|()| writers[p].write_all(b"\n"))
+                    .map_err(|e| Error::io(&paths[p], e))?,
                 Ok(_) => {}
                 Err(Error::BadRecord { reason, .. }) if on_error == OnError::Skip => {
                     *skipped.entry(reason).or_default() += 1;

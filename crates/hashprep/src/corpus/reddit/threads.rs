@@ -60,9 +60,21 @@ enum Ancestry {
     Cyclic,
 }
 
-/// The parent comment's id, if the parent is a comment.
-fn parent_comment(comment: &Comment) -> Option<&str> {
-    comment.parent_id.as_deref()?.strip_prefix("t1_")
+/// The thread of a comment: its `link_id` without the `t3_` prefix.
+fn thread(comment: &Comment) -> Option<&str> {
+    let link = comment.link_id.as_deref()?;
+    Some(link.strip_prefix("t3_").unwrap_or(link))
+}
+
+/// The index of a comment's parent comment, looked up within the comment's own thread only: in
+/// real dumps a `parent_id` can name a comment of another thread, which must not become this
+/// one's context (and whether it was found would depend on how threads share partitions).
+fn parent_in_thread(comment: &Comment, comments: &[Comment], index: &HashMap<&str, usize>) -> Option<usize> {
+    let parent = comment.parent_id.as_deref()?.strip_prefix("t1_")?;
+    index
+        .get(parent)
+        .copied()
+        .filter(|&p| thread(&comments[p]) == thread(comment))
 }
 
 /// Marks every comment whose chain of parents loops (O(n) over the thread).
@@ -79,7 +91,7 @@ fn cyclic(comments: &[Comment], index: &HashMap<&str, usize>) -> Vec<bool> {
                 Ancestry::Unknown => {
                     state[i] = Ancestry::Visiting;
                     path.push(i);
-                    at = parent_comment(&comments[i]).and_then(|p| index.get(p).copied());
+                    at = parent_in_thread(&comments[i], comments, index);
                 }
             }
         };
@@ -129,15 +141,17 @@ pub fn thread_examples<S: BuildHasher>(
             continue;
         }
         let mut turns: Vec<String> = Vec::new(); // nearest first
+        let mut current = comment;
         let mut parent = comment.parent_id.as_deref();
         while turns.len() < max_turns {
             let Some(id) = parent else { break };
-            if let Some(comment_id) = id.strip_prefix("t1_") {
-                let Some(&p) = index.get(comment_id) else {
+            if id.starts_with("t1_") {
+                let Some(p) = parent_in_thread(current, comments, &index) else {
                     stats.orphans += 1;
                     break;
                 };
                 let ancestor = &comments[p];
+                current = ancestor;
                 if is_deleted(ancestor.body.as_deref()) {
                     break;
                 }
@@ -168,7 +182,7 @@ pub fn thread_examples<S: BuildHasher>(
 fn depth(comment: &Comment, comments: &[Comment], index: &HashMap<&str, usize>) -> usize {
     let mut depth = 1;
     let mut at = comment;
-    while let Some(&p) = parent_comment(at).and_then(|id| index.get(id)) {
+    while let Some(p) = parent_in_thread(at, comments, index) {
         depth += 1;
         at = &comments[p];
         if depth > 64 {
@@ -257,6 +271,17 @@ mod tests {
         assert_eq!(stats.deleted, 2);
         assert_eq!(find(&examples, "c").context, Vec::<String>::new());
         assert_eq!(examples.len(), 2);
+    }
+
+    #[test]
+    fn a_parent_in_another_thread_is_missing_from_this_one() {
+        let mut other: Comment = c("b", "t1_a", "in thread t");
+        other.link_id = Some("t3_t".into());
+        let comments = [c("a", "t3_s", "A"), other, c("d", "t1_a", "D")];
+        let (examples, stats) = run(&comments, 7);
+        assert_eq!(stats.orphans, 1);
+        assert_eq!(find(&examples, "b").context, Vec::<String>::new());
+        assert_eq!(find(&examples, "d").context, vec!["Title & more\nself", "A"]);
     }
 
     #[test]
