@@ -31,6 +31,13 @@ fn each_kind_of_bad_input_is_named_with_its_place() {
     )
     .unwrap();
     std::fs::write(p("no-field.jsonl"), "{\"body\": \"x\"}\n").unwrap();
+    std::fs::write(p("array.json"), "[{\"text\": \"a\"}, {\"text\": \"b\"}]\n").unwrap();
+    std::fs::write(p("pretty.json"), "[\n  {\"text\": \"a\"},\n  {\"text\": \"b\"}\n]\n").unwrap();
+    std::fs::write(
+        p("RS_2020-01"),
+        "{\"id\":\"s1\",\"title\":\"T\",\"selftext\":\"\",\"subreddit\":\"r\"}\n",
+    )
+    .unwrap();
     std::fs::write(p("empty.txt"), "").unwrap();
     let big: String = (0..20_000)
         .map(|i| format!("line number {i} of a longer file\n"))
@@ -55,6 +62,21 @@ fn each_kind_of_bad_input_is_named_with_its_place() {
             p("no-field.jsonl"),
             "no-field.jsonl:1: missing_field",
         ),
+        (
+            jsonl,
+            p("array.json"),
+            "array.json:1: malformed_json: a JSON array, not an object: JSON Lines is expected",
+        ),
+        (
+            jsonl,
+            p("pretty.json"),
+            "pretty.json:1: malformed_json: EOF while parsing a list at line 1 column 1: JSON Lines is expected",
+        ),
+        (
+            &["--format", "reddit"],
+            p("RS_2020-01"),
+            "no Reddit comments were found in the input",
+        ),
         (text, p("empty.txt"), "empty.txt: empty input"),
         (
             text,
@@ -75,6 +97,20 @@ fn each_kind_of_bad_input_is_named_with_its_place() {
             "{input:?}: expected {expected:?} in {stderr}"
         );
     }
+
+    // --out naming a file: bad input, said once, the file untouched.
+    let (code, stderr) = run_fail(
+        tokenize_into(&p("bad-utf8.txt"), &["--format", "text", "--tokenizer", "gpt2"])
+            .arg(p("no-field.jsonl")),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "hashprep: error: {}: is a file; --out names a directory",
+            p("bad-utf8.txt").display()
+        )
+    );
 
     let (code, stderr) = run_fail(
         tokenize_into(

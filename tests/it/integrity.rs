@@ -21,10 +21,17 @@ fn data_and_table(tmp: &Path) -> (PathBuf, PathBuf) {
 
 fn build_table(data: &Path, out: &Path) -> std::process::Command {
     let mut cmd = hashprep();
-    cmd.args(["build-table", "--method", "balanced", "--experts", "4", "--data"])
-        .arg(data)
-        .arg("--out")
-        .arg(out);
+    cmd.args([
+        "build-table",
+        "--method",
+        "balanced",
+        "--experts",
+        "4",
+        "--data",
+    ])
+    .arg(data)
+    .arg("--out")
+    .arg(out);
     cmd
 }
 
@@ -32,19 +39,41 @@ fn build_table(data: &Path, out: &Path) -> std::process::Command {
 fn assert_every_reader_refuses(data: &Path, table: &Path, file: &str) {
     let tmp = data.parent().unwrap();
     let mut compare = hashprep();
-    compare.args(["compare-tables", "--data"]).arg(data).arg(table);
+    compare
+        .args(["compare-tables", "--data"])
+        .arg(data)
+        .arg(table);
     let mut batches = hashprep();
     batches
-        .args(["batches", "--batch-size", "2", "--seq-len", "16", "--steps", "1", "--data"])
+        .args([
+            "batches",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "16",
+            "--steps",
+            "1",
+            "--data",
+        ])
         .arg(data)
         .arg("--table")
         .arg(table);
     let mut inspect = hashprep();
     inspect.arg("inspect").arg(data);
     let mut merge = hashprep();
-    merge.arg("merge").arg(data).arg("--out").arg(tmp.join("merged"));
+    merge
+        .arg("merge")
+        .arg(data)
+        .arg("--out")
+        .arg(tmp.join("merged"));
     let mut rebuild = build_table(data, &tmp.join("again.arrow"));
-    for cmd in [&mut rebuild, &mut compare, &mut batches, &mut inspect, &mut merge] {
+    for cmd in [
+        &mut rebuild,
+        &mut compare,
+        &mut batches,
+        &mut inspect,
+        &mut merge,
+    ] {
         let (code, stderr) = run_fail(cmd);
         assert_eq!(code, 2, "{cmd:?}: {stderr}");
         assert!(
@@ -105,7 +134,15 @@ fn an_id_outside_the_vocabulary_is_named_by_shard_and_row() {
     for workers in ["1", "2"] {
         let (code, stderr) = run_fail(
             hashprep()
-                .args(["batches", "--batch-size", "4", "--seq-len", "16", "--steps", "400"])
+                .args([
+                    "batches",
+                    "--batch-size",
+                    "4",
+                    "--seq-len",
+                    "16",
+                    "--steps",
+                    "400",
+                ])
                 .args(["--workers", workers, "--data"])
                 .arg(&data)
                 .arg("--table")

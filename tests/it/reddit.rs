@@ -242,7 +242,9 @@ fn a_parent_in_another_thread_is_an_orphan_whatever_the_partitions() {
     let dump = tmp.path().join("RC_2022-03");
     let mut lines = Vec::new();
     for t in 0..12 {
-        lines.push(format!(r#"{{"id":"s{t}","title":"Thread {t}","selftext":"","subreddit":"r"}}"#));
+        lines.push(format!(
+            r#"{{"id":"s{t}","title":"Thread {t}","selftext":"","subreddit":"r"}}"#
+        ));
         lines.push(format!(r#"{{"id":"a{t}","parent_id":"t3_s{t}","link_id":"t3_s{t}","body":"first in {t}","subreddit":"r"}}"#));
         // Thread t's second comment names the first comment of thread t+1 as its parent.
         let next = (t + 1) % 12;
@@ -255,12 +257,23 @@ fn a_parent_in_another_thread_is_an_orphan_whatever_the_partitions() {
         let stdout = run_ok(
             tokenize_into(
                 &out,
-                &["--format", "reddit", "--tokenizer", "gpt2", "--json", "--partitions", partitions],
+                &[
+                    "--format",
+                    "reddit",
+                    "--tokenizer",
+                    "gpt2",
+                    "--json",
+                    "--partitions",
+                    partitions,
+                ],
             )
             .arg(&dump),
         );
         let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        assert_eq!(summary["totals"]["notices"]["orphan_context"], 12, "{partitions}");
+        assert_eq!(
+            summary["totals"]["notices"]["orphan_context"], 12,
+            "{partitions}"
+        );
         let mut rows = read_rows(&out);
         rows.sort();
         outputs.push((rows, std::fs::read(out.join("counts.arrow")).unwrap()));
@@ -296,9 +309,12 @@ fn a_truncated_dump_keeps_the_records_before_the_damage_as_jsonl_does() {
     let summary = |format: &[&str], name: &str| -> serde_json::Value {
         let out = tmp.path().join(name);
         let stdout = run_ok(
-            tokenize_into(&out, &["--tokenizer", "gpt2", "--on-error", "skip", "--json"])
-                .args(format)
-                .arg(&zst),
+            tokenize_into(
+                &out,
+                &["--tokenizer", "gpt2", "--on-error", "skip", "--json"],
+            )
+            .args(format)
+            .arg(&zst),
         );
         serde_json::from_str(&stdout).unwrap()
     };
@@ -312,8 +328,11 @@ fn a_truncated_dump_keeps_the_records_before_the_damage_as_jsonl_does() {
 
     // Under the default policy: an error with the offset and line, as for jsonl.
     let (code, stderr) = run_fail(
-        tokenize_into(&tmp.path().join("strict"), &["--tokenizer", "gpt2", "--format", "reddit"])
-            .arg(&zst),
+        tokenize_into(
+            &tmp.path().join("strict"),
+            &["--tokenizer", "gpt2", "--format", "reddit"],
+        )
+        .arg(&zst),
     );
     assert_eq!(code, 2);
     assert!(

@@ -36,7 +36,9 @@ fn truncation_and_padding_of_a_tokenizer_json_are_disabled_and_recorded() {
     assert!(result.status.success());
     let stderr = String::from_utf8(result.stderr).unwrap();
     assert_eq!(
-        stderr.matches("truncation disabled (max_length 50)").count(),
+        stderr
+            .matches("truncation disabled (max_length 50)")
+            .count(),
         1,
         "said once: {stderr}"
     );
@@ -68,8 +70,11 @@ fn special_token_strings_inside_text_are_ordinary_text_by_default() {
     let ordinary = tmp.path().join("ordinary");
     let recognized = tmp.path().join("recognized");
     let summary = run_ok(
-        tokenize_into(&ordinary, &["--format", "text", "--tokenizer", "gpt2", "--json"])
-            .arg(&input),
+        tokenize_into(
+            &ordinary,
+            &["--format", "text", "--tokenizer", "gpt2", "--json"],
+        )
+        .arg(&input),
     );
     run_ok(
         tokenize_into(
@@ -91,7 +96,10 @@ fn special_token_strings_inside_text_are_ordinary_text_by_default() {
     let eos = GPT2_EOS.1;
     for (tokens, _) in read_rows(&ordinary) {
         // The end-of-document id only where the tool appends it.
-        assert_eq!(tokens.iter().position(|&id| id == eos), Some(tokens.len() - 1));
+        assert_eq!(
+            tokens.iter().position(|&id| id == eos),
+            Some(tokens.len() - 1)
+        );
     }
     let recognized_rows = read_rows(&recognized);
     let eos_per_row: Vec<usize> = recognized_rows

@@ -154,6 +154,9 @@ fn out_naming_a_file_is_bad_input() {
             .arg(&file),
     );
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("a-file: is a file; --out names a run folder"), "{stderr}");
+    assert!(
+        stderr.contains("a-file: is a file; --out names a run folder"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }

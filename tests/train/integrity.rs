@@ -63,7 +63,10 @@ fn validation_or_test_data_of_another_tokenizer_is_refused_at_start() {
                 && message.contains(&fingerprint(&fixture().train)),
             "{setting}: names the data and both fingerprints: {message}"
         );
-        assert!(!out.join("metrics.jsonl").exists(), "refused before training");
+        assert!(
+            !out.join("metrics.jsonl").exists(),
+            "refused before training"
+        );
     }
 }
 
@@ -83,7 +86,8 @@ fn non_finite_settings_are_refused() {
         .unwrap_err();
         assert!(err.is_bad_input());
         assert!(
-            err.to_string().contains(&format!("{name} is not a finite number")),
+            err.to_string()
+                .contains(&format!("{name} is not a finite number")),
             "{set}: {err}"
         );
     }
@@ -121,7 +125,10 @@ fn a_diverging_run_stops_naming_the_step_and_stays_readable_and_resumable() {
     let err = run(&cfg, dir.path(), &RunOptions::default()).unwrap_err();
     let message = err.to_string();
     assert!(err.is_bad_input(), "{message}");
-    assert!(message.starts_with("training diverged at step "), "{message}");
+    assert!(
+        message.starts_with("training diverged at step "),
+        "{message}"
+    );
     let step: u64 = message["training diverged at step ".len()..]
         .split(':')
         .next()
@@ -132,7 +139,9 @@ fn a_diverging_run_stops_naming_the_step_and_stays_readable_and_resumable() {
     // metrics.jsonl stays readable (non-finite values as null, read back as NaN) and the
     // curves were drawn from the finite points.
     let records = read_records(&dir.path().join("metrics.jsonl")).unwrap();
-    assert!(records.iter().any(|r| matches!(r, Record::Train { step: s, loss, .. } if *s == step && !loss.is_finite())));
+    assert!(records.iter().any(
+        |r| matches!(r, Record::Train { step: s, loss, .. } if *s == step && !loss.is_finite())
+    ));
     assert!(dir.path().join("curves.png").is_file());
     // The checkpoints written before it hold finite weights; none was written after.
     let checkpoints = dir.path().join("checkpoints");
@@ -154,5 +163,8 @@ fn a_diverging_run_stops_naming_the_step_and_stays_readable_and_resumable() {
         ..RunOptions::default()
     };
     let again = run(&cfg, dir.path(), &resume).unwrap_err();
-    assert!(again.to_string().starts_with("training diverged at step "), "{again}");
+    assert!(
+        again.to_string().starts_with("training diverged at step "),
+        "{again}"
+    );
 }

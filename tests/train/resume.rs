@@ -139,13 +139,13 @@ fn resume_of_a_finished_run_leaves_it_as_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config("", &["train.steps=4"]);
     let first = run(&cfg, dir.path(), &RunOptions::default()).unwrap();
-    let files = ["summary.json", "metrics.jsonl"]
-        .map(|f| std::fs::read(dir.path().join(f)).unwrap());
+    let files =
+        ["summary.json", "metrics.jsonl"].map(|f| std::fs::read(dir.path().join(f)).unwrap());
     let again = run(&cfg, dir.path(), &resume()).unwrap();
     assert!(again.tokens_per_s > 0.0);
     assert_eq!(again.tokens_per_s, first.tokens_per_s);
-    let after = ["summary.json", "metrics.jsonl"]
-        .map(|f| std::fs::read(dir.path().join(f)).unwrap());
+    let after =
+        ["summary.json", "metrics.jsonl"].map(|f| std::fs::read(dir.path().join(f)).unwrap());
     assert_eq!(files, after, "summary.json and metrics.jsonl untouched");
 }
 

@@ -7,6 +7,20 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Creates the output directory `dir` (and its parents) unless it exists.
+///
+/// # Errors
+/// `dir` names an existing file (bad input), or the directory cannot be created.
+pub fn create_output_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::BadInput(format!(
+            "{}: is a file; --out names a directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
 /// The temporary name a file is written under before it is renamed to `path`.
 pub fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();

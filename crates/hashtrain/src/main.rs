@@ -115,7 +115,11 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let _ = writeln!(std::io::stderr(), "hashtrain: error: {err:#}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "hashtrain: error: {}",
+                error_message(&err)
+            );
             let bad_input = err
                 .downcast_ref::<hashtrain::Error>()
                 .is_some_and(hashtrain::Error::is_bad_input);
@@ -267,4 +271,21 @@ fn print_loads(out: &mut impl Write, loads: &[train::LayerLoad]) -> std::io::Res
         )?;
     }
     Ok(())
+}
+
+/// The error and its causes, joined by ": ", leaving out a cause whose text the message
+/// already holds (errors that print their source themselves).
+fn error_message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }

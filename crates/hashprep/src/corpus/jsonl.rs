@@ -4,6 +4,30 @@ use super::lines::{Line, Lines};
 use super::Example;
 use crate::error::{Error, Result, SkipReason};
 
+const JSON_LINES_EXPECTED: &str =
+    "JSON Lines is expected, one JSON object per line (a JSON array file can be converted with `jq -c '.[]'`)";
+
+/// The parser's message for a line that is not JSON, saying what is expected when the line
+/// looks like the start of a JSON array or a pretty-printed document.
+pub(crate) fn json_lines_error(line: &str, error: &serde_json::Error) -> String {
+    let start = line.trim_start();
+    if start.starts_with('[') || start == "{" {
+        format!("{error}: {JSON_LINES_EXPECTED}")
+    } else {
+        error.to_string()
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Array(_) => "a JSON array",
+        serde_json::Value::String(_) => "a JSON string",
+        serde_json::Value::Number(_) => "a JSON number",
+        serde_json::Value::Bool(_) => "a JSON boolean",
+        serde_json::Value::Null | serde_json::Value::Object(_) => "JSON null",
+    }
+}
+
 /// Iterator of documents over JSON lines.
 pub(crate) struct JsonlRecords {
     lines: Lines,
@@ -25,7 +49,13 @@ impl JsonlRecords {
 
     fn parse(&self, text: &str) -> Result<Example> {
         let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| self.bad(SkipReason::MalformedJson, e.to_string()))?;
+            .map_err(|e| self.bad(SkipReason::MalformedJson, json_lines_error(text, &e)))?;
+        if !value.is_object() {
+            return Err(self.bad(
+                SkipReason::MalformedJson,
+                format!("{}, not an object: {JSON_LINES_EXPECTED}", json_kind(&value)),
+            ));
+        }
         let field = value.get(&self.text_field).ok_or_else(|| {
             self.bad(
                 SkipReason::MissingField,

@@ -148,7 +148,8 @@ impl TokenDataset {
     fn foreign_id(&self, i: usize, position: usize, id: u32) -> Error {
         let doc = self.docs[i];
         Error::corrupt(
-            self.dir.join(&self.manifest.shards[doc.shard as usize].file),
+            self.dir
+                .join(&self.manifest.shards[doc.shard as usize].file),
             format!(
                 "row {}: id {id} at position {position} is outside the vocabulary of {} ids \
                  (a shard of another tokenizer, or altered)",

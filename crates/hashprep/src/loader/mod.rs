@@ -530,8 +530,8 @@ impl Core {
     /// Builds batch `index`, turning a panic into an error so that every index a worker takes
     /// is answered (a lost batch would leave the consumer waiting forever).
     fn build(&self, index: u64) -> Result<Batch> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(index)))
-            .unwrap_or_else(|panic| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(index))).unwrap_or_else(
+            |panic| {
                 let what = panic
                     .downcast_ref::<&str>()
                     .map(ToString::to_string)
@@ -540,7 +540,8 @@ impl Core {
                 Err(Error::Internal(format!(
                     "a loader worker panicked building batch {index}: {what}"
                 )))
-            })
+            },
+        )
     }
 }
 
@@ -603,7 +604,8 @@ mod tests {
             .collect();
         std::fs::write(&input, text).unwrap();
         let data = dir.join("data");
-        let settings = TokenizeSettings::new(Format::from_cli("text", "text", false).unwrap(), "gpt2");
+        let settings =
+            TokenizeSettings::new(Format::from_cli("text", "text", false).unwrap(), "gpt2");
         tokenize(&settings, &[input], &data, &RunOptions::default()).unwrap();
         data
     }
@@ -624,7 +626,11 @@ mod tests {
             let (results, next_batch) = rx
                 .recv_timeout(std::time::Duration::from_secs(60))
                 .unwrap_or_else(|_| panic!("{workers} workers: the loader hung"));
-            assert_eq!(results.len(), 4, "{workers} workers: three batches, then the error");
+            assert_eq!(
+                results.len(),
+                4,
+                "{workers} workers: three batches, then the error"
+            );
             assert!(results[..3].iter().all(Result::is_ok));
             let error = results[3].as_ref().unwrap_err();
             assert!(

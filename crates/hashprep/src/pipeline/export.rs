@@ -9,7 +9,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
-use crate::fsutil::{rename_durable, temp_path};
+use crate::fsutil::{create_output_dir, rename_durable, temp_path};
 use crate::shard::{Manifest, ShardReader};
 
 /// Writes every shard of `dir` as `out/shard-NNNNN.parquet` (snappy); returns the files.
@@ -18,7 +18,7 @@ use crate::shard::{Manifest, ShardReader};
 /// The input is not a complete, intact tokenize output, or writing fails.
 pub fn export_parquet(dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     let manifest = Manifest::read(dir)?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    create_output_dir(out)?;
     let mut written = Vec::new();
     for info in &manifest.shards {
         let shard = ShardReader::open(&dir.join(&info.file), Some(&info.checksum))?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::tokenize::{shard_file_name, TokenizeSummary, TOKENIZER_FILE};
 use crate::counts::{TokenCounts, COUNTS_FILE};
 use crate::error::{Error, Result};
-use crate::fsutil::{rename_durable, temp_path, write_atomic};
+use crate::fsutil::{create_output_dir, rename_durable, temp_path, write_atomic};
 use crate::shard::{Manifest, ShardInfo, ShardReader, Totals, MANIFEST_FILE};
 use crate::tokenize::fingerprint_bytes;
 
@@ -41,7 +41,7 @@ pub fn merge(
             out.display()
         )));
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    create_output_dir(out)?;
     let _ = std::fs::remove_file(out.join(MANIFEST_FILE));
 
     let first = &parts[0].1;

@@ -6,6 +6,7 @@ use std::path::Path;
 use super::journal::{Journal, JournalEntry, JOURNAL_FILE};
 use crate::counts::COUNTS_FILE;
 use crate::error::{Error, Result};
+use crate::fsutil::create_output_dir;
 use crate::shard::{Manifest, ShardReader, MANIFEST_FILE};
 
 /// What a run finds in its output directory.
@@ -58,7 +59,7 @@ fn remove_ours(dir: &Path, keep: &[String]) -> Result<()> {
 
 /// Prepares `dir` for run `run`; see [`OutputState`].
 pub(crate) fn prepare_output(dir: &Path, run: &str, force: bool) -> Result<OutputState> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    create_output_dir(dir)?;
     let refuse = |what: &str| {
         Err(Error::BadInput(format!(
             "{}: already holds {what} made with other settings or inputs; choose another --out or pass --force to replace it",

@@ -254,10 +254,7 @@ pub fn tokenize(
     )?;
 
     if writer.totals.documents == 0 && options.num_tasks == 1 {
-        return Err(Error::BadInput(format!(
-            "no documents in the input (skipped: {:?})",
-            writer.totals.skipped
-        )));
+        return Err(no_documents(reddit, &writer.totals));
     }
     let (shards, totals, counts) = writer.finish(&mut journal)?;
     let counts_bytes = counts.write(&out.join(COUNTS_FILE), tokenizer.fingerprint())?;
@@ -378,6 +375,20 @@ fn example_stream(
             Some(feed.bytes.clone()),
         )),
     }
+}
+
+/// The error of a run that wrote nothing, saying why.
+fn no_documents(reddit: bool, totals: &Totals) -> Error {
+    let skipped: BTreeMap<&String, &u64> = totals.skipped.iter().filter(|(_, &n)| n > 0).collect();
+    Error::BadInput(if !reddit {
+        format!("no documents in the input (skipped: {skipped:?})")
+    } else if skipped.is_empty() {
+        "no Reddit comments were found in the input: the examples are comments (RC_* dumps, \
+         records with parent_id and link_id); submissions (RS_*) only open their contexts"
+            .into()
+    } else {
+        format!("no Reddit comment gave an example (skipped: {skipped:?})")
+    })
 }
 
 /// How the manifest records the tokenizer and end-of-document token.

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::TokenWidth;
 use crate::corpus::InputFile;
 use crate::counts::TokenCounts;
-use crate::tokenize::verify_checksum;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::tokenize::verify_checksum;
 
 /// File name of the manifest inside an output directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 
 /// JSON has no NaN or infinity: `serde_json` writes them as `null`, read back as NaN, so a
 /// diverged run's records stay readable.
-fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<f64, D::Error> {
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 

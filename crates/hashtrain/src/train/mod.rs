@@ -591,7 +591,10 @@ fn config_differences(
                 format!("{name}.{key}")
             };
             let missing = Value::Null;
-            let (x, y) = (a.get(key).unwrap_or(&missing), b.get(key).unwrap_or(&missing));
+            let (x, y) = (
+                a.get(key).unwrap_or(&missing),
+                b.get(key).unwrap_or(&missing),
+            );
             config_differences(x, y, &child, out);
         }
     } else if then != now {

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::filters::RedditFilter;
 use super::records::{Comment, Submission};
 use super::threads::{thread_examples, DialogueExample, ThreadStats};
+use crate::corpus::jsonl::json_lines_error;
 use crate::corpus::lines::{Line, Lines};
 use crate::corpus::open_input;
 use crate::corpus::OnError;
@@ -120,7 +121,7 @@ pub fn partition(
                 detail,
             };
             let outcome = match serde_json::from_str::<Key>(&line) {
-                Err(e) => Err(bad(SkipReason::MalformedJson, e.to_string())),
+                Err(e) => Err(bad(SkipReason::MalformedJson, json_lines_error(&line, &e))),
                 Ok(key) if key.id.is_none() => Err(bad(SkipReason::MissingField, "no id".into())),
                 Ok(key) => thread_of(&key)
                     .map(|t| route(t, task.1, partitions))

@@ -69,7 +69,11 @@ fn thread(comment: &Comment) -> Option<&str> {
 /// The index of a comment's parent comment, looked up within the comment's own thread only: in
 /// real dumps a `parent_id` can name a comment of another thread, which must not become this
 /// one's context (and whether it was found would depend on how threads share partitions).
-fn parent_in_thread(comment: &Comment, comments: &[Comment], index: &HashMap<&str, usize>) -> Option<usize> {
+fn parent_in_thread(
+    comment: &Comment,
+    comments: &[Comment],
+    index: &HashMap<&str, usize>,
+) -> Option<usize> {
     let parent = comment.parent_id.as_deref()?.strip_prefix("t1_")?;
     index
         .get(parent)
@@ -281,7 +285,10 @@ mod tests {
         let (examples, stats) = run(&comments, 7);
         assert_eq!(stats.orphans, 1);
         assert_eq!(find(&examples, "b").context, Vec::<String>::new());
-        assert_eq!(find(&examples, "d").context, vec!["Title & more\nself", "A"]);
+        assert_eq!(
+            find(&examples, "d").context,
+            vec!["Title & more\nself", "A"]
+        );
     }
 
     #[test]
