@@ -32,7 +32,11 @@ fn each_kind_of_bad_input_is_named_with_its_place() {
     .unwrap();
     std::fs::write(p("no-field.jsonl"), "{\"body\": \"x\"}\n").unwrap();
     std::fs::write(p("array.json"), "[{\"text\": \"a\"}, {\"text\": \"b\"}]\n").unwrap();
-    std::fs::write(p("pretty.json"), "[\n  {\"text\": \"a\"},\n  {\"text\": \"b\"}\n]\n").unwrap();
+    std::fs::write(
+        p("pretty.json"),
+        "[\n  {\"text\": \"a\"},\n  {\"text\": \"b\"}\n]\n",
+    )
+    .unwrap();
     std::fs::write(
         p("RS_2020-01"),
         "{\"id\":\"s1\",\"title\":\"T\",\"selftext\":\"\",\"subreddit\":\"r\"}\n",
@@ -100,8 +104,11 @@ fn each_kind_of_bad_input_is_named_with_its_place() {
 
     // --out naming a file: bad input, said once, the file untouched.
     let (code, stderr) = run_fail(
-        tokenize_into(&p("bad-utf8.txt"), &["--format", "text", "--tokenizer", "gpt2"])
-            .arg(p("no-field.jsonl")),
+        tokenize_into(
+            &p("bad-utf8.txt"),
+            &["--format", "text", "--tokenizer", "gpt2"],
+        )
+        .arg(p("no-field.jsonl")),
     );
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(

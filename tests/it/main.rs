@@ -7,6 +7,7 @@
 mod bad_input;
 mod common;
 mod formats;
+mod fuzz;
 mod inspect;
 mod integrity;
 mod loader;

@@ -53,7 +53,10 @@ impl JsonlRecords {
         if !value.is_object() {
             return Err(self.bad(
                 SkipReason::MalformedJson,
-                format!("{}, not an object: {JSON_LINES_EXPECTED}", json_kind(&value)),
+                format!(
+                    "{}, not an object: {JSON_LINES_EXPECTED}",
+                    json_kind(&value)
+                ),
             ));
         }
         let field = value.get(&self.text_field).ok_or_else(|| {

@@ -2,6 +2,7 @@
 //! running checksum, read back by memory map without copying; and the `manifest.json` that
 //! lists them.
 
+mod ipc_layout;
 mod manifest;
 mod reader;
 mod writer;
@@ -14,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub use manifest::{Manifest, ShardInfo, TokenizerInfo, Totals, MANIFEST_FILE, MANIFEST_VERSION};
 pub use reader::{DocTokens, ShardReader};
 pub use writer::ShardWriter;
+
+pub(crate) use ipc_layout::check_ipc_layout;
 
 /// Integer type of the token ids in a shard: the narrowest that holds the vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ use arrow_ipc::reader::{read_footer_length, FileDecoder};
 use arrow_ipc::root_as_footer;
 use arrow_schema::DataType;
 
+use super::check_ipc_layout;
 use super::{TokenWidth, PREFIX_LEN_COLUMN, TOKENS_COLUMN};
 use crate::error::{Error, Result};
 use crate::tokenize::verify_checksum;
@@ -103,9 +104,7 @@ impl ShardReader {
         }
         let buffer = Buffer::from(bytes::Bytes::from_owner(map));
         let bad = |msg: String| Error::corrupt(path, format!("not a valid shard: {msg}"));
-        if buffer.len() < 10 {
-            return Err(bad("file too short".into()));
-        }
+        check_ipc_layout(&buffer).map_err(bad)?;
         let trailer: [u8; 10] = buffer[buffer.len() - 10..].try_into().expect("10 bytes");
         let footer_len = read_footer_length(trailer).map_err(|e| bad(e.to_string()))?;
         let footer_start = buffer
