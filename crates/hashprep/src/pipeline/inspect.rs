@@ -54,7 +54,8 @@ pub struct Inspection {
 /// Reads and verifies the output in `dir`, listing the `top` most frequent tokens.
 ///
 /// # Errors
-/// No manifest, or a shard or the counts file that does not match the manifest.
+/// No manifest, or a shard, the counts file or the tokenizer copy that does not match the
+/// manifest.
 pub fn inspect(dir: &Path, top: usize) -> Result<Inspection> {
     let manifest = Manifest::read(dir)?;
     let (mut rows, mut tokens, mut bytes) = (0u64, 0u64, 0u64);
