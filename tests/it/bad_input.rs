@@ -102,23 +102,6 @@ fn each_kind_of_bad_input_is_named_with_its_place() {
         );
     }
 
-    // --out naming a file: bad input, said once, the file untouched.
-    let (code, stderr) = run_fail(
-        tokenize_into(
-            &p("bad-utf8.txt"),
-            &["--format", "text", "--tokenizer", "gpt2"],
-        )
-        .arg(p("no-field.jsonl")),
-    );
-    assert_eq!(code, 2, "{stderr}");
-    assert_eq!(
-        stderr.trim_end(),
-        format!(
-            "hashprep: error: {}: is a file; --out names a directory",
-            p("bad-utf8.txt").display()
-        )
-    );
-
     let (code, stderr) = run_fail(
         tokenize_into(
             &p("out-tok"),
@@ -131,6 +114,27 @@ fn each_kind_of_bad_input_is_named_with_its_place() {
         stderr.contains("unknown tokenizer \"nonexistent-tok\""),
         "{stderr}"
     );
+}
+
+#[test]
+fn out_naming_a_file_is_bad_input_said_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    std::fs::write(p("docs.txt"), "one document\n").unwrap();
+    std::fs::write(p("a-file"), "x").unwrap();
+    let (code, stderr) = run_fail(
+        tokenize_into(&p("a-file"), &["--format", "text", "--tokenizer", "gpt2"])
+            .arg(p("docs.txt")),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "hashprep: error: {}: is a file; --out names a directory",
+            p("a-file").display()
+        )
+    );
+    assert_eq!(std::fs::read(p("a-file")).unwrap(), b"x");
 }
 
 #[test]

@@ -599,9 +599,7 @@ mod tests {
     /// A small tokenize output in `dir/data`.
     fn small_data(dir: &Path) -> PathBuf {
         let input = dir.join("docs.txt");
-        let text: String = (0..200)
-            .map(|i| format!("document number {i} with a few words in it\n"))
-            .collect();
+        let text = "document number N with a few words in it\n".repeat(200);
         std::fs::write(&input, text).unwrap();
         let data = dir.join("data");
         let settings =

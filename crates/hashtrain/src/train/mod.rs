@@ -95,14 +95,8 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
     } else {
         (0, Window::new(device))
     };
-    if resuming && step >= config.train.steps {
-        if let Some(summary) = read_summary(out)? {
-            eprintln!(
-                "hashtrain: {}: already trained {step} steps; nothing to do",
-                out.display()
-            );
-            return Ok(summary);
-        }
+    if let Some(summary) = finished_summary(out, resuming, step, config.train.steps)? {
+        return Ok(summary);
     }
     hashprep::fsutil::write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
     let mut log = MetricsLog::open(&out.join("metrics.jsonl"), resuming.then_some(step))?;
@@ -131,24 +125,12 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
             let record = window.flush(step, done.lr, &done.grad_norm, &layers);
             log.write(&record)?;
             if let Record::Train {
-                loss,
-                aux_loss,
-                tokens_per_s,
-                ..
+                loss, tokens_per_s, ..
             } = &record
             {
                 progress.set_message(format!("loss {loss:.3} | {tokens_per_s:.0} tokens/s"));
-                if !(loss + aux_loss).is_finite() {
-                    plot_run(out)?;
-                    return Err(Error::Diverged {
-                        step,
-                        detail: format!(
-                            "the mean training loss of steps {}..={step} is {loss} (load-balancing term {aux_loss})",
-                            step + 1 - steps_in_window
-                        ),
-                    });
-                }
             }
+            stop_if_diverged(&record, steps_in_window, out)?;
         }
         let last = step == t.steps;
         if (t.eval_every > 0 && step % t.eval_every == 0) || last {
@@ -159,28 +141,16 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
                 t.eval_batches,
                 &layers,
             )?;
-            log.write(&Record::valid(step, &evaluation))?;
+            let record = Record::valid(step, &evaluation);
+            log.write(&record)?;
+            stop_if_diverged(&record, 0, out)?;
             plot_run(out)?;
-            if !evaluation.loss.is_finite() {
-                return Err(Error::Diverged {
-                    step,
-                    detail: format!("the validation loss is {}", evaluation.loss),
-                });
-            }
             last_eval = Some(evaluation);
         }
         if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || last {
-            check_finite_state(&trainer, &window, step)?;
             let next_batch = base_state.next_batch + (step - base_step);
-            let state = checkpoint_base.at(step, &trainer.adam, next_batch, window.snapshot());
-            checkpoint::save(
-                out,
-                &trainer.vs,
-                &trainer.adam,
-                &state,
-                &tables,
-                t.keep_checkpoints,
-            )?;
+            let position = (step, next_batch);
+            trainer.save_checkpoint(out, position, &window, &checkpoint_base, &tables)?;
         }
         if last && window.steps > 0 {
             log.write(&window.flush(step, done.lr, &done.grad_norm, &layers))?;
@@ -369,6 +339,25 @@ impl Trainer<'_> {
     }
 }
 
+impl Trainer<'_> {
+    /// Writes the checkpoint of `step`: weights, optimizer, loader position `next_batch` and
+    /// the open metrics window; refused when any of them is no longer finite.
+    fn save_checkpoint(
+        &self,
+        out: &Path,
+        (step, next_batch): (u64, u64),
+        window: &Window,
+        base: &CheckpointState,
+        tables: &[PathBuf],
+    ) -> Result<()> {
+        check_finite_state(self, window, step)?;
+        let state = base.at(step, &self.adam, next_batch, window.snapshot());
+        let keep = self.config.train.keep_checkpoints;
+        checkpoint::save(out, &self.vs, &self.adam, &state, tables, keep)?;
+        Ok(())
+    }
+}
+
 /// Throughput of this invocation.
 #[derive(Default)]
 struct Totals {
@@ -492,12 +481,46 @@ fn prepare_run_folder(out: &Path, options: &RunOptions) -> Result<bool> {
     Ok(resuming)
 }
 
-/// The `summary.json` of a finished run, if there is one.
-fn read_summary(out: &Path) -> Result<Option<RunSummary>> {
+/// Stops the run when a record just written (a `train` record over `window_steps` steps, or a
+/// `valid` one) holds a loss that is no longer finite; draws the curves first.
+fn stop_if_diverged(record: &Record, window_steps: u64, out: &Path) -> Result<()> {
+    let detail = match *record {
+        Record::Train {
+            step,
+            loss,
+            aux_loss,
+            ..
+        } if !(loss + aux_loss).is_finite() => format!(
+            "the mean training loss of steps {}..={step} is {loss} (load-balancing term {aux_loss})",
+            step + 1 - window_steps
+        ),
+        Record::Valid { loss, .. } if !loss.is_finite() => {
+            format!("the validation loss is {loss}")
+        }
+        _ => return Ok(()),
+    };
+    plot_run(out)?;
+    Err(Error::Diverged {
+        step: record.step(),
+        detail,
+    })
+}
+
+/// The `summary.json` of a resumed run that already trained all its steps: nothing to do.
+fn finished_summary(
+    out: &Path,
+    resuming: bool,
+    step: u64,
+    steps: u64,
+) -> Result<Option<RunSummary>> {
     let path = out.join("summary.json");
-    if !path.is_file() {
+    if !resuming || step < steps || !path.is_file() {
         return Ok(None);
     }
+    eprintln!(
+        "hashtrain: {}: already trained {step} steps; nothing to do",
+        out.display()
+    );
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     Ok(serde_json::from_slice(&bytes).ok())
 }

@@ -103,14 +103,13 @@ pub fn partition(
                     *skipped.entry(reason).or_default() += 1;
                     continue;
                 }
-                Ok(Line::Invalid(e)) => return Err(e),
                 // A truncated or damaged stream (a partly downloaded dump): the records before
                 // the damage are kept, the rest of the file is lost and counted once.
                 Err(Error::CorruptStream { .. }) if on_error == OnError::Skip => {
                     *skipped.entry(SkipReason::CorruptStream).or_default() += 1;
                     break;
                 }
-                Err(e) => return Err(e),
+                Ok(Line::Invalid(e)) | Err(e) => return Err(e),
             };
             if line.trim().is_empty() {
                 continue;
