@@ -218,5 +218,24 @@ impl Error {
     }
 }
 
+/// An error and its causes joined by ": ", leaving out a cause whose text the message already
+/// holds (errors such as [`Error::Io`] print their source themselves): what the command-line
+/// programs print.
+pub fn error_message(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = String::new();
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+        cause = current.source();
+    }
+    message
+}
+
 /// Result alias of the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -34,4 +34,4 @@ pub mod shard;
 pub mod table;
 pub mod tokenize;
 
-pub use error::{Error, Location, Result, SkipReason};
+pub use error::{error_message, Error, Location, Result, SkipReason};

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             let _ = writeln!(
                 std::io::stderr(),
                 "hashprep: error: {}",
-                error_message(&err)
+                hashprep::error_message(err.as_ref())
             );
             let bad_input = err
                 .downcast_ref::<hashprep::Error>()
@@ -34,21 +34,4 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain()
         .filter_map(|e| e.downcast_ref::<std::io::Error>())
         .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-}
-
-/// The error and its causes, joined by ": ", leaving out a cause whose text the message
-/// already holds (errors that print their source themselves).
-fn error_message(err: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if message.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-    }
-    message
 }

@@ -118,7 +118,7 @@ fn main() -> ExitCode {
             let _ = writeln!(
                 std::io::stderr(),
                 "hashtrain: error: {}",
-                error_message(&err)
+                hashprep::error_message(err.as_ref())
             );
             let bad_input = err
                 .downcast_ref::<hashtrain::Error>()
@@ -271,21 +271,4 @@ fn print_loads(out: &mut impl Write, loads: &[train::LayerLoad]) -> std::io::Res
         )?;
     }
     Ok(())
-}
-
-/// The error and its causes, joined by ": ", leaving out a cause whose text the message
-/// already holds (errors that print their source themselves).
-fn error_message(err: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if message.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-    }
-    message
 }
