@@ -155,7 +155,7 @@ fn out_naming_a_file_is_bad_input() {
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("a-file: is a file; --out names a run folder"),
+        stderr.contains("a-file: is a file; --out names a directory"),
         "{stderr}"
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");

@@ -24,7 +24,8 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a JSON string",
         serde_json::Value::Number(_) => "a JSON number",
         serde_json::Value::Bool(_) => "a JSON boolean",
-        serde_json::Value::Null | serde_json::Value::Object(_) => "JSON null",
+        serde_json::Value::Null => "JSON null",
+        serde_json::Value::Object(_) => "a JSON object",
     }
 }
 

@@ -147,7 +147,7 @@ impl TokenCounts {
     /// # Errors
     /// Wrong schema, or ids that are not `0..V` in order.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Self, Option<String>)> {
-        crate::shard::check_ipc_layout(bytes)
+        crate::shard::checked_footer(bytes)
             .map_err(|e| Error::corrupt(path, format!("not a counts file: {e}")))?;
         let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
             .map_err(|e| Error::corrupt(path, e.to_string()))?;

@@ -1,20 +1,20 @@
 //! Bounds checks on an Arrow IPC file before arrow decodes it. arrow-ipc trusts the offsets
 //! and lengths in the file's metadata (it slices buffers and unwraps negative lengths without
 //! checking), so a damaged or hostile file would panic inside it; every reader of our Arrow
-//! files (shards, counts, tables) calls [`check_ipc_layout`] first and gets an error instead.
+//! files (shards, counts, tables) calls [`checked_footer`] first and gets an error instead.
 
 use arrow_ipc::reader::read_footer_length;
-use arrow_ipc::{root_as_footer, root_as_message, Block};
+use arrow_ipc::{root_as_footer, root_as_message, Block, Footer};
 
 /// The marker that may open an IPC message's metadata.
 const CONTINUATION: [u8; 4] = [0xFF; 4];
 
-/// The record-batch area of an IPC file whose footer, blocks and message buffers all lie
-/// within the file: the bytes before the footer.
+/// The footer of an IPC file, once its record-batch blocks and their message buffers are
+/// known to lie within the data before it.
 ///
 /// # Errors
 /// What is out of bounds or unreadable, in words.
-pub(crate) fn check_ipc_layout(bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn checked_footer(bytes: &[u8]) -> Result<Footer<'_>, String> {
     if bytes.len() < 10 {
         return Err("file too short for an Arrow IPC file".into());
     }
@@ -32,7 +32,7 @@ pub(crate) fn check_ipc_layout(bytes: &[u8]) -> Result<(), String> {
     for (i, block) in footer.recordBatches().into_iter().flatten().enumerate() {
         check_block(bytes, footer_start, block).map_err(|e| format!("record batch {i}: {e}"))?;
     }
-    Ok(())
+    Ok(footer)
 }
 
 fn check_block(bytes: &[u8], data_end: usize, block: &Block) -> Result<(), String> {

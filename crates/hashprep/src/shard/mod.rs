@@ -16,7 +16,7 @@ pub use manifest::{Manifest, ShardInfo, TokenizerInfo, Totals, MANIFEST_FILE, MA
 pub use reader::{DocTokens, ShardReader};
 pub use writer::ShardWriter;
 
-pub(crate) use ipc_layout::check_ipc_layout;
+pub(crate) use ipc_layout::checked_footer;
 
 /// Integer type of the token ids in a shard: the narrowest that holds the vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

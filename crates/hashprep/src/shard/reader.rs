@@ -8,12 +8,10 @@ use arrow_array::types::{UInt16Type, UInt32Type};
 use arrow_array::{Array, ListArray, RecordBatch, UInt32Array};
 use arrow_buffer::Buffer;
 use arrow_ipc::convert::try_fb_to_schema;
-use arrow_ipc::reader::{read_footer_length, FileDecoder};
-use arrow_ipc::root_as_footer;
+use arrow_ipc::reader::FileDecoder;
 use arrow_schema::DataType;
 
-use super::check_ipc_layout;
-use super::{TokenWidth, PREFIX_LEN_COLUMN, TOKENS_COLUMN};
+use super::{checked_footer, TokenWidth, PREFIX_LEN_COLUMN, TOKENS_COLUMN};
 use crate::error::{Error, Result};
 use crate::tokenize::verify_checksum;
 
@@ -104,15 +102,7 @@ impl ShardReader {
         }
         let buffer = Buffer::from(bytes::Bytes::from_owner(map));
         let bad = |msg: String| Error::corrupt(path, format!("not a valid shard: {msg}"));
-        check_ipc_layout(&buffer).map_err(bad)?;
-        let trailer: [u8; 10] = buffer[buffer.len() - 10..].try_into().expect("10 bytes");
-        let footer_len = read_footer_length(trailer).map_err(|e| bad(e.to_string()))?;
-        let footer_start = buffer
-            .len()
-            .checked_sub(10 + footer_len)
-            .ok_or_else(|| bad("footer past start".into()))?;
-        let footer = root_as_footer(&buffer[footer_start..buffer.len() - 10])
-            .map_err(|e| bad(e.to_string()))?;
+        let footer = checked_footer(&buffer).map_err(bad)?;
         let schema = try_fb_to_schema(footer.schema().ok_or_else(|| bad("no schema".into()))?)
             .map_err(|e| bad(e.to_string()))?;
         let width = match schema
@@ -133,11 +123,9 @@ impl ShardReader {
         let decoder = FileDecoder::new(std::sync::Arc::new(schema), footer.version());
         let mut batches = Vec::new();
         for block in footer.recordBatches().into_iter().flatten() {
+            // Within the data: `checked_footer` verified every block.
             let len = block.bodyLength() as usize + block.metaDataLength() as usize;
-            let start = usize::try_from(block.offset()).map_err(|e| bad(e.to_string()))?;
-            if start + len > footer_start {
-                return Err(bad("record batch past the end of the data".into()));
-            }
+            let start = block.offset() as usize;
             let data = buffer.slice_with_length(start, len);
             if let Some(batch) = decoder
                 .read_record_batch(block, &data)

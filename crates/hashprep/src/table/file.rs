@@ -301,7 +301,7 @@ impl RoutingTable {
                 serde_json::from_str(&text).map_err(|e| Error::corrupt(&sidecar, e.to_string()))?;
             return Self::new(meta.clone(), read_npy_columns(path, &bytes, &meta)?);
         }
-        crate::shard::check_ipc_layout(&bytes)
+        crate::shard::checked_footer(&bytes)
             .map_err(|e| Error::corrupt(path, format!("not a table (Arrow IPC or .npy): {e}")))?;
         let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
             .map_err(|e| Error::corrupt(path, format!("not a table (Arrow IPC or .npy): {e}")))?;

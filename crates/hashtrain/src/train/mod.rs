@@ -445,12 +445,7 @@ fn plot_run(out: &Path) -> Result<()> {
 /// no checkpoint was completed yet (a run stopped before its first) starts over. Returns
 /// whether the run resumes from a checkpoint.
 fn prepare_run_folder(out: &Path, options: &RunOptions) -> Result<bool> {
-    if out.exists() && !out.is_dir() {
-        return Err(Error::BadInput(format!(
-            "{}: is a file; --out names a run folder",
-            out.display()
-        )));
-    }
+    hashprep::fsutil::create_output_dir(out)?;
     let has_run = out.join("metrics.jsonl").exists() || out.join("checkpoints").exists();
     let resuming = options.resume && out.join("checkpoints").join("latest").exists();
     if has_run && !resuming {
@@ -477,7 +472,6 @@ fn prepare_run_folder(out: &Path, options: &RunOptions) -> Result<bool> {
             std::fs::remove_dir_all(&checkpoints).map_err(|e| Error::io(&checkpoints, e))?;
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     Ok(resuming)
 }
 
