@@ -7,7 +7,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt16Type, UInt32Type};
 use arrow_array::{Array, ListArray, RecordBatch, UInt32Array};
 use arrow_buffer::Buffer;
-use arrow_ipc::convert::try_fb_to_schema;
 use arrow_ipc::reader::FileDecoder;
 use arrow_schema::DataType;
 
@@ -102,9 +101,7 @@ impl ShardReader {
         }
         let buffer = Buffer::from(bytes::Bytes::from_owner(map));
         let bad = |msg: String| Error::corrupt(path, format!("not a valid shard: {msg}"));
-        let footer = checked_footer(&buffer).map_err(bad)?;
-        let schema = try_fb_to_schema(footer.schema().ok_or_else(|| bad("no schema".into()))?)
-            .map_err(|e| bad(e.to_string()))?;
+        let (footer, schema) = checked_footer(&buffer).map_err(bad)?;
         let width = match schema
             .field_with_name(TOKENS_COLUMN)
             .map(|f| f.data_type().clone())
