@@ -56,8 +56,12 @@ demo: build
 	@echo "curves: $(DEMO)/runs/dense/curves.png $(DEMO)/runs/hash/curves.png"
 
 test: $(VENV)/.dev
-	@# hashprep must never link libtorch.
+	@# hashprep must never link libtorch; without its default features it compiles no CLI.
 	! cargo tree --locked -p hashprep --edges normal,build | grep -q torch-sys
+	! cargo tree --locked -p hashprep --no-default-features --edges normal | grep -qE '^[^a-z]*(clap|indicatif|plotters) '
+	cargo check --locked -p hashprep --lib --no-default-features
+	cargo fmt --all --check
+	$(TORCH_ENV) cargo clippy --workspace --all-targets --locked -- -D warnings
 	$(TORCH_ENV) HASHPREP_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --locked
 
 # The paper's Table 3 comparisons in miniature on the shipped Wikitext-103 text (about 35 minutes

@@ -8,12 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hashprep::corpus::Format;
-use hashprep::loader::{Loader, LoaderConfig};
-use hashprep::pipeline::{
-    build_table_files, tokenize, BuildTableRequest, RunOptions, TokenizeSettings,
-};
-use hashprep::table::{Method, TableSpec};
+use hashprep::Format;
+use hashprep::{build_table_files, tokenize, BuildTableRequest, RunOptions, TokenizeSettings};
+use hashprep::{Loader, LoaderConfig};
+use hashprep::{Method, TableSpec};
 
 const BATCH: usize = 64;
 const SEQ: usize = 1024;

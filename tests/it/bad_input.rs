@@ -130,7 +130,7 @@ fn out_naming_a_file_is_bad_input_said_once() {
     assert_eq!(
         stderr.trim_end(),
         format!(
-            "hashprep: error: {}: is a file; --out names a directory",
+            "hashprep: error: {}: is a file, not a directory",
             p("a-file").display()
         )
     );
@@ -168,6 +168,6 @@ fn skip_policy_counts_bad_records_by_reason() {
         summary["totals"]["skipped"],
         serde_json::json!({ "malformed_json": 1, "empty": 1, "missing_field": 1, "invalid_utf8": 1 })
     );
-    let manifest = hashprep::shard::Manifest::read(&out).unwrap();
+    let manifest = hashprep::Manifest::read(&out).unwrap();
     assert_eq!(manifest.totals.skipped["invalid_utf8"], 1);
 }

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use hashprep::corpus::Format;
-use hashprep::shard::Manifest;
-use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
+use hashprep::Format;
+use hashprep::Manifest;
+use hashprep::{train_tokenizer, TokenizerKind, TrainOptions};
 
 /// The repository root.
 pub(crate) fn repo() -> PathBuf {
@@ -126,8 +126,8 @@ pub(crate) fn read_rows(dir: &Path) -> Vec<(Vec<u32>, u32)> {
     let manifest = Manifest::read(dir).unwrap();
     let mut rows = Vec::new();
     for info in &manifest.shards {
-        let shard = hashprep::shard::ShardReader::open(&dir.join(&info.file), Some(&info.checksum))
-            .unwrap();
+        let shard =
+            hashprep::ShardReader::open(&dir.join(&info.file), Some(&info.checksum)).unwrap();
         rows.extend(
             shard
                 .documents()

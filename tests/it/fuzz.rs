@@ -5,12 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use hashprep::corpus::reddit::{all_examples, partition, RedditFilter};
-use hashprep::corpus::{Format, OnError};
-use hashprep::counts::TokenCounts;
-use hashprep::loader::{Loader, LoaderConfig};
-use hashprep::shard::ShardReader;
-use hashprep::table::RoutingTable;
+use hashprep::RoutingTable;
+use hashprep::ShardReader;
+use hashprep::TokenCounts;
+use hashprep::{Format, OnError, RedditOptions};
+use hashprep::{Loader, LoaderConfig};
 use proptest::prelude::*;
 
 use crate::common::*;
@@ -136,13 +135,18 @@ fn read_all_formats(path: &Path, size: usize) {
     }
 }
 
-/// Partitions and rebuilds `path` as Reddit dumps, under both policies.
-fn read_reddit(path: &Path, dir: &Path) {
-    for (policy, name) in [(OnError::Skip, "skip"), (OnError::Fail, "fail")] {
-        let spill = dir.join(format!("spill-{name}"));
-        if let Ok((parts, _)) = partition(&[path.to_path_buf()], &spill, 3, (0, 1), policy, None) {
-            all_examples(&parts, 7, &RedditFilter::default()).unwrap();
-        }
+/// Partitions and rebuilds `path` as Reddit dumps (3 partitions), under both policies: to the
+/// end or to the first error.
+fn read_reddit(path: &Path) {
+    let format = Format::Reddit(RedditOptions {
+        partitions: 3,
+        ..RedditOptions::default()
+    });
+    for policy in [OnError::Skip, OnError::Fail] {
+        let documents = hashprep::read_documents(&[path.to_path_buf()], &format, policy).unwrap();
+        // The first error ends the stream.
+        let errors = documents.filter(Result::is_err).count();
+        assert!(errors <= 1, "{policy:?}: {errors} errors");
     }
 }
 
@@ -155,7 +159,7 @@ proptest! {
         let path = dir.path().join("input");
         std::fs::write(&path, &bytes).unwrap();
         read_all_formats(&path, bytes.len());
-        read_reddit(&path, dir.path());
+        read_reddit(&path);
     }
 
     #[test]
@@ -171,7 +175,7 @@ proptest! {
         let bytes = mutate(&std::fs::read(&path).unwrap(), &edits);
         std::fs::write(&path, &bytes).unwrap();
         read_all_formats(&path, text.len().max(bytes.len()));
-        read_reddit(&path, dir.path());
+        read_reddit(&path);
     }
 
     #[test]

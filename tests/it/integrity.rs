@@ -93,7 +93,7 @@ fn a_counts_file_altered_after_tokenize_is_refused_by_every_reader() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&counts, &bytes).unwrap();
-    assert!(hashprep::counts::TokenCounts::read(&counts).is_ok());
+    assert!(hashprep::TokenCounts::read(&counts).is_ok());
     assert_every_reader_refuses(&data, &table, "counts.arrow");
 }
 
@@ -108,7 +108,7 @@ fn a_tokenizer_copy_replaced_after_tokenize_is_refused_by_every_reader() {
 
 #[test]
 fn an_id_outside_the_vocabulary_is_named_by_shard_and_row() {
-    use hashprep::shard::{Manifest, ShardReader, ShardWriter};
+    use hashprep::{Manifest, ShardReader, ShardWriter};
     let tmp = tempfile::tempdir().unwrap();
     let (data, table) = data_and_table(tmp.path());
     // A shard rewritten with a foreign id in row 5, its manifest entry updated to match, as a

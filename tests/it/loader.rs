@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use hashprep::loader::{Batch, Loader, LoaderConfig};
-use hashprep::table::{RoutingTable, Rule};
+use hashprep::{Batch, Loader, LoaderConfig};
+use hashprep::{RoutingTable, Rule};
 use proptest::prelude::*;
 
 use crate::common::*;
@@ -100,7 +100,7 @@ fn check_batch(batch: &Batch, tables: &[RoutingTable]) {
                         Rule::Token => column[x as usize],
                         Rule::Next => column[batch.targets[i] as usize],
                         Rule::Previous if p > 0 => column[batch.input_ids[i - 1] as usize],
-                        Rule::Bigram if p > 0 => hashprep::table::bigram_expert(
+                        Rule::Bigram if p > 0 => hashprep::bigram_expert(
                             table.stream_key(hash),
                             batch.input_ids[i - 1],
                             x,
@@ -195,7 +195,7 @@ fn ranks_see_disjoint_samples_and_epochs_reshuffle() {
             }
         }
     }
-    let manifest = hashprep::shard::Manifest::read(data).unwrap();
+    let manifest = hashprep::Manifest::read(data).unwrap();
     let windows = ((manifest.totals.tokens - 1) / 32) as usize;
     assert!(
         rows <= windows && rows + 3 * 8 > windows,
@@ -213,7 +213,7 @@ fn ranks_see_disjoint_samples_and_epochs_reshuffle() {
 #[test]
 fn per_example_rows_are_padded_and_masked() {
     let (_, data, paths) = fixture();
-    let lengths: HashSet<usize> = hashprep::loader::TokenDataset::open(data)
+    let lengths: HashSet<usize> = hashprep::TokenDataset::open(data)
         .unwrap()
         .lengths()
         .iter()
@@ -267,19 +267,16 @@ fn dialogue_data(dir: &Path) -> PathBuf {
             .arg(dir.join("dialogue.txt")),
     );
     // Rewrite the shard with prefix_len = ids up to and including "?" (what the Reddit reader writes).
-    let mut manifest = hashprep::shard::Manifest::read(&data).unwrap();
-    let question_mark = hashprep::tokenize::TextTokenizer::load("gpt2")
+    let mut manifest = hashprep::Manifest::read(&data).unwrap();
+    let question_mark = hashprep::TextTokenizer::load("gpt2")
         .unwrap()
         .encode(" ?")
         .unwrap()[0];
     let rows = read_rows(&data);
     let path = data.join(&manifest.shards[0].file);
-    let mut writer = hashprep::shard::ShardWriter::create(
-        &path,
-        manifest.token_type,
-        &manifest.tokenizer.fingerprint,
-    )
-    .unwrap();
+    let mut writer =
+        hashprep::ShardWriter::create(&path, manifest.token_type, &manifest.tokenizer.fingerprint)
+            .unwrap();
     for (tokens, _) in &rows {
         let prefix = tokens.iter().position(|&t| t == question_mark).unwrap() + 1;
         writer.push(tokens, prefix as u32).unwrap();
@@ -294,9 +291,9 @@ fn dialogue_loss_covers_only_the_response() {
     let (tmp, _, _) = fixture();
     let scratch = tempfile::tempdir_in(tmp.path()).unwrap();
     let data = dialogue_data(scratch.path());
-    let tok = hashprep::tokenize::TextTokenizer::load("gpt2").unwrap();
+    let tok = hashprep::TextTokenizer::load("gpt2").unwrap();
     let (question, eos) = (tok.encode(" ?").unwrap()[0], 50_256);
-    let longest = hashprep::loader::TokenDataset::open(&data)
+    let longest = hashprep::TokenDataset::open(&data)
         .unwrap()
         .lengths()
         .iter()
@@ -376,7 +373,7 @@ fn bad_input_is_refused_before_the_first_batch() {
         .contains("shard-00001.arrow: checksum mismatch"));
 
     let counts = scratch.path().join("counts.arrow");
-    hashprep::counts::TokenCounts::from_vec(vec![1; 50])
+    hashprep::TokenCounts::from_vec(vec![1; 50])
         .write(&counts, "blake3:other")
         .unwrap();
     let foreign = scratch.path().join("foreign.arrow");

@@ -44,7 +44,7 @@ print(rows, tokens)
             .arg(&parquet)
             .arg(repo().join("schemas/manifest.schema.json")),
     );
-    let manifest = hashprep::shard::Manifest::read(&out).unwrap();
+    let manifest = hashprep::Manifest::read(&out).unwrap();
     assert!(manifest.shards.len() > 1);
     assert_eq!(
         stdout.trim(),
@@ -70,7 +70,7 @@ fn trained_tokenizers_load_in_python_and_encode_the_same_ids() {
                 .arg(&path)
                 .arg(wikitext("valid")),
         );
-        let ours = hashprep::tokenize::TextTokenizer::load(path.to_str().unwrap()).unwrap();
+        let ours = hashprep::TextTokenizer::load(path.to_str().unwrap()).unwrap();
         if kind == "bpe" {
             assert_eq!(ours.vocab_size(), 8008);
         }

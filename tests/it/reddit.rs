@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
-use hashprep::shard::{Manifest, ShardReader};
-use hashprep::tokenize::TextTokenizer;
+use hashprep::TextTokenizer;
+use hashprep::{Manifest, ShardReader};
 
 use crate::common::*;
 use crate::formats::compress;

@@ -36,9 +36,11 @@ fn interrupted_run_resumes_to_identical_output() {
         1 + 3,
         "header + 3 completed shards"
     );
-    // The shard being written when the run stopped is only under a temporary name.
-    assert!(resumed.join("shard-00003.arrow.tmp").exists());
+    // The shard being written when the run stopped never got its name (its temporary file
+    // went with the writer). A killed process leaves one behind: the resume removes it.
     assert!(!resumed.join("shard-00003.arrow").exists());
+    let leftover = resumed.join(".shard-00003.arrow.a1b2c3.tmp");
+    std::fs::write(&leftover, b"half a shard").unwrap();
 
     // Damage the last completed shard as a crash during its rename might: it is redone.
     std::fs::write(resumed.join("shard-00002.arrow"), b"garbage").unwrap();
@@ -46,6 +48,7 @@ fn interrupted_run_resumes_to_identical_output() {
     let stdout = run_ok(tokenize_cmd(&resumed).arg("--json"));
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert!(summary["resumed_items"].as_u64().unwrap() > 0, "{summary}");
+    assert!(!leftover.exists());
     assert_eq!(dir_bytes(&straight), dir_bytes(&resumed));
 
     // Once complete, a rerun does nothing; other settings are refused without --force.

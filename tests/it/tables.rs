@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use hashprep::counts::TokenCounts;
-use hashprep::table::RoutingTable;
+use hashprep::RoutingTable;
+use hashprep::TokenCounts;
 
 use crate::common::*;
 
@@ -70,7 +70,7 @@ fn balanced_on_wikitext_reaches_the_bound_better_than_random() {
     assert!(ratio(random, "stats") > 1.3, "{random}");
     // The table is tied to the data it was built for.
     let table = RoutingTable::read(&tmp.path().join("balanced.arrow")).unwrap();
-    let manifest = hashprep::shard::Manifest::read(&data).unwrap();
+    let manifest = hashprep::Manifest::read(&data).unwrap();
     table
         .check_data(
             &manifest.tokenizer.fingerprint,
@@ -142,7 +142,7 @@ fn bad_table_requests_fail_with_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let counts = fixture_counts(tmp.path());
     let nan = tmp.path().join("nan.npy");
-    let mut bytes = hashprep::npy::encode_header("<f4", &[42, 1]);
+    let mut bytes = npy_header("<f4", "(42, 1)");
     for i in 0..42 {
         bytes.extend(if i == 17 { f32::NAN } else { i as f32 }.to_le_bytes());
     }
@@ -286,4 +286,17 @@ fn plots_and_side_by_side_comparison() {
             .contains("foreign.arrow: the table was built for tokenizer blake3:fixture-tokenizer"),
         "{stderr}"
     );
+}
+
+/// A `.npy` version 1.0 header (padded to 64 bytes, as numpy writes it).
+fn npy_header(descr: &str, shape: &str) -> Vec<u8> {
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((dict.len() as u16).to_le_bytes());
+    bytes.extend(dict.into_bytes());
+    bytes
 }

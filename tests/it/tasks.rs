@@ -1,8 +1,8 @@
 //! `--num-tasks/--task-index` split the inputs; `merge` joins the parts into the same data as
 //! one run.
 
-use hashprep::counts::TokenCounts;
-use hashprep::shard::Manifest;
+use hashprep::Manifest;
+use hashprep::TokenCounts;
 
 use crate::common::*;
 

@@ -1,8 +1,8 @@
 //! Real-world `tokenizer.json` files: truncation and padding sections, and special-token
 //! strings written inside the text.
 
-use hashprep::shard::Manifest;
-use hashprep::tokenize::{TextTokenizer, GPT2_EOS};
+use hashprep::Manifest;
+use hashprep::{TextTokenizer, GPT2_EOS};
 
 use crate::common::*;
 

@@ -1,9 +1,9 @@
 //! Real text: Wikitext-103 through the word-level and GPT-2 tokenizers.
 
-use hashprep::corpus::Format;
-use hashprep::counts::TokenCounts;
-use hashprep::pipeline::{tokenize, RunOptions, TokenizeSettings};
-use hashprep::shard::Manifest;
+use hashprep::Format;
+use hashprep::Manifest;
+use hashprep::TokenCounts;
+use hashprep::{tokenize, RunOptions, TokenizeSettings};
 
 use crate::common::*;
 
@@ -77,7 +77,7 @@ fn gpt2_ids_match_tiktoken_on_every_wikitext_article() {
         assert_eq!(tokens, &expected);
     }
     let manifest = Manifest::read(tmp.path()).unwrap();
-    assert_eq!(manifest.token_type, hashprep::shard::TokenWidth::Uint16);
+    assert_eq!(manifest.token_type, hashprep::TokenWidth::Uint16);
     assert_eq!(manifest.tokenizer.eos_id, Some(50_256));
 }
 

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use hashprep::pipeline::{build_table_files, BuildTableRequest};
-use hashprep::table::{Method, TableSpec};
+use hashprep::{build_table_files, BuildTableRequest};
+use hashprep::{Method, TableSpec};
 
 use crate::common::{config, fixture, table_layer, valid_ppl};
 
@@ -88,7 +88,7 @@ fn run_then_eval_reproduces_the_last_validation_and_exports_embeddings() {
     request.embeddings = Some(npy);
     let report = build_table_files(&request).unwrap();
     assert_eq!(report.experts, 16);
-    let manifest = hashprep::shard::Manifest::read(&fixture().train).unwrap();
+    let manifest = hashprep::Manifest::read(&fixture().train).unwrap();
     assert_eq!(report.vocab_size, manifest.tokenizer.vocab_size);
 
     // The folder now holds a run: a plain rerun is refused, naming the way out.
@@ -155,7 +155,7 @@ fn out_naming_a_file_is_bad_input() {
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("a-file: is a file; --out names a directory"),
+        stderr.contains("a-file: is a file, not a directory"),
         "{stderr}"
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");

@@ -3,12 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use hashprep::corpus::Format;
-use hashprep::pipeline::{
-    build_table_files, tokenize, BuildTableRequest, RunOptions, TokenizeSettings,
-};
-use hashprep::table::{Method, TableSpec};
-use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
+use hashprep::Format;
+use hashprep::{build_table_files, tokenize, BuildTableRequest, RunOptions, TokenizeSettings};
+use hashprep::{train_tokenizer, TokenizerKind, TrainOptions};
+use hashprep::{Method, TableSpec};
 use hashtrain::train::{read_records, Record};
 use hashtrain::RunConfig;
 

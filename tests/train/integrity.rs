@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use hashprep::corpus::Format;
-use hashprep::pipeline::{tokenize, RunOptions as TokenizeOptions, TokenizeSettings};
+use hashprep::Format;
+use hashprep::{tokenize, RunOptions as TokenizeOptions, TokenizeSettings};
 use hashtrain::train::{read_records, run, Record, RunOptions};
 use hashtrain::RunConfig;
 
@@ -40,7 +40,7 @@ fn validation_or_test_data_of_another_tokenizer_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let permuted = permuted_vocabulary_data(dir.path());
     let fingerprint = |data: &Path| {
-        hashprep::shard::Manifest::read(data)
+        hashprep::Manifest::read(data)
             .unwrap()
             .tokenizer
             .fingerprint

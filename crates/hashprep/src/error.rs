@@ -166,6 +166,14 @@ pub enum Error {
         /// The library's message.
         message: String,
     },
+    /// A plot that could not be drawn or written.
+    #[error("{path}: cannot draw the plot: {message}")]
+    Plot {
+        /// The image file.
+        path: PathBuf,
+        /// The drawing library's message.
+        message: String,
+    },
     /// A tokenizer library failure.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -189,7 +197,10 @@ impl Error {
                     | io::ErrorKind::InvalidData
                     | io::ErrorKind::UnexpectedEof
             ),
-            Error::Format { .. } | Error::Tokenizer(_) | Error::Internal(_) => false,
+            Error::Format { .. }
+            | Error::Plot { .. }
+            | Error::Tokenizer(_)
+            | Error::Internal(_) => false,
         }
     }
 
@@ -204,6 +215,14 @@ impl Error {
     /// Wraps an Arrow / Parquet / JSON error with the path it happened on.
     pub fn format(path: impl AsRef<Path>, message: impl fmt::Display) -> Self {
         Error::Format {
+            path: path.as_ref().to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A plot of `path` that could not be drawn.
+    pub fn plot(path: impl AsRef<Path>, message: impl fmt::Display) -> Self {
+        Error::Plot {
             path: path.as_ref().to_path_buf(),
             message: message.to_string(),
         }

@@ -1,37 +1,92 @@
 //! # hashprep
 //!
 //! Data preparation for Mixture-of-Experts language models with **Hash Layers**
-//! (Roller et al., 2021): raw corpora become memory-mapped Arrow shards plus token counts,
-//! from which token -> expert tables are built for training.
+//! (Roller et al., 2021). Four stages, each one call, each usable alone:
 //!
-//! The stages, each usable alone:
-//! - [`corpus`]: readers for Wikitext-103, cc100, plain text and JSONL, plain or compressed
-//!   (zstd with a 2 GiB window, xz, bzip2, gzip — detected by magic bytes);
-//! - [`tokenize`]: `HuggingFace` `tokenizer.json` files, GPT-2's BPE built in (offline), and
-//!   training of byte-level BPE and word-level vocabularies;
-//! - [`shard`]: Arrow IPC shards written atomically and read back by memory map;
-//! - [`counts`]: token frequencies, mergeable across tasks;
-//! - [`pipeline`]: `tokenize` (parallel, deterministic, resumable), `merge`, `inspect`, `export`.
+//! 1. **Tokenize** a corpus ([`Format`]: Wikitext-103, cc100, plain text, JSON Lines, Reddit
+//!    dumps; plain or compressed) with a [`TextTokenizer`] (GPT-2's BPE built in, any
+//!    `HuggingFace` `tokenizer.json`, or one trained by [`train_tokenizer`]) into memory-mapped
+//!    Arrow shards and token counts: [`tokenize`] (parallel, deterministic, resumable), then
+//!    [`merge`], [`inspect`] and [`export_parquet`]. A [`Manifest`] describes the output.
+//! 2. **Build a table** mapping every token id to its expert(s): [`build_table_files`] with a
+//!    [`TableSpec`] ([`Method`]: balanced, random, clustered, dispersed, bigram, previous,
+//!    position, oracle; several hashes or layers), with [`BalanceStats`]. A [`RoutingTable`]
+//!    is the file read back.
+//! 3. **Load batches**: a [`Loader`] packs the shards into `[B, T]` batches, attaches each
+//!    position's expert and groups positions by expert on the host ([`Route`]); the layer that
+//!    consumes a route finds it by its [`RouteHandle`].
+//! 4. Train: the `hashtrain` crate (tch) consumes the batches.
 //!
-//! ```no_run
-//! use hashprep::corpus::Format;
-//! use hashprep::pipeline::{tokenize, RunOptions, TokenizeSettings};
+//! Everything reports failures as [`Error`], which names the file, line, shard or setting.
+//! [`util`] holds the helpers other crates of the project share.
 //!
-//! let settings = TokenizeSettings::new(Format::Wikitext103, "gpt2");
-//! let summary = tokenize(&settings, &["wiki.valid.tokens".into()], "out/wiki".as_ref(), &RunOptions::default())?;
-//! println!("{} documents, {} tokens", summary.totals.documents, summary.totals.tokens);
-//! # Ok::<(), hashprep::Error>(())
+//! ```
+//! # fn main() -> hashprep::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let corpus = dir.path().join("corpus.txt");
+//! # std::fs::write(&corpus, "the cat sat on the mat\nthe dog sat on the log\n".repeat(20)).unwrap();
+//! # let out = dir.path().join("shards");
+//! # let table_file = dir.path().join("balanced.arrow");
+//! use hashprep::{BuildTableRequest, Format, Loader, LoaderConfig, Method, RunOptions, TableSpec, TokenizeSettings};
+//!
+//! // Corpus -> shards + counts.
+//! let settings = TokenizeSettings::new(Format::Text { blank_line_separated: false }, "gpt2");
+//! let summary = hashprep::tokenize(&settings, &[corpus], &out, &RunOptions::default())?;
+//! assert_eq!(summary.totals.documents, 40);
+//!
+//! // Counts -> a balanced token -> expert table over 4 experts.
+//! let request = BuildTableRequest::from_data(TableSpec::new(Method::Balanced, 4), &out, &table_file);
+//! let report = hashprep::build_table_files(&request)?;
+//! let stats = report.streams[0].stats.as_ref().expect("balanced tables have statistics");
+//! assert!(stats.max_over_mean < 1.5);
+//!
+//! // Shards + table -> batches whose positions are grouped by expert.
+//! let mut loader = Loader::new(&out, &[table_file.clone()], LoaderConfig::new(2, 8, 0))?;
+//! let route = loader.route_handles(&table_file, 0)?[0];
+//! for batch in loader.take(3, 1, 2) {
+//!     let batch = batch?;
+//!     let routed = batch.route(route);
+//!     assert_eq!(routed.offsets.len(), 4 + 1);
+//!     assert_eq!(routed.order.len(), batch.input_ids.len());
+//! }
+//! # Ok(())
+//! # }
 //! ```
 
-pub mod corpus;
-pub mod counts;
+mod corpus;
+mod counts;
 mod error;
-pub mod fsutil;
-pub mod loader;
-pub mod npy;
-pub mod pipeline;
-pub mod shard;
-pub mod table;
-pub mod tokenize;
+mod loader;
+mod npy;
+mod pipeline;
+#[cfg(feature = "plot")]
+pub mod plot;
+mod shard;
+mod table;
+mod tokenize;
+pub mod util;
 
+pub use corpus::{
+    read_documents, Documents, Example, Format, OnError, RedditFilter, RedditOptions, Source,
+};
+pub use counts::TokenCounts;
 pub use error::{error_message, Error, Location, Result, SkipReason};
+pub use loader::{
+    bucket_positions, Batch, Loader, LoaderConfig, LoaderState, Prefetcher, Route, RouteHandle,
+    RouteInfo, TableSet, TokenDataset,
+};
+pub use pipeline::{
+    build_table_files, compare_tables, export_parquet, inspect, merge, tokenize,
+    train_tokenizer_files, BuildTableRequest, Inspection, RunOptions, StreamReport,
+    TableComparison, TableReport, TokenizeSettings, TokenizeSummary, TopToken,
+};
+pub use shard::{
+    DocTokens, Manifest, ShardInfo, ShardReader, ShardWriter, TokenWidth, TokenizerInfo, Totals,
+};
+pub use table::{
+    bigram_expert, BalanceStats, Method, RoutingTable, Rule, TableFormat, TableMeta, TableSpec,
+};
+pub use tokenize::{
+    fingerprint_bytes, train_tokenizer, SpecialTokens, TextTokenizer, TokenizerKind, TrainOptions,
+    GPT2_EOS,
+};

@@ -6,13 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use hashprep::corpus::Format;
-use hashprep::loader::{Loader, LoaderConfig, LoaderState};
-use hashprep::pipeline::{
-    self, BuildTableRequest, ExampleStream, OnError, RunOptions, TokenizeSettings,
+use hashprep::{
+    BuildTableRequest, Format, Loader, LoaderConfig, LoaderState, Method, OnError, RunOptions,
+    SpecialTokens, TableFormat, TableSpec, TokenizeSettings, TokenizerKind, TrainOptions,
 };
-use hashprep::table::{Method, TableFormat, TableSpec};
-use hashprep::tokenize::{train_tokenizer, SpecialTokens, TokenizerKind, TrainOptions};
 
 /// Corpus -> Arrow shards -> token->expert tables, for Hash Layer `MoE` training.
 #[derive(Debug, Parser)]
@@ -315,12 +312,12 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Tokenize(args) => tokenize(args, progress),
         Command::Merge(args) => {
-            let summary = pipeline::merge(&args.dirs, &args.out, args.allow_partial, args.force)?;
+            let summary = hashprep::merge(&args.dirs, &args.out, args.allow_partial, args.force)?;
             report::tokenize_summary(&summary, args.json, "merged")
         }
         Command::TrainTokenizer(args) => train(args, progress),
         Command::Inspect(args) => {
-            let inspection = pipeline::inspect(&args.dir, args.top)?;
+            let inspection = hashprep::inspect(&args.dir, args.top)?;
             report::inspection(&inspection, args.json)
         }
         Command::BuildTable(args) => {
@@ -341,11 +338,11 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 format: args.format,
                 plot: args.plot,
             };
-            let report = pipeline::build_table_files(&request)?;
+            let report = hashprep::build_table_files(&request)?;
             report::table(&report, args.json)
         }
         Command::CompareTables(args) => {
-            let rows = pipeline::compare_tables(&args.data, &args.tables, args.plot.as_deref())?;
+            let rows = hashprep::compare_tables(&args.data, &args.tables, args.plot.as_deref())?;
             report::comparison(&rows, args.json)
         }
         Command::Batches(args) => batches(&args),
@@ -357,7 +354,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 ))
                 .into());
             }
-            let files = pipeline::export_parquet(&args.dir, &args.out)?;
+            let files = hashprep::export_parquet(&args.dir, &args.out)?;
             report::line(&format!(
                 "wrote {} parquet file(s) to {}",
                 files.len(),
@@ -398,7 +395,7 @@ fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
         halt_after_shards: args.halt_after_shards,
         ..RunOptions::default()
     };
-    let summary = pipeline::tokenize(&settings, &args.corpus.inputs, &args.out, &options)?;
+    let summary = hashprep::tokenize(&settings, &args.corpus.inputs, &args.out, &options)?;
     report::tokenize_summary(&summary, args.json, "tokenized")
 }
 
@@ -420,39 +417,14 @@ fn train(args: TrainArgs, progress: bool) -> Result<()> {
     if let Some(eos) = args.eos_token {
         options.eos_token = eos;
     }
-    let files = hashprep::corpus::expand_inputs(&args.corpus.inputs)?;
-    let total: u64 = files.iter().map(|f| f.bytes).sum();
-    let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let bar = pipeline::Progress::new(total, progress, "train-tokenizer");
-    let stream = ExampleStream::new(
-        files.into_iter().map(|f| f.path).collect(),
-        args.corpus.format()?,
+    let tokenizer = hashprep::train_tokenizer_files(
+        &args.corpus.inputs,
+        &args.corpus.format()?,
         args.corpus.on_error,
-        Some(bytes.clone()),
-    );
-    // The trainer takes plain strings: a fatal read error stops the stream and is reported after.
-    let failure = std::sync::Mutex::new(None);
-    let mut docs = 0u64;
-    let texts = stream.texts().map_while(|text| match text {
-        Ok(text) => {
-            docs += 1;
-            if docs % 1024 == 0 {
-                bar.update(bytes.load(std::sync::atomic::Ordering::Relaxed), docs, 0);
-            }
-            Some(text)
-        }
-        Err(e) => {
-            *failure.lock().expect("not poisoned") = Some(e);
-            None
-        }
-    });
-    let trained = train_tokenizer(&options, texts);
-    bar.finish();
-    if let Some(err) = failure.into_inner().expect("not poisoned") {
-        return Err(err.into());
-    }
-    let tokenizer = trained?;
-    hashprep::fsutil::write_atomic(&args.out, tokenizer.json())?;
+        &options,
+        progress,
+    )?;
+    hashprep::util::write_atomic(&args.out, tokenizer.json())?;
     report::line(&format!(
         "trained a {} tokenizer with {} ids -> {} ({})",
         args.kind,

@@ -3,10 +3,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use hashprep::pipeline::{
-    skipped_by_reason, Inspection, TableComparison, TableReport, TokenizeSummary,
-};
-use hashprep::table::BalanceStats;
+use hashprep::{BalanceStats, Inspection, TableComparison, TableReport, TokenizeSummary};
 
 pub(super) fn line(text: &str) -> Result<()> {
     writeln!(std::io::stdout().lock(), "{text}")?;
@@ -51,7 +48,9 @@ pub(super) fn tokenize_summary(summary: &TokenizeSummary, as_json: bool, verb: &
         summary.seconds,
         mb / summary.seconds.max(1e-9),
     )?;
-    let skipped: Vec<String> = skipped_by_reason(&summary.totals)
+    let skipped: Vec<String> = summary
+        .totals
+        .skipped_by_reason()
         .into_iter()
         .filter(|&(_, n)| n > 0)
         .map(|(reason, n)| format!("{reason} {n}"))

@@ -4,10 +4,12 @@
 //! file. What to do with bad records (fail or skip) is the caller's policy.
 
 mod decompress;
+mod documents;
 mod inputs;
 mod jsonl;
 mod lines;
-pub mod reddit;
+pub(crate) mod reddit;
+mod stream;
 mod text;
 
 use std::path::Path;
@@ -17,7 +19,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use decompress::{open_input, Compression, InputStream, ZSTD_WINDOW_LOG_MAX};
+pub(crate) use documents::{items, read_with_progress, RedditRun};
+pub use documents::{read_documents, Documents};
 pub use inputs::{expand_inputs, partition_for_task, InputFile};
+pub use reddit::RedditFilter;
+pub(crate) use stream::{ExampleStream, Item, Items, ProgressFeed, RedditStream};
 
 use crate::error::{Error, Result};
 use jsonl::JsonlRecords;
@@ -25,7 +31,8 @@ use lines::Lines;
 use text::{Grouping, TextRecords};
 
 /// What to do with a bad record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Stop with an error naming the file and line (the default).

@@ -12,7 +12,7 @@ use arrow_ipc::writer::FileWriter;
 use arrow_schema::{DataType, Field, Schema};
 
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::util::write_atomic;
 
 /// File name of the counts inside an output directory.
 pub const COUNTS_FILE: &str = "counts.arrow";

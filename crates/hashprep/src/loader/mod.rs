@@ -7,19 +7,21 @@
 //! after [`Loader::resume`]. Data-parallel ranks take every `world_size`-th sample of an epoch.
 
 mod dataset;
+mod prefetch;
 mod routing;
 mod sampler;
+mod tables;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 pub use dataset::TokenDataset;
+pub use prefetch::Prefetcher;
 pub use routing::{bucket_positions, Route};
-pub use sampler::{permutation, PackedEpoch};
+use sampler::{permutation, PackedEpoch};
+pub use tables::{RouteHandle, RouteInfo, TableSet};
 
 use crate::error::{Error, Result};
 use crate::table::RoutingTable;
@@ -83,8 +85,15 @@ pub struct Batch {
     pub targets: Vec<u32>,
     /// `[rows * T]` 1 where the loss counts.
     pub loss_mask: Vec<u8>,
-    /// One route per (spec, hash).
+    /// One route per (table, layer, hash): see [`Loader::routes`], [`Batch::route`].
     pub routes: Vec<Route>,
+}
+
+impl Batch {
+    /// The route `handle` names.
+    pub fn route(&self, handle: RouteHandle) -> &Route {
+        &self.routes[handle.0]
+    }
 }
 
 /// Where a loader stands: enough to continue exactly there.
@@ -101,8 +110,8 @@ pub struct LoaderState {
 struct Spec {
     table: Arc<RoutingTable>,
     layer: u32,
-    /// Fingerprint of the table file's bytes (files with the same bytes share specs).
-    source: String,
+    /// The table's file in the [`TableSet`] (the first of those with the same bytes).
+    file: usize,
 }
 
 /// The shuffles of one epoch.
@@ -121,9 +130,11 @@ impl EpochPlan {
 }
 
 /// Everything a worker needs to build any batch.
-struct Core {
+pub(crate) struct Core {
     data: TokenDataset,
     specs: Vec<Spec>,
+    routes: Vec<RouteInfo>,
+    tables: TableSet,
     config: LoaderConfig,
     batches_per_epoch: u64,
     fingerprint: String,
@@ -140,21 +151,30 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Opens the data and tables and checks everything before the first batch: shard
-    /// checksums, table fingerprints, that `B * T` fits the position type, and (per-example
-    /// mode) that some example fills a row.
+    /// Opens the data and the table files and checks everything before the first batch:
+    /// shard checksums, that the tables were built for the data's tokenizer, that `B * T` fits
+    /// the position type, and (per-example mode) that some example fills a row. Routes come in
+    /// table order, layer by layer, hash by hash; files with the same bytes share routes.
     ///
     /// # Errors
-    /// Any of the above, named by file.
+    /// Any of the above, named by file or setting.
     pub fn new(data: &Path, tables: &[PathBuf], config: LoaderConfig) -> Result<Self> {
+        Self::with_tables(data, &TableSet::open(tables)?, config)
+    }
+
+    /// [`Loader::new`] with tables already opened (shared by the loaders of several splits).
+    ///
+    /// # Errors
+    /// As [`Loader::new`].
+    pub fn with_tables(data: &Path, tables: &TableSet, config: LoaderConfig) -> Result<Self> {
         if config.batch_size == 0 || config.seq_len == 0 {
             return Err(Error::BadInput(
-                "--batch-size and --seq-len must be at least 1".into(),
+                "batch_size and seq_len must be at least 1".into(),
             ));
         }
         if config.world_size == 0 || config.rank >= config.world_size {
             return Err(Error::BadInput(format!(
-                "--rank {} must be below --world-size {}",
+                "rank {} must be below world_size {}",
                 config.rank, config.world_size
             )));
         }
@@ -172,20 +192,22 @@ impl Loader {
                 config.pad_id
             )));
         }
-        let specs = load_specs(tables, &data)?;
+        let specs = specs_of(tables, &data)?;
         if !config.packing {
             let longest = data.lengths().iter().copied().max().unwrap_or(0) as usize;
             if longest < config.seq_len {
                 return Err(Error::BadInput(format!(
-                    "--seq-len {} is longer than every example (the longest has {longest} ids): lower it or use packing",
+                    "seq_len {} is longer than every example (the longest has {longest} ids): lower it or use packing",
                     config.seq_len
                 )));
             }
         }
-        let fingerprint = loader_fingerprint(&data, tables, &config)?;
+        let fingerprint = loader_fingerprint(&data, tables, &config);
         let mut core = Core {
             data,
+            routes: route_infos(&specs, tables),
             specs,
+            tables: tables.clone(),
             config,
             batches_per_epoch: 0,
             fingerprint,
@@ -223,50 +245,45 @@ impl Loader {
         self.core.batches_per_epoch
     }
 
-    /// The routing specs: (table method, layer) in batch order.
-    pub fn spec_names(&self) -> Vec<String> {
-        self.core
-            .specs
-            .iter()
-            .map(|s| format!("{} layer {}", s.table.meta.method.name(), s.layer))
-            .collect()
+    /// Every route of a batch, in [`Batch::routes`] order.
+    pub fn routes(&self) -> &[RouteInfo] {
+        &self.core.routes
     }
 
-    /// The spec (index into [`Batch::routes`]' `spec`) of `layer` of the table file `table`,
-    /// which must be one of the tables the loader was opened with.
+    /// The handles of the routes of `layer` of the table file `table` (one per hash), which
+    /// must be one of the files the loader was opened with.
     ///
     /// # Errors
-    /// The file cannot be read, is not one of the loader's tables, or has no such layer.
-    pub fn spec_of(&self, table: &Path, layer: u32) -> Result<usize> {
-        let bytes = std::fs::read(table).map_err(|e| Error::io(table, e))?;
-        let source = fingerprint_bytes(&bytes);
-        let mut layers = self
-            .core
-            .specs
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.source == source)
-            .peekable();
-        if layers.peek().is_none() {
-            return Err(Error::BadInput(format!(
+    /// `table` is not one of the loader's tables, or has no such layer.
+    pub fn route_handles(&self, table: &Path, layer: u32) -> Result<Vec<RouteHandle>> {
+        let file = self.core.tables.first_with_bytes_of(table).ok_or_else(|| {
+            Error::BadInput(format!(
                 "{}: not one of the loader's tables",
+                table.display()
+            ))
+        })?;
+        let mut handles = Vec::new();
+        let mut slot = 0;
+        for spec in &self.core.specs {
+            let hashes = spec.table.meta.hashes as usize;
+            if spec.file == file && spec.layer == layer {
+                handles.extend((slot..slot + hashes).map(RouteHandle));
+            }
+            slot += hashes;
+        }
+        if handles.is_empty() {
+            let layers = self.core.tables.table(table).map_or(0, |t| t.meta.layers);
+            return Err(Error::BadInput(format!(
+                "{}: the table has no layer {layer} (it has {layers})",
                 table.display()
             )));
         }
-        layers
-            .find(|(_, s)| s.layer == layer)
-            .map(|(i, _)| i)
-            .ok_or_else(|| {
-                Error::BadInput(format!(
-                    "{}: the table has no layer {layer}",
-                    table.display()
-                ))
-            })
+        Ok(handles)
     }
 
-    /// The table of spec `spec`.
-    pub fn spec_table(&self, spec: usize) -> &RoutingTable {
-        &self.core.specs[spec].table
+    /// The tables the loader routes with.
+    pub fn tables(&self) -> &TableSet {
+        &self.core.tables
     }
 
     /// Builds batch `index` (no prefetching).
@@ -306,50 +323,61 @@ impl Loader {
     }
 }
 
-fn load_specs(tables: &[PathBuf], data: &TokenDataset) -> Result<Vec<Spec>> {
+/// One spec per layer of each distinct table, in table order; each checked against the data.
+fn specs_of(tables: &TableSet, data: &TokenDataset) -> Result<Vec<Spec>> {
     let manifest = data.manifest();
-    let mut seen: HashMap<Vec<u8>, Arc<RoutingTable>> = HashMap::new();
     let mut specs = Vec::new();
-    for path in tables {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        if seen.contains_key(&bytes) {
-            continue; // layers that share a table share its routes
-        }
-        let table = Arc::new(RoutingTable::read(path)?);
+    for (file, table) in tables.distinct() {
         table
             .check_data(
                 &manifest.tokenizer.fingerprint,
                 manifest.tokenizer.vocab_size,
             )
-            .map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))?;
-        let source = fingerprint_bytes(&bytes);
+            .map_err(|e| {
+                let path = tables.paths().nth(file).unwrap_or(Path::new(""));
+                Error::BadInput(format!("{}: {e}", path.display()))
+            })?;
         for layer in 0..table.meta.layers {
             specs.push(Spec {
                 table: table.clone(),
                 layer,
-                source: source.clone(),
+                file,
             });
         }
-        seen.insert(bytes, table);
     }
     Ok(specs)
 }
 
-fn loader_fingerprint(
-    data: &TokenDataset,
-    tables: &[PathBuf],
-    config: &LoaderConfig,
-) -> Result<String> {
+fn route_infos(specs: &[Spec], tables: &TableSet) -> Vec<RouteInfo> {
+    let mut routes = Vec::new();
+    for spec in specs {
+        let table = tables.paths().nth(spec.file).unwrap_or(Path::new(""));
+        for hash in 0..spec.table.meta.hashes {
+            routes.push(RouteInfo {
+                handle: RouteHandle(routes.len()),
+                table: table.to_path_buf(),
+                method: spec.table.meta.method,
+                layer: spec.layer,
+                hash,
+                experts: spec.table.meta.experts,
+            });
+        }
+    }
+    routes
+}
+
+/// What a loader state must match: the batch settings, the data, and every table's bytes.
+fn loader_fingerprint(data: &TokenDataset, tables: &TableSet, config: &LoaderConfig) -> String {
     let mut identity = serde_json::to_vec(&(
         config,
         &data.manifest().config,
         &data.manifest().counts_checksum,
     ))
     .expect("serializable");
-    for path in tables {
-        identity.extend(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    for bytes in tables.contents() {
+        identity.extend_from_slice(bytes);
     }
-    Ok(fingerprint_bytes(&identity))
+    fingerprint_bytes(&identity)
 }
 
 impl Core {
@@ -465,128 +493,6 @@ impl Core {
             loss_mask: mask,
             routes,
         })
-    }
-}
-
-/// Batches built ahead by worker threads, delivered in order. A batch that cannot be built
-/// (an id outside the vocabulary, a worker that panicked) arrives as its error, in its place,
-/// and ends the sequence.
-pub struct Prefetcher<'a> {
-    loader: &'a mut Loader,
-    end: u64,
-    receiver: crossbeam_channel::Receiver<(u64, Result<Batch>)>,
-    credits: crossbeam_channel::Sender<()>,
-    pending: HashMap<u64, Result<Batch>>,
-    workers: Vec<std::thread::JoinHandle<()>>,
-    stop: Arc<AtomicU64>,
-}
-
-impl<'a> Prefetcher<'a> {
-    fn start(loader: &'a mut Loader, steps: u64, workers: usize, prefetch: usize) -> Self {
-        let start = loader.next_batch;
-        let end = start + steps;
-        let next = Arc::new(AtomicU64::new(start));
-        let stop = Arc::new(AtomicU64::new(0));
-        let (sender, receiver) = crossbeam_channel::unbounded();
-        let (credits, credit_rx) = crossbeam_channel::bounded::<()>(prefetch + workers);
-        for _ in 0..prefetch + workers {
-            let _ = credits.send(());
-        }
-        let handles = (0..workers)
-            .map(|w| {
-                let (core, next, stop, sender, credit_rx) = (
-                    loader.core.clone(),
-                    next.clone(),
-                    stop.clone(),
-                    sender.clone(),
-                    credit_rx.clone(),
-                );
-                std::thread::Builder::new()
-                    .name(format!("hashprep-loader-{w}"))
-                    .spawn(move || {
-                        while credit_rx.recv().is_ok() && stop.load(Ordering::Relaxed) == 0 {
-                            let index = next.fetch_add(1, Ordering::Relaxed);
-                            if index >= end || sender.send((index, core.build(index))).is_err() {
-                                return;
-                            }
-                        }
-                    })
-                    .expect("spawn a loader worker")
-            })
-            .collect();
-        Self {
-            loader,
-            end,
-            receiver,
-            credits,
-            pending: HashMap::new(),
-            workers: handles,
-            stop,
-        }
-    }
-}
-
-impl Core {
-    /// Builds batch `index`, turning a panic into an error so that every index a worker takes
-    /// is answered (a lost batch would leave the consumer waiting forever).
-    fn build(&self, index: u64) -> Result<Batch> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(index))).unwrap_or_else(
-            |panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(ToString::to_string)
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(Error::Internal(format!(
-                    "a loader worker panicked building batch {index}: {what}"
-                )))
-            },
-        )
-    }
-}
-
-impl Iterator for Prefetcher<'_> {
-    type Item = Result<Batch>;
-
-    fn next(&mut self) -> Option<Result<Batch>> {
-        let index = self.loader.next_batch;
-        if index >= self.end {
-            return None;
-        }
-        let built = loop {
-            if let Some(built) = self.pending.remove(&index) {
-                break built;
-            }
-            match self.receiver.recv() {
-                Ok((i, built)) => {
-                    self.pending.insert(i, built);
-                }
-                Err(_) => {
-                    break Err(Error::Internal(format!(
-                        "the loader's workers stopped before batch {index}"
-                    )))
-                }
-            }
-        };
-        if built.is_err() {
-            self.end = index; // nothing after a failed batch
-        } else {
-            self.loader.next_batch += 1;
-            let _ = self.credits.send(());
-        }
-        Some(built)
-    }
-}
-
-impl Drop for Prefetcher<'_> {
-    fn drop(&mut self) {
-        self.stop.store(1, Ordering::Relaxed);
-        for _ in &self.workers {
-            let _ = self.credits.send(());
-        }
-        for handle in self.workers.drain(..) {
-            let _ = handle.join();
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! split of each epoch among data-parallel ranks. Pure functions of (seed, epoch), so batches
 //! are the same whatever the number of workers.
 
-use crate::table::splitmix64;
+use crate::util::splitmix64;
 
 /// A seeded permutation of `0..n` (Fisher-Yates driven by SplitMix64).
 pub fn permutation(n: usize, seed: u64, salt: u64) -> Vec<u32> {

@@ -9,8 +9,8 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
-use crate::fsutil::{create_output_dir, rename_durable, temp_path};
 use crate::shard::{Manifest, ShardReader};
+use crate::util::{create_output_dir, persist, temp_file_beside};
 
 /// Writes every shard of `dir` as `out/shard-NNNNN.parquet` (snappy); returns the files.
 ///
@@ -23,8 +23,7 @@ pub fn export_parquet(dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     for info in &manifest.shards {
         let shard = ShardReader::open(&dir.join(&info.file), Some(&info.checksum))?;
         let target = out.join(Path::new(&info.file).with_extension("parquet"));
-        let tmp = temp_path(&target);
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let (file, tmp) = temp_file_beside(&target)?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
@@ -44,7 +43,7 @@ pub fn export_parquet(dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
             writer.write(batch).map_err(|e| Error::format(&tmp, e))?;
         }
         writer.close().map_err(|e| Error::format(&tmp, e))?;
-        rename_durable(&tmp, &target)?;
+        persist(tmp, &target)?;
         written.push(target);
     }
     Ok(written)

@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use super::tokenize::{shard_file_name, TokenizeSummary, TOKENIZER_FILE};
+use super::tokenize::TokenizeSummary;
 use crate::counts::{TokenCounts, COUNTS_FILE};
 use crate::error::{Error, Result};
-use crate::fsutil::{create_output_dir, rename_durable, temp_path, write_atomic};
+use crate::shard::{shard_file_name, TOKENIZER_FILE};
 use crate::shard::{Manifest, ShardInfo, ShardReader, Totals, MANIFEST_FILE};
 use crate::tokenize::fingerprint_bytes;
+use crate::util::{create_output_dir, persist, temp_file_beside, write_atomic};
 
 /// Merges the complete tokenize outputs in `dirs` into `out`.
 ///
@@ -166,10 +167,11 @@ fn check_compatible(parts: &[(PathBuf, Manifest)], allow_partial: bool) -> Resul
 }
 
 fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
-    let tmp = temp_path(to);
-    let _ = std::fs::remove_file(&tmp);
-    if std::fs::hard_link(from, &tmp).is_err() {
-        std::fs::copy(from, &tmp).map_err(|e| Error::io(to, e))?;
+    // A unique name: hard_link and copy need a path that does not exist yet.
+    let (_, temp) = temp_file_beside(to)?;
+    std::fs::remove_file(&temp).map_err(|e| Error::io(&temp, e))?;
+    if std::fs::hard_link(from, &temp).is_err() {
+        std::fs::copy(from, &temp).map_err(|e| Error::io(to, e))?;
     }
-    rename_durable(&tmp, to)
+    persist(temp, to)
 }

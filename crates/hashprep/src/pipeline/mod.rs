@@ -4,12 +4,10 @@
 mod build_table;
 mod export;
 mod inspect;
-mod journal;
 mod merge;
-mod output_dir;
 mod progress;
-mod stream;
 mod tokenize;
+mod train_tokenizer;
 
 pub use build_table::{
     build_table_files, compare_tables, BuildTableRequest, StreamReport, TableComparison,
@@ -18,9 +16,5 @@ pub use build_table::{
 pub use export::export_parquet;
 pub use inspect::{inspect, Inspection, TopToken};
 pub use merge::merge;
-pub use progress::{Progress, ProgressFeed};
-pub use stream::{ExampleStream, Item, Items, OnError, RedditStream};
-pub use tokenize::{
-    shard_file_name, skipped_by_reason, tokenize, RunOptions, TokenizeSettings, TokenizeSummary,
-    TOKENIZER_FILE,
-};
+pub use tokenize::{tokenize, RunOptions, TokenizeSettings, TokenizeSummary};
+pub use train_tokenizer::train_tokenizer_files;

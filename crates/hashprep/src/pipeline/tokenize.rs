@@ -14,19 +14,21 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
-use super::journal::{Journal, JournalEntry};
-use super::output_dir::{prepare_output, OutputState};
-use super::progress::{Progress, ProgressFeed};
-use super::stream::{ExampleStream, Item, Items, OnError, RedditStream};
+use super::progress::Progress;
+use crate::corpus::ProgressFeed;
 use crate::corpus::{expand_inputs, partition_for_task, Format, InputFile, Source};
+use crate::corpus::{items, Item, Items, OnError, RedditRun};
 use crate::counts::{TokenCounts, COUNTS_FILE};
 use crate::error::{Error, Result, SkipReason};
-use crate::fsutil::write_atomic;
+use crate::shard::journal::{Journal, JournalEntry};
+use crate::shard::output_dir::{prepare_output, OutputState};
+use crate::shard::{shard_file_name, TOKENIZER_FILE};
 use crate::shard::{
     Manifest, ShardInfo, ShardReader, ShardWriter, TokenWidth, TokenizerInfo, Totals,
     MANIFEST_VERSION,
 };
 use crate::tokenize::{fingerprint_bytes, SpecialTokens, TextTokenizer};
+use crate::util::write_atomic;
 
 /// Directory of the Reddit spill files inside an output directory (removed when complete).
 pub(crate) const SPILL_DIR: &str = ".spill";
@@ -38,7 +40,6 @@ const REDDIT_PHASES: [&str; 2] = [
 ];
 
 /// File name of the tokenizer copy inside an output directory.
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// Settings that define the output (recorded in the manifest).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -357,24 +358,11 @@ fn example_stream(
     feed: &ProgressFeed,
 ) -> Items {
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-    match &settings.format {
-        Format::Reddit(reddit) => Box::new(
-            RedditStream::new(
-                paths,
-                out.join(SPILL_DIR),
-                reddit.clone(),
-                (options.task_index, options.num_tasks),
-                settings.on_error,
-            )
-            .with_progress(feed.clone()),
-        ),
-        _ => Box::new(ExampleStream::new(
-            paths,
-            settings.format.clone(),
-            settings.on_error,
-            Some(feed.bytes.clone()),
-        )),
-    }
+    let reddit = RedditRun {
+        spill_dir: out.join(SPILL_DIR),
+        task: (options.task_index, options.num_tasks),
+    };
+    items(paths, &settings.format, settings.on_error, reddit, feed)
 }
 
 /// The error of a run that wrote nothing, saying why.
@@ -604,11 +592,6 @@ struct OutputWriter {
     with_sources: bool,
 }
 
-/// Name of the `index`-th shard.
-pub fn shard_file_name(index: usize) -> String {
-    format!("shard-{index:05}.arrow")
-}
-
 impl OutputWriter {
     /// Picks up after the journaled shards: their counts are recomputed from the files.
     fn resume(
@@ -723,12 +706,4 @@ impl OutputWriter {
         self.close_shard(journal)?;
         Ok((self.shards, self.totals, self.counts))
     }
-}
-
-/// Skipped-record counts as `reason -> n`, every reason listed (zeros included).
-pub fn skipped_by_reason(totals: &Totals) -> BTreeMap<&'static str, u64> {
-    SkipReason::ALL
-        .iter()
-        .map(|r| (r.name(), totals.skipped.get(r.name()).copied().unwrap_or(0)))
-        .collect()
 }

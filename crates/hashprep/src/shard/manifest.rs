@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::TokenWidth;
 use crate::corpus::InputFile;
 use crate::counts::TokenCounts;
-use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::error::{Error, Result, SkipReason};
 use crate::tokenize::verify_checksum;
+use crate::util::write_atomic;
 
 /// File name of the manifest inside an output directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -83,6 +83,14 @@ impl Totals {
         for (name, n) in &other.notices {
             *self.notices.entry(name.clone()).or_default() += n;
         }
+    }
+
+    /// Skipped-record counts as `reason -> n`, every reason listed (zeros included).
+    pub fn skipped_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        SkipReason::ALL
+            .iter()
+            .map(|r| (r.name(), self.skipped.get(r.name()).copied().unwrap_or(0)))
+            .collect()
     }
 }
 

@@ -3,7 +3,9 @@
 //! lists them.
 
 mod ipc_layout;
+pub(crate) mod journal;
 mod manifest;
+pub(crate) mod output_dir;
 mod reader;
 mod writer;
 
@@ -65,6 +67,14 @@ impl std::fmt::Display for TokenWidth {
 }
 
 /// Column names of a shard.
+/// The copy of the tokenizer next to the shards.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// The file name of shard `index`.
+pub fn shard_file_name(index: usize) -> String {
+    format!("shard-{index:05}.arrow")
+}
+
 pub const TOKENS_COLUMN: &str = "tokens";
 /// Number of leading context tokens of a dialogue example (0 for plain text).
 pub const PREFIX_LEN_COLUMN: &str = "prefix_len";

@@ -14,7 +14,8 @@ use arrow_schema::{Field, SchemaRef};
 use super::{shard_schema, ShardInfo, TokenWidth};
 use crate::corpus::Source;
 use crate::error::{Error, Result};
-use crate::fsutil::{rename_durable, temp_path};
+use crate::util::{persist, temp_file_beside};
+use tempfile::TempPath;
 
 /// Ids per record batch before it is flushed (keeps list offsets far below `i32::MAX`).
 const BATCH_TOKENS: usize = 1 << 22;
@@ -42,7 +43,7 @@ impl<W: Write> Write for HashingWriter<W> {
 /// Writer of one shard file.
 pub struct ShardWriter {
     final_path: PathBuf,
-    temp_path: PathBuf,
+    temp_path: TempPath,
     schema: SchemaRef,
     width: TokenWidth,
     writer: FileWriter<HashingWriter<BufWriter<File>>>,
@@ -56,7 +57,7 @@ pub struct ShardWriter {
 }
 
 impl ShardWriter {
-    /// Starts `path` (written as `path.tmp` until [`ShardWriter::finish`]).
+    /// Starts `path` (written under a temporary name beside it until [`ShardWriter::finish`]).
     ///
     /// # Errors
     /// The temporary file cannot be created.
@@ -74,8 +75,7 @@ impl ShardWriter {
         tokenizer_fingerprint: &str,
         with_sources: bool,
     ) -> Result<Self> {
-        let temp = temp_path(path);
-        let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        let (file, temp) = temp_file_beside(path)?;
         let sink = HashingWriter {
             inner: BufWriter::with_capacity(1 << 20, file),
             hasher: blake3::Hasher::new(),
@@ -202,7 +202,7 @@ impl ShardWriter {
             .map_err(|e| Error::io(&self.temp_path, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.temp_path, e))?;
         drop(file);
-        rename_durable(&self.temp_path, &self.final_path)?;
+        persist(self.temp_path, &self.final_path)?;
         Ok(ShardInfo {
             file: self
                 .final_path

@@ -4,7 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 
-use super::hashing::splitmix64;
+use crate::util::splitmix64;
 
 /// The paper's rule. Token ids sorted by count descending (ties: id ascending) go one by one to
 /// the expert with the smallest load so far (ties: lowest expert index); load = summed counts.

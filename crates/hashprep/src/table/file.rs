@@ -17,7 +17,7 @@ use super::hashing::{bigram_expert, stream_key};
 use super::{BalanceStats, Method, Rule};
 use crate::counts::TokenCounts;
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::util::write_atomic;
 
 /// Version of the table format.
 pub const TABLE_VERSION: u32 = 1;
@@ -55,7 +55,8 @@ pub struct TableMeta {
 }
 
 /// Output format of a table file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum TableFormat {
     /// Arrow IPC file with metadata (the default).
     Arrow,
@@ -294,6 +295,11 @@ impl RoutingTable {
     /// Missing file, not a table, or a table of an unknown version.
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// [`RoutingTable::read`] of the bytes of `path`, already read.
+    pub(crate) fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
         if bytes.starts_with(crate::npy::MAGIC) {
             let sidecar = npy_sidecar(path);
             let text = std::fs::read_to_string(&sidecar).map_err(|e| Error::io(&sidecar, e))?;

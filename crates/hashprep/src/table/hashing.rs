@@ -2,13 +2,7 @@
 //! are part of the table format (documented in `schemas/table.md`), so a table built today
 //! routes the same way in any later version, and Python can reproduce them.
 
-/// SplitMix64 finalizer: a bijective 64-bit mixer.
-pub fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use crate::util::splitmix64;
 
 /// Maps a 64-bit hash uniformly onto `0..k` (Lemire's multiply-shift).
 pub fn bucket(hash: u64, k: u32) -> u32 {

@@ -23,16 +23,17 @@ use serde::{Deserialize, Serialize};
 pub use balanced::{greedy, loads, refine};
 pub use embeddings::load_embeddings;
 pub use file::{column_name, RoutingTable, TableFormat, TableMeta, TABLE_VERSION};
-pub use hashing::{bigram_expert, bucket, random_expert, splitmix64, stream_key};
+pub use hashing::{bigram_expert, bucket, random_expert, stream_key};
 pub use kmeans::{cluster, disperse, KMeansParams};
-pub use plot::{plot_expert_shares, register_font as register_plot_font, Series};
+pub(crate) use plot::{plot_expert_shares, Series};
 pub use stats::BalanceStats;
 
 use crate::counts::TokenCounts;
 use crate::error::{Error, Result};
 
 /// How a table assigns experts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// Uniformly random expert per token id (seeded).

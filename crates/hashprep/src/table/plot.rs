@@ -3,10 +3,9 @@
 //! is built in, so plots render the same on machines without fonts.
 
 use std::path::Path;
-use std::sync::Once;
 
-use plotters::coord::Shift;
-use plotters::prelude::*;
+#[cfg(feature = "plot")]
+use plotters::{coord::Shift, prelude::*};
 
 use crate::error::{Error, Result};
 
@@ -19,27 +18,25 @@ pub struct Series {
     pub shares: Vec<f64>,
 }
 
-static FONT: Once = Once::new();
-
-/// Registers the bundled font as `sans-serif` for plotters (once per process), so other plots
-/// (the trainer's curves) render the same on machines without fonts.
-pub fn register_font() {
-    FONT.call_once(|| {
-        let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
-        let registered = plotters::style::register_font("sans-serif", FontStyle::Normal, bytes);
-        assert!(registered.is_ok(), "the bundled font is valid");
-    });
+/// Without the `plot` feature there is nothing to draw with.
+#[cfg(not(feature = "plot"))]
+pub(crate) fn plot_expert_shares(path: &Path, _title: &str, _series: &[Series]) -> Result<()> {
+    Err(Error::BadInput(format!(
+        "{}: this build of hashprep draws no plots (cargo feature `plot`)",
+        path.display()
+    )))
 }
 
 /// Draws `series` into `path` (`.png` or `.svg`).
+#[cfg(feature = "plot")]
 ///
 /// # Errors
 /// Another extension, no series, or a drawing / I/O failure.
-pub fn plot_expert_shares(path: &Path, title: &str, series: &[Series]) -> Result<()> {
+pub(crate) fn plot_expert_shares(path: &Path, title: &str, series: &[Series]) -> Result<()> {
     if series.is_empty() {
         return Err(Error::BadInput("nothing to plot".into()));
     }
-    register_font();
+    crate::plot::register_font();
     let size = (960, 600);
     match path
         .extension()
@@ -64,9 +61,10 @@ pub fn plot_expert_shares(path: &Path, title: &str, series: &[Series]) -> Result
             )))
         }
     }
-    .map_err(|e| Error::format(path, e))
+    .map_err(|e| Error::plot(path, e))
 }
 
+#[cfg(feature = "plot")]
 fn draw<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::counts::TokenCounts;
+use crate::util::splitmix64;
 
 /// The rule of the issue, implemented the obvious way: O(V * K), no heap.
 fn reference_balanced(counts: &[u64], k: u32) -> Vec<u32> {

@@ -19,7 +19,8 @@ pub const DEFAULT_EOS_CANDIDATES: [&str; 5] =
     ["<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "[SEP]"];
 
 /// How a special token's string (`<|endoftext|>`, `</s>`) written inside the text is encoded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum SpecialTokens {
     /// As ordinary text (tiktoken's `encode_ordinary`): special ids appear only where the tool

@@ -16,12 +16,12 @@ pub enum FeedForward {
         /// B.
         b: nn::Linear,
     },
-    /// Hash or MultiHash; `slots` index the batch's routes, one per hash.
+    /// Hash or MultiHash: one route per hash.
     Hash {
         /// The layer.
         layer: HashFfn,
-        /// Index of each hash's route in the batch.
-        slots: Vec<usize>,
+        /// The loader's handle of each hash's route (its index in the batch's routes).
+        routes: Vec<hashprep::RouteHandle>,
     },
     /// Switch or Token-Switch.
     Switch {
@@ -60,8 +60,11 @@ impl FeedForward {
     ) -> (Tensor, FfnExtras) {
         match self {
             FeedForward::Dense { a, b } => (h.apply(a).relu().apply(b), FfnExtras::default()),
-            FeedForward::Hash { layer, slots } => {
-                let mine: Vec<&DeviceRoute> = slots.iter().map(|&s| &routes[s]).collect();
+            FeedForward::Hash {
+                layer,
+                routes: handles,
+            } => {
+                let mine: Vec<&DeviceRoute> = handles.iter().map(|h| &routes[h.index()]).collect();
                 // MultiHash: a token uses one segment of N experts; count every use.
                 let mut counts = vec![0u64; mine[0].experts()];
                 for route in &mine {

@@ -27,8 +27,8 @@ use crate::config::{ModelConfig, Positions, SparseKind};
 pub struct TableRouting {
     /// Number of experts K (from the table).
     pub experts: u32,
-    /// Index of each hash's route in the batch's routes.
-    pub slots: Vec<usize>,
+    /// The loader's handle of each hash's route.
+    pub routes: Vec<hashprep::RouteHandle>,
 }
 
 /// One Transformer layer.
@@ -98,11 +98,11 @@ impl LanguageModel {
                                 layer: HashFfn::new(
                                     &ffn_path,
                                     i64::from(r.experts),
-                                    r.slots.len() as i64,
+                                    r.routes.len() as i64,
                                     d,
                                     config.d_ff,
                                 ),
-                                slots: r.slots,
+                                routes: r.routes,
                             }
                         }
                         SparseKind::Switch | SparseKind::TokenSwitch => FeedForward::Switch {

@@ -25,7 +25,7 @@ impl DeviceRoute {
     /// Builds the route of per-position expert ids on the host (tests and benchmarks; the
     /// loader does this on its workers).
     pub fn from_expert_ids(expert_ids: &[u32], experts: u32, device: Device) -> Self {
-        let (order, offsets) = hashprep::loader::bucket_positions(expert_ids, experts);
+        let (order, offsets) = hashprep::bucket_positions(expert_ids, experts);
         Self::new(&order, &offsets, device)
     }
 

@@ -6,9 +6,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use hashprep::corpus::Format;
-use hashprep::pipeline::{tokenize, RunOptions, TokenizeSettings};
-use hashprep::tokenize::{train_tokenizer, TokenizerKind, TrainOptions};
+use hashprep::Format;
+use hashprep::{tokenize, RunOptions, TokenizeSettings};
+use hashprep::{train_tokenizer, TokenizerKind, TrainOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -78,7 +78,7 @@ pub fn prepare(spec: &SweepData, dir: &Path, progress: bool) -> Result<PreparedD
         )))
         }
         Ok(_) => {}
-        Err(_) => hashprep::fsutil::write_atomic(&record, &wanted)?,
+        Err(_) => hashprep::util::write_atomic(&record, &wanted)?,
     }
     let tokenizer = tokenizer_for(spec, dir)?;
     let mut settings = TokenizeSettings::new(spec.format.clone(), tokenizer);
@@ -129,7 +129,7 @@ fn tokenizer_for(spec: &SweepData, dir: &Path) -> Result<String> {
             options.eos_token.clone_from(eos);
         }
         let tokenizer = train_tokenizer(&options, texts.into_iter())?;
-        hashprep::fsutil::write_atomic(&path, tokenizer.json())?;
+        hashprep::util::write_atomic(&path, tokenizer.json())?;
     }
     Ok(path.to_string_lossy().into_owned())
 }
@@ -164,6 +164,6 @@ fn write_documents(format: &Format, sources: &[Source], path: &Path) -> Result<(
             .expect("a string serializes");
         bytes.write_all(b"\n").expect("writing to memory");
     }
-    hashprep::fsutil::write_atomic(path, &bytes)?;
+    hashprep::util::write_atomic(path, &bytes)?;
     Ok(())
 }

@@ -13,8 +13,8 @@ mod report;
 
 use std::path::{Path, PathBuf};
 
-use hashprep::pipeline::{build_table_files, BuildTableRequest};
-use hashprep::table::{Method, TableSpec};
+use hashprep::{build_table_files, BuildTableRequest};
+use hashprep::{Method, TableSpec};
 use serde::{Deserialize, Serialize};
 
 pub use data::{prepare, PreparedData, Source, SweepData};
@@ -344,7 +344,7 @@ fn test_eval(run_dir: &Path, test: &Path) -> Result<train::Evaluation> {
     let (restored, mut loader) = train::restore(&checkpoint, device, Some(test))?;
     let evaluation = evaluate(&restored.model, &mut loader, device, 0, &restored.layers)?;
     let record = report::TestRecord::new(step, &evaluation);
-    hashprep::fsutil::write_atomic(
+    hashprep::util::write_atomic(
         &cache,
         &serde_json::to_vec_pretty(&record).expect("serializable"),
     )?;

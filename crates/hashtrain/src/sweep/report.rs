@@ -147,11 +147,11 @@ pub fn write_report(
     out: &Path,
     options: &SweepOptions,
 ) -> Result<()> {
-    hashprep::fsutil::write_atomic(
+    hashprep::util::write_atomic(
         &out.join("results.json"),
         &serde_json::to_vec_pretty(results).expect("serializable"),
     )?;
-    hashprep::fsutil::write_atomic(
+    hashprep::util::write_atomic(
         &out.join("results.md"),
         markdown(config, results, out, options).as_bytes(),
     )?;
@@ -181,7 +181,7 @@ fn markdown(
     let t = &config.train;
     let m = &config.model;
     let data = |split: &str| {
-        hashprep::shard::Manifest::read(&out.join("data").join(split)).map_or((0, 0), |manifest| {
+        hashprep::Manifest::read(&out.join("data").join(split)).map_or((0, 0), |manifest| {
             (manifest.totals.tokens, manifest.tokenizer.vocab_size)
         })
     };

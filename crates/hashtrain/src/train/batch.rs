@@ -1,7 +1,7 @@
 //! A loader batch moved to the device: ids as i64 tensors, the loss mask as floats, and each
 //! route as a device permutation with host-side group offsets.
 
-use hashprep::loader::Batch;
+use hashprep::Batch;
 use tch::{Device, Kind, Tensor};
 
 use crate::model::DeviceRoute;

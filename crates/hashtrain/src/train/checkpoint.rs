@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hashprep::fsutil::{rename_durable, write_atomic};
-use hashprep::loader::LoaderState;
+use hashprep::util::{rename_durable, write_atomic};
+use hashprep::LoaderState;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
@@ -219,13 +219,4 @@ pub fn load_optimizer(dir: &Path, adam: &mut Adam, steps: u64) -> Result<()> {
     let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)?.into_iter().collect();
     adam.load_state(&saved, steps)
         .map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))
-}
-
-/// blake3 of a file's bytes.
-///
-/// # Errors
-/// The file cannot be read.
-pub fn file_fingerprint(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(hashprep::tokenize::fingerprint_bytes(&bytes))
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use hashprep::loader::{Loader, LoaderState};
+use hashprep::{Loader, LoaderState};
 use tch::Device;
 
 use super::batch::DeviceBatch;

@@ -144,7 +144,7 @@ impl MetricsLog {
             text.push_str(&serde_json::to_string(record).expect("serializable"));
             text.push('\n');
         }
-        hashprep::fsutil::write_atomic(path, text.as_bytes())?;
+        hashprep::util::write_atomic(path, text.as_bytes())?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)

@@ -98,7 +98,7 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
     if let Some(summary) = finished_summary(out, resuming, step, config.train.steps)? {
         return Ok(summary);
     }
-    hashprep::fsutil::write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
+    hashprep::util::write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
     let mut log = MetricsLog::open(&out.join("metrics.jsonl"), resuming.then_some(step))?;
 
     let t = &config.train;
@@ -177,7 +177,7 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
         out,
     );
     let json = serde_json::to_vec_pretty(&summary).expect("serializable");
-    hashprep::fsutil::write_atomic(&out.join("summary.json"), &json)?;
+    hashprep::util::write_atomic(&out.join("summary.json"), &json)?;
     plot_run(out)?;
     Ok(summary)
 }
@@ -188,7 +188,7 @@ fn resume(
     out: &Path,
     base: &CheckpointState,
     trainer: &mut Trainer<'_>,
-    loader: &mut hashprep::loader::Loader,
+    loader: &mut hashprep::Loader,
 ) -> Result<(u64, Window)> {
     let dir = checkpoint::resolve(out)?;
     let state = checkpoint::read_state(&dir)?;
@@ -205,9 +205,9 @@ pub struct Setup<'a> {
     /// Model and optimizer.
     pub trainer: Trainer<'a>,
     /// Training batches.
-    pub loader: hashprep::loader::Loader,
+    pub loader: hashprep::Loader,
     /// Validation batches.
-    pub valid_loader: hashprep::loader::Loader,
+    pub valid_loader: hashprep::Loader,
     /// Sparse layers: 1-based layer -> (kind, experts).
     pub layers: BTreeMap<usize, (crate::config::SparseKind, usize)>,
     /// The routing table files, in the loader's order.
@@ -227,8 +227,10 @@ impl<'a> Setup<'a> {
             tch::set_num_threads(i32::try_from(config.train.threads).unwrap_or(i32::MAX));
         }
         let tables = table_paths(config);
-        let loader = open_loader(&config.data.train, config, &tables)?;
-        let valid_loader = open_loader(&config.data.valid, config, &tables)?;
+        // Each table file is read and fingerprinted once, here.
+        let table_set = hashprep::TableSet::open(&tables)?;
+        let loader = open_loader(&config.data.train, config, &table_set)?;
+        let valid_loader = open_loader(&config.data.valid, config, &table_set)?;
         let trained_on = &loader.manifest().tokenizer.fingerprint;
         let training_data = format!("the training data {}", config.data.train.display());
         same_tokenizer(
@@ -238,7 +240,7 @@ impl<'a> Setup<'a> {
             &training_data,
         )?;
         if let Some(test) = &config.data.test {
-            let fingerprint = hashprep::shard::Manifest::read(test)?.tokenizer.fingerprint;
+            let fingerprint = hashprep::Manifest::read(test)?.tokenizer.fingerprint;
             same_tokenizer(test, &fingerprint, trained_on, &training_data)?;
         }
         let routing = resolve_routing(config, &loader)?;
@@ -249,17 +251,16 @@ impl<'a> Setup<'a> {
             config.train.betas,
             config.train.eps,
         );
-        let table_records = tables
-            .iter()
+        let table_records = table_set
+            .paths()
+            .zip(table_set.fingerprints())
             .enumerate()
-            .map(|(i, path)| {
-                Ok(TableRecord {
-                    source: path.clone(),
-                    file: format!("tables/{i:02}.{}", extension(path)),
-                    fingerprint: checkpoint::file_fingerprint(path)?,
-                })
+            .map(|(i, (path, fingerprint))| TableRecord {
+                source: path.to_owned(),
+                file: format!("tables/{i:02}.{}", extension(path)),
+                fingerprint: fingerprint.to_owned(),
             })
-            .collect::<Result<_>>()?;
+            .collect();
         let checkpoint_base = CheckpointState {
             format: checkpoint::CHECKPOINT_FORMAT.into(),
             version: checkpoint::CHECKPOINT_VERSION,
@@ -403,7 +404,7 @@ impl Totals {
 /// Dropout's seed at `step`: a function of the run seed and the step only, so a resumed run
 /// draws the same masks.
 fn step_seed(seed: u64, step: u64) -> i64 {
-    hashprep::table::splitmix64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64
+    hashprep::util::splitmix64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64
 }
 
 fn extension(path: &Path) -> String {
@@ -445,7 +446,7 @@ fn plot_run(out: &Path) -> Result<()> {
 /// no checkpoint was completed yet (a run stopped before its first) starts over. Returns
 /// whether the run resumes from a checkpoint.
 fn prepare_run_folder(out: &Path, options: &RunOptions) -> Result<bool> {
-    hashprep::fsutil::create_output_dir(out)?;
+    hashprep::util::create_output_dir(out)?;
     let has_run = out.join("metrics.jsonl").exists() || out.join("checkpoints").exists();
     let resuming = options.resume && out.join("checkpoints").join("latest").exists();
     if has_run && !resuming {
@@ -726,7 +727,7 @@ pub fn restore(
     path: &Path,
     device: Device,
     data: Option<&Path>,
-) -> Result<(Restored, hashprep::loader::Loader)> {
+) -> Result<(Restored, hashprep::Loader)> {
     let _rng = session::torch_rng_lock();
     let dir = checkpoint::resolve(path)?;
     let state = checkpoint::read_state(&dir)?;
@@ -748,7 +749,7 @@ pub fn restore(
             layer.table = Some(dir.join(&record.file));
         }
     }
-    let tables = table_paths(&config);
+    let tables = hashprep::TableSet::open(&table_paths(&config))?;
     let data = data.unwrap_or(&config.data.valid).to_owned();
     let loader = open_loader(&data, &config, &tables)?;
     let tokenizer = &loader.manifest().tokenizer;
@@ -768,7 +769,7 @@ pub fn restore(
             vs,
             model,
             state,
-            tables,
+            tables: tables.paths().map(Path::to_path_buf).collect(),
             layers,
         },
         loader,
@@ -786,13 +787,18 @@ pub fn write_embeddings_npy(model: &LanguageModel, path: &Path) -> Result<()> {
         .to_device(Device::Cpu)
         .to_kind(Kind::Float)
         .contiguous();
-    let shape: Vec<usize> = embedding.size().iter().map(|&d| d as usize).collect();
-    let values = Vec::<f32>::try_from(embedding.view([-1]))?;
-    let mut bytes = hashprep::npy::encode_header("<f4", &shape);
-    bytes.reserve(values.len() * 4);
-    for v in values {
-        bytes.extend(v.to_le_bytes());
-    }
-    hashprep::fsutil::write_atomic(path, &bytes)?;
+    // Written beside `path` under a unique name, then renamed: never a partial file there.
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".embeddings.")
+        .suffix(".npy.tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?
+        .into_temp_path();
+    embedding.write_npy(&temp)?;
+    hashprep::util::rename_durable(&temp, path)?;
     Ok(())
 }

@@ -22,7 +22,7 @@ pub struct Curve<'a> {
 /// # Errors
 /// Drawing or writing the file fails.
 pub fn plot_curves(path: &Path, title: &str, curves: &[Curve<'_>]) -> Result<()> {
-    hashprep::table::register_plot_font();
+    hashprep::plot::register_font();
     let area = BitMapBackend::new(path, (1280, 520)).into_drawing_area();
     draw(&area, title, curves).map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))?;
     area.present()

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hashprep::loader::{Loader, LoaderConfig};
+use hashprep::{Loader, LoaderConfig, TableSet};
 use tch::{nn, Device};
 
 use crate::config::{RunConfig, SparseKind};
@@ -86,17 +86,17 @@ pub fn table_paths(config: &RunConfig) -> Vec<PathBuf> {
 ///
 /// # Errors
 /// The data or a table cannot be used (named by file).
-pub fn open_loader(data: &Path, config: &RunConfig, tables: &[PathBuf]) -> Result<Loader> {
+pub fn open_loader(data: &Path, config: &RunConfig, tables: &TableSet) -> Result<Loader> {
     let mut loader_config = LoaderConfig::new(
         config.train.batch_size,
         config.model.context,
         config.train.seed,
     );
     loader_config.drop_last = false;
-    Ok(Loader::new(data, tables, loader_config)?)
+    Ok(Loader::with_tables(data, tables, loader_config)?)
 }
 
-/// For each table-routed layer (1-based), its expert count and the slots of its routes in the
+/// For each table-routed layer (1-based), its expert count and the handles of its routes in the
 /// batches of `loader`.
 ///
 /// # Errors
@@ -105,18 +105,15 @@ pub fn resolve_routing(
     config: &RunConfig,
     loader: &Loader,
 ) -> Result<BTreeMap<usize, TableRouting>> {
-    // Routes are laid out spec by spec, each spec's hashes in order.
-    let mut first_slot = Vec::new();
-    let mut next = 0usize;
-    for spec in 0..loader.spec_names().len() {
-        first_slot.push(next);
-        next += loader.spec_table(spec).meta.hashes as usize;
-    }
     let mut routing = BTreeMap::new();
     for layer in config.model.sparse.iter().filter(|s| s.kind.uses_table()) {
         let path = layer.table.as_ref().expect("validated");
-        let spec = loader.spec_of(path, layer.table_layer)?;
-        let meta = &loader.spec_table(spec).meta;
+        let routes = loader.route_handles(path, layer.table_layer)?;
+        let meta = &loader
+            .tables()
+            .table(path)
+            .expect("one of the loader's tables")
+            .meta;
         let name = format!("model.sparse at = {} ({})", layer.at, path.display());
         match (layer.kind, meta.hashes) {
             (SparseKind::Hash, h) if h != 1 => {
@@ -148,9 +145,7 @@ pub fn resolve_routing(
             layer.at,
             TableRouting {
                 experts: meta.experts,
-                slots: (0..meta.hashes as usize)
-                    .map(|h| first_slot[spec] + h)
-                    .collect(),
+                routes,
             },
         );
     }

@@ -20,7 +20,7 @@ use crate::corpus::lines::{Line, Lines};
 use crate::corpus::open_input;
 use crate::corpus::OnError;
 use crate::error::{Error, Result, SkipReason};
-use crate::table::splitmix64;
+use crate::util::splitmix64;
 
 /// Just enough of a record to route it to its partition.
 #[derive(Deserialize)]

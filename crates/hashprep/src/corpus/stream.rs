@@ -1,13 +1,23 @@
 //! The example stream over all input files of a run, with the bad-record policy applied.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
-use crate::corpus::{Example, Format, Records};
+use super::{Example, Format, Records};
 use crate::error::{Error, Result, SkipReason};
 
-pub use crate::corpus::OnError;
+use super::OnError;
+
+/// What the reading side reports to the bar: on-disk bytes read and, for formats read in two
+/// phases (Reddit: partition, then rebuild), whether the second phase has begun.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProgressFeed {
+    /// On-disk input bytes read so far.
+    pub(crate) bytes: Arc<AtomicU64>,
+    /// Set when the second phase begins.
+    pub(crate) second_phase: Arc<AtomicBool>,
+}
 
 /// One element of the stream: an example, or a record that was skipped (and why).
 #[derive(Debug)]
@@ -59,20 +69,6 @@ impl ExampleStream {
     pub fn with_progress(mut self, progress: Arc<AtomicU64>) -> Self {
         self.progress = Some(progress);
         self
-    }
-
-    /// Only the texts (context turns and responses), bad records skipped or fatal per policy:
-    /// what tokenizer training reads.
-    pub fn texts(self) -> impl Iterator<Item = Result<String>> {
-        self.filter_map(|item| match item {
-            Ok(Item::Example(example)) => {
-                let mut parts = example.context;
-                parts.push(example.text);
-                Some(Ok(parts.join("\n")))
-            }
-            Ok(Item::Skipped(_) | Item::Notice(_)) => None,
-            Err(e) => Some(Err(e)),
-        })
     }
 }
 
@@ -147,7 +143,7 @@ pub struct RedditStream {
     options: crate::corpus::RedditOptions,
     task: (usize, usize),
     on_error: OnError,
-    progress: Option<super::ProgressFeed>,
+    progress: Option<ProgressFeed>,
     parts: Option<Vec<PathBuf>>,
     next_part: usize,
     buffer: std::collections::VecDeque<Result<Item>>,
@@ -177,7 +173,7 @@ impl RedditStream {
 
     /// Reports the on-disk bytes read in phase 1, and the start of phase 2, to `progress`.
     #[must_use]
-    pub fn with_progress(mut self, progress: super::ProgressFeed) -> Self {
+    pub fn with_progress(mut self, progress: ProgressFeed) -> Self {
         self.progress = Some(progress);
         self
     }
@@ -300,7 +296,7 @@ mod tests {
             "{\"id\":\"a\",\"parent_id\":\"t3_s\",\"link_id\":\"t3_s\",\"body\":\"hello\"}\n",
         )
         .unwrap();
-        let feed = super::super::ProgressFeed::default();
+        let feed = ProgressFeed::default();
         let mut stream = RedditStream::new(
             vec![dump],
             dir.path().join("spill"),

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::{ShardInfo, Totals};
 use crate::error::{Error, Result};
-use crate::shard::{ShardInfo, Totals};
 
 /// File name of the journal inside an output directory.
 pub(crate) const JOURNAL_FILE: &str = "journal.jsonl";

@@ -4,10 +4,11 @@
 use std::path::Path;
 
 use super::journal::{Journal, JournalEntry, JOURNAL_FILE};
+use super::TOKENIZER_FILE;
+use super::{Manifest, ShardReader, MANIFEST_FILE};
 use crate::counts::COUNTS_FILE;
 use crate::error::{Error, Result};
-use crate::fsutil::create_output_dir;
-use crate::shard::{Manifest, ShardReader, MANIFEST_FILE};
+use crate::util::create_output_dir;
 
 /// What a run finds in its output directory.
 pub(crate) enum OutputState {
@@ -26,7 +27,7 @@ fn is_ours(name: &str) -> bool {
     name == MANIFEST_FILE
         || name == JOURNAL_FILE
         || name == COUNTS_FILE
-        || name == super::tokenize::TOKENIZER_FILE
+        || name == TOKENIZER_FILE
         || name.ends_with(".tmp")
         || (name.starts_with("shard-") && name.ends_with(".arrow"))
 }

@@ -1,0 +1,115 @@
+//! The one entry point to a corpus: every format, Reddit included, read as a stream of items
+//! (examples, skipped records, notices) with the bad-record policy applied.
+
+use std::path::PathBuf;
+
+use super::{Example, ExampleStream, Format, Item, Items, OnError, ProgressFeed, RedditStream};
+use crate::error::Result;
+
+/// Where a Reddit read keeps its partitions, and which share of the threads it keeps.
+pub(crate) struct RedditRun {
+    /// Spill directory of the partitions.
+    pub(crate) spill_dir: PathBuf,
+    /// This task's index and the number of tasks.
+    pub(crate) task: (usize, usize),
+}
+
+/// The items of `files` read as `format`, in order. Reddit dumps are partitioned by thread
+/// under `reddit.spill_dir` first (every file together); other formats stream file by file.
+pub(crate) fn items(
+    files: Vec<PathBuf>,
+    format: &Format,
+    on_error: OnError,
+    reddit: RedditRun,
+    feed: &ProgressFeed,
+) -> Items {
+    match format {
+        Format::Reddit(options) => Box::new(
+            RedditStream::new(
+                files,
+                reddit.spill_dir,
+                options.clone(),
+                reddit.task,
+                on_error,
+            )
+            .with_progress(feed.clone()),
+        ),
+        _ => Box::new(ExampleStream::new(
+            files,
+            format.clone(),
+            on_error,
+            Some(feed.bytes.clone()),
+        )),
+    }
+}
+
+/// The examples of a corpus, read by [`read_documents`]: bad records skipped or fatal per the
+/// policy; the first `Err` ends the stream.
+pub struct Documents {
+    items: Items,
+    /// Reddit: the partitions, removed when the stream drops.
+    _spill: Option<tempfile::TempDir>,
+}
+
+impl Iterator for Documents {
+    type Item = Result<Example>;
+
+    fn next(&mut self) -> Option<Result<Example>> {
+        loop {
+            match self.items.next()? {
+                Ok(Item::Example(example)) => return Some(Ok(example)),
+                Ok(Item::Skipped(_) | Item::Notice(_)) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+impl Example {
+    /// The example's text with its context turns before it, one per line: what a tokenizer
+    /// learns from.
+    pub fn full_text(self) -> String {
+        let mut parts = self.context;
+        parts.push(self.text);
+        parts.join("\n")
+    }
+}
+
+/// Reads the examples of `inputs` (files, directories or globs; plain or compressed) as
+/// `format`. Reddit dumps are partitioned by thread into a temporary directory first.
+///
+/// # Errors
+/// An input that does not exist; errors while reading come through the iterator.
+pub fn read_documents(inputs: &[PathBuf], format: &Format, on_error: OnError) -> Result<Documents> {
+    read_with_progress(inputs, format, on_error, &ProgressFeed::default())
+}
+
+/// [`read_documents`], reporting the bytes read to `feed`.
+pub(crate) fn read_with_progress(
+    inputs: &[PathBuf],
+    format: &Format,
+    on_error: OnError,
+    feed: &ProgressFeed,
+) -> Result<Documents> {
+    let files = super::expand_inputs(inputs)?;
+    let spill = match format {
+        Format::Reddit(_) => Some(
+            tempfile::Builder::new()
+                .prefix("hashprep-reddit-")
+                .tempdir()
+                .map_err(|e| crate::Error::io(std::env::temp_dir(), e))?,
+        ),
+        _ => None,
+    };
+    let reddit = RedditRun {
+        spill_dir: spill
+            .as_ref()
+            .map_or_else(PathBuf::new, |dir| dir.path().to_path_buf()),
+        task: (0, 1),
+    };
+    let paths = files.into_iter().map(|f| f.path).collect();
+    Ok(Documents {
+        items: items(paths, format, on_error, reddit, feed),
+        _spill: spill,
+    })
+}

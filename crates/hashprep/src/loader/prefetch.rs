@@ -1,0 +1,135 @@
+//! Batches built ahead by worker threads through a bounded queue, delivered in order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::{Batch, Core, Loader};
+use crate::error::{Error, Result};
+
+/// Batches built ahead by worker threads, delivered in order. A batch that cannot be built
+/// (an id outside the vocabulary, a worker that panicked) arrives as its error, in its place,
+/// and ends the sequence.
+pub struct Prefetcher<'a> {
+    loader: &'a mut Loader,
+    end: u64,
+    receiver: crossbeam_channel::Receiver<(u64, Result<Batch>)>,
+    credits: crossbeam_channel::Sender<()>,
+    pending: HashMap<u64, Result<Batch>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicU64>,
+}
+
+impl<'a> Prefetcher<'a> {
+    pub(super) fn start(
+        loader: &'a mut Loader,
+        steps: u64,
+        workers: usize,
+        prefetch: usize,
+    ) -> Self {
+        let start = loader.next_batch;
+        let end = start + steps;
+        let next = Arc::new(AtomicU64::new(start));
+        let stop = Arc::new(AtomicU64::new(0));
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let (credits, credit_rx) = crossbeam_channel::bounded::<()>(prefetch + workers);
+        for _ in 0..prefetch + workers {
+            let _ = credits.send(());
+        }
+        let handles = (0..workers)
+            .map(|w| {
+                let (core, next, stop, sender, credit_rx) = (
+                    loader.core.clone(),
+                    next.clone(),
+                    stop.clone(),
+                    sender.clone(),
+                    credit_rx.clone(),
+                );
+                std::thread::Builder::new()
+                    .name(format!("hashprep-loader-{w}"))
+                    .spawn(move || {
+                        while credit_rx.recv().is_ok() && stop.load(Ordering::Relaxed) == 0 {
+                            let index = next.fetch_add(1, Ordering::Relaxed);
+                            if index >= end || sender.send((index, core.build(index))).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawn a loader worker")
+            })
+            .collect();
+        Self {
+            loader,
+            end,
+            receiver,
+            credits,
+            pending: HashMap::new(),
+            workers: handles,
+            stop,
+        }
+    }
+}
+
+impl Core {
+    /// Builds batch `index`, turning a panic into an error so that every index a worker takes
+    /// is answered (a lost batch would leave the consumer waiting forever).
+    fn build(&self, index: u64) -> Result<Batch> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(index))).unwrap_or_else(
+            |panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(ToString::to_string)
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(Error::Internal(format!(
+                    "a loader worker panicked building batch {index}: {what}"
+                )))
+            },
+        )
+    }
+}
+
+impl Iterator for Prefetcher<'_> {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        let index = self.loader.next_batch;
+        if index >= self.end {
+            return None;
+        }
+        let built = loop {
+            if let Some(built) = self.pending.remove(&index) {
+                break built;
+            }
+            match self.receiver.recv() {
+                Ok((i, built)) => {
+                    self.pending.insert(i, built);
+                }
+                Err(_) => {
+                    break Err(Error::Internal(format!(
+                        "the loader's workers stopped before batch {index}"
+                    )))
+                }
+            }
+        };
+        if built.is_err() {
+            self.end = index; // nothing after a failed batch
+        } else {
+            self.loader.next_batch += 1;
+            let _ = self.credits.send(());
+        }
+        Some(built)
+    }
+}
+
+impl Drop for Prefetcher<'_> {
+    fn drop(&mut self) {
+        self.stop.store(1, Ordering::Relaxed);
+        for _ in &self.workers {
+            let _ = self.credits.send(());
+        }
+        for handle in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}

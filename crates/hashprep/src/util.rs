@@ -1,0 +1,94 @@
+//! Helpers both crates use by name: the fixed integer mixer behind tables and seeds, and file
+//! writes that are atomic (a file under its final name is always complete).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use tempfile::TempPath;
+
+use crate::error::{Error, Result};
+
+/// SplitMix64 finalizer: a bijective 64-bit mixer. Part of the table format (`random` and
+/// `bigram` tables are defined by it, see `schemas/table.md`), and the trainer derives its
+/// per-step dropout seeds from it.
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Creates the output directory `dir` (and its parents) unless it exists.
+///
+/// # Errors
+/// `dir` names an existing file (bad input), or the directory cannot be created.
+pub fn create_output_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::BadInput(format!(
+            "{}: is a file, not a directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Writes `bytes` to `path` atomically: to a unique temporary file beside it, flushed to
+/// disk, then renamed over `path`.
+///
+/// # Errors
+/// Any I/O failure; `path` is then untouched and the temporary file removed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let (mut file, temp) = temp_file_beside(path)?;
+    file.write_all(bytes).map_err(|e| Error::io(&temp, e))?;
+    file.sync_all().map_err(|e| Error::io(&temp, e))?;
+    drop(file);
+    persist(temp, path)
+}
+
+/// A new file with a unique name beside `path` (`.NAME.XXXXXX.tmp`), deleted when the
+/// returned [`TempPath`] drops unless [`persist`]ed. Leftovers of a killed process end in
+/// `.tmp`, which is how tokenize output directories recognize them.
+pub(crate) fn temp_file_beside(path: &Path) -> Result<(File, TempPath)> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(temp.into_parts())
+}
+
+/// Renames a complete temporary file to `path` and syncs the directory, so the rename
+/// survives a crash.
+///
+/// # Errors
+/// The rename fails.
+pub(crate) fn persist(temp: TempPath, path: &Path) -> Result<()> {
+    temp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    sync_parent(path);
+    Ok(())
+}
+
+/// Renames `from` to `to` (a file, or a directory written completely under a temporary name)
+/// and syncs the parent directory so the rename survives a crash.
+///
+/// # Errors
+/// The rename fails.
+pub fn rename_durable(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| Error::io(to, e))?;
+    sync_parent(to);
+    Ok(())
+}
+
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+}
