@@ -410,3 +410,64 @@ fn bad_input_is_refused_before_the_first_batch() {
     assert_eq!(code, 2);
     assert!(stderr.contains("checksum mismatch"), "{stderr}");
 }
+
+#[test]
+fn routes_are_named_and_found_by_their_handles() {
+    let (_tmp, data, tables) = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    // The 3-hash random table again under another name: the same bytes share their routes.
+    let copy = dir.path().join("copy-of-random.arrow");
+    std::fs::copy(&tables[1], &copy).unwrap();
+    let mut paths = tables.clone();
+    paths.push(copy.clone());
+    let set = hashprep::TableSet::open(&paths).unwrap();
+    let fingerprints: Vec<&str> = set.fingerprints().collect();
+    assert_eq!(fingerprints[1], fingerprints[paths.len() - 1]);
+    assert_ne!(fingerprints[0], fingerprints[1]);
+
+    let loader = Loader::with_tables(data, &set, LoaderConfig::new(4, 16, 0)).unwrap();
+    let routes = loader.routes();
+    assert_eq!(
+        routes.len(),
+        1 + 3 + 1 + 1 + 2 + 1,
+        "one per (table, layer, hash); the copy adds none"
+    );
+    for (i, route) in routes.iter().enumerate() {
+        assert_eq!(route.handle.index(), i);
+        assert_eq!(route.experts, 7);
+    }
+    let random = loader.route_handles(&tables[1], 0).unwrap();
+    assert_eq!(random, loader.route_handles(&copy, 0).unwrap());
+    let named: Vec<(hashprep::Method, u32)> = random
+        .iter()
+        .map(|h| (routes[h.index()].method, routes[h.index()].hash))
+        .collect();
+    let random_method = hashprep::Method::Random;
+    assert_eq!(
+        named,
+        [(random_method, 0), (random_method, 1), (random_method, 2)]
+    );
+
+    // A handle reads its route: the balanced table's expert of every input id.
+    let [balanced] = loader.route_handles(&tables[0], 0).unwrap()[..] else {
+        panic!("one hash, one route");
+    };
+    let column = set.table(&tables[0]).unwrap().column(0).to_vec();
+    let batch = loader.batch(0).unwrap();
+    let route = batch.route(balanced);
+    assert_eq!(route.offsets.len(), 7 + 1);
+    for (i, &id) in batch.input_ids.iter().enumerate() {
+        assert_eq!(route.expert_ids[i], column[id as usize], "position {i}");
+    }
+    // Handles hold for a second loader over the same tables.
+    let other = Loader::with_tables(data, &set, LoaderConfig::new(4, 16, 9)).unwrap();
+    assert_eq!(other.route_handles(&tables[1], 0).unwrap(), random);
+
+    let err = loader.route_handles(&tables[0], 1).unwrap_err().to_string();
+    assert!(err.contains("has no layer 1"), "{err}");
+    let err = loader
+        .route_handles(Path::new("elsewhere.arrow"), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not one of the loader's tables"), "{err}");
+}

@@ -131,7 +131,7 @@ fn resume_refuses_another_config() {
         &RunOptions::default(),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("--resume"), "{err}");
+    assert!(err.to_string().contains("`resume` continues it"), "{err}");
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn resume_after_a_kill_during_the_first_checkpoint_starts_over() {
     std::fs::remove_file(killed.path().join("summary.json")).unwrap();
 
     let err = run(&cfg, killed.path(), &RunOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("--resume continues it"), "{err}");
+    assert!(err.to_string().contains("`resume` continues it"), "{err}");
     run(&cfg, killed.path(), &resume()).unwrap();
     assert_eq!(comparable(killed.path()), comparable(straight.path()));
     assert!(killed.path().join("checkpoints/latest").is_file());

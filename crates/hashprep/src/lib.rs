@@ -67,7 +67,8 @@ mod tokenize;
 pub mod util;
 
 pub use corpus::{
-    read_documents, Documents, Example, Format, OnError, RedditFilter, RedditOptions, Source,
+    read_documents, Documents, Example, Format, InputRange, OnError, RedditFilter, RedditOptions,
+    Source,
 };
 pub use counts::TokenCounts;
 pub use error::{error_message, Error, Location, Result, SkipReason};
@@ -78,7 +79,7 @@ pub use loader::{
 pub use pipeline::{
     build_table_files, compare_tables, export_parquet, inspect, merge, tokenize,
     train_tokenizer_files, BuildTableRequest, Inspection, RunOptions, StreamReport,
-    TableComparison, TableReport, TokenizeSettings, TokenizeSummary, TopToken,
+    TableComparison, TableReport, TokenizeSettings, TokenizeSummary, TokenizerChoice, TopToken,
 };
 pub use shard::{
     DocTokens, Manifest, ShardInfo, ShardReader, ShardWriter, TokenWidth, TokenizerInfo, Totals,

@@ -2,11 +2,11 @@
 //! the element type (`descr`), the order and the shape, then the raw little-endian values.
 
 /// The first bytes of every `.npy` file.
-pub const MAGIC: &[u8] = b"\x93NUMPY";
+pub(crate) const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// A parsed `.npy` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NpyHeader {
+pub(crate) struct NpyHeader {
     /// Element type, e.g. `<f4`, `<u2`.
     pub descr: String,
     /// Column-major data.
@@ -17,7 +17,7 @@ pub struct NpyHeader {
 
 /// The header of a C-order array of `descr` with `shape` (version 1.0, padded to 64 bytes as
 /// numpy writes it). The values follow it directly.
-pub fn encode_header(descr: &str, shape: &[usize]) -> Vec<u8> {
+pub(crate) fn encode_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
     let shape_text = if shape.len() == 1 {
         format!("({},)", dims[0])
@@ -41,7 +41,7 @@ pub fn encode_header(descr: &str, shape: &[usize]) -> Vec<u8> {
 ///
 /// # Errors
 /// A message saying what is malformed.
-pub fn decode(bytes: &[u8]) -> Result<(NpyHeader, &[u8]), String> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<(NpyHeader, &[u8]), String> {
     if !bytes.starts_with(MAGIC) || bytes.len() < 10 {
         return Err("not a .npy file".into());
     }

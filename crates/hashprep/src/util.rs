@@ -92,3 +92,54 @@ fn sync_parent(path: &Path) {
         }
     }
 }
+
+/// `message` with every setting named in backticks (`` `eos_token` ``) that `is_flag` knows as
+/// a command-line option (`eos-token`) written as that option (`--eos-token`). Library errors
+/// name settings as their programs' users set them in configs; command-line programs print
+/// them as flags.
+pub fn settings_as_flags(message: &str, is_flag: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find('`') {
+        let Some(len) = rest[open + 1..].find('`') else {
+            break;
+        };
+        let name = &rest[open + 1..open + 1 + len];
+        let flag = name.replace('_', "-");
+        out.push_str(&rest[..open]);
+        if !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            && is_flag(&flag)
+        {
+            out.push_str("--");
+            out.push_str(&flag);
+        } else {
+            out.push_str(&rest[open..open + len + 2]);
+        }
+        rest = &rest[open + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_become_flags_only_when_the_program_has_them() {
+        let is_flag = |f: &str| ["eos-token", "force"].contains(&f);
+        assert_eq!(
+            settings_as_flags(
+                "name one with `eos_token`, `force` or `no_eos`; device `cuda:9`",
+                is_flag
+            ),
+            "name one with --eos-token, --force or `no_eos`; device `cuda:9`"
+        );
+        assert_eq!(
+            settings_as_flags("an odd ` quote", is_flag),
+            "an odd ` quote"
+        );
+        assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
+    }
+}

@@ -139,12 +139,21 @@ pub struct SparseLayer {
     pub capacity_factor: Option<f64>,
 }
 
-/// The optimization and its bookkeeping; every field has a default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// `[train]`: the optimization, whose settings shape the results (a checkpoint resumes only
+/// with the same ones), and how the run is carried out, which may change on `--resume`. Written
+/// as one flat TOML table; every key has a default.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(from = "TrainTable", into = "TrainTable")]
 pub struct TrainConfig {
-    /// Optimizer steps.
-    pub steps: u64,
+    /// Settings that shape the losses.
+    pub optimization: Optimization,
+    /// Settings of the run's course and resources.
+    pub runtime: Runtime,
+}
+
+/// The settings of `[train]` that shape the losses (compared on `--resume`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Optimization {
     /// Rows per batch B.
     pub batch_size: usize,
     /// Peak learning rate (paper: 0.002).
@@ -159,6 +168,14 @@ pub struct TrainConfig {
     pub eps: f64,
     /// Seed of initialization, dropout and data order.
     pub seed: u64,
+}
+
+/// The settings of `[train]` that may change on `--resume`: how long, how often to evaluate,
+/// log and checkpoint, and on what.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Runtime {
+    /// Optimizer steps.
+    pub steps: u64,
     /// Evaluate on the validation data every N steps (and at the end); 0: only at the end.
     pub eval_every: u64,
     /// Validation batches per evaluation; 0: the whole validation set.
@@ -179,10 +196,9 @@ pub struct TrainConfig {
     pub threads: usize,
 }
 
-impl Default for TrainConfig {
+impl Default for Optimization {
     fn default() -> Self {
         Self {
-            steps: 1000,
             batch_size: 16,
             lr: 0.002,
             warmup: 100,
@@ -190,6 +206,14 @@ impl Default for TrainConfig {
             betas: (0.9, 0.98),
             eps: 1e-8,
             seed: 0,
+        }
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
             eval_every: 0,
             eval_batches: 0,
             log_every: 10,
@@ -199,6 +223,88 @@ impl Default for TrainConfig {
             workers: 1,
             prefetch: 4,
             threads: 0,
+        }
+    }
+}
+
+/// `[train]` as written: one flat table, in this key order.
+#[derive(Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TrainTable {
+    steps: u64,
+    batch_size: usize,
+    lr: f64,
+    warmup: u64,
+    clip: f64,
+    betas: (f64, f64),
+    eps: f64,
+    seed: u64,
+    eval_every: u64,
+    eval_batches: u64,
+    log_every: u64,
+    checkpoint_every: u64,
+    keep_checkpoints: usize,
+    device: String,
+    workers: usize,
+    prefetch: usize,
+    threads: usize,
+}
+
+impl Default for TrainTable {
+    fn default() -> Self {
+        TrainConfig::default().into()
+    }
+}
+
+impl From<TrainTable> for TrainConfig {
+    fn from(t: TrainTable) -> Self {
+        Self {
+            optimization: Optimization {
+                batch_size: t.batch_size,
+                lr: t.lr,
+                warmup: t.warmup,
+                clip: t.clip,
+                betas: t.betas,
+                eps: t.eps,
+                seed: t.seed,
+            },
+            runtime: Runtime {
+                steps: t.steps,
+                eval_every: t.eval_every,
+                eval_batches: t.eval_batches,
+                log_every: t.log_every,
+                checkpoint_every: t.checkpoint_every,
+                keep_checkpoints: t.keep_checkpoints,
+                device: t.device,
+                workers: t.workers,
+                prefetch: t.prefetch,
+                threads: t.threads,
+            },
+        }
+    }
+}
+
+impl From<TrainConfig> for TrainTable {
+    fn from(c: TrainConfig) -> Self {
+        let (o, r) = (c.optimization, c.runtime);
+        Self {
+            steps: r.steps,
+            batch_size: o.batch_size,
+            lr: o.lr,
+            warmup: o.warmup,
+            clip: o.clip,
+            betas: o.betas,
+            eps: o.eps,
+            seed: o.seed,
+            eval_every: r.eval_every,
+            eval_batches: r.eval_batches,
+            log_every: r.log_every,
+            checkpoint_every: r.checkpoint_every,
+            keep_checkpoints: r.keep_checkpoints,
+            device: r.device,
+            workers: r.workers,
+            prefetch: r.prefetch,
+            threads: r.threads,
         }
     }
 }
@@ -294,16 +400,18 @@ impl RunConfig {
             }
         }
         let t = &self.train;
-        if t.steps == 0 || t.batch_size == 0 || t.log_every == 0 {
+        if t.runtime.steps == 0 || t.optimization.batch_size == 0 || t.runtime.log_every == 0 {
             return Err("train.steps, batch_size and log_every must be at least 1".into());
         }
-        if t.lr <= 0.0 || t.clip < 0.0 || t.eps <= 0.0 {
+        if t.optimization.lr <= 0.0 || t.optimization.clip < 0.0 || t.optimization.eps <= 0.0 {
             return Err("train.lr and eps must be positive, clip not negative".into());
         }
-        if !(0.0..1.0).contains(&t.betas.0) || !(0.0..1.0).contains(&t.betas.1) {
+        if !(0.0..1.0).contains(&t.optimization.betas.0)
+            || !(0.0..1.0).contains(&t.optimization.betas.1)
+        {
             return Err("train.betas must be in [0, 1)".into());
         }
-        if t.keep_checkpoints == 0 {
+        if t.runtime.keep_checkpoints == 0 {
             return Err("train.keep_checkpoints must be at least 1".into());
         }
         Ok(())
@@ -314,11 +422,11 @@ impl RunConfig {
         let (m, t) = (&self.model, &self.train);
         let mut settings = vec![
             ("model.dropout".to_owned(), m.dropout),
-            ("train.lr".to_owned(), t.lr),
-            ("train.clip".to_owned(), t.clip),
-            ("train.betas[0]".to_owned(), t.betas.0),
-            ("train.betas[1]".to_owned(), t.betas.1),
-            ("train.eps".to_owned(), t.eps),
+            ("train.lr".to_owned(), t.optimization.lr),
+            ("train.clip".to_owned(), t.optimization.clip),
+            ("train.betas[0]".to_owned(), t.optimization.betas.0),
+            ("train.betas[1]".to_owned(), t.optimization.betas.1),
+            ("train.eps".to_owned(), t.optimization.eps),
         ];
         for (i, s) in m.sparse.iter().enumerate() {
             settings.push((format!("model.sparse[{i}].load_bal"), s.load_bal));
@@ -420,4 +528,96 @@ fn parse_value(raw: &str) -> toml::Value {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[data]
+train = "t"
+valid = "v"
+
+[model]
+layers = 2
+d_model = 8
+d_ff = 16
+heads = 2
+context = 4
+
+[[model.sparse]]
+at = 2
+kind = "switch"
+experts = 4
+
+[train]
+steps = 10
+lr = 0.001
+"#;
+
+    fn parsed(overrides: &[&str]) -> Result<RunConfig> {
+        let overrides: Vec<String> = overrides.iter().map(ToString::to_string).collect();
+        RunConfig::parse(BASE, Path::new("base.toml"), &overrides)
+    }
+
+    #[test]
+    fn overrides_take_toml_values_bare_strings_and_array_indices() {
+        let config = parsed(&[
+            "train.steps=200",
+            "train.betas=[0.8, 0.9]",
+            "train.device = cuda:1",
+            "model.sparse.0.kind=token-switch",
+            "model.sparse.0.capacity_factor=1.5",
+            "data.test=elsewhere",
+        ])
+        .unwrap();
+        assert_eq!(config.train.runtime.steps, 200);
+        assert_eq!(config.train.optimization.betas, (0.8, 0.9));
+        assert_eq!(config.train.runtime.device, "cuda:1");
+        assert_eq!(config.model.sparse[0].kind, SparseKind::TokenSwitch);
+        assert_eq!(config.model.sparse[0].capacity_factor, Some(1.5));
+        assert_eq!(config.data.test.as_deref(), Some(Path::new("elsewhere")));
+        // Untouched settings keep the file's values and the defaults.
+        assert_eq!(config.train.optimization.lr, 0.001);
+        assert_eq!(config.train.runtime.log_every, 10);
+    }
+
+    #[test]
+    fn bad_overrides_are_refused_naming_the_override() {
+        for (item, said) in [
+            ("train.steps", "expected key=value"),
+            ("train.stepz=3", "stepz"),
+            ("model.sparse.x.kind=hash", "`x` is not an index"),
+            ("model.sparse.3.kind=hash", "no element 3"),
+            ("train.steps.deeper=1", "not a table"),
+            ("train.lr=nan", "train.lr"),
+        ] {
+            let err = parsed(&[item]).unwrap_err().to_string();
+            assert!(err.contains(said), "{item}: {err}");
+        }
+        let err = parsed(&["model.sparse.3.kind=hash"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--set model.sparse.3.kind=hash"), "{err}");
+    }
+
+    #[test]
+    fn train_is_one_flat_table_split_into_optimization_and_runtime() {
+        let config = parsed(&["train.threads=3", "train.seed=7"]).unwrap();
+        assert_eq!(config.train.runtime.threads, 3);
+        assert_eq!(config.train.optimization.seed, 7);
+        let text = config.to_toml();
+        let train = text.split("[train]").nth(1).expect("a [train] table");
+        assert!(
+            train.contains("threads = 3") && train.contains("seed = 7"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("optimization") && !text.contains("runtime"),
+            "{text}"
+        );
+        let again = RunConfig::parse(&text, Path::new("again.toml"), &[]).unwrap();
+        assert_eq!(again, config);
+    }
 }

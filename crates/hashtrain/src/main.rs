@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use hashtrain::train::{self, evaluate, parse_device, RunOptions};
 use hashtrain::RunConfig;
 
@@ -114,18 +114,39 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Output cut short by its reader (`| head`) is not a failure.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "hashtrain: error: {}",
-                hashprep::error_message(err.as_ref())
-            );
+            let flags = long_flags(&Cli::command());
+            let message =
+                hashprep::util::settings_as_flags(&hashprep::error_message(err.as_ref()), |flag| {
+                    flags.iter().any(|f| f == flag)
+                });
+            let _ = writeln!(std::io::stderr(), "hashtrain: error: {message}");
             let bad_input = err
                 .downcast_ref::<hashtrain::Error>()
                 .is_some_and(hashtrain::Error::is_bad_input);
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }
+}
+
+/// Every long option of `command` and its subcommands.
+fn long_flags(command: &clap::Command) -> Vec<String> {
+    let mut flags: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .collect();
+    for sub in command.get_subcommands() {
+        flags.extend(long_flags(sub));
+    }
+    flags
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
@@ -141,7 +162,7 @@ fn dispatch(cli: Cli) -> Result<()> {
 fn run(args: RunArgs, progress: bool) -> Result<()> {
     let mut config = RunConfig::load(&args.config.config, &args.config.overrides)?;
     if let Some(device) = args.device {
-        config.train.device = device;
+        config.train.runtime.device = device;
     }
     let options = RunOptions {
         resume: args.resume,

@@ -219,10 +219,10 @@ struct TrainArgs {
     #[arg(long)]
     kind: String,
     /// bpe: number of ids, special tokens included.
-    #[arg(long, default_value_t = 8008)]
+    #[arg(long, default_value_t = TokenizerKind::DEFAULT_VOCAB_SIZE)]
     vocab_size: usize,
     /// word: minimum count for a word to get an id.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = TokenizerKind::DEFAULT_MIN_COUNT)]
     min_count: u64,
     /// The end-of-document special token to add (default <|endoftext|> for bpe, <eos> for word).
     #[arg(long)]

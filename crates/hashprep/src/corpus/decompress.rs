@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 /// Compression of an input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub(crate) enum Compression {
     /// Plain bytes.
     None,
     /// Zstandard (frames may need a window up to 2 GiB, as pushshift dumps do).
@@ -25,7 +25,7 @@ pub enum Compression {
 
 impl Compression {
     /// Recognises a compressed stream from its first bytes.
-    pub fn detect(head: &[u8]) -> Self {
+    pub(crate) fn detect(head: &[u8]) -> Self {
         if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
             Compression::Zstd
         } else if head.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0x00]) {
@@ -40,7 +40,7 @@ impl Compression {
     }
 
     /// A short name for messages.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Compression::None => "plain",
             Compression::Zstd => "zstd",
@@ -55,7 +55,7 @@ impl Compression {
 const CAP: usize = 1 << 20;
 
 /// Largest zstd window accepted: 2^31 bytes, what pushshift's `--long=31` dumps need.
-pub const ZSTD_WINDOW_LOG_MAX: u32 = 31;
+pub(crate) const ZSTD_WINDOW_LOG_MAX: u32 = 31;
 
 /// Counts the bytes read from the file itself (compressed bytes), for progress and error offsets.
 struct CountingReader<R> {
@@ -76,7 +76,7 @@ impl<R: Read> Read for CountingReader<R> {
 }
 
 /// A decompressed byte stream over one input file.
-pub struct InputStream {
+pub(crate) struct InputStream {
     /// The decompressed bytes.
     pub reader: Box<dyn BufRead + Send>,
     /// The detected compression.
@@ -90,7 +90,7 @@ pub struct InputStream {
 ///
 /// # Errors
 /// The file cannot be opened or read, or the zstd decoder cannot be set up.
-pub fn open_input(path: &Path, progress: Option<Arc<AtomicU64>>) -> Result<InputStream> {
+pub(crate) fn open_input(path: &Path, progress: Option<Arc<AtomicU64>>) -> Result<InputStream> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let consumed = Arc::new(AtomicU64::new(0));
     let counting = CountingReader {

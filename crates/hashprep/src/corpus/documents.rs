@@ -75,6 +75,54 @@ impl Example {
     }
 }
 
+/// Part of an input file: all its documents, or those in `[start, end)` in reading order (every
+/// record counts, a bad one included). The Wikitext-103 test file gives a validation and a test
+/// split this way.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputRange {
+    /// The file (any format and compression `tokenize` reads).
+    pub path: PathBuf,
+    /// Documents `[start, end)`; all when absent.
+    #[serde(default)]
+    pub documents: Option<[usize; 2]>,
+}
+
+impl InputRange {
+    /// The documents of the range read as `format` (Reddit dumps are partitioned first, so
+    /// for them a range counts examples). Every bad record is an error.
+    ///
+    /// # Errors
+    /// The file cannot be opened; through the iterator, a bad record or a range past the end
+    /// of the file.
+    pub fn read(&self, format: &Format) -> Result<impl Iterator<Item = Result<Example>>> {
+        let [start, end] = self.documents.unwrap_or([0, usize::MAX]);
+        let mut documents =
+            read_documents(std::slice::from_ref(&self.path), format, OnError::Fail)?;
+        let path = self.path.clone();
+        let mut seen = 0;
+        Ok(std::iter::from_fn(move || {
+            while seen < end {
+                let Some(next) = documents.next() else {
+                    if end == usize::MAX {
+                        return None;
+                    }
+                    let held = std::mem::replace(&mut seen, end); // said once
+                    return Some(Err(crate::Error::BadInput(format!(
+                        "{}: documents [{start}, {end}) asked for, but the file holds {held}",
+                        path.display()
+                    ))));
+                };
+                seen += 1;
+                if seen > start || next.is_err() {
+                    return Some(next);
+                }
+            }
+            None
+        }))
+    }
+}
+
 /// Reads the examples of `inputs` (files, directories or globs; plain or compressed) as
 /// `format`. Reddit dumps are partitioned by thread into a temporary directory first.
 ///

@@ -20,7 +20,7 @@ pub struct InputFile {
 ///
 /// # Errors
 /// A path that does not exist, a glob that matches nothing, or an unreadable directory.
-pub fn expand_inputs(args: &[PathBuf]) -> Result<Vec<InputFile>> {
+pub(crate) fn expand_inputs(args: &[PathBuf]) -> Result<Vec<InputFile>> {
     let mut out: Vec<InputFile> = Vec::new();
     let mut push = |path: PathBuf| -> Result<()> {
         if out.iter().all(|f| f.path != path) {
@@ -88,14 +88,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 ///
 /// # Errors
 /// `count` is zero or `index >= count`.
-pub fn partition_for_task(
+pub(crate) fn partition_for_task(
     files: Vec<InputFile>,
     count: usize,
     index: usize,
 ) -> Result<Vec<InputFile>> {
     if count == 0 || index >= count {
         return Err(Error::BadInput(format!(
-            "--task-index {index} must be below --num-tasks {count} (and --num-tasks at least 1)"
+            "`task_index` {index} must be below `num_tasks` {count} (and `num_tasks` at least 1)"
         )));
     }
     Ok(files

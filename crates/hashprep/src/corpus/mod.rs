@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use decompress::{open_input, Compression, InputStream, ZSTD_WINDOW_LOG_MAX};
+pub(crate) use decompress::open_input;
 pub(crate) use documents::{items, read_with_progress, RedditRun};
-pub use documents::{read_documents, Documents};
-pub use inputs::{expand_inputs, partition_for_task, InputFile};
+pub use documents::{read_documents, Documents, InputRange};
+pub(crate) use inputs::{expand_inputs, partition_for_task, InputFile};
 pub use reddit::RedditFilter;
 pub(crate) use stream::{ExampleStream, Item, Items, ProgressFeed, RedditStream};
 
@@ -188,7 +188,7 @@ impl RedditOptions {
 }
 
 /// The examples of one file, in order.
-pub type Records = Box<dyn Iterator<Item = Result<Example>> + Send>;
+pub(crate) type Records = Box<dyn Iterator<Item = Result<Example>> + Send>;
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,7 @@ pub(crate) struct ProgressFeed {
 
 /// One element of the stream: an example, or a record that was skipped (and why).
 #[derive(Debug)]
-pub enum Item {
+pub(crate) enum Item {
     /// A usable example.
     Example(Example),
     /// A record skipped under the policy (empty records are always skipped).
@@ -31,10 +31,10 @@ pub enum Item {
 }
 
 /// A stream of items, whatever produced it.
-pub type Items = Box<dyn Iterator<Item = Result<Item>> + Send>;
+pub(crate) type Items = Box<dyn Iterator<Item = Result<Item>> + Send>;
 
 /// Examples of several files in order; `Err` items are fatal and end the stream.
-pub struct ExampleStream {
+pub(crate) struct ExampleStream {
     files: std::vec::IntoIter<PathBuf>,
     format: Format,
     on_error: OnError,
@@ -47,7 +47,7 @@ pub struct ExampleStream {
 
 impl ExampleStream {
     /// A stream over `files`; `progress` is advanced by on-disk bytes read.
-    pub fn new(
+    pub(crate) fn new(
         files: Vec<PathBuf>,
         format: Format,
         on_error: OnError,
@@ -62,13 +62,6 @@ impl ExampleStream {
             records_in_file: 0,
             failed: false,
         }
-    }
-
-    /// Advances `progress` by the on-disk bytes read.
-    #[must_use]
-    pub fn with_progress(mut self, progress: Arc<AtomicU64>) -> Self {
-        self.progress = Some(progress);
-        self
     }
 }
 
@@ -137,7 +130,7 @@ impl Iterator for ExampleStream {
 /// The example stream of a Reddit run. Phase 1 partitions every record of every file by thread
 /// into spill files under `spill_dir` (keeping this task's threads); phase 2 rebuilds the
 /// partitions a few at a time, in parallel, and streams their examples in partition order.
-pub struct RedditStream {
+pub(crate) struct RedditStream {
     files: Vec<PathBuf>,
     spill_dir: PathBuf,
     options: crate::corpus::RedditOptions,
@@ -151,7 +144,7 @@ pub struct RedditStream {
 
 impl RedditStream {
     /// A stream over `files` for task `task.0` of `task.1`.
-    pub fn new(
+    pub(crate) fn new(
         files: Vec<PathBuf>,
         spill_dir: PathBuf,
         options: crate::corpus::RedditOptions,
@@ -173,7 +166,7 @@ impl RedditStream {
 
     /// Reports the on-disk bytes read in phase 1, and the start of phase 2, to `progress`.
     #[must_use]
-    pub fn with_progress(mut self, progress: ProgressFeed) -> Self {
+    pub(crate) fn with_progress(mut self, progress: ProgressFeed) -> Self {
         self.progress = Some(progress);
         self
     }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::util::write_atomic;
 
 /// File name of the counts inside an output directory.
-pub const COUNTS_FILE: &str = "counts.arrow";
+pub(crate) const COUNTS_FILE: &str = "counts.arrow";
 
 /// Counts of every token id.
 #[derive(Debug, Clone, PartialEq, Eq)]

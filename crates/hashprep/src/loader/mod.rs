@@ -169,12 +169,12 @@ impl Loader {
     pub fn with_tables(data: &Path, tables: &TableSet, config: LoaderConfig) -> Result<Self> {
         if config.batch_size == 0 || config.seq_len == 0 {
             return Err(Error::BadInput(
-                "batch_size and seq_len must be at least 1".into(),
+                "`batch_size` and `seq_len` must be at least 1".into(),
             ));
         }
         if config.world_size == 0 || config.rank >= config.world_size {
             return Err(Error::BadInput(format!(
-                "rank {} must be below world_size {}",
+                "`rank` {} must be below `world_size` {}",
                 config.rank, config.world_size
             )));
         }
@@ -197,7 +197,7 @@ impl Loader {
             let longest = data.lengths().iter().copied().max().unwrap_or(0) as usize;
             if longest < config.seq_len {
                 return Err(Error::BadInput(format!(
-                    "seq_len {} is longer than every example (the longest has {longest} ids): lower it or use packing",
+                    "`seq_len` {} is longer than every example (the longest has {longest} ids): lower it or use packing",
                     config.seq_len
                 )));
             }

@@ -5,7 +5,7 @@
 use crate::util::splitmix64;
 
 /// A seeded permutation of `0..n` (Fisher-Yates driven by SplitMix64).
-pub fn permutation(n: usize, seed: u64, salt: u64) -> Vec<u32> {
+pub(super) fn permutation(n: usize, seed: u64, salt: u64) -> Vec<u32> {
     let mut items: Vec<u32> = (0..n as u32).collect();
     let mut state = splitmix64(seed ^ salt.wrapping_mul(0xA076_1D64_78BD_642F));
     for i in (1..n).rev() {
@@ -22,7 +22,7 @@ pub(crate) const SALT_WINDOWS: u64 = 2;
 
 /// The concatenation of all documents in one epoch's order, cut into windows of `T + 1` ids
 /// that start every `T` ids (each id is a target exactly once).
-pub struct PackedEpoch {
+pub(super) struct PackedEpoch {
     /// Documents in this epoch's order.
     order: Vec<u32>,
     /// `starts[i]`: offset of `order[i]` in the concatenated stream; one extra entry at the end.
@@ -34,7 +34,7 @@ pub struct PackedEpoch {
 
 impl PackedEpoch {
     /// The packing of epoch `epoch` for documents of `lengths`.
-    pub fn new(lengths: &[u32], seq_len: usize, seed: u64, epoch: u64) -> Self {
+    pub(super) fn new(lengths: &[u32], seq_len: usize, seed: u64, epoch: u64) -> Self {
         let order = permutation(
             lengths.len(),
             seed ^ epoch.wrapping_mul(0x9E37_79B9),
@@ -58,7 +58,7 @@ impl PackedEpoch {
     }
 
     /// Windows of `T + 1` ids with stride `T` in `total` ids.
-    pub fn window_count(total: u64, seq_len: usize) -> usize {
+    pub(super) fn window_count(total: u64, seq_len: usize) -> usize {
         if total <= seq_len as u64 {
             0
         } else {
@@ -67,19 +67,14 @@ impl PackedEpoch {
     }
 
     /// Number of samples (windows).
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.windows.len()
-    }
-
-    /// True without windows.
-    pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
     }
 
     /// The documents and ranges that make sample `sample`: calls `piece(doc, range)` in order,
     /// covering `T + 1` ids from stream offset `window * T`; returns the id just before the
     /// window start, if any, through `before`.
-    pub fn pieces(
+    pub(super) fn pieces(
         &self,
         sample: usize,
         mut piece: impl FnMut(usize, std::ops::Range<usize>),

@@ -138,7 +138,7 @@ fn load_counts(request: &BuildTableRequest) -> Result<(TokenCounts, String, Stri
             Ok((counts, fingerprint_bytes(&bytes), fingerprint))
         }
         _ => Err(Error::BadInput(
-            "give exactly one of --data DIR or --counts FILE".into(),
+            "give exactly one of `data` (a tokenize output) or `counts` (a counts file)".into(),
         )),
     }
 }
@@ -167,10 +167,10 @@ fn stream_reports(
         }
         Rule::Bigram => {
             if let Some(dir) = data {
-                note = Some("loads of the (previous, current) pairs inside the documents of --data; bound = total / K".into());
+                note = Some("loads of the (previous, current) pairs inside the documents of the data; bound = total / K".into());
                 bigram_stats(table, dir)?.into_iter().map(Some).collect()
             } else {
-                note = Some("bigram loads need the shards: pass --data DIR".into());
+                note = Some("bigram loads need the shards: give `data`".into());
                 vec![None; table.streams() as usize]
             }
         }

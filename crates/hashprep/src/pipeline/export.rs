@@ -1,7 +1,6 @@
 //! `hashprep export --to parquet`: one Parquet file per shard, for `DuckDB`, Spark and
 //! `datasets.load_dataset("parquet")`.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use parquet::arrow::ArrowWriter;

@@ -38,7 +38,7 @@ pub fn merge(
     check_compatible(&parts, allow_partial)?;
     if out.join(MANIFEST_FILE).exists() && !force {
         return Err(Error::BadInput(format!(
-            "{}: already holds a manifest; pass --force to replace it",
+            "{}: already holds a manifest; replace it with `force`",
             out.display()
         )));
     }
@@ -160,7 +160,7 @@ fn check_compatible(parts: &[(PathBuf, Manifest)], allow_partial: bool) -> Resul
         .collect();
     if !missing.is_empty() && !allow_partial {
         return Err(Error::BadInput(format!(
-            "tasks {missing:?} of {count} are missing; give every task's output or pass --allow-partial"
+            "tasks {missing:?} of {count} are missing; give every task's output or allow it with `allow_partial`"
         )));
     }
     Ok(())

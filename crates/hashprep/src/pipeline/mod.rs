@@ -17,4 +17,4 @@ pub use export::export_parquet;
 pub use inspect::{inspect, Inspection, TopToken};
 pub use merge::merge;
 pub use tokenize::{tokenize, RunOptions, TokenizeSettings, TokenizeSummary};
-pub use train_tokenizer::train_tokenizer_files;
+pub use train_tokenizer::{train_tokenizer_files, TokenizerChoice};

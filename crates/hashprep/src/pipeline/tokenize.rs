@@ -39,8 +39,6 @@ const REDDIT_PHASES: [&str; 2] = [
     "reddit 2/2: threads + tokenize",
 ];
 
-/// File name of the tokenizer copy inside an output directory.
-
 /// Settings that define the output (recorded in the manifest).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -667,7 +665,7 @@ impl OutputWriter {
                     {
                         let done = self.shards.len();
                         return Err(Error::BadInput(format!(
-                            "halted after {done} shards (--halt-after-shards)"
+                            "halted after {done} shards (`halt_after_shards`)"
                         )));
                     }
                     self.counts.add(ids);

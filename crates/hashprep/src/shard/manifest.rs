@@ -14,9 +14,9 @@ use crate::tokenize::verify_checksum;
 use crate::util::write_atomic;
 
 /// File name of the manifest inside an output directory.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 /// Version of the on-disk formats described in `schemas/`.
-pub const MANIFEST_VERSION: u32 = 1;
+pub(crate) const MANIFEST_VERSION: u32 = 1;
 
 /// One shard as listed in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
-pub use manifest::{Manifest, ShardInfo, TokenizerInfo, Totals, MANIFEST_FILE, MANIFEST_VERSION};
+pub use manifest::{Manifest, ShardInfo, TokenizerInfo, Totals};
+pub(crate) use manifest::{MANIFEST_FILE, MANIFEST_VERSION};
 pub use reader::{DocTokens, ShardReader};
 pub use writer::ShardWriter;
 
@@ -68,24 +69,24 @@ impl std::fmt::Display for TokenWidth {
 
 /// Column names of a shard.
 /// The copy of the tokenizer next to the shards.
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub(crate) const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// The file name of shard `index`.
-pub fn shard_file_name(index: usize) -> String {
+pub(crate) fn shard_file_name(index: usize) -> String {
     format!("shard-{index:05}.arrow")
 }
 
-pub const TOKENS_COLUMN: &str = "tokens";
+pub(crate) const TOKENS_COLUMN: &str = "tokens";
 /// Number of leading context tokens of a dialogue example (0 for plain text).
-pub const PREFIX_LEN_COLUMN: &str = "prefix_len";
+pub(crate) const PREFIX_LEN_COLUMN: &str = "prefix_len";
 
 /// Optional columns of dialogue shards: the responding record's id and its subreddit.
-pub const ID_COLUMN: &str = "id";
+pub(crate) const ID_COLUMN: &str = "id";
 /// See [`ID_COLUMN`].
-pub const SUBREDDIT_COLUMN: &str = "subreddit";
+pub(crate) const SUBREDDIT_COLUMN: &str = "subreddit";
 
 /// The Arrow schema of a shard with ids of `width`; `with_sources` adds `id` and `subreddit`.
-pub fn shard_schema(
+pub(crate) fn shard_schema(
     width: TokenWidth,
     tokenizer_fingerprint: &str,
     with_sources: bool,

@@ -63,7 +63,7 @@ pub(crate) fn prepare_output(dir: &Path, run: &str, force: bool) -> Result<Outpu
     create_output_dir(dir)?;
     let refuse = |what: &str| {
         Err(Error::BadInput(format!(
-            "{}: already holds {what} made with other settings or inputs; choose another --out or pass --force to replace it",
+            "{}: already holds {what} made with other settings or inputs; choose another output directory or replace it with `force`",
             dir.display()
         )))
     };

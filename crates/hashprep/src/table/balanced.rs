@@ -11,7 +11,7 @@ use crate::util::splitmix64;
 /// Zero-count ids continue the same rule. `tie_key` > 0 breaks ties among equal counts and
 /// equal loads by a seeded hash instead, which gives the extra hashes of MultiHash different
 /// assignments.
-pub fn greedy(counts: &[u64], experts: u32, tie_key: u64) -> Vec<u32> {
+pub(crate) fn greedy(counts: &[u64], experts: u32, tie_key: u64) -> Vec<u32> {
     let mut order: Vec<u32> = (0..counts.len() as u32).collect();
     if tie_key == 0 {
         order.sort_unstable_by_key(|&t| (Reverse(counts[t as usize]), t));
@@ -44,7 +44,7 @@ pub fn greedy(counts: &[u64], experts: u32, tie_key: u64) -> Vec<u32> {
 }
 
 /// Per-expert loads of an assignment.
-pub fn loads(counts: &[u64], assignment: &[u32], experts: u32) -> Vec<u64> {
+pub(crate) fn loads(counts: &[u64], assignment: &[u32], experts: u32) -> Vec<u64> {
     let mut loads = vec![0u64; experts as usize];
     for (token, &expert) in assignment.iter().enumerate() {
         loads[expert as usize] += counts[token];
@@ -56,7 +56,12 @@ pub fn loads(counts: &[u64], assignment: &[u32], experts: u32) -> Vec<u64> {
 /// and another one, as long as that strictly lowers the heavier of the two. Every accepted step
 /// lowers the sum of squared loads, so the search ends; `max_steps` bounds it anyway.
 /// Returns the number of steps taken.
-pub fn refine(counts: &[u64], assignment: &mut [u32], experts: u32, max_steps: usize) -> usize {
+pub(crate) fn refine(
+    counts: &[u64],
+    assignment: &mut [u32],
+    experts: u32,
+    max_steps: usize,
+) -> usize {
     let k = experts as usize;
     // Tokens of each expert ordered by (count, id): lookups of "the count closest to x".
     let mut members: Vec<BTreeSet<(u64, u32)>> = vec![BTreeSet::new(); k];

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// # Errors
 /// Unreadable file, unsupported dtype or layout, a tensor name that is missing or ambiguous,
 /// or a non-finite value (named by row).
-pub fn load_embeddings(path: &Path, tensor: Option<&str>) -> Result<Array2<f64>> {
+pub(crate) fn load_embeddings(path: &Path, tensor: Option<&str>) -> Result<Array2<f64>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let matrix = if bytes.starts_with(crate::npy::MAGIC) {
         read_npy(path, &bytes)?
@@ -113,7 +113,7 @@ fn read_safetensors(path: &Path, bytes: &[u8], tensor: Option<&str>) -> Result<A
         let [only] = &matrices[..] else {
             return Err(bad(
                 path,
-                format!("name the embedding tensor with --tensor (2-D tensors: {matrices:?})"),
+                format!("name the embedding tensor with `tensor` (2-D tensors: {matrices:?})"),
             ));
         };
         only.clone()

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::util::write_atomic;
 
 /// Version of the table format.
-pub const TABLE_VERSION: u32 = 1;
+pub(crate) const TABLE_VERSION: u32 = 1;
 
 /// The metadata of a table (the `hashprep.table` schema metadata, or `FILE.json` beside a `.npy`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +74,7 @@ pub struct RoutingTable {
 }
 
 /// Name of the column of `layer`, `hash`.
-pub fn column_name(meta: &TableMeta, layer: u32, hash: u32) -> String {
+pub(crate) fn column_name(meta: &TableMeta, layer: u32, hash: u32) -> String {
     match (meta.layers, meta.hashes) {
         (1, 1) => "expert".to_owned(),
         (1, _) => format!("expert_{hash}"),
@@ -198,7 +198,7 @@ impl RoutingTable {
             TableFormat::Npy => {
                 if self.columns.is_empty() {
                     return Err(Error::BadInput(format!(
-                        "--format npy stores per-token columns; a {} table is a rule: write it as Arrow",
+                        "`format` npy stores per-token columns; a {} table is a rule: write it as Arrow",
                         self.meta.method.name()
                     )));
                 }

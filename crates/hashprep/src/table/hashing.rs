@@ -5,17 +5,17 @@
 use crate::util::splitmix64;
 
 /// Maps a 64-bit hash uniformly onto `0..k` (Lemire's multiply-shift).
-pub fn bucket(hash: u64, k: u32) -> u32 {
+pub(crate) fn bucket(hash: u64, k: u32) -> u32 {
     ((u128::from(hash) * u128::from(k)) >> 64) as u32
 }
 
 /// The key of hash stream `stream` (= `layer * hashes + hash`) under `seed`.
-pub fn stream_key(seed: u64, stream: u64) -> u64 {
+pub(crate) fn stream_key(seed: u64, stream: u64) -> u64 {
     splitmix64(splitmix64(seed) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03))
 }
 
 /// `random`: the expert of `token` in a stream.
-pub fn random_expert(key: u64, token: u32, k: u32) -> u32 {
+pub(crate) fn random_expert(key: u64, token: u32, k: u32) -> u32 {
     bucket(splitmix64(key ^ u64::from(token)), k)
 }
 

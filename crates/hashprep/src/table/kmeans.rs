@@ -36,7 +36,7 @@ impl Default for KMeansParams {
 ///
 /// # Errors
 /// More clusters than rows, or a failure inside linfa.
-pub fn cluster(
+pub(crate) fn cluster(
     embeddings: &Array2<f64>,
     clusters: usize,
     seed: u64,
@@ -120,7 +120,7 @@ fn absolute_tolerance(data: &Array2<f64>, relative: f64) -> f64 {
 /// `dispersed`: each cluster's tokens (most frequent first) are dealt round-robin over all
 /// experts, continuing where the previous cluster stopped, so within every cluster the number
 /// of tokens per expert differs by at most one.
-pub fn disperse(labels: &[u32], counts: &[u64], experts: u32) -> Vec<u32> {
+pub(crate) fn disperse(labels: &[u32], counts: &[u64], experts: u32) -> Vec<u32> {
     let clusters = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
     let mut members: Vec<Vec<u32>> = vec![Vec::new(); clusters];
     for (token, &label) in labels.iter().enumerate() {

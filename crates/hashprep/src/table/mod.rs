@@ -20,11 +20,13 @@ mod tests;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-pub use balanced::{greedy, loads, refine};
-pub use embeddings::load_embeddings;
-pub use file::{column_name, RoutingTable, TableFormat, TableMeta, TABLE_VERSION};
-pub use hashing::{bigram_expert, bucket, random_expert, stream_key};
-pub use kmeans::{cluster, disperse, KMeansParams};
+pub(crate) use balanced::{greedy, loads, refine};
+pub(crate) use embeddings::load_embeddings;
+pub(crate) use file::TABLE_VERSION;
+pub use file::{RoutingTable, TableFormat, TableMeta};
+pub use hashing::bigram_expert;
+pub(crate) use hashing::{bucket, random_expert, stream_key};
+pub(crate) use kmeans::{cluster, disperse, KMeansParams};
 pub(crate) use plot::{plot_expert_shares, Series};
 pub use stats::BalanceStats;
 
@@ -149,7 +151,7 @@ impl TableSpec {
 
 /// What a table is built from.
 #[derive(Debug, Clone)]
-pub struct TableInputs<'a> {
+pub(crate) struct TableInputs<'a> {
     /// Token counts of the training data.
     pub counts: &'a TokenCounts,
     /// Fingerprint of the tokenizer those counts were made with.
@@ -165,7 +167,7 @@ pub struct TableInputs<'a> {
 /// # Errors
 /// K < 1 or larger than the vocabulary, zero hashes or layers, a base method that is not
 /// per-token, missing embeddings or embeddings whose rows differ from the vocabulary size.
-pub fn build_table(spec: &TableSpec, inputs: &TableInputs<'_>) -> Result<RoutingTable> {
+pub(crate) fn build_table(spec: &TableSpec, inputs: &TableInputs<'_>) -> Result<RoutingTable> {
     let counts = inputs.counts.as_slice();
     let vocab = counts.len();
     validate(spec, vocab, inputs.embeddings)?;
@@ -201,22 +203,22 @@ pub fn build_table(spec: &TableSpec, inputs: &TableInputs<'_>) -> Result<Routing
 
 fn validate(spec: &TableSpec, vocab: usize, embeddings: Option<&Array2<f64>>) -> Result<()> {
     if spec.experts < 1 {
-        return Err(Error::BadInput("--experts must be at least 1".into()));
+        return Err(Error::BadInput("`experts` must be at least 1".into()));
     }
     if spec.experts as usize > vocab && spec.method.rule() != Rule::Position {
         return Err(Error::BadInput(format!(
-            "--experts {} is larger than the vocabulary ({vocab} ids)",
+            "`experts` {} is larger than the vocabulary ({vocab} ids)",
             spec.experts
         )));
     }
     if spec.hashes < 1 || spec.layers < 1 {
         return Err(Error::BadInput(
-            "--hashes and --layers must be at least 1".into(),
+            "`hashes` and `layers` must be at least 1".into(),
         ));
     }
     if matches!(spec.method, Method::Previous | Method::Oracle) && spec.base.rule() != Rule::Token {
         return Err(Error::BadInput(format!(
-            "--base {} is not a per-token method",
+            "`base` {} is not a per-token method",
             spec.base.name()
         )));
     }
@@ -225,7 +227,7 @@ fn validate(spec: &TableSpec, vocab: usize, embeddings: Option<&Array2<f64>>) ->
     if needs {
         let Some(matrix) = embeddings else {
             return Err(Error::BadInput(format!(
-                "--method {} needs --embeddings FILE (.npy or safetensors)",
+                "`method` {} needs `embeddings` (a .npy or safetensors file)",
                 spec.method.name()
             )));
         };

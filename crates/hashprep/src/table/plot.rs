@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 
 /// One line of the plot.
 #[derive(Debug, Clone)]
-pub struct Series {
+#[cfg_attr(not(feature = "plot"), allow(dead_code))]
+pub(crate) struct Series {
     /// Legend label (method, hash).
     pub label: String,
     /// Share of the token mass per expert (any order; sorted for drawing).

@@ -235,7 +235,7 @@ fn bad_specs_are_refused_with_clear_errors() {
     assert!(err(TableSpec::new(Method::Random, 0), None).contains("at least 1"));
     assert!(err(TableSpec::new(Method::Balanced, 11), None)
         .contains("larger than the vocabulary (10 ids)"));
-    assert!(err(TableSpec::new(Method::Clustered, 2), None).contains("needs --embeddings"));
+    assert!(err(TableSpec::new(Method::Clustered, 2), None).contains("needs `embeddings`"));
     let wrong_rows = ndarray::Array2::zeros((9, 4));
     assert!(err(TableSpec::new(Method::Dispersed, 2), Some(&wrong_rows))
         .contains("9 rows but the vocabulary has 10 ids"));

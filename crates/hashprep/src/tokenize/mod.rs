@@ -15,7 +15,7 @@ pub use train::{train_tokenizer, TokenizerKind, TrainOptions};
 use crate::error::{Error, Result};
 
 /// End-of-document tokens tried, in order, when none is named.
-pub const DEFAULT_EOS_CANDIDATES: [&str; 5] =
+pub(crate) const DEFAULT_EOS_CANDIDATES: [&str; 5] =
     ["<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "[SEP]"];
 
 /// How a special token's string (`<|endoftext|>`, `</s>`) written inside the text is encoded.
@@ -237,7 +237,7 @@ impl TextTokenizer {
             .ok_or_else(|| {
                 Error::BadInput(format!(
                     "tokenizer {} has none of the usual end-of-document tokens {DEFAULT_EOS_CANDIDATES:?}; \
-                     name one with --eos-token or pass --no-eos",
+                     name one with `eos_token` or append none with `no_eos`",
                     self.source
                 ))
             })

@@ -34,6 +34,26 @@ pub enum TokenizerKind {
     },
 }
 
+impl TokenizerKind {
+    /// Byte-level BPE with the paper's dictionary size, 8008 ids.
+    pub const DEFAULT_VOCAB_SIZE: usize = 8008;
+    /// Word level: words seen at least 3 times get an id.
+    pub const DEFAULT_MIN_COUNT: u64 = 3;
+
+    /// `bpe` or `word` with the default size, as named in configs and on the command line.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "bpe" => Some(TokenizerKind::Bpe {
+                vocab_size: Self::DEFAULT_VOCAB_SIZE,
+            }),
+            "word" => Some(TokenizerKind::Word {
+                min_count: Self::DEFAULT_MIN_COUNT,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Options of [`train_tokenizer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrainOptions {
@@ -85,7 +105,7 @@ where
     let alphabet = ByteLevel::alphabet();
     if vocab_size <= alphabet.len() + 1 {
         return Err(Error::BadInput(format!(
-            "--vocab-size {vocab_size} is too small: byte-level BPE needs more than {} ids",
+            "`vocab_size` {vocab_size} is too small: byte-level BPE needs more than {} ids",
             alphabet.len() + 1
         )));
     }

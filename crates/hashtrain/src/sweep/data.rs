@@ -1,29 +1,19 @@
-//! The sweep's data: the splits named by the config, tokenized once into `OUT/data/` with a
-//! tokenizer trained on the training split (or a given one). Document ranges select part of a
-//! file (the shipped Wikitext-103 test file gives both validation and test halves); such splits
-//! are written as JSON Lines first. Rerunning finds everything done and does nothing.
+//! The sweep's data: the splits named by the config, tokenized once into `OUT/data/` with the
+//! tokenizer the config chooses (trained on the training split, or a given one). Document
+//! ranges select part of a file (the shipped Wikitext-103 test file gives both validation and
+//! test halves); such splits are streamed to JSON Lines first. Rerunning finds everything done
+//! and does nothing.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use hashprep::Format;
-use hashprep::{tokenize, RunOptions, TokenizeSettings};
-use hashprep::{train_tokenizer, TokenizerKind, TrainOptions};
+use hashprep::{tokenize, Format, InputRange, RunOptions, TokenizeSettings, TokenizerChoice};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Part of an input file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Source {
-    /// The file (any format and compression `hashprep tokenize` reads).
-    pub path: PathBuf,
-    /// Documents `[start, end)` of the file, in reading order; all when absent.
-    #[serde(default)]
-    pub documents: Option<[usize; 2]>,
-}
-
+/// Part of an input file (`path`, and `documents = [start, end)` or all).
+pub type Source = InputRange;
 /// How the sweep's data is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,14 +63,20 @@ pub fn prepare(spec: &SweepData, dir: &Path, progress: bool) -> Result<PreparedD
     match std::fs::read(&record) {
         Ok(found) if found != wanted => {
             return Err(Error::BadInput(format!(
-            "{}: the data there was made with other [data] settings; use another --out or --force",
+            "{}: the data there was made with other [data] settings; use another output folder or start over with `force`",
             dir.display()
         )))
         }
         Ok(_) => {}
         Err(_) => hashprep::util::write_atomic(&record, &wanted)?,
     }
-    let tokenizer = tokenizer_for(spec, dir)?;
+    let choice = TokenizerChoice::from_name(
+        &spec.tokenizer,
+        spec.min_count,
+        spec.vocab_size,
+        spec.eos_token.as_deref(),
+    );
+    let tokenizer = choice.resolve(&spec.train, &spec.format, &dir.join("tokenizer.json"))?;
     let mut settings = TokenizeSettings::new(spec.format.clone(), tokenizer);
     settings.eos_token.clone_from(&spec.eos_token);
     let options = RunOptions {
@@ -110,60 +106,23 @@ pub fn prepare(spec: &SweepData, dir: &Path, progress: bool) -> Result<PreparedD
     })
 }
 
-/// The tokenizer to use: trained once on the training split for `word` / `bpe`.
-fn tokenizer_for(spec: &SweepData, dir: &Path) -> Result<String> {
-    let kind = match spec.tokenizer.as_str() {
-        "word" => TokenizerKind::Word {
-            min_count: spec.min_count.unwrap_or(3),
-        },
-        "bpe" => TokenizerKind::Bpe {
-            vocab_size: spec.vocab_size.unwrap_or(8008),
-        },
-        other => return Ok(other.to_owned()),
-    };
-    let path = dir.join("tokenizer.json");
-    if !path.exists() {
-        let texts = documents(&spec.format, &spec.train)?;
-        let mut options = TrainOptions::new(kind);
-        if let Some(eos) = &spec.eos_token {
-            options.eos_token.clone_from(eos);
-        }
-        let tokenizer = train_tokenizer(&options, texts.into_iter())?;
-        hashprep::util::write_atomic(&path, tokenizer.json())?;
-    }
-    Ok(path.to_string_lossy().into_owned())
-}
-
-/// The documents of `sources`, each range applied.
-fn documents(format: &Format, sources: &[Source]) -> Result<Vec<String>> {
-    let mut texts = Vec::new();
-    for source in sources {
-        let [start, end] = source.documents.unwrap_or([0, usize::MAX]);
-        let mut seen = 0;
-        for record in format.open(&source.path, None)?.take(end) {
-            if seen >= start {
-                texts.push(record?.text);
-            }
-            seen += 1;
-        }
-        if end != usize::MAX && seen < end {
-            return Err(Error::BadInput(format!(
-                "{}: documents [{start}, {end}) asked for, but the file holds {seen}",
-                source.path.display()
-            )));
-        }
-    }
-    Ok(texts)
-}
-
-/// Writes the selected documents as JSON Lines (`{"text": ...}`), atomically.
+/// Streams the selected documents as JSON Lines (`{"text": ...}`) into `path`, which appears
+/// only once complete.
 fn write_documents(format: &Format, sources: &[Source], path: &Path) -> Result<()> {
-    let mut bytes = Vec::new();
-    for text in documents(format, sources)? {
-        serde_json::to_writer(&mut bytes, &serde_json::json!({ "text": text }))
-            .expect("a string serializes");
-        bytes.write_all(b"\n").expect("writing to memory");
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut out = std::io::BufWriter::new(temp.as_file());
+    for source in sources {
+        for example in source.read(format)? {
+            let text = example?.text;
+            serde_json::to_writer(&mut out, &serde_json::json!({ "text": text }))
+                .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io))
+                .map_err(|e| Error::io(path, e.into()))?;
+        }
     }
-    hashprep::util::write_atomic(path, &bytes)?;
+    out.flush().map_err(|e| Error::io(path, e))?;
+    drop(out);
+    temp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    temp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }

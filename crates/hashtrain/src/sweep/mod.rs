@@ -298,7 +298,7 @@ fn build_table(
     }
     let mut spec = TableSpec::new(spec_method, config.sweep.experts);
     spec.hashes = hashes;
-    spec.seed = config.train.seed;
+    spec.seed = config.train.optimization.seed;
     // Previous-token and oracle routes hash the neighbouring token as balanced does the current one.
     spec.base = Method::Balanced;
     let mut request = BuildTableRequest::from_data(spec, &data.train, &path);
@@ -340,7 +340,7 @@ fn test_eval(run_dir: &Path, test: &Path) -> Result<train::Evaluation> {
             }
         }
     }
-    let device = train::parse_device(&state.config.train.device)?;
+    let device = train::parse_device(&state.config.train.runtime.device)?;
     let (restored, mut loader) = train::restore(&checkpoint, device, Some(test))?;
     let evaluation = evaluate(&restored.model, &mut loader, device, 0, &restored.layers)?;
     let record = report::TestRecord::new(step, &evaluation);

@@ -107,10 +107,14 @@ pub fn save(
 ) -> Result<PathBuf> {
     let root = run.join("checkpoints");
     let dir = checkpoint_dir(run, state.step);
-    let tmp = root.join(format!(".step-{:08}.tmp", state.step));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
+    // Written under a unique temporary name (removed if this fails), renamed when complete.
+    std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".step-{:08}.", state.step))
+        .suffix(".tmp")
+        .tempdir_in(&root)
+        .map_err(|e| Error::io(&root, e))?;
+    let tmp = staging.path().to_path_buf();
     std::fs::create_dir_all(tmp.join("tables")).map_err(|e| Error::io(&tmp, e))?;
     vs.save(tmp.join("model.safetensors"))?;
     Tensor::write_safetensors(&adam.state_tensors(), tmp.join("optimizer.safetensors"))?;
@@ -123,7 +127,7 @@ pub fn save(
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
-    rename_durable(&tmp, &dir)?;
+    rename_durable(&staging.keep(), &dir)?;
     let name = dir
         .file_name()
         .expect("named")
@@ -219,4 +223,106 @@ pub fn load_optimizer(dir: &Path, adam: &mut Adam, steps: u64) -> Result<()> {
     let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)?.into_iter().collect();
     adam.load_state(&saved, steps)
         .map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::nn::Module;
+
+    use super::*;
+
+    const CONFIG: &str = "[data]\ntrain = \"t\"\nvalid = \"v\"\n[model]\nlayers = 1\nd_model = 4\nd_ff = 8\nheads = 1\ncontext = 4\n";
+
+    /// A linear layer trained for one step, so weights and both moments are nonzero.
+    fn trained(seed: i64) -> (nn::VarStore, Adam) {
+        let _rng = super::super::session::torch_rng_lock();
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let layer = nn::linear(vs.root() / "proj", 3, 2, nn::LinearConfig::default());
+        let mut adam = Adam::new(vs.variables().into_iter().collect(), (0.9, 0.98), 1e-8);
+        layer
+            .forward(&Tensor::ones([5, 3], (tch::Kind::Float, tch::Device::Cpu)))
+            .sum(tch::Kind::Float)
+            .backward();
+        adam.step(0.01);
+        (vs, adam)
+    }
+
+    fn state(step: u64, adam: &Adam) -> CheckpointState {
+        let config = RunConfig::parse(CONFIG, Path::new("c.toml"), &[]).unwrap();
+        CheckpointState {
+            format: CHECKPOINT_FORMAT.into(),
+            version: CHECKPOINT_VERSION,
+            step: 0,
+            optimizer_steps: 0,
+            loader: LoaderState {
+                next_batch: 0,
+                fingerprint: "blake3:loader".into(),
+            },
+            config,
+            tables: Vec::new(),
+            tokenizer: "blake3:tokenizer".into(),
+            window: OpenWindow::default(),
+        }
+        .at(
+            step,
+            adam,
+            step * 2,
+            OpenWindow {
+                steps: 1,
+                loss_sum: 2.5,
+                aux_sum: 0.0,
+                counts: BTreeMap::from([(1, vec![3, 4])]),
+            },
+        )
+    }
+
+    fn same(a: &Tensor, b: &Tensor) -> bool {
+        a.size() == b.size() && a.equal(b)
+    }
+
+    #[test]
+    fn a_checkpoint_restores_weights_moments_and_state_exactly() {
+        let run = tempfile::tempdir().unwrap();
+        let (vs, adam) = trained(1);
+        let saved = state(3, &adam);
+        let dir = save(run.path(), &vs, &adam, &saved, &[], 2).unwrap();
+        assert_eq!(resolve(run.path()).unwrap(), dir);
+        assert_eq!(read_state(&dir).unwrap(), saved);
+
+        // Another initialization and fresh moments, then everything loaded back.
+        let (mut other, _) = trained(2);
+        let mut fresh = Adam::new(other.variables().into_iter().collect(), (0.9, 0.98), 1e-8);
+        assert!(!same(
+            &other.variables()["proj.weight"],
+            &vs.variables()["proj.weight"]
+        ));
+        load_weights(&dir, &mut other).unwrap();
+        load_optimizer(&dir, &mut fresh, saved.optimizer_steps).unwrap();
+        for (name, tensor) in vs.variables() {
+            assert!(same(&other.variables()[&name], &tensor), "{name}");
+        }
+        let (want, got) = (adam.state_tensors(), fresh.state_tensors());
+        assert_eq!(want.len(), got.len());
+        for ((name, a), (_, b)) in want.iter().zip(&got) {
+            assert!(same(a, b), "{name}");
+        }
+        assert_eq!(fresh.steps, adam.steps);
+    }
+
+    #[test]
+    fn newer_checkpoints_replace_the_oldest_beyond_keep_and_leave_no_temporaries() {
+        let run = tempfile::tempdir().unwrap();
+        let (vs, adam) = trained(1);
+        for step in [2, 4, 6] {
+            save(run.path(), &vs, &adam, &state(step, &adam), &[], 2).unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(run.path().join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["latest", "step-00000004", "step-00000006"]);
+        assert_eq!(resolve(run.path()).unwrap(), checkpoint_dir(run.path(), 6));
+    }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::metrics::Record;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// One run's records under a legend label.
 #[derive(Debug, Clone, Copy)]
@@ -24,9 +24,9 @@ pub struct Curve<'a> {
 pub fn plot_curves(path: &Path, title: &str, curves: &[Curve<'_>]) -> Result<()> {
     hashprep::plot::register_font();
     let area = BitMapBackend::new(path, (1280, 520)).into_drawing_area();
-    draw(&area, title, curves).map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))?;
-    area.present()
-        .map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))
+    draw(&area, title, curves).map_err(|e| hashprep::Error::plot(path, e))?;
+    area.present().map_err(|e| hashprep::Error::plot(path, e))?;
+    Ok(())
 }
 
 fn series(records: &[Record], valid: bool) -> Vec<(f64, f64)> {

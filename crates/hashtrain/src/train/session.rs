@@ -88,9 +88,9 @@ pub fn table_paths(config: &RunConfig) -> Vec<PathBuf> {
 /// The data or a table cannot be used (named by file).
 pub fn open_loader(data: &Path, config: &RunConfig, tables: &TableSet) -> Result<Loader> {
     let mut loader_config = LoaderConfig::new(
-        config.train.batch_size,
+        config.train.optimization.batch_size,
         config.model.context,
-        config.train.seed,
+        config.train.optimization.seed,
     );
     loader_config.drop_last = false;
     Ok(Loader::with_tables(data, tables, loader_config)?)
@@ -159,7 +159,7 @@ pub fn build_model(
     routing: &BTreeMap<usize, TableRouting>,
     device: Device,
 ) -> (nn::VarStore, LanguageModel) {
-    tch::manual_seed(config.train.seed as i64);
+    tch::manual_seed(config.train.optimization.seed as i64);
     let vs = nn::VarStore::new(device);
     let model = LanguageModel::new(&vs.root(), &config.model, vocab as i64, &|at| {
         routing[&at].clone()

@@ -29,11 +29,11 @@ fn default_max_response_tokens() -> usize {
 }
 
 /// Recipes: the deepest comment kept (a top-level comment has depth 1).
-pub const MAX_DEPTH: usize = 7;
+pub(crate) const MAX_DEPTH: usize = 7;
 /// Recipes: longest body kept, in characters.
-pub const MAX_CHARS: usize = 2048;
+pub(crate) const MAX_CHARS: usize = 2048;
 /// Recipes: shortest body kept, in characters.
-pub const MIN_CHARS: usize = 5;
+pub(crate) const MIN_CHARS: usize = 5;
 
 impl RedditFilter {
     /// Why the response `body` of `comment`, at `depth`, is dropped, if it is.

@@ -9,7 +9,5 @@ mod records;
 mod spill;
 mod threads;
 
-pub use filters::{RedditFilter, MAX_CHARS, MAX_DEPTH, MIN_CHARS};
-pub use records::{is_deleted, unescape_html, Comment, Submission};
-pub use spill::{all_examples, partition, partition_examples, Skipped};
-pub use threads::{thread_examples, DialogueExample, ThreadStats};
+pub use filters::RedditFilter;
+pub(crate) use spill::{partition, partition_examples};

@@ -31,7 +31,7 @@ pub struct Comment {
 
 /// A submission: the root of a thread.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Submission {
+pub(crate) struct Submission {
     /// Base-36 id without prefix.
     pub id: String,
     /// Title.
@@ -62,7 +62,7 @@ fn int_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i6
 }
 
 /// True for a body or text that was deleted or removed (or is missing).
-pub fn is_deleted(text: Option<&str>) -> bool {
+pub(crate) fn is_deleted(text: Option<&str>) -> bool {
     match text.map(str::trim) {
         None | Some("" | "[deleted]" | "[removed]") => true,
         Some(_) => false,
@@ -71,7 +71,7 @@ pub fn is_deleted(text: Option<&str>) -> bool {
 
 /// Undoes the HTML escaping of pushshift bodies: `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&#39;`,
 /// `&apos;`, `&nbsp;` and numeric entities. Unknown entities are kept as they are.
-pub fn unescape_html(text: &str) -> String {
+pub(crate) fn unescape_html(text: &str) -> String {
     if !text.contains('&') {
         return text.to_owned();
     }

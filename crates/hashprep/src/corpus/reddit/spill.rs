@@ -9,7 +9,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::filters::RedditFilter;
@@ -66,14 +65,14 @@ fn route(thread: &str, tasks: usize, partitions: usize) -> (usize, usize) {
 }
 
 /// Records skipped while partitioning, by reason.
-pub type Skipped = HashMap<SkipReason, u64>;
+pub(crate) type Skipped = HashMap<SkipReason, u64>;
 
 /// Phase 1: streams every record of `files` into `partitions` spill files under `dir`, keeping
 /// only the threads of task `task.0` of `task.1`. Returns the spill files and what was skipped.
 ///
 /// # Errors
 /// I/O failure; under `OnError::Fail`, the first malformed record (file and line).
-pub fn partition(
+pub(crate) fn partition(
     files: &[PathBuf],
     dir: &Path,
     partitions: usize,
@@ -154,7 +153,7 @@ pub fn partition(
 ///
 /// # Errors
 /// The spill file cannot be read.
-pub fn partition_examples(
+pub(crate) fn partition_examples(
     path: &Path,
     max_turns: usize,
     filter: &RedditFilter,
@@ -189,11 +188,13 @@ pub fn partition_examples(
 ///
 /// # Errors
 /// A spill file cannot be read.
-pub fn all_examples(
+#[cfg(test)]
+pub(crate) fn all_examples(
     partitions: &[PathBuf],
     max_turns: usize,
     filter: &RedditFilter,
 ) -> Result<(Vec<DialogueExample>, ThreadStats)> {
+    use rayon::prelude::*;
     let results: Vec<(Vec<DialogueExample>, ThreadStats)> = partitions
         .par_iter()
         .map(|p| partition_examples(p, max_turns, filter))

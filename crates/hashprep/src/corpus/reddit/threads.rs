@@ -10,7 +10,7 @@ use crate::error::SkipReason;
 
 /// One dialogue example.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DialogueExample {
+pub(crate) struct DialogueExample {
     /// The responding comment's id.
     pub id: String,
     /// Its subreddit (empty if unknown).
@@ -23,7 +23,7 @@ pub struct DialogueExample {
 
 /// What happened to the comments of a thread.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ThreadStats {
+pub(crate) struct ThreadStats {
     /// Examples produced.
     pub examples: u64,
     /// Comments whose own body is deleted or removed (no example).
@@ -39,8 +39,9 @@ pub struct ThreadStats {
 }
 
 impl ThreadStats {
+    #[cfg(test)]
     /// Adds another thread's counts.
-    pub fn add(&mut self, other: &ThreadStats) {
+    pub(crate) fn add(&mut self, other: &ThreadStats) {
         self.examples += other.examples;
         self.deleted += other.deleted;
         self.duplicates += other.duplicates;
@@ -110,7 +111,7 @@ fn cyclic(comments: &[Comment], index: &HashMap<&str, usize>) -> Vec<bool> {
 /// keep their first occurrence; a deleted or removed ancestor ends the context; at most
 /// `max_turns` context turns are kept, the nearest ones; the submission's title (and self
 /// text) opens the context when the submission is in `submissions` and within reach.
-pub fn thread_examples<S: BuildHasher>(
+pub(crate) fn thread_examples<S: BuildHasher>(
     comments: &[Comment],
     submissions: &HashMap<String, Submission, S>,
     max_turns: usize,

@@ -1,0 +1,157 @@
+//! Continuing from a checkpoint: what must match the config, and the restored model.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tch::Device;
+
+use super::{
+    build_model, checkpoint, open_loader, resolve_routing, same_tokenizer, session, sparse_layers,
+    table_paths, CheckpointState, TableRecord,
+};
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::model::LanguageModel;
+
+/// A checkpoint resumes a config when everything that shapes the losses is the same: data,
+/// model, tables and `train`'s optimization settings (its runtime settings may change).
+pub(super) fn check_resumable(
+    config: &RunConfig,
+    state: &CheckpointState,
+    tables: &[TableRecord],
+    dir: &Path,
+) -> Result<()> {
+    // Everything but the runtime settings must be as the checkpoint has it.
+    let (now, mut then) = (config, state.config.clone());
+    then.train.runtime.clone_from(&now.train.runtime);
+    if *now != then {
+        let mut changed = Vec::new();
+        let as_json = |c: &RunConfig| serde_json::to_value(c).expect("serializable");
+        config_differences(&as_json(&then), &as_json(now), "", &mut changed);
+        return Err(Error::BadInput(format!(
+            "{}: the checkpoint was trained with other settings: {}; keep them to resume, or start over with `force`",
+            dir.display(),
+            changed.join("; ")
+        )));
+    }
+    for (now, then) in tables.iter().zip(&state.tables) {
+        if now.fingerprint != then.fingerprint {
+            return Err(Error::BadInput(format!(
+                "{}: has changed since the checkpoint {} was written",
+                now.source.display(),
+                dir.display()
+            )));
+        }
+    }
+    if config.train.runtime.log_every != state.config.train.runtime.log_every
+        && state.window.steps > 0
+    {
+        return Err(Error::BadInput(
+            "train.log_every changed while a metrics window is open; keep it to resume".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The dotted names of the settings that differ between two configs, with both values.
+pub(super) fn config_differences(
+    then: &serde_json::Value,
+    now: &serde_json::Value,
+    name: &str,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    if let (Value::Object(a), Value::Object(b)) = (then, now) {
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for key in keys {
+            let child = if name.is_empty() {
+                key.clone()
+            } else {
+                format!("{name}.{key}")
+            };
+            let missing = Value::Null;
+            let (x, y) = (
+                a.get(key).unwrap_or(&missing),
+                b.get(key).unwrap_or(&missing),
+            );
+            config_differences(x, y, &child, out);
+        }
+    } else if then != now {
+        out.push(format!("{name} ({then} in the checkpoint, {now} now)"));
+    }
+}
+
+/// A trained model loaded from a checkpoint, for evaluation and export.
+pub struct Restored {
+    /// The config it was trained with, its tables pointing at the checkpoint's copies.
+    pub config: RunConfig,
+    /// Its parameters.
+    pub vs: tch::nn::VarStore,
+    /// The model.
+    pub model: LanguageModel,
+    /// The checkpoint's state.
+    pub state: CheckpointState,
+    /// The table files it routes with.
+    pub tables: Vec<PathBuf>,
+    /// Its sparse layers (1-based layer -> kind, experts).
+    pub layers: BTreeMap<usize, (crate::config::SparseKind, usize)>,
+}
+
+/// Loads the checkpoint `path` names (a checkpoint, or a run's latest) onto `device`; `data`
+/// is a tokenize output of the same tokenizer used to wire the routes (default: the config's
+/// validation data).
+///
+/// # Errors
+/// Not a checkpoint, or its weights do not fit its config.
+pub fn restore(
+    path: &Path,
+    device: Device,
+    data: Option<&Path>,
+) -> Result<(Restored, hashprep::Loader)> {
+    let _rng = session::torch_rng_lock();
+    let dir = checkpoint::resolve(path)?;
+    let state = checkpoint::read_state(&dir)?;
+    let mut config = state.config.clone();
+    // Route with the tables the checkpoint carries, whatever happened to the originals.
+    for layer in &mut config.model.sparse {
+        if let Some(table) = &layer.table {
+            let record = state
+                .tables
+                .iter()
+                .find(|r| &r.source == table)
+                .ok_or_else(|| {
+                    Error::BadInput(format!(
+                        "{}: carries no copy of {}",
+                        dir.display(),
+                        table.display()
+                    ))
+                })?;
+            layer.table = Some(dir.join(&record.file));
+        }
+    }
+    let tables = hashprep::TableSet::open(&table_paths(&config))?;
+    let data = data.unwrap_or(&config.data.valid).to_owned();
+    let loader = open_loader(&data, &config, &tables)?;
+    let tokenizer = &loader.manifest().tokenizer;
+    same_tokenizer(
+        &data,
+        &tokenizer.fingerprint,
+        &state.tokenizer,
+        &format!("the checkpoint {}", dir.display()),
+    )?;
+    let routing = resolve_routing(&config, &loader)?;
+    let layers = sparse_layers(&config, &routing);
+    let (mut vs, model) = build_model(&config, tokenizer.vocab_size, &routing, device);
+    checkpoint::load_weights(&dir, &mut vs)?;
+    Ok((
+        Restored {
+            config,
+            vs,
+            model,
+            state,
+            tables: tables.paths().map(Path::to_path_buf).collect(),
+            layers,
+        },
+        loader,
+    ))
+}

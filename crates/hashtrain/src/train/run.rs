@@ -1,0 +1,200 @@
+//! The training loop: steps, periodic evaluation, metrics records and checkpoints.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::divergence::stop_if_diverged;
+use super::restore::check_resumable;
+use super::run_folder::{finished_summary, plot_run, prepare_run_folder};
+use super::window::Window;
+use super::{
+    checkpoint, evaluate, parameter_count, session, CheckpointState, DeviceBatch, Evaluation,
+    MetricsLog, Record, RunOptions, RunSummary, Setup, Trainer,
+};
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+
+/// Trains `config` into the run folder `out`.
+///
+/// # Errors
+/// Bad config, data or tables (named by file), a run folder in use without `--resume` or
+/// `--force`, a checkpoint that does not match the config, or a libtorch failure.
+pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSummary> {
+    let _rng = session::torch_rng_lock();
+    let resuming = prepare_run_folder(out, options)?;
+    let Setup {
+        mut trainer,
+        mut loader,
+        mut valid_loader,
+        layers,
+        tables,
+        checkpoint_base,
+    } = Setup::open(config)?;
+    let device = trainer.device;
+    let (mut step, mut window) = if resuming {
+        resume(out, &checkpoint_base, &mut trainer, &mut loader)?
+    } else {
+        (0, Window::new(device))
+    };
+    if let Some(summary) = finished_summary(out, resuming, step, config.train.runtime.steps)? {
+        return Ok(summary);
+    }
+    hashprep::util::write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
+    let mut log = MetricsLog::open(&out.join("metrics.jsonl"), resuming.then_some(step))?;
+
+    let t = &config.train.runtime;
+    let progress = progress_bar(t.steps, step, options.progress);
+    let (base_state, base_step) = (loader.state(), step);
+    let mut totals = Totals::default();
+    let mut last_eval: Option<Evaluation> = None;
+    let mut batches = loader.take(t.steps.saturating_sub(step), t.workers, t.prefetch);
+    while step < t.steps {
+        let started = Instant::now();
+        let batch = batches
+            .next()
+            .ok_or_else(|| Error::BadInput("the loader stopped early".into()))??;
+        let waited = started.elapsed();
+        step += 1;
+        let batch = DeviceBatch::new(&batch, device);
+        let done = trainer.step(&batch, step);
+        window.add(&done, batch.tokens, started.elapsed(), waited);
+        totals.add(batch.tokens, started.elapsed(), waited);
+        progress.inc(1);
+
+        if step % t.log_every == 0 {
+            let steps_in_window = window.steps;
+            let record = window.flush(step, done.lr, &done.grad_norm, &layers);
+            log.write(&record)?;
+            if let Record::Train {
+                loss, tokens_per_s, ..
+            } = &record
+            {
+                progress.set_message(format!("loss {loss:.3} | {tokens_per_s:.0} tokens/s"));
+            }
+            stop_if_diverged(&record, steps_in_window, out)?;
+        }
+        let last = step == t.steps;
+        if (t.eval_every > 0 && step % t.eval_every == 0) || last {
+            let evaluation = evaluate(
+                &trainer.model,
+                &mut valid_loader,
+                device,
+                t.eval_batches,
+                &layers,
+            )?;
+            let record = Record::valid(step, &evaluation);
+            log.write(&record)?;
+            stop_if_diverged(&record, 0, out)?;
+            plot_run(out)?;
+            last_eval = Some(evaluation);
+        }
+        if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || last {
+            let next_batch = base_state.next_batch + (step - base_step);
+            let position = (step, next_batch);
+            trainer.save_checkpoint(out, position, &window, &checkpoint_base, &tables)?;
+        }
+        if last && window.steps > 0 {
+            log.write(&window.flush(step, done.lr, &done.grad_norm, &layers))?;
+        }
+    }
+    drop(batches);
+    progress.finish_and_clear();
+
+    let evaluation = match last_eval {
+        Some(e) => e,
+        None => evaluate(
+            &trainer.model,
+            &mut valid_loader,
+            device,
+            t.eval_batches,
+            &layers,
+        )?,
+    };
+    let summary = totals.summary(
+        step,
+        step - base_step,
+        parameter_count(&trainer.vs),
+        evaluation,
+        out,
+    );
+    let json = serde_json::to_vec_pretty(&summary).expect("serializable");
+    hashprep::util::write_atomic(&out.join("summary.json"), &json)?;
+    plot_run(out)?;
+    Ok(summary)
+}
+
+/// Restores weights, optimizer, loader position and the open metrics window from the run's
+/// latest checkpoint; returns the step it was taken at and the window.
+pub(super) fn resume(
+    out: &Path,
+    base: &CheckpointState,
+    trainer: &mut Trainer<'_>,
+    loader: &mut hashprep::Loader,
+) -> Result<(u64, Window)> {
+    let dir = checkpoint::resolve(out)?;
+    let state = checkpoint::read_state(&dir)?;
+    check_resumable(&base.config, &state, &base.tables, &dir)?;
+    checkpoint::load_weights(&dir, &mut trainer.vs)?;
+    checkpoint::load_optimizer(&dir, &mut trainer.adam, state.optimizer_steps)?;
+    loader.resume(&state.loader)?;
+    Ok((state.step, Window::restore(&state.window, trainer.device)))
+}
+
+/// Throughput of this invocation.
+#[derive(Default)]
+pub(super) struct Totals {
+    pub(super) tokens: u64,
+    pub(super) time: Duration,
+    pub(super) wait: Duration,
+}
+
+impl Totals {
+    pub(super) fn add(&mut self, tokens: u64, time: Duration, wait: Duration) {
+        self.tokens += tokens;
+        self.time += time;
+        self.wait += wait;
+    }
+
+    pub(super) fn summary(
+        &self,
+        steps: u64,
+        steps_here: u64,
+        parameters: u64,
+        valid: Evaluation,
+        out: &Path,
+    ) -> RunSummary {
+        let seconds = self.time.as_secs_f64().max(1e-9);
+        RunSummary {
+            steps,
+            parameters,
+            valid_loss: valid.loss,
+            valid_ppl: valid.ppl,
+            valid_loads: valid.loads,
+            tokens_per_s: self.tokens as f64 / seconds,
+            loader_wait: self.wait.as_secs_f64() / seconds,
+            step_seconds: if steps_here == 0 {
+                0.0
+            } else {
+                seconds / steps_here as f64
+            },
+            out: out.to_owned(),
+        }
+    }
+}
+
+pub(super) fn progress_bar(total: u64, done: u64, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("step {pos}/{len} [{bar:30}] {msg} | ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(done);
+    bar.reset_eta();
+    bar
+}
