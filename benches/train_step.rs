@@ -160,10 +160,13 @@ fn config(data: &Path, sparse: &str, device: &str, steps: u64) -> RunConfig {
 fn prepare(dir: &Path) -> (PathBuf, PathBuf) {
     let text =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/wikitext-103/wiki.valid.tokens");
-    let docs = Format::Wikitext103
-        .open(&text, None)
-        .expect("wikitext")
-        .map(|r| r.expect("doc").text);
+    let docs = hashprep::read_documents(
+        std::slice::from_ref(&text),
+        &Format::Wikitext103,
+        hashprep::OnError::Fail,
+    )
+    .expect("wikitext")
+    .map(|r| r.expect("doc").text);
     let tokenizer = train_tokenizer(
         &TrainOptions::new(TokenizerKind::Word { min_count: 3 }),
         docs,

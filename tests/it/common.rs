@@ -77,8 +77,7 @@ pub(crate) fn dir_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// The documents of a file as the library reads them.
 pub(crate) fn documents(format: &Format, path: &Path) -> Vec<String> {
-    format
-        .open(path, None)
+    hashprep::read_documents(&[path.to_path_buf()], format, hashprep::OnError::Fail)
         .unwrap()
         .map(|r| r.unwrap().text)
         .collect()

@@ -116,20 +116,23 @@ fn read_all_formats(path: &Path, size: usize) {
         Format::from_cli("jsonl", "text", false).unwrap(),
     ];
     for format in formats {
-        let Ok(records) = format.open(path, None) else {
-            continue;
-        };
-        let mut items = 0usize;
-        for record in records {
-            items += 1;
-            // Finite: a damaged stream can decode to more lines than its own bytes (deflate
-            // expands up to ~1000x), never to an endless stream.
-            assert!(
-                items <= 1_000 * size + 1_000,
-                "{format:?}: an endless stream"
-            );
-            if let Err(e) = record {
-                assert!(!e.to_string().is_empty());
+        for policy in [OnError::Skip, OnError::Fail] {
+            let Ok(documents) = hashprep::read_documents(&[path.to_path_buf()], &format, policy)
+            else {
+                continue;
+            };
+            let mut items = 0usize;
+            for document in documents {
+                items += 1;
+                // Finite: a damaged stream can decode to more lines than its own bytes (deflate
+                // expands up to ~1000x), never to an endless stream.
+                assert!(
+                    items <= 1_000 * size + 1_000,
+                    "{format:?}: an endless stream"
+                );
+                if let Err(e) = document {
+                    assert!(!e.to_string().is_empty());
+                }
             }
         }
     }

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use hashprep::Format;
 use hashprep::{build_table_files, tokenize, BuildTableRequest, RunOptions, TokenizeSettings};
 use hashprep::{train_tokenizer, TokenizerKind, TrainOptions};
+use hashprep::{Format, OnError};
 use hashprep::{Method, TableSpec};
 use hashtrain::train::{read_records, Record};
 use hashtrain::RunConfig;
@@ -37,10 +37,10 @@ pub(crate) fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let docs = Format::Wikitext103
-            .open(&wikitext("valid"), None)
-            .unwrap()
-            .map(|r| r.unwrap().text);
+        let docs =
+            hashprep::read_documents(&[wikitext("valid")], &Format::Wikitext103, OnError::Fail)
+                .unwrap()
+                .map(|r| r.unwrap().text);
         let tokenizer = train_tokenizer(
             &TrainOptions::new(TokenizerKind::Word { min_count: 3 }),
             docs,

@@ -139,6 +139,15 @@ pub enum Error {
         /// The decoder's error.
         source: io::Error,
     },
+    /// A setting whose value cannot be used, named as configs name it (`experts`); the
+    /// command-line programs print it as their flag (`--experts`).
+    #[error("`{name}` {problem}")]
+    Setting {
+        /// The setting (a field of the settings types, a config key).
+        name: &'static str,
+        /// What is wrong with its value.
+        problem: String,
+    },
     /// Input that is wrong as a whole: missing file, empty corpus, unknown tokenizer, bad option.
     #[error("{0}")]
     BadInput(String),
@@ -188,6 +197,7 @@ impl Error {
         match self {
             Error::BadRecord { .. }
             | Error::CorruptStream { .. }
+            | Error::Setting { .. }
             | Error::BadInput(_)
             | Error::Corrupt { .. } => true,
             Error::Io { source, .. } => matches!(
@@ -217,6 +227,14 @@ impl Error {
         Error::Format {
             path: path.as_ref().to_path_buf(),
             message: message.to_string(),
+        }
+    }
+
+    /// Setting `name` cannot be used: `problem` says why.
+    pub fn setting(name: &'static str, problem: impl Into<String>) -> Self {
+        Error::Setting {
+            name,
+            problem: problem.into(),
         }
     }
 

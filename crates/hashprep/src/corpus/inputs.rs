@@ -94,9 +94,10 @@ pub(crate) fn partition_for_task(
     index: usize,
 ) -> Result<Vec<InputFile>> {
     if count == 0 || index >= count {
-        return Err(Error::BadInput(format!(
-            "`task_index` {index} must be below `num_tasks` {count} (and `num_tasks` at least 1)"
-        )));
+        return Err(Error::setting(
+            "task_index",
+            format!("{index} must be below `num_tasks` {count} (and `num_tasks` at least 1)"),
+        ));
     }
     Ok(files
         .into_iter()

@@ -101,7 +101,7 @@ impl Format {
     ///
     /// # Errors
     /// The file cannot be opened. Errors while reading come through the iterator.
-    pub fn open(&self, path: &Path, progress: Option<Arc<AtomicU64>>) -> Result<Records> {
+    pub(crate) fn open(&self, path: &Path, progress: Option<Arc<AtomicU64>>) -> Result<Records> {
         let lines = Lines::new(open_input(path, progress)?, path);
         Ok(match self {
             Format::Text {

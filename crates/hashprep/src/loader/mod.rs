@@ -168,15 +168,21 @@ impl Loader {
     /// As [`Loader::new`].
     pub fn with_tables(data: &Path, tables: &TableSet, config: LoaderConfig) -> Result<Self> {
         if config.batch_size == 0 || config.seq_len == 0 {
-            return Err(Error::BadInput(
-                "`batch_size` and `seq_len` must be at least 1".into(),
-            ));
+            let name = if config.batch_size == 0 {
+                "batch_size"
+            } else {
+                "seq_len"
+            };
+            return Err(Error::setting(name, "must be at least 1"));
         }
         if config.world_size == 0 || config.rank >= config.world_size {
-            return Err(Error::BadInput(format!(
-                "`rank` {} must be below `world_size` {}",
-                config.rank, config.world_size
-            )));
+            return Err(Error::setting(
+                "rank",
+                format!(
+                    "{} must be below `world_size` {}",
+                    config.rank, config.world_size
+                ),
+            ));
         }
         let positions = (config.batch_size as u64).saturating_mul(config.seq_len as u64);
         if positions > u64::from(u32::MAX) {
@@ -196,10 +202,13 @@ impl Loader {
         if !config.packing {
             let longest = data.lengths().iter().copied().max().unwrap_or(0) as usize;
             if longest < config.seq_len {
-                return Err(Error::BadInput(format!(
-                    "`seq_len` {} is longer than every example (the longest has {longest} ids): lower it or use packing",
-                    config.seq_len
-                )));
+                return Err(Error::setting(
+                    "seq_len",
+                    format!(
+                        "{} is longer than every example (the longest has {longest} ids): lower it or use packing",
+                        config.seq_len
+                    ),
+                ));
             }
         }
         let fingerprint = loader_fingerprint(&data, tables, &config);

@@ -6,6 +6,7 @@ mod export;
 mod inspect;
 mod merge;
 mod progress;
+mod stages;
 mod tokenize;
 mod train_tokenizer;
 

@@ -203,33 +203,40 @@ pub(crate) fn build_table(spec: &TableSpec, inputs: &TableInputs<'_>) -> Result<
 
 fn validate(spec: &TableSpec, vocab: usize, embeddings: Option<&Array2<f64>>) -> Result<()> {
     if spec.experts < 1 {
-        return Err(Error::BadInput("`experts` must be at least 1".into()));
+        return Err(Error::setting("experts", "must be at least 1"));
     }
     if spec.experts as usize > vocab && spec.method.rule() != Rule::Position {
-        return Err(Error::BadInput(format!(
-            "`experts` {} is larger than the vocabulary ({vocab} ids)",
-            spec.experts
-        )));
-    }
-    if spec.hashes < 1 || spec.layers < 1 {
-        return Err(Error::BadInput(
-            "`hashes` and `layers` must be at least 1".into(),
+        return Err(Error::setting(
+            "experts",
+            format!(
+                "{} is larger than the vocabulary ({vocab} ids)",
+                spec.experts
+            ),
         ));
     }
+    if spec.hashes < 1 {
+        return Err(Error::setting("hashes", "must be at least 1"));
+    }
+    if spec.layers < 1 {
+        return Err(Error::setting("layers", "must be at least 1"));
+    }
     if matches!(spec.method, Method::Previous | Method::Oracle) && spec.base.rule() != Rule::Token {
-        return Err(Error::BadInput(format!(
-            "`base` {} is not a per-token method",
-            spec.base.name()
-        )));
+        return Err(Error::setting(
+            "base",
+            format!("{} is not a per-token method", spec.base.name()),
+        ));
     }
     let needs = spec.method.needs_embeddings()
         || (spec.method.rule() != Rule::Token && spec.base.needs_embeddings());
     if needs {
         let Some(matrix) = embeddings else {
-            return Err(Error::BadInput(format!(
-                "`method` {} needs `embeddings` (a .npy or safetensors file)",
-                spec.method.name()
-            )));
+            return Err(Error::setting(
+                "method",
+                format!(
+                    "{} needs `embeddings` (a .npy or safetensors file)",
+                    spec.method.name()
+                ),
+            ));
         };
         if matrix.nrows() != vocab {
             return Err(Error::BadInput(format!(

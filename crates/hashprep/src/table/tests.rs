@@ -244,4 +244,25 @@ fn bad_specs_are_refused_with_clear_errors() {
         ..TableSpec::new(Method::Oracle, 2)
     };
     assert!(err(spec, None).contains("not a per-token method"));
+    // Settings are named as typed errors, for callers to map onto their own option names.
+    let counts = TokenCounts::from_vec(vec![1; 10]);
+    let setting = |spec: TableSpec| match build_table(&spec, &inputs(&counts)) {
+        Err(Error::Setting { name, .. }) => name,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(setting(TableSpec::new(Method::Random, 0)), "experts");
+    assert_eq!(
+        setting(TableSpec {
+            hashes: 0,
+            ..TableSpec::new(Method::Random, 2)
+        }),
+        "hashes"
+    );
+    assert_eq!(
+        setting(TableSpec {
+            layers: 0,
+            ..TableSpec::new(Method::Random, 2)
+        }),
+        "layers"
+    );
 }

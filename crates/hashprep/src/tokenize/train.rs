@@ -104,10 +104,13 @@ where
 {
     let alphabet = ByteLevel::alphabet();
     if vocab_size <= alphabet.len() + 1 {
-        return Err(Error::BadInput(format!(
-            "`vocab_size` {vocab_size} is too small: byte-level BPE needs more than {} ids",
-            alphabet.len() + 1
-        )));
+        return Err(Error::setting(
+            "vocab_size",
+            format!(
+                "{vocab_size} is too small: byte-level BPE needs more than {} ids",
+                alphabet.len() + 1
+            ),
+        ));
     }
     let mut trainer = BpeTrainer::builder()
         .vocab_size(vocab_size)
