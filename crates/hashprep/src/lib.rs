@@ -18,7 +18,8 @@
 //! 4. Train: the `hashtrain` crate (tch) consumes the batches.
 //!
 //! Everything reports failures as [`Error`], which names the file, line, shard or setting.
-//! [`util`] holds the helpers other crates of the project share.
+//! [`util`] holds the helpers other crates of the project share; [`exit`] (feature `cli`) how its
+//! command-line programs report errors.
 //!
 //! ```
 //! # fn main() -> hashprep::Result<()> {
@@ -56,6 +57,8 @@
 mod corpus;
 mod counts;
 mod error;
+#[cfg(feature = "cli")]
+pub mod exit;
 mod loader;
 mod npy;
 mod pipeline;

@@ -111,42 +111,11 @@ struct ExportArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        // Output cut short by its reader (`| head`) is not a failure.
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
-        Err(err) => {
-            let flags = long_flags(&Cli::command());
-            let message =
-                hashprep::util::settings_as_flags(&hashprep::error_message(err.as_ref()), |flag| {
-                    flags.iter().any(|f| f == flag)
-                });
-            let _ = writeln!(std::io::stderr(), "hashtrain: error: {message}");
-            let bad_input = err
-                .downcast_ref::<hashtrain::Error>()
-                .is_some_and(hashtrain::Error::is_bad_input);
-            ExitCode::from(if bad_input { 2 } else { 1 })
-        }
-    }
-}
-
-/// Every long option of `command` and its subcommands.
-fn long_flags(command: &clap::Command) -> Vec<String> {
-    let mut flags: Vec<String> = command
-        .get_arguments()
-        .filter_map(|a| a.get_long().map(str::to_owned))
-        .collect();
-    for sub in command.get_subcommands() {
-        flags.extend(long_flags(sub));
-    }
-    flags
-}
-
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<std::io::Error>())
-        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    let outcome = dispatch(Cli::parse());
+    hashprep::exit::exit("hashtrain", &Cli::command(), outcome, |err| {
+        err.downcast_ref::<hashtrain::Error>()
+            .is_some_and(hashtrain::Error::is_bad_input)
+    })
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
