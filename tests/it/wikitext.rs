@@ -108,3 +108,73 @@ fn output_bytes_do_not_depend_on_thread_count() {
     assert_eq!(outputs[0], outputs[1]);
     assert_eq!(outputs[0], outputs[2]);
 }
+
+#[test]
+fn document_ranges_tokenize_exactly_those_articles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = wikitext("test");
+    let settings = TokenizeSettings::new(Format::Wikitext103, "gpt2");
+    let quiet = RunOptions::default();
+    let whole = tmp.path().join("whole");
+    tokenize(&settings, std::slice::from_ref(&file), &whole, &quiet).unwrap();
+    let articles = documents(&Format::Wikitext103, &file).len();
+    assert!(articles > 20, "{articles} articles");
+
+    // Two halves and a second read of the first few articles, as one output.
+    let half = articles / 2;
+    let range = |documents: [usize; 2]| hashprep::InputRange {
+        path: file.clone(),
+        documents: Some(documents),
+    };
+    let parts = tmp.path().join("parts");
+    let inputs = [range([0, half]), range([half, articles]), range([0, 3])];
+    let summary = hashprep::tokenize_ranges(&settings, &inputs, &parts, &quiet).unwrap();
+    assert_eq!(summary.totals.documents as usize, articles + 3);
+    let rows = |dir: &std::path::Path| {
+        let data = hashprep::TokenDataset::open(dir).unwrap();
+        (0..data.len())
+            .map(|i| data.tokens(i).to_vec())
+            .collect::<Vec<_>>()
+    };
+    let (all, split) = (rows(&whole), rows(&parts));
+    assert_eq!(split[..articles], all[..]);
+    assert_eq!(split[articles..], all[..3]);
+    let recorded: Vec<Option<[usize; 2]>> = Manifest::read(&parts)
+        .unwrap()
+        .inputs
+        .iter()
+        .map(|f| f.documents)
+        .collect();
+    assert_eq!(
+        recorded,
+        [Some([0, half]), Some([half, articles]), Some([0, 3])]
+    );
+
+    // A range past the end names the file and what it holds; a range on a directory or of
+    // Reddit dumps is refused.
+    let past = [range([half, articles + 5])];
+    let err = hashprep::tokenize_ranges(&settings, &past, &tmp.path().join("past"), &quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "documents [{half}, {}) asked for, but the file holds {articles}",
+            articles + 5
+        )),
+        "{err}"
+    );
+    assert!(err.contains("wiki.test.tokens"), "{err}");
+    let dir = hashprep::InputRange {
+        path: tmp.path().join("whole"),
+        documents: Some([0, 1]),
+    };
+    let err = hashprep::tokenize_ranges(&settings, &[dir], &tmp.path().join("d"), &quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not of a directory"), "{err}");
+    let reddit = TokenizeSettings::new(Format::Reddit(hashprep::RedditOptions::default()), "gpt2");
+    let err = hashprep::tokenize_ranges(&reddit, &[range([0, 1])], &tmp.path().join("r"), &quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("give whole dumps"), "{err}");
+}

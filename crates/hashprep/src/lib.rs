@@ -70,8 +70,8 @@ mod tokenize;
 pub mod util;
 
 pub use corpus::{
-    read_documents, Documents, Example, Format, InputRange, OnError, RedditFilter, RedditOptions,
-    Source,
+    read_documents, Documents, Example, Format, InputFile, InputRange, OnError, RedditFilter,
+    RedditOptions, Source,
 };
 pub use counts::TokenCounts;
 pub use error::{error_message, Error, Location, Result, SkipReason};
@@ -80,7 +80,7 @@ pub use loader::{
     RouteInfo, TableSet, TokenDataset,
 };
 pub use pipeline::{
-    build_table_files, compare_tables, export_parquet, inspect, merge, tokenize,
+    build_table_files, compare_tables, export_parquet, inspect, merge, tokenize, tokenize_ranges,
     train_tokenizer_files, BuildTableRequest, Inspection, RunOptions, StreamReport,
     TableComparison, TableReport, TokenizeSettings, TokenizeSummary, TokenizerChoice, TopToken,
 };

@@ -3,8 +3,11 @@
 
 use std::path::PathBuf;
 
-use super::{Example, ExampleStream, Format, Item, Items, OnError, ProgressFeed, RedditStream};
-use crate::error::Result;
+use super::inputs::{expand_inputs, expand_ranges};
+use super::{
+    Example, ExampleStream, Format, InputFile, Item, Items, OnError, ProgressFeed, RedditStream,
+};
+use crate::error::{Error, Result};
 
 /// Where a Reddit read keeps its partitions, and which share of the threads it keeps.
 pub(crate) struct RedditRun {
@@ -15,18 +18,24 @@ pub(crate) struct RedditRun {
 }
 
 /// The items of `files` read as `format`, in order. Reddit dumps are partitioned by thread
-/// under `reddit.spill_dir` first (every file together); other formats stream file by file.
+/// under `reddit.spill_dir` first (every file together); other formats stream file by file,
+/// each whole or the range of documents it names.
 pub(crate) fn items(
-    files: Vec<PathBuf>,
+    files: Vec<InputFile>,
     format: &Format,
     on_error: OnError,
     reddit: RedditRun,
     feed: &ProgressFeed,
 ) -> Items {
     match format {
+        Format::Reddit(_) if files.iter().any(|f| f.documents.is_some()) => {
+            Box::new(std::iter::once(Err(Error::BadInput(
+                "document ranges select documents of a file; Reddit examples are rebuilt across files: give whole dumps".into(),
+            ))))
+        }
         Format::Reddit(options) => Box::new(
             RedditStream::new(
-                files,
+                files.into_iter().map(|f| f.path).collect(),
                 reddit.spill_dir,
                 options.clone(),
                 reddit.task,
@@ -89,37 +98,15 @@ pub struct InputRange {
 }
 
 impl InputRange {
-    /// The documents of the range read as `format` (Reddit dumps are partitioned first, so
-    /// for them a range counts examples). Every bad record is an error.
+    /// The documents of the range read as `format`, every bad record an error (Reddit dumps
+    /// take no range).
     ///
     /// # Errors
-    /// The file cannot be opened; through the iterator, a bad record or a range past the end
-    /// of the file.
-    pub fn read(&self, format: &Format) -> Result<impl Iterator<Item = Result<Example>>> {
-        let [start, end] = self.documents.unwrap_or([0, usize::MAX]);
-        let mut documents =
-            read_documents(std::slice::from_ref(&self.path), format, OnError::Fail)?;
-        let path = self.path.clone();
-        let mut seen = 0;
-        Ok(std::iter::from_fn(move || {
-            while seen < end {
-                let Some(next) = documents.next() else {
-                    if end == usize::MAX {
-                        return None;
-                    }
-                    let held = std::mem::replace(&mut seen, end); // said once
-                    return Some(Err(crate::Error::BadInput(format!(
-                        "{}: documents [{start}, {end}) asked for, but the file holds {held}",
-                        path.display()
-                    ))));
-                };
-                seen += 1;
-                if seen > start || next.is_err() {
-                    return Some(next);
-                }
-            }
-            None
-        }))
+    /// The file does not exist; through the iterator, a bad record or a range past the end of
+    /// the file.
+    pub fn read(&self, format: &Format) -> Result<Documents> {
+        let files = expand_ranges(std::slice::from_ref(self))?;
+        read_files(files, format, OnError::Fail, &ProgressFeed::default())
     }
 }
 
@@ -129,17 +116,21 @@ impl InputRange {
 /// # Errors
 /// An input that does not exist; errors while reading come through the iterator.
 pub fn read_documents(inputs: &[PathBuf], format: &Format, on_error: OnError) -> Result<Documents> {
-    read_with_progress(inputs, format, on_error, &ProgressFeed::default())
+    read_files(
+        expand_inputs(inputs)?,
+        format,
+        on_error,
+        &ProgressFeed::default(),
+    )
 }
 
-/// [`read_documents`], reporting the bytes read to `feed`.
-pub(crate) fn read_with_progress(
-    inputs: &[PathBuf],
+/// The documents of `files`, reporting the bytes read to `feed`.
+pub(crate) fn read_files(
+    files: Vec<InputFile>,
     format: &Format,
     on_error: OnError,
     feed: &ProgressFeed,
 ) -> Result<Documents> {
-    let files = super::expand_inputs(inputs)?;
     let spill = match format {
         Format::Reddit(_) => Some(
             tempfile::Builder::new()
@@ -155,9 +146,8 @@ pub(crate) fn read_with_progress(
             .map_or_else(PathBuf::new, |dir| dir.path().to_path_buf()),
         task: (0, 1),
     };
-    let paths = files.into_iter().map(|f| f.path).collect();
     Ok(Documents {
-        items: items(paths, format, on_error, reddit, feed),
+        items: items(files, format, on_error, reddit, feed),
         _spill: spill,
     })
 }

@@ -13,6 +13,9 @@ pub struct InputFile {
     pub path: PathBuf,
     /// Size in bytes on disk (compressed size for compressed inputs).
     pub bytes: u64,
+    /// Only the documents `[start, end)` of the file (see [`InputRange`](super::InputRange)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents: Option<[usize; 2]>,
 }
 
 /// Expands files, globs and directories (recursively, hidden entries skipped) into a list of
@@ -27,7 +30,11 @@ pub(crate) fn expand_inputs(args: &[PathBuf]) -> Result<Vec<InputFile>> {
             let bytes = std::fs::metadata(&path)
                 .map_err(|e| Error::io(&path, e))?
                 .len();
-            out.push(InputFile { path, bytes });
+            out.push(InputFile {
+                path,
+                bytes,
+                documents: None,
+            });
         }
         Ok(())
     };
@@ -83,6 +90,35 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// The files of `ranges`: each a file (its range kept) or, without a range, anything
+/// [`expand_inputs`] expands.
+///
+/// # Errors
+/// As [`expand_inputs`]; a range on a directory or glob, or one with `start > end`.
+pub(crate) fn expand_ranges(ranges: &[super::InputRange]) -> Result<Vec<InputFile>> {
+    let mut out = Vec::new();
+    for range in ranges {
+        let mut files = expand_inputs(std::slice::from_ref(&range.path))?;
+        if let Some([start, end]) = range.documents {
+            if !range.path.is_file() {
+                return Err(Error::BadInput(format!(
+                    "{}: documents [{start}, {end}) select part of one file, not of a directory or pattern",
+                    range.path.display()
+                )));
+            }
+            if start > end {
+                return Err(Error::BadInput(format!(
+                    "{}: documents [{start}, {end}) is not a range",
+                    range.path.display()
+                )));
+            }
+            files[0].documents = range.documents;
+        }
+        out.extend(files);
+    }
+    Ok(out)
+}
+
 /// The inputs of task `index` out of `count`: file `i` of the expanded list goes to task
 /// `i % count`. Every file belongs to exactly one task, whatever machine runs it.
 ///
@@ -117,6 +153,7 @@ mod tests {
             .map(|i| InputFile {
                 path: PathBuf::from(format!("f{i}")),
                 bytes: i,
+                documents: None,
             })
             .collect();
         let mut seen: Vec<PathBuf> = Vec::new();

@@ -19,9 +19,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use decompress::open_input;
-pub(crate) use documents::{items, read_with_progress, RedditRun};
+pub(crate) use documents::{items, read_files, RedditRun};
 pub use documents::{read_documents, Documents, InputRange};
-pub(crate) use inputs::{expand_inputs, partition_for_task, InputFile};
+pub use inputs::InputFile;
+pub(crate) use inputs::{expand_inputs, expand_ranges, partition_for_task};
 pub use reddit::RedditFilter;
 pub(crate) use stream::{ExampleStream, Item, Items, ProgressFeed, RedditStream};
 

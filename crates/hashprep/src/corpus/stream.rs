@@ -1,10 +1,10 @@
 //! The example stream over all input files of a run, with the bad-record policy applied.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
-use super::{Example, Format, Records};
+use super::{Example, Format, InputFile, Records};
 use crate::error::{Error, Result, SkipReason};
 
 use super::OnError;
@@ -35,7 +35,7 @@ pub(crate) type Items = Box<dyn Iterator<Item = Result<Item>> + Send>;
 
 /// Examples of several files in order; `Err` items are fatal and end the stream.
 pub(crate) struct ExampleStream {
-    files: std::vec::IntoIter<PathBuf>,
+    files: std::vec::IntoIter<InputFile>,
     format: Format,
     on_error: OnError,
     progress: Option<Arc<AtomicU64>>,
@@ -46,9 +46,10 @@ pub(crate) struct ExampleStream {
 }
 
 impl ExampleStream {
-    /// A stream over `files`; `progress` is advanced by on-disk bytes read.
+    /// A stream over `files` (each whole or a range of its documents); `progress` is advanced
+    /// by on-disk bytes read.
     pub(crate) fn new(
-        files: Vec<PathBuf>,
+        files: Vec<InputFile>,
         format: Format,
         on_error: OnError,
         progress: Option<Arc<AtomicU64>>,
@@ -74,9 +75,14 @@ impl Iterator for ExampleStream {
                 return None;
             }
             let Some((path, records)) = self.current.as_mut() else {
-                let path = self.files.next()?;
+                let file = self.files.next()?;
+                let path = file.path;
                 match self.format.open(&path, self.progress.clone()) {
                     Ok(records) => {
+                        let records = match file.documents {
+                            Some(range) => in_range(records, &path, range),
+                            None => records,
+                        };
                         self.current = Some((path, records));
                         self.records_in_file = 0;
                     }
@@ -125,6 +131,29 @@ impl Iterator for ExampleStream {
             }
         }
     }
+}
+
+/// The records `[start, end)` of a file's `records`: every record counts, a bad one included.
+/// A file that ends before `end` is an error naming the range and what the file holds.
+fn in_range(mut records: Records, path: &Path, [start, end]: [usize; 2]) -> Records {
+    let path = path.to_path_buf();
+    let mut seen = 0;
+    Box::new(std::iter::from_fn(move || {
+        while seen < end {
+            let Some(record) = records.next() else {
+                let held = std::mem::replace(&mut seen, end); // said once
+                return Some(Err(Error::BadInput(format!(
+                    "{}: documents [{start}, {end}) asked for, but the file holds {held}",
+                    path.display()
+                ))));
+            };
+            seen += 1;
+            if seen > start {
+                return Some(record);
+            }
+        }
+        None
+    }))
 }
 
 /// The example stream of a Reddit run. Phase 1 partitions every record of every file by thread

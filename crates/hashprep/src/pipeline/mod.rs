@@ -17,5 +17,5 @@ pub use build_table::{
 pub use export::export_parquet;
 pub use inspect::{inspect, Inspection, TopToken};
 pub use merge::merge;
-pub use tokenize::{tokenize, RunOptions, TokenizeSettings, TokenizeSummary};
+pub use tokenize::{tokenize, tokenize_ranges, RunOptions, TokenizeSettings, TokenizeSummary};
 pub use train_tokenizer::{train_tokenizer_files, TokenizerChoice};

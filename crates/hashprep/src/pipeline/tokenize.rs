@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::progress::Progress;
 use super::stages::{read_chunks, write_in_order, ChunkEncoder, Message, OutputWriter};
 use crate::corpus::ProgressFeed;
-use crate::corpus::{expand_inputs, partition_for_task, Format, InputFile};
+use crate::corpus::{
+    expand_inputs, expand_ranges, partition_for_task, Format, InputFile, InputRange,
+};
 use crate::corpus::{items, Items, OnError, RedditRun};
 use crate::counts::COUNTS_FILE;
 use crate::error::{Error, Result};
@@ -150,6 +152,29 @@ pub fn tokenize(
     out: &Path,
     options: &RunOptions,
 ) -> Result<TokenizeSummary> {
+    tokenize_files(settings, expand_inputs(inputs)?, out, options)
+}
+
+/// [`tokenize`] of parts of files: each input whole, or the range of its documents it names
+/// (recorded in the manifest's inputs). Reddit dumps take no range.
+///
+/// # Errors
+/// As [`tokenize`]; a range past the end of its file, named.
+pub fn tokenize_ranges(
+    settings: &TokenizeSettings,
+    inputs: &[InputRange],
+    out: &Path,
+    options: &RunOptions,
+) -> Result<TokenizeSummary> {
+    tokenize_files(settings, expand_ranges(inputs)?, out, options)
+}
+
+fn tokenize_files(
+    settings: &TokenizeSettings,
+    files: Vec<InputFile>,
+    out: &Path,
+    options: &RunOptions,
+) -> Result<TokenizeSummary> {
     let started = Instant::now();
     let mut tokenizer = TextTokenizer::load(&settings.tokenizer)?;
     tokenizer.set_special_tokens(settings.special_tokens);
@@ -165,13 +190,9 @@ pub fn tokenize(
     let reddit = matches!(settings.format, Format::Reddit(_));
     // Reddit threads span files: every task reads every file and keeps its own threads.
     let files = if reddit {
-        expand_inputs(inputs)?
+        files
     } else {
-        partition_for_task(
-            expand_inputs(inputs)?,
-            options.num_tasks,
-            options.task_index,
-        )?
+        partition_for_task(files, options.num_tasks, options.task_index)?
     };
     if files.is_empty() && options.num_tasks == 1 {
         return Err(Error::BadInput("no input files given".into()));
@@ -319,12 +340,17 @@ fn example_stream(
     options: &RunOptions,
     feed: &ProgressFeed,
 ) -> Items {
-    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
     let reddit = RedditRun {
         spill_dir: out.join(SPILL_DIR),
         task: (options.task_index, options.num_tasks),
     };
-    items(paths, &settings.format, settings.on_error, reddit, feed)
+    items(
+        files.to_vec(),
+        &settings.format,
+        settings.on_error,
+        reddit,
+        feed,
+    )
 }
 
 /// The error of a run that wrote nothing, saying why.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::progress::Progress;
-use crate::corpus::{expand_inputs, read_with_progress, Format, InputRange, OnError, ProgressFeed};
+use crate::corpus::{expand_inputs, read_files, Format, InputRange, OnError, ProgressFeed};
 use crate::error::Result;
 use crate::tokenize::{train_tokenizer, TextTokenizer, TokenizerKind, TrainOptions};
 use crate::util::write_atomic;
@@ -21,10 +21,11 @@ pub fn train_tokenizer_files(
     options: &TrainOptions,
     progress: bool,
 ) -> Result<TextTokenizer> {
-    let total: u64 = expand_inputs(inputs)?.iter().map(|f| f.bytes).sum();
+    let files = expand_inputs(inputs)?;
+    let total: u64 = files.iter().map(|f| f.bytes).sum();
     let feed = ProgressFeed::default();
     let bar = Progress::new(total, progress, "train-tokenizer");
-    let documents = read_with_progress(inputs, format, on_error, &feed)?;
+    let documents = read_files(files, format, on_error, &feed)?;
     // The trainer takes plain strings: a fatal read error stops the stream and is reported after.
     let failure = Mutex::new(None);
     let mut docs = 0u64;

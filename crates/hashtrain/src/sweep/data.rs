@@ -1,13 +1,13 @@
 //! The sweep's data: the splits named by the config, tokenized once into `OUT/data/` with the
 //! tokenizer the config chooses (trained on the training split, or a given one). Document
 //! ranges select part of a file (the shipped Wikitext-103 test file gives both validation and
-//! test halves); such splits are streamed to JSON Lines first. Rerunning finds everything done
-//! and does nothing.
+//! test halves). Rerunning finds everything done and does nothing.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use hashprep::{tokenize, Format, InputRange, RunOptions, TokenizeSettings, TokenizerChoice};
+use hashprep::{
+    tokenize_ranges, Format, InputRange, RunOptions, TokenizeSettings, TokenizerChoice,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -85,18 +85,7 @@ pub fn prepare(spec: &SweepData, dir: &Path, progress: bool) -> Result<PreparedD
     };
     let split = |name: &str, sources: &[Source]| -> Result<PathBuf> {
         let out = dir.join(name);
-        if sources.iter().all(|s| s.documents.is_none()) {
-            let inputs: Vec<PathBuf> = sources.iter().map(|s| s.path.clone()).collect();
-            tokenize(&settings, &inputs, &out, &options)?;
-        } else {
-            let jsonl = dir.join(format!("{name}.jsonl"));
-            write_documents(&spec.format, sources, &jsonl)?;
-            let mut as_jsonl = settings.clone();
-            as_jsonl.format = Format::Jsonl {
-                text_field: "text".into(),
-            };
-            tokenize(&as_jsonl, &[jsonl], &out, &options)?;
-        }
+        tokenize_ranges(&settings, sources, &out, &options)?;
         Ok(out)
     };
     Ok(PreparedData {
@@ -104,25 +93,4 @@ pub fn prepare(spec: &SweepData, dir: &Path, progress: bool) -> Result<PreparedD
         valid: split("valid", &spec.valid)?,
         test: split("test", &spec.test)?,
     })
-}
-
-/// Streams the selected documents as JSON Lines (`{"text": ...}`) into `path`, which appears
-/// only once complete.
-fn write_documents(format: &Format, sources: &[Source], path: &Path) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    let mut out = std::io::BufWriter::new(temp.as_file());
-    for source in sources {
-        for example in source.read(format)? {
-            let text = example?.text;
-            serde_json::to_writer(&mut out, &serde_json::json!({ "text": text }))
-                .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io))
-                .map_err(|e| Error::io(path, e.into()))?;
-        }
-    }
-    out.flush().map_err(|e| Error::io(path, e))?;
-    drop(out);
-    temp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    temp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
 }
