@@ -5,8 +5,9 @@
 //! shards that `hashprep tokenize` writes. Built on tch (libtorch); CPU by default, CUDA when
 //! asked.
 //!
-//! The loader (`hashprep::loader`) groups each batch's positions by expert on worker threads;
-//! the model only gathers, runs each expert on a contiguous slice and scatters back.
+//! The loader (`hashprep::Loader`) groups each batch's positions by expert on worker threads;
+//! each table-routed layer holds the `hashprep::RouteHandle`s of its routes, and the model only
+//! gathers, runs each expert on a contiguous slice and scatters back.
 // libtorch counts sizes and indices in i64; tensor code converts at every call.
 #![allow(clippy::cast_possible_wrap, clippy::many_single_char_names)]
 
