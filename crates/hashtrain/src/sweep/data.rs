@@ -12,8 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Part of an input file (`path`, and `documents = [start, end)` or all).
-pub type Source = InputRange;
 /// How the sweep's data is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,11 +31,11 @@ pub struct SweepData {
     #[serde(default)]
     pub eos_token: Option<String>,
     /// Training split.
-    pub train: Vec<Source>,
+    pub train: Vec<InputRange>,
     /// Validation split.
-    pub valid: Vec<Source>,
+    pub valid: Vec<InputRange>,
     /// Test split.
-    pub test: Vec<Source>,
+    pub test: Vec<InputRange>,
 }
 
 /// The three tokenize outputs.
@@ -83,7 +81,7 @@ pub fn prepare(spec: &SweepData, dir: &Path, progress: bool) -> Result<PreparedD
         progress,
         ..RunOptions::default()
     };
-    let split = |name: &str, sources: &[Source]| -> Result<PathBuf> {
+    let split = |name: &str, sources: &[InputRange]| -> Result<PathBuf> {
         let out = dir.join(name);
         tokenize_ranges(&settings, sources, &out, &options)?;
         Ok(out)

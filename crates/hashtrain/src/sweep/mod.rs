@@ -17,7 +17,7 @@ use hashprep::{build_table_files, BuildTableRequest};
 use hashprep::{Method, TableSpec};
 use serde::{Deserialize, Serialize};
 
-pub use data::{prepare, PreparedData, Source, SweepData};
+pub use data::{prepare, PreparedData, SweepData};
 pub use report::{write_report, MethodResult};
 
 use crate::config::{DataConfig, ModelConfig, RunConfig, SparseKind, SparseLayer, TrainConfig};
