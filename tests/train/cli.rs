@@ -107,8 +107,12 @@ fn run_then_eval_reproduces_the_last_validation_and_exports_embeddings() {
 fn bad_configs_are_refused_with_the_file_and_setting_named() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["train.stepz=3"], "stepz"),
+        (
+            &["model.sparse.3.kind=hash"],
+            "--set model.sparse.3.kind=hash: no element 3",
+        ),
         (
             &["model.sparse=[{at = 9, kind = \"hash\", table = \"t.arrow\"}]"],
             "layers count from 1",

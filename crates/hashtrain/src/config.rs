@@ -464,7 +464,7 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
     let mut root = toml::Value::Table(table);
     for item in overrides {
         apply_override(&mut root, item).map_err(|message| Error::Config {
-            path: PathBuf::from(format!("--set {item}")),
+            path: PathBuf::from(format!("`set` {item}")),
             message,
         })?;
     }
@@ -599,7 +599,7 @@ lr = 0.001
         let err = parsed(&["model.sparse.3.kind=hash"])
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("--set model.sparse.3.kind=hash"), "{err}");
+        assert!(err.starts_with("`set` model.sparse.3.kind=hash"), "{err}");
     }
 
     #[test]
