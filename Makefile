@@ -12,7 +12,7 @@ DEMO   := out/demo
 TORCH_LIB = $(shell $(PYTHON) -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 TORCH_ENV = LIBTORCH_USE_PYTORCH=1 PATH="$(abspath $(VENV))/bin:$$PATH" LD_LIBRARY_PATH="$(TORCH_LIB):$$LD_LIBRARY_PATH"
 
-.PHONY: demo test bench table3 venv build clean
+.PHONY: demo test bench table3 venv build wheel python clean
 
 # libtorch for hashtrain (PyTorch's wheel, ~4.6 GB with its CUDA libraries).
 $(VENV)/.torch: requirements.txt
@@ -27,6 +27,18 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.torch
 
 venv: $(VENV)/.dev
 
+# The Python package (crates/hashprep-py), built once in release mode and installed into .venv.
+PY_SOURCES := $(shell find crates/hashprep-py crates/hashprep/src -type f -not -path '*/__pycache__/*')
+$(VENV)/.hashprep-py: $(VENV)/.dev $(PY_SOURCES) Cargo.lock
+	$(VENV)/bin/maturin develop --quiet --release --locked -m crates/hashprep-py/Cargo.toml
+	touch $@
+
+python: $(VENV)/.hashprep-py
+
+# An abi3 wheel for CPython >= 3.9 on this platform: target/wheels/hashprep-*.whl.
+wheel: $(VENV)/.dev
+	$(VENV)/bin/maturin build --release --locked -m crates/hashprep-py/Cargo.toml -o target/wheels
+
 build: $(VENV)/.torch
 	cargo build --release --locked -p hashprep
 	$(TORCH_ENV) cargo build --release --locked -p hashtrain
@@ -36,7 +48,7 @@ build: $(VENV)/.torch
 # balanced and random token -> expert tables and compares their loads (with a plot); then trains
 # a small dense model and the same model with a balanced Hash layer on CPU (validated on the
 # Wikitext-103 test text) and prints each one's validation perplexity.
-demo: build
+demo: build $(VENV)/.hashprep-py
 	$(BIN) tokenize --format wikitext103 --tokenizer gpt2 --out $(DEMO)/gpt2 --force \
 		data/wikitext-103/wiki.valid.tokens
 	$(BIN) inspect $(DEMO)/gpt2 --top 10
@@ -55,7 +67,7 @@ demo: build
 	$(TORCH_ENV) $(TRAIN) run --config pipelines/demo-hash.toml --out $(DEMO)/runs/hash --force
 	@echo "curves: $(DEMO)/runs/dense/curves.png $(DEMO)/runs/hash/curves.png"
 
-test: $(VENV)/.dev
+test: $(VENV)/.hashprep-py
 	@# hashprep must never link libtorch; without its default features it compiles no CLI.
 	! cargo tree --locked -p hashprep --edges normal,build | grep -q torch-sys
 	! cargo tree --locked -p hashprep --no-default-features --edges normal | grep -qE '^[^a-z]*(clap|indicatif|plotters) '
@@ -63,6 +75,8 @@ test: $(VENV)/.dev
 	cargo fmt --all --check
 	$(TORCH_ENV) cargo clippy --workspace --all-targets --locked -- -D warnings
 	$(TORCH_ENV) HASHPREP_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --locked
+	@# The Python package against the CLI the tests above built.
+	HASHPREP_BIN=target/debug/hashprep $(PYTHON) -m pytest -q -p no:cacheprovider tests/python
 
 # The paper's Table 3 comparisons in miniature on the shipped Wikitext-103 text (about 35 minutes
 # on 2 CPU cores): 13 models, then runs/table3/results.md and curves.png. Rerunning skips

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 pub use dataset::TokenDataset;
-pub use prefetch::Prefetcher;
+pub use prefetch::{Batches, Prefetcher};
 pub use routing::{bucket_positions, Route};
 use sampler::{permutation, PackedEpoch};
 pub use tables::{RouteHandle, RouteInfo, TableSet};
@@ -323,6 +323,12 @@ impl Loader {
         }
         self.next_batch = state.next_batch;
         Ok(())
+    }
+
+    /// Batches `start..start + steps` built ahead, without moving the loader (the caller keeps
+    /// the position, e.g. as a [`LoaderState`] with `next_batch`).
+    pub fn batches(&self, start: u64, steps: u64, workers: usize, prefetch: usize) -> Batches {
+        Batches::start(&self.core, start, steps, workers.max(1), prefetch.max(1))
     }
 
     /// The next `steps` batches, built ahead by `workers` threads with at most `prefetch`

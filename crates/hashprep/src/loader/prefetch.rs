@@ -7,17 +7,11 @@ use std::sync::Arc;
 use super::{Batch, Core, Loader};
 use crate::error::{Error, Result};
 
-/// Batches built ahead by worker threads, delivered in order. A batch that cannot be built
-/// (an id outside the vocabulary, a worker that panicked) arrives as its error, in its place,
-/// and ends the sequence.
+/// Batches built ahead by worker threads, delivered in order; the loader's position advances
+/// as batches are taken. See [`Batches`].
 pub struct Prefetcher<'a> {
     loader: &'a mut Loader,
-    end: u64,
-    receiver: crossbeam_channel::Receiver<(u64, Result<Batch>)>,
-    credits: crossbeam_channel::Sender<()>,
-    pending: HashMap<u64, Result<Batch>>,
-    workers: Vec<std::thread::JoinHandle<()>>,
-    stop: Arc<AtomicU64>,
+    batches: Batches,
 }
 
 impl<'a> Prefetcher<'a> {
@@ -27,7 +21,43 @@ impl<'a> Prefetcher<'a> {
         workers: usize,
         prefetch: usize,
     ) -> Self {
-        let start = loader.next_batch;
+        let batches = Batches::start(&loader.core, loader.next_batch, steps, workers, prefetch);
+        Self { loader, batches }
+    }
+}
+
+impl Iterator for Prefetcher<'_> {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        let built = self.batches.next()?;
+        self.loader.next_batch = self.batches.next_index();
+        Some(built)
+    }
+}
+
+/// Batches `start..start + steps` built ahead by worker threads, delivered in order, owning
+/// what it needs (for holders that cannot borrow the loader, such as other languages'
+/// iterators). A batch that cannot be built (an id outside the vocabulary, a worker that
+/// panicked) arrives as its error, in its place, and ends the sequence.
+pub struct Batches {
+    next: u64,
+    end: u64,
+    receiver: crossbeam_channel::Receiver<(u64, Result<Batch>)>,
+    credits: crossbeam_channel::Sender<()>,
+    pending: HashMap<u64, Result<Batch>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicU64>,
+}
+
+impl Batches {
+    pub(super) fn start(
+        core: &Arc<Core>,
+        start: u64,
+        steps: u64,
+        workers: usize,
+        prefetch: usize,
+    ) -> Self {
         let end = start + steps;
         let next = Arc::new(AtomicU64::new(start));
         let stop = Arc::new(AtomicU64::new(0));
@@ -39,7 +69,7 @@ impl<'a> Prefetcher<'a> {
         let handles = (0..workers)
             .map(|w| {
                 let (core, next, stop, sender, credit_rx) = (
-                    loader.core.clone(),
+                    core.clone(),
                     next.clone(),
                     stop.clone(),
                     sender.clone(),
@@ -59,7 +89,7 @@ impl<'a> Prefetcher<'a> {
             })
             .collect();
         Self {
-            loader,
+            next: start,
             end,
             receiver,
             credits,
@@ -89,11 +119,18 @@ impl Core {
     }
 }
 
-impl Iterator for Prefetcher<'_> {
+impl Batches {
+    /// The index of the next batch it delivers.
+    pub fn next_index(&self) -> u64 {
+        self.next
+    }
+}
+
+impl Iterator for Batches {
     type Item = Result<Batch>;
 
     fn next(&mut self) -> Option<Result<Batch>> {
-        let index = self.loader.next_batch;
+        let index = self.next;
         if index >= self.end {
             return None;
         }
@@ -115,14 +152,14 @@ impl Iterator for Prefetcher<'_> {
         if built.is_err() {
             self.end = index; // nothing after a failed batch
         } else {
-            self.loader.next_batch += 1;
+            self.next += 1;
             let _ = self.credits.send(());
         }
         Some(built)
     }
 }
 
-impl Drop for Prefetcher<'_> {
+impl Drop for Batches {
     fn drop(&mut self) {
         self.stop.store(1, Ordering::Relaxed);
         for _ in &self.workers {

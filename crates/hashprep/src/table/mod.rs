@@ -57,6 +57,35 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in the order the command line lists them.
+    pub const ALL: [Method; 8] = [
+        Method::Random,
+        Method::Balanced,
+        Method::Clustered,
+        Method::Dispersed,
+        Method::Bigram,
+        Method::Previous,
+        Method::Position,
+        Method::Oracle,
+    ];
+
+    /// The method called `name` (as [`Method::name`] writes it).
+    ///
+    /// # Errors
+    /// No method has that name; the error lists them.
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+                Error::setting(
+                    "method",
+                    format!("{name:?} is none of {}", names.join(", ")),
+                )
+            })
+    }
+
     /// What the loader looks at to route position `t`.
     pub fn rule(self) -> Rule {
         match self {

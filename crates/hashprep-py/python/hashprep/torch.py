@@ -1,0 +1,98 @@
+"""PyTorch glue: the loader as a `torch.utils.data.IterableDataset` of dicts of tensors.
+
+torch is imported when this module is, and is not a dependency of the package.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+
+from . import Loader
+
+__all__ = ["HashprepDataset"]
+
+
+class HashprepDataset(torch.utils.data.IterableDataset):
+    """Batches of `hashprep.Loader` as dicts of tensors (`torch.from_numpy`, no copy).
+
+    Takes the Loader's arguments; `rank` and `world_size` default to the `torch.distributed`
+    group's when it is initialized. `steps` batches per iteration (default: one epoch).
+    `pin_memory` pins the tensors for non-blocking copies to a GPU. Each item is a dict with
+    `input_ids`, `targets`, `loss_mask` (`[B, T]`) and `routes`: per route, a dict of
+    `expert_ids`, `order`, `offsets`. Use it with `DataLoader(ds, batch_size=None)`: batches are
+    already built (and built ahead) by the loader's threads.
+    """
+
+    def __init__(
+        self,
+        data: str,
+        tables: Sequence[str] = (),
+        *,
+        batch_size: int,
+        seq_len: int,
+        seed: int = 0,
+        per_example: bool = False,
+        drop_last: bool = False,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        workers: int = 2,
+        prefetch: int = 4,
+        steps: Optional[int] = None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        initialized = dist.is_available() and dist.is_initialized()
+        if rank is None:
+            rank = dist.get_rank() if initialized else 0
+        if world_size is None:
+            world_size = dist.get_world_size() if initialized else 1
+        self.rank, self.world_size = rank, world_size
+        self.loader = Loader(
+            str(data),
+            [str(t) for t in tables],
+            batch_size=batch_size,
+            seq_len=seq_len,
+            seed=seed,
+            per_example=per_example,
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
+            workers=workers,
+            prefetch=prefetch,
+        )
+        self.steps = steps
+        self.pin_memory = pin_memory
+
+    def _tensor(self, array) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        return tensor.pin_memory() if self.pin_memory else tensor
+
+    def __iter__(self) -> Iterator[dict]:
+        batches = self.loader.take(self.steps) if self.steps is not None else iter(self.loader)
+        for batch in batches:
+            yield {
+                "index": batch.index,
+                "epoch": batch.epoch,
+                "input_ids": self._tensor(batch.input_ids),
+                "targets": self._tensor(batch.targets),
+                "loss_mask": self._tensor(batch.loss_mask),
+                "routes": [
+                    {
+                        "expert_ids": self._tensor(r.expert_ids),
+                        "order": self._tensor(r.order),
+                        "offsets": self._tensor(r.offsets),
+                    }
+                    for r in batch.routes
+                ],
+            }
+
+    def state_dict(self) -> dict:
+        """The loader's position (JSON-serializable)."""
+        return self.loader.state()
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue where `state_dict()` was taken."""
+        self.loader.load_state(state)

@@ -1,0 +1,237 @@
+//! Corpus -> shards: `tokenize`, `inspect`, `train_tokenizer`, and `Dataset`, whose rows are
+//! numpy views of the memory-mapped shards.
+
+use std::path::PathBuf;
+
+use numpy::ndarray::ArrayView1;
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::errors::{detached, to_py, to_python, Error};
+
+/// The input format named as on the command line, with its options.
+pub(crate) fn format(
+    name: &str,
+    text_field: &str,
+    blank_line_separated: bool,
+    max_context_turns: usize,
+) -> PyResult<hashprep::Format> {
+    let mut format = hashprep::Format::from_cli(name, text_field, blank_line_separated)
+        .map_err(|e| to_py(&e))?;
+    if let hashprep::Format::Reddit(reddit) = &mut format {
+        reddit.max_context_turns = max_context_turns;
+    }
+    Ok(format)
+}
+
+fn on_error(name: &str) -> PyResult<hashprep::OnError> {
+    match name {
+        "fail" => Ok(hashprep::OnError::Fail),
+        "skip" => Ok(hashprep::OnError::Skip),
+        other => Err(Error::new_err(format!(
+            "on_error {other:?}: expected fail or skip"
+        ))),
+    }
+}
+
+/// Tokenizes `inputs` (files, directories or globs) into the directory `out`: Arrow shards,
+/// token counts and a manifest, the same bytes as `hashprep tokenize`. Rerunning an interrupted
+/// call resumes it. Returns the summary `hashprep tokenize --json` prints, as a dict.
+///
+/// format: wikitext103, cc100, text, jsonl or reddit. tokenizer: "gpt2" or a tokenizer.json.
+/// eos_token / no_eos: the end-of-document token (default: the tokenizer's usual one).
+/// special_tokens: "ordinary" (a literal `<|endoftext|>` is text) or "recognize".
+/// on_error: "fail" or "skip" (bad records counted by reason). shard_mib: shard size
+/// (default: the CLI's).
+/// threads: 0 = all cores. num_tasks / task_index: this task's share of the inputs.
+/// force: replace an output made with other settings. progress: a bar on stderr.
+#[pyfunction]
+#[pyo3(signature = (inputs, out, *, format, tokenizer, text_field = "text", blank_line_separated = false,
+    on_error = "fail", eos_token = None, no_eos = false, special_tokens = "ordinary",
+    max_context_turns = 7, shard_mib = None, threads = 0, num_tasks = 1, task_index = 0,
+    force = false, progress = true))]
+#[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
+pub(crate) fn tokenize<'py>(
+    py: Python<'py>,
+    inputs: Vec<PathBuf>,
+    out: PathBuf,
+    format: &str,
+    tokenizer: String,
+    text_field: &str,
+    blank_line_separated: bool,
+    on_error: &str,
+    eos_token: Option<String>,
+    no_eos: bool,
+    special_tokens: &str,
+    max_context_turns: usize,
+    shard_mib: Option<f64>,
+    threads: usize,
+    num_tasks: usize,
+    task_index: usize,
+    force: bool,
+    progress: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let format = self::format(format, text_field, blank_line_separated, max_context_turns)?;
+    let defaults = hashprep::TokenizeSettings::new(format, tokenizer);
+    let shard_bytes = match shard_mib {
+        None => defaults.shard_bytes,
+        Some(mib) if mib.is_finite() && mib > 0.0 => (mib * f64::from(1u32 << 20)) as u64,
+        Some(_) => return Err(Error::new_err("`shard_mib` must be positive")),
+    };
+    let settings = hashprep::TokenizeSettings {
+        eos_token,
+        no_eos,
+        shard_bytes,
+        on_error: self::on_error(on_error)?,
+        special_tokens: match special_tokens {
+            "ordinary" => hashprep::SpecialTokens::Ordinary,
+            "recognize" => hashprep::SpecialTokens::Recognize,
+            other => {
+                return Err(Error::new_err(format!(
+                    "special_tokens {other:?}: expected ordinary or recognize"
+                )))
+            }
+        },
+        ..defaults
+    };
+    let options = hashprep::RunOptions {
+        threads,
+        progress,
+        num_tasks,
+        task_index,
+        force,
+        ..hashprep::RunOptions::default()
+    };
+    let summary = detached(py, || {
+        hashprep::tokenize(&settings, &inputs, &out, &options)
+    })?;
+    to_python(py, &summary)
+}
+
+/// What a tokenize output holds, every shard verified: the fields of `hashprep inspect --json`.
+#[pyfunction]
+#[pyo3(signature = (path, *, top = 20))]
+pub(crate) fn inspect(py: Python<'_>, path: PathBuf, top: usize) -> PyResult<Bound<'_, PyAny>> {
+    let inspection = detached(py, || hashprep::inspect(&path, top))?;
+    to_python(py, &inspection)
+}
+
+/// Trains a tokenizer on `inputs` and writes it to `out` (a tokenizer.json), as
+/// `hashprep train-tokenizer`. kind: "bpe" (byte-level, vocab_size ids) or "word" (words seen
+/// min_count times). Returns the tokenizer's fingerprint.
+#[pyfunction]
+#[pyo3(signature = (inputs, out, *, format, kind, vocab_size = hashprep::TokenizerKind::DEFAULT_VOCAB_SIZE,
+    min_count = hashprep::TokenizerKind::DEFAULT_MIN_COUNT, eos_token = None, text_field = "text",
+    blank_line_separated = false, on_error = "fail", progress = true))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_tokenizer(
+    py: Python<'_>,
+    inputs: Vec<PathBuf>,
+    out: PathBuf,
+    format: &str,
+    kind: &str,
+    vocab_size: usize,
+    min_count: u64,
+    eos_token: Option<String>,
+    text_field: &str,
+    blank_line_separated: bool,
+    on_error: &str,
+    progress: bool,
+) -> PyResult<String> {
+    let kind = match kind {
+        "bpe" => hashprep::TokenizerKind::Bpe { vocab_size },
+        "word" => hashprep::TokenizerKind::Word { min_count },
+        other => {
+            return Err(Error::new_err(format!(
+                "kind {other:?}: expected bpe or word"
+            )))
+        }
+    };
+    let mut options = hashprep::TrainOptions::new(kind);
+    if let Some(eos) = eos_token {
+        options.eos_token = eos;
+    }
+    let format = self::format(format, text_field, blank_line_separated, 7)?;
+    let on_error = self::on_error(on_error)?;
+    detached(py, || {
+        let tokenizer =
+            hashprep::train_tokenizer_files(&inputs, &format, on_error, &options, progress)?;
+        hashprep::util::write_atomic(&out, tokenizer.json())?;
+        Ok(tokenizer.fingerprint().to_owned())
+    })
+}
+
+/// A tokenize output, memory-mapped: `len(ds)` rows; `ds[i]` is row i's ids as a read-only
+/// numpy array viewing the shard's mapping (uint16 or uint32, no copy).
+#[pyclass(module = "hashprep", frozen)]
+pub(crate) struct Dataset {
+    data: hashprep::TokenDataset,
+    dir: PathBuf,
+}
+
+#[pymethods]
+impl Dataset {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let data = detached(py, || hashprep::TokenDataset::open(&path))?;
+        Ok(Self { data, dir: path })
+    }
+
+    fn __len__(&self) -> usize {
+        self.data.len()
+    }
+
+    fn __getitem__<'py>(slf: &Bound<'py, Self>, index: isize) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let len = this.data.len();
+        let i = if index < 0 {
+            len.checked_sub(index.unsigned_abs())
+        } else {
+            Some(index.unsigned_abs()).filter(|&i| i < len)
+        };
+        let Some(i) = i else {
+            return Err(pyo3::exceptions::PyIndexError::new_err(format!(
+                "row {index} of a dataset of {len} rows"
+            )));
+        };
+        let container = slf.clone().into_any();
+        // SAFETY: the slice lives in the shard mapping that `this.data` owns; `container` is
+        // the Dataset object, kept alive by the array as its base, and frozen (never mutated).
+        #[allow(unsafe_code)]
+        let array = unsafe {
+            match this.data.tokens(i) {
+                hashprep::DocTokens::U16(ids) => {
+                    PyArray1::borrow_from_array(&ArrayView1::from(ids), container).into_any()
+                }
+                hashprep::DocTokens::U32(ids) => {
+                    PyArray1::borrow_from_array(&ArrayView1::from(ids), container).into_any()
+                }
+            }
+        };
+        let kwargs = PyDict::new(slf.py());
+        kwargs.set_item("write", false)?;
+        array.call_method("setflags", (), Some(&kwargs))?;
+        Ok(array)
+    }
+
+    /// Per row, the ids before the response (dialogue data; 0 for plain documents).
+    fn prefix_lens<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u32>> {
+        (0..self.data.len())
+            .map(|i| self.data.prefix_len(i))
+            .collect::<Vec<u32>>()
+            .into_pyarray(py)
+    }
+
+    /// Occurrences of every id of the vocabulary (uint64), from the verified counts file.
+    fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<u64>>> {
+        let counts = detached(py, || self.data.manifest().read_counts(&self.dir))?;
+        Ok(counts.as_slice().to_vec().into_pyarray(py))
+    }
+
+    /// The manifest (`schemas/manifest.md`) as a dict.
+    #[getter]
+    fn manifest<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_python(py, self.data.manifest())
+    }
+}

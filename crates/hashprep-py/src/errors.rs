@@ -1,0 +1,68 @@
+//! Rust failures as Python exceptions: bad input is `hashprep.Error` (a `ValueError`) with the
+//! CLI's message, I/O is `OSError`, a failure of ours (a panic included) is `RuntimeError`.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+pyo3::create_exception!(
+    hashprep,
+    Error,
+    PyValueError,
+    "Input hashprep cannot use: a file, record, setting or state, named in the message."
+);
+
+/// The Python exception of a library error.
+pub(crate) fn to_py(err: &hashprep::Error) -> PyErr {
+    let message = hashprep::error_message(err);
+    match err {
+        hashprep::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(message)
+        }
+        hashprep::Error::Io { .. } => PyOSError::new_err(message),
+        e if e.is_bad_input() => Error::new_err(message),
+        _ => PyRuntimeError::new_err(message),
+    }
+}
+
+/// Runs `work` without the GIL (other Python threads go on), turning its errors and panics
+/// into Python exceptions.
+pub(crate) fn detached<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce() -> hashprep::Result<T> + Send,
+) -> PyResult<T> {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(to_py(&err)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(PyRuntimeError::new_err(format!(
+                "internal error (a bug): {what}"
+            )))
+        }
+    }
+}
+
+/// A JSON-serializable value as the Python object `json.loads` makes of it.
+pub(crate) fn to_python<'py>(
+    py: Python<'py>,
+    value: &(impl serde::Serialize + ?Sized),
+) -> PyResult<Bound<'py, PyAny>> {
+    let text = serde_json::to_string(value).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    py.import("json")?.call_method1("loads", (text,))
+}
+
+/// A Python object (dicts, lists, numbers, strings) as a serde value, through `json.dumps`.
+pub(crate) fn from_python<T: serde::de::DeserializeOwned>(value: &Bound<'_, PyAny>) -> PyResult<T> {
+    let text: String = value
+        .py()
+        .import("json")?
+        .call_method1("dumps", (value,))?
+        .extract()?;
+    serde_json::from_str(&text).map_err(|e| Error::new_err(e.to_string()))
+}

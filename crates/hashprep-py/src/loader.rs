@@ -1,0 +1,215 @@
+//! The bucketed loader: `Loader` yields `Batch`es built ahead on worker threads; their arrays
+//! are Rust buffers handed to numpy without a copy.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use numpy::{IntoPyArray, PyArrayMethods};
+use pyo3::prelude::*;
+
+use crate::errors::{detached, from_python, to_py, to_python};
+
+/// Batches of `[B, T]` ids over a tokenize output, each position's experts attached and
+/// grouped by expert for every table (layer and hash): the batches of `hashprep batches`.
+///
+/// data: a tokenize output. tables: table files, one route per (table, layer, hash).
+/// batch_size (B), seq_len (T), seed: the shuffle. per_example: one example per row, padded,
+/// the loss on the response only (default: documents packed into windows). drop_last: drop
+/// each epoch's partial batch. rank / world_size: this data-parallel rank's share. workers:
+/// threads building batches. prefetch: batches built ahead.
+///
+/// Iterating yields the rest of the current epoch; `take(steps)` any number of batches.
+/// `state()` / `load_state(state)` continue exactly where a loader stopped.
+#[pyclass(module = "hashprep")]
+pub(crate) struct Loader {
+    inner: hashprep::Loader,
+    position: u64,
+    workers: usize,
+    prefetch: usize,
+}
+
+/// Batches being built ahead for a `Loader`, which moves on as they are taken.
+#[pyclass(module = "hashprep", frozen)]
+pub(crate) struct Batches {
+    loader: Py<Loader>,
+    batches: Mutex<hashprep::Batches>,
+}
+
+#[pymethods]
+impl Loader {
+    #[new]
+    #[pyo3(signature = (data, tables = Vec::new(), *, batch_size, seq_len, seed = 0,
+        per_example = false, drop_last = false, rank = 0, world_size = 1, workers = 2, prefetch = 4))]
+    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
+    fn new(
+        py: Python<'_>,
+        data: PathBuf,
+        tables: Vec<PathBuf>,
+        batch_size: usize,
+        seq_len: usize,
+        seed: u64,
+        per_example: bool,
+        drop_last: bool,
+        rank: usize,
+        world_size: usize,
+        workers: usize,
+        prefetch: usize,
+    ) -> PyResult<Self> {
+        let config = hashprep::LoaderConfig {
+            packing: !per_example,
+            drop_last,
+            rank,
+            world_size,
+            ..hashprep::LoaderConfig::new(batch_size, seq_len, seed)
+        };
+        let loader = detached(py, || hashprep::Loader::new(&data, &tables, config))?;
+        Ok(Self {
+            inner: loader,
+            position: 0,
+            workers: workers.max(1),
+            prefetch: prefetch.max(1),
+        })
+    }
+
+    /// Batches in one epoch of this rank.
+    #[getter]
+    fn batches_per_epoch(&self) -> u64 {
+        self.inner.batches_per_epoch()
+    }
+
+    /// What every batch's `routes` hold, in order: dicts with table, method, layer, hash,
+    /// experts.
+    #[getter]
+    fn routes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_python(py, self.inner.routes())
+    }
+
+    /// The rest of the current epoch.
+    fn __iter__(slf: &Bound<'_, Self>) -> Batches {
+        let (position, per_epoch) = {
+            let this = slf.borrow();
+            (this.position, this.inner.batches_per_epoch())
+        };
+        Batches::start(slf, (position / per_epoch + 1) * per_epoch - position)
+    }
+
+    /// The next `steps` batches (across epochs), built ahead on the worker threads.
+    fn take(slf: &Bound<'_, Self>, steps: u64) -> Batches {
+        Batches::start(slf, steps)
+    }
+
+    /// Where the loader stands, as a JSON-serializable dict.
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = hashprep::LoaderState {
+            next_batch: self.position,
+            ..self.inner.state()
+        };
+        to_python(py, &state)
+    }
+
+    /// Continues from `state()` of a loader over the same data, tables and settings.
+    fn load_state(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let state: hashprep::LoaderState = from_python(state)?;
+        self.inner.resume(&state).map_err(|e| to_py(&e))?;
+        self.position = state.next_batch;
+        Ok(())
+    }
+}
+
+impl Batches {
+    fn start(loader: &Bound<'_, Loader>, steps: u64) -> Self {
+        let this = loader.borrow();
+        let batches = this
+            .inner
+            .batches(this.position, steps, this.workers, this.prefetch);
+        Self {
+            loader: loader.clone().unbind(),
+            batches: Mutex::new(batches),
+        }
+    }
+}
+
+#[pymethods]
+impl Batches {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Batch>> {
+        let next = detached(py, || {
+            self.batches
+                .lock()
+                .expect("not poisoned")
+                .next()
+                .transpose()
+        })?;
+        let Some(batch) = next else {
+            return Ok(None);
+        };
+        self.loader.borrow_mut(py).position = batch.index + 1;
+        Ok(Some(Batch::new(py, batch)?))
+    }
+}
+
+/// One batch (`schemas/batch.md`): `index`, `epoch`, `input_ids`, `targets` (int64 `[B, T]`),
+/// `loss_mask` (bool `[B, T]`), `routes` (one `Route` per table, layer and hash).
+#[pyclass(module = "hashprep", frozen, get_all)]
+pub(crate) struct Batch {
+    index: u64,
+    epoch: u64,
+    input_ids: Py<PyAny>,
+    targets: Py<PyAny>,
+    loss_mask: Py<PyAny>,
+    routes: Vec<Py<Route>>,
+}
+
+/// The routing of one table stream over a batch: `expert_ids` (int64 `[B, T]`), `order`
+/// (int64 `[B*T]`, positions grouped by expert), `offsets` (int64 `[K+1]`).
+#[pyclass(module = "hashprep", frozen, get_all)]
+pub(crate) struct Route {
+    spec: usize,
+    hash: u32,
+    experts: u32,
+    expert_ids: Py<PyAny>,
+    order: Py<PyAny>,
+    offsets: Py<PyAny>,
+}
+
+fn ids(values: &[u32]) -> Vec<i64> {
+    values.iter().map(|&v| i64::from(v)).collect()
+}
+
+impl Batch {
+    fn new(py: Python<'_>, batch: hashprep::Batch) -> PyResult<Self> {
+        let shape = [batch.rows, batch.seq_len];
+        let matrix = |values: Vec<i64>| -> PyResult<Py<PyAny>> {
+            Ok(values.into_pyarray(py).reshape(shape)?.into_any().unbind())
+        };
+        let mask: Vec<bool> = batch.loss_mask.iter().map(|&m| m != 0).collect();
+        let routes = batch
+            .routes
+            .iter()
+            .map(|r| {
+                Py::new(
+                    py,
+                    Route {
+                        spec: r.spec,
+                        hash: r.hash,
+                        experts: r.experts,
+                        expert_ids: matrix(ids(&r.expert_ids))?,
+                        order: ids(&r.order).into_pyarray(py).into_any().unbind(),
+                        offsets: ids(&r.offsets).into_pyarray(py).into_any().unbind(),
+                    },
+                )
+            })
+            .collect::<PyResult<_>>()?;
+        Ok(Self {
+            index: batch.index,
+            epoch: batch.epoch,
+            input_ids: matrix(ids(&batch.input_ids))?,
+            targets: matrix(ids(&batch.targets))?,
+            loss_mask: mask.into_pyarray(py).reshape(shape)?.into_any().unbind(),
+            routes,
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! Token -> expert tables: `build_table` and `Table` (load, save, expert ids as numpy).
+
+use std::path::PathBuf;
+
+use numpy::{IntoPyArray, PyArrayMethods};
+use pyo3::prelude::*;
+
+use crate::errors::{detached, to_py, to_python, Error};
+
+/// A routing table: `expert_ids` (numpy, `[V]`, or `[V, S]` for S streams = layers x hashes),
+/// `meta` (the metadata of `schemas/table.md`), `stats()`, `save(path)`.
+#[pyclass(module = "hashprep", frozen)]
+pub(crate) struct Table {
+    table: hashprep::RoutingTable,
+    report: Option<hashprep::TableReport>,
+}
+
+/// Builds a token -> expert table from the counts of the tokenize output `data`, as
+/// `hashprep build-table`, and returns it; written to `out` when given (format "arrow" or
+/// "npy"). method: random, balanced, clustered, dispersed, bigram, previous, position, oracle.
+/// experts: K. hashes: N per layer (MultiHash). layers: layers with their own table. seed.
+/// no_refine: skip the balanced refinement. base: the per-token method of previous/oracle.
+/// embeddings / tensor: `[V, d]` .npy or safetensors for clustered/dispersed. kmeans_runs.
+/// plot: a .png/.svg of the loads (only if this build draws plots).
+#[pyfunction]
+#[pyo3(signature = (data, out = None, *, method, experts, hashes = 1, layers = 1, seed = 0,
+    no_refine = false, base = "balanced", embeddings = None, tensor = None, kmeans_runs = 1,
+    format = "arrow", plot = None))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build_table(
+    py: Python<'_>,
+    data: PathBuf,
+    out: Option<PathBuf>,
+    method: &str,
+    experts: u32,
+    hashes: u32,
+    layers: u32,
+    seed: u64,
+    no_refine: bool,
+    base: &str,
+    embeddings: Option<PathBuf>,
+    tensor: Option<String>,
+    kmeans_runs: usize,
+    format: &str,
+    plot: Option<PathBuf>,
+) -> PyResult<Table> {
+    let mut spec = hashprep::TableSpec::new(method_named(method)?, experts);
+    spec.hashes = hashes;
+    spec.layers = layers;
+    spec.seed = seed;
+    spec.refine = !no_refine;
+    spec.base = method_named(base)?;
+    spec.kmeans.runs = kmeans_runs;
+    let format = match format {
+        "arrow" => hashprep::TableFormat::Arrow,
+        "npy" => hashprep::TableFormat::Npy,
+        other => {
+            return Err(Error::new_err(format!(
+                "format {other:?}: expected arrow or npy"
+            )))
+        }
+    };
+    // Without `out`, the table goes through a temporary file: the stages work on files.
+    let temp = match out {
+        Some(_) => None,
+        None => Some(tempfile_dir()?),
+    };
+    let out = out.unwrap_or_else(|| {
+        temp.as_ref()
+            .expect("made above")
+            .path()
+            .join("table.arrow")
+    });
+    let mut request = hashprep::BuildTableRequest::from_data(spec, &data, &out);
+    request.embeddings = embeddings;
+    request.tensor = tensor;
+    request.format = format;
+    request.plot = plot;
+    detached(py, || {
+        let report = hashprep::build_table_files(&request)?;
+        let table = hashprep::RoutingTable::read(&out)?;
+        Ok(Table {
+            table,
+            report: Some(report),
+        })
+    })
+}
+
+fn method_named(name: &str) -> PyResult<hashprep::Method> {
+    hashprep::Method::from_name(name).map_err(|e| to_py(&e))
+}
+
+fn tempfile_dir() -> PyResult<tempfile::TempDir> {
+    tempfile::tempdir().map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))
+}
+
+#[pymethods]
+impl Table {
+    /// Reads a table file (Arrow, or .npy with its .json).
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let table = detached(py, || hashprep::RoutingTable::read(&path))?;
+        Ok(Self {
+            table,
+            report: None,
+        })
+    }
+
+    /// Writes the table to `path` (format "arrow" or "npy").
+    #[pyo3(signature = (path, *, format = "arrow"))]
+    fn save(&self, py: Python<'_>, path: PathBuf, format: &str) -> PyResult<Vec<PathBuf>> {
+        let format = match format {
+            "arrow" => hashprep::TableFormat::Arrow,
+            "npy" => hashprep::TableFormat::Npy,
+            other => {
+                return Err(Error::new_err(format!(
+                    "format {other:?}: expected arrow or npy"
+                )))
+            }
+        };
+        detached(py, || self.table.write(&path, format))
+    }
+
+    /// The expert of every token id: `[V]` for one stream, `[V, S]` for S = layers x hashes
+    /// (empty for rules that route by position).
+    #[getter]
+    fn expert_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let streams = self.table.streams();
+        let vocab = self.table.meta.vocab_size;
+        if !self.table.meta.rule.has_columns() {
+            return Ok(Vec::<u32>::new().into_pyarray(py).into_any());
+        }
+        if streams == 1 {
+            return Ok(self.table.column(0).to_vec().into_pyarray(py).into_any());
+        }
+        let mut values = Vec::with_capacity(vocab * streams as usize);
+        for id in 0..vocab {
+            for stream in 0..streams {
+                values.push(self.table.column(stream).get(id).copied().unwrap_or(0));
+            }
+        }
+        Ok(values
+            .into_pyarray(py)
+            .reshape([vocab, streams as usize])?
+            .into_any())
+    }
+
+    /// The table's metadata (`schemas/table.md`) as a dict.
+    #[getter]
+    fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_python(py, &self.table.meta)
+    }
+
+    /// The statistics `hashprep build-table --json` prints, as a dict (tables built here).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match &self.report {
+            Some(report) => to_python(py, report),
+            None => Err(Error::new_err(
+                "a loaded table carries no statistics: hashprep.build_table reports them",
+            )),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+"""tokenize, train_tokenizer, build_table and Dataset: the CLI's bytes, numpy views, errors."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import hashprep
+
+
+def files(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def test_tokenize_writes_the_cli_bytes(tmp_path, cli, wiki_test, shards):
+    cli("tokenize", "--format", "wikitext103", "--tokenizer", "gpt2", "--out", tmp_path / "cli", wiki_test)
+    assert files(shards) == files(tmp_path / "cli")
+    summary = hashprep.tokenize(
+        [wiki_test], shards, format="wikitext103", tokenizer="gpt2", progress=False
+    )
+    assert summary["already_complete"] is True
+    assert summary["totals"]["documents"] == 62
+
+
+def test_train_tokenizer_and_word_level_tokenize_match_the_cli(tmp_path, cli, wiki_test):
+    fingerprint = hashprep.train_tokenizer(
+        [wiki_test], tmp_path / "py.json", format="wikitext103", kind="word", min_count=3, progress=False
+    )
+    cli("train-tokenizer", "--format", "wikitext103", "--kind", "word", "--min-count", "3",
+        "--out", tmp_path / "cli.json", wiki_test)
+    assert (tmp_path / "py.json").read_bytes() == (tmp_path / "cli.json").read_bytes()
+    assert fingerprint.startswith("blake3:")
+
+
+def test_dataset_rows_are_read_only_views_of_the_mapping(shards):
+    ds = hashprep.Dataset(shards)
+    manifest = ds.manifest
+    assert len(ds) == manifest["totals"]["documents"] == 62
+    first = ds[0]
+    assert first.dtype == np.uint16 and not first.flags.writeable
+    assert not first.flags.owndata and first.base is ds, "a view kept alive by the dataset"
+    assert np.shares_memory(ds[0], ds[0]), "two reads of a row are the same memory"
+    with pytest.raises(ValueError):
+        first[0] = 1
+    assert sum(len(ds[i]) for i in range(len(ds))) == manifest["totals"]["tokens"]
+    assert ds[-1].tolist() == ds[len(ds) - 1].tolist()
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+    counts = ds.counts()
+    assert counts.dtype == np.uint64 and counts.shape == (50257,)
+    assert counts.sum() == manifest["totals"]["tokens"]
+    assert (ds.prefix_lens() == 0).all()
+
+
+def test_build_table_matches_the_cli_and_loads_back(tmp_path, cli, shards):
+    table = hashprep.build_table(shards, tmp_path / "py.arrow", method="balanced", experts=16)
+    cli("build-table", "--data", shards, "--method", "balanced", "--experts", "16",
+        "--out", tmp_path / "cli.arrow")
+    assert (tmp_path / "py.arrow").read_bytes() == (tmp_path / "cli.arrow").read_bytes()
+    ids = table.expert_ids
+    assert ids.shape == (50257,) and ids.max() == 15
+    stats = table.stats()
+    assert stats["streams"][0]["stats"]["max_over_mean"] < 1.01
+    again = hashprep.Table.load(tmp_path / "cli.arrow")
+    assert (again.expert_ids == ids).all() and again.meta["experts"] == 16
+    multi = hashprep.build_table(shards, method="random", experts=4, hashes=3)
+    assert multi.expert_ids.shape == (50257, 3)
+    saved = multi.save(tmp_path / "multi.npy", format="npy")
+    assert [p.name for p in map(__import__("pathlib").Path, saved)][0] == "multi.npy"
+
+
+def test_errors_are_value_os_or_runtime_errors_with_the_cli_message(tmp_path, shards):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{broken\n')
+    with pytest.raises(hashprep.Error, match=r"bad\.jsonl:2") as caught:
+        hashprep.tokenize([bad], tmp_path / "o", format="jsonl", tokenizer="gpt2", progress=False)
+    assert isinstance(caught.value, ValueError)
+    with pytest.raises(hashprep.Error, match="no manifest.json"):
+        hashprep.Dataset(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="nowhere.arrow"):
+        hashprep.Table.load(tmp_path / "nowhere.arrow")
+    with pytest.raises(hashprep.Error, match="`experts` must be at least 1"):
+        hashprep.build_table(shards, method="random", experts=0)
+    with pytest.raises(hashprep.Error, match="none of random, balanced"):
+        hashprep.build_table(shards, method="fancy", experts=4)
+    with pytest.raises(hashprep.Error, match="`seq_len`"):
+        hashprep.Loader(shards, batch_size=2, seq_len=100000, per_example=True)
+
+
+def test_the_gil_is_released_while_rust_works(tmp_path, wiki_test):
+    ticks = []
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    started = time.perf_counter()
+    hashprep.tokenize([wiki_test, wiki_test.with_name("wiki.valid.tokens")], tmp_path / "o",
+                      format="wikitext103", tokenizer="gpt2", progress=False)
+    finished = time.perf_counter()
+    stop.set()
+    counter.join()
+    during = [t for t in ticks if started < t < finished]
+    assert finished - started > 0.2, "long enough to see"
+    assert len(during) > 20, f"the other thread ran {len(during)} times in {finished - started:.2f}s"
