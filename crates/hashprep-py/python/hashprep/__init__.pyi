@@ -1,0 +1,130 @@
+"""Type stubs of the hashprep package (the Rust extension hashprep._hashprep)."""
+
+from os import PathLike
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Path = Union[str, "PathLike[str]"]
+
+class Error(ValueError):
+    """Input hashprep cannot use: a file, record, setting or state, named in the message."""
+
+def tokenize(
+    inputs: Sequence[_Path],
+    out: _Path,
+    *,
+    format: str,
+    tokenizer: str,
+    text_field: str = "text",
+    blank_line_separated: bool = False,
+    on_error: str = "fail",
+    eos_token: Optional[str] = None,
+    no_eos: bool = False,
+    special_tokens: str = "ordinary",
+    max_context_turns: int = 7,
+    shard_mib: Optional[float] = None,
+    threads: int = 0,
+    num_tasks: int = 1,
+    task_index: int = 0,
+    force: bool = False,
+    progress: bool = True,
+) -> Dict[str, Any]: ...
+def inspect(path: _Path, *, top: int = 20) -> Dict[str, Any]: ...
+def train_tokenizer(
+    inputs: Sequence[_Path],
+    out: _Path,
+    *,
+    format: str,
+    kind: str,
+    vocab_size: int = 8008,
+    min_count: int = 3,
+    eos_token: Optional[str] = None,
+    text_field: str = "text",
+    blank_line_separated: bool = False,
+    on_error: str = "fail",
+    progress: bool = True,
+) -> str: ...
+
+class Dataset:
+    def __init__(self, path: _Path) -> None: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> npt.NDArray[Union[np.uint16, np.uint32]]: ...
+    def prefix_lens(self) -> npt.NDArray[np.uint32]: ...
+    def counts(self) -> npt.NDArray[np.uint64]: ...
+    @property
+    def manifest(self) -> Dict[str, Any]: ...
+
+class Table:
+    @staticmethod
+    def load(path: _Path) -> "Table": ...
+    def save(self, path: _Path, *, format: str = "arrow") -> List[str]: ...
+    @property
+    def expert_ids(self) -> npt.NDArray[np.uint32]: ...
+    @property
+    def meta(self) -> Dict[str, Any]: ...
+    def stats(self) -> Dict[str, Any]: ...
+
+def build_table(
+    data: _Path,
+    out: Optional[_Path] = None,
+    *,
+    method: str,
+    experts: int,
+    hashes: int = 1,
+    layers: int = 1,
+    seed: int = 0,
+    no_refine: bool = False,
+    base: str = "balanced",
+    embeddings: Optional[_Path] = None,
+    tensor: Optional[str] = None,
+    kmeans_runs: int = 1,
+    format: str = "arrow",
+    plot: Optional[_Path] = None,
+) -> Table: ...
+
+class Route:
+    spec: int
+    hash: int
+    experts: int
+    expert_ids: npt.NDArray[np.int64]
+    order: npt.NDArray[np.int64]
+    offsets: npt.NDArray[np.int64]
+
+class Batch:
+    index: int
+    epoch: int
+    input_ids: npt.NDArray[np.int64]
+    targets: npt.NDArray[np.int64]
+    loss_mask: npt.NDArray[np.bool_]
+    routes: List[Route]
+
+class Batches(Iterator[Batch]):
+    def __iter__(self) -> "Batches": ...
+    def __next__(self) -> Batch: ...
+
+class Loader:
+    def __init__(
+        self,
+        data: _Path,
+        tables: Sequence[_Path] = ...,
+        *,
+        batch_size: int,
+        seq_len: int,
+        seed: int = 0,
+        per_example: bool = False,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 2,
+        prefetch: int = 4,
+    ) -> None: ...
+    def __iter__(self) -> Batches: ...
+    def take(self, steps: int) -> Batches: ...
+    def state(self) -> Dict[str, Any]: ...
+    def load_state(self, state: Dict[str, Any]) -> None: ...
+    @property
+    def batches_per_epoch(self) -> int: ...
+    @property
+    def routes(self) -> List[Dict[str, Any]]: ...

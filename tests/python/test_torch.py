@@ -1,0 +1,50 @@
+"""hashprep.torch: tensors without copies, and each rank of a torch.distributed group gets the
+batches of its rank."""
+
+import json
+import os
+import socket
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+import hashprep  # noqa: E402
+from hashprep.torch import HashprepDataset  # noqa: E402
+
+
+def test_items_are_tensors_sharing_the_loader_arrays(shards):
+    ds = HashprepDataset(shards, batch_size=4, seq_len=16, steps=3)
+    items = list(torch.utils.data.DataLoader(ds, batch_size=None))
+    assert [item["index"] for item in items] == [0, 1, 2]
+    assert items[0]["input_ids"].dtype == torch.int64 and items[0]["input_ids"].shape == (4, 16)
+    assert ds.state_dict()["next_batch"] == 3
+    loader = hashprep.Loader(shards, batch_size=4, seq_len=16)
+    expected = [b.input_ids.tolist() for b in loader.take(3)]
+    assert [item["input_ids"].tolist() for item in items] == expected
+
+
+def _rank_main(rank, world_size, port, shards, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    ds = HashprepDataset(shards, batch_size=2, seq_len=16, steps=3)
+    got = [item["input_ids"].tolist() for item in ds]
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump({"rank": ds.rank, "world_size": ds.world_size, "batches": got}, f)
+    dist.destroy_process_group()
+
+
+def test_each_rank_of_a_gloo_group_gets_its_own_batches(tmp_path, shards):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_rank_main, args=(2, port, str(shards), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        seen = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert (seen["rank"], seen["world_size"]) == (rank, 2)
+        loader = hashprep.Loader(shards, batch_size=2, seq_len=16, rank=rank, world_size=2)
+        assert seen["batches"] == [b.input_ids.tolist() for b in loader.take(3)]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text())["batches"] for r in range(2)]
+    assert ranks[0] != ranks[1]
