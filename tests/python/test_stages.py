@@ -109,3 +109,33 @@ def test_the_gil_is_released_while_rust_works(tmp_path, wiki_test):
     during = [t for t in ticks if started < t < finished]
     assert finished - started > 0.2, "long enough to see"
     assert len(during) > 20, f"the other thread ran {len(during)} times in {finished - started:.2f}s"
+
+
+def test_ctrl_c_stops_tokenize_soon_and_a_rerun_resumes_to_the_same_bytes(tmp_path, wiki_test):
+    import _thread
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = wiki_test.read_text() + wiki_test.with_name("wiki.valid.tokens").read_text()
+    for i in range(6):
+        (corpus / f"part{i}.tokens").write_text(text)
+    args = dict(format="wikitext103", tokenizer="gpt2", shard_mib=0.25, threads=1, progress=False)
+    straight = tmp_path / "straight"
+    started = time.perf_counter()
+    hashprep.tokenize([corpus], straight, **args)
+    whole = time.perf_counter() - started
+
+    interrupted = tmp_path / "interrupted"
+    timer = threading.Timer(whole / 3, _thread.interrupt_main)
+    timer.start()
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        hashprep.tokenize([corpus], interrupted, **args)
+    stopped = time.perf_counter() - started
+    timer.join()
+    assert stopped < whole / 3 + 2.0, f"stopped {stopped:.2f}s after starting (whole run {whole:.2f}s)"
+    assert not (interrupted / "manifest.json").exists()
+    assert (interrupted / "journal.jsonl").exists()
+    summary = hashprep.tokenize([corpus], interrupted, **args)
+    assert summary["resumed_items"] > 0
+    assert files(interrupted) == files(straight)

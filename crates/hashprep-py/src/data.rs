@@ -2,13 +2,15 @@
 //! numpy views of the memory-mapped shards.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use numpy::ndarray::ArrayView1;
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::errors::{detached, to_py, to_python, Error};
+use crate::errors::{detached, interruptible, to_py, to_python, Error};
 
 /// The input format named as on the command line, with its options.
 pub(crate) fn format(
@@ -95,15 +97,18 @@ pub(crate) fn tokenize<'py>(
         },
         ..defaults
     };
+    let cancel = Arc::new(AtomicBool::new(false));
     let options = hashprep::RunOptions {
         threads,
         progress,
         num_tasks,
         task_index,
         force,
+        cancel: Some(cancel.clone()),
         ..hashprep::RunOptions::default()
     };
-    let summary = detached(py, || {
+    // Ctrl-C stops the run within a chunk or two and leaves it resumable.
+    let summary = interruptible(py, cancel, move || {
         hashprep::tokenize(&settings, &inputs, &out, &options)
     })?;
     to_python(py, &summary)

@@ -2,6 +2,9 @@
 //! CLI's message, I/O is `OSError`, a failure of ours (a panic included) is `RuntimeError`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -46,6 +49,53 @@ pub(crate) fn detached<T: Send>(
             )))
         }
     }
+}
+
+/// Runs `work` on its own thread and waits for it without the GIL, handling Python signals
+/// meanwhile: on Ctrl-C (KeyboardInterrupt) `cancel` is set, `work` stops at its next check, and
+/// the interrupt is raised once it has.
+pub(crate) fn interruptible<T: Send + 'static>(
+    py: Python<'_>,
+    cancel: Arc<AtomicBool>,
+    work: impl FnOnce() -> hashprep::Result<T> + Send + 'static,
+) -> PyResult<T> {
+    let (sender, receiver) = crossbeam_channel::bounded(1);
+    let worker = std::thread::Builder::new()
+        .name("hashprep-python-call".into())
+        .spawn(move || {
+            let _ = sender.send(catch_unwind(AssertUnwindSafe(work)));
+        })
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+    let outcome = loop {
+        match py.detach(|| receiver.recv_timeout(Duration::from_millis(100))) {
+            Ok(outcome) => break outcome,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if let Err(interrupt) = py.check_signals() {
+                    cancel.store(true, Ordering::Relaxed);
+                    let _ = py.detach(|| receiver.recv());
+                    let _ = worker.join();
+                    return Err(interrupt);
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                break Err(Box::new("the worker thread ended without an answer"))
+            }
+        }
+    };
+    let _ = worker.join();
+    match outcome {
+        Ok(result) => result.map_err(|e| to_py(&e)),
+        Err(panic) => Err(panic_error(&*panic)),
+    }
+}
+
+fn panic_error(panic: &(dyn std::any::Any + Send)) -> PyErr {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    PyRuntimeError::new_err(format!("internal error (a bug): {what}"))
 }
 
 /// A JSON-serializable value as the Python object `json.loads` makes of it.

@@ -186,6 +186,9 @@ pub enum Error {
     /// A tokenizer library failure.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// Stopped on request (`RunOptions::cancel`); what was complete is kept for a rerun.
+    #[error("interrupted: the completed shards are kept, and a rerun resumes after them")]
+    Interrupted,
     /// A failure of this program (a panicking worker thread): a bug to report.
     #[error("internal error: {0}")]
     Internal(String),
@@ -210,6 +213,7 @@ impl Error {
             Error::Format { .. }
             | Error::Plot { .. }
             | Error::Tokenizer(_)
+            | Error::Interrupted
             | Error::Internal(_) => false,
         }
     }

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::progress::Progress;
 use crate::corpus::ProgressFeed;
@@ -184,16 +186,23 @@ pub(super) fn write_in_order(
     credits: &Sender<()>,
     writer: &mut OutputWriter,
     journal: &mut Journal,
-    progress: &Progress,
-    feed: &ProgressFeed,
+    (progress, feed): (&Progress, &ProgressFeed),
+    cancel: Option<&AtomicBool>,
 ) -> Result<()> {
     let mut pending: HashMap<u64, EncodedChunk> = HashMap::new();
     let mut next = 0u64;
     let mut total: Option<u64> = None;
     while total != Some(next) {
-        let message = results
-            .recv()
-            .map_err(|_| Error::BadInput("the reader stopped unexpectedly".into()))?;
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Interrupted);
+        }
+        let message = match results.recv_timeout(Duration::from_millis(100)) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::BadInput("the reader stopped unexpectedly".into()))
+            }
+        };
         match message {
             Message::Failed(e) => return Err(e),
             Message::ReaderDone { chunks } => total = Some(chunks),

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -104,6 +105,9 @@ pub struct RunOptions {
     pub chunk_bytes: usize,
     /// Stop (as if killed) once this many shards are complete: for testing resume.
     pub halt_after_shards: Option<usize>,
+    /// Set by another thread (a Ctrl-C handler) to stop soon with [`Error::Interrupted`]: the
+    /// completed shards stay journaled and a rerun resumes after them, as after a kill.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for RunOptions {
@@ -116,6 +120,7 @@ impl Default for RunOptions {
             force: false,
             chunk_bytes: 1 << 20,
             halt_after_shards: None,
+            cancel: None,
         }
     }
 }
@@ -323,7 +328,14 @@ fn run_stages(
             .map_err(|e| Error::BadInput(format!("cannot start the reader thread: {e}")))?
     };
 
-    let outcome = write_in_order(&result_rx, &credit_tx, writer, journal, &progress, &feed);
+    let outcome = write_in_order(
+        &result_rx,
+        &credit_tx,
+        writer,
+        journal,
+        (&progress, &feed),
+        options.cancel.as_deref(),
+    );
     drop(credit_tx);
     drop(result_rx);
     let _ = reader.join();
