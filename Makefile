@@ -85,12 +85,14 @@ table3: build
 	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table3-small.toml --out runs/table3
 
 # Benchmarks against the tools people use today (HF datasets + tokenizers). Not part of CI.
-bench: build $(VENV)/.dev
+bench: build $(VENV)/.hashprep-py
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r benches/requirements.txt
 	$(PYTHON) benches/tokenize_vs_hf.py --hashprep $(BIN)
 	$(PYTHON) benches/tables_vs_python.py --hashprep $(BIN)
 	$(PYTHON) benches/reddit_pipeline.py --hashprep $(BIN)
 	$(TORCH_ENV) cargo bench --locked -p hashtrain --bench train_step
+	cargo bench --locked -p hashprep --bench loader
+	$(PYTHON) benches/python_loader.py
 
 clean:
 	rm -rf out target/bench
