@@ -38,13 +38,13 @@ pub(crate) struct Batches {
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (data, tables = Vec::new(), *, batch_size, seq_len, seed = 0,
+    #[pyo3(signature = (data, tables = None, *, batch_size, seq_len, seed = 0,
         per_example = false, drop_last = false, rank = 0, world_size = 1, workers = 2, prefetch = 4))]
     #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
     fn new(
         py: Python<'_>,
         data: PathBuf,
-        tables: Vec<PathBuf>,
+        tables: Option<Vec<PathBuf>>,
         batch_size: usize,
         seq_len: usize,
         seed: u64,
@@ -62,6 +62,7 @@ impl Loader {
             world_size,
             ..hashprep::LoaderConfig::new(batch_size, seq_len, seed)
         };
+        let tables = tables.unwrap_or_default();
         let loader = detached(py, || hashprep::Loader::new(&data, &tables, config))?;
         Ok(Self {
             inner: loader,

@@ -108,7 +108,7 @@ class Loader:
     def __init__(
         self,
         data: _Path,
-        tables: Sequence[_Path] = ...,
+        tables: Optional[Sequence[_Path]] = None,
         *,
         batch_size: int,
         seq_len: int,
