@@ -51,15 +51,7 @@ pub(crate) fn build_table(
     spec.refine = !no_refine;
     spec.base = method_named(base)?;
     spec.kmeans.runs = kmeans_runs;
-    let format = match format {
-        "arrow" => hashprep::TableFormat::Arrow,
-        "npy" => hashprep::TableFormat::Npy,
-        other => {
-            return Err(Error::new_err(format!(
-                "format {other:?}: expected arrow or npy"
-            )))
-        }
-    };
+    let format = table_format(format)?;
     // Without `out`, the table goes through a temporary file: the stages work on files.
     let temp = match out {
         Some(_) => None,
@@ -86,6 +78,16 @@ pub(crate) fn build_table(
     })
 }
 
+fn table_format(name: &str) -> PyResult<hashprep::TableFormat> {
+    match name {
+        "arrow" => Ok(hashprep::TableFormat::Arrow),
+        "npy" => Ok(hashprep::TableFormat::Npy),
+        other => Err(Error::new_err(format!(
+            "format {other:?}: expected arrow or npy"
+        ))),
+    }
+}
+
 fn method_named(name: &str) -> PyResult<hashprep::Method> {
     hashprep::Method::from_name(name).map_err(|e| to_py(&e))
 }
@@ -109,15 +111,7 @@ impl Table {
     /// Writes the table to `path` (format "arrow" or "npy").
     #[pyo3(signature = (path, *, format = "arrow"))]
     fn save(&self, py: Python<'_>, path: PathBuf, format: &str) -> PyResult<Vec<PathBuf>> {
-        let format = match format {
-            "arrow" => hashprep::TableFormat::Arrow,
-            "npy" => hashprep::TableFormat::Npy,
-            other => {
-                return Err(Error::new_err(format!(
-                    "format {other:?}: expected arrow or npy"
-                )))
-            }
-        };
+        let format = table_format(format)?;
         detached(py, || self.table.write(&path, format))
     }
 
