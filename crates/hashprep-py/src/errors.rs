@@ -90,12 +90,10 @@ pub(crate) fn interruptible<T: Send + 'static>(
 }
 
 fn panic_error(panic: &(dyn std::any::Any + Send)) -> PyErr {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(ToString::to_string)
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    PyRuntimeError::new_err(format!("internal error (a bug): {what}"))
+    PyRuntimeError::new_err(format!(
+        "internal error (a bug): {}",
+        hashprep::util::panic_message(panic)
+    ))
 }
 
 /// A JSON-serializable value as the Python object `json.loads` makes of it.

@@ -106,13 +106,9 @@ impl Core {
     fn build(&self, index: u64) -> Result<Batch> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(index))).unwrap_or_else(
             |panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(ToString::to_string)
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
                 Err(Error::Internal(format!(
-                    "a loader worker panicked building batch {index}: {what}"
+                    "a loader worker panicked building batch {index}: {}",
+                    crate::util::panic_message(&*panic)
                 )))
             },
         )
