@@ -20,8 +20,11 @@ def test_tokenize_writes_the_cli_bytes(tmp_path, cli, wiki_test, shards):
     summary = hashprep.tokenize(
         [wiki_test], shards, format="wikitext103", tokenizer="gpt2", progress=False
     )
-    assert summary["already_complete"] is True
-    assert summary["totals"]["documents"] == 62
+    run = summary.pop("run")
+    assert run["already_complete"] is True and run["totals"]["documents"] == 62
+    inspection = json.loads(cli("inspect", "--json", shards))
+    assert summary == inspection, "the summary is `hashprep inspect --json`"
+    assert summary["rows"] == 62 and summary["top"][0]["count"] > 0
 
 
 def test_train_tokenizer_and_word_level_tokenize_match_the_cli(tmp_path, cli, wiki_test):
@@ -65,6 +68,10 @@ def test_build_table_matches_the_cli_and_loads_back(tmp_path, cli, shards):
     assert stats["streams"][0]["stats"]["max_over_mean"] < 1.01
     again = hashprep.Table.load(tmp_path / "cli.arrow")
     assert (again.expert_ids == ids).all() and again.meta["experts"] == 16
+    with pytest.raises(hashprep.Error, match="pass `data`"):
+        again.stats()
+    measured = again.stats(shards)
+    assert measured["streams"] == stats["streams"] and measured["files"] == []
     multi = hashprep.build_table(shards, method="random", experts=4, hashes=3)
     assert multi.expert_ids.shape == (50257, 3)
     saved = multi.save(tmp_path / "multi.npy", format="npy")
@@ -87,6 +94,13 @@ def test_errors_are_value_os_or_runtime_errors_with_the_cli_message(tmp_path, sh
         hashprep.build_table(shards, method="fancy", experts=4)
     with pytest.raises(hashprep.Error, match="`seq_len`"):
         hashprep.Loader(shards, batch_size=2, seq_len=100000, per_example=True)
+
+
+def test_a_rust_panic_is_a_runtime_error_and_the_interpreter_goes_on(shards):
+    for on_thread in (False, True):
+        with pytest.raises(RuntimeError, match="internal error \\(a bug\\): a deliberate panic"):
+            hashprep._hashprep._panic_for_tests(on_thread)
+    assert len(hashprep.Dataset(shards)) == 62, "still working after the panics"
 
 
 def test_the_gil_is_released_while_rust_works(tmp_path, wiki_test):
@@ -137,5 +151,5 @@ def test_ctrl_c_stops_tokenize_soon_and_a_rerun_resumes_to_the_same_bytes(tmp_pa
     assert not (interrupted / "manifest.json").exists()
     assert (interrupted / "journal.jsonl").exists()
     summary = hashprep.tokenize([corpus], interrupted, **args)
-    assert summary["resumed_items"] > 0
+    assert summary["run"]["resumed_items"] > 0
     assert files(interrupted) == files(straight)

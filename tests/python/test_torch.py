@@ -26,6 +26,13 @@ def test_items_are_tensors_sharing_the_loader_arrays(shards):
     assert [item["input_ids"].tolist() for item in items] == expected
 
 
+def test_worker_processes_that_would_repeat_batches_are_refused(shards):
+    ds = HashprepDataset(shards, batch_size=4, seq_len=16, steps=2)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    with pytest.raises(ValueError, match="num_workers=2"):
+        list(loader)
+
+
 def _rank_main(rank, world_size, port, shards, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)

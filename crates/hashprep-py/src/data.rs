@@ -39,7 +39,9 @@ fn on_error(name: &str) -> PyResult<hashprep::OnError> {
 
 /// Tokenizes `inputs` (files, directories or globs) into the directory `out`: Arrow shards,
 /// token counts and a manifest, the same bytes as `hashprep tokenize`. Rerunning an interrupted
-/// call resumes it. Returns the summary `hashprep tokenize --json` prints, as a dict.
+/// call resumes it. Returns the output's summary as a dict: the fields of
+/// `hashprep inspect --json` (every shard verified), and under "run" what this call did (the
+/// `hashprep tokenize --json` record: seconds, resumed_items, already_complete, ...).
 ///
 /// format: wikitext103, cc100, text, jsonl or reddit. tokenizer: "gpt2" or a tokenizer.json.
 /// eos_token / no_eos: the end-of-document token (default: the tokenizer's usual one).
@@ -108,15 +110,21 @@ pub(crate) fn tokenize<'py>(
         ..hashprep::RunOptions::default()
     };
     // Ctrl-C stops the run within a chunk or two and leaves it resumable.
-    let summary = interruptible(py, cancel, move || {
+    let run = interruptible(py, cancel, move || {
         hashprep::tokenize(&settings, &inputs, &out, &options)
     })?;
-    to_python(py, &summary)
+    let inspection = detached(py, || hashprep::inspect(&run.out, INSPECT_TOP))?;
+    let summary = to_python(py, &inspection)?;
+    summary.set_item("run", to_python(py, &run)?)?;
+    Ok(summary)
 }
+
+/// The most frequent tokens a summary lists, as `hashprep inspect`'s default.
+const INSPECT_TOP: usize = 20;
 
 /// What a tokenize output holds, every shard verified: the fields of `hashprep inspect --json`.
 #[pyfunction]
-#[pyo3(signature = (path, *, top = 20))]
+#[pyo3(signature = (path, *, top = INSPECT_TOP))]
 pub(crate) fn inspect(py: Python<'_>, path: PathBuf, top: usize) -> PyResult<Bound<'_, PyAny>> {
     let inspection = detached(py, || hashprep::inspect(&path, top))?;
     to_python(py, &inspection)

@@ -38,16 +38,7 @@ pub(crate) fn detached<T: Send>(
     match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(to_py(&err)),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(ToString::to_string)
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(PyRuntimeError::new_err(format!(
-                "internal error (a bug): {what}"
-            )))
-        }
+        Err(panic) => Err(panic_error(&*panic)),
     }
 }
 
@@ -113,4 +104,18 @@ pub(crate) fn from_python<T: serde::de::DeserializeOwned>(value: &Bound<'_, PyAn
         .call_method1("dumps", (value,))?
         .extract()?;
     serde_json::from_str(&text).map_err(|e| Error::new_err(e.to_string()))
+}
+
+/// Panics on purpose, for the tests of the panic -> `RuntimeError` path: inside [`detached`]
+/// or, with `on_thread`, inside [`interruptible`]. Not part of the API.
+#[pyfunction]
+pub(crate) fn _panic_for_tests(py: Python<'_>, on_thread: bool) -> PyResult<()> {
+    fn boom() -> hashprep::Result<()> {
+        panic!("a deliberate panic")
+    }
+    if on_thread {
+        interruptible(py, Arc::new(AtomicBool::new(false)), boom)
+    } else {
+        detached(py, boom)
+    }
 }

@@ -145,12 +145,19 @@ impl Table {
         to_python(py, &self.table.meta)
     }
 
-    /// The statistics `hashprep build-table --json` prints, as a dict (tables built here).
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match &self.report {
-            Some(report) => to_python(py, report),
-            None => Err(Error::new_err(
-                "a loaded table carries no statistics: hashprep.build_table reports them",
+    /// The statistics `hashprep build-table --json` prints, as a dict: a table built here
+    /// reports those of its build; `data` (a tokenize output) measures the table over that data
+    /// (needed for a loaded table).
+    #[pyo3(signature = (data = None))]
+    fn stats<'py>(&self, py: Python<'py>, data: Option<PathBuf>) -> PyResult<Bound<'py, PyAny>> {
+        match (&self.report, data) {
+            (_, Some(data)) => {
+                let report = detached(py, || hashprep::measure_table(&self.table, &data))?;
+                to_python(py, &report)
+            }
+            (Some(report), None) => to_python(py, report),
+            (None, None) => Err(Error::new_err(
+                "a loaded table's statistics are over some data: pass `data`, a tokenize output",
             )),
         }
     }

@@ -80,9 +80,10 @@ pub use loader::{
     RouteHandle, RouteInfo, TableSet, TokenDataset,
 };
 pub use pipeline::{
-    build_table_files, compare_tables, export_parquet, inspect, merge, tokenize, tokenize_ranges,
-    train_tokenizer_files, BuildTableRequest, Inspection, RunOptions, StreamReport,
-    TableComparison, TableReport, TokenizeSettings, TokenizeSummary, TokenizerChoice, TopToken,
+    build_table_files, compare_tables, export_parquet, inspect, measure_table, merge, tokenize,
+    tokenize_ranges, train_tokenizer_files, BuildTableRequest, Inspection, RunOptions,
+    StreamReport, TableComparison, TableReport, TokenizeSettings, TokenizeSummary, TokenizerChoice,
+    TopToken,
 };
 pub use shard::{
     DocTokens, Manifest, ShardInfo, ShardReader, ShardWriter, TokenWidth, TokenizerInfo, Totals,

@@ -22,8 +22,8 @@ class HashprepDataset(torch.utils.data.IterableDataset):
     group's when it is initialized. `steps` batches per iteration (default: one epoch).
     `pin_memory` pins the tensors for non-blocking copies to a GPU. Each item is a dict with
     `input_ids`, `targets`, `loss_mask` (`[B, T]`) and `routes`: per route, a dict of
-    `expert_ids`, `order`, `offsets`. Use it with `DataLoader(ds, batch_size=None)`: batches are
-    already built (and built ahead) by the loader's threads.
+    `expert_ids`, `order`, `offsets`. Use it with `DataLoader(ds, batch_size=None)` and no
+    worker processes: batches are already built (and built ahead) by the loader's threads.
     """
 
     def __init__(
@@ -71,6 +71,13 @@ class HashprepDataset(torch.utils.data.IterableDataset):
         return tensor.pin_memory() if self.pin_memory else tensor
 
     def __iter__(self) -> Iterator[dict]:
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None and worker.num_workers > 1:
+            # Every DataLoader worker would yield the same batches.
+            raise ValueError(
+                f"HashprepDataset under a DataLoader with num_workers={worker.num_workers}: use "
+                "num_workers=0 (the loader's own `workers` threads build batches ahead)"
+            )
         batches = self.loader.take(self.steps) if self.steps is not None else iter(self.loader)
         for batch in batches:
             yield {

@@ -283,6 +283,35 @@ pub struct TableComparison {
     pub stats: Option<BalanceStats>,
 }
 
+/// The statistics of an existing table over the tokenize output `data` (the report
+/// `build-table` gives, without files).
+///
+/// # Errors
+/// Unreadable data, or a table built for another tokenizer or vocabulary.
+pub fn measure_table(table: &RoutingTable, data: &Path) -> Result<TableReport> {
+    let manifest = Manifest::read(data)?;
+    check_table_data(table, &manifest)
+        .map_err(|e| Error::BadInput(format!("{}: {e}", data.display())))?;
+    let counts = manifest.read_counts(data)?;
+    let (streams, note) = stream_reports(table, &counts, Some(data))?;
+    Ok(TableReport {
+        files: Vec::new(),
+        method: table.meta.method,
+        experts: table.meta.experts,
+        vocab_size: table.meta.vocab_size,
+        total_tokens: counts.total(),
+        streams,
+        note,
+    })
+}
+
+fn check_table_data(table: &RoutingTable, manifest: &Manifest) -> Result<()> {
+    table.check_data(
+        &manifest.tokenizer.fingerprint,
+        manifest.tokenizer.vocab_size,
+    )
+}
+
 /// Measures several tables on the same data (refusing tables built for other data), and
 /// optionally draws their loads side by side.
 ///
@@ -298,11 +327,7 @@ pub fn compare_tables(
     let mut rows = Vec::new();
     for file in tables {
         let table = RoutingTable::read(file)?;
-        table
-            .check_data(
-                &manifest.tokenizer.fingerprint,
-                manifest.tokenizer.vocab_size,
-            )
+        check_table_data(&table, &manifest)
             .map_err(|e| Error::BadInput(format!("{}: {e}", file.display())))?;
         let (mut streams, _) = stream_reports(&table, &counts, Some(data))?;
         let stats = streams.swap_remove(0).stats;

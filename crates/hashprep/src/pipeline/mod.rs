@@ -11,8 +11,8 @@ mod tokenize;
 mod train_tokenizer;
 
 pub use build_table::{
-    build_table_files, compare_tables, BuildTableRequest, StreamReport, TableComparison,
-    TableReport,
+    build_table_files, compare_tables, measure_table, BuildTableRequest, StreamReport,
+    TableComparison, TableReport,
 };
 pub use export::export_parquet;
 pub use inspect::{inspect, Inspection, TopToken};
