@@ -211,6 +211,55 @@ fn ranks_see_disjoint_samples_and_epochs_reshuffle() {
 }
 
 #[test]
+fn peer_counts_are_the_expert_loads_of_each_rank_of_the_group() {
+    let (_, data, paths) = fixture();
+    let config = |rank, expert_parallel| LoaderConfig {
+        rank,
+        world_size: 4,
+        expert_parallel,
+        ..LoaderConfig::new(4, 32, 9)
+    };
+    // Each rank's own loads, from its own loader with no expert parallelism.
+    let own_loads = |rank: usize, index: u64| -> Vec<Vec<u32>> {
+        let loader = Loader::new(data, &paths[..2], config(rank, 1)).unwrap();
+        let batch = loader.batch(index).unwrap();
+        batch.routes.iter().map(|r| r.peer_counts.clone()).collect()
+    };
+    for index in [0, 5] {
+        let loads: Vec<Vec<Vec<u32>>> = (0..4).map(|rank| own_loads(rank, index)).collect();
+        for (rank, routes) in loads.iter().enumerate() {
+            let loader = Loader::new(data, &paths[..2], config(rank, 1)).unwrap();
+            let batch = loader.batch(index).unwrap();
+            for (route, counts) in batch.routes.iter().zip(routes) {
+                let from_offsets: Vec<u32> =
+                    route.offsets.windows(2).map(|w| w[1] - w[0]).collect();
+                assert_eq!(&from_offsets, counts, "E = 1: the rank's own loads");
+            }
+        }
+        for rank in 0..4 {
+            let loader = Loader::new(data, &paths[..2], config(rank, 2)).unwrap();
+            let batch = loader.batch(index).unwrap();
+            let group = rank - rank % 2;
+            // 1 balanced route + 3 random hashes, each [2, 7].
+            assert_eq!(batch.routes.len(), 4);
+            for (i, route) in batch.routes.iter().enumerate() {
+                let expected: Vec<u32> = (group..group + 2)
+                    .flat_map(|peer| loads[peer][i].clone())
+                    .collect();
+                assert_eq!(route.peer_counts, expected, "rank {rank}, route {i}");
+            }
+        }
+        assert_ne!(loads[0], loads[1], "ranks have different batches");
+    }
+    let err = Loader::new(data, &paths[..1], config(0, 3)).err().unwrap();
+    assert!(
+        err.to_string()
+            .contains("`expert_parallel` 3 must divide `world_size` 4"),
+        "{err}"
+    );
+}
+
+#[test]
 fn per_example_rows_are_padded_and_masked() {
     let (_, data, paths) = fixture();
     let lengths: HashSet<usize> = hashprep::TokenDataset::open(data)

@@ -15,8 +15,10 @@ use crate::errors::{detached, from_python, to_py, to_python};
 /// data: a tokenize output. tables: table files, one route per (table, layer, hash).
 /// batch_size (B), seq_len (T), seed: the shuffle. per_example: one example per row, padded,
 /// the loss on the response only (default: documents packed into windows). drop_last: drop
-/// each epoch's partial batch. rank / world_size: this data-parallel rank's share. workers:
-/// threads building batches. prefetch: batches built ahead.
+/// each epoch's partial batch. rank / world_size: this data-parallel rank's share.
+/// expert_parallel: E, the size of the expert-parallel groups (consecutive ranks): each route
+/// then carries `peer_counts`, the tokens per expert of every rank of this rank's group.
+/// workers: threads building batches. prefetch: batches built ahead.
 ///
 /// Iterating yields the rest of the current epoch; `take(steps)` any number of batches.
 /// `state()` / `load_state(state)` continue exactly where a loader stopped.
@@ -39,7 +41,8 @@ pub(crate) struct Batches {
 impl Loader {
     #[new]
     #[pyo3(signature = (data, tables = None, *, batch_size, seq_len, seed = 0,
-        per_example = false, drop_last = false, rank = 0, world_size = 1, workers = 2, prefetch = 4))]
+        per_example = false, drop_last = false, rank = 0, world_size = 1, expert_parallel = 1,
+        workers = 2, prefetch = 4))]
     #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
     fn new(
         py: Python<'_>,
@@ -52,6 +55,7 @@ impl Loader {
         drop_last: bool,
         rank: usize,
         world_size: usize,
+        expert_parallel: usize,
         workers: usize,
         prefetch: usize,
     ) -> PyResult<Self> {
@@ -60,6 +64,7 @@ impl Loader {
             drop_last,
             rank,
             world_size,
+            expert_parallel,
             ..hashprep::LoaderConfig::new(batch_size, seq_len, seed)
         };
         let tables = tables.unwrap_or_default();
@@ -165,7 +170,9 @@ pub(crate) struct Batch {
 }
 
 /// The routing of one table stream over a batch: `expert_ids` (int64 `[B, T]`), `order`
-/// (int64 `[B*T]`, positions grouped by expert), `offsets` (int64 `[K+1]`).
+/// (int64 `[B*T]`, positions grouped by expert), `offsets` (int64 `[K+1]`), `peer_counts`
+/// (int64 `[E, K]`: tokens per expert of each rank of the expert-parallel group, this batch
+/// index; row `rank % E` is this rank's).
 #[pyclass(module = "hashprep", frozen, get_all)]
 pub(crate) struct Route {
     spec: usize,
@@ -174,6 +181,7 @@ pub(crate) struct Route {
     expert_ids: Py<PyAny>,
     order: Py<PyAny>,
     offsets: Py<PyAny>,
+    peer_counts: Py<PyAny>,
 }
 
 fn ids(values: &[u32]) -> Vec<i64> {
@@ -200,6 +208,14 @@ impl Batch {
                         expert_ids: matrix(ids(&r.expert_ids))?,
                         order: ids(&r.order).into_pyarray(py).into_any().unbind(),
                         offsets: ids(&r.offsets).into_pyarray(py).into_any().unbind(),
+                        peer_counts: ids(&r.peer_counts)
+                            .into_pyarray(py)
+                            .reshape([
+                                r.peer_counts.len() / r.experts as usize,
+                                r.experts as usize,
+                            ])?
+                            .into_any()
+                            .unbind(),
                     },
                 )
             })

@@ -91,6 +91,7 @@ class Route:
     expert_ids: npt.NDArray[np.int64]
     order: npt.NDArray[np.int64]
     offsets: npt.NDArray[np.int64]
+    peer_counts: npt.NDArray[np.int64]
 
 class Batch:
     index: int
@@ -117,6 +118,7 @@ class Loader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        expert_parallel: int = 1,
         workers: int = 2,
         prefetch: int = 4,
     ) -> None: ...

@@ -77,6 +77,10 @@ struct BatchesArgs {
     /// Data-parallel world size.
     #[arg(long, default_value_t = 1)]
     world_size: usize,
+    /// Expert-parallel group size E: routes carry the tokens per expert of the E ranks of
+    /// this rank's group (`peer_counts`).
+    #[arg(long, default_value_t = 1)]
+    expert_parallel: usize,
     /// Worker threads building batches ahead.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -441,6 +445,7 @@ fn batches(args: &BatchesArgs) -> Result<()> {
         drop_last: args.drop_last,
         rank: args.rank,
         world_size: args.world_size,
+        expert_parallel: args.expert_parallel,
         ..LoaderConfig::new(args.batch_size, args.seq_len, args.seed)
     };
     let mut loader = Loader::new(&args.data, &args.tables, config)?;

@@ -4,7 +4,9 @@
 //!
 //! Batch `i` is a pure function of (data, tables, config, `i`): worker threads build batches
 //! ahead through a bounded queue, and the sequence is the same for any number of workers and
-//! after [`Loader::resume`]. Data-parallel ranks take every `world_size`-th sample of an epoch.
+//! after [`Loader::resume`]. Data-parallel ranks take every `world_size`-th sample of an epoch;
+//! with `expert_parallel` E, each route also counts the tokens per expert of the same batch of
+//! the other ranks of its expert-parallel group.
 
 mod dataset;
 mod prefetch;
@@ -48,8 +50,23 @@ pub struct LoaderConfig {
     pub rank: usize,
     /// Number of data-parallel ranks.
     pub world_size: usize,
+    /// Size E of the expert-parallel groups (consecutive ranks `g*E .. g*E+E-1`; divides
+    /// `world_size`): every route carries the tokens per expert of each rank of this rank's
+    /// group ([`Route::peer_counts`]), the split sizes of an all-to-all known on the host.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub expert_parallel: usize,
     /// Id written into padding positions.
     pub pad_id: u32,
+}
+
+// Serde defaults: a config without `expert_parallel` (and its fingerprint) is as before it.
+fn one() -> usize {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_one(value: &usize) -> bool {
+    *value == 1
 }
 
 impl LoaderConfig {
@@ -63,6 +80,7 @@ impl LoaderConfig {
             drop_last: false,
             rank: 0,
             world_size: 1,
+            expert_parallel: 1,
             pad_id: 0,
         }
     }
@@ -181,6 +199,15 @@ impl Loader {
                 format!(
                     "{} must be below `world_size` {}",
                     config.rank, config.world_size
+                ),
+            ));
+        }
+        if config.expert_parallel == 0 || config.world_size % config.expert_parallel != 0 {
+            return Err(Error::setting(
+                "expert_parallel",
+                format!(
+                    "{} must divide `world_size` {}",
+                    config.expert_parallel, config.world_size
                 ),
             ));
         }
@@ -427,6 +454,40 @@ impl Core {
     fn batch(&self, index: u64) -> Result<Batch> {
         #[cfg(test)]
         assert_ne!(Some(index), self.panic_at, "injected loader failure");
+        let mut batch = self.batch_of_rank(index, self.config.rank)?;
+        self.attach_peer_counts(&mut batch)?;
+        Ok(batch)
+    }
+
+    /// Fills every route's `peer_counts` by routing the same batch of each rank of this rank's
+    /// expert-parallel group (batches are pure functions of the rank, so no rank waits for
+    /// another's counts).
+    fn attach_peer_counts(&self, batch: &mut Batch) -> Result<()> {
+        let group = self.config.expert_parallel;
+        let first = self.config.rank - self.config.rank % group;
+        for route in &mut batch.routes {
+            route.peer_counts = Vec::with_capacity(group * route.experts as usize);
+        }
+        for peer in first..first + group {
+            let peer_batch = if peer == self.config.rank {
+                None
+            } else {
+                Some(self.batch_of_rank(batch.index, peer)?)
+            };
+            for (i, route) in batch.routes.iter_mut().enumerate() {
+                let offsets = match &peer_batch {
+                    Some(other) => &other.routes[i].offsets,
+                    None => &route.offsets,
+                };
+                let counts: Vec<u32> = offsets.windows(2).map(|w| w[1] - w[0]).collect();
+                route.peer_counts.extend(counts);
+            }
+        }
+        Ok(())
+    }
+
+    /// Batch `index` of `rank` (its routes without peer counts).
+    fn batch_of_rank(&self, index: u64, rank: usize) -> Result<Batch> {
         let (b, t) = (self.config.batch_size, self.config.seq_len);
         let epoch = index / self.batches_per_epoch;
         let local = (index % self.batches_per_epoch) as usize;
@@ -442,7 +503,7 @@ impl Core {
         let mut window: Vec<u32> = Vec::with_capacity(t + 1);
         let mut response: Vec<bool> = Vec::with_capacity(t + 1);
         for r in 0..rows {
-            let sample = (first + r) * self.config.world_size + self.config.rank;
+            let sample = (first + r) * self.config.world_size + rank;
             window.clear();
             response.clear();
             let prev = match &*plan {

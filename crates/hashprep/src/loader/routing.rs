@@ -21,6 +21,10 @@ pub struct Route {
     pub order: Vec<u32>,
     /// `order[offsets[e]..offsets[e+1]]` are the positions of expert `e`; `K + 1` entries.
     pub offsets: Vec<u32>,
+    /// `[E * K]` row-major: row `i` is the tokens per expert of rank `g*E + i` of this rank's
+    /// expert-parallel group of size E for the same batch index (its own row included; E = 1
+    /// without expert parallelism).
+    pub peer_counts: Vec<u32>,
 }
 
 /// The ids around each row that context rules need.
@@ -85,6 +89,7 @@ pub(crate) fn route(
         expert_ids,
         order,
         offsets,
+        peer_counts: Vec::new(),
     }
 }
 

@@ -1,7 +1,4 @@
-"""PyTorch glue: the loader as a `torch.utils.data.IterableDataset` of dicts of tensors.
-
-torch is imported when this module is, and is not a dependency of the package.
-"""
+"""The loader as a `torch.utils.data.IterableDataset` of dicts of tensors."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ from typing import Iterator, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from . import Loader
+from .. import Loader
 
 __all__ = ["HashprepDataset"]
 
@@ -22,7 +19,8 @@ class HashprepDataset(torch.utils.data.IterableDataset):
     group's when it is initialized. `steps` batches per iteration (default: one epoch).
     `pin_memory` pins the tensors for non-blocking copies to a GPU. Each item is a dict with
     `input_ids`, `targets`, `loss_mask` (`[B, T]`) and `routes`: per route, a dict of
-    `expert_ids`, `order`, `offsets`. Use it with `DataLoader(ds, batch_size=None)` and no
+    `expert_ids`, `order`, `offsets` (tensors) and `peer_counts` (a host numpy `[E, K]`, the
+    split sizes `HashMoE` needs on the host; E = `expert_parallel`). Use it with `DataLoader(ds, batch_size=None)` and no
     worker processes: batches are already built (and built ahead) by the loader's threads.
     """
 
@@ -38,6 +36,7 @@ class HashprepDataset(torch.utils.data.IterableDataset):
         drop_last: bool = False,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
+        expert_parallel: int = 1,
         workers: int = 2,
         prefetch: int = 4,
         steps: Optional[int] = None,
@@ -60,6 +59,7 @@ class HashprepDataset(torch.utils.data.IterableDataset):
             drop_last=drop_last,
             rank=rank,
             world_size=world_size,
+            expert_parallel=expert_parallel,
             workers=workers,
             prefetch=prefetch,
         )
@@ -91,6 +91,7 @@ class HashprepDataset(torch.utils.data.IterableDataset):
                         "expert_ids": self._tensor(r.expert_ids),
                         "order": self._tensor(r.order),
                         "offsets": self._tensor(r.offsets),
+                        "peer_counts": r.peer_counts,
                     }
                     for r in batch.routes
                 ],

@@ -1,0 +1,117 @@
+"""hashtrain's decoder on torch, parameter for parameter (names and layouts of its
+`model.safetensors`): a pre-norm Transformer, `x += drop(attn(ln_attn(x)))`,
+`x += drop(ffn(ln_ffn(x)))`, a final layer norm and the output projection (tied to the input
+embedding by default). The FFN of a sparse layer is a `HashMoE` driven by its loader route.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .moe import DeviceRoute, HashMoE
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.heads, self.dropout = heads, dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+
+class DenseFfn(nn.Module):
+    def __init__(self, d_model: int, d_ff: int) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(h)))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, heads: int, dropout: float, ffn: nn.Module) -> None:
+        super().__init__()
+        self.ln_attn, self.ln_ffn = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, heads, dropout)
+        self.ffn = ffn
+
+
+class LanguageModel(nn.Module):
+    """`layers` blocks of `d_model`; `hash_layers` maps a 1-based layer to its number of experts
+    (those layers' FFNs are `HashMoE`s, sharded over `ep_group` when given); others are dense
+    `d -> d_ff -> d`. `forward(input_ids [B, T], routes {layer: DeviceRoute})` -> logits
+    `[B*T, V]`."""
+
+    def __init__(
+        self,
+        vocab: int,
+        *,
+        layers: int,
+        d_model: int,
+        d_ff: int,
+        heads: int,
+        context: int,
+        dropout: float = 0.0,
+        positions: str = "learned",
+        tie_embeddings: bool = True,
+        hash_layers: Optional[Mapping[int, int]] = None,
+        ep_group=None,
+    ) -> None:
+        super().__init__()
+        hash_layers = dict(hash_layers or {})
+        self.embedding = nn.Parameter(torch.randn(vocab, d_model) * 0.02)
+        if positions == "learned":
+            self.positions = nn.Parameter(torch.randn(context, d_model) * 0.02)
+        elif positions == "sinusoidal":
+            self.register_buffer("positions", _sinusoids(context, d_model), persistent=False)
+        else:
+            raise ValueError(f"positions {positions!r}: expected learned or sinusoidal")
+        self.layers = nn.ModuleDict()
+        for at in range(1, layers + 1):
+            if at in hash_layers:
+                ffn = HashMoE(d_model, d_ff, hash_layers[at], group=ep_group)
+            else:
+                ffn = DenseFfn(d_model, d_ff)
+            self.layers[str(at)] = Block(d_model, heads, dropout, ffn)
+        self.ln_final = nn.LayerNorm(d_model)
+        self.head = None if tie_embeddings else nn.Parameter(torch.randn(vocab, d_model) * 0.02)
+        self.dropout = dropout
+
+    def forward(self, input_ids: torch.Tensor, routes: Dict[int, DeviceRoute]) -> torch.Tensor:
+        b, t = input_ids.shape
+        drop = lambda x: F.dropout(x, self.dropout, self.training)  # noqa: E731
+        x = drop(self.embedding[input_ids.reshape(-1)].view(b, t, -1) + self.positions[:t])
+        for at, block in self.layers.items():
+            x = x + drop(block.attn(block.ln_attn(x)))
+            h = block.ln_ffn(x).reshape(b * t, -1)
+            y = block.ffn(h, routes[int(at)]) if isinstance(block.ffn, HashMoE) else block.ffn(h)
+            x = x + drop(y.view(b, t, -1))
+        x = self.ln_final(x).reshape(b * t, -1)
+        return x @ (self.embedding if self.head is None else self.head).t()
+
+
+def masked_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor):
+    """Summed negative log-likelihood over the positions where `mask` holds, and their number
+    (device scalars: nothing is read back)."""
+    nll = F.cross_entropy(logits, targets.reshape(-1), reduction="none")
+    mask = mask.reshape(-1).to(nll.dtype)
+    return (nll * mask).sum(), mask.sum()
+
+
+def _sinusoids(context: int, d: int) -> torch.Tensor:
+    half = d // 2
+    rates = torch.exp(torch.arange(half, dtype=torch.float32) * (-math.log(10_000.0) / half))
+    angles = torch.arange(context, dtype=torch.float32)[:, None] * rates[None, :]
+    table = torch.cat([angles.sin(), angles.cos()], 1)
+    return torch.cat([table, torch.zeros(context, 1)], 1) if d % 2 else table

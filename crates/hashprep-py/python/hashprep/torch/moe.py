@@ -1,0 +1,143 @@
+"""The Hash layer's experts on torch: `HashMoE` takes hidden states and one loader route
+(positions grouped by expert, `schemas/batch.md`), gathers them in expert order, runs each
+expert on its contiguous slice and scatters back, as hashtrain's hash layer does.
+
+Expert parallel: with an expert-parallel `group` of E ranks, each rank holds K/E experts (rank i
+of the group the experts `i*K/E .. (i+1)*K/E - 1`) and tokens travel to their expert's rank
+and back with one `all_to_all_single` each way (autograd runs the same two in the backward).
+Every split size comes from the route's `peer_counts` (the loader routed the other ranks'
+batches on the host), so a step exchanges no counts and copies nothing back from the device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.nn.functional import all_to_all_single
+
+
+@dataclass
+class DeviceRoute:
+    """One route ready for `HashMoE`: `order` on the device; the sizes stay on the host."""
+
+    order: torch.Tensor
+    """`[N]` int64: positions grouped by expert."""
+    counts: list
+    """Tokens per expert of this rank (`K` ints)."""
+    peer_counts: np.ndarray
+    """`[E, K]` tokens per expert of each rank of the expert-parallel group."""
+
+
+def device_route(route, device=None, non_blocking: bool = True) -> DeviceRoute:
+    """A `DeviceRoute` from a `hashprep.Route` or a route dict of `HashprepDataset`."""
+    get = route.get if isinstance(route, dict) else lambda name: getattr(route, name)
+    order = get("order")
+    if isinstance(order, np.ndarray):
+        order = torch.from_numpy(order)
+    peer_counts = np.asarray(get("peer_counts"))
+    offsets = get("offsets")
+    offsets = offsets.numpy() if isinstance(offsets, torch.Tensor) else np.asarray(offsets)
+    return DeviceRoute(
+        order=order.to(device, non_blocking=non_blocking) if device is not None else order,
+        counts=np.diff(offsets).tolist(),
+        peer_counts=peer_counts,
+    )
+
+
+class Expert(nn.Module):
+    """`relu(x w1 + b1) w2 + b2`, `w1: [d, D]`, `w2: [D, d]` (hashtrain's layout and initial
+    distribution: uniform in +-1/sqrt(fan_in))."""
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None) -> None:
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.w1 = nn.Parameter(torch.empty(d_model, d_ff, **kw))
+        self.b1 = nn.Parameter(torch.empty(d_ff, **kw))
+        self.w2 = nn.Parameter(torch.empty(d_ff, d_model, **kw))
+        self.b2 = nn.Parameter(torch.empty(d_model, **kw))
+        bound_in, bound_hidden = 1 / math.sqrt(d_model), 1 / math.sqrt(d_ff)
+        for p, bound in ((self.w1, bound_in), (self.b1, bound_in), (self.w2, bound_hidden), (self.b2, bound_hidden)):
+            nn.init.uniform_(p, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.b2, torch.relu(torch.addmm(self.b1, x, self.w1)), self.w2)
+
+
+class HashMoE(nn.Module):
+    """K expert FFNs `d -> D -> d` routed by a loader route (`forward(h [N, d], route)`).
+
+    `group`: the expert-parallel process group (None: every expert here). Expert `e`'s
+    parameters are `experts.{e}.{w1,b1,w2,b2}` with the global `e`, as in hashtrain's
+    checkpoints, so each rank's state dict names only its own experts.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, experts: int, *, group=None, device=None, dtype=None) -> None:
+        super().__init__()
+        self.group = group
+        self.ep_size = dist.get_world_size(group) if group is not None else 1
+        self.ep_rank = dist.get_rank(group) if group is not None else 0
+        if experts % self.ep_size:
+            raise ValueError(f"{experts} experts do not split over an expert-parallel group of {self.ep_size}")
+        self.num_experts = experts
+        self.local = experts // self.ep_size
+        first = self.ep_rank * self.local
+        self.experts = nn.ModuleDict(
+            {str(e): Expert(d_model, d_ff, device, dtype) for e in range(first, first + self.local)}
+        )
+
+    def forward(self, h: torch.Tensor, route: DeviceRoute) -> torch.Tensor:
+        grouped = h.index_select(0, route.order)
+        if self.ep_size == 1:
+            out = self._run(grouped, route.counts)
+        else:
+            out = self._exchange(grouped, route)
+        # A permutation: every row written once; its backward is a gather.
+        return torch.zeros_like(out).index_copy(0, route.order, out)
+
+    def _run(self, x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+        """This rank's experts, in order, each on its slice of `x` (host-known `sizes`)."""
+        parts = [
+            expert(rows)
+            for expert, rows in zip(self.experts.values(), torch.split(x, list(sizes)))
+            if rows.shape[0] > 0
+        ]
+        # No token here: an empty result still in the graph, so the backward's all-to-all runs.
+        return torch.cat(parts) if parts else x[:0]
+
+    def _exchange(self, grouped: torch.Tensor, route: DeviceRoute) -> torch.Tensor:
+        counts = np.asarray(route.peer_counts, dtype=np.int64)
+        if counts.shape != (self.ep_size, self.num_experts):
+            raise ValueError(
+                f"route peer_counts of shape {counts.shape}, expected ({self.ep_size}, {self.num_experts}): "
+                f"open the loader with expert_parallel={self.ep_size}"
+            )
+        first = self.ep_rank * self.local
+        send = counts[self.ep_rank].reshape(self.ep_size, self.local).sum(1).tolist()
+        mine = counts[:, first : first + self.local]  # [source rank, local expert]
+        receive = mine.sum(1).tolist()
+        arrived = all_to_all_single(
+            grouped.new_empty((sum(receive), grouped.shape[1])), grouped, receive, send, self.group
+        )
+        # Arrivals come by source rank, then expert; the experts want them by expert.
+        by_expert = torch.from_numpy(_by_expert_index(mine))
+        if grouped.is_cuda:
+            by_expert = by_expert.pin_memory()
+        by_expert = by_expert.to(grouped.device, non_blocking=True)
+        out = self._run(arrived.index_select(0, by_expert), mine.sum(0).tolist())
+        out = torch.zeros_like(out).index_copy(0, by_expert, out)
+        return all_to_all_single(torch.empty_like(grouped), out, send, receive, self.group)
+
+
+def _by_expert_index(counts: np.ndarray) -> np.ndarray:
+    """For rows laid out by (source, expert) with `counts[source, expert]` rows each, the row
+    indices in (expert, source) order."""
+    starts = (np.cumsum(counts.ravel()) - counts.ravel()).reshape(counts.shape)
+    starts, lengths = starts.T.ravel(), counts.T.ravel()
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + within

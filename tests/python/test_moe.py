@@ -1,0 +1,203 @@
+"""HashMoE: hashtrain's numbers on its own checkpoint, and expert parallelism over 2 gloo
+processes equal to one process holding every expert, with no hidden sync and one all-to-all
+each way."""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+safetensors_torch = pytest.importorskip("safetensors.torch")
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+import hashprep  # noqa: E402
+from hashprep.torch import HashMoE, LanguageModel, device_route, masked_nll  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def hashtrain(*args):
+    binary = os.environ.get("HASHTRAIN_BIN", str(ROOT / "target" / "debug" / "hashtrain"))
+    assert pathlib.Path(binary).exists(), f"{binary}: build hashtrain first (cargo build)"
+    env = dict(os.environ)
+    torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    env["LD_LIBRARY_PATH"] = torch_lib + os.pathsep + env.get("LD_LIBRARY_PATH", "")
+    done = subprocess.run([binary, *map(str, args)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def balanced8(shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tables") / "balanced8.arrow"
+    hashprep.build_table(shards, out, method="balanced", experts=8)
+    return out
+
+
+def test_the_model_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, balanced8):
+    config = tmp_path / "run.toml"
+    config.write_text(f"""
+[data]
+train = "{shards}"
+valid = "{shards}"
+
+[model]
+layers = 2
+d_model = 16
+d_ff = 32
+heads = 2
+dropout = 0.0
+context = 16
+
+[[model.sparse]]
+at = 2
+kind = "hash"
+table = "{balanced8}"
+
+[train]
+steps = 3
+batch_size = 4
+lr = 0.01
+warmup = 1
+eval_every = 3
+eval_batches = 1
+log_every = 1
+workers = 1
+threads = 1
+""")
+    run = tmp_path / "run"
+    hashtrain("run", "--config", config, "--out", run)
+    expected = json.loads(hashtrain("eval", "--checkpoint", run, "--data", shards, "--batches", 3, "--json"))
+    checkpoint = pathlib.Path(expected["checkpoint"])
+    weights = safetensors_torch.load_file(checkpoint / "model.safetensors")
+
+    model = LanguageModel(50257, layers=2, d_model=16, d_ff=32, heads=2, context=16, hash_layers={2: 8})
+    model.load_state_dict(weights, strict=True)
+    model.eval()
+    assert torch.equal(model.layers["2"].ffn.experts["7"].w2, weights["layers.2.ffn.experts.7.w2"])
+    state = json.loads((checkpoint / "state.json").read_text())
+    table = checkpoint / state["tables"][0]["file"]
+    loader = hashprep.Loader(shards, [table], batch_size=4, seq_len=16, seed=0)
+    nll, tokens = 0.0, 0
+    with torch.no_grad():
+        for batch in loader.take(3):
+            ids = torch.from_numpy(batch.input_ids)
+            logits = model(ids, {2: device_route(batch.routes[0])})
+            total, count = masked_nll(logits, torch.from_numpy(batch.targets), torch.from_numpy(batch.loss_mask))
+            nll, tokens = nll + total.item(), tokens + int(count.item())
+    assert tokens == expected["tokens"]
+    assert abs(nll / tokens - expected["loss"]) < 1e-5, (nll / tokens, expected["loss"])
+    # The check can fail: another routing of the same weights gives another loss.
+    with torch.no_grad():
+        batch = loader.take(1).__next__()
+        route = device_route(batch.routes[0])
+        shifted = device_route({"order": np.roll(batch.routes[0].order, 1),
+                                "offsets": batch.routes[0].offsets, "peer_counts": batch.routes[0].peer_counts})
+        ids = torch.from_numpy(batch.input_ids)
+        assert not torch.allclose(model(ids, {2: route}), model(ids, {2: shifted}))
+
+
+D_MODEL, D_FF, EXPERTS, ROWS, SEQ = 8, 16, 8, 2, 16
+
+
+def _inputs(rank):
+    generator = torch.Generator().manual_seed(100 + rank)
+    h = torch.randn(ROWS * SEQ, D_MODEL, generator=generator)
+    weights = torch.randn(ROWS * SEQ, D_MODEL, generator=generator)
+    return h.requires_grad_(), weights
+
+
+def _full_layer():
+    torch.manual_seed(0)
+    return HashMoE(D_MODEL, D_FF, EXPERTS)
+
+
+class _Forbidden:
+    """Makes the calls that would wait for the device raise, and counts all-to-alls."""
+
+    def __init__(self):
+        self.all_to_all = 0
+
+    def __enter__(self):
+        self.saved = [(torch.Tensor, name, getattr(torch.Tensor, name)) for name in ("item", "tolist", "cpu")]
+        self.saved += [(torch.cuda, "synchronize", torch.cuda.synchronize), (dist, "all_to_all_single", dist.all_to_all_single)]
+
+        def forbidden(name):
+            def call(*args, **kwargs):
+                raise AssertionError(f"{name} called inside the expert-parallel layer")
+            return call
+
+        for owner, name, _ in self.saved[:-1]:
+            setattr(owner, name, forbidden(name))
+        original = dist.all_to_all_single
+
+        def counted(*args, **kwargs):
+            self.all_to_all += 1
+            return original(*args, **kwargs)
+
+        dist.all_to_all_single = counted
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, value in self.saved:
+            setattr(owner, name, value)
+
+
+def _ep_rank(rank, world_size, port, shards, table, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    layer = HashMoE(D_MODEL, D_FF, EXPERTS, group=dist.group.WORLD)
+    missing, unexpected = layer.load_state_dict(_full_layer().state_dict(), strict=False)
+    assert not missing and len(unexpected) == 4 * (EXPERTS // 2)
+    loader = hashprep.Loader(shards, [table], batch_size=ROWS, seq_len=SEQ, seed=3,
+                             rank=rank, world_size=world_size, expert_parallel=world_size)
+    batch = next(iter(loader.take(1)))
+    route = device_route(batch.routes[0])
+    h, weights = _inputs(rank)
+    with _Forbidden() as guard:
+        loss = (layer(h, route) * weights).sum()
+        forward_calls = guard.all_to_all
+        loss.backward()
+    grads = {name: p.grad for name, p in layer.named_parameters() if p.grad is not None}
+    torch.save({"loss": loss.detach(), "h_grad": h.grad, "grads": grads,
+                "calls": (forward_calls, guard.all_to_all - forward_calls)},
+               os.path.join(out, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("method", ["balanced", "random"])
+def test_expert_parallel_over_two_ranks_equals_one_process_with_all_experts(tmp_path, shards, method):
+    table = tmp_path / f"{method}.arrow"
+    hashprep.build_table(shards, table, method=method, experts=EXPERTS, seed=5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ep_rank, args=(2, port, str(shards), str(table), str(tmp_path)), nprocs=2, join=True)
+
+    layer = _full_layer()
+    inputs, losses = [], []
+    for rank in range(2):
+        loader = hashprep.Loader(shards, [table], batch_size=ROWS, seq_len=SEQ, seed=3, rank=rank, world_size=2)
+        route = device_route(next(iter(loader.take(1))).routes[0])
+        h, weights = _inputs(rank)
+        losses.append((layer(h, route) * weights).sum())
+        inputs.append(h)
+    sum(losses).backward()
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got["calls"] == (2, 2), "one all-to-all out and one back, in each direction"
+        assert torch.allclose(got["loss"], losses[rank].detach(), atol=1e-5, rtol=0)
+        assert torch.allclose(got["h_grad"], inputs[rank].grad, atol=1e-5, rtol=0)
+        assert sorted(got["grads"]) == sorted(
+            f"experts.{e}.{w}" for e in range(4 * rank, 4 * rank + 4) for w in ("w1", "b1", "w2", "b2")
+            if layer.experts[str(e)].w1.grad is not None
+        )
+        for name, grad in got["grads"].items():
+            expected = layer.get_parameter(name).grad
+            assert torch.allclose(grad, expected, atol=1e-5, rtol=0), name
