@@ -54,7 +54,7 @@ class Expert(nn.Module):
     """`relu(x w1 + b1) w2 + b2`, `w1: [d, D]`, `w2: [D, d]` (hashtrain's layout and initial
     distribution: uniform in +-1/sqrt(fan_in))."""
 
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None) -> None:
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None, generator=None) -> None:
         super().__init__()
         kw = {"device": device, "dtype": dtype}
         self.w1 = nn.Parameter(torch.empty(d_model, d_ff, **kw))
@@ -63,7 +63,7 @@ class Expert(nn.Module):
         self.b2 = nn.Parameter(torch.empty(d_model, **kw))
         bound_in, bound_hidden = 1 / math.sqrt(d_model), 1 / math.sqrt(d_ff)
         for p, bound in ((self.w1, bound_in), (self.b1, bound_in), (self.w2, bound_hidden), (self.b2, bound_hidden)):
-            nn.init.uniform_(p, -bound, bound)
+            nn.init.uniform_(p, -bound, bound, generator=generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addmm(self.b2, torch.relu(torch.addmm(self.b1, x, self.w1)), self.w2)
@@ -74,10 +74,13 @@ class HashMoE(nn.Module):
 
     `group`: the expert-parallel process group (None: every expert here). Expert `e`'s
     parameters are `experts.{e}.{w1,b1,w2,b2}` with the global `e`, as in hashtrain's
-    checkpoints, so each rank's state dict names only its own experts.
+    checkpoints, so each rank's state dict names only its own experts. `seed`: expert `e` is
+    initialized from its own generator seeded with `(seed, e)`, so the weights do not depend on
+    the expert-parallel layout (default: torch's global generator).
     """
 
-    def __init__(self, d_model: int, d_ff: int, experts: int, *, group=None, device=None, dtype=None) -> None:
+    def __init__(self, d_model: int, d_ff: int, experts: int, *, group=None, seed: Optional[int] = None,
+                 device=None, dtype=None) -> None:
         super().__init__()
         self.group = group
         self.ep_size = dist.get_world_size(group) if group is not None else 1
@@ -87,8 +90,11 @@ class HashMoE(nn.Module):
         self.num_experts = experts
         self.local = experts // self.ep_size
         first = self.ep_rank * self.local
+        def generator(e: int):
+            return None if seed is None else torch.Generator().manual_seed(seed * 1_000_003 + e)
+
         self.experts = nn.ModuleDict(
-            {str(e): Expert(d_model, d_ff, device, dtype) for e in range(first, first + self.local)}
+            {str(e): Expert(d_model, d_ff, device, dtype, generator(e)) for e in range(first, first + self.local)}
         )
 
     def forward(self, h: torch.Tensor, route: DeviceRoute) -> torch.Tensor:

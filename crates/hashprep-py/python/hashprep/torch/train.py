@@ -1,0 +1,358 @@
+"""The reference trainer: hashtrain's run config on torch.distributed.
+
+    torchrun --nproc-per-node N -m hashprep.torch.train --config pipelines/NAME.toml --out DIR [--ep E]
+
+Data parallel over all N ranks (DDP for the dense parameters; the config's `batch_size` is the
+global batch, `batch_size / N` rows per rank); with `--ep E` the experts of each hash layer are
+sharded over groups of E consecutive ranks (`HashMoE`), the all-to-all sizes known on the host,
+and each expert's gradient is reduced only over its replicas (the ranks holding the same experts).
+Writes hashtrain's `metrics.jsonl` records; checkpoints with torch.distributed.checkpoint every
+`checkpoint_every` steps, and `--resume` continues from the latest one. Without torchrun it runs
+as one process. Supported: dense and `hash` layers (one hash); anything else is refused by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.nn.parallel import DistributedDataParallel
+
+import hashprep
+
+from .model import LanguageModel, masked_nll
+from .moe import HashMoE, device_route
+
+DEFAULTS = {
+    "data": {"test": None},
+    "model": {"dropout": 0.1, "positions": "learned", "tie_embeddings": True, "sparse": []},
+    "train": {"batch_size": 16, "lr": 0.002, "warmup": 100, "clip": 1.0, "betas": [0.9, 0.98],
+              "eps": 1e-8, "seed": 0, "steps": 1000, "eval_every": 0, "eval_batches": 0,
+              "log_every": 10, "checkpoint_every": 0, "keep_checkpoints": 2, "device": "cpu",
+              "workers": 1, "prefetch": 4, "threads": 0},
+}
+REQUIRED = {"data": {"train", "valid"}, "model": {"layers", "d_model", "d_ff", "heads", "context"}, "train": set()}
+SPARSE = {"at", "kind", "table", "table_layer", "experts", "load_bal", "capacity_factor"}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def read_config(path: pathlib.Path) -> dict:
+    """hashtrain's run config with its defaults; what this trainer cannot do is refused by name."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    raw = tomllib.loads(path.read_text())
+    config = {}
+    for section in DEFAULTS:
+        given = raw.pop(section, {})
+        unknown = set(given) - set(DEFAULTS[section]) - REQUIRED[section] - {"train", "valid"}
+        missing = REQUIRED[section] - set(given)
+        if unknown or missing:
+            name = sorted(unknown or missing)[0]
+            problem = "is not a setting hashprep.torch.train supports" if unknown else "is required"
+            raise ConfigError(f"{path}: `{section}.{name}` {problem}")
+        config[section] = {**DEFAULTS[section], **given}
+    if raw:
+        raise ConfigError(f"{path}: section `{sorted(raw)[0]}` is not one hashprep.torch.train supports")
+    for i, layer in enumerate(config["model"]["sparse"]):
+        where = f"{path}: `model.sparse[{i}]`"
+        if set(layer) - SPARSE:
+            raise ConfigError(f"{where}.{sorted(set(layer) - SPARSE)[0]} is not a setting")
+        if layer.get("kind") not in ("hash", "dense"):
+            raise ConfigError(f"{where}.kind = {layer.get('kind')!r}: hashprep.torch.train runs hash and dense layers only")
+        if layer["kind"] == "hash":
+            meta = hashprep.Table.load(layer["table"]).meta
+            if meta["hashes"] != 1:
+                raise ConfigError(f"{where}: the table has {meta['hashes']} hashes; MultiHash is not supported here")
+            layer["experts"] = meta["experts"]
+    return config
+
+
+class Distributed:
+    """This process's place: world W, rank, the expert-parallel group of E ranks and the group
+    of the ranks holding the same experts (the expert replicas)."""
+
+    def __init__(self, ep: int) -> None:
+        self.on = "RANK" in os.environ
+        if self.on and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get("HASHPREP_BACKEND") != "gloo" else "gloo")
+        self.world = dist.get_world_size() if self.on else 1
+        self.rank = dist.get_rank() if self.on else 0
+        if ep < 1 or self.world % ep:
+            raise ConfigError(f"--ep {ep} must divide the {self.world} ranks")
+        self.ep = ep
+        self.ep_group = self.replicas = None
+        if ep > 1:  # every rank creates every group, in the same order
+            for first in range(0, self.world, ep):
+                group = dist.new_group(list(range(first, first + ep)))
+                if first <= self.rank < first + ep:
+                    self.ep_group = group
+            for offset in range(ep):
+                group = dist.new_group(list(range(offset, self.world, ep)))
+                if self.rank % ep == offset:
+                    self.replicas = group
+
+    def all_reduce(self, tensor: torch.Tensor, group=None) -> torch.Tensor:
+        if self.on:
+            dist.all_reduce(tensor, group=group)
+        return tensor
+
+
+def inverse_sqrt_lr(peak: float, warmup: int, step: int) -> float:
+    step = max(step, 1)
+    return peak * step / warmup if step <= warmup else peak * math.sqrt(max(warmup, 1) / step)
+
+
+class Trainer:
+    def __init__(self, config: dict, place: Distributed, device: torch.device) -> None:
+        self.config, self.place, self.device = config, place, device
+        m, t = config["model"], config["train"]
+        self.hash_layers = {s["at"]: s for s in m["sparse"] if s["kind"] == "hash"}
+        tables = sorted({s["table"] for s in self.hash_layers.values()})
+        if t["batch_size"] % place.world:
+            raise ConfigError(f"`train.batch_size` {t['batch_size']} must be a multiple of the {place.world} ranks")
+
+        def loader(data):
+            return hashprep.Loader(data, tables, batch_size=t["batch_size"] // place.world, seq_len=m["context"],
+                                   seed=t["seed"], rank=place.rank, world_size=place.world,
+                                   expert_parallel=place.ep, workers=t["workers"], prefetch=t["prefetch"])
+
+        self.train_loader, self.valid_loader = loader(config["data"]["train"]), loader(config["data"]["valid"])
+        self.route_of = {at: self._route_index(self.train_loader.routes, s) for at, s in self.hash_layers.items()}
+        vocab = hashprep.Dataset(config["data"]["train"]).manifest["tokenizer"]["vocab_size"]
+        torch.manual_seed(t["seed"])
+        self.model = LanguageModel(
+            vocab, layers=m["layers"], d_model=m["d_model"], d_ff=m["d_ff"], heads=m["heads"],
+            context=m["context"], dropout=m["dropout"], positions=m["positions"],
+            tie_embeddings=m["tie_embeddings"], hash_layers={at: s["experts"] for at, s in self.hash_layers.items()},
+            ep_group=place.ep_group, expert_seed=t["seed"],
+        )
+        self.model.to(device)
+        # Sharded experts are not data-parallel parameters: their gradient comes through the
+        # all-to-all and is reduced over their replicas only.
+        self.experts = [p for mod in self.model.modules() if isinstance(mod, HashMoE) and place.ep > 1 for p in mod.parameters()]
+        expert_ids = {id(p) for p in self.experts}
+        self.dense = [p for p in self.model.parameters() if id(p) not in expert_ids]
+        self.net = self.model
+        if place.on and place.world > 1:
+            ignored = [n for n, p in self.model.named_parameters() if id(p) in expert_ids]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, ignored)
+            # Replicated experts (no --ep) that saw no token on this rank get no gradient here.
+            self.net = DistributedDataParallel(self.model, find_unused_parameters=bool(self.hash_layers) and place.ep == 1)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t["lr"], betas=tuple(t["betas"]), eps=t["eps"])
+
+    @staticmethod
+    def _route_index(routes, layer) -> int:
+        wanted = pathlib.Path(layer["table"]).read_bytes()
+        for i, r in enumerate(routes):
+            if r["layer"] == layer.get("table_layer", 0) and pathlib.Path(r["table"]).read_bytes() == wanted:
+                return i
+        raise ConfigError(f"{layer['table']}: no layer {layer.get('table_layer', 0)} in the table")
+
+    def forward(self, batch, net):
+        ids = torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True)
+        routes = {at: device_route(batch.routes[i], self.device) for at, i in self.route_of.items()}
+        logits = net(ids, routes)
+        return masked_nll(logits, torch.from_numpy(batch.targets).to(self.device), torch.from_numpy(batch.loss_mask).to(self.device))
+
+    def step(self, batch, step: int):
+        t, place = self.config["train"], self.place
+        torch.manual_seed(t["seed"] * 1_000_003 + step * place.world + place.rank)  # dropout
+        nll, count = self.forward(batch, self.net)
+        tokens = place.all_reduce(count.detach().clone()).clamp_min(1.0)
+        # DDP averages over the W ranks: W * (this rank's share of the global mean).
+        self.optimizer.zero_grad(set_to_none=True)
+        (nll * place.world / tokens).backward()
+        if self.experts:
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.experts]
+            flat = place.all_reduce(torch.cat([g.reshape(-1) for g in grads]), place.replicas) / place.world
+            for p, g in zip(self.experts, flat.split([p.numel() for p in self.experts])):
+                p.grad = g.view_as(p)
+        grad_norm = self._clip(t["clip"])
+        lr = inverse_sqrt_lr(t["lr"], t["warmup"], step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        return nll.detach() / tokens, grad_norm, lr
+
+    def _clip(self, max_norm: float) -> torch.Tensor:
+        """Global gradient norm over every distinct parameter (sharded experts summed over their
+        group), scaled on the device: nothing is read back."""
+        def square(params):
+            grads = [p.grad.reshape(-1) for p in params if p.grad is not None]
+            return torch.cat(grads).pow(2).sum() if grads else torch.zeros((), device=self.device)
+        total = square(self.dense)
+        if self.experts:
+            total = total + self.place.all_reduce(square(self.experts), self.place.ep_group)
+        norm = total.sqrt()
+        if max_norm > 0:
+            scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(scale)
+        return norm
+
+    def evaluate(self, max_batches: int) -> dict:
+        per_epoch = self.valid_loader.batches_per_epoch
+        batches = per_epoch if max_batches == 0 else min(max_batches, per_epoch)
+        self.valid_loader.load_state({**self.valid_loader.state(), "next_batch": 0})
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)
+        loads = self._new_loads()
+        self.model.eval()
+        with torch.no_grad():
+            for batch in self.valid_loader.take(batches):
+                nll, count = self.forward(batch, self.model)
+                totals += torch.stack([nll.double(), count.double()])
+                self._add_loads(loads, batch)
+        self.model.train()
+        nll, tokens = self.place.all_reduce(totals).tolist()
+        loss = nll / tokens if tokens else float("nan")
+        return {"loss": loss, "ppl": math.exp(loss) if loss == loss else loss, "tokens": int(tokens),
+                "loads": self._load_records(loads)}
+
+    def _new_loads(self) -> dict:
+        return {at: np.zeros(s["experts"], dtype=np.int64) for at, s in self.hash_layers.items()}
+
+    def _add_loads(self, loads: dict, batch) -> None:
+        for at, i in self.route_of.items():
+            loads[at] += np.diff(batch.routes[i].offsets)
+
+    def _load_records(self, loads: dict) -> list:
+        records = []
+        for at in sorted(loads):
+            counts = self.place.all_reduce(torch.from_numpy(loads[at]).to(self.device)).tolist()
+            total = sum(counts)
+            records.append({"layer": at, "kind": "hash", "counts": counts,
+                            "max_over_mean": max(counts) * len(counts) / total if total else 0.0})
+        return records
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hashprep.torch.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=pathlib.Path, required=True, help="hashtrain's run config (TOML)")
+    parser.add_argument("--out", type=pathlib.Path, required=True, help="the run folder")
+    parser.add_argument("--ep", type=int, default=1, help="expert-parallel group size E (divides the ranks)")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    parser.add_argument("--stop-after", type=int, default=None, help="stop once this step is done (as if preempted)")
+    args = parser.parse_args(argv)
+    try:
+        config = read_config(args.config)
+        place = Distributed(args.ep)
+        t = config["train"]
+        if t["threads"]:
+            torch.set_num_threads(t["threads"])
+        device = torch.device(t["device"] if t["device"] == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        trainer = Trainer(config, place, device)
+    except (ConfigError, hashprep.Error) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    run(trainer, args)
+    if place.on:
+        dist.destroy_process_group()
+    return 0
+
+
+def run(trainer: Trainer, args) -> None:
+    t, place, out = trainer.config["train"], trainer.place, args.out
+    checkpoints = out / "checkpoints"
+    step = 0
+    if args.resume:
+        step = restore(trainer, checkpoints)
+    elif place.rank == 0:
+        if (out / "metrics.jsonl").exists():
+            raise SystemExit(f"error: {out} holds a run: --resume it or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+    metrics = open(out / "metrics.jsonl", "a") if place.rank == 0 else None
+    last = min(t["steps"], args.stop_after or t["steps"])
+    window = {"loss": torch.zeros((), device=trainer.device), "steps": 0, "tokens": 0, "wait": 0.0,
+              "started": time.perf_counter(), "loads": trainer._new_loads()}
+    batches = trainer.train_loader.take(last - step)
+    while step < last:
+        waited = time.perf_counter()
+        batch = next(batches)
+        window["wait"] += time.perf_counter() - waited
+        step += 1
+        loss, grad_norm, lr = trainer.step(batch, step)
+        window["loss"] += loss
+        window["steps"] += 1
+        window["tokens"] += int(batch.loss_mask.size) * place.world
+        trainer._add_loads(window["loads"], batch)
+        final = step == t["steps"]
+        if step % t["log_every"] == 0 or (final and window["steps"]):
+            write(metrics, train_record(trainer, window, step, lr, grad_norm))
+            window.update(loss=torch.zeros((), device=trainer.device), steps=0, tokens=0, wait=0.0,
+                          started=time.perf_counter(), loads=trainer._new_loads())
+        if (t["eval_every"] and step % t["eval_every"] == 0) or final:
+            write(metrics, {"type": "valid", "step": step, **trainer.evaluate(t["eval_batches"])})
+        if (t["checkpoint_every"] and step % t["checkpoint_every"] == 0) or final or step == last:
+            save(trainer, checkpoints, step, t["keep_checkpoints"])
+    if metrics:
+        metrics.close()
+
+
+def train_record(trainer, window, step, lr, grad_norm) -> dict:
+    loss = trainer.place.all_reduce(window["loss"].clone()).item() / window["steps"]
+    seconds = time.perf_counter() - window["started"]
+    return {"type": "train", "step": step, "loss": loss, "aux_loss": 0.0, "lr": lr,
+            "grad_norm": grad_norm.item(), "tokens_per_s": window["tokens"] / seconds,
+            "loader_wait": window["wait"] / seconds, "loads": trainer._load_records(window["loads"])}
+
+
+def write(metrics, record: dict) -> None:
+    if metrics is not None:
+        metrics.write(json.dumps(record) + "\n")
+        metrics.flush()
+
+
+def save(trainer: Trainer, checkpoints: pathlib.Path, step: int, keep: int) -> None:
+    """`step-XXXXXXXX/`: the model and optimizer (torch.distributed.checkpoint, each rank its
+    shards) and each rank's loader position; `latest` names it once it is complete."""
+    place = trainer.place
+    folder = checkpoints / f"step-{step:08d}"
+    model_state, optim_state = get_state_dict(trainer.model, trainer.optimizer)
+    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=folder)
+    loader_state = {**trainer.train_loader.state()}
+    (folder / f"loader-rank{place.rank}.json").write_text(json.dumps(loader_state))
+    if place.on:
+        dist.barrier()
+    if place.rank == 0:
+        latest = checkpoints / "latest"
+        latest.with_suffix(".tmp").write_text(folder.name)
+        latest.with_suffix(".tmp").replace(latest)
+        for old in sorted(checkpoints.glob("step-*"))[:-keep] if keep else []:
+            shutil.rmtree(old)
+
+
+def restore(trainer: Trainer, checkpoints: pathlib.Path) -> int:
+    folder = checkpoints / (checkpoints / "latest").read_text().strip()
+    model_state, optim_state = get_state_dict(trainer.model, trainer.optimizer)
+    state = {"model": model_state, "optim": optim_state}
+    dcp.load(state, checkpoint_id=folder)
+    set_state_dict(trainer.model, trainer.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    loader_state = json.loads((folder / f"loader-rank{trainer.place.rank}.json").read_text())
+    trainer.train_loader.load_state(loader_state)
+    step = int(folder.name.split("-")[1])
+    if trainer.place.rank == 0:  # the records after the checkpoint are redone
+        metrics = checkpoints.parent / "metrics.jsonl"
+        kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["step"] <= step]
+        metrics.write_text("".join(line + "\n" for line in kept))
+    return step
+
+
+if __name__ == "__main__":
+    sys.exit(main())
