@@ -39,3 +39,58 @@ def shards(tmp_path_factory, wiki_test):
     out = tmp_path_factory.mktemp("data") / "gpt2"
     hashprep.tokenize([wiki_test], out, format="wikitext103", tokenizer="gpt2", progress=False)
     return out
+
+
+# A tiny hashtrain run config: 2 layers of 16, layer 2 a `kind` layer over `table`, 3 steps.
+RUN_CONFIG = """
+[data]
+train = "{data}"
+valid = "{data}"
+
+[model]
+layers = 2
+d_model = 16
+d_ff = 32
+heads = 2
+dropout = 0.0
+context = 16
+
+[[model.sparse]]
+at = 2
+kind = "{kind}"
+table = "{table}"
+
+[train]
+steps = 3
+batch_size = 4
+lr = 0.01
+warmup = 1
+# Adam moves a weight by ~lr whatever the size of its gradient once that is well above eps: the
+# attention's key bias (a gradient of 0 up to rounding) and barely used hidden units would turn
+# rounding differences between 1 and 2 processes into lr-sized ones. eps damps those.
+eps = 1e-3
+eval_every = 0
+eval_batches = 2
+log_every = 1
+checkpoint_every = 2
+threads = 1
+"""
+
+
+@pytest.fixture(scope="session")
+def hashtrain():
+    """Runs the `hashtrain` binary (HASHTRAIN_BIN, default target/debug/hashtrain); stdout back."""
+    binary = os.environ.get("HASHTRAIN_BIN", str(ROOT / "target" / "debug" / "hashtrain"))
+    assert pathlib.Path(binary).exists(), f"{binary}: build hashtrain first (cargo build)"
+    import torch
+
+    env = dict(os.environ)
+    torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    env["LD_LIBRARY_PATH"] = torch_lib + os.pathsep + env.get("LD_LIBRARY_PATH", "")
+
+    def run(*args):
+        done = subprocess.run([binary, *map(str, args)], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    return run

@@ -6,7 +6,6 @@ import json
 import os
 import pathlib
 import socket
-import subprocess
 
 import numpy as np
 import pytest
@@ -17,21 +16,8 @@ import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
 import hashprep  # noqa: E402
+from conftest import RUN_CONFIG  # noqa: E402
 from hashprep.torch import HashMoE, LanguageModel, device_route, masked_nll  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def hashtrain(*args):
-    binary = os.environ.get("HASHTRAIN_BIN", str(ROOT / "target" / "debug" / "hashtrain"))
-    assert pathlib.Path(binary).exists(), f"{binary}: build hashtrain first (cargo build)"
-    env = dict(os.environ)
-    torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
-    env["LD_LIBRARY_PATH"] = torch_lib + os.pathsep + env.get("LD_LIBRARY_PATH", "")
-    done = subprocess.run([binary, *map(str, args)], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
 
 @pytest.fixture(scope="module")
 def balanced8(shards, tmp_path_factory):
@@ -40,37 +26,9 @@ def balanced8(shards, tmp_path_factory):
     return out
 
 
-def test_the_model_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, balanced8):
+def test_the_model_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, balanced8, hashtrain):
     config = tmp_path / "run.toml"
-    config.write_text(f"""
-[data]
-train = "{shards}"
-valid = "{shards}"
-
-[model]
-layers = 2
-d_model = 16
-d_ff = 32
-heads = 2
-dropout = 0.0
-context = 16
-
-[[model.sparse]]
-at = 2
-kind = "hash"
-table = "{balanced8}"
-
-[train]
-steps = 3
-batch_size = 4
-lr = 0.01
-warmup = 1
-eval_every = 3
-eval_batches = 1
-log_every = 1
-workers = 1
-threads = 1
-""")
+    config.write_text(RUN_CONFIG.format(data=shards, table=balanced8, kind="hash"))
     run = tmp_path / "run"
     hashtrain("run", "--config", config, "--out", run)
     expected = json.loads(hashtrain("eval", "--checkpoint", run, "--data", shards, "--batches", 3, "--json"))

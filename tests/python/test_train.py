@@ -11,40 +11,8 @@ torch = pytest.importorskip("torch")
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save  # noqa: E402
 
 import hashprep  # noqa: E402
+from conftest import RUN_CONFIG  # noqa: E402
 
-CONFIG = """
-[data]
-train = "{data}"
-valid = "{data}"
-
-[model]
-layers = 2
-d_model = 16
-d_ff = 32
-heads = 2
-dropout = 0.0
-context = 16
-
-[[model.sparse]]
-at = 2
-kind = "{kind}"
-table = "{table}"
-
-[train]
-steps = 3
-batch_size = 4
-lr = 0.01
-warmup = 1
-# Adam moves a weight by ~lr whatever the size of its gradient once that is well above eps: the
-# attention's key bias (a gradient of 0 up to rounding) and barely used hidden units would turn
-# rounding differences between 1 and 2 processes into lr-sized ones. eps damps those.
-eps = 1e-3
-eval_every = 0
-eval_batches = 2
-log_every = 1
-checkpoint_every = 2
-threads = 1
-"""
 
 
 def train(config, out, *extra, ranks=1):
@@ -72,7 +40,7 @@ def runs(tmp_path_factory, shards):
     table = tmp / "balanced8.arrow"
     hashprep.build_table(shards, table, method="balanced", experts=8)
     config = tmp / "run.toml"
-    config.write_text(CONFIG.format(data=shards, table=table, kind="hash"))
+    config.write_text(RUN_CONFIG.format(data=shards, table=table, kind="hash"))
     made = {}
     for name, ranks, extra in [("one", 1, ()), ("dp2", 2, ()), ("ep2", 2, ("--ep", 2))]:
         done = train(config, tmp / name, *extra, ranks=ranks)
@@ -106,9 +74,7 @@ def test_two_ranks_give_the_losses_and_weights_of_one_process(runs, name, tmp_pa
         assert torch.allclose(value, got[key], atol=1e-5, rtol=0), key
 
 
-def test_metrics_records_have_hashtrains_fields(runs, tmp_path):
-    from test_moe import hashtrain
-
+def test_metrics_records_have_hashtrains_fields(runs, tmp_path, hashtrain):
     made, config = runs
     hashtrain("run", "--config", config, "--out", tmp_path / "hashtrain")
     for kind in ("train", "valid"):
@@ -120,10 +86,10 @@ def test_metrics_records_have_hashtrains_fields(runs, tmp_path):
 
 def test_what_it_cannot_run_is_refused_by_name(tmp_path, shards):
     config = tmp_path / "switch.toml"
-    config.write_text(CONFIG.format(data=shards, table="", kind="switch"))
+    config.write_text(RUN_CONFIG.format(data=shards, table="", kind="switch"))
     done = train(config, tmp_path / "run")
     assert done.returncode == 2
     assert "`model.sparse[0]`.kind = 'switch'" in done.stderr and "hash and dense" in done.stderr
-    config.write_text(CONFIG.format(data=shards, table="", kind="dense") + "fancy = 1\n")
+    config.write_text(RUN_CONFIG.format(data=shards, table="", kind="dense") + "fancy = 1\n")
     done = train(config, tmp_path / "run")
     assert done.returncode == 2 and "`train.fancy` is not a setting" in done.stderr, done.stderr

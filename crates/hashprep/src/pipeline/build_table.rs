@@ -102,10 +102,21 @@ pub fn build_table_files(request: &BuildTableRequest) -> Result<TableReport> {
     };
     let table = build_table(&request.spec, &inputs)?;
     let files = table.write(&request.out, request.format)?;
-    let (streams, note) = stream_reports(&table, &counts, request.data.as_deref())?;
+    let report = table_report(&table, &counts, request.data.as_deref(), files)?;
     if let Some(plot) = &request.plot {
-        plot_report(plot, &table, &streams)?;
+        plot_report(plot, &table, &report.streams)?;
     }
+    Ok(report)
+}
+
+/// The statistics of `table` over `counts` (and the shards of `data`, for bigram tables).
+fn table_report(
+    table: &RoutingTable,
+    counts: &TokenCounts,
+    data: Option<&Path>,
+    files: Vec<PathBuf>,
+) -> Result<TableReport> {
+    let (streams, note) = stream_reports(table, counts, data)?;
     Ok(TableReport {
         files,
         method: table.meta.method,
@@ -293,16 +304,7 @@ pub fn measure_table(table: &RoutingTable, data: &Path) -> Result<TableReport> {
     check_table_data(table, &manifest)
         .map_err(|e| Error::BadInput(format!("{}: {e}", data.display())))?;
     let counts = manifest.read_counts(data)?;
-    let (streams, note) = stream_reports(table, &counts, Some(data))?;
-    Ok(TableReport {
-        files: Vec::new(),
-        method: table.meta.method,
-        experts: table.meta.experts,
-        vocab_size: table.meta.vocab_size,
-        total_tokens: counts.total(),
-        streams,
-        note,
-    })
+    table_report(table, &counts, Some(data), Vec::new())
 }
 
 fn check_table_data(table: &RoutingTable, manifest: &Manifest) -> Result<()> {

@@ -87,10 +87,10 @@ class Distributed:
     """This process's place: world W, rank, the expert-parallel group of E ranks and the group
     of the ranks holding the same experts (the expert replicas)."""
 
-    def __init__(self, ep: int) -> None:
+    def __init__(self, ep: int, device: torch.device) -> None:
         self.on = "RANK" in os.environ
         if self.on and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get("HASHPREP_BACKEND") != "gloo" else "gloo")
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         self.world = dist.get_world_size() if self.on else 1
         self.rank = dist.get_rank() if self.on else 0
         if ep < 1 or self.world % ep:
@@ -252,11 +252,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         config = read_config(args.config)
-        place = Distributed(args.ep)
         t = config["train"]
         if t["threads"]:
             torch.set_num_threads(t["threads"])
         device = torch.device(t["device"] if t["device"] == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        place = Distributed(args.ep, device)
         trainer = Trainer(config, place, device)
     except (ConfigError, hashprep.Error) as e:
         print(f"error: {e}", file=sys.stderr)
