@@ -35,6 +35,7 @@ def as_json(batch):
                 "expert_ids": r.expert_ids.ravel().tolist(),
                 "order": r.order.tolist(),
                 "offsets": r.offsets.tolist(),
+                "peer_counts": r.peer_counts.ravel().tolist(),
             }
             for r in batch.routes
         ],
@@ -55,6 +56,19 @@ def test_batches_equal_the_cli_for_any_worker_count(cli, shards, tables, workers
     got = [as_json(b) for b in loader.take(6)]
     assert got == cli_batches(cli, shards, tables, 6)
     assert [r["method"] for r in loader.routes] == ["balanced", "random", "random"]
+
+
+def test_peer_counts_equal_the_cli_with_expert_parallel(cli, shards, tables):
+    loader = hashprep.Loader(shards, tables, batch_size=4, seq_len=32, seed=3, rank=1, world_size=2,
+                             expert_parallel=2)
+    got = [as_json(b) for b in loader.take(2)]
+    assert got == [json.loads(line) for line in cli(
+        "batches", "--data", shards, "--batch-size", 4, "--seq-len", 32, "--seed", 3, "--steps", 2,
+        "--rank", 1, "--world-size", 2, "--expert-parallel", 2, "--table", tables[0], "--table", tables[1],
+        "--json").splitlines()]
+    route = loader.take(1).__next__().routes[0]
+    assert route.peer_counts.shape == (2, 8)
+    assert (route.peer_counts[1] == np.diff(route.offsets)).all(), "row rank % E is this rank's"
 
 
 def test_state_continues_exactly_there(cli, shards, tables):
