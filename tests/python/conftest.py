@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import socket
 import subprocess
 
 import pytest
@@ -94,3 +95,24 @@ def hashtrain():
         return done.stdout
 
     return run
+
+
+def run_gloo_ranks(fn, *args, ranks=2):
+    """Runs `fn(rank, world_size, *args)` in `ranks` processes joined in a gloo group."""
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_gloo_rank, args=(ranks, port, fn, args), nprocs=ranks, join=True)
+
+
+def _gloo_rank(rank, world_size, port, fn, args):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        fn(rank, world_size, *args)
+    finally:
+        dist.destroy_process_group()

@@ -5,7 +5,6 @@ each way."""
 import json
 import os
 import pathlib
-import socket
 
 import numpy as np
 import pytest
@@ -13,11 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 import torch.distributed as dist  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
 
 import hashprep  # noqa: E402
-from conftest import RUN_CONFIG  # noqa: E402
+from conftest import RUN_CONFIG, run_gloo_ranks  # noqa: E402
 from hashprep.torch import HashMoE, LanguageModel, device_route, masked_nll  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def balanced8(shards, tmp_path_factory):
@@ -107,9 +106,7 @@ class _Forbidden:
             setattr(owner, name, value)
 
 
-def _ep_rank(rank, world_size, port, shards, table, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+def _ep_rank(rank, world_size, shards, table, out):
     layer = HashMoE(D_MODEL, D_FF, EXPERTS, group=dist.group.WORLD)
     missing, unexpected = layer.load_state_dict(_full_layer().state_dict(), strict=False)
     assert not missing and len(unexpected) == 4 * (EXPERTS // 2)
@@ -126,17 +123,13 @@ def _ep_rank(rank, world_size, port, shards, table, out):
     torch.save({"loss": loss.detach(), "h_grad": h.grad, "grads": grads,
                 "calls": (forward_calls, guard.all_to_all - forward_calls)},
                os.path.join(out, f"rank{rank}.pt"))
-    dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("method", ["balanced", "random"])
 def test_expert_parallel_over_two_ranks_equals_one_process_with_all_experts(tmp_path, shards, method):
     table = tmp_path / f"{method}.arrow"
     hashprep.build_table(shards, table, method=method, experts=EXPERTS, seed=5)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_ep_rank, args=(2, port, str(shards), str(table), str(tmp_path)), nprocs=2, join=True)
+    run_gloo_ranks(_ep_rank, str(shards), str(table), str(tmp_path))
 
     layer = _full_layer()
     inputs, losses = [], []

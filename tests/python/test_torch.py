@@ -3,15 +3,12 @@ batches of its rank."""
 
 import json
 import os
-import socket
 
 import pytest
 
 torch = pytest.importorskip("torch")
-import torch.distributed as dist  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
-
 import hashprep  # noqa: E402
+from conftest import run_gloo_ranks  # noqa: E402
 from hashprep.torch import HashprepDataset  # noqa: E402
 
 
@@ -33,21 +30,15 @@ def test_worker_processes_that_would_repeat_batches_are_refused(shards):
         list(loader)
 
 
-def _rank_main(rank, world_size, port, shards, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+def _rank_main(rank, world_size, shards, out):
     ds = HashprepDataset(shards, batch_size=2, seq_len=16, steps=3)
     got = [item["input_ids"].tolist() for item in ds]
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump({"rank": ds.rank, "world_size": ds.world_size, "batches": got}, f)
-    dist.destroy_process_group()
 
 
 def test_each_rank_of_a_gloo_group_gets_its_own_batches(tmp_path, shards):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_rank_main, args=(2, port, str(shards), str(tmp_path)), nprocs=2, join=True)
+    run_gloo_ranks(_rank_main, str(shards), str(tmp_path))
     for rank in range(2):
         seen = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert (seen["rank"], seen["world_size"]) == (rank, 2)

@@ -60,7 +60,7 @@ def read_config(path: pathlib.Path) -> dict:
     config = {}
     for section in DEFAULTS:
         given = raw.pop(section, {})
-        unknown = set(given) - set(DEFAULTS[section]) - REQUIRED[section] - {"train", "valid"}
+        unknown = set(given) - set(DEFAULTS[section]) - REQUIRED[section]
         missing = REQUIRED[section] - set(given)
         if unknown or missing:
             name = sorted(unknown or missing)[0]
@@ -133,7 +133,10 @@ class Trainer:
                                    expert_parallel=place.ep, workers=t["workers"], prefetch=t["prefetch"])
 
         self.train_loader, self.valid_loader = loader(config["data"]["train"]), loader(config["data"]["valid"])
-        self.route_of = {at: self._route_index(self.train_loader.routes, s) for at, s in self.hash_layers.items()}
+        routes = self.train_loader.routes
+        # The loader names files with the same bytes by the first of them: match by content.
+        contents = {r["table"]: pathlib.Path(r["table"]).read_bytes() for r in routes}
+        self.route_of = {at: self._route_index(routes, contents, s) for at, s in self.hash_layers.items()}
         vocab = hashprep.Dataset(config["data"]["train"]).manifest["tokenizer"]["vocab_size"]
         torch.manual_seed(t["seed"])
         self.model = LanguageModel(
@@ -157,10 +160,10 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t["lr"], betas=tuple(t["betas"]), eps=t["eps"])
 
     @staticmethod
-    def _route_index(routes, layer) -> int:
+    def _route_index(routes, contents, layer) -> int:
         wanted = pathlib.Path(layer["table"]).read_bytes()
         for i, r in enumerate(routes):
-            if r["layer"] == layer.get("table_layer", 0) and pathlib.Path(r["table"]).read_bytes() == wanted:
+            if r["layer"] == layer.get("table_layer", 0) and contents[r["table"]] == wanted:
                 return i
         raise ConfigError(f"{layer['table']}: no layer {layer.get('table_layer', 0)} in the table")
 
@@ -281,8 +284,7 @@ def run(trainer: Trainer, args) -> None:
         out.mkdir(parents=True, exist_ok=True)
     metrics = open(out / "metrics.jsonl", "a") if place.rank == 0 else None
     last = min(t["steps"], args.stop_after or t["steps"])
-    window = {"loss": torch.zeros((), device=trainer.device), "steps": 0, "tokens": 0, "wait": 0.0,
-              "started": time.perf_counter(), "loads": trainer._new_loads()}
+    window = new_window(trainer)
     batches = trainer.train_loader.take(last - step)
     while step < last:
         waited = time.perf_counter()
@@ -297,14 +299,19 @@ def run(trainer: Trainer, args) -> None:
         final = step == t["steps"]
         if step % t["log_every"] == 0 or (final and window["steps"]):
             write(metrics, train_record(trainer, window, step, lr, grad_norm))
-            window.update(loss=torch.zeros((), device=trainer.device), steps=0, tokens=0, wait=0.0,
-                          started=time.perf_counter(), loads=trainer._new_loads())
+            window = new_window(trainer)
         if (t["eval_every"] and step % t["eval_every"] == 0) or final:
             write(metrics, {"type": "valid", "step": step, **trainer.evaluate(t["eval_batches"])})
         if (t["checkpoint_every"] and step % t["checkpoint_every"] == 0) or final or step == last:
             save(trainer, checkpoints, step, t["keep_checkpoints"])
     if metrics:
         metrics.close()
+
+
+def new_window(trainer: Trainer) -> dict:
+    """The training statistics since the last `train` record (the loss stays on the device)."""
+    return {"loss": torch.zeros((), device=trainer.device), "steps": 0, "tokens": 0, "wait": 0.0,
+            "started": time.perf_counter(), "loads": trainer._new_loads()}
 
 
 def train_record(trainer, window, step, lr, grad_norm) -> dict:
@@ -328,8 +335,7 @@ def save(trainer: Trainer, checkpoints: pathlib.Path, step: int, keep: int) -> N
     folder = checkpoints / f"step-{step:08d}"
     model_state, optim_state = get_state_dict(trainer.model, trainer.optimizer)
     dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=folder)
-    loader_state = {**trainer.train_loader.state()}
-    (folder / f"loader-rank{place.rank}.json").write_text(json.dumps(loader_state))
+    (folder / f"loader-rank{place.rank}.json").write_text(json.dumps(trainer.train_loader.state()))
     if place.on:
         dist.barrier()
     if place.rank == 0:
