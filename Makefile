@@ -93,6 +93,7 @@ bench: build $(VENV)/.hashprep-py
 	$(TORCH_ENV) cargo bench --locked -p hashtrain --bench train_step
 	cargo bench --locked -p hashprep --bench loader
 	$(PYTHON) benches/python_loader.py
+	$(PYTHON) benches/ep_step.py
 
 clean:
 	rm -rf out target/bench

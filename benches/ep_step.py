@@ -1,0 +1,180 @@
+"""Expert-parallel step time: split sizes known on the host (`HashMoE`, from the loader's
+`peer_counts`) against the usual way (Megatron, torchtitan, DeepSpeed: count the tokens per
+expert on the device, exchange the counts with an all_to_all, read them back with `.tolist()`
+for the split sizes). Same model, same batches, 2 gloo processes on CPU, 1 thread each.
+
+Two models: a stack of hash layers alone (where the exchange is the whole difference) and
+hashtrain's decoder with two hash layers. Prints the median step time of each variant, their
+ratio, and the collectives and device-to-host reads per step, counted by wrappers.
+
+    python benches/ep_step.py      # after `make python` (run by `make bench`)
+
+On CPU a `.tolist()` waits for nothing (every op is synchronous), so this measures the count
+exchange itself; on GPUs the read also stalls the host until the device has caught up.
+"""
+
+import os
+import socket
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+import hashprep
+from hashprep.torch import HashMoE, HashprepDataset, LanguageModel, device_route, masked_nll
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+WORLD, EXPERTS, WARMUP, STEPS = 2, 8, 3, 30
+STACK = dict(layers=4, d_model=64, d_ff=256, batch=16, seq=128)
+DECODER = dict(layers=4, d_model=128, d_ff=512, heads=4, batch=16, seq=64, hash_layers=(2, 4))
+
+
+class CountExchangeMoE(HashMoE):
+    """The usual EP exchange: counts from the router's expert ids on the device, one
+    all_to_all of the counts, one `.tolist()` of the split sizes, then the same token exchange."""
+
+    def _exchange(self, grouped, route):
+        counts = torch.bincount(route.expert_ids, minlength=self.num_experts)
+        arrived = torch.empty_like(counts)
+        dist.all_to_all_single(arrived, counts, group=self.group)
+        # One device-to-host read per layer for both directions' sizes.
+        host = torch.cat([counts, arrived]).tolist()
+        mine = np.asarray(host[self.num_experts:], dtype=np.int64).reshape(self.ep_size, self.local)
+        peer_counts = np.zeros((self.ep_size, self.num_experts), dtype=np.int64)
+        peer_counts[self.ep_rank] = host[: self.num_experts]
+        first = self.ep_rank * self.local
+        peer_counts[:, first : first + self.local] = mine
+        return super()._exchange(grouped, _Route(route.order, route.counts, peer_counts, route.expert_ids))
+
+
+class _Route:
+    def __init__(self, order, counts, peer_counts, expert_ids):
+        self.order, self.counts, self.peer_counts, self.expert_ids = order, counts, peer_counts, expert_ids
+
+
+class Stack(nn.Module):
+    """Token embedding, then `layers` residual hash layers, each `x += moe(norm(x))`."""
+
+    def __init__(self, vocab, layers, d_model, d_ff, group):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, d_model)
+        self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(layers))
+        self.moes = nn.ModuleList(HashMoE(d_model, d_ff, EXPERTS, group=group, seed=i) for i in range(layers))
+
+    def loss(self, batch, route):
+        x = self.embedding(batch["input_ids"].reshape(-1))
+        for norm, moe in zip(self.norms, self.moes):
+            x = x + moe(norm(x), route)
+        return x.square().mean()
+
+
+class Decoder(nn.Module):
+    def __init__(self, vocab, group, cfg):
+        super().__init__()
+        self.net = LanguageModel(vocab, layers=cfg["layers"], d_model=cfg["d_model"], d_ff=cfg["d_ff"],
+                                 heads=cfg["heads"], context=cfg["seq"], ep_group=group, expert_seed=0,
+                                 hash_layers={at: EXPERTS for at in cfg["hash_layers"]})
+        self.moes = [m for m in self.net.modules() if isinstance(m, HashMoE)]
+        self.hash_layers = cfg["hash_layers"]
+
+    def loss(self, batch, route):
+        logits = self.net(batch["input_ids"], {at: route for at in self.hash_layers})
+        nll, count = masked_nll(logits, batch["targets"], batch["loss_mask"])
+        return nll / count
+
+
+class Counter:
+    """Counts all_to_alls and device-to-host reads (`Tensor.tolist`/`item`) while active."""
+
+    def __init__(self):
+        self.all_to_all = self.reads = 0
+        self.active = False
+        self._a2a, self._tolist, self._item = dist.all_to_all_single, torch.Tensor.tolist, torch.Tensor.item
+        counter = self
+
+        def a2a(*args, **kwargs):
+            counter.all_to_all += counter.active
+            return counter._a2a(*args, **kwargs)
+
+        def tolist(t):
+            counter.reads += counter.active
+            return counter._tolist(t)
+
+        def item(t):
+            counter.reads += counter.active
+            return counter._item(t)
+
+        dist.all_to_all_single, torch.Tensor.tolist, torch.Tensor.item = a2a, tolist, item
+
+
+def _route(batch):
+    route = device_route(batch["routes"][0])
+    route.expert_ids = batch["routes"][0]["expert_ids"].reshape(-1)
+    return route
+
+
+def _rank(rank, port, data, table, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    group = dist.new_group(list(range(WORLD)))
+    vocab = hashprep.Table.load(table).meta["vocab_size"]
+    counter = Counter()
+    rows = {}
+    for name, cfg in (("hash layers only", STACK), ("decoder, 2 of 4 layers hash", DECODER)):
+        dataset = HashprepDataset(data, [table], batch_size=cfg["batch"] // WORLD, seq_len=cfg["seq"],
+                                  drop_last=True, expert_parallel=WORLD, steps=WARMUP + STEPS)
+        batches = [(b, _route(b)) for b in dataset]
+        model = Stack(vocab, cfg["layers"], cfg["d_model"], cfg["d_ff"], group) if cfg is STACK else Decoder(vocab, group, cfg)
+        times = {"host-known splits": [], "count exchange + .tolist()": []}
+        calls = {}
+        for step, (batch, route) in enumerate(batches):
+            for variant in times:
+                for moe in model.moes:
+                    moe.__class__ = HashMoE if variant == "host-known splits" else CountExchangeMoE
+                model.zero_grad(set_to_none=True)
+                dist.barrier()
+                counter.all_to_all = counter.reads = 0
+                counter.active = True
+                started = time.perf_counter()
+                model.loss(batch, route).backward()
+                elapsed = time.perf_counter() - started
+                counter.active = False
+                if step >= WARMUP:
+                    times[variant].append(elapsed)
+                calls[variant] = (counter.all_to_all, counter.reads)
+        rows[name] = {v: (statistics.median(t), calls[v]) for v, t in times.items()}
+    if rank == 0:
+        results.update(rows)
+    dist.destroy_process_group()
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data")
+        wiki = os.path.join(ROOT, "data", "wikitext-103", "wiki.valid.tokens")
+        hashprep.tokenize([wiki], data, format="wikitext103", tokenizer="gpt2", progress=False)
+        table = os.path.join(tmp, "balanced.arrow")
+        hashprep.build_table(data, table, method="balanced", experts=EXPERTS)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        results = mp.Manager().dict()
+        mp.spawn(_rank, args=(port, data, table, results), nprocs=WORLD, join=True)
+    print(f"EP step (forward + backward), {WORLD} gloo processes x 1 thread, {EXPERTS} experts "
+          f"({EXPERTS // WORLD} per rank), balanced table, Wikitext-103 valid via GPT-2, median of {STEPS}:")
+    for name, row in results.items():
+        (known, (known_a2a, known_reads)), (usual, (usual_a2a, usual_reads)) = row.values()
+        print(f"  {name}: host-known {known * 1e3:.1f} ms ({known_a2a} all_to_all, {known_reads} reads), "
+              f"count exchange {usual * 1e3:.1f} ms ({usual_a2a} all_to_all, {usual_reads} reads); "
+              f"usual / host-known = {usual / known:.3f}x")
+
+
+if __name__ == "__main__":
+    main()
