@@ -1,6 +1,7 @@
-//! Routing a batch on the host: for one stream of one table, the expert of every position, a
+//! Routing a batch on the host: for one stream of one table, the expert(s) of every position, a
 //! stable permutation grouping positions by expert, and the group offsets. The device then only
-//! gathers, runs each expert on a contiguous slice and scatters back.
+//! gathers, runs each expert on a contiguous slice and scatters back. A top-k table routes each
+//! position to k experts: the permutation is over the (position, slot) pairs.
 
 use serde::Serialize;
 
@@ -15,10 +16,15 @@ pub struct Route {
     pub hash: u32,
     /// Number of experts K.
     pub experts: u32,
-    /// Expert of each position.
+    /// Experts per position k (the table's `top_k`).
+    pub top_k: u32,
+    /// The k experts of each position, `[B * T, k]` row-major (slot order).
     pub expert_ids: Vec<u32>,
-    /// Positions grouped by expert, in position order within a group.
+    /// The `B * T * k` (position, slot) pairs grouped by expert, in position order within a
+    /// group: the positions.
     pub order: Vec<u32>,
+    /// The slot of each pair of `order` (all 0 when k = 1).
+    pub slots: Vec<u32>,
     /// `order[offsets[e]..offsets[e+1]]` are the positions of expert `e`; `K + 1` entries.
     pub offsets: Vec<u32>,
     /// `[E * K]` row-major: row `i` is the tokens per expert of rank `g*E + i` of this rank's
@@ -41,8 +47,8 @@ pub(crate) struct RowContext<'a> {
     pub seq_len: usize,
 }
 
-/// Routes stream `stream` of `table` over a batch. Padding positions go to expert 0 (they are
-/// masked out of the loss). Without a previous id (the very start of the data, or of an
+/// Routes stream `stream` of `table` over a batch. Padding positions go to experts `0..k` (they
+/// are masked out of the loss). Without a previous id (the very start of the data, or of an
 /// example in per-example mode), `previous` and `bigram` use the current id in its place.
 pub(crate) fn route(
     table: &RoutingTable,
@@ -52,17 +58,18 @@ pub(crate) fn route(
     ctx: &RowContext<'_>,
 ) -> Route {
     let k = table.meta.experts;
-    let column = table.column(stream);
+    let top_k = table.meta.top_k as usize;
     let key = table.stream_key(stream);
     let n = ctx.inputs.len();
-    let mut expert_ids = Vec::with_capacity(n);
+    let mut expert_ids = Vec::with_capacity(n * top_k);
+    let experts_of = |token: u32| table.experts_of(stream, token);
     for (row, (&valid, &before)) in ctx.valid.iter().zip(ctx.before).enumerate() {
         let base = row * ctx.seq_len;
         let x = &ctx.inputs[base..base + ctx.seq_len];
         let y = &ctx.targets[base..base + ctx.seq_len];
         for t in 0..ctx.seq_len {
             if t >= valid {
-                expert_ids.push(0);
+                expert_ids.extend(0..top_k as u32);
                 continue;
             }
             let previous = || {
@@ -72,22 +79,34 @@ pub(crate) fn route(
                     before.unwrap_or(x[t])
                 }
             };
-            expert_ids.push(match table.meta.rule {
-                Rule::Token => column[x[t] as usize],
-                Rule::Previous => column[previous() as usize],
-                Rule::Next => column[y[t] as usize],
-                Rule::Bigram => bigram_expert(key, previous(), x[t], k),
-                Rule::Position => (t % k as usize) as u32,
-            });
+            match table.meta.rule {
+                Rule::Token => expert_ids.extend_from_slice(experts_of(x[t])),
+                Rule::Previous => expert_ids.extend_from_slice(experts_of(previous())),
+                Rule::Next => expert_ids.extend_from_slice(experts_of(y[t])),
+                Rule::Bigram => expert_ids.push(bigram_expert(key, previous(), x[t], k)),
+                Rule::Position => expert_ids.push((t % k as usize) as u32),
+            }
         }
     }
-    let (order, offsets) = bucket_positions(&expert_ids, k);
+    let (mut order, offsets) = bucket_positions(&expert_ids, k);
+    let slots = if top_k == 1 {
+        vec![0; order.len()]
+    } else {
+        // Pair p * k + j is slot j of position p.
+        let slots = order.iter().map(|&pair| pair % top_k as u32).collect();
+        for pair in &mut order {
+            *pair /= top_k as u32;
+        }
+        slots
+    };
     Route {
         spec,
         hash,
         experts: k,
+        top_k: top_k as u32,
         expert_ids,
         order,
+        slots,
         offsets,
         peer_counts: Vec::new(),
     }

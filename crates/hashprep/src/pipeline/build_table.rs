@@ -201,7 +201,7 @@ fn stream_reports(
         } else {
             table.stream_key(stream) | 1
         };
-        let assignment = greedy(counts.as_slice(), meta.experts, key);
+        let assignment = greedy(counts.as_slice(), meta.experts, meta.top_k, key);
         let largest = counts.as_slice().iter().copied().max().unwrap_or(0);
         Some(BalanceStats::from_loads(
             &loads(counts.as_slice(), &assignment, meta.experts),

@@ -3,7 +3,7 @@
 //! buffers as typed values without checking their size), so a damaged or hostile file would
 //! panic inside it; every reader of our Arrow files (shards, counts, tables) calls
 //! [`checked_footer`] first and gets an error instead. Only the types our files hold
-//! (fixed-width primitives, `Utf8`, `List`) are accepted.
+//! (fixed-width primitives, `Utf8`, `List`, `FixedSizeList`) are accepted.
 
 use arrow_ipc::convert::try_fb_to_schema;
 use arrow_ipc::reader::read_footer_length;
@@ -109,21 +109,25 @@ fn check_block(
         .flatten()
         .map(|b| b.length() as usize); // not negative: checked above
     for field in schema.fields() {
-        check_array(field.data_type(), &mut nodes, &mut lengths)
+        check_array(field.data_type(), 0, &mut nodes, &mut lengths)
             .map_err(|e| format!("column {:?}: {e}", field.name()))?;
     }
     Ok(())
 }
 
 /// Checks the buffers of one array of type `ty` (and of its child), taken in the IPC order:
-/// validity, then offsets and/or values.
+/// validity, then offsets and/or values. The array must hold at least `min_rows` rows.
 fn check_array<'a>(
     ty: &DataType,
+    min_rows: usize,
     nodes: &mut impl Iterator<Item = &'a FieldNode>,
     lengths: &mut impl Iterator<Item = usize>,
 ) -> Result<(), String> {
     let node = nodes.next().ok_or("fewer arrays than columns")?;
     let rows = node.length() as usize; // not negative: checked above
+    if rows < min_rows {
+        return Err(format!("{rows} list items where {min_rows} are needed"));
+    }
     let mut next = || lengths.next().ok_or("fewer buffers than the arrays need");
     let validity = next()?;
     if node.null_count() > 0 && validity < rows.div_ceil(8) {
@@ -147,7 +151,14 @@ fn check_array<'a>(
         }
         DataType::List(item) => {
             sized(next()?, 4, rows + 1, "offsets")?;
-            check_array(item.data_type(), nodes, lengths)
+            check_array(item.data_type(), 0, nodes, lengths)
+        }
+        DataType::FixedSizeList(item, size) => {
+            let items = usize::try_from(*size)
+                .ok()
+                .and_then(|s| s.checked_mul(rows))
+                .ok_or("a list size out of range")?;
+            check_array(item.data_type(), items, nodes, lengths)
         }
         other => match other.primitive_width() {
             Some(width) => sized(next()?, width, rows, "values"),

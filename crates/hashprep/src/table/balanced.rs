@@ -6,12 +6,13 @@ use std::collections::{BTreeSet, BinaryHeap};
 
 use crate::util::splitmix64;
 
-/// The paper's rule. Token ids sorted by count descending (ties: id ascending) go one by one to
-/// the expert with the smallest load so far (ties: lowest expert index); load = summed counts.
-/// Zero-count ids continue the same rule. `tie_key` > 0 breaks ties among equal counts and
-/// equal loads by a seeded hash instead, which gives the extra hashes of MultiHash different
-/// assignments.
-pub(crate) fn greedy(counts: &[u64], experts: u32, tie_key: u64) -> Vec<u32> {
+/// The paper's rule, for `top_k` experts per token. Token ids sorted by count descending (ties:
+/// id ascending) go one by one to the `top_k` experts with the smallest loads so far (ties:
+/// lowest expert index), least loaded first; each of them gains the token's count. Zero-count
+/// ids continue the same rule. `tie_key` > 0 breaks ties among equal counts and equal loads by
+/// a seeded hash instead, which gives the extra hashes of MultiHash different assignments.
+/// Returns `[V, top_k]` row-major.
+pub(crate) fn greedy(counts: &[u64], experts: u32, top_k: u32, tie_key: u64) -> Vec<u32> {
     let mut order: Vec<u32> = (0..counts.len() as u32).collect();
     if tie_key == 0 {
         order.sort_unstable_by_key(|&t| (Reverse(counts[t as usize]), t));
@@ -34,27 +35,41 @@ pub(crate) fn greedy(counts: &[u64], experts: u32, tie_key: u64) -> Vec<u32> {
     let mut heap: BinaryHeap<Reverse<(u64, u64, u32)>> = (0..experts)
         .map(|e| Reverse((0, expert_tie(e), e)))
         .collect();
-    let mut assignment = vec![0u32; counts.len()];
+    let k = top_k as usize;
+    let mut assignment = vec![0u32; counts.len() * k];
+    let mut chosen = Vec::with_capacity(k);
     for token in order {
-        let Reverse((load, tie, expert)) = heap.pop().expect("at least one expert");
-        assignment[token as usize] = expert;
-        heap.push(Reverse((load + counts[token as usize], tie, expert)));
+        chosen.clear();
+        chosen.extend((0..k).map(|_| heap.pop().expect("top_k <= experts").0));
+        for (slot, &(load, tie, expert)) in chosen.iter().enumerate() {
+            assignment[token as usize * k + slot] = expert;
+            heap.push(Reverse((load + counts[token as usize], tie, expert)));
+        }
     }
     assignment
 }
 
-/// Per-expert loads of an assignment.
+/// Per-expert loads of an assignment `[V, k]` (row-major, `k = assignment.len() / V`): each
+/// token's count loads each of its k experts.
 pub(crate) fn loads(counts: &[u64], assignment: &[u32], experts: u32) -> Vec<u64> {
     let mut loads = vec![0u64; experts as usize];
-    for (token, &expert) in assignment.iter().enumerate() {
-        loads[expert as usize] += counts[token];
+    let k = slots_per_token(counts, assignment);
+    for (pair, &expert) in assignment.iter().enumerate() {
+        loads[expert as usize] += counts[pair / k];
     }
     loads
 }
 
-/// Lowers the maximum load by moving one token, or swapping two, between the heaviest expert
-/// and another one, as long as that strictly lowers the heavier of the two. Every accepted step
-/// lowers the sum of squared loads, so the search ends; `max_steps` bounds it anyway.
+fn slots_per_token(counts: &[u64], assignment: &[u32]) -> usize {
+    let k = assignment.len() / counts.len().max(1);
+    debug_assert_eq!(k * counts.len(), assignment.len(), "assignment is not [V, k]");
+    k.max(1)
+}
+
+/// Lowers the maximum load by moving one (token, slot) pair, or swapping two, between the
+/// heaviest expert and another one, as long as that strictly lowers the heavier of the two and
+/// no token ends up with the same expert twice. Every accepted step lowers the sum of squared
+/// loads, so the search ends; `max_steps` bounds it anyway. `assignment` is `[V, k]`.
 /// Returns the number of steps taken.
 pub(crate) fn refine(
     counts: &[u64],
@@ -63,11 +78,13 @@ pub(crate) fn refine(
     max_steps: usize,
 ) -> usize {
     let k = experts as usize;
-    // Tokens of each expert ordered by (count, id): lookups of "the count closest to x".
+    let slots = slots_per_token(counts, assignment);
+    // Pairs of each expert ordered by (count, pair): lookups of "the count closest to x".
     let mut members: Vec<BTreeSet<(u64, u32)>> = vec![BTreeSet::new(); k];
-    for (token, &expert) in assignment.iter().enumerate() {
-        if counts[token] > 0 {
-            members[expert as usize].insert((counts[token], token as u32));
+    for (pair, &expert) in assignment.iter().enumerate() {
+        let count = counts[pair / slots];
+        if count > 0 {
+            members[expert as usize].insert((count, pair as u32));
         }
     }
     let mut load = loads(counts, assignment, experts);
@@ -79,7 +96,18 @@ pub(crate) fn refine(
         others.sort_by_key(|&e| (load[e], e));
         let improved = others.into_iter().find_map(|light| {
             let gap = load[heavy] - load[light];
-            best_exchange(&members[heavy], &members[light], gap).map(|m| (light, m))
+            // A pair may go to an expert its token does not have yet.
+            let row_has = |pair: u32, expert: usize| {
+                let token = pair as usize / slots;
+                assignment[token * slots..(token + 1) * slots].contains(&(expert as u32))
+            };
+            let sides = Sides {
+                heavy: &members[heavy],
+                light: &members[light],
+                may_give: &|pair: u32| !row_has(pair, light),
+                may_take: &|pair: u32| !row_has(pair, heavy),
+            };
+            best_exchange(&sides, gap).map(|m| (light, m))
         });
         let Some((light, exchange)) = improved else {
             return step;
@@ -87,6 +115,16 @@ pub(crate) fn refine(
         apply(&mut members, &mut load, assignment, heavy, light, exchange);
     }
     max_steps
+}
+
+/// The two experts of a candidate exchange, and which of their pairs may cross.
+struct Sides<'a> {
+    heavy: &'a BTreeSet<(u64, u32)>,
+    light: &'a BTreeSet<(u64, u32)>,
+    /// A pair of the heavy expert whose token does not have the light one.
+    may_give: &'a dyn Fn(u32) -> bool,
+    /// A pair of the light expert whose token does not have the heavy one.
+    may_take: &'a dyn Fn(u32) -> bool,
 }
 
 /// A move of `give` from heavy to light, with `take` coming back if it is a swap.
@@ -97,11 +135,7 @@ struct Exchange {
 }
 
 /// The exchange whose net transfer `d` (0 < d < gap) is closest to `gap / 2`, if any.
-fn best_exchange(
-    heavy: &BTreeSet<(u64, u32)>,
-    light: &BTreeSet<(u64, u32)>,
-    gap: u64,
-) -> Option<Exchange> {
+fn best_exchange(sides: &Sides<'_>, gap: u64) -> Option<Exchange> {
     if gap < 2 {
         return None;
     }
@@ -113,16 +147,19 @@ fn best_exchange(
             best = Some((score(d), exchange));
         }
     };
-    // Moves: a token of count closest to the target.
-    for give in closest(heavy, target) {
+    // Moves: a pair of count closest to the target.
+    for give in closest(sides.heavy, target, sides.may_give) {
         consider(give.0, Exchange { give, take: None });
     }
-    // Swaps: for each token of the heavy expert, the light token that makes d closest to target.
-    for &give in heavy.iter().rev().take(4096) {
+    // Swaps: for each pair of the heavy expert, the light pair that makes d closest to target.
+    for &give in sides.heavy.iter().rev().take(4096) {
         if give.0 <= target {
             break; // any swap with it transfers less than a move would
         }
-        for take in closest(light, give.0 - target) {
+        if !(sides.may_give)(give.1) {
+            continue;
+        }
+        for take in closest(sides.light, give.0 - target, sides.may_take) {
             if take.0 < give.0 {
                 consider(
                     give.0 - take.0,
@@ -137,10 +174,25 @@ fn best_exchange(
     best.map(|(_, e)| e)
 }
 
-/// The members with the counts just below and just above `x`.
-fn closest(set: &BTreeSet<(u64, u32)>, x: u64) -> impl Iterator<Item = (u64, u32)> + '_ {
-    let below = set.range(..(x, u32::MAX)).next_back().copied();
-    let above = set.range((x, u32::MAX)..).next().copied();
+/// The allowed members with the counts just below and just above `x` (a few disallowed ones
+/// are skipped on each side; with one expert per token every member is allowed).
+fn closest<'a>(
+    set: &'a BTreeSet<(u64, u32)>,
+    x: u64,
+    allowed: &'a dyn Fn(u32) -> bool,
+) -> impl Iterator<Item = (u64, u32)> + 'a {
+    const SKIP: usize = 64;
+    let below = set
+        .range(..(x, u32::MAX))
+        .rev()
+        .take(SKIP)
+        .find(|m| allowed(m.1))
+        .copied();
+    let above = set
+        .range((x, u32::MAX)..)
+        .take(SKIP)
+        .find(|m| allowed(m.1))
+        .copied();
     below.into_iter().chain(above)
 }
 
@@ -175,14 +227,14 @@ mod tests {
         // counts: t0=5, t1=9, t2=2, t3=9, t4=0, t5=4 ; order: t1,t3,t0,t5,t2,t4
         // e0 <- t1 (9); e1 <- t3 (9); e0 <- t0 (14); e1 <- t5 (13); e1 <- t2 (15); e0 <- t4 (14)
         let counts = [5, 9, 2, 9, 0, 4];
-        assert_eq!(greedy(&counts, 2, 0), vec![0, 0, 1, 1, 0, 1]);
+        assert_eq!(greedy(&counts, 2, 1, 0), vec![0, 0, 1, 1, 0, 1]);
     }
 
     #[test]
     fn refine_fixes_the_classic_greedy_worst_case() {
         // LPT on {3,3,2,2,2} with 2 machines gives 7 (3+2+2 | 3+2); the optimum is 6 (3+3 | 2+2+2).
         let counts = [3, 3, 2, 2, 2];
-        let mut assignment = greedy(&counts, 2, 0);
+        let mut assignment = greedy(&counts, 2, 1, 0);
         assert_eq!(*loads(&counts, &assignment, 2).iter().max().unwrap(), 7);
         refine(&counts, &mut assignment, 2, 100);
         assert_eq!(*loads(&counts, &assignment, 2).iter().max().unwrap(), 6);

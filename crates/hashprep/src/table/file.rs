@@ -1,19 +1,20 @@
-//! The table file: Arrow IPC (`token_id` + one expert column per stream) with the table's
-//! metadata as JSON, or `.npy` (`[V]` or `[V, streams]`) with the metadata beside it in
-//! `FILE.json`. Documented in `schemas/table.md`.
+//! The table file: Arrow IPC (`token_id` + one expert column per stream, a fixed-size list of
+//! k experts for top-k tables) with the table's metadata as JSON, or `.npy` (`[V]`,
+//! `[V, streams]`, `[V, k]` or `[V, streams, k]`) with the metadata beside it in `FILE.json`.
+//! Documented in `schemas/table.md`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt16Type, UInt32Type};
-use arrow_array::{Array, ArrayRef, RecordBatch, UInt16Array, UInt32Array};
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, RecordBatch, UInt16Array, UInt32Array};
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
 use arrow_schema::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
-use super::hashing::{bigram_expert, stream_key};
+use super::hashing::stream_key;
 use super::{BalanceStats, Method, Rule};
 use crate::counts::TokenCounts;
 use crate::error::{Error, Result};
@@ -38,6 +39,9 @@ pub struct TableMeta {
     pub base: Option<Method>,
     /// Number of experts K.
     pub experts: u32,
+    /// Distinct experts per token k (absent in the file when 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub top_k: u32,
     /// Hashes per layer N.
     pub hashes: u32,
     /// Layers with their own table.
@@ -52,6 +56,15 @@ pub struct TableMeta {
     pub tokenizer_fingerprint: String,
     /// Checksum of the counts file it was built from.
     pub counts_fingerprint: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn is_one(value: &u32) -> bool {
+    *value == 1
 }
 
 /// Output format of a table file.
@@ -69,15 +82,18 @@ pub enum TableFormat {
 pub struct RoutingTable {
     /// Its metadata.
     pub meta: TableMeta,
-    /// One column per stream (`layer * hashes + hash`), each `vocab_size` long; none for rules.
+    /// One column per stream (`layer * hashes + hash`), each `[vocab_size, top_k]` row-major;
+    /// none for rules.
     columns: Vec<Vec<u32>>,
 }
 
 /// Name of the column of `layer`, `hash`.
 pub(crate) fn column_name(meta: &TableMeta, layer: u32, hash: u32) -> String {
+    let plural = if meta.top_k > 1 { "s" } else { "" };
     match (meta.layers, meta.hashes) {
-        (1, 1) => "expert".to_owned(),
+        (1, 1) => format!("expert{plural}"),
         (1, _) => format!("expert_{hash}"),
+        _ if meta.top_k > 1 => format!("layer{layer}_experts"),
         _ => format!("layer{layer}_expert_{hash}"),
     }
 }
@@ -99,10 +115,17 @@ impl RoutingTable {
                 columns.len()
             )));
         }
+        let k = meta.top_k as usize;
+        if k < 1 || meta.top_k > meta.experts {
+            return Err(Error::BadInput(format!(
+                "top_k {} is not within 1..={} experts",
+                meta.top_k, meta.experts
+            )));
+        }
         for column in &columns {
-            if column.len() != meta.vocab_size {
+            if column.len() != meta.vocab_size * k {
                 return Err(Error::BadInput(format!(
-                    "a table column has {} rows for {} ids",
+                    "a table column has {} values for {} ids x top_k {k}",
                     column.len(),
                     meta.vocab_size
                 )));
@@ -113,6 +136,13 @@ impl RoutingTable {
                     meta.experts
                 )));
             }
+            if k > 1 {
+                if let Some(token) = column.chunks_exact(k).position(has_repeat) {
+                    return Err(Error::BadInput(format!(
+                        "token {token} has the same expert twice among its top_k {k}"
+                    )));
+                }
+            }
         }
         Ok(Self { meta, columns })
     }
@@ -122,9 +152,19 @@ impl RoutingTable {
         self.meta.layers * self.meta.hashes
     }
 
-    /// The per-token column of a stream (empty for `bigram` / `position`).
+    /// The per-token column of a stream, `[vocab_size, top_k]` row-major (empty for `bigram` /
+    /// `position`).
     pub fn column(&self, stream: u32) -> &[u32] {
         self.columns.get(stream as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// The `top_k` experts of `token` in a per-token stream (empty for rules or ids beyond
+    /// the vocabulary).
+    pub fn experts_of(&self, stream: u32, token: u32) -> &[u32] {
+        let k = self.meta.top_k as usize;
+        self.column(stream)
+            .get(token as usize * k..(token as usize + 1) * k)
+            .unwrap_or(&[])
     }
 
     /// The hash key of a stream (used by `bigram`).
@@ -166,23 +206,6 @@ impl RoutingTable {
                 })
                 .collect(),
         )
-    }
-
-    /// Expert of position `t` of `tokens` in a stream, for `bigram` and `position` tables and,
-    /// with the neighbouring token, the per-token ones. `None` where the rule has no input
-    /// (the first position for `previous`/`bigram`, the last for `oracle`).
-    pub fn route(&self, stream: u32, tokens: &[u32], t: usize) -> Option<u32> {
-        let k = self.meta.experts;
-        let column = self.column(stream);
-        match self.meta.rule {
-            Rule::Token => Some(column[tokens[t] as usize]),
-            Rule::Previous => t.checked_sub(1).map(|p| column[tokens[p] as usize]),
-            Rule::Next => tokens.get(t + 1).map(|&n| column[n as usize]),
-            Rule::Bigram => t
-                .checked_sub(1)
-                .map(|p| bigram_expert(self.stream_key(stream), tokens[p], tokens[t], k)),
-            Rule::Position => Some((t % k as usize) as u32),
-        }
     }
 
     /// Writes the table; `.npy` also writes `FILE.json`. Returns the files written.
@@ -230,17 +253,24 @@ impl RoutingTable {
                 else {
                     continue;
                 };
-                fields.push(Field::new(
-                    column_name(&self.meta, layer, hash),
-                    self.expert_type(),
-                    false,
-                ));
-                arrays.push(match self.expert_type() {
+                let values: ArrayRef = match self.expert_type() {
                     DataType::UInt16 => Arc::new(UInt16Array::from_iter_values(
                         column.iter().map(|&e| e as u16),
                     )),
                     _ => Arc::new(UInt32Array::from(column.clone())),
-                });
+                };
+                let name = column_name(&self.meta, layer, hash);
+                if self.meta.top_k == 1 {
+                    fields.push(Field::new(name, self.expert_type(), false));
+                    arrays.push(values);
+                } else {
+                    let item = Arc::new(Field::new("item", self.expert_type(), false));
+                    let k = self.meta.top_k as i32;
+                    let list = FixedSizeListArray::try_new(item.clone(), k, values, None)
+                        .map_err(|e| Error::format(path, e))?;
+                    fields.push(Field::new(name, DataType::FixedSizeList(item, k), false));
+                    arrays.push(Arc::new(list));
+                }
             }
         }
         let metadata = [
@@ -271,18 +301,23 @@ impl RoutingTable {
     fn npy_bytes(&self) -> Vec<u8> {
         let wide = self.expert_type() == DataType::UInt32;
         let streams = self.columns.len();
-        let shape = if streams == 1 {
-            vec![self.meta.vocab_size]
-        } else {
-            vec![self.meta.vocab_size, streams]
-        };
+        let k = self.meta.top_k as usize;
+        let mut shape = vec![self.meta.vocab_size];
+        if streams > 1 {
+            shape.push(streams);
+        }
+        if k > 1 {
+            shape.push(k);
+        }
         let mut bytes = crate::npy::encode_header(if wide { "<u4" } else { "<u2" }, &shape);
         for token in 0..self.meta.vocab_size {
             for column in &self.columns {
-                if wide {
-                    bytes.extend(column[token].to_le_bytes());
-                } else {
-                    bytes.extend((column[token] as u16).to_le_bytes());
+                for &expert in &column[token * k..(token + 1) * k] {
+                    if wide {
+                        bytes.extend(expert.to_le_bytes());
+                    } else {
+                        bytes.extend((expert as u16).to_le_bytes());
+                    }
                 }
             }
         }
@@ -332,6 +367,18 @@ impl RoutingTable {
             let batch = batch.map_err(|e| Error::corrupt(path, e.to_string()))?;
             columns.resize(batch.num_columns() - 1, Vec::new());
             for (i, array) in batch.columns().iter().skip(1).enumerate() {
+                let array = match array.data_type() {
+                    DataType::FixedSizeList(_, k) if *k as u32 == meta.top_k => {
+                        array.as_fixed_size_list().values()
+                    }
+                    DataType::FixedSizeList(_, k) => {
+                        return Err(Error::corrupt(
+                            path,
+                            format!("lists of {k} experts for top_k {}", meta.top_k),
+                        ))
+                    }
+                    _ => array,
+                };
                 match array.data_type() {
                     DataType::UInt16 => columns[i].extend(
                         array
@@ -358,6 +405,12 @@ impl RoutingTable {
 }
 
 /// `FILE.json` beside `FILE` (`table.npy` -> `table.npy.json`).
+fn has_repeat(row: &[u32]) -> bool {
+    row.iter()
+        .enumerate()
+        .any(|(i, e)| row[..i].contains(e))
+}
+
 fn npy_sidecar(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".json");
@@ -386,17 +439,25 @@ fn read_npy_columns(path: &Path, bytes: &[u8], meta: &TableMeta) -> Result<Vec<V
             .collect()
     };
     let streams = (meta.layers * meta.hashes) as usize;
-    if values.len() != streams * meta.vocab_size {
+    let k = meta.top_k as usize;
+    if values.len() != streams * meta.vocab_size * k {
         return Err(Error::corrupt(
             path,
             format!(
-                "{} values for {} ids x {streams} streams",
+                "{} values for {} ids x {streams} streams x top_k {k}",
                 values.len(),
                 meta.vocab_size
             ),
         ));
     }
+    // Rows are [streams, k] per token: stream s of a token is the k values at (s * k).
     Ok((0..streams)
-        .map(|s| values.iter().skip(s).step_by(streams).copied().collect())
+        .map(|s| {
+            values
+                .chunks_exact(streams * k)
+                .flat_map(|row| &row[s * k..(s + 1) * k])
+                .copied()
+                .collect()
+        })
         .collect())
 }

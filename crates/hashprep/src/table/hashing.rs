@@ -19,6 +19,29 @@ pub(crate) fn random_expert(key: u64, token: u32, k: u32) -> u32 {
     bucket(splitmix64(key ^ u64::from(token)), k)
 }
 
+/// `random` with `top_k` distinct experts of `token` (appended to `out`): slot 0 is
+/// [`random_expert`]; slot j draws uniformly among the `k - j` experts not taken yet, in
+/// ascending order, with its own hash.
+pub(crate) fn random_experts(key: u64, token: u32, k: u32, top_k: u32, out: &mut Vec<u32>) {
+    let first = out.len();
+    out.push(random_expert(key, token, k));
+    for slot in 1..top_k {
+        let hash = splitmix64(key ^ u64::from(token) ^ u64::from(slot).wrapping_mul(SLOT_MIX));
+        // The draw-th expert not taken yet: walk past the taken ones in ascending order.
+        let mut expert = bucket(hash, k - slot);
+        let mut taken: Vec<u32> = out[first..].to_vec();
+        taken.sort_unstable();
+        for t in taken {
+            if t <= expert {
+                expert += 1;
+            }
+        }
+        out.push(expert);
+    }
+}
+
+const SLOT_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// `bigram`: the expert of the pair (`previous`, `current`) in a stream.
 pub fn bigram_expert(key: u64, previous: u32, current: u32, k: u32) -> u32 {
     let pair = (u64::from(previous) << 32) | u64::from(current);

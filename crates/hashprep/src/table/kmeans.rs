@@ -32,6 +32,14 @@ impl Default for KMeansParams {
     }
 }
 
+/// A k-means result.
+pub(crate) struct Clusters {
+    /// The cluster of each row.
+    pub labels: Vec<u32>,
+    /// `[clusters, dim]`.
+    pub centroids: Array2<f32>,
+}
+
 /// The cluster of each row of `embeddings`, `clusters` clusters, seeded.
 ///
 /// # Errors
@@ -41,7 +49,7 @@ pub(crate) fn cluster(
     clusters: usize,
     seed: u64,
     params: KMeansParams,
-) -> Result<Vec<u32>> {
+) -> Result<Clusters> {
     if clusters > embeddings.nrows() {
         return Err(Error::BadInput(format!(
             "cannot make {clusters} clusters of {} embeddings",
@@ -58,7 +66,37 @@ pub(crate) fn cluster(
         .fit(&dataset)
         .map_err(|e| Error::BadInput(format!("k-means failed: {e}")))?;
     let labels = model.predict(&data);
-    Ok(labels.iter().map(|&l| l as u32).collect())
+    Ok(Clusters {
+        labels: labels.iter().map(|&l| l as u32).collect(),
+        centroids: model.centroids().clone(),
+    })
+}
+
+/// `clustered` with `top_k` experts per token: the clusters of the `top_k` nearest centroids,
+/// nearest first (ties: lower cluster). `[V, top_k]` row-major.
+pub(crate) fn nearest_centroids(
+    embeddings: &Array2<f64>,
+    centroids: &Array2<f32>,
+    top_k: usize,
+) -> Vec<u32> {
+    let mut out = Vec::with_capacity(embeddings.nrows() * top_k);
+    let mut row = vec![0f32; embeddings.ncols()];
+    let mut by_distance: Vec<(f32, u32)> = Vec::with_capacity(centroids.nrows());
+    for embedding in embeddings.rows() {
+        for (r, &v) in row.iter_mut().zip(embedding) {
+            *r = v as f32;
+        }
+        by_distance.clear();
+        for (c, centroid) in centroids.rows().into_iter().enumerate() {
+            let centroid = centroid.as_slice().expect("standard layout");
+            by_distance.push((squared_distance(&row, centroid), c as u32));
+        }
+        by_distance.select_nth_unstable_by(top_k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let nearest = &mut by_distance[..top_k];
+        nearest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        out.extend(nearest.iter().map(|&(_, c)| c));
+    }
+    out
 }
 
 /// Euclidean distance with a kernel the compiler vectorizes: linfa's generic `L2Dist` goes
@@ -119,20 +157,24 @@ fn absolute_tolerance(data: &Array2<f64>, relative: f64) -> f64 {
 
 /// `dispersed`: each cluster's tokens (most frequent first) are dealt round-robin over all
 /// experts, continuing where the previous cluster stopped, so within every cluster the number
-/// of tokens per expert differs by at most one.
-pub(crate) fn disperse(labels: &[u32], counts: &[u64], experts: u32) -> Vec<u32> {
+/// of tokens per expert differs by at most one. With `top_k`, a token is dealt `top_k`
+/// consecutive experts (distinct since `top_k <= experts`). `[V, top_k]` row-major.
+pub(crate) fn disperse(labels: &[u32], counts: &[u64], experts: u32, top_k: u32) -> Vec<u32> {
     let clusters = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
     let mut members: Vec<Vec<u32>> = vec![Vec::new(); clusters];
     for (token, &label) in labels.iter().enumerate() {
         members[label as usize].push(token as u32);
     }
-    let mut assignment = vec![0u32; labels.len()];
+    let k = top_k as usize;
+    let mut assignment = vec![0u32; labels.len() * k];
     let mut next = 0u32;
     for mut tokens in members {
         tokens.sort_by_key(|&t| (std::cmp::Reverse(counts[t as usize]), t));
         for token in tokens {
-            assignment[token as usize] = next;
-            next = (next + 1) % experts;
+            for slot in &mut assignment[token as usize * k..(token as usize + 1) * k] {
+                *slot = next;
+                next = (next + 1) % experts;
+            }
         }
     }
     assignment

@@ -16,6 +16,8 @@ mod plot;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod top_k_tests;
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -25,8 +27,8 @@ pub(crate) use embeddings::load_embeddings;
 pub(crate) use file::TABLE_VERSION;
 pub use file::{RoutingTable, TableFormat, TableMeta};
 pub use hashing::bigram_expert;
-pub(crate) use hashing::{bucket, random_expert, stream_key};
-pub(crate) use kmeans::{cluster, disperse, KMeansParams};
+pub(crate) use hashing::{bucket, random_experts, stream_key};
+pub(crate) use kmeans::{cluster, disperse, nearest_centroids, KMeansParams};
 pub(crate) use plot::{plot_expert_shares, Series};
 pub use stats::BalanceStats;
 
@@ -148,6 +150,8 @@ pub struct TableSpec {
     pub method: Method,
     /// Number of experts K.
     pub experts: u32,
+    /// Distinct experts per token (DeepSeek-V4's `tid2eid[vocab, k]`; 1 for the paper's layer).
+    pub top_k: u32,
     /// Hashes per layer (MultiHash N; 1 for a plain hash layer).
     pub hashes: u32,
     /// Sparse layers with their own table (1: all layers share one).
@@ -163,11 +167,13 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
-    /// A spec with defaults: one hash, one layer, seed 0, refinement on, `random` base.
+    /// A spec with defaults: one expert per token, one hash, one layer, seed 0, refinement
+    /// on, `random` base.
     pub fn new(method: Method, experts: u32) -> Self {
         Self {
             method,
             experts,
+            top_k: 1,
             hashes: 1,
             layers: 1,
             seed: 0,
@@ -219,6 +225,7 @@ pub(crate) fn build_table(spec: &TableSpec, inputs: &TableInputs<'_>) -> Result<
         rule: spec.method.rule(),
         base: per_token.filter(|_| matches!(spec.method, Method::Previous | Method::Oracle)),
         experts: spec.experts,
+        top_k: spec.top_k,
         hashes: spec.hashes,
         layers: spec.layers,
         seed: spec.seed,
@@ -228,6 +235,37 @@ pub(crate) fn build_table(spec: &TableSpec, inputs: &TableInputs<'_>) -> Result<
         counts_fingerprint: inputs.counts_fingerprint.clone(),
     };
     RoutingTable::new(meta, columns)
+}
+
+fn validate_top_k(spec: &TableSpec) -> Result<()> {
+    let k = spec.top_k;
+    if k < 1 {
+        return Err(Error::setting("top_k", "0: must be at least 1"));
+    }
+    if k > spec.experts {
+        return Err(Error::setting(
+            "top_k",
+            format!("{k} is more than the {} experts", spec.experts),
+        ));
+    }
+    if k > 1 {
+        if spec.method.rule() != Rule::Token {
+            return Err(Error::setting(
+                "top_k",
+                format!(
+                    "{k} needs a per-token method (random, balanced, clustered, dispersed), not {}",
+                    spec.method.name()
+                ),
+            ));
+        }
+        if spec.hashes > 1 {
+            return Err(Error::setting(
+                "top_k",
+                format!("{k} with {} hashes: MultiHash tables are top-1", spec.hashes),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate(spec: &TableSpec, vocab: usize, embeddings: Option<&Array2<f64>>) -> Result<()> {
@@ -243,6 +281,7 @@ fn validate(spec: &TableSpec, vocab: usize, embeddings: Option<&Array2<f64>>) ->
             ),
         ));
     }
+    validate_top_k(spec)?;
     if spec.hashes < 1 {
         return Err(Error::setting("hashes", "must be at least 1"));
     }
@@ -277,7 +316,7 @@ fn validate(spec: &TableSpec, vocab: usize, embeddings: Option<&Array2<f64>>) ->
     Ok(())
 }
 
-/// One stream's assignment by a per-token method.
+/// One stream's assignment by a per-token method: `[V, top_k]` row-major.
 fn assign(
     method: Method,
     spec: &TableSpec,
@@ -286,25 +325,30 @@ fn assign(
     stream: u64,
 ) -> Result<Vec<u32>> {
     let key = stream_key(spec.seed, stream);
-    let k = spec.experts;
+    let (k, top_k) = (spec.experts, spec.top_k);
     Ok(match method {
-        Method::Random => (0..counts.len() as u32)
-            .map(|t| random_expert(key, t, k))
-            .collect(),
+        Method::Random => {
+            let mut experts = Vec::with_capacity(counts.len() * top_k as usize);
+            for t in 0..counts.len() as u32 {
+                random_experts(key, t, k, top_k, &mut experts);
+            }
+            experts
+        }
         Method::Balanced => {
             // Stream 0 follows the paper's rule exactly; later streams break ties by the key.
-            let mut assignment = greedy(counts, k, if stream == 0 { 0 } else { key | 1 });
+            let mut assignment = greedy(counts, k, top_k, if stream == 0 { 0 } else { key | 1 });
             if spec.refine {
                 refine(counts, &mut assignment, k, 1_000_000);
             }
             assignment
         }
         Method::Clustered | Method::Dispersed => {
-            let labels = cluster(embeddings.expect("validated"), k as usize, key, spec.kmeans)?;
-            if method == Method::Clustered {
-                labels
-            } else {
-                disperse(&labels, counts, k)
+            let matrix = embeddings.expect("validated");
+            let clusters = cluster(matrix, k as usize, key, spec.kmeans)?;
+            match method {
+                Method::Clustered if top_k == 1 => clusters.labels,
+                Method::Clustered => nearest_centroids(matrix, &clusters.centroids, top_k as usize),
+                _ => disperse(&clusters.labels, counts, k, top_k),
             }
         }
         other => unreachable!("{} is not per-token", other.name()),

@@ -41,7 +41,7 @@ fn optimum(counts: &[u64], k: u32) -> u64 {
     best
 }
 
-fn inputs(counts: &TokenCounts) -> TableInputs<'_> {
+pub(super) fn inputs(counts: &TokenCounts) -> TableInputs<'_> {
     TableInputs {
         counts,
         tokenizer_fingerprint: "blake3:t".into(),
@@ -50,7 +50,7 @@ fn inputs(counts: &TokenCounts) -> TableInputs<'_> {
     }
 }
 
-fn zipf_counts() -> impl Strategy<Value = Vec<u64>> {
+pub(super) fn zipf_counts() -> impl Strategy<Value = Vec<u64>> {
     prop::collection::vec(
         prop_oneof![3 => 0u64..5, 2 => 0u64..1000, 1 => 0u64..100_000],
         1..400,
@@ -82,14 +82,14 @@ proptest! {
 
     #[test]
     fn greedy_equals_the_reference_rule(counts in zipf_counts(), k in 1u32..40) {
-        prop_assert_eq!(greedy(&counts, k, 0), reference_balanced(&counts, k));
+        prop_assert_eq!(greedy(&counts, k, 1, 0), reference_balanced(&counts, k));
     }
 
     #[test]
     fn balanced_is_within_the_greedy_guarantee_and_refinement_only_helps(
         counts in prop::collection::vec(0u64..50, 1..8), k in 1u32..4,
     ) {
-        let assignment = greedy(&counts, k, 0);
+        let assignment = greedy(&counts, k, 1, 0);
         let greedy_max = *loads(&counts, &assignment, k).iter().max().unwrap();
         let opt = optimum(&counts, k);
         let lower = (counts.iter().sum::<u64>() as f64 / f64::from(k)).max(*counts.iter().max().unwrap() as f64);
@@ -134,7 +134,7 @@ fn random_seeds_and_hashes_give_different_assignments() {
 }
 
 /// `clusters` well-separated blobs in 8 dimensions, `per` points each; token t is in blob t % clusters.
-fn planted(clusters: usize, per: usize) -> (ndarray::Array2<f64>, Vec<usize>) {
+pub(super) fn planted(clusters: usize, per: usize) -> (ndarray::Array2<f64>, Vec<usize>) {
     let n = clusters * per;
     let mut data = ndarray::Array2::zeros((n, 8));
     let mut truth = Vec::with_capacity(n);
@@ -150,7 +150,7 @@ fn planted(clusters: usize, per: usize) -> (ndarray::Array2<f64>, Vec<usize>) {
     (data, truth)
 }
 
-fn build_with_embeddings(
+pub(super) fn build_with_embeddings(
     spec: &TableSpec,
     counts: &TokenCounts,
     data: &ndarray::Array2<f64>,
@@ -207,14 +207,14 @@ fn dispersed_spreads_each_planted_cluster_evenly() {
         }
     };
     // Each k-means cluster of the table (K = 8 splits some blobs) is spread evenly...
-    let kmeans_labels = cluster(&data, 8, stream_key(0, 0), spec.kmeans).unwrap();
+    let kmeans_labels = cluster(&data, 8, stream_key(0, 0), spec.kmeans).unwrap().labels;
     check(&|t| kmeans_labels[t] as usize, 8, experts);
     // ...and so is each planted blob when it is the clustering.
     let planted_labels: Vec<u32> = truth.iter().map(|&b| b as u32).collect();
     check(
         &|t| truth[t],
         5,
-        &disperse(&planted_labels, counts.as_slice(), 8),
+        &disperse(&planted_labels, counts.as_slice(), 8, 1),
     );
 }
 
