@@ -520,3 +520,63 @@ fn routes_are_named_and_found_by_their_handles() {
         .to_string();
     assert!(err.contains("not one of the loader's tables"), "{err}");
 }
+
+/// A top-k table routes every position to its k experts: `order` and `slots` list each
+/// (position, slot) pair once, grouped by expert, and the offsets count pairs.
+#[test]
+fn top_k_tables_route_every_position_to_its_k_experts() {
+    let (tmp, data, _) = fixture();
+    let mut paths = Vec::new();
+    for (method, top_k, layers) in [("random", "3", "1"), ("balanced", "2", "2")] {
+        let out = tmp.path().join(format!("{method}-top{top_k}.arrow"));
+        run_ok(
+            hashprep()
+                .args(["build-table", "--data", data.to_str().unwrap()])
+                .args(["--method", method, "--experts", "7", "--top-k", top_k])
+                .args(["--layers", layers, "--out"])
+                .arg(&out),
+        );
+        paths.push(out);
+    }
+    let tables = tables(&paths);
+    for packing in [true, false] {
+        let config = LoaderConfig {
+            packing,
+            world_size: 2,
+            expert_parallel: 2,
+            ..LoaderConfig::new(3, 16, 4)
+        };
+        let batch = Loader::new(data, &paths, config).unwrap().batch(1).unwrap();
+        let streams = [(&tables[0], 0), (&tables[1], 0), (&tables[1], 1)];
+        assert_eq!(batch.routes.len(), streams.len());
+        let n = batch.rows * batch.seq_len;
+        for (route, (table, stream)) in batch.routes.iter().zip(streams) {
+            let k = table.meta.top_k as usize;
+            assert_eq!(route.top_k as usize, k);
+            assert_eq!(route.expert_ids.len(), n * k);
+            for p in 0..n {
+                let padding = batch.loss_mask[p] == 0 && batch.input_ids[p] == 0;
+                let expected: Vec<u32> = if padding {
+                    (0..k as u32).collect()
+                } else {
+                    table.experts_of(stream, batch.input_ids[p]).to_vec()
+                };
+                assert_eq!(&route.expert_ids[p * k..(p + 1) * k], expected, "position {p}");
+            }
+            let pairs: Vec<(u32, u32)> = route.order.iter().copied().zip(route.slots.iter().copied()).collect();
+            let mut sorted = pairs.clone();
+            sorted.sort_unstable();
+            let all: Vec<(u32, u32)> = (0..n as u32).flat_map(|p| (0..k as u32).map(move |j| (p, j))).collect();
+            assert_eq!(sorted, all, "each (position, slot) pair once");
+            for e in 0..7usize {
+                let group = &pairs[route.offsets[e] as usize..route.offsets[e + 1] as usize];
+                assert!(group.iter().all(|&(p, j)| route.expert_ids[p as usize * k + j as usize] == e as u32));
+                assert!(group.windows(2).all(|w| w[0].0 < w[1].0), "positions ascend within expert {e}");
+            }
+            assert_eq!(route.peer_counts.len(), 2 * 7);
+            for peer in route.peer_counts.chunks(7) {
+                assert_eq!(peer.iter().sum::<u32>() as usize, n * k);
+            }
+        }
+    }
+}

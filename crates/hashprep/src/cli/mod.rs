@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use hashprep::{
-    BuildTableRequest, Format, Loader, LoaderConfig, LoaderState, Method, OnError, RunOptions,
-    SpecialTokens, TableFormat, TableSpec, TokenizeSettings, TokenizerKind, TrainOptions,
+    BuildTableRequest, ExportTarget, Format, Loader, LoaderConfig, LoaderState, Method, OnError,
+    RoutingTable, RunOptions, SpecialTokens, TableExport, TableFormat, TableSpec, TokenizeSettings,
+    TokenizerKind, TrainOptions,
 };
 
 /// Corpus -> Arrow shards -> token->expert tables, for Hash Layer `MoE` training.
@@ -38,6 +39,8 @@ enum Command {
     BuildTable(BuildTableArgs),
     /// Measure several tables on the same data and draw their loads side by side.
     CompareTables(CompareArgs),
+    /// Write a table where an engine loads it (DeepSeek-V4's tid2eid for HF transformers, .npy).
+    ExportTable(ExportTableArgs),
     /// Print loader batches (ids, targets, loss mask, expert ids, order, offsets) as JSON lines.
     Batches(BatchesArgs),
 }
@@ -273,6 +276,10 @@ struct BuildTableArgs {
     /// Number of experts K.
     #[arg(long)]
     experts: u32,
+    /// Distinct experts per token k (random, balanced, clustered, dispersed): DeepSeek-V4's
+    /// tid2eid[vocab, k].
+    #[arg(long, default_value_t = 1)]
+    top_k: u32,
     /// MultiHash: independent assignments per layer (N).
     #[arg(long, default_value_t = 1)]
     hashes: u32,
@@ -311,6 +318,27 @@ struct BuildTableArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+struct ExportTableArgs {
+    /// The table file (Arrow, or .npy with its .json).
+    table: PathBuf,
+    /// hf-deepseek-v4 (safetensors, `model.layers.{i}.mlp.gate.tid2eid` int64 [vocab, k]) or npy.
+    #[arg(long, value_enum)]
+    to: ExportTarget,
+    /// hf-deepseek-v4: the model's hash layers (0-based), e.g. 0,1,2.
+    #[arg(long, value_delimiter = ',')]
+    layers: Vec<u32>,
+    /// hf-deepseek-v4: the model's vocab_size; ids beyond the table get (id + j) mod K.
+    #[arg(long)]
+    vocab_size: Option<usize>,
+    /// The model's experts per token (num_experts_per_tok); must equal the table's.
+    #[arg(long)]
+    top_k: Option<u32>,
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
 pub(crate) fn run(cli: Cli) -> Result<()> {
     let progress = !cli.no_progress;
     match cli.command {
@@ -326,6 +354,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         }
         Command::BuildTable(args) => {
             let mut spec = TableSpec::new(args.method, args.experts);
+            spec.top_k = args.top_k;
             spec.hashes = args.hashes;
             spec.layers = args.layers;
             spec.seed = args.seed;
@@ -350,6 +379,18 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             report::comparison(&rows, args.json)
         }
         Command::Batches(args) => batches(&args),
+        Command::ExportTable(args) => {
+            let table = RoutingTable::read(&args.table)?;
+            let export = TableExport {
+                to: args.to,
+                layers: args.layers,
+                vocab_size: args.vocab_size,
+                top_k: args.top_k,
+            };
+            let files = table.export(&export, &args.out)?;
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            report::line(&format!("wrote {}", names.join(", ")))
+        }
         Command::Export(args) => {
             if args.to != "parquet" {
                 return Err(hashprep::Error::BadInput(format!(

@@ -126,9 +126,14 @@ pub(super) fn table(report: &TableReport, as_json: bool) -> Result<()> {
         .collect();
     writeln!(
         out,
-        "{} table, K = {}, {} ids, {} tokens -> {}",
+        "{} table, K = {}{}, {} ids, {} tokens -> {}",
         report.method.name(),
         report.experts,
+        if report.top_k > 1 {
+            format!(", top-{} (loads count each token once per expert)", report.top_k)
+        } else {
+            String::new()
+        },
         report.vocab_size,
         report.total_tokens,
         files.join(", ")

@@ -73,6 +73,8 @@ pub struct TableReport {
     pub method: Method,
     /// Experts K.
     pub experts: u32,
+    /// Experts per token k.
+    pub top_k: u32,
     /// Number of token ids.
     pub vocab_size: usize,
     /// Token occurrences the statistics are over.
@@ -121,6 +123,7 @@ fn table_report(
         files,
         method: table.meta.method,
         experts: table.meta.experts,
+        top_k: table.meta.top_k,
         vocab_size: table.meta.vocab_size,
         total_tokens: counts.total(),
         streams,

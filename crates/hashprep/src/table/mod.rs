@@ -9,6 +9,7 @@
 
 mod balanced;
 mod embeddings;
+mod export;
 mod file;
 mod hashing;
 mod kmeans;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use balanced::{greedy, loads, refine};
 pub(crate) use embeddings::load_embeddings;
 pub(crate) use file::TABLE_VERSION;
+pub use export::{ExportTarget, TableExport};
 pub use file::{RoutingTable, TableFormat, TableMeta};
 pub use hashing::bigram_expert;
 pub(crate) use hashing::{bucket, random_experts, stream_key};
