@@ -561,17 +561,33 @@ fn top_k_tables_route_every_position_to_its_k_experts() {
                 } else {
                     table.experts_of(stream, batch.input_ids[p]).to_vec()
                 };
-                assert_eq!(&route.expert_ids[p * k..(p + 1) * k], expected, "position {p}");
+                assert_eq!(
+                    &route.expert_ids[p * k..(p + 1) * k],
+                    expected,
+                    "position {p}"
+                );
             }
-            let pairs: Vec<(u32, u32)> = route.order.iter().copied().zip(route.slots.iter().copied()).collect();
+            let pairs: Vec<(u32, u32)> = route
+                .order
+                .iter()
+                .copied()
+                .zip(route.slots.iter().copied())
+                .collect();
             let mut sorted = pairs.clone();
             sorted.sort_unstable();
-            let all: Vec<(u32, u32)> = (0..n as u32).flat_map(|p| (0..k as u32).map(move |j| (p, j))).collect();
+            let all: Vec<(u32, u32)> = (0..n as u32)
+                .flat_map(|p| (0..k as u32).map(move |j| (p, j)))
+                .collect();
             assert_eq!(sorted, all, "each (position, slot) pair once");
             for e in 0..7usize {
                 let group = &pairs[route.offsets[e] as usize..route.offsets[e + 1] as usize];
-                assert!(group.iter().all(|&(p, j)| route.expert_ids[p as usize * k + j as usize] == e as u32));
-                assert!(group.windows(2).all(|w| w[0].0 < w[1].0), "positions ascend within expert {e}");
+                assert!(group
+                    .iter()
+                    .all(|&(p, j)| route.expert_ids[p as usize * k + j as usize] == e as u32));
+                assert!(
+                    group.windows(2).all(|w| w[0].0 < w[1].0),
+                    "positions ascend within expert {e}"
+                );
             }
             assert_eq!(route.peer_counts.len(), 2 * 7);
             for peer in route.peer_counts.chunks(7) {

@@ -169,17 +169,20 @@ pub(crate) struct Batch {
     routes: Vec<Py<Route>>,
 }
 
-/// The routing of one table stream over a batch: `expert_ids` (int64 `[B, T]`), `order`
-/// (int64 `[B*T]`, positions grouped by expert), `offsets` (int64 `[K+1]`), `peer_counts`
-/// (int64 `[E, K]`: tokens per expert of each rank of the expert-parallel group, this batch
-/// index; row `rank % E` is this rank's).
+/// The routing of one table stream over a batch: `expert_ids` (int64 `[B, T]`, `[B, T, k]`
+/// for a top-k table), `order` (int64 `[B*T*k]`, the positions of the (position, slot) pairs
+/// grouped by expert), `slots` (int64 `[B*T*k]`, the slot of each pair), `offsets` (int64
+/// `[K+1]`), `peer_counts` (int64 `[E, K]`: pairs per expert of each rank of the
+/// expert-parallel group, this batch index; row `rank % E` is this rank's), `top_k`.
 #[pyclass(module = "hashprep", frozen, get_all)]
 pub(crate) struct Route {
     spec: usize,
     hash: u32,
     experts: u32,
+    top_k: u32,
     expert_ids: Py<PyAny>,
     order: Py<PyAny>,
+    slots: Py<PyAny>,
     offsets: Py<PyAny>,
     peer_counts: Py<PyAny>,
 }
@@ -205,8 +208,18 @@ impl Batch {
                         spec: r.spec,
                         hash: r.hash,
                         experts: r.experts,
-                        expert_ids: matrix(ids(&r.expert_ids))?,
+                        top_k: r.top_k,
+                        expert_ids: if r.top_k == 1 {
+                            matrix(ids(&r.expert_ids))?
+                        } else {
+                            ids(&r.expert_ids)
+                                .into_pyarray(py)
+                                .reshape([shape[0], shape[1], r.top_k as usize])?
+                                .into_any()
+                                .unbind()
+                        },
                         order: ids(&r.order).into_pyarray(py).into_any().unbind(),
+                        slots: ids(&r.slots).into_pyarray(py).into_any().unbind(),
                         offsets: ids(&r.offsets).into_pyarray(py).into_any().unbind(),
                         peer_counts: ids(&r.peer_counts)
                             .into_pyarray(py)

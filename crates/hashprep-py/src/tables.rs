@@ -7,8 +7,9 @@ use pyo3::prelude::*;
 
 use crate::errors::{detached, to_py, to_python, Error};
 
-/// A routing table: `expert_ids` (numpy, `[V]`, or `[V, S]` for S streams = layers x hashes),
-/// `meta` (the metadata of `schemas/table.md`), `stats()`, `save(path)`.
+/// A routing table: `expert_ids` (numpy, `[V]`, `[V, S]` for S streams = layers x hashes,
+/// `[V, k]` or `[V, S, k]` for a top-k table), `meta` (the metadata of `schemas/table.md`),
+/// `stats()`, `save(path)`, `export(out, to=...)`.
 #[pyclass(module = "hashprep", frozen)]
 pub(crate) struct Table {
     table: hashprep::RoutingTable,
@@ -18,12 +19,13 @@ pub(crate) struct Table {
 /// Builds a token -> expert table from the counts of the tokenize output `data`, as
 /// `hashprep build-table`, and returns it; written to `out` when given (format "arrow" or
 /// "npy"). method: random, balanced, clustered, dispersed, bigram, previous, position, oracle.
-/// experts: K. hashes: N per layer (MultiHash). layers: layers with their own table. seed.
+/// experts: K. top_k: distinct experts per token (random, balanced, clustered, dispersed).
+/// hashes: N per layer (MultiHash). layers: layers with their own table. seed.
 /// no_refine: skip the balanced refinement. base: the per-token method of previous/oracle.
 /// embeddings / tensor: `[V, d]` .npy or safetensors for clustered/dispersed. kmeans_runs.
 /// plot: a .png/.svg of the loads (only if this build draws plots).
 #[pyfunction]
-#[pyo3(signature = (data, out = None, *, method, experts, hashes = 1, layers = 1, seed = 0,
+#[pyo3(signature = (data, out = None, *, method, experts, top_k = 1, hashes = 1, layers = 1, seed = 0,
     no_refine = false, base = "balanced", embeddings = None, tensor = None, kmeans_runs = 1,
     format = "arrow", plot = None))]
 #[allow(clippy::too_many_arguments)]
@@ -33,6 +35,7 @@ pub(crate) fn build_table(
     out: Option<PathBuf>,
     method: &str,
     experts: u32,
+    top_k: u32,
     hashes: u32,
     layers: u32,
     seed: u64,
@@ -45,6 +48,7 @@ pub(crate) fn build_table(
     plot: Option<PathBuf>,
 ) -> PyResult<Table> {
     let mut spec = hashprep::TableSpec::new(method_named(method)?, experts);
+    spec.top_k = top_k;
     spec.hashes = hashes;
     spec.layers = layers;
     spec.seed = seed;
@@ -115,28 +119,60 @@ impl Table {
         detached(py, || self.table.write(&path, format))
     }
 
-    /// The expert of every token id: `[V]` for one stream, `[V, S]` for S = layers x hashes
-    /// (empty for rules that route by position).
+    /// The expert(s) of every token id: `[V]` for one stream, `[V, S]` for S = layers x
+    /// hashes; a top-k table adds a last axis of k (`[V, k]`, `[V, S, k]`). Empty for rules
+    /// that route by position.
     #[getter]
     fn expert_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let streams = self.table.streams();
+        let streams = self.table.streams() as usize;
         let vocab = self.table.meta.vocab_size;
+        let k = self.table.meta.top_k as usize;
         if !self.table.meta.rule.has_columns() {
             return Ok(Vec::<u32>::new().into_pyarray(py).into_any());
         }
-        if streams == 1 {
-            return Ok(self.table.column(0).to_vec().into_pyarray(py).into_any());
-        }
-        let mut values = Vec::with_capacity(vocab * streams as usize);
-        for id in 0..vocab {
-            for stream in 0..streams {
-                values.push(self.table.column(stream).get(id).copied().unwrap_or(0));
+        let mut values = Vec::with_capacity(vocab * streams * k);
+        for id in 0..vocab as u32 {
+            for stream in 0..streams as u32 {
+                values.extend_from_slice(self.table.experts_of(stream, id));
             }
         }
-        Ok(values
-            .into_pyarray(py)
-            .reshape([vocab, streams as usize])?
-            .into_any())
+        let mut shape = vec![vocab];
+        shape.extend((streams > 1).then_some(streams));
+        shape.extend((k > 1).then_some(k));
+        Ok(values.into_pyarray(py).reshape(shape)?.into_any())
+    }
+
+    /// Writes the table where an engine loads it, as `hashprep export-table`: `to`
+    /// "hf-deepseek-v4" (safetensors with `model.layers.{i}.mlp.gate.tid2eid`, int64
+    /// `[vocab_size, k]`, for each of `layers`; ids beyond the table get `(id + j) mod K`) or
+    /// "npy". `top_k`: the model's num_experts_per_tok (must equal the table's). Returns the
+    /// files written.
+    #[pyo3(signature = (out, *, to, layers = Vec::new(), vocab_size = None, top_k = None))]
+    fn export(
+        &self,
+        py: Python<'_>,
+        out: PathBuf,
+        to: &str,
+        layers: Vec<u32>,
+        vocab_size: Option<usize>,
+        top_k: Option<u32>,
+    ) -> PyResult<Vec<PathBuf>> {
+        let to = match to {
+            "hf-deepseek-v4" => hashprep::ExportTarget::HfDeepseekV4,
+            "npy" => hashprep::ExportTarget::Npy,
+            other => {
+                return Err(Error::new_err(format!(
+                    "to {other:?}: expected hf-deepseek-v4 or npy"
+                )))
+            }
+        };
+        let export = hashprep::TableExport {
+            to,
+            layers,
+            vocab_size,
+            top_k,
+        };
+        detached(py, || self.table.export(&export, &out))
     }
 
     /// The table's metadata (`schemas/table.md`) as a dict.

@@ -89,8 +89,8 @@ pub use shard::{
     DocTokens, Manifest, ShardInfo, ShardReader, ShardWriter, TokenWidth, TokenizerInfo, Totals,
 };
 pub use table::{
-    bigram_expert, BalanceStats, ExportTarget, Method, RoutingTable, Rule, TableExport, TableFormat,
-    TableMeta, TableSpec,
+    bigram_expert, BalanceStats, ExportTarget, Method, RoutingTable, Rule, TableExport,
+    TableFormat, TableMeta, TableSpec,
 };
 pub use tokenize::{
     fingerprint_bytes, train_tokenizer, SpecialTokens, TextTokenizer, TokenizerKind, TrainOptions,

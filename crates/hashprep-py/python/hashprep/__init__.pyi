@@ -60,6 +60,15 @@ class Table:
     @staticmethod
     def load(path: _Path) -> "Table": ...
     def save(self, path: _Path, *, format: str = "arrow") -> List[str]: ...
+    def export(
+        self,
+        out: _Path,
+        *,
+        to: str,
+        layers: Sequence[int] = (),
+        vocab_size: Optional[int] = None,
+        top_k: Optional[int] = None,
+    ) -> List[str]: ...
     @property
     def expert_ids(self) -> npt.NDArray[np.uint32]: ...
     @property
@@ -72,6 +81,7 @@ def build_table(
     *,
     method: str,
     experts: int,
+    top_k: int = 1,
     hashes: int = 1,
     layers: int = 1,
     seed: int = 0,
@@ -88,8 +98,10 @@ class Route:
     spec: int
     hash: int
     experts: int
+    top_k: int
     expert_ids: npt.NDArray[np.int64]
     order: npt.NDArray[np.int64]
+    slots: npt.NDArray[np.int64]
     offsets: npt.NDArray[np.int64]
     peer_counts: npt.NDArray[np.int64]
 

@@ -130,7 +130,10 @@ pub(super) fn table(report: &TableReport, as_json: bool) -> Result<()> {
         report.method.name(),
         report.experts,
         if report.top_k > 1 {
-            format!(", top-{} (loads count each token once per expert)", report.top_k)
+            format!(
+                ", top-{} (loads count each token once per expert)",
+                report.top_k
+            )
         } else {
             String::new()
         },

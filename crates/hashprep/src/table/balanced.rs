@@ -62,7 +62,11 @@ pub(crate) fn loads(counts: &[u64], assignment: &[u32], experts: u32) -> Vec<u64
 
 fn slots_per_token(counts: &[u64], assignment: &[u32]) -> usize {
     let k = assignment.len() / counts.len().max(1);
-    debug_assert_eq!(k * counts.len(), assignment.len(), "assignment is not [V, k]");
+    debug_assert_eq!(
+        k * counts.len(),
+        assignment.len(),
+        "assignment is not [V, k]"
+    );
     k.max(1)
 }
 

@@ -238,13 +238,20 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["model.layers.0.mlp.gate.tid2eid", "model.layers.2.mlp.gate.tid2eid"]
+            [
+                "model.layers.0.mlp.gate.tid2eid",
+                "model.layers.2.mlp.gate.tid2eid"
+            ]
         );
         for key in names {
             assert_eq!(file.tensor(key).unwrap().shape(), [44, 3]);
             let rows = rows(&file, key);
             for (id, row) in rows.iter().enumerate().take(40) {
-                let want: Vec<i64> = one.experts_of(0, id as u32).iter().map(|&e| i64::from(e)).collect();
+                let want: Vec<i64> = one
+                    .experts_of(0, id as u32)
+                    .iter()
+                    .map(|&e| i64::from(e))
+                    .collect();
                 assert_eq!(row, &want, "id {id}");
             }
             assert_eq!(rows[40], [0, 1, 2]); // (40 + j) mod 8
@@ -268,12 +275,19 @@ mod tests {
             table.export(&export, &out).unwrap_err().to_string()
         };
         let top1 = table(1, 1);
-        assert!(message(&top1, hf(&[0], 40, 6)).contains("6, but the table gives each token 1 expert"));
+        assert!(
+            message(&top1, hf(&[0], 40, 6)).contains("6, but the table gives each token 1 expert")
+        );
         let top3 = table(3, 1);
-        assert!(message(&top3, hf(&[0], 39, 3)).contains("39 is smaller than the table's vocabulary of 40 ids"));
+        assert!(message(&top3, hf(&[0], 39, 3))
+            .contains("39 is smaller than the table's vocabulary of 40 ids"));
         assert!(message(&top3, hf(&[], 40, 3)).contains("hash_moe layer indices"));
-        assert!(message(&table(3, 2), hf(&[0, 1, 2], 40, 3)).contains("3 layers listed for a table of 2 layers"));
-        let no_k = TableExport { top_k: None, ..hf(&[0], 40, 3) };
+        assert!(message(&table(3, 2), hf(&[0, 1, 2], 40, 3))
+            .contains("3 layers listed for a table of 2 layers"));
+        let no_k = TableExport {
+            top_k: None,
+            ..hf(&[0], 40, 3)
+        };
         assert!(message(&top3, no_k).contains("num_experts_per_tok"));
         assert!(!out.exists());
     }

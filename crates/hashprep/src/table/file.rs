@@ -406,9 +406,7 @@ impl RoutingTable {
 
 /// `FILE.json` beside `FILE` (`table.npy` -> `table.npy.json`).
 fn has_repeat(row: &[u32]) -> bool {
-    row.iter()
-        .enumerate()
-        .any(|(i, e)| row[..i].contains(e))
+    row.iter().enumerate().any(|(i, e)| row[..i].contains(e))
 }
 
 fn npy_sidecar(path: &Path) -> PathBuf {

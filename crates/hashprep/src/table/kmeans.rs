@@ -91,7 +91,8 @@ pub(crate) fn nearest_centroids(
             let centroid = centroid.as_slice().expect("standard layout");
             by_distance.push((squared_distance(&row, centroid), c as u32));
         }
-        by_distance.select_nth_unstable_by(top_k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        by_distance
+            .select_nth_unstable_by(top_k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let nearest = &mut by_distance[..top_k];
         nearest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         out.extend(nearest.iter().map(|&(_, c)| c));

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use balanced::{greedy, loads, refine};
 pub(crate) use embeddings::load_embeddings;
-pub(crate) use file::TABLE_VERSION;
 pub use export::{ExportTarget, TableExport};
+pub(crate) use file::TABLE_VERSION;
 pub use file::{RoutingTable, TableFormat, TableMeta};
 pub use hashing::bigram_expert;
 pub(crate) use hashing::{bucket, random_experts, stream_key};
@@ -263,7 +263,10 @@ fn validate_top_k(spec: &TableSpec) -> Result<()> {
         if spec.hashes > 1 {
             return Err(Error::setting(
                 "top_k",
-                format!("{k} with {} hashes: MultiHash tables are top-1", spec.hashes),
+                format!(
+                    "{k} with {} hashes: MultiHash tables are top-1",
+                    spec.hashes
+                ),
             ));
         }
     }

@@ -207,7 +207,9 @@ fn dispersed_spreads_each_planted_cluster_evenly() {
         }
     };
     // Each k-means cluster of the table (K = 8 splits some blobs) is spread evenly...
-    let kmeans_labels = cluster(&data, 8, stream_key(0, 0), spec.kmeans).unwrap().labels;
+    let kmeans_labels = cluster(&data, 8, stream_key(0, 0), spec.kmeans)
+        .unwrap()
+        .labels;
     check(&|t| kmeans_labels[t] as usize, 8, experts);
     // ...and so is each planted blob when it is the clustering.
     let planted_labels: Vec<u32> = truth.iter().map(|&b| b as u32).collect();

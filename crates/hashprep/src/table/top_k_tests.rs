@@ -164,15 +164,24 @@ fn clustered_top_k_takes_the_nearest_centroids_in_order() {
     let three = build_with_embeddings(&spec(Method::Clustered, 6, 3), &counts, &data);
     let clusters = cluster(&data, 6, stream_key(0, 0), KMeansParams::default()).unwrap();
     for (token, row) in three.column(0).chunks_exact(3).enumerate() {
-        assert_eq!(row[0], one.column(0)[token], "slot 0 is the token's own cluster");
+        assert_eq!(
+            row[0],
+            one.column(0)[token],
+            "slot 0 is the token's own cluster"
+        );
         let distance = |c: u32| -> f64 {
             (0..data.ncols())
-                .map(|d| (data[[token, d]] - f64::from(clusters.centroids[[c as usize, d]])).powi(2))
+                .map(|d| {
+                    (data[[token, d]] - f64::from(clusters.centroids[[c as usize, d]])).powi(2)
+                })
                 .sum()
         };
         assert!(distance(row[0]) <= distance(row[1]) && distance(row[1]) <= distance(row[2]));
         let farther = (0..6u32).filter(|c| !row.contains(c)).map(distance);
-        assert!(farther.into_iter().all(|d| d >= distance(row[2])), "token {token}");
+        assert!(
+            farther.into_iter().all(|d| d >= distance(row[2])),
+            "token {token}"
+        );
     }
 }
 
@@ -191,7 +200,10 @@ fn dispersed_top_k_spreads_each_cluster_evenly_over_all_slots() {
                 per_expert[e as usize] += 1;
             }
         }
-        let (lo, hi) = (per_expert.iter().min().unwrap(), per_expert.iter().max().unwrap());
+        let (lo, hi) = (
+            per_expert.iter().min().unwrap(),
+            per_expert.iter().max().unwrap(),
+        );
         assert!(hi - lo <= 1, "blob {blob}: {per_expert:?}");
     }
 }
@@ -201,7 +213,9 @@ fn bad_top_k_settings_are_refused_by_name_and_value() {
     let counts = TokenCounts::from_vec(vec![3; 10]);
     let err = |spec: TableSpec| build_table(&spec, &inputs(&counts)).unwrap_err();
     let message = |spec: TableSpec| err(spec).to_string();
-    assert!(matches!(err(spec(Method::Random, 4, 0)), Error::Setting { name, .. } if name == "top_k"));
+    assert!(
+        matches!(err(spec(Method::Random, 4, 0)), Error::Setting { name, .. } if name == "top_k")
+    );
     assert!(message(spec(Method::Random, 4, 0)).contains("0: must be at least 1"));
     assert!(message(spec(Method::Balanced, 4, 5)).contains("5 is more than the 4 experts"));
     assert!(message(spec(Method::Bigram, 4, 2)).contains("2 needs a per-token method"));
@@ -219,5 +233,9 @@ fn a_file_with_a_repeated_expert_in_a_row_is_refused() {
     let mut column = table.column(0).to_vec();
     column[3] = column[2];
     let err = RoutingTable::new(table.meta.clone(), vec![column]).unwrap_err();
-    assert!(err.to_string().contains("token 1 has the same expert twice"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("token 1 has the same expert twice"),
+        "{err}"
+    );
 }

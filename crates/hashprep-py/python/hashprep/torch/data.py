@@ -19,7 +19,7 @@ class HashprepDataset(torch.utils.data.IterableDataset):
     group's when it is initialized. `steps` batches per iteration (default: one epoch).
     `pin_memory` pins the tensors for non-blocking copies to a GPU. Each item is a dict with
     `input_ids`, `targets`, `loss_mask` (`[B, T]`) and `routes`: per route, a dict of
-    `expert_ids`, `order`, `offsets` (tensors) and `peer_counts` (a host numpy `[E, K]`, the
+    `expert_ids`, `order`, `slots`, `offsets` (tensors) and `peer_counts` (a host numpy `[E, K]`, the
     split sizes `HashMoE` needs on the host; E = `expert_parallel`). Use it with `DataLoader(ds, batch_size=None)` and no
     worker processes: batches are already built (and built ahead) by the loader's threads.
     """
@@ -90,6 +90,7 @@ class HashprepDataset(torch.utils.data.IterableDataset):
                     {
                         "expert_ids": self._tensor(r.expert_ids),
                         "order": self._tensor(r.order),
+                        "slots": self._tensor(r.slots),
                         "offsets": self._tensor(r.offsets),
                         "peer_counts": r.peer_counts,
                     }

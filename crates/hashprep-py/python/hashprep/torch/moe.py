@@ -98,6 +98,11 @@ class HashMoE(nn.Module):
         )
 
     def forward(self, h: torch.Tensor, route: DeviceRoute) -> torch.Tensor:
+        if route.order.shape[0] != h.shape[0]:
+            raise ValueError(
+                f"a route of {route.order.shape[0]} pairs for {h.shape[0]} positions: HashMoE runs "
+                "top-1 tables (one expert per position)"
+            )
         grouped = h.index_select(0, route.order)
         if self.ep_size == 1:
             out = self._run(grouped, route.counts)

@@ -79,6 +79,8 @@ def read_config(path: pathlib.Path) -> dict:
             meta = hashprep.Table.load(layer["table"]).meta
             if meta["hashes"] != 1:
                 raise ConfigError(f"{where}: the table has {meta['hashes']} hashes; MultiHash is not supported here")
+            if meta.get("top_k", 1) != 1:
+                raise ConfigError(f"{where}: the table is top-{meta['top_k']}; top-k tables are not supported here")
             layer["experts"] = meta["experts"]
     return config
 
