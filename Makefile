@@ -92,6 +92,7 @@ bench: build $(VENV)/.hashprep-py
 	$(PYTHON) benches/reddit_pipeline.py --hashprep $(BIN)
 	$(TORCH_ENV) cargo bench --locked -p hashtrain --bench train_step
 	cargo bench --locked -p hashprep --bench loader
+	cargo bench --locked -p hashprep --bench top_k_tables
 	$(PYTHON) benches/python_loader.py
 	$(PYTHON) benches/ep_step.py
 
