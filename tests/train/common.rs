@@ -30,6 +30,8 @@ pub(crate) struct Fixture {
     pub balanced: PathBuf,
     pub oracle: PathBuf,
     pub multihash: PathBuf,
+    /// Balanced, 32 experts, 2 per token.
+    pub top2: PathBuf,
 }
 
 /// Builds the fixture on first use.
@@ -62,6 +64,10 @@ pub(crate) fn fixture() -> &'static Fixture {
         let table = |method: Method, hashes: u32, name: &str| {
             let mut spec = TableSpec::new(method, 16);
             spec.hashes = hashes;
+            if name.starts_with("top2") {
+                spec.experts = 32;
+                spec.top_k = 2;
+            }
             let out = dir.path().join(name);
             build_table_files(&BuildTableRequest::from_data(spec, &train, &out)).unwrap();
             out
@@ -70,6 +76,7 @@ pub(crate) fn fixture() -> &'static Fixture {
             balanced: table(Method::Balanced, 1, "balanced.arrow"),
             oracle: table(Method::Oracle, 1, "oracle.arrow"),
             multihash: table(Method::Balanced, 2, "multihash.arrow"),
+            top2: table(Method::Balanced, 1, "top2.arrow"),
             train,
             valid,
             _dir: dir,

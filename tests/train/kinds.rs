@@ -43,6 +43,38 @@ fn multihash_counts_one_segment_per_hash() {
 }
 
 #[test]
+fn top_k_hash_layer_counts_each_token_once_per_expert_for_every_scoring() {
+    for scoring in ["softmax", "sigmoid", "sqrtsoftplus", "uniform"] {
+        let sparse = format!(
+            "{}d_ff = 64\nscoring = \"{scoring}\"\n",
+            table_layer("hash", &fixture().top2)
+        );
+        let (kind, counts) = loads_of(&sparse);
+        assert_eq!(kind, "hash");
+        assert_eq!(counts.len(), 32);
+        assert_eq!(counts.iter().sum::<u64>(), 2 * TOKENS, "{scoring}");
+    }
+}
+
+#[test]
+fn top_k_settings_that_do_not_fit_the_table_are_refused() {
+    let refused = |sparse: String| {
+        let dir = tempfile::tempdir().unwrap();
+        let err = run(&config(&sparse, &[]), dir.path(), &RunOptions::default()).unwrap_err();
+        assert!(err.is_bad_input(), "{err}");
+        err.to_string()
+    };
+    let f = fixture();
+    let wrong_k = format!("{}top_k = 3\n", table_layer("hash", &f.top2));
+    assert!(refused(wrong_k).contains("top_k = 3 but the table gives each token 2 expert(s)"));
+    let top1_scored = format!(
+        "{}scoring = \"softmax\"\n",
+        table_layer("hash", &f.balanced)
+    );
+    assert!(refused(top1_scored).contains("this table is top-1"));
+}
+
+#[test]
 fn switch_and_token_switch_route_every_token_or_drop_it() {
     for kind in ["switch", "token-switch"] {
         let sparse = format!(

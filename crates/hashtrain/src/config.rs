@@ -137,6 +137,44 @@ pub struct SparseLayer {
     /// the rest skip the layer (residual only). None: no limit.
     #[serde(default)]
     pub capacity_factor: Option<f64>,
+    /// Expert kinds: each expert's hidden width D (default: `model.d_ff`).
+    #[serde(default)]
+    pub d_ff: Option<i64>,
+    /// `hash`: experts per token k (taken from the table; must agree if given).
+    #[serde(default)]
+    pub top_k: Option<u32>,
+    /// `hash` with a top-k table: how the k experts' outputs are weighted (default
+    /// `sqrtsoftplus`, DeepSeek-V4's).
+    #[serde(default)]
+    pub scoring: Option<Scoring>,
+}
+
+/// How a top-k hash layer weights its k experts' outputs: a learned gate `W` (`K x d`) scores
+/// every expert, `s = f(W h)`, and the k chosen ones get `s_e / sum of the k s` (DeepSeek-V4's
+/// hash layers); `uniform` gives each `1/k` and has no gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scoring {
+    /// `f = softmax` over all K experts.
+    Softmax,
+    /// `f = sigmoid`.
+    Sigmoid,
+    /// `f = sqrt(softplus(x))` (DeepSeek-V4).
+    Sqrtsoftplus,
+    /// `1/k` each, no gate.
+    Uniform,
+}
+
+impl Scoring {
+    /// Its name in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scoring::Softmax => "softmax",
+            Scoring::Sigmoid => "sigmoid",
+            Scoring::Sqrtsoftplus => "sqrtsoftplus",
+            Scoring::Uniform => "uniform",
+        }
+    }
 }
 
 /// `[train]`: the optimization, whose settings shape the results (a checkpoint resumes only
@@ -397,6 +435,23 @@ impl RunConfig {
             }
             if s.capacity_factor.is_some_and(|c| c <= 0.0) {
                 return Err(format!("{name}: capacity_factor must be positive"));
+            }
+            if s.kind == SparseKind::Dense && s.d_ff.is_some() {
+                return Err(format!(
+                    "{name}: d_ff is the experts' width; a dense layer uses model.d_ff"
+                ));
+            }
+            if s.d_ff.is_some_and(|d| d < 1) {
+                return Err(format!("{name}: d_ff must be at least 1"));
+            }
+            if s.kind != SparseKind::Hash && (s.top_k.is_some() || s.scoring.is_some()) {
+                return Err(format!(
+                    "{name}: top_k and scoring are settings of kind hash, not {}",
+                    s.kind.name()
+                ));
+            }
+            if s.top_k == Some(0) {
+                return Err(format!("{name}: top_k 0 must be at least 1"));
             }
         }
         let t = &self.train;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dataset::TokenDataset;
 pub use prefetch::{Batches, Prefetcher};
-pub use routing::{bucket_positions, Route};
+pub use routing::{bucket_pairs, bucket_positions, Route};
 use sampler::{permutation, PackedEpoch};
 pub use tables::{RouteHandle, RouteInfo, TableSet};
 

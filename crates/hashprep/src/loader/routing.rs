@@ -88,17 +88,7 @@ pub(crate) fn route(
             }
         }
     }
-    let (mut order, offsets) = bucket_positions(&expert_ids, k);
-    let slots = if top_k == 1 {
-        vec![0; order.len()]
-    } else {
-        // Pair p * k + j is slot j of position p.
-        let slots = order.iter().map(|&pair| pair % top_k as u32).collect();
-        for pair in &mut order {
-            *pair /= top_k as u32;
-        }
-        slots
-    };
+    let (order, slots, offsets) = bucket_pairs(&expert_ids, top_k as u32, k);
     Route {
         spec,
         hash,
@@ -128,6 +118,26 @@ pub fn bucket_positions(expert_ids: &[u32], experts: u32) -> (Vec<u32>, Vec<u32>
         cursor[e as usize] += 1;
     }
     (order, offsets)
+}
+
+/// [`bucket_positions`] of the `[N, k]` row-major experts of N positions: the positions of
+/// the (position, slot) pairs grouped by expert (in position order within a group), the slot of
+/// each, and the `K + 1` offsets.
+pub fn bucket_pairs(
+    expert_ids: &[u32],
+    top_k: u32,
+    experts: u32,
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let (mut order, offsets) = bucket_positions(expert_ids, experts);
+    if top_k == 1 {
+        return (order, vec![0; expert_ids.len()], offsets);
+    }
+    // Pair p * k + j is slot j of position p.
+    let slots = order.iter().map(|&pair| pair % top_k).collect();
+    for pair in &mut order {
+        *pair /= top_k;
+    }
+    (order, slots, offsets)
 }
 
 #[cfg(test)]

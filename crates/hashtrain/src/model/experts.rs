@@ -96,6 +96,32 @@ pub fn apply_grouped(
     route: &DeviceRoute,
     expert: impl Fn(i64, &Tensor) -> Tensor,
 ) -> Tensor {
+    let grouped = run_groups(x, route, expert);
+    // Scatter back: a permutation, so every row is written once; its backward is a gather.
+    grouped.zeros_like().index_copy(0, &route.order, &grouped)
+}
+
+/// The top-k form of [`apply_grouped`]: each (position, slot) pair of `route` runs through its
+/// expert, its output is scaled by its entry of `weights` (`[N * k]`, in `order`'s order), and
+/// the k outputs of a position are summed.
+pub fn apply_grouped_weighted(
+    x: &Tensor,
+    route: &DeviceRoute,
+    weights: &Tensor,
+    expert: impl Fn(i64, &Tensor) -> Tensor,
+) -> Tensor {
+    let grouped = run_groups(x, route, expert) * weights.unsqueeze(1);
+    let mut size = grouped.size();
+    size[0] = x.size()[0];
+    Tensor::zeros(size.as_slice(), (grouped.kind(), grouped.device())).index_add(
+        0,
+        &route.order,
+        &grouped,
+    )
+}
+
+/// Gathers the rows of `route.order` and runs each expert on its slice, in expert order.
+fn run_groups(x: &Tensor, route: &DeviceRoute, expert: impl Fn(i64, &Tensor) -> Tensor) -> Tensor {
     let sorted = x.index_select(0, &route.order);
     let parts: Vec<Tensor> = route
         .offsets
@@ -104,7 +130,5 @@ pub fn apply_grouped(
         .filter(|(_, w)| w[1] > w[0])
         .map(|(e, w)| expert(e as i64, &sorted.narrow(0, w[0], w[1] - w[0])))
         .collect();
-    let grouped = Tensor::cat(&parts, 0);
-    // Scatter back: a permutation, so every row is written once; its backward is a gather.
-    grouped.zeros_like().index_copy(0, &route.order, &grouped)
+    Tensor::cat(&parts, 0)
 }

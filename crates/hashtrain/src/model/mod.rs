@@ -14,19 +14,21 @@ mod switch;
 use tch::{nn, Kind, Tensor};
 
 pub use attention::CausalSelfAttention;
-pub use experts::{apply_grouped, ExpertBank};
+pub use experts::{apply_grouped, apply_grouped_weighted, ExpertBank};
 pub use ffn::{FeedForward, FfnExtras};
 pub use hash::HashFfn;
-pub use routes::DeviceRoute;
+pub use routes::{DeviceRoute, PairIndex};
 pub use switch::{load_balancing_loss, SwitchFfn, SwitchOutput};
 
-use crate::config::{ModelConfig, Positions, SparseKind};
+use crate::config::{ModelConfig, Positions, Scoring, SparseKind};
 
 /// How a table-routed layer finds its routes in a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableRouting {
     /// Number of experts K (from the table).
     pub experts: u32,
+    /// Experts per token k (from the table).
+    pub top_k: u32,
     /// The loader's handle of each hash's route.
     pub routes: Vec<hashprep::RouteHandle>,
 }
@@ -99,8 +101,11 @@ impl LanguageModel {
                                     &ffn_path,
                                     i64::from(r.experts),
                                     r.routes.len() as i64,
-                                    d,
-                                    config.d_ff,
+                                    (d, s.d_ff.unwrap_or(config.d_ff)),
+                                    (
+                                        i64::from(r.top_k),
+                                        s.scoring.unwrap_or(Scoring::Sqrtsoftplus),
+                                    ),
                                 ),
                                 routes: r.routes,
                             }
@@ -110,7 +115,7 @@ impl LanguageModel {
                                 &ffn_path,
                                 i64::from(s.experts.expect("validated")),
                                 d,
-                                config.d_ff,
+                                s.d_ff.unwrap_or(config.d_ff),
                                 (s.kind == SparseKind::TokenSwitch).then_some(vocab),
                                 s.capacity_factor,
                             ),

@@ -211,6 +211,9 @@ impl SweepConfig {
             table_layer: 0,
             load_bal: plan.load_bal,
             capacity_factor: plan.capacity_factor,
+            d_ff: None,
+            top_k: None,
+            scoring: None,
         };
         let mut model = self.model.clone();
         model.sparse = match method {

@@ -39,7 +39,7 @@ impl DeviceBatch {
             routes: batch
                 .routes
                 .iter()
-                .map(|r| DeviceRoute::new(&r.order, &r.offsets, device))
+                .map(|r| DeviceRoute::from_route(r, device))
                 .collect(),
             tokens: batch.loss_mask.iter().map(|&m| u64::from(m)).sum(),
         }

@@ -129,10 +129,22 @@ pub fn resolve_routing(
             _ => {}
         }
         let hashes = i64::from(meta.hashes);
-        if config.model.d_model % hashes != 0 || config.model.d_ff % hashes != 0 {
+        let d_ff = layer.d_ff.unwrap_or(config.model.d_ff);
+        if config.model.d_model % hashes != 0 || d_ff % hashes != 0 {
             return Err(Error::BadInput(format!(
-                "{name}: d_model {} and d_ff {} must be multiples of its {hashes} hashes",
-                config.model.d_model, config.model.d_ff
+                "{name}: d_model {} and d_ff {d_ff} must be multiples of its {hashes} hashes",
+                config.model.d_model
+            )));
+        }
+        if let Some(k) = layer.top_k.filter(|&k| k != meta.top_k) {
+            return Err(Error::BadInput(format!(
+                "{name}: top_k = {k} but the table gives each token {} expert(s) (build it with --top-k {k})",
+                meta.top_k
+            )));
+        }
+        if meta.top_k == 1 && layer.scoring.is_some() {
+            return Err(Error::BadInput(format!(
+                "{name}: scoring weights the experts of a top-k table; this table is top-1"
             )));
         }
         if let Some(k) = layer.experts.filter(|&k| k != meta.experts) {
@@ -145,6 +157,7 @@ pub fn resolve_routing(
             layer.at,
             TableRouting {
                 experts: meta.experts,
+                top_k: meta.top_k,
                 routes,
             },
         );
