@@ -8,7 +8,7 @@ use hashtrain::train::{read_records, Record};
 
 use crate::common::repo;
 
-/// The shipped small sweep, shrunk: a few documents, a few steps, four methods.
+/// The shipped small sweep, shrunk: a few documents, a few steps, five methods.
 fn sweep(out: &Path, extra: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hashtrain"));
     cmd.current_dir(repo())
@@ -27,7 +27,7 @@ fn sweep(out: &Path, extra: &[&str]) -> std::process::Output {
         "train.steps=4",
         "train.eval_every=2",
         "train.checkpoint_every=0",
-        r#"sweep.methods=["dense", "balanced", "dispersed", "switch"]"#,
+        r#"sweep.methods=["dense", "balanced", "dispersed", "balanced-top2", "switch"]"#,
     ]
     .iter()
     .chain(extra)
@@ -52,11 +52,12 @@ fn sweep_writes_a_results_table_recomputed_from_its_runs() {
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| Model"))
         .collect();
-    assert_eq!(rows.len(), 4, "{results}");
+    assert_eq!(rows.len(), 5, "{results}");
     for (row, (method, name)) in rows.iter().zip([
         ("dense", "Baseline Transformer"),
         ("balanced", "Hash Layer (balanced)"),
         ("dispersed", "Hash Layer (dispersed)"),
+        ("balanced-top2", "Hash Layer (balanced, top-2)"),
         ("switch", "Switch Transformer"),
     ]) {
         assert!(row.starts_with(&format!("| {name} |")), "{row}");
@@ -80,6 +81,21 @@ fn sweep_writes_a_results_table_recomputed_from_its_runs() {
         out.join("tables/dispersed.arrow").exists(),
         "dispersed from the dense run's embeddings"
     );
+    // Top-2 over 32 experts of half the width: the expert matrices of 1x16 top-1; only the
+    // gate (32 x d) and 16 more output biases (16 x d) are added, d = 128.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let parameters = |method: &str| {
+        let rows = json.as_array().unwrap();
+        let row = rows.iter().find(|r| r["method"] == method).unwrap();
+        row["parameters"].as_u64().unwrap()
+    };
+    assert!(
+        rows[3].contains("modules=1x32, D=256, top-2 (sqrtsoftplus gate)"),
+        "{}",
+        rows[3]
+    );
+    assert_eq!(parameters("balanced-top2") - parameters("balanced"), 48 * 128);
     assert!(out.join("curves.png").metadata().unwrap().len() > 1000);
 
     // A rerun trains nothing again and recomputes the same table.

@@ -56,7 +56,7 @@ pub struct SweepPlan {
     #[serde(default)]
     pub capacity_factor: Option<f64>,
     /// In order: `dense`, `balanced`, `random`, `clustered`, `dispersed`, `position`,
-    /// `bigram`, `previous`, `oracle`, `multihash-N`, `switch`, `token-switch`.
+    /// `bigram`, `previous`, `oracle`, `multihash-N`, `balanced-topN`, `switch`, `token-switch`.
     pub methods: Vec<String>,
 }
 
@@ -73,6 +73,9 @@ pub enum SweepMethod {
     Table(Method),
     /// MultiHash with N balanced hashes.
     MultiHash(u32),
+    /// A balanced top-N table over N times the experts, each N times narrower: the active
+    /// compute and the parameters of the top-1 layer.
+    TopK(u32),
     /// Switch.
     Switch,
     /// Token-Switch.
@@ -97,14 +100,18 @@ impl SweepMethod {
             "bigram" => SweepMethod::Table(Method::Bigram),
             "previous" => SweepMethod::Table(Method::Previous),
             "oracle" => SweepMethod::Table(Method::Oracle),
-            other => match other.strip_prefix("multihash-").and_then(|n| n.parse().ok()) {
-                Some(n) if n >= 2 => SweepMethod::MultiHash(n),
-                _ => {
-                    return Err(format!(
-                        "unknown method `{other}` (dense, balanced, random, clustered, dispersed, position, bigram, previous, oracle, multihash-N, switch, token-switch)"
-                    ))
+            other => {
+                let n = |prefix: &str| other.strip_prefix(prefix).and_then(|n| n.parse().ok());
+                match (n("multihash-"), n("balanced-top")) {
+                    (Some(n), _) if n >= 2 => SweepMethod::MultiHash(n),
+                    (_, Some(k)) if k >= 2 => SweepMethod::TopK(k),
+                    _ => {
+                        return Err(format!(
+                            "unknown method `{other}` (dense, balanced, random, clustered, dispersed, position, bigram, previous, oracle, multihash-N, balanced-topN, switch, token-switch; N >= 2)"
+                        ))
+                    }
                 }
-            },
+            }
         })
     }
 
@@ -114,13 +121,17 @@ impl SweepMethod {
             SweepMethod::Dense => "dense".into(),
             SweepMethod::Table(m) => m.name().into(),
             SweepMethod::MultiHash(n) => format!("multihash-{n}"),
+            SweepMethod::TopK(k) => format!("balanced-top{k}"),
             SweepMethod::Switch => "switch".into(),
             SweepMethod::TokenSwitch => "token-switch".into(),
         }
     }
 
     fn uses_table(self) -> bool {
-        matches!(self, SweepMethod::Table(_) | SweepMethod::MultiHash(_))
+        matches!(
+            self,
+            SweepMethod::Table(_) | SweepMethod::MultiHash(_) | SweepMethod::TopK(_)
+        )
     }
 
     fn needs_embeddings(self) -> bool {
@@ -187,6 +198,14 @@ impl SweepConfig {
                     "sweep.methods: `{name}` clusters the dense baseline's embeddings: list `dense` before it"
                 ));
             }
+            if let SweepMethod::TopK(k) = method {
+                if self.model.d_ff % i64::from(k) != 0 {
+                    return Err(format!(
+                        "sweep.methods: `{name}` gives experts d_ff / {k}: model.d_ff {} is not a multiple of {k}",
+                        self.model.d_ff
+                    ));
+                }
+            }
             methods.push(method);
         }
         if methods.is_empty() {
@@ -220,6 +239,12 @@ impl SweepConfig {
             SweepMethod::Dense => Vec::new(),
             SweepMethod::Table(_) => vec![layer(SparseKind::Hash)],
             SweepMethod::MultiHash(_) => vec![layer(SparseKind::Multihash)],
+            SweepMethod::TopK(k) => vec![SparseLayer {
+                // Integer division: the config check refuses a d_ff that k does not divide.
+                d_ff: Some(self.model.d_ff / i64::from(k)),
+                top_k: Some(k),
+                ..layer(SparseKind::Hash)
+            }],
             SweepMethod::Switch => vec![layer(SparseKind::Switch)],
             SweepMethod::TokenSwitch => vec![layer(SparseKind::TokenSwitch)],
         };
@@ -290,17 +315,19 @@ fn build_table(
     data: &PreparedData,
     out: &Path,
 ) -> Result<Option<PathBuf>> {
-    let (spec_method, hashes) = match method {
-        SweepMethod::Table(m) => (m, 1),
-        SweepMethod::MultiHash(n) => (Method::Balanced, n),
+    let (spec_method, hashes, top_k) = match method {
+        SweepMethod::Table(m) => (m, 1, 1),
+        SweepMethod::MultiHash(n) => (Method::Balanced, n, 1),
+        SweepMethod::TopK(k) => (Method::Balanced, 1, k),
         _ => return Ok(None),
     };
     let path = out.join("tables").join(format!("{}.arrow", method.name()));
     if path.exists() {
         return Ok(Some(path));
     }
-    let mut spec = TableSpec::new(spec_method, config.sweep.experts);
+    let mut spec = TableSpec::new(spec_method, config.sweep.experts * top_k);
     spec.hashes = hashes;
+    spec.top_k = top_k;
     spec.seed = config.train.optimization.seed;
     // Previous-token and oracle routes hash the neighbouring token as balanced does the current one.
     spec.base = Method::Balanced;

@@ -122,6 +122,18 @@ fn describe(method: SweepMethod, config: &RunConfig, experts: u32) -> (String, S
             "MultiHash Layer".into(),
             format!("layers={layers}{modules}, hashes={n}"),
         ),
+        SweepMethod::TopK(k) => {
+            let s = sparse.expect("a top-k row has its sparse layer");
+            let scoring = s.scoring.map_or("sqrtsoftplus", crate::config::Scoring::name);
+            (
+                format!("Hash Layer (balanced, top-{k})"),
+                format!(
+                    "layers={layers}, modules=1x{}, D={}, top-{k} ({scoring} gate)",
+                    experts * k,
+                    s.d_ff.unwrap_or(m.d_ff)
+                ),
+            )
+        }
         SweepMethod::Switch | SweepMethod::TokenSwitch => {
             let load_bal = sparse.map_or(0.0, |s| s.load_bal);
             let name = if method == SweepMethod::Switch {
