@@ -96,3 +96,21 @@ def test_exports_that_do_not_fit_the_model_are_refused(small_text):
     with pytest.raises(hashprep.Error, match="0: must be at least 1"):
         hashprep.build_table(small_text / "data", method="balanced", experts=EXPERTS, top_k=0)
     assert not out.exists()
+
+
+def test_the_loader_hands_python_the_pairs_of_a_top_k_table(small_text):
+    data = small_text / "data"
+    table = hashprep.build_table(data, small_text / "random-top3.arrow", method="random", experts=EXPERTS,
+                                 top_k=3)
+    batch = next(iter(hashprep.Loader(data, [small_text / "random-top3.arrow"], batch_size=4, seq_len=32)))
+    route = batch.routes[0]
+    assert route.top_k == 3
+    assert route.expert_ids.shape == (4, 32, 3)
+    np.testing.assert_array_equal(route.expert_ids, table.expert_ids[batch.input_ids])
+    n = 4 * 32
+    assert route.order.shape == route.slots.shape == (n * 3,)
+    # Each (position, slot) pair once, grouped by expert as the offsets say.
+    pairs = route.order * 3 + route.slots
+    np.testing.assert_array_equal(np.sort(pairs), np.arange(n * 3))
+    experts_in_order = route.expert_ids.reshape(-1)[pairs]
+    np.testing.assert_array_equal(experts_in_order, np.repeat(np.arange(EXPERTS), np.diff(route.offsets)))

@@ -95,7 +95,10 @@ fn sweep_writes_a_results_table_recomputed_from_its_runs() {
         "{}",
         rows[3]
     );
-    assert_eq!(parameters("balanced-top2") - parameters("balanced"), 48 * 128);
+    assert_eq!(
+        parameters("balanced-top2") - parameters("balanced"),
+        48 * 128
+    );
     assert!(out.join("curves.png").metadata().unwrap().len() > 1000);
 
     // A rerun trains nothing again and recomputes the same table.

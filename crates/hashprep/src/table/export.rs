@@ -269,6 +269,30 @@ mod tests {
     }
 
     #[test]
+    fn npy_export_is_the_table_as_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("t.npy");
+        let two = table(3, 2);
+        let export = TableExport {
+            top_k: Some(3),
+            ..TableExport::new(ExportTarget::Npy)
+        };
+        assert_eq!(
+            two.export(&export, &out).unwrap().len(),
+            2,
+            "the .npy and its .json"
+        );
+        assert_eq!(RoutingTable::read(&out).unwrap(), two);
+        let header = std::fs::read(&out).unwrap();
+        assert!(String::from_utf8_lossy(&header[..128]).contains("'shape': (40, 2, 3)"));
+        let layers = TableExport {
+            layers: vec![0],
+            ..TableExport::new(ExportTarget::Npy)
+        };
+        assert!(two.export(&layers, &out).is_err());
+    }
+
+    #[test]
     fn bad_exports_name_the_setting_and_value() {
         let out = tempfile::tempdir().unwrap().path().join("x.safetensors");
         let message = |table: &RoutingTable, export: TableExport| {

@@ -124,7 +124,9 @@ fn describe(method: SweepMethod, config: &RunConfig, experts: u32) -> (String, S
         ),
         SweepMethod::TopK(k) => {
             let s = sparse.expect("a top-k row has its sparse layer");
-            let scoring = s.scoring.map_or("sqrtsoftplus", crate::config::Scoring::name);
+            let scoring = s
+                .scoring
+                .map_or("sqrtsoftplus", crate::config::Scoring::name);
             (
                 format!("Hash Layer (balanced, top-{k})"),
                 format!(
