@@ -328,10 +328,10 @@ struct ExportTableArgs {
     /// hf-deepseek-v4: the model's hash layers (0-based), e.g. 0,1,2.
     #[arg(long, value_delimiter = ',')]
     layers: Vec<u32>,
-    /// hf-deepseek-v4: the model's vocab_size; ids beyond the table get (id + j) mod K.
+    /// hf-deepseek-v4: the model's `vocab_size`; ids beyond the table get (id + j) mod K.
     #[arg(long)]
     vocab_size: Option<usize>,
-    /// The model's experts per token (num_experts_per_tok); must equal the table's.
+    /// The model's experts per token (`num_experts_per_tok`); must equal the table's.
     #[arg(long)]
     top_k: Option<u32>,
     /// Output file.

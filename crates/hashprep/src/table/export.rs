@@ -171,15 +171,15 @@ impl RoutingTable {
 
     /// `[vocab, k]` int64 little-endian: the table's rows, then `(id + j) mod K` beyond them.
     fn tid2eid_bytes(&self, stream: u32, vocab: usize) -> Vec<u8> {
-        let (k, experts) = (self.meta.top_k as usize, u64::from(self.meta.experts));
+        let (k, experts) = (self.meta.top_k as usize, self.meta.experts as usize);
         let mut bytes = Vec::with_capacity(vocab * k * 8);
         for &expert in self.column(stream) {
             bytes.extend(i64::from(expert).to_le_bytes());
         }
         for id in self.meta.vocab_size..vocab {
             for slot in 0..k {
-                let expert = (id as u64 + slot as u64) % experts;
-                bytes.extend((expert as i64).to_le_bytes());
+                let expert = u32::try_from((id + slot) % experts).expect("below K, a u32");
+                bytes.extend(i64::from(expert).to_le_bytes());
             }
         }
         bytes
@@ -235,7 +235,7 @@ mod tests {
         let bytes = std::fs::read(&out).unwrap();
         let file = SafeTensors::deserialize(&bytes).unwrap();
         let mut names = file.names();
-        names.sort();
+        names.sort_unstable();
         assert_eq!(
             names,
             [

@@ -265,7 +265,9 @@ impl RoutingTable {
                     arrays.push(values);
                 } else {
                     let item = Arc::new(Field::new("item", self.expert_type(), false));
-                    let k = self.meta.top_k as i32;
+                    let k = i32::try_from(self.meta.top_k).map_err(|_| {
+                        Error::BadInput(format!("top_k {} is too large", self.meta.top_k))
+                    })?;
                     let list = FixedSizeListArray::try_new(item.clone(), k, values, None)
                         .map_err(|e| Error::format(path, e))?;
                     fields.push(Field::new(name, DataType::FixedSizeList(item, k), false));
