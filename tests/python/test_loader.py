@@ -32,8 +32,10 @@ def as_json(batch):
                 "spec": r.spec,
                 "hash": r.hash,
                 "experts": r.experts,
+                "top_k": r.top_k,
                 "expert_ids": r.expert_ids.ravel().tolist(),
                 "order": r.order.tolist(),
+                "slots": r.slots.tolist(),
                 "offsets": r.offsets.tolist(),
                 "peer_counts": r.peer_counts.ravel().tolist(),
             }
