@@ -152,3 +152,60 @@ fn unknown_methods_and_documents_past_the_end_are_refused() {
         "{stderr}"
     );
 }
+
+/// The last validation perplexity of a run of the sweep in `out`.
+fn last_valid_ppl(out: &Path, run: &str) -> f64 {
+    read_records(&out.join("runs").join(run).join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            Record::Valid { ppl, .. } => Some(*ppl),
+            Record::Train { .. } => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn seeds_give_one_run_each_and_rows_of_mean_and_deviation() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seeds");
+    let methods = r#"sweep.methods=["dense", "balanced"]"#;
+    let result = sweep(&out, &[methods, "sweep.seeds=[1, 2]"]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    for run in [
+        "dense-seed1",
+        "dense-seed2",
+        "balanced-seed1",
+        "balanced-seed2",
+    ] {
+        assert!(
+            out.join("runs").join(run).join("summary.json").exists(),
+            "{run}"
+        );
+    }
+    assert!(out.join("tables/balanced-seed2.arrow").exists());
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| Model"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{md}");
+    for (row, method) in rows.iter().zip(["dense", "balanced"]) {
+        let a = last_valid_ppl(&out, &format!("{method}-seed1"));
+        let b = last_valid_ppl(&out, &format!("{method}-seed2"));
+        assert_ne!(a, b, "the seed changes the run");
+        let (mean, std) = ((a + b) / 2.0, (a - b).abs() / 2f64.sqrt());
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[4], format!("{mean:.2} ± {std:.2}"), "{row}");
+    }
+    assert!(md.contains("mean ± sample standard deviation over seeds 1, 2"));
+
+    let repeated = sweep(&dir.path().join("never"), &[methods, "sweep.seeds=[3, 3]"]);
+    assert_eq!(repeated.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&repeated.stderr).contains("sweep.seeds: 3 is listed twice"));
+}

@@ -234,8 +234,8 @@ fn sweep(args: &SweepArgs, progress: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<14} {:>10} {:>10} {:>14}",
-        "method", "valid ppl", "test ppl", "max/mean load"
+        "{:<20} {:>10} {:>10} {:>14}",
+        "run", "valid ppl", "test ppl", "max/mean load"
     )?;
     for r in &results {
         let load = r
@@ -243,8 +243,8 @@ fn sweep(args: &SweepArgs, progress: bool) -> Result<()> {
             .map_or_else(|| "-".into(), |x| format!("{x:.2}"));
         writeln!(
             out,
-            "{:<14} {:>10.2} {:>10.2} {:>14}",
-            r.method, r.valid_ppl, r.test_ppl, load
+            "{:<20} {:>10.2} {:>10.2} {:>14}",
+            r.run, r.valid_ppl, r.test_ppl, load
         )?;
     }
     writeln!(out, "results: {}", args.out.join("results.md").display())?;

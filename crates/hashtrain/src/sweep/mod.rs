@@ -18,7 +18,7 @@ use hashprep::{Method, TableSpec};
 use serde::{Deserialize, Serialize};
 
 pub use data::{prepare, PreparedData, SweepData};
-pub use report::{write_report, MethodResult};
+pub use report::{write_report, MethodResult, RunId};
 
 use crate::config::{DataConfig, ModelConfig, RunConfig, SparseKind, SparseLayer, TrainConfig};
 use crate::error::{Error, Result};
@@ -55,6 +55,10 @@ pub struct SweepPlan {
     /// Switch kinds: capacity factor.
     #[serde(default)]
     pub capacity_factor: Option<f64>,
+    /// Seeds to train every method with; the results give each method's mean and standard
+    /// deviation over them. Empty (the default): one run per method with `train.seed`.
+    #[serde(default)]
+    pub seeds: Vec<u64>,
     /// In order: `dense`, `balanced`, `random`, `clustered`, `dispersed`, `position`,
     /// `bigram`, `previous`, `oracle`, `multihash-N`, `balanced-topN`, `switch`, `token-switch`.
     pub methods: Vec<String>,
@@ -142,6 +146,16 @@ impl SweepMethod {
     }
 }
 
+/// One training of every method: its seed, and the suffix of its run and table names
+/// (`-seedS`; none for a sweep without `seeds`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// `train.seed` of its runs (and the seed of its tables).
+    pub seed: u64,
+    /// Appended to run folder and table names.
+    pub suffix: String,
+}
+
 /// How to run a sweep.
 #[derive(Debug, Clone, Default)]
 pub struct SweepOptions {
@@ -170,6 +184,13 @@ impl SweepConfig {
             return Err(config_error(
                 "model.sparse must be empty: the sweep adds the sparse layer of each method".into(),
             ));
+        }
+        let seeds = &config.sweep.seeds;
+        if let Some(seed) = seeds
+            .iter()
+            .find(|s| seeds.iter().filter(|t| t == s).count() > 1)
+        {
+            return Err(config_error(format!("sweep.seeds: {seed} is listed twice")));
         }
         // Every run config of the sweep must be valid.
         for method in config.methods().map_err(config_error)? {
@@ -212,6 +233,24 @@ impl SweepConfig {
             return Err("sweep.methods is empty".into());
         }
         Ok(methods)
+    }
+
+    /// Every training of the methods: one per seed of `sweep.seeds`, or `train.seed` alone.
+    pub fn replicas(&self) -> Vec<Replica> {
+        if self.sweep.seeds.is_empty() {
+            return vec![Replica {
+                seed: self.train.optimization.seed,
+                suffix: String::new(),
+            }];
+        }
+        self.sweep
+            .seeds
+            .iter()
+            .map(|&seed| Replica {
+                seed,
+                suffix: format!("-seed{seed}"),
+            })
+            .collect()
     }
 
     /// The run config of `method` over `data`, routed by `table` (hash kinds).
@@ -285,35 +324,50 @@ pub fn run_sweep(
     let tables = out.join("tables");
     std::fs::create_dir_all(&tables).map_err(|e| Error::io(&tables, e))?;
     let mut results = Vec::new();
-    for method in methods {
-        let name = method.name();
-        let table = build_table(config, method, &data, out)?;
-        let run_config = config.run_config(method, &data, table.as_deref());
-        let run_dir = out.join("runs").join(&name);
-        eprintln!("hashtrain sweep: {name}");
-        train_once(&run_config, &run_dir, options.progress)?;
-        if method == SweepMethod::Dense {
-            export_embeddings(&run_dir, &tables.join("dense-embeddings.npy"))?;
+    for replica in config.replicas() {
+        for &method in &methods {
+            let name = format!("{}{}", method.name(), replica.suffix);
+            let table = build_table(config, method, &data, out, &replica)?;
+            let mut run_config = config.run_config(method, &data, table.as_deref());
+            run_config.train.optimization.seed = replica.seed;
+            let run_dir = out.join("runs").join(&name);
+            eprintln!("hashtrain sweep: {name}");
+            train_once(&run_config, &run_dir, options.progress)?;
+            if method == SweepMethod::Dense {
+                export_embeddings(&run_dir, &embeddings_file(out, &replica))?;
+            }
+            let test = test_eval(&run_dir, &data.test)?;
+            let run = report::RunId {
+                name,
+                seed: replica.seed,
+            };
+            results.push(MethodResult::collect(
+                method,
+                &run_config,
+                config.sweep.experts,
+                run,
+                &run_dir,
+                &test,
+            )?);
+            write_report(config, &results, out, options)?;
         }
-        let test = test_eval(&run_dir, &data.test)?;
-        results.push(MethodResult::collect(
-            method,
-            &run_config,
-            config.sweep.experts,
-            &run_dir,
-            &test,
-        )?);
-        write_report(config, &results, out, options)?;
     }
     Ok(results)
 }
 
-/// Builds (once) the table a method routes by; `None` for dense and switch kinds.
+/// The dense baseline's token embeddings of a replica (for clustered / dispersed).
+fn embeddings_file(out: &Path, replica: &Replica) -> PathBuf {
+    out.join("tables")
+        .join(format!("dense-embeddings{}.npy", replica.suffix))
+}
+
+/// Builds (once) the table a method routes by in a replica; `None` for dense and switch kinds.
 fn build_table(
     config: &SweepConfig,
     method: SweepMethod,
     data: &PreparedData,
     out: &Path,
+    replica: &Replica,
 ) -> Result<Option<PathBuf>> {
     let (spec_method, hashes, top_k) = match method {
         SweepMethod::Table(m) => (m, 1, 1),
@@ -321,20 +375,22 @@ fn build_table(
         SweepMethod::TopK(k) => (Method::Balanced, 1, k),
         _ => return Ok(None),
     };
-    let path = out.join("tables").join(format!("{}.arrow", method.name()));
+    let path = out
+        .join("tables")
+        .join(format!("{}{}.arrow", method.name(), replica.suffix));
     if path.exists() {
         return Ok(Some(path));
     }
     let mut spec = TableSpec::new(spec_method, config.sweep.experts * top_k);
     spec.hashes = hashes;
     spec.top_k = top_k;
-    spec.seed = config.train.optimization.seed;
+    spec.seed = replica.seed;
     // Previous-token and oracle routes hash the neighbouring token as balanced does the current one.
     spec.base = Method::Balanced;
     let mut request = BuildTableRequest::from_data(spec, &data.train, &path);
     request.embeddings = method
         .needs_embeddings()
-        .then(|| out.join("tables").join("dense-embeddings.npy"));
+        .then(|| embeddings_file(out, replica));
     build_table_files(&request)?;
     Ok(Some(path))
 }

@@ -41,11 +41,24 @@ impl TestRecord {
     }
 }
 
-/// One row of the results.
+/// Which run of a sweep: its folder under `runs/` and its seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunId {
+    /// The folder (`NAME`, or `NAME-seedS` in a sweep over seeds).
+    pub name: String,
+    /// Its `train.seed`.
+    pub seed: u64,
+}
+
+/// The results of one run (a row of the table, or one seed of a row).
 #[derive(Debug, Clone, Serialize)]
 pub struct MethodResult {
-    /// Method name (run folder).
+    /// Method name.
     pub method: String,
+    /// The run folder under `runs/`.
+    pub run: String,
+    /// The run's seed.
+    pub seed: u64,
     /// The paper's name for the model.
     pub model: String,
     /// Its configuration, in the paper's notation.
@@ -73,6 +86,7 @@ impl MethodResult {
         method: SweepMethod,
         config: &RunConfig,
         experts: u32,
+        run: RunId,
         run_dir: &Path,
         test: &Evaluation,
     ) -> Result<Self> {
@@ -83,6 +97,8 @@ impl MethodResult {
         let (model, configuration) = describe(method, config, experts);
         Ok(Self {
             method: method.name(),
+            run: run.name,
+            seed: run.seed,
             model,
             configuration,
             parameters: summary.parameters,
@@ -173,8 +189,8 @@ pub fn write_report(
         .iter()
         .map(|r| {
             Ok((
-                r.method.clone(),
-                read_records(&out.join("runs").join(&r.method).join("metrics.jsonl"))?,
+                r.run.clone(),
+                read_records(&out.join("runs").join(&r.run).join("metrics.jsonl"))?,
             ))
         })
         .collect::<Result<_>>()?;
@@ -222,19 +238,35 @@ fn markdown(
         "| Model | Configuration | Params | Valid PPL | Test PPL | Max/mean load | Tokens/s |\n",
     );
     md.push_str("|---|---|---|---|---|---|---|\n");
-    for r in results {
-        let load = r
-            .max_over_mean
-            .map_or_else(|| "-".into(), |x| format!("{x:.2}"));
+    for runs in by_method(results) {
+        let r = runs[0];
+        let stat = |value: fn(&MethodResult) -> f64| {
+            let values: Vec<f64> = runs.iter().map(|&r| value(r)).collect();
+            mean_and_deviation(&values)
+        };
+        let load = if r.max_over_mean.is_some() {
+            stat(|r| r.max_over_mean.unwrap_or(f64::NAN))
+        } else {
+            "-".into()
+        };
+        let (tokens_per_s, _) =
+            mean_and_std(&runs.iter().map(|r| r.tokens_per_s).collect::<Vec<_>>());
         let _ = writeln!(
             md,
-            "| {} | {} | {:.2}M | {:.2} | {:.2} | {load} | {:.0} |",
+            "| {} | {} | {:.2}M | {} | {} | {load} | {tokens_per_s:.0} |",
             r.model,
             r.configuration,
             r.parameters as f64 / 1e6,
-            r.valid_ppl,
-            r.test_ppl,
-            r.tokens_per_s
+            stat(|r| r.valid_ppl),
+            stat(|r| r.test_ppl),
+        );
+    }
+    if !config.sweep.seeds.is_empty() {
+        let seeds: Vec<String> = config.sweep.seeds.iter().map(u64::to_string).collect();
+        let _ = write!(
+            md,
+            "\nEach row: mean ± sample standard deviation over seeds {} (one run each; tokens/s: the mean).\n",
+            seeds.join(", ")
         );
     }
     md.push_str(
@@ -244,6 +276,39 @@ fn markdown(
          each run's metrics: `runs/NAME/metrics.jsonl`.\n",
     );
     md
+}
+
+/// The runs of each method, methods in the order of their first run.
+fn by_method(results: &[MethodResult]) -> Vec<Vec<&MethodResult>> {
+    let mut groups: Vec<Vec<&MethodResult>> = Vec::new();
+    for r in results {
+        match groups.iter_mut().find(|g| g[0].method == r.method) {
+            Some(group) => group.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    groups
+}
+
+/// Mean and sample standard deviation (0 for one value).
+fn mean_and_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// `x.xx` for one value, `mean ± std` for several.
+fn mean_and_deviation(values: &[f64]) -> String {
+    let (mean, std) = mean_and_std(values);
+    if values.len() < 2 {
+        format!("{mean:.2}")
+    } else {
+        format!("{mean:.2} ± {std:.2}")
+    }
 }
 
 /// The processor (or GPU) the sweep ran on.
