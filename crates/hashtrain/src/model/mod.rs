@@ -4,6 +4,7 @@
 //! `x = x + drop(attn(ln1(x)))`, `x = x + drop(ffn(ln2(x)))`, then a final layer norm and the
 //! output projection (tied to the input embedding by default).
 
+mod assignment;
 mod attention;
 mod experts;
 mod ffn;
@@ -13,6 +14,7 @@ mod switch;
 
 use tch::{nn, Kind, Tensor};
 
+pub use assignment::balanced_assignment;
 pub use attention::CausalSelfAttention;
 pub use experts::{apply_grouped, apply_grouped_weighted, ExpertBank};
 pub use ffn::{FeedForward, FfnExtras};
