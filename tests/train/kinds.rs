@@ -1,6 +1,6 @@
 //! Every sparse kind trains and reports per-expert loads that account for every token.
 
-use hashtrain::train::{run, RunOptions};
+use hashtrain::train::{read_records, run, Record, RunOptions};
 
 use crate::common::{config, fixture, table_layer};
 
@@ -87,6 +87,34 @@ fn switch_and_token_switch_route_every_token_or_drop_it() {
         // Capacity 1.0: no expert runs more than a quarter of a batch's 256 tokens per batch.
         assert!(counts[..4].iter().all(|&c| c <= 4 * 64), "{counts:?}");
     }
+}
+
+#[test]
+fn base_layers_train_exactly_balanced_and_evaluate_every_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        "[[model.sparse]]\nat = 2\nkind = \"base\"\nexperts = 4\n",
+        &[
+            "train.steps=6",
+            "train.eval_every=0",
+            "train.eval_batches=4",
+        ],
+    );
+    let summary = run(&cfg, dir.path(), &RunOptions::default()).unwrap();
+    assert_eq!(summary.valid_loads[0].kind, "base");
+    assert_eq!(summary.valid_loads[0].counts.iter().sum::<u64>(), TOKENS);
+    let records = read_records(&dir.path().join("metrics.jsonl")).unwrap();
+    let mut train_records = 0;
+    for record in records {
+        if let Record::Train { loads, .. } = record {
+            // Batches of 8 x 32 tokens over 4 experts: 64 each per step, exactly.
+            let counts = &loads[0].counts;
+            assert!(counts[0] > 0 && counts[0] % 64 == 0, "{counts:?}");
+            assert!(counts.iter().all(|&c| c == counts[0]), "{counts:?}");
+            train_records += 1;
+        }
+    }
+    assert!(train_records > 0);
 }
 
 #[test]

@@ -88,6 +88,9 @@ pub enum SparseKind {
     Switch,
     /// As Switch, but the router sees a learned embedding of the current token.
     TokenSwitch,
+    /// BASE layers: a balanced assignment of the batch's tokens on learned scores in training,
+    /// the best expert at evaluation, outputs gated by the score's sigmoid.
+    Base,
 }
 
 impl SparseKind {
@@ -99,6 +102,7 @@ impl SparseKind {
             SparseKind::Multihash => "multihash",
             SparseKind::Switch => "switch",
             SparseKind::TokenSwitch => "token-switch",
+            SparseKind::Base => "base",
         }
     }
 
@@ -107,9 +111,12 @@ impl SparseKind {
         matches!(self, SparseKind::Hash | SparseKind::Multihash)
     }
 
-    /// Routed by a learned router.
+    /// Routed by a learned router (K given in the config).
     pub fn is_switch(self) -> bool {
-        matches!(self, SparseKind::Switch | SparseKind::TokenSwitch)
+        matches!(
+            self,
+            SparseKind::Switch | SparseKind::TokenSwitch | SparseKind::Base
+        )
     }
 }
 

@@ -2,6 +2,7 @@
 
 use tch::{nn, Tensor};
 
+use super::base::BaseFfn;
 use super::hash::HashFfn;
 use super::routes::DeviceRoute;
 use super::switch::SwitchFfn;
@@ -23,6 +24,8 @@ pub enum FeedForward {
         /// The loader's handle of each hash's route (its index in the batch's routes).
         routes: Vec<hashprep::RouteHandle>,
     },
+    /// BASE: balanced assignment in training, best expert at evaluation.
+    Base(BaseFfn),
     /// Switch or Token-Switch.
     Switch {
         /// The layer.
@@ -51,12 +54,14 @@ impl FeedForward {
         }
     }
 
-    /// `h`: `[N, d]`; `token_ids`: `[N]`; `routes`: the batch's routes.
+    /// `h`: `[N, d]`; `token_ids`: `[N]`; `routes`: the batch's routes; `train`: a training
+    /// step (BASE assigns differently then).
     pub fn forward(
         &self,
         h: &Tensor,
         token_ids: &Tensor,
         routes: &[DeviceRoute],
+        train: bool,
     ) -> (Tensor, FfnExtras) {
         match self {
             FeedForward::Dense { a, b } => (h.apply(a).relu().apply(b), FfnExtras::default()),
@@ -74,6 +79,16 @@ impl FeedForward {
                 }
                 (
                     layer.forward(h, &mine),
+                    FfnExtras {
+                        aux_loss: None,
+                        counts: Some(counts),
+                    },
+                )
+            }
+            FeedForward::Base(layer) => {
+                let (y, counts) = layer.forward(h, train);
+                (
+                    y,
                     FfnExtras {
                         aux_loss: None,
                         counts: Some(counts),

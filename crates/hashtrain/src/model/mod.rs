@@ -6,6 +6,7 @@
 
 mod assignment;
 mod attention;
+mod base;
 mod experts;
 mod ffn;
 mod hash;
@@ -16,6 +17,7 @@ use tch::{nn, Kind, Tensor};
 
 pub use assignment::balanced_assignment;
 pub use attention::CausalSelfAttention;
+pub use base::BaseFfn;
 pub use experts::{apply_grouped, apply_grouped_weighted, ExpertBank};
 pub use ffn::{FeedForward, FfnExtras};
 pub use hash::HashFfn;
@@ -112,6 +114,12 @@ impl LanguageModel {
                                 routes: r.routes,
                             }
                         }
+                        SparseKind::Base => FeedForward::Base(BaseFfn::new(
+                            &ffn_path,
+                            i64::from(s.experts.expect("validated")),
+                            d,
+                            s.d_ff.unwrap_or(config.d_ff),
+                        )),
                         SparseKind::Switch | SparseKind::TokenSwitch => FeedForward::Switch {
                             layer: SwitchFfn::new(
                                 &ffn_path,
@@ -184,7 +192,7 @@ impl LanguageModel {
                     .forward(&x.apply(&block.ln_attn), train)
                     .dropout(self.dropout, train);
             let h = x.apply(&block.ln_ffn).view([b * t, d]);
-            let (y, extras) = block.ffn.forward(&h, &flat_ids, routes);
+            let (y, extras) = block.ffn.forward(&h, &flat_ids, routes, train);
             x = &x + y.view([b, t, d]).dropout(self.dropout, train);
             if let Some(aux) = extras.aux_loss {
                 aux_loss += aux;

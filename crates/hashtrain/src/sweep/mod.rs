@@ -60,7 +60,8 @@ pub struct SweepPlan {
     #[serde(default)]
     pub seeds: Vec<u64>,
     /// In order: `dense`, `balanced`, `random`, `clustered`, `dispersed`, `position`,
-    /// `bigram`, `previous`, `oracle`, `multihash-N`, `balanced-topN`, `switch`, `token-switch`.
+    /// `bigram`, `previous`, `oracle`, `multihash-N`, `balanced-topN`, `switch`, `token-switch`,
+    /// `base`.
     pub methods: Vec<String>,
 }
 
@@ -84,6 +85,8 @@ pub enum SweepMethod {
     Switch,
     /// Token-Switch.
     TokenSwitch,
+    /// BASE layers.
+    Base,
 }
 
 impl SweepMethod {
@@ -96,6 +99,7 @@ impl SweepMethod {
             "dense" => SweepMethod::Dense,
             "switch" => SweepMethod::Switch,
             "token-switch" => SweepMethod::TokenSwitch,
+            "base" => SweepMethod::Base,
             "balanced" => SweepMethod::Table(Method::Balanced),
             "random" => SweepMethod::Table(Method::Random),
             "clustered" => SweepMethod::Table(Method::Clustered),
@@ -111,7 +115,7 @@ impl SweepMethod {
                     (_, Some(k)) if k >= 2 => SweepMethod::TopK(k),
                     _ => {
                         return Err(format!(
-                            "unknown method `{other}` (dense, balanced, random, clustered, dispersed, position, bigram, previous, oracle, multihash-N, balanced-topN, switch, token-switch; N >= 2)"
+                            "unknown method `{other}` (dense, balanced, random, clustered, dispersed, position, bigram, previous, oracle, multihash-N, balanced-topN, switch, token-switch, base; N >= 2)"
                         ))
                     }
                 }
@@ -128,6 +132,7 @@ impl SweepMethod {
             SweepMethod::TopK(k) => format!("balanced-top{k}"),
             SweepMethod::Switch => "switch".into(),
             SweepMethod::TokenSwitch => "token-switch".into(),
+            SweepMethod::Base => "base".into(),
         }
     }
 
@@ -286,6 +291,7 @@ impl SweepConfig {
             }],
             SweepMethod::Switch => vec![layer(SparseKind::Switch)],
             SweepMethod::TokenSwitch => vec![layer(SparseKind::TokenSwitch)],
+            SweepMethod::Base => vec![layer(SparseKind::Base)],
         };
         RunConfig {
             data: DataConfig {

@@ -152,6 +152,7 @@ fn describe(method: SweepMethod, config: &RunConfig, experts: u32) -> (String, S
                 ),
             )
         }
+        SweepMethod::Base => ("BASE Layer".into(), format!("layers={layers}{modules}")),
         SweepMethod::Switch | SweepMethod::TokenSwitch => {
             let load_bal = sparse.map_or(0.0, |s| s.load_bal);
             let name = if method == SweepMethod::Switch {
