@@ -199,7 +199,7 @@ fn seeds_give_one_run_each_and_rows_of_mean_and_deviation() {
         let a = last_valid_ppl(&out, &format!("{method}-seed1"));
         let b = last_valid_ppl(&out, &format!("{method}-seed2"));
         assert_ne!(a, b, "the seed changes the run");
-        let (mean, std) = ((a + b) / 2.0, (a - b).abs() / 2f64.sqrt());
+        let (mean, std) = (f64::midpoint(a, b), (a - b).abs() / 2f64.sqrt());
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         assert_eq!(cells[4], format!("{mean:.2} ± {std:.2}"), "{row}");
     }
