@@ -13,6 +13,7 @@ On CPU a `.tolist()` waits for nothing (every op is synchronous), so this measur
 exchange itself; on GPUs the read also stalls the host until the device has caught up.
 """
 
+import dataclasses
 import os
 import socket
 import statistics
@@ -49,12 +50,7 @@ class CountExchangeMoE(HashMoE):
         peer_counts[self.ep_rank] = host[: self.num_experts]
         first = self.ep_rank * self.local
         peer_counts[:, first : first + self.local] = mine
-        return super()._exchange(grouped, _Route(route.order, route.counts, peer_counts, route.expert_ids))
-
-
-class _Route:
-    def __init__(self, order, counts, peer_counts, expert_ids):
-        self.order, self.counts, self.peer_counts, self.expert_ids = order, counts, peer_counts, expert_ids
+        return super()._exchange(grouped, dataclasses.replace(route, peer_counts=peer_counts))
 
 
 class Stack(nn.Module):

@@ -19,6 +19,17 @@ pub fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Serde default of settings that are 1 unless given (`#[serde(default = "crate::util::one")]`).
+pub(crate) fn one<T: From<u8>>() -> T {
+    T::from(1)
+}
+
+/// Serde `skip_serializing_if` of such settings: absent when 1, so files and fingerprints
+/// written before the setting existed stay the same.
+pub(crate) fn is_one<T: From<u8> + PartialEq>(value: &T) -> bool {
+    *value == T::from(1)
+}
+
 /// What a caught panic says (its `&str` or `String` payload; empty otherwise).
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic

@@ -53,20 +53,13 @@ pub struct LoaderConfig {
     /// Size E of the expert-parallel groups (consecutive ranks `g*E .. g*E+E-1`; divides
     /// `world_size`): every route carries the tokens per expert of each rank of this rank's
     /// group ([`Route::peer_counts`]), the split sizes of an all-to-all known on the host.
-    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[serde(
+        default = "crate::util::one",
+        skip_serializing_if = "crate::util::is_one"
+    )]
     pub expert_parallel: usize,
     /// Id written into padding positions.
     pub pad_id: u32,
-}
-
-// Serde defaults: a config without `expert_parallel` (and its fingerprint) is as before it.
-fn one() -> usize {
-    1
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)]
-fn is_one(value: &usize) -> bool {
-    *value == 1
 }
 
 impl LoaderConfig {

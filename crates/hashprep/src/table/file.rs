@@ -40,7 +40,10 @@ pub struct TableMeta {
     /// Number of experts K.
     pub experts: u32,
     /// Distinct experts per token k (absent in the file when 1).
-    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[serde(
+        default = "crate::util::one",
+        skip_serializing_if = "crate::util::is_one"
+    )]
     pub top_k: u32,
     /// Hashes per layer N.
     pub hashes: u32,
@@ -56,15 +59,6 @@ pub struct TableMeta {
     pub tokenizer_fingerprint: String,
     /// Checksum of the counts file it was built from.
     pub counts_fingerprint: String,
-}
-
-fn one() -> u32 {
-    1
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
-fn is_one(value: &u32) -> bool {
-    *value == 1
 }
 
 /// Output format of a table file.

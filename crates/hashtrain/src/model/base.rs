@@ -9,7 +9,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::assignment::balanced_assignment;
 use super::experts::{apply_grouped, ExpertBank};
-use super::routes::DeviceRoute;
+use super::routes::{upload, DeviceRoute};
 
 /// A BASE FFN.
 #[derive(Debug)]
@@ -54,8 +54,7 @@ impl BaseFfn {
                 .collect()
         };
         let route = DeviceRoute::from_expert_ids(&expert_ids, 1, experts as u32, h.device());
-        let ids: Vec<i64> = expert_ids.iter().map(|&e| i64::from(e)).collect();
-        let chosen = Tensor::from_slice(&ids).to_device(h.device()).unsqueeze(1);
+        let chosen = upload(&expert_ids, h.device()).unsqueeze(1);
         let gate = scores.gather(1, &chosen, false).sigmoid();
         let y = apply_grouped(h, &route, |e, rows| self.bank.ffn(e, rows)) * gate;
         (y, route.counts())

@@ -21,7 +21,7 @@ pub use base::BaseFfn;
 pub use experts::{apply_grouped, apply_grouped_weighted, ExpertBank};
 pub use ffn::{FeedForward, FfnExtras};
 pub use hash::HashFfn;
-pub use routes::{DeviceRoute, PairIndex};
+pub use routes::{upload, DeviceRoute, PairIndex};
 pub use switch::{load_balancing_loss, SwitchFfn, SwitchOutput};
 
 use crate::config::{ModelConfig, Positions, Scoring, SparseKind};

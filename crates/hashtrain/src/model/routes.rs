@@ -96,7 +96,8 @@ impl DeviceRoute {
     }
 }
 
-fn upload(values: &[u32], device: Device) -> Tensor {
+/// `values` as an i64 tensor on `device` (ids, positions, experts).
+pub fn upload(values: &[u32], device: Device) -> Tensor {
     let wide: Vec<i64> = values.iter().map(|&v| i64::from(v)).collect();
     Tensor::from_slice(&wide).to_device(device)
 }

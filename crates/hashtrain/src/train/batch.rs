@@ -4,7 +4,7 @@
 use hashprep::Batch;
 use tch::{Device, Kind, Tensor};
 
-use crate::model::DeviceRoute;
+use crate::model::{upload, DeviceRoute};
 
 /// One batch on the device.
 #[derive(Debug)]
@@ -25,14 +25,10 @@ impl DeviceBatch {
     /// Uploads `batch`.
     pub fn new(batch: &Batch, device: Device) -> Self {
         let (rows, t) = (batch.rows as i64, batch.seq_len as i64);
-        let ids = |v: &[u32]| {
-            let wide: Vec<i64> = v.iter().map(|&x| i64::from(x)).collect();
-            Tensor::from_slice(&wide)
-        };
         let mask: Vec<f32> = batch.loss_mask.iter().map(|&m| f32::from(m)).collect();
         Self {
-            input_ids: ids(&batch.input_ids).view([rows, t]).to_device(device),
-            targets: ids(&batch.targets).to_device(device),
+            input_ids: upload(&batch.input_ids, device).view([rows, t]),
+            targets: upload(&batch.targets, device),
             mask: Tensor::from_slice(&mask)
                 .to_kind(Kind::Float)
                 .to_device(device),
