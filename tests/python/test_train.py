@@ -93,3 +93,7 @@ def test_what_it_cannot_run_is_refused_by_name(tmp_path, shards):
     config.write_text(RUN_CONFIG.format(data=shards, table="", kind="dense") + "fancy = 1\n")
     done = train(config, tmp_path / "run")
     assert done.returncode == 2 and "`train.fancy` is not a setting" in done.stderr, done.stderr
+    # hashtrain's own GPU settings: the kernel choice is accepted, bf16 refused by name.
+    config.write_text(RUN_CONFIG.format(data=shards, table="", kind="dense") + 'precision = "bf16"\n')
+    done = train(config, tmp_path / "run")
+    assert done.returncode == 2 and "`train.precision = 'bf16'`" in done.stderr, done.stderr

@@ -7,5 +7,6 @@ mod integrity;
 mod kinds;
 mod learning;
 mod pipelines;
+mod precision;
 mod resume;
 mod sweep;

@@ -184,6 +184,32 @@ impl Scoring {
     }
 }
 
+/// The number format of the weights and activations (`train.precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// float32 everywhere.
+    #[default]
+    Fp32,
+    /// bfloat16 weights and activations; Adam keeps float32 master weights and moments, and
+    /// the loss is taken in float32 (no loss scaling: bfloat16 has float32's range).
+    Bf16,
+}
+
+/// How the experts of a sparse layer run (`train.expert_matmul`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpertMatmulSetting {
+    /// `grouped` on a GPU, `loop` on the CPU (where stacking the weights costs more than the
+    /// grouped GEMM saves).
+    #[default]
+    Auto,
+    /// libtorch's grouped GEMM, one per stage, where the shapes allow it.
+    Grouped,
+    /// One matrix product per expert.
+    Loop,
+}
+
 /// `[train]`: the optimization, whose settings shape the results (a checkpoint resumes only
 /// with the same ones), and how the run is carried out, which may change on `--resume`. Written
 /// as one flat TOML table; every key has a default.
@@ -213,6 +239,8 @@ pub struct Optimization {
     pub eps: f64,
     /// Seed of initialization, dropout and data order.
     pub seed: u64,
+    /// Number format of weights and activations.
+    pub precision: Precision,
 }
 
 /// The settings of `[train]` that may change on `--resume`: how long, how often to evaluate,
@@ -239,6 +267,8 @@ pub struct Runtime {
     pub prefetch: usize,
     /// libtorch CPU threads; 0: libtorch's default.
     pub threads: usize,
+    /// How the experts run.
+    pub expert_matmul: ExpertMatmulSetting,
 }
 
 impl Default for Optimization {
@@ -251,6 +281,7 @@ impl Default for Optimization {
             betas: (0.9, 0.98),
             eps: 1e-8,
             seed: 0,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -268,6 +299,7 @@ impl Default for Runtime {
             workers: 1,
             prefetch: 4,
             threads: 0,
+            expert_matmul: ExpertMatmulSetting::Auto,
         }
     }
 }
@@ -284,6 +316,10 @@ struct TrainTable {
     betas: (f64, f64),
     eps: f64,
     seed: u64,
+    // Written only when not the default, so the configs of earlier runs read back unchanged
+    // (a sweep compares them to skip finished runs).
+    #[serde(skip_serializing_if = "is_default")]
+    precision: Precision,
     eval_every: u64,
     eval_batches: u64,
     log_every: u64,
@@ -293,6 +329,12 @@ struct TrainTable {
     workers: usize,
     prefetch: usize,
     threads: usize,
+    #[serde(skip_serializing_if = "is_default")]
+    expert_matmul: ExpertMatmulSetting,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl Default for TrainTable {
@@ -312,6 +354,7 @@ impl From<TrainTable> for TrainConfig {
                 betas: t.betas,
                 eps: t.eps,
                 seed: t.seed,
+                precision: t.precision,
             },
             runtime: Runtime {
                 steps: t.steps,
@@ -324,6 +367,7 @@ impl From<TrainTable> for TrainConfig {
                 workers: t.workers,
                 prefetch: t.prefetch,
                 threads: t.threads,
+                expert_matmul: t.expert_matmul,
             },
         }
     }
@@ -341,6 +385,7 @@ impl From<TrainConfig> for TrainTable {
             betas: o.betas,
             eps: o.eps,
             seed: o.seed,
+            precision: o.precision,
             eval_every: r.eval_every,
             eval_batches: r.eval_batches,
             log_every: r.log_every,
@@ -350,6 +395,7 @@ impl From<TrainConfig> for TrainTable {
             workers: r.workers,
             prefetch: r.prefetch,
             threads: r.threads,
+            expert_matmul: r.expert_matmul,
         }
     }
 }
@@ -681,5 +727,22 @@ lr = 0.001
         );
         let again = RunConfig::parse(&text, Path::new("again.toml"), &[]).unwrap();
         assert_eq!(again, config);
+        // Settings at their defaults that earlier versions did not have are not written, so an
+        // earlier run's config.toml is still the text this version writes for it.
+        assert!(
+            !text.contains("precision") && !text.contains("expert_matmul"),
+            "{text}"
+        );
+        let set = parsed(&["train.precision=bf16", "train.expert_matmul=grouped"]).unwrap();
+        assert_eq!(set.train.optimization.precision, Precision::Bf16);
+        let text = set.to_toml();
+        assert!(
+            text.contains("precision = \"bf16\"") && text.contains("expert_matmul = \"grouped\"")
+        );
+        assert_eq!(
+            RunConfig::parse(&text, Path::new("again.toml"), &[]).unwrap(),
+            set
+        );
+        assert!(parsed(&["train.precision=fp16"]).is_err());
     }
 }

@@ -8,8 +8,9 @@
 use tch::{nn, Device, Kind, Tensor};
 
 use super::assignment::balanced_assignment;
-use super::experts::{apply_grouped, ExpertBank};
-use super::routes::{upload, DeviceRoute};
+use super::experts::{apply_grouped, ExpertBank, Part};
+use super::routes::DeviceRoute;
+use super::staging::upload;
 
 /// A BASE FFN.
 #[derive(Debug)]
@@ -56,7 +57,7 @@ impl BaseFfn {
         let route = DeviceRoute::from_expert_ids(&expert_ids, 1, experts as u32, h.device());
         let chosen = upload(&expert_ids, h.device()).unsqueeze(1);
         let gate = scores.gather(1, &chosen, false).sigmoid();
-        let y = apply_grouped(h, &route, |e, rows| self.bank.ffn(e, rows)) * gate;
+        let y = apply_grouped(h, &route, &self.bank, Part::Ffn) * gate;
         (y, route.counts())
     }
 }

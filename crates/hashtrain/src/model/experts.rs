@@ -1,10 +1,94 @@
-//! K expert FFNs `B_e(relu(A_e(h)))` stored as stacked tensors, and the grouped evaluation the
-//! hash and switch layers share: gather the positions in expert order, run each expert on its
-//! contiguous slice, put the results back in position order.
+//! K expert FFNs `B_e(relu(A_e(h)))`, and the grouped evaluation every sparse kind shares:
+//! gather the positions in expert order, run each expert on its contiguous slice, put the
+//! results back in position order.
+//!
+//! The experts run one matrix product per expert (the loop), or all at once through libtorch's
+//! grouped GEMM (`_grouped_mm`) over the same slices: one kernel instead of K on a GPU. The
+//! grouped form stacks the weights of the experts that have rows this step, so an expert that
+//! saw no token still gets no gradient, as in the loop.
 
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 use super::routes::DeviceRoute;
+
+/// How a bank runs its experts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpertMatmul {
+    /// One matrix product per expert with rows.
+    #[default]
+    Loop,
+    /// One grouped GEMM per stage, where the shapes allow it (rows of 16-byte multiples);
+    /// otherwise the loop.
+    Grouped,
+}
+
+/// Rows grouped by expert, contiguous and in expert order: the spans stay on the host, so
+/// slicing needs no device read; the ends of the groups are on the device for the grouped GEMM.
+#[derive(Debug)]
+pub struct Groups {
+    /// `(expert, first row, rows)` of each non-empty group, in order.
+    spans: Vec<(i64, i64, i64)>,
+    /// `[G]` i32: the end row of each non-empty group (G = `spans.len()`).
+    ends: Tensor,
+}
+
+impl Groups {
+    /// The non-empty groups of `offsets` (`K + 1` boundaries) as `(expert, first row, rows)`,
+    /// and their end rows: what [`Groups::new`] takes, the ends to be uploaded.
+    pub fn layout(offsets: &[i64]) -> (Vec<(i64, i64, i64)>, Vec<i64>) {
+        let spans: Vec<(i64, i64, i64)> = offsets
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[1] > w[0])
+            .map(|(e, w)| (e as i64, w[0], w[1] - w[0]))
+            .collect();
+        let ends = spans.iter().map(|&(_, start, rows)| start + rows).collect();
+        (spans, ends)
+    }
+
+    /// `spans` from [`Groups::layout`] and their `ends` on the device (any integer kind).
+    pub fn new(spans: Vec<(i64, i64, i64)>, ends: &Tensor) -> Self {
+        Self {
+            spans,
+            ends: ends.to_kind(Kind::Int),
+        }
+    }
+
+    /// The groups of `offsets`, their ends uploaded to `device` (Switch and BASE, whose groups
+    /// are known only during the forward pass).
+    pub fn upload(offsets: &[i64], device: tch::Device) -> Self {
+        let (spans, ends) = Self::layout(offsets);
+        Self::new(spans, &Tensor::from_slice(&ends).to_device(device))
+    }
+
+    /// Rows in all groups.
+    fn rows(&self) -> i64 {
+        self.spans
+            .last()
+            .map_or(0, |&(_, start, rows)| start + rows)
+    }
+}
+
+/// What of each expert to run on its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The whole FFN.
+    Ffn,
+    /// Hidden units `[from, from + width)`: `relu(x A_e[:, seg] + b)`.
+    Hidden {
+        /// First unit.
+        from: i64,
+        /// Units.
+        width: i64,
+    },
+    /// Output columns `[from, from + width)` of `B_e` on hidden units.
+    Output {
+        /// First column.
+        from: i64,
+        /// Columns.
+        width: i64,
+    },
+}
 
 /// The weights of K experts: `A_e = w1[e]` (`d x D`), `B_e = w2[e]` (`D x d`), with biases.
 /// Each expert's tensors are parameters of their own: a gradient lands directly in its
@@ -12,6 +96,8 @@ use super::routes::DeviceRoute;
 /// `[K, ...]` tensor made every expert's backward allocate and add a full-size gradient).
 #[derive(Debug)]
 pub struct ExpertBank {
+    /// How the experts run (set once the model is built).
+    pub matmul: ExpertMatmul,
     /// `[d, D]` per expert.
     pub w1: Vec<Tensor>,
     /// `[D]` per expert.
@@ -30,6 +116,7 @@ impl ExpertBank {
         let bound_hidden = 1.0 / (d_ff as f64).sqrt();
         let uniform = |b: f64| nn::Init::Uniform { lo: -b, up: b };
         let mut bank = Self {
+            matmul: ExpertMatmul::Loop,
             w1: Vec::new(),
             b1: Vec::new(),
             w2: Vec::new(),
@@ -86,17 +173,88 @@ impl ExpertBank {
         let (d_model, d_ff) = self.dims();
         self.output(e, &self.hidden(e, x, 0, d_ff), 0, d_model)
     }
+
+    /// `part` of each expert on its rows of `sorted` (`[M, *]`, grouped as `groups`).
+    pub fn run(&self, sorted: &Tensor, groups: &Groups, part: Part) -> Tensor {
+        if groups.spans.is_empty() {
+            let width = match part {
+                Part::Ffn => self.dims().0,
+                Part::Hidden { width, .. } | Part::Output { width, .. } => width,
+            };
+            return Tensor::zeros([0, width], (sorted.kind(), sorted.device()));
+        }
+        if self.matmul == ExpertMatmul::Grouped && self.grouped_fits(sorted, part) {
+            return self.run_grouped(sorted, groups, part);
+        }
+        let parts: Vec<Tensor> = groups
+            .spans
+            .iter()
+            .map(|&(e, start, rows)| {
+                let x = sorted.narrow(0, start, rows);
+                match part {
+                    Part::Ffn => self.ffn(e, &x),
+                    Part::Hidden { from, width } => self.hidden(e, &x, from, width),
+                    Part::Output { from, width } => self.output(e, &x, from, width),
+                }
+            })
+            .collect();
+        Tensor::cat(&parts, 0)
+    }
+
+    /// The grouped GEMM reads rows and weight columns in 16-byte steps.
+    pub(crate) fn grouped_fits(&self, x: &Tensor, part: Part) -> bool {
+        let (d_model, d_ff) = self.dims();
+        let bytes = x.kind().elt_size_in_bytes() as i64;
+        let widths = match part {
+            Part::Ffn => vec![d_model, d_ff],
+            Part::Hidden { width, .. } | Part::Output { width, .. } => vec![x.size()[1], width],
+        };
+        widths.iter().all(|w| w * bytes % 16 == 0)
+    }
+
+    fn run_grouped(&self, sorted: &Tensor, groups: &Groups, part: Part) -> Tensor {
+        assert_eq!(sorted.size()[0], groups.rows(), "rows of the groups");
+        // Each row's index among the non-empty groups, for its expert's bias.
+        let row_group = Tensor::arange(groups.rows(), (Kind::Int64, sorted.device())).bucketize(
+            &groups.ends,
+            false,
+            true,
+        );
+        let (d_model, d_ff) = self.dims();
+        let linear = |x: &Tensor, (w, b): (&[Tensor], &[Tensor]), from: i64, width: i64| {
+            let full = w[0].size()[1] == width;
+            let stacked = |tensors: &[Tensor], dim: i64| {
+                let picked: Vec<Tensor> = groups
+                    .spans
+                    .iter()
+                    .map(|&(e, _, _)| {
+                        let t = &tensors[e as usize];
+                        if full {
+                            t.shallow_clone()
+                        } else {
+                            t.narrow(dim, from, width)
+                        }
+                    })
+                    .collect();
+                Tensor::stack(&picked, 0)
+            };
+            x.internal_grouped_mm(&stacked(w, 1), Some(&groups.ends), None, None)
+                + stacked(b, 0).index_select(0, &row_group)
+        };
+        let first = (self.w1.as_slice(), self.b1.as_slice());
+        let second = (self.w2.as_slice(), self.b2.as_slice());
+        match part {
+            Part::Ffn => linear(&linear(sorted, first, 0, d_ff).relu(), second, 0, d_model),
+            Part::Hidden { from, width } => linear(sorted, first, from, width).relu(),
+            Part::Output { from, width } => linear(sorted, second, from, width),
+        }
+    }
 }
 
-/// Applies `expert(e, rows)` to each expert's positions of `x` (`[N, *]`) as grouped by
-/// `route`, and returns the results in position order. Each expert sees one contiguous slice;
-/// the slice bounds come from the host, so nothing waits on the device.
-pub fn apply_grouped(
-    x: &Tensor,
-    route: &DeviceRoute,
-    expert: impl Fn(i64, &Tensor) -> Tensor,
-) -> Tensor {
-    let grouped = run_groups(x, route, expert);
+/// Applies `part` of each position's expert to the rows of `x` (`[N, *]`) as grouped by
+/// `route`, and returns the results in position order.
+pub fn apply_grouped(x: &Tensor, route: &DeviceRoute, bank: &ExpertBank, part: Part) -> Tensor {
+    let grouped = run_groups(x, route, bank, part);
     // Scatter back: a permutation, so every row is written once; its backward is a gather.
     grouped.zeros_like().index_copy(0, &route.order, &grouped)
 }
@@ -108,9 +266,9 @@ pub fn apply_grouped_weighted(
     x: &Tensor,
     route: &DeviceRoute,
     weights: &Tensor,
-    expert: impl Fn(i64, &Tensor) -> Tensor,
+    bank: &ExpertBank,
 ) -> Tensor {
-    let grouped = run_groups(x, route, expert) * weights.unsqueeze(1);
+    let grouped = run_groups(x, route, bank, Part::Ffn) * weights.unsqueeze(1).to_kind(x.kind());
     let mut size = grouped.size();
     size[0] = x.size()[0];
     Tensor::zeros(size.as_slice(), (grouped.kind(), grouped.device())).index_add(
@@ -121,14 +279,104 @@ pub fn apply_grouped_weighted(
 }
 
 /// Gathers the rows of `route.order` and runs each expert on its slice, in expert order.
-fn run_groups(x: &Tensor, route: &DeviceRoute, expert: impl Fn(i64, &Tensor) -> Tensor) -> Tensor {
-    let sorted = x.index_select(0, &route.order);
-    let parts: Vec<Tensor> = route
-        .offsets
-        .windows(2)
-        .enumerate()
-        .filter(|(_, w)| w[1] > w[0])
-        .map(|(e, w)| expert(e as i64, &sorted.narrow(0, w[0], w[1] - w[0])))
-        .collect();
-    Tensor::cat(&parts, 0)
+fn run_groups(x: &Tensor, route: &DeviceRoute, bank: &ExpertBank, part: Part) -> Tensor {
+    bank.run(&x.index_select(0, &route.order), &route.groups, part)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// Output and every gradient (weights and input) of `part` run both ways, on rows grouped
+    /// as `offsets`.
+    fn both_ways(
+        bank: &mut ExpertBank,
+        x: &Tensor,
+        offsets: &[i64],
+        part: Part,
+    ) -> [Vec<Tensor>; 2] {
+        let groups = Groups::upload(offsets, Device::Cpu);
+        [ExpertMatmul::Loop, ExpertMatmul::Grouped].map(|matmul| {
+            bank.matmul = matmul;
+            let y = bank.run(x, &groups, part);
+            let weights = Tensor::linspace(-1.0, 1.0, y.numel() as i64, (Kind::Float, Device::Cpu))
+                .view_as(&y);
+            let mut inputs: Vec<Tensor> = [&bank.w1, &bank.b1, &bank.w2, &bank.b2]
+                .into_iter()
+                .flatten()
+                .map(Tensor::shallow_clone)
+                .collect();
+            inputs.push(x.shallow_clone());
+            let mut out = vec![y.detach()];
+            out.extend(Tensor::run_backward(
+                &[(&y * &weights).sum(Kind::Float)],
+                &inputs,
+                false,
+                true,
+            ));
+            out
+        })
+    }
+
+    #[test]
+    fn grouped_gemm_gives_the_loops_outputs_and_gradients() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let (d_model, d_ff) = (8, 16);
+        let mut bank = ExpertBank::new(&vs.root(), 5, d_model, d_ff);
+        // 23 rows; expert 1 and expert 4 get none.
+        let offsets = [0, 6, 6, 15, 23, 23];
+        for part in [
+            Part::Ffn,
+            Part::Hidden { from: 4, width: 8 },
+            Part::Output { from: 4, width: 4 },
+        ] {
+            let input_width = if let Part::Output { .. } = part {
+                d_ff
+            } else {
+                d_model
+            };
+            let x = Tensor::randn([23, input_width], (Kind::Float, Device::Cpu))
+                .set_requires_grad(true);
+            assert!(bank.grouped_fits(&x, part), "{part:?} runs grouped");
+            let [looped, grouped] = both_ways(&mut bank, &x, &offsets, part);
+            for (i, (a, b)) in looped.iter().zip(&grouped).enumerate() {
+                // Experts without rows get no gradient either way.
+                assert_eq!(a.defined(), b.defined(), "{part:?}: tensor {i}");
+                if a.defined() {
+                    let diff = (a - b).abs().max().double_value(&[]);
+                    assert!(diff < 1e-5, "{part:?}: tensor {i} differs by {diff}");
+                }
+            }
+            assert!(
+                !grouped[2].defined() && !grouped[5].defined(),
+                "expert 1 and 4 unused"
+            );
+        }
+    }
+
+    #[test]
+    fn widths_the_grouped_gemm_cannot_read_fall_back_to_the_loop() {
+        tch::manual_seed(5);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut bank = ExpertBank::new(&vs.root(), 3, 8, 12);
+        // 6 float32 hidden units are 24 bytes: not a 16-byte multiple.
+        let part = Part::Hidden { from: 6, width: 6 };
+        let x = Tensor::randn([10, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        assert!(!bank.grouped_fits(&x, part));
+        let [looped, grouped] = both_ways(&mut bank, &x, &[0, 3, 3, 10], part);
+        assert!((&looped[0] - &grouped[0]).abs().max().double_value(&[]) < 1e-6);
+        // No rows at all: an empty result of the part's width.
+        let groups = Groups::upload(&[0, 0, 0, 0], Device::Cpu);
+        let empty = bank.run(&x.narrow(0, 0, 0), &groups, Part::Ffn);
+        assert_eq!(empty.size(), [0, 8]);
+    }
+
+    #[test]
+    fn layout_keeps_the_non_empty_groups_in_order() {
+        let (spans, ends) = Groups::layout(&[0, 2, 2, 7, 7]);
+        assert_eq!(spans, [(0, 0, 2), (2, 2, 5)]);
+        assert_eq!(ends, [2, 7]);
+    }
 }

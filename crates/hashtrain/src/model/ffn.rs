@@ -3,6 +3,7 @@
 use tch::{nn, Tensor};
 
 use super::base::BaseFfn;
+use super::experts::ExpertBank;
 use super::hash::HashFfn;
 use super::routes::DeviceRoute;
 use super::switch::SwitchFfn;
@@ -51,6 +52,16 @@ impl FeedForward {
         FeedForward::Dense {
             a: nn::linear(path / "a", d_model, d_ff, config),
             b: nn::linear(path / "b", d_ff, d_model, config),
+        }
+    }
+
+    /// The experts of a sparse FFN.
+    pub fn bank_mut(&mut self) -> Option<&mut ExpertBank> {
+        match self {
+            FeedForward::Dense { .. } => None,
+            FeedForward::Hash { layer, .. } => Some(&mut layer.bank),
+            FeedForward::Base(layer) => Some(&mut layer.bank),
+            FeedForward::Switch { layer, .. } => Some(&mut layer.bank),
         }
     }
 

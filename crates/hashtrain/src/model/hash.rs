@@ -16,7 +16,7 @@
 
 use tch::{nn, Kind, Tensor};
 
-use super::experts::{apply_grouped, apply_grouped_weighted, ExpertBank};
+use super::experts::{apply_grouped, apply_grouped_weighted, ExpertBank, Part};
 use super::routes::DeviceRoute;
 use crate::config::Scoring;
 
@@ -75,10 +75,10 @@ impl HashFfn {
         let bank = &self.bank;
         if self.top_k > 1 {
             let weights = self.pair_weights(h, routes[0]);
-            return apply_grouped_weighted(h, routes[0], &weights, |e, rows| bank.ffn(e, rows));
+            return apply_grouped_weighted(h, routes[0], &weights, bank);
         }
         if self.hashes == 1 {
-            return apply_grouped(h, routes[0], |e, rows| bank.ffn(e, rows));
+            return apply_grouped(h, routes[0], bank, Part::Ffn);
         }
         let (d_model, d_ff) = bank.dims();
         let (seg_hidden, seg_out) = (d_ff / self.hashes, d_model / self.hashes);
@@ -86,9 +86,11 @@ impl HashFfn {
             .iter()
             .zip(0..)
             .map(|(route, m)| {
-                apply_grouped(h, route, |e, rows| {
-                    bank.hidden(e, rows, m * seg_hidden, seg_hidden)
-                })
+                let part = Part::Hidden {
+                    from: m * seg_hidden,
+                    width: seg_hidden,
+                };
+                apply_grouped(h, route, bank, part)
             })
             .collect();
         let v = Tensor::cat(&hidden, 1);
@@ -96,9 +98,11 @@ impl HashFfn {
             .iter()
             .zip(0..)
             .map(|(route, m)| {
-                apply_grouped(&v, route, |e, rows| {
-                    bank.output(e, rows, m * seg_out, seg_out)
-                })
+                let part = Part::Output {
+                    from: m * seg_out,
+                    width: seg_out,
+                };
+                apply_grouped(&v, route, bank, part)
             })
             .collect();
         Tensor::cat(&outputs, 1)
@@ -131,6 +135,7 @@ impl HashFfn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ExpertMatmul;
     use tch::Device;
 
     /// Each token through its own expert(s), one at a time: the formula, without grouping.
@@ -166,17 +171,19 @@ mod tests {
         Tensor::cat(&rows, 0)
     }
 
-    fn check_against_naive(hashes: i64) {
+    fn check_against_naive(hashes: i64, matmul: ExpertMatmul) {
         tch::manual_seed(7);
-        let (experts, d_model, d_ff, tokens) = (5, 8, 12, 37);
+        // Segments of 16 bytes or more, so the grouped GEMM runs them.
+        let (experts, d_model, d_ff, tokens) = (5, 16, 16, 37);
         let vs = nn::VarStore::new(Device::Cpu);
-        let layer = HashFfn::new(
+        let mut layer = HashFfn::new(
             &vs.root(),
             experts,
             hashes,
             (d_model, d_ff),
             (1, Scoring::Uniform),
         );
+        layer.bank.matmul = matmul;
         let h =
             Tensor::randn([tokens, d_model], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         // Expert 3 gets no token in the first hash: empty groups must be skipped.
@@ -234,7 +241,8 @@ mod tests {
 
     #[test]
     fn hash_layer_matches_per_token_reference() {
-        check_against_naive(1);
+        check_against_naive(1, ExpertMatmul::Loop);
+        check_against_naive(1, ExpertMatmul::Grouped);
     }
 
     /// Sum of each token's k experts, weighted by the gate formula computed for that token
@@ -270,22 +278,27 @@ mod tests {
 
     #[test]
     fn top_k_layer_matches_per_token_reference_for_every_scoring() {
-        for scoring in [
+        let scorings = [
             Scoring::Softmax,
             Scoring::Sigmoid,
             Scoring::Sqrtsoftplus,
             Scoring::Uniform,
-        ] {
+        ];
+        for (scoring, matmul) in scorings
+            .into_iter()
+            .flat_map(|s| [(s, ExpertMatmul::Loop), (s, ExpertMatmul::Grouped)])
+        {
             tch::manual_seed(11);
-            let (experts, k, d_model, d_ff, tokens) = (6u32, 3usize, 8, 10, 29);
+            let (experts, k, d_model, d_ff, tokens) = (6u32, 3usize, 8, 12, 29);
             let vs = nn::VarStore::new(Device::Cpu);
-            let layer = HashFfn::new(
+            let mut layer = HashFfn::new(
                 &vs.root(),
                 i64::from(experts),
                 1,
                 (d_model, d_ff),
                 (k as i64, scoring),
             );
+            layer.bank.matmul = matmul;
             assert_eq!(layer.gate.is_some(), scoring != Scoring::Uniform);
             let h = Tensor::randn([tokens, d_model], (Kind::Float, Device::Cpu))
                 .set_requires_grad(true);
@@ -318,7 +331,9 @@ mod tests {
 
     #[test]
     fn multihash_matches_its_formula() {
-        check_against_naive(2);
-        check_against_naive(4);
+        for matmul in [ExpertMatmul::Loop, ExpertMatmul::Grouped] {
+            check_against_naive(2, matmul);
+            check_against_naive(4, matmul);
+        }
     }
 }

@@ -11,6 +11,7 @@ mod experts;
 mod ffn;
 mod hash;
 mod routes;
+mod staging;
 mod switch;
 
 use tch::{nn, Kind, Tensor};
@@ -18,10 +19,11 @@ use tch::{nn, Kind, Tensor};
 pub use assignment::balanced_assignment;
 pub use attention::CausalSelfAttention;
 pub use base::BaseFfn;
-pub use experts::{apply_grouped, apply_grouped_weighted, ExpertBank};
+pub use experts::{apply_grouped, apply_grouped_weighted, ExpertBank, ExpertMatmul, Groups, Part};
 pub use ffn::{FeedForward, FfnExtras};
 pub use hash::HashFfn;
-pub use routes::{upload, DeviceRoute, PairIndex};
+pub use routes::{DeviceRoute, PairIndex, StagedRoute};
+pub use staging::{upload, Slot, Staging, Uploaded};
 pub use switch::{load_balancing_loss, SwitchFfn, SwitchOutput};
 
 use crate::config::{ModelConfig, Positions, Scoring, SparseKind};
@@ -165,6 +167,15 @@ impl LanguageModel {
         }
     }
 
+    /// How every sparse layer runs its experts.
+    pub fn set_expert_matmul(&mut self, matmul: ExpertMatmul) {
+        for block in &mut self.blocks {
+            if let Some(bank) = block.ffn.bank_mut() {
+                bank.matmul = matmul;
+            }
+        }
+    }
+
     /// The input embedding matrix `[V, d]`.
     pub fn embedding(&self) -> &Tensor {
         &self.embedding
@@ -180,8 +191,12 @@ impl LanguageModel {
         let (b, t) = input_ids.size2().expect("[B, T]");
         let d = self.embedding.size()[1];
         let flat_ids = input_ids.reshape([b * t]);
+        let positions = self
+            .positions
+            .narrow(0, 0, t)
+            .to_kind(self.embedding.kind());
         let mut x = (self.embedding.index_select(0, &flat_ids).view([b, t, d])
-            + self.positions.narrow(0, 0, t).unsqueeze(0))
+            + positions.unsqueeze(0))
         .dropout(self.dropout, train);
         let mut aux_loss = Tensor::zeros([], (Kind::Float, x.device()));
         let mut loads = Vec::new();
@@ -234,8 +249,15 @@ fn sinusoids(context: i64, d: i64) -> Tensor {
 }
 
 /// Summed negative log-likelihood of `targets` under `logits` over the positions where `mask`
-/// is 1, and the number of those positions (both scalars on the device).
+/// is 1, and the number of those positions (both float32 scalars on the device; the loss is
+/// taken in float32 whatever the logits' format).
 pub fn masked_nll(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
-    let nll = logits.cross_entropy_loss(targets, None::<Tensor>, tch::Reduction::None, -100, 0.0);
+    let nll = logits.to_kind(Kind::Float).cross_entropy_loss(
+        targets,
+        None::<Tensor>,
+        tch::Reduction::None,
+        -100,
+        0.0,
+    );
     ((nll * mask).sum(Kind::Float), mask.sum(Kind::Float))
 }

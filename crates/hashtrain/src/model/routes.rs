@@ -4,6 +4,9 @@
 
 use tch::{Device, Tensor};
 
+use super::experts::Groups;
+use super::staging::{Slot, Staging, Uploaded};
+
 /// One routing stream of one batch, ready for the device.
 #[derive(Debug)]
 pub struct DeviceRoute {
@@ -11,6 +14,8 @@ pub struct DeviceRoute {
     pub order: Tensor,
     /// `K + 1` group boundaries into `order`, on the host.
     pub offsets: Vec<i64>,
+    /// The non-empty groups of `order`, for running the experts.
+    pub groups: Groups,
     /// Experts per position k (1: `order` is a permutation of the positions).
     pub top_k: i64,
     /// Top-k only.
@@ -27,59 +32,71 @@ pub struct PairIndex {
     pub flat: Tensor,
 }
 
-impl DeviceRoute {
-    /// Uploads a top-1 route given as host permutation and offsets.
-    pub fn new(order: &[u32], offsets: &[u32], device: Device) -> Self {
-        Self {
-            order: upload(order, device),
-            offsets: offsets.iter().map(|&o| i64::from(o)).collect(),
-            top_k: 1,
-            pairs: None,
-        }
-    }
+/// A route packed for an upload, not yet on the device.
+#[derive(Debug)]
+pub struct StagedRoute {
+    order: Slot,
+    offsets: Vec<i64>,
+    spans: Vec<(i64, i64, i64)>,
+    ends: Slot,
+    top_k: i64,
+    pairs: Option<(Slot, Slot)>,
+}
 
+impl DeviceRoute {
     /// Uploads a loader route (top-1 or top-k).
     pub fn from_route(route: &hashprep::Route, device: Device) -> Self {
-        Self::from_parts(
+        let mut staging = Staging::default();
+        let staged = Self::stage(route, &mut staging);
+        staged.finish(&staging.upload(device))
+    }
+
+    /// Packs a loader route into `staging` (a batch uploads all of its routes at once).
+    pub fn stage(route: &hashprep::Route, staging: &mut Staging) -> StagedRoute {
+        Self::stage_parts(
             &route.expert_ids,
             &route.order,
             &route.slots,
             &route.offsets,
             route.top_k,
-            device,
+            staging,
         )
     }
 
-    /// Builds the route of per-position experts (`[N, k]` row-major) on the host (tests and
-    /// benchmarks; the loader does this on its workers).
+    /// Builds the route of per-position experts (`[N, k]` row-major) on the host (BASE, tests
+    /// and benchmarks; the loader does this on its workers).
     pub fn from_expert_ids(expert_ids: &[u32], top_k: u32, experts: u32, device: Device) -> Self {
         let (order, slots, offsets) = hashprep::bucket_pairs(expert_ids, top_k, experts);
-        Self::from_parts(expert_ids, &order, &slots, &offsets, top_k, device)
+        let mut staging = Staging::default();
+        let staged = Self::stage_parts(expert_ids, &order, &slots, &offsets, top_k, &mut staging);
+        staged.finish(&staging.upload(device))
     }
 
-    fn from_parts(
+    fn stage_parts(
         expert_ids: &[u32],
         order: &[u32],
         slots: &[u32],
         offsets: &[u32],
         top_k: u32,
-        device: Device,
-    ) -> Self {
-        let mut route = Self::new(order, offsets, device);
-        if top_k > 1 {
-            let k = i64::from(top_k);
-            let flat: Vec<u32> = order
+        staging: &mut Staging,
+    ) -> StagedRoute {
+        let offsets: Vec<i64> = offsets.iter().map(|&o| i64::from(o)).collect();
+        let (spans, ends) = Groups::layout(&offsets);
+        let pairs = (top_k > 1).then(|| {
+            let flat = order
                 .iter()
                 .zip(slots)
-                .map(|(&p, &j)| p * top_k + j)
-                .collect();
-            route.top_k = k;
-            route.pairs = Some(PairIndex {
-                expert_ids: upload(expert_ids, device).view([-1, k]),
-                flat: upload(&flat, device),
-            });
+                .map(|(&p, &j)| i64::from(p * top_k + j));
+            (staging.push_u32(expert_ids), staging.push(flat))
+        });
+        StagedRoute {
+            order: staging.push_u32(order),
+            ends: staging.push(ends),
+            offsets,
+            spans,
+            top_k: i64::from(top_k),
+            pairs,
         }
-        route
     }
 
     /// Number of experts K.
@@ -96,8 +113,18 @@ impl DeviceRoute {
     }
 }
 
-/// `values` as an i64 tensor on `device` (ids, positions, experts).
-pub fn upload(values: &[u32], device: Device) -> Tensor {
-    let wide: Vec<i64> = values.iter().map(|&v| i64::from(v)).collect();
-    Tensor::from_slice(&wide).to_device(device)
+impl StagedRoute {
+    /// The route on the device, its tensors views into `uploaded`.
+    pub fn finish(self, uploaded: &Uploaded) -> DeviceRoute {
+        DeviceRoute {
+            order: uploaded.get(self.order),
+            groups: Groups::new(self.spans, &uploaded.get(self.ends)),
+            offsets: self.offsets,
+            top_k: self.top_k,
+            pairs: self.pairs.map(|(expert_ids, flat)| PairIndex {
+                expert_ids: uploaded.get(expert_ids).view([-1, self.top_k]),
+                flat: uploaded.get(flat),
+            }),
+        }
+    }
 }

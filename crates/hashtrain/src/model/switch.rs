@@ -6,7 +6,7 @@
 
 use tch::{nn, Kind, Tensor};
 
-use super::experts::ExpertBank;
+use super::experts::{ExpertBank, Groups, Part};
 
 /// A Switch FFN; with a token embedding, Token-Switch.
 #[derive(Debug)]
@@ -92,23 +92,21 @@ impl SwitchFfn {
         let order = bucket.argsort_stable(true, 0, false);
         let sizes = Vec::<i64>::try_from(bucket.bincount(None::<Tensor>, experts + 1))
             .expect("bincount gives i64");
-        let sorted = h.index_select(0, &order);
-        let mut parts = Vec::with_capacity(sizes.len());
-        let mut start = 0;
-        for (e, &size) in sizes.iter().enumerate() {
-            if size > 0 {
-                let rows = sorted.narrow(0, start, size);
-                parts.push(if (e as i64) < experts {
-                    self.bank.ffn(e as i64, &rows)
-                } else {
-                    rows.zeros_like()
-                });
-            }
-            start += size;
+        // Dropped tokens (bucket K) sort last and run nothing.
+        let kept = sizes[..experts as usize].iter().sum::<i64>();
+        let mut offsets = vec![0i64];
+        for size in &sizes[..experts as usize] {
+            offsets.push(offsets.last().expect("starts at 0") + size);
         }
+        let groups = Groups::upload(&offsets, h.device());
+        let sorted = h.index_select(0, &order);
+        let ran = self
+            .bank
+            .run(&sorted.narrow(0, 0, kept), &groups, Part::Ffn);
+        let dropped = sorted.narrow(0, kept, sorted.size()[0] - kept).zeros_like();
         let y = h
             .zeros_like()
-            .index_copy(0, &order, &Tensor::cat(&parts, 0));
+            .index_copy(0, &order, &Tensor::cat(&[ran, dropped], 0));
         SwitchOutput {
             y: y * gate.unsqueeze(1).to_kind(h.kind()),
             balance_loss,
@@ -132,6 +130,7 @@ pub fn load_balancing_loss(probs: &Tensor, expert: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ExpertMatmul;
     use tch::Device;
 
     #[test]
@@ -151,10 +150,17 @@ mod tests {
 
     #[test]
     fn each_token_goes_through_its_argmax_expert_scaled_by_its_gate() {
+        for matmul in [ExpertMatmul::Loop, ExpertMatmul::Grouped] {
+            check_switch_tokens(matmul);
+        }
+    }
+
+    fn check_switch_tokens(matmul: ExpertMatmul) {
         tch::manual_seed(3);
         let vs = nn::VarStore::new(Device::Cpu);
-        let layer = SwitchFfn::new(&vs.root(), 4, 6, 10, None, None);
-        let h = Tensor::randn([19, 6], (Kind::Float, Device::Cpu));
+        let mut layer = SwitchFfn::new(&vs.root(), 4, 8, 12, None, None);
+        layer.bank.matmul = matmul;
+        let h = Tensor::randn([19, 8], (Kind::Float, Device::Cpu));
         let ids = Tensor::zeros([19], (Kind::Int64, Device::Cpu));
         let out = layer.forward(&h, &ids);
         let probs = h.apply(&layer.router).softmax(-1, Kind::Float);
@@ -178,10 +184,17 @@ mod tests {
 
     #[test]
     fn tokens_over_capacity_skip_the_layer() {
+        for matmul in [ExpertMatmul::Loop, ExpertMatmul::Grouped] {
+            check_capacity(matmul);
+        }
+    }
+
+    fn check_capacity(matmul: ExpertMatmul) {
         tch::manual_seed(5);
         let vs = nn::VarStore::new(Device::Cpu);
         // Capacity = ceil(0.5 * 16 / 2) = 4 per expert: at most 8 tokens run.
-        let layer = SwitchFfn::new(&vs.root(), 2, 4, 8, None, Some(0.5));
+        let mut layer = SwitchFfn::new(&vs.root(), 2, 4, 8, None, Some(0.5));
+        layer.bank.matmul = matmul;
         let h = Tensor::randn([16, 4], (Kind::Float, Device::Cpu));
         let out = layer.forward(&h, &Tensor::zeros([16], (Kind::Int64, Device::Cpu)));
         assert!(out.counts[0] <= 4 && out.counts[1] <= 4);

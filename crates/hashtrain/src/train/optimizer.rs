@@ -1,6 +1,10 @@
 //! Adam (Kingma & Ba) with its moment estimates in plain tensors, so a checkpoint can save them
 //! and a resumed run continues with exactly the same updates; and global-norm gradient
 //! clipping done on the device (no host sync per step).
+//!
+//! A parameter kept in a narrower format than float32 (bfloat16 training) gets a float32 master
+//! copy: the update is applied to the master and the parameter is its rounding, so updates
+//! smaller than the parameter's bfloat16 step are not lost.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +14,8 @@ use tch::{Kind, Tensor};
 #[derive(Debug)]
 pub struct Adam {
     params: Vec<(String, Tensor)>,
+    /// The float32 master of each parameter that is not float32 itself.
+    masters: Vec<Option<Tensor>>,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
     beta1: f64,
@@ -23,11 +29,18 @@ impl Adam {
     /// Adam over `params` (name, trainable tensor), in name order.
     pub fn new(params: BTreeMap<String, Tensor>, betas: (f64, f64), eps: f64) -> Self {
         let params: Vec<(String, Tensor)> = params.into_iter().collect();
-        let zeros = |p: &Tensor| p.zeros_like().set_requires_grad(false);
+        let masters: Vec<Option<Tensor>> = params
+            .iter()
+            .map(|(_, p)| (p.kind() != Kind::Float).then(|| p.detach().to_kind(Kind::Float)))
+            .collect();
+        let zeros = |p: &Tensor| {
+            Tensor::zeros(p.size().as_slice(), (Kind::Float, p.device())).set_requires_grad(false)
+        };
         Self {
             exp_avg: params.iter().map(|(_, p)| zeros(p)).collect(),
             exp_avg_sq: params.iter().map(|(_, p)| zeros(p)).collect(),
             params,
+            masters,
             beta1: betas.0,
             beta2: betas.1,
             eps,
@@ -81,9 +94,10 @@ impl Adam {
         let bias2 = 1.0 - self.beta2.powi(t);
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         tch::no_grad(|| {
-            for (((_, p), m), v) in self
+            for ((((_, p), master), m), v) in self
                 .params
                 .iter_mut()
+                .zip(&mut self.masters)
                 .zip(&mut self.exp_avg)
                 .zip(&mut self.exp_avg_sq)
             {
@@ -91,6 +105,7 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
+                let g = g.to_kind(Kind::Float);
                 // In place, few temporaries: the update is memory-bound and sparse models
                 // carry many parameters (K experts) for their active compute.
                 let _ = m.lerp_(&g, 1.0 - b1);
@@ -100,17 +115,35 @@ impl Adam {
                 let mut denom = v.sqrt();
                 let _ = denom.g_mul_scalar_(-bias1 / (lr * bias2.sqrt()));
                 let _ = denom.g_add_scalar_(-eps * bias1 / lr);
-                let _ = p.addcdiv_(m, &denom);
+                match master {
+                    Some(master) => {
+                        let _ = master.addcdiv_(m, &denom);
+                        p.copy_(master);
+                    }
+                    None => {
+                        let _ = p.addcdiv_(m, &denom);
+                    }
+                }
             }
         });
     }
 
-    /// The moment estimates by name (`exp_avg.NAME`, `exp_avg_sq.NAME`), for a checkpoint.
+    /// The moment estimates by name (`exp_avg.NAME`, `exp_avg_sq.NAME`) and the float32
+    /// masters (`master.NAME`), for a checkpoint.
     pub fn state_tensors(&self) -> Vec<(String, &Tensor)> {
         let mut out = Vec::with_capacity(2 * self.params.len());
-        for (((name, _), m), v) in self.params.iter().zip(&self.exp_avg).zip(&self.exp_avg_sq) {
+        for ((((name, _), m), v), master) in self
+            .params
+            .iter()
+            .zip(&self.exp_avg)
+            .zip(&self.exp_avg_sq)
+            .zip(&self.masters)
+        {
             out.push((format!("exp_avg.{name}"), m));
             out.push((format!("exp_avg_sq.{name}"), v));
+            if let Some(master) = master {
+                out.push((format!("master.{name}"), master));
+            }
         }
         out
     }
@@ -124,13 +157,18 @@ impl Adam {
         saved: &BTreeMap<String, Tensor>,
         steps: u64,
     ) -> Result<(), String> {
-        for (((name, _), m), v) in self
+        for ((((name, _), m), v), master) in self
             .params
             .iter()
             .zip(&mut self.exp_avg)
             .zip(&mut self.exp_avg_sq)
+            .zip(&mut self.masters)
         {
-            for (prefix, slot) in [("exp_avg", &mut *m), ("exp_avg_sq", &mut *v)] {
+            let mut slots = vec![("exp_avg", &mut *m), ("exp_avg_sq", &mut *v)];
+            if let Some(master) = master {
+                slots.push(("master", master));
+            }
+            for (prefix, slot) in slots {
                 let key = format!("{prefix}.{name}");
                 let value = saved
                     .get(&key)

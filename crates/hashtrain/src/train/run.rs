@@ -50,15 +50,19 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
     let mut totals = Totals::default();
     let mut last_eval: Option<Evaluation> = None;
     let mut batches = loader.take(t.steps.saturating_sub(step), t.workers, t.prefetch);
+    // One batch ahead: step n+1's upload is enqueued right after step n's kernels, before the
+    // log, evaluation or checkpoint that may wait for the device.
+    let mut ahead: Option<(DeviceBatch, Duration)> = None;
     while step < t.steps {
         let started = Instant::now();
-        let batch = batches
-            .next()
-            .ok_or_else(|| Error::BadInput("the loader stopped early".into()))??;
-        let waited = started.elapsed();
+        let (batch, waited) = ahead
+            .take()
+            .map_or_else(|| next_batch(&mut batches, device), Ok)?;
         step += 1;
-        let batch = DeviceBatch::new(&batch, device);
         let done = trainer.step(&batch, step);
+        ahead = (step < t.steps)
+            .then(|| next_batch(&mut batches, device))
+            .transpose()?;
         window.add(&done, batch.tokens, started.elapsed(), waited);
         totals.add(batch.tokens, started.elapsed(), waited);
         progress.inc(1);
@@ -123,6 +127,19 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
     hashprep::util::write_atomic(&out.join("summary.json"), &json)?;
     plot_run(out)?;
     Ok(summary)
+}
+
+/// The loader's next batch on `device`, and how long the loader kept us waiting for it.
+fn next_batch(
+    batches: &mut impl Iterator<Item = hashprep::Result<hashprep::Batch>>,
+    device: tch::Device,
+) -> Result<(DeviceBatch, Duration)> {
+    let started = Instant::now();
+    let batch = batches
+        .next()
+        .ok_or_else(|| Error::BadInput("the loader stopped early".into()))??;
+    let waited = started.elapsed();
+    Ok((DeviceBatch::new(&batch, device), waited))
 }
 
 /// Restores weights, optimizer, loader position and the open metrics window from the run's

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use hashprep::{Loader, LoaderConfig, TableSet};
 use tch::{nn, Device};
 
-use crate::config::{RunConfig, SparseKind};
+use crate::config::{ExpertMatmulSetting, Precision, RunConfig, SparseKind};
 use crate::error::{Error, Result};
-use crate::model::{LanguageModel, TableRouting};
+use crate::model::{ExpertMatmul, LanguageModel, TableRouting};
 
 /// libtorch's random generator is one per process: runs that seed it and draw from it
 /// (initialization, dropout) take this lock, so two runs in one process (tests, sweeps on
@@ -173,9 +173,21 @@ pub fn build_model(
     device: Device,
 ) -> (nn::VarStore, LanguageModel) {
     tch::manual_seed(config.train.optimization.seed as i64);
-    let vs = nn::VarStore::new(device);
-    let model = LanguageModel::new(&vs.root(), &config.model, vocab as i64, &|at| {
+    let mut vs = nn::VarStore::new(device);
+    let mut model = LanguageModel::new(&vs.root(), &config.model, vocab as i64, &|at| {
         routing[&at].clone()
+    });
+    // Initialized in float32 (the same draws in both formats), then rounded.
+    if config.train.optimization.precision == Precision::Bf16 {
+        vs.bfloat16();
+    }
+    let setting = config.train.runtime.expert_matmul;
+    let grouped = setting == ExpertMatmulSetting::Grouped
+        || (setting == ExpertMatmulSetting::Auto && device.is_cuda());
+    model.set_expert_matmul(if grouped {
+        ExpertMatmul::Grouped
+    } else {
+        ExpertMatmul::Loop
     });
     (vs, model)
 }

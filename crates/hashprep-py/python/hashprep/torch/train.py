@@ -40,7 +40,8 @@ DEFAULTS = {
     "train": {"batch_size": 16, "lr": 0.002, "warmup": 100, "clip": 1.0, "betas": [0.9, 0.98],
               "eps": 1e-8, "seed": 0, "steps": 1000, "eval_every": 0, "eval_batches": 0,
               "log_every": 10, "checkpoint_every": 0, "keep_checkpoints": 2, "device": "cpu",
-              "workers": 1, "prefetch": 4, "threads": 0},
+              "workers": 1, "prefetch": 4, "threads": 0, "precision": "fp32",
+              "expert_matmul": "auto"},
 }
 REQUIRED = {"data": {"train", "valid"}, "model": {"layers", "d_model", "d_ff", "heads", "context"}, "train": set()}
 SPARSE = {"at", "kind", "table", "table_layer", "experts", "load_bal", "capacity_factor"}
@@ -69,6 +70,10 @@ def read_config(path: pathlib.Path) -> dict:
         config[section] = {**DEFAULTS[section], **given}
     if raw:
         raise ConfigError(f"{path}: section `{sorted(raw)[0]}` is not one hashprep.torch.train supports")
+    # expert_matmul only says how hashtrain runs its experts; HashMoE picks its own kernels.
+    if config["train"]["precision"] != "fp32":
+        raise ConfigError(f"{path}: `train.precision = {config['train']['precision']!r}`: "
+                          "hashprep.torch.train trains in fp32 (use torch.autocast in your own loop)")
     for i, layer in enumerate(config["model"]["sparse"]):
         where = f"{path}: `model.sparse[{i}]`"
         if set(layer) - SPARSE:
