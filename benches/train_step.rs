@@ -153,8 +153,8 @@ fn main() {
     }
     print_table(&times, &shape, vocab);
     let of = |k: &str| times.iter().find(|t| t.0 == k).expect("measured").1;
-    let (hash, switch, dense_step, dense_passes) =
-        (of("hash"), of("switch"), dense.step, dense.passes);
+    let (hash, switch, dense) = (of("hash"), of("switch"), of("dense"));
+    let (dense_step, dense_passes) = (dense.step, dense.passes);
     println!(
         "hash / dense  = {:.3} whole step, {:.3} forward + backward (target <= 1.10)",
         hash.step / dense_step,
@@ -197,7 +197,7 @@ fn print_table(times: &[(&str, Timing)], shape: &Shape, vocab: usize) {
     );
     let dense = times[0].1;
     let on_gpu = shape.device.starts_with("cuda");
-    for (kind, t) in &times {
+    for (kind, t) in times {
         let mfu = step_tflop / (t.step / 1000.0) / peak_tflops;
         println!(
             "{kind:<14} {:>10.2} {:>8.3}x {:>14.2} {:>8.3}x {:>10.1}% {:>7}",
@@ -205,7 +205,7 @@ fn print_table(times: &[(&str, Timing)], shape: &Shape, vocab: usize) {
             t.step / dense.step,
             t.passes,
             t.passes / dense.passes,
-            100.0 * (1.0 - t.host / t.step).max(0.0),
+            100.0 * (1.0 - t.host / t.step).max(0.0_f64),
             if on_gpu {
                 format!("{:.1}%", 100.0 * mfu)
             } else {
