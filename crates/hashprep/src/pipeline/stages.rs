@@ -58,6 +58,20 @@ pub(super) struct ChunkEncoder {
     eos: Option<u32>,
     /// Dialogue responses longer than this (in ids, without the end token) are dropped.
     max_response_tokens: Option<usize>,
+    /// Dialogue formats: a text seen before in the chunk reuses its ids (see [`TextCache`]).
+    reuse_texts: bool,
+}
+
+/// The ids of the texts already encoded in a chunk. A Reddit comment's body is the response of
+/// its own example and a context turn of every reply below it (up to the context length), and
+/// a thread's examples are consecutive in the stream: encoding each distinct text once per
+/// chunk instead of once per use is what makes dialogue data cost about what its bodies do.
+/// Encoding is a function of the text, so the ids are the same either way.
+#[derive(Default)]
+struct TextCache<'a> {
+    /// Text -> (start in `ids`, length, special-token strings in it).
+    spans: HashMap<&'a str, (usize, usize, u64)>,
+    ids: Vec<u32>,
 }
 
 impl ChunkEncoder {
@@ -72,40 +86,66 @@ impl ChunkEncoder {
             tokenizer,
             eos,
             max_response_tokens,
+            reuse_texts: matches!(format, Format::Reddit(_)),
         }
+    }
+
+    /// Appends the ids of `text` to `out`; returns the special-token strings written in it.
+    fn append<'a>(
+        &self,
+        text: &'a str,
+        out: &mut Vec<u32>,
+        cache: Option<&mut TextCache<'a>>,
+    ) -> Result<u64> {
+        let Some(cache) = cache else {
+            out.extend(self.tokenizer.encode(text)?);
+            return Ok(self.tokenizer.count_special_strings(text));
+        };
+        if let Some(&(start, len, special)) = cache.spans.get(text) {
+            out.extend_from_slice(&cache.ids[start..start + len]);
+            return Ok(special);
+        }
+        let ids = self.tokenizer.encode(text)?;
+        let special = self.tokenizer.count_special_strings(text);
+        cache
+            .spans
+            .insert(text, (cache.ids.len(), ids.len(), special));
+        cache.ids.extend_from_slice(&ids);
+        out.extend(ids);
+        Ok(special)
     }
 
     pub(super) fn encode(&self, chunk: Chunk) -> Result<EncodedChunk> {
         let mut ids = Vec::new();
         let mut items = Vec::with_capacity(chunk.items.len());
-        for item in chunk.items {
+        let mut cache = self.reuse_texts.then(TextCache::default);
+        for item in &chunk.items {
             match item {
-                Item::Skipped(reason) => items.push(Encoded::Skipped(reason)),
+                Item::Skipped(reason) => items.push(Encoded::Skipped(*reason)),
                 Item::Notice(name) => items.push(Encoded::Notice(name)),
                 Item::Example(example) => {
                     let start = ids.len();
-                    let mut special_strings = self.tokenizer.count_special_strings(&example.text);
+                    let mut special_strings = 0;
                     for turn in &example.context {
-                        special_strings += self.tokenizer.count_special_strings(turn);
-                        ids.extend(self.tokenizer.encode(turn)?);
+                        special_strings += self.append(turn, &mut ids, cache.as_mut())?;
                         ids.extend(self.eos);
                     }
                     let prefix_len = (ids.len() - start) as u32;
-                    let response = self.tokenizer.encode(&example.text)?;
+                    special_strings += self.append(&example.text, &mut ids, cache.as_mut())?;
+                    let response_len = ids.len() - start - prefix_len as usize;
                     if self
                         .max_response_tokens
-                        .is_some_and(|max| response.len() > max)
+                        .is_some_and(|max| response_len > max)
                     {
                         ids.truncate(start);
                         items.push(Encoded::Skipped(SkipReason::FilterLongResponse));
                         continue;
                     }
-                    ids.extend(response);
                     ids.extend(self.eos);
                     items.push(Encoded::Example {
                         len: (ids.len() - start) as u32,
                         prefix_len,
-                        source: example.source,
+                        source: example.source.clone(),
                         special_strings,
                     });
                 }
@@ -358,5 +398,82 @@ impl OutputWriter {
     ) -> Result<(Vec<ShardInfo>, Totals, TokenCounts)> {
         self.close_shard(journal)?;
         Ok((self.shards, self.totals, self.counts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::{Example, RedditOptions};
+
+    fn dialogue(context: &[&str], text: &str, id: &str) -> Item {
+        Item::Example(Example {
+            context: context.iter().map(|t| (*t).to_owned()).collect(),
+            text: text.to_owned(),
+            source: Some(Source {
+                id: id.into(),
+                subreddit: "s".into(),
+            }),
+        })
+    }
+
+    /// Ids and (length, prefix, special strings) or skip reason of every item.
+    fn encoded(encoder: &ChunkEncoder, items: Vec<Item>) -> (Vec<u32>, Vec<String>) {
+        let chunk = encoder.encode(Chunk { seq: 0, items }).unwrap();
+        let items = chunk
+            .items
+            .iter()
+            .map(|item| match item {
+                Encoded::Example {
+                    len,
+                    prefix_len,
+                    special_strings,
+                    source,
+                } => format!("{len} {prefix_len} {special_strings} {source:?}"),
+                Encoded::Skipped(reason) => format!("skipped {reason:?}"),
+                Encoded::Notice(name) => format!("notice {name}"),
+            })
+            .collect();
+        (chunk.ids, items)
+    }
+
+    #[test]
+    fn reusing_a_chunks_encoded_texts_gives_the_same_ids() {
+        let tokenizer = Arc::new(TextTokenizer::load("gpt2").unwrap());
+        let mut reddit = RedditOptions::default();
+        reddit.filter.recipe = true;
+        reddit.filter.max_response_tokens = 12;
+        let format = Format::Reddit(reddit);
+        let reusing = ChunkEncoder::new(tokenizer.clone(), Some(50256), &format);
+        assert!(reusing.reuse_texts);
+        let mut fresh = ChunkEncoder::new(tokenizer, Some(50256), &format);
+        fresh.reuse_texts = false;
+        let long = "word ".repeat(40);
+        // A thread: each response is the next example's last turn; a long response is
+        // filtered after its context was encoded; a special-token string counts every use.
+        let items = || {
+            vec![
+                dialogue(&["Title <|endoftext|>"], "first reply", "a"),
+                dialogue(&["Title <|endoftext|>", "first reply"], &long, "b"),
+                dialogue(&["Title <|endoftext|>", "first reply"], "second", "c"),
+                Item::Skipped(SkipReason::Deleted),
+                dialogue(&["first reply", "second"], "  spaces  and\ttabs ", "d"),
+                dialogue(&[], "first reply", "e"),
+            ]
+        };
+        let (ids, summary) = encoded(&reusing, items());
+        assert_eq!((ids.clone(), summary.clone()), encoded(&fresh, items()));
+        assert_eq!(summary[1], "skipped FilterLongResponse");
+        assert!(summary[0].contains(" 1 Some"), "{}", summary[0]);
+        // The last example is exactly the first reply's ids and the end token.
+        let first_reply = tokenizer_ids("first reply");
+        assert_eq!(
+            ids[ids.len() - first_reply.len() - 1..ids.len() - 1],
+            first_reply
+        );
+    }
+
+    fn tokenizer_ids(text: &str) -> Vec<u32> {
+        TextTokenizer::load("gpt2").unwrap().encode(text).unwrap()
     }
 }
