@@ -13,6 +13,7 @@ import argparse
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -78,6 +79,10 @@ def main() -> None:
     size = sum(f.stat().st_size for f in files)
     print(f"generated {comments} comments, {size / 1e9:.2f} GB in {time.perf_counter() - start:.0f} s; "
           f"{os.cpu_count()} cores")
+    # A complete output of the same inputs and settings is kept as it is, even with --force (the
+    # generated dumps are the same each time): remove the outputs so both runs do the work.
+    for output in (work / "jsonl", work / "reddit"):
+        shutil.rmtree(output, ignore_errors=True)
     hp = [args.hashprep, "--no-progress", "tokenize", "--tokenizer", "gpt2", "--force"]
     t_anchor, m_anchor = run(hp + ["--format", "jsonl", "--text-field", "body", "--on-error", "skip",
                                    "--out", str(work / "jsonl"), str(files[0]), str(files[1])])

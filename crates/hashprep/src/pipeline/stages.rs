@@ -70,7 +70,7 @@ pub(super) struct ChunkEncoder {
 #[derive(Default)]
 struct TextCache<'a> {
     /// Text -> (start in `ids`, length, special-token strings in it).
-    spans: HashMap<&'a str, (usize, usize, u64)>,
+    spans: ahash::AHashMap<&'a str, (usize, usize, u64)>,
     ids: Vec<u32>,
 }
 
@@ -115,7 +115,7 @@ impl ChunkEncoder {
         Ok(special)
     }
 
-    pub(super) fn encode(&self, chunk: Chunk) -> Result<EncodedChunk> {
+    pub(super) fn encode(&self, chunk: &Chunk) -> Result<EncodedChunk> {
         let mut ids = Vec::new();
         let mut items = Vec::with_capacity(chunk.items.len());
         let mut cache = self.reuse_texts.then(TextCache::default);
@@ -182,7 +182,7 @@ pub(super) fn read_chunks(
         *seq += 1;
         let (encoder, results) = (encoder.clone(), results.clone());
         pool.spawn(move || {
-            let message = match encoder.encode(chunk) {
+            let message = match encoder.encode(&chunk) {
                 Ok(encoded) => Message::Chunk(encoded),
                 Err(e) => Message::Failed(e),
             };
@@ -419,7 +419,7 @@ mod tests {
 
     /// Ids and (length, prefix, special strings) or skip reason of every item.
     fn encoded(encoder: &ChunkEncoder, items: Vec<Item>) -> (Vec<u32>, Vec<String>) {
-        let chunk = encoder.encode(Chunk { seq: 0, items }).unwrap();
+        let chunk = encoder.encode(&Chunk { seq: 0, items }).unwrap();
         let items = chunk
             .items
             .iter()

@@ -129,6 +129,13 @@ pub(crate) fn thread_examples<S: BuildHasher>(
         }
     }
     let looping = cyclic(comments, &index);
+    // A body is a context turn of each reply below it: unescape it once.
+    let mut bodies: Vec<Option<String>> = vec![None; comments.len()];
+    let mut body = |i: usize| -> String {
+        bodies[i]
+            .get_or_insert_with(|| unescape_html(comments[i].body.as_deref().unwrap_or_default()))
+            .clone()
+    };
     let mut examples = Vec::new();
     for i in first {
         let comment = &comments[i];
@@ -140,7 +147,7 @@ pub(crate) fn thread_examples<S: BuildHasher>(
             stats.cycles += 1;
             continue;
         }
-        let response = unescape_html(comment.body.as_deref().unwrap_or_default());
+        let response = body(i);
         if let Some(reason) = filter.reject(comment, &response, depth(comment, comments, &index)) {
             *stats.filtered.entry(reason).or_default() += 1;
             continue;
@@ -160,7 +167,7 @@ pub(crate) fn thread_examples<S: BuildHasher>(
                 if is_deleted(ancestor.body.as_deref()) {
                     break;
                 }
-                turns.push(unescape_html(ancestor.body.as_deref().unwrap_or_default()));
+                turns.push(body(p));
                 parent = ancestor.parent_id.as_deref();
             } else {
                 if let Some(submission) = id.strip_prefix("t3_").and_then(|s| submissions.get(s)) {
