@@ -138,3 +138,15 @@ pub(crate) fn valid_ppl(run: &Path) -> Vec<(u64, f64)> {
         })
         .collect()
 }
+
+/// Trains `config_with("train.steps=20")` into `dir`, then resumes it with
+/// `config_with("train.steps=30")`.
+pub(crate) fn stop_at_20_and_resume_to_30(config_with: impl Fn(&str) -> RunConfig, dir: &Path) {
+    use hashtrain::train::{run, RunOptions};
+    run(&config_with("train.steps=20"), dir, &RunOptions::default()).unwrap();
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    run(&config_with("train.steps=30"), dir, &resume).unwrap();
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use hashtrain::train::{read_records, run, Record, RunOptions};
 use tch::{Kind, Tensor};
 
-use crate::common::{config, fixture, table_layer, valid_ppl};
+use crate::common::{config, fixture, stop_at_20_and_resume_to_30, table_layer, valid_ppl};
 
 fn train_losses(run_dir: &Path) -> Vec<f64> {
     read_records(&run_dir.join("metrics.jsonl"))
@@ -81,18 +81,10 @@ fn bf16_runs_keep_float32_masters_learn_like_float32_and_resume_exactly() {
 
     // Stopped at 20 and resumed: the masters come back, so the run continues exactly.
     let stopped = tempfile::tempdir().unwrap();
-    let bf16_until = |steps: &str| with(&["train.precision=bf16", steps]);
-    run(
-        &bf16_until("train.steps=20"),
+    stop_at_20_and_resume_to_30(
+        |steps| with(&["train.precision=bf16", steps]),
         stopped.path(),
-        &RunOptions::default(),
-    )
-    .unwrap();
-    let resume = RunOptions {
-        resume: true,
-        ..RunOptions::default()
-    };
-    run(&bf16_until("train.steps=30"), stopped.path(), &resume).unwrap();
+    );
     assert_eq!(
         valid_ppl(stopped.path()).last(),
         valid_ppl(bf16.path()).last()

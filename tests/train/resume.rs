@@ -4,7 +4,7 @@ use std::path::Path;
 
 use hashtrain::train::{read_records, run, Record, RunOptions};
 
-use crate::common::{config, fixture, table_layer};
+use crate::common::{config, fixture, stop_at_20_and_resume_to_30, table_layer};
 
 fn resume() -> RunOptions {
     RunOptions {
@@ -57,17 +57,8 @@ fn resume_after_a_stop_gives_the_same_metrics_as_a_straight_run() {
 
     // Stopped at step 20 (mid metrics window: log_every = 3), then resumed to 30.
     let stopped = tempfile::tempdir().unwrap();
-    run(
-        &with("train.steps=20"),
-        stopped.path(),
-        &RunOptions::default(),
-    )
-    .unwrap();
-    let resume = RunOptions {
-        resume: true,
-        ..RunOptions::default()
-    };
-    run(&with("train.steps=30"), stopped.path(), &resume).unwrap();
+    stop_at_20_and_resume_to_30(with, stopped.path());
+    let resume = resume();
 
     // Killed after step 30's metrics but with step 30's checkpoint lost: resumes from 20.
     let crashed = tempfile::tempdir().unwrap();
