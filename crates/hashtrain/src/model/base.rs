@@ -10,7 +10,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::assignment::balanced_assignment;
 use super::experts::{apply_grouped, ExpertBank, Part};
 use super::routes::DeviceRoute;
-use super::staging::upload;
+use super::staging::Staging;
 
 /// A BASE FFN.
 #[derive(Debug)]
@@ -54,8 +54,11 @@ impl BaseFfn {
                 .map(|e| e as u32)
                 .collect()
         };
-        let route = DeviceRoute::from_expert_ids(&expert_ids, 1, experts as u32, h.device());
-        let chosen = upload(&expert_ids, h.device()).unsqueeze(1);
+        let mut staging = Staging::default();
+        let route = DeviceRoute::stage_expert_ids(&expert_ids, 1, experts as u32, &mut staging);
+        let chosen = staging.push_u32(&expert_ids);
+        let uploaded = staging.upload(h.device());
+        let (route, chosen) = (route.finish(&uploaded), uploaded.get(chosen).unsqueeze(1));
         let gate = scores.gather(1, &chosen, false).sigmoid();
         let y = apply_grouped(h, &route, &self.bank, Part::Ffn) * gate;
         (y, route.counts())

@@ -10,6 +10,7 @@
 use tch::{nn, Kind, Tensor};
 
 use super::routes::DeviceRoute;
+use super::staging::Staging;
 
 /// How a bank runs its experts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,11 +55,13 @@ impl Groups {
         }
     }
 
-    /// The groups of `offsets`, their ends uploaded to `device` (Switch and BASE, whose groups
-    /// are known only during the forward pass).
+    /// The groups of `offsets`, their ends uploaded to `device` (Switch, whose groups are known
+    /// only during the forward pass).
     pub fn upload(offsets: &[i64], device: tch::Device) -> Self {
         let (spans, ends) = Self::layout(offsets);
-        Self::new(spans, &Tensor::from_slice(&ends).to_device(device))
+        let mut staging = Staging::default();
+        let ends = staging.push(ends);
+        Self::new(spans, &staging.upload(device).get(ends))
     }
 
     /// Rows in all groups.

@@ -23,7 +23,7 @@ pub use experts::{apply_grouped, apply_grouped_weighted, ExpertBank, ExpertMatmu
 pub use ffn::{FeedForward, FfnExtras};
 pub use hash::HashFfn;
 pub use routes::{DeviceRoute, PairIndex, StagedRoute};
-pub use staging::{upload, Slot, Staging, Uploaded};
+pub use staging::{Slot, Staging, Uploaded};
 pub use switch::{load_balancing_loss, SwitchFfn, SwitchOutput};
 
 use crate::config::{ModelConfig, Positions, Scoring, SparseKind};

@@ -63,13 +63,23 @@ impl DeviceRoute {
         )
     }
 
-    /// Builds the route of per-position experts (`[N, k]` row-major) on the host (BASE, tests
-    /// and benchmarks; the loader does this on its workers).
+    /// Builds the route of per-position experts (`[N, k]` row-major) on the host (tests and
+    /// benchmarks; the loader does this on its workers).
     pub fn from_expert_ids(expert_ids: &[u32], top_k: u32, experts: u32, device: Device) -> Self {
-        let (order, slots, offsets) = hashprep::bucket_pairs(expert_ids, top_k, experts);
         let mut staging = Staging::default();
-        let staged = Self::stage_parts(expert_ids, &order, &slots, &offsets, top_k, &mut staging);
+        let staged = Self::stage_expert_ids(expert_ids, top_k, experts, &mut staging);
         staged.finish(&staging.upload(device))
+    }
+
+    /// Packs the route of per-position experts into `staging` (BASE uploads it with the ids).
+    pub fn stage_expert_ids(
+        expert_ids: &[u32],
+        top_k: u32,
+        experts: u32,
+        staging: &mut Staging,
+    ) -> StagedRoute {
+        let (order, slots, offsets) = hashprep::bucket_pairs(expert_ids, top_k, experts);
+        Self::stage_parts(expert_ids, &order, &slots, &offsets, top_k, staging)
     }
 
     fn stage_parts(

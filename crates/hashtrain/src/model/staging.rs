@@ -58,10 +58,3 @@ impl Uploaded {
         self.0.narrow(0, slot.start, slot.len)
     }
 }
-
-/// `values` as an i64 tensor on `device` (ids, positions, experts), one upload of its own.
-pub fn upload(values: &[u32], device: Device) -> Tensor {
-    let mut staging = Staging::default();
-    let slot = staging.push_u32(values);
-    staging.upload(device).get(slot)
-}

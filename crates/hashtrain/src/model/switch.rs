@@ -93,11 +93,11 @@ impl SwitchFfn {
         let sizes = Vec::<i64>::try_from(bucket.bincount(None::<Tensor>, experts + 1))
             .expect("bincount gives i64");
         // Dropped tokens (bucket K) sort last and run nothing.
-        let kept = sizes[..experts as usize].iter().sum::<i64>();
         let mut offsets = vec![0i64];
         for size in &sizes[..experts as usize] {
             offsets.push(offsets.last().expect("starts at 0") + size);
         }
+        let kept = offsets[experts as usize];
         let groups = Groups::upload(&offsets, h.device());
         let sorted = h.index_select(0, &order);
         let ran = self
