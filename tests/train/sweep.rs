@@ -209,3 +209,94 @@ fn seeds_give_one_run_each_and_rows_of_mean_and_deviation() {
     assert_eq!(repeated.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&repeated.stderr).contains("sweep.seeds: 3 is listed twice"));
 }
+
+#[test]
+fn a_grid_of_experts_and_layers_trains_every_layout_and_draws_figure_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("grid");
+    let result = sweep(
+        &out,
+        &[
+            r#"sweep.methods=["dense", "balanced"]"#,
+            "sweep.experts=[4, 8]",
+            "sweep.layer=[3, [2, 4]]",
+            r#"sweep.dense=[{name = "wider", d_model = 256}]"#,
+        ],
+    );
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let rows = json.as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["run"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "dense",
+            "dense-wider",
+            "balanced-K4-L3",
+            "balanced-K4-L2+4",
+            "balanced-K8-L3",
+            "balanced-K8-L2+4",
+        ]
+    );
+    let row = |run: &str| rows.iter().find(|r| r["run"] == run).unwrap();
+    let parameters = |run: &str| row(run)["parameters"].as_u64().unwrap();
+    // One expert FFN of d = 128, D = 512: two matrices and two biases.
+    let expert = 2 * 128 * 512 + 512 + 128;
+    assert_eq!(
+        parameters("balanced-K8-L3") - parameters("balanced-K4-L3"),
+        4 * expert
+    );
+    assert_eq!(
+        parameters("balanced-K8-L2+4") - parameters("balanced-K8-L3"),
+        7 * expert,
+        "layer 2's FFN becomes 8 experts"
+    );
+    assert!(parameters("dense-wider") > parameters("dense"));
+    assert_eq!(
+        row("balanced-K8-L2+4")["sparse_layers"],
+        serde_json::json!([2, 4])
+    );
+
+    // Both sparse layers of a two-layer hash model route by their own layer of one table.
+    let config = std::fs::read_to_string(out.join("runs/balanced-K8-L2+4/config.toml")).unwrap();
+    let config: toml::Value = toml::from_str(&config).unwrap();
+    let sparse = config["model"]["sparse"].as_array().unwrap();
+    let layout: Vec<(i64, i64)> = sparse
+        .iter()
+        .map(|s| {
+            (
+                s["at"].as_integer().unwrap(),
+                s["table_layer"].as_integer().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(layout, [(2, 0), (4, 1)]);
+    let table = hashprep::RoutingTable::read(&out.join("tables/balanced-K8-L2+4.arrow")).unwrap();
+    assert_eq!((table.meta.experts, table.meta.layers), (8, 2));
+    assert_ne!(
+        table.column(0),
+        table.column(1),
+        "each layer hashes on its own"
+    );
+
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(
+        md.contains("| Hash Layer (balanced) | layers=4, modules=2x8 at layers 2, 4 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Wider Transformer (more compute) | layers=4, d=256, D=512 |"),
+        "{md}"
+    );
+    assert!(out.join("grid.png").metadata().unwrap().len() > 1000);
+
+    let bad = sweep(&dir.path().join("never"), &["sweep.layer=[3, 5]"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("layer 5 is not a layer of the 4-layer model"));
+}

@@ -9,6 +9,8 @@
 //! recomputed from the run folders. Format of the config: `schemas/sweep-config.md`.
 
 mod data;
+mod figure;
+mod grid;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use hashprep::{Method, TableSpec};
 use serde::{Deserialize, Serialize};
 
 pub use data::{prepare, PreparedData, SweepData};
+pub use grid::{DenseShape, Layout, OneOrMany, Placement};
 pub use report::{write_report, MethodResult, RunId};
 
 use crate::config::{DataConfig, ModelConfig, RunConfig, SparseKind, SparseLayer, TrainConfig};
@@ -45,10 +48,14 @@ pub struct SweepConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepPlan {
-    /// Experts K of the sparse layer.
-    pub experts: u32,
-    /// Which layer is sparse (1-based).
-    pub layer: usize,
+    /// Experts K of every sparse layer; a list trains every method once per value (Figure 3).
+    pub experts: OneOrMany<u32>,
+    /// Which layer is sparse (1-based); a list trains every method once per entry, an entry
+    /// that is itself a list (`[2, 4]`) makes all those layers sparse in one model.
+    pub layer: OneOrMany<Placement>,
+    /// Dense baselines of other shapes, trained after `dense` (Table 1's wider and deeper).
+    #[serde(default)]
+    pub dense: Vec<DenseShape>,
     /// Switch kinds: load-balancing coefficient.
     #[serde(default = "default_load_bal")]
     pub load_bal: f64,
@@ -161,6 +168,20 @@ pub struct Replica {
     pub suffix: String,
 }
 
+/// One model of the sweep, trained once per replica.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// How it routes (or `Dense`).
+    pub method: SweepMethod,
+    /// Its sparse layers (`None` for dense models).
+    pub layout: Option<Layout>,
+    /// The shape of a dense baseline other than the shared model's.
+    pub shape: Option<DenseShape>,
+    /// Its run and table name, before the replica's suffix: the method's name, then the
+    /// layout's suffix or `-NAME` of the dense shape.
+    pub name: String,
+}
+
 /// How to run a sweep.
 #[derive(Debug, Clone, Default)]
 pub struct SweepOptions {
@@ -185,6 +206,9 @@ impl SweepConfig {
         };
         let config: SweepConfig = crate::config::parse_toml(&text, path, overrides)?;
         config.methods().map_err(config_error)?;
+        let plan = &config.sweep;
+        grid::check(&plan.experts, &plan.layer, &plan.dense, &config.model)
+            .map_err(config_error)?;
         if !config.model.sparse.is_empty() {
             return Err(config_error(
                 "model.sparse must be empty: the sweep adds the sparse layer of each method".into(),
@@ -198,12 +222,12 @@ impl SweepConfig {
             return Err(config_error(format!("sweep.seeds: {seed} is listed twice")));
         }
         // Every run config of the sweep must be valid.
-        for method in config.methods().map_err(config_error)? {
-            let table = method.uses_table().then_some(Path::new("table.arrow"));
+        for job in config.jobs().map_err(config_error)? {
+            let table = job.method.uses_table().then_some(Path::new("table.arrow"));
             config
-                .run_config(method, &placeholder_data(), table)
+                .run_config(&job, &placeholder_data(), table)
                 .validate()
-                .map_err(config_error)?;
+                .map_err(|e| config_error(format!("{}: {e}", job.name)))?;
         }
         Ok(config)
     }
@@ -240,6 +264,40 @@ impl SweepConfig {
         Ok(methods)
     }
 
+    /// Every model of the sweep, in the order they train: each method over the grid's layouts;
+    /// `dense` followed by its other shapes.
+    ///
+    /// # Errors
+    /// As [`SweepConfig::methods`].
+    pub fn jobs(&self) -> std::result::Result<Vec<Job>, String> {
+        let layouts = Layout::grid(&self.sweep.experts, &self.sweep.layer);
+        let mut jobs = Vec::new();
+        for method in self.methods()? {
+            if method == SweepMethod::Dense {
+                jobs.push(Job {
+                    method,
+                    layout: None,
+                    shape: None,
+                    name: method.name(),
+                });
+                jobs.extend(self.sweep.dense.iter().map(|shape| Job {
+                    method,
+                    layout: None,
+                    shape: Some(shape.clone()),
+                    name: format!("dense-{}", shape.name),
+                }));
+                continue;
+            }
+            jobs.extend(layouts.iter().map(|layout| Job {
+                method,
+                layout: Some(layout.clone()),
+                shape: None,
+                name: format!("{}{}", method.name(), layout.suffix),
+            }));
+        }
+        Ok(jobs)
+    }
+
     /// Every training of the methods: one per seed of `sweep.seeds`, or `train.seed` alone.
     pub fn replicas(&self) -> Vec<Replica> {
         if self.sweep.seeds.is_empty() {
@@ -258,40 +316,44 @@ impl SweepConfig {
             .collect()
     }
 
-    /// The run config of `method` over `data`, routed by `table` (hash kinds).
-    pub fn run_config(
-        &self,
-        method: SweepMethod,
-        data: &PreparedData,
-        table: Option<&Path>,
-    ) -> RunConfig {
+    /// The run config of `job` over `data`, routed by `table` (hash kinds; one table layer per
+    /// sparse layer).
+    pub fn run_config(&self, job: &Job, data: &PreparedData, table: Option<&Path>) -> RunConfig {
         let plan = &self.sweep;
-        let layer = |kind: SparseKind| SparseLayer {
-            at: plan.layer,
-            kind,
-            experts: kind.is_switch().then_some(plan.experts),
-            table: table.map(Path::to_path_buf),
-            table_layer: 0,
-            load_bal: plan.load_bal,
-            capacity_factor: plan.capacity_factor,
-            d_ff: None,
-            top_k: None,
-            scoring: None,
+        let mut model = job
+            .shape
+            .as_ref()
+            .map_or_else(|| self.model.clone(), |shape| shape.apply(&self.model));
+        let kind = match job.method {
+            SweepMethod::Dense => None,
+            SweepMethod::Table(_) | SweepMethod::TopK(_) => Some(SparseKind::Hash),
+            SweepMethod::MultiHash(_) => Some(SparseKind::Multihash),
+            SweepMethod::Switch => Some(SparseKind::Switch),
+            SweepMethod::TokenSwitch => Some(SparseKind::TokenSwitch),
+            SweepMethod::Base => Some(SparseKind::Base),
         };
-        let mut model = self.model.clone();
-        model.sparse = match method {
-            SweepMethod::Dense => Vec::new(),
-            SweepMethod::Table(_) => vec![layer(SparseKind::Hash)],
-            SweepMethod::MultiHash(_) => vec![layer(SparseKind::Multihash)],
-            SweepMethod::TopK(k) => vec![SparseLayer {
-                // Integer division: the config check refuses a d_ff that k does not divide.
-                d_ff: Some(self.model.d_ff / i64::from(k)),
-                top_k: Some(k),
-                ..layer(SparseKind::Hash)
-            }],
-            SweepMethod::Switch => vec![layer(SparseKind::Switch)],
-            SweepMethod::TokenSwitch => vec![layer(SparseKind::TokenSwitch)],
-            SweepMethod::Base => vec![layer(SparseKind::Base)],
+        let top_k = match job.method {
+            SweepMethod::TopK(k) => Some(k),
+            _ => None,
+        };
+        model.sparse = match (kind, &job.layout) {
+            (Some(kind), Some(layout)) => (0u32..)
+                .zip(&layout.layers)
+                .map(|(table_layer, &at)| SparseLayer {
+                    at,
+                    kind,
+                    experts: kind.is_switch().then_some(layout.experts),
+                    table: table.map(Path::to_path_buf),
+                    table_layer,
+                    load_bal: plan.load_bal,
+                    capacity_factor: plan.capacity_factor,
+                    // Integer division: the config check refuses a d_ff that k does not divide.
+                    d_ff: top_k.map(|k| self.model.d_ff / i64::from(k)),
+                    top_k,
+                    scoring: None,
+                })
+                .collect(),
+            _ => Vec::new(),
         };
         RunConfig {
             data: DataConfig {
@@ -325,21 +387,21 @@ pub fn run_sweep(
     if options.force && out.exists() {
         std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
     }
-    let methods = config.methods().map_err(Error::BadInput)?;
+    let jobs = config.jobs().map_err(Error::BadInput)?;
     let data = prepare(&config.data, &out.join("data"), options.progress)?;
     let tables = out.join("tables");
     std::fs::create_dir_all(&tables).map_err(|e| Error::io(&tables, e))?;
     let mut results = Vec::new();
     for replica in config.replicas() {
-        for &method in &methods {
-            let name = format!("{}{}", method.name(), replica.suffix);
-            let table = build_table(config, method, &data, out, &replica)?;
-            let mut run_config = config.run_config(method, &data, table.as_deref());
+        for job in &jobs {
+            let name = format!("{}{}", job.name, replica.suffix);
+            let table = build_table(job, &data, out, &replica)?;
+            let mut run_config = config.run_config(job, &data, table.as_deref());
             run_config.train.optimization.seed = replica.seed;
             let run_dir = out.join("runs").join(&name);
             eprintln!("hashtrain sweep: {name}");
             train_once(&run_config, &run_dir, options.progress)?;
-            if method == SweepMethod::Dense {
+            if job.method == SweepMethod::Dense && job.shape.is_none() {
                 export_embeddings(&run_dir, &embeddings_file(out, &replica))?;
             }
             let test = test_eval(&run_dir, &data.test)?;
@@ -348,9 +410,9 @@ pub fn run_sweep(
                 seed: replica.seed,
             };
             results.push(MethodResult::collect(
-                method,
+                job,
                 &run_config,
-                config.sweep.experts,
+                grid::shows_positions(&config.sweep.layer),
                 run,
                 &run_dir,
                 &test,
@@ -367,34 +429,39 @@ fn embeddings_file(out: &Path, replica: &Replica) -> PathBuf {
         .join(format!("dense-embeddings{}.npy", replica.suffix))
 }
 
-/// Builds (once) the table a method routes by in a replica; `None` for dense and switch kinds.
+/// Builds (once) the table a job routes by in a replica (one table layer per sparse layer);
+/// `None` for dense and switch kinds.
 fn build_table(
-    config: &SweepConfig,
-    method: SweepMethod,
+    job: &Job,
     data: &PreparedData,
     out: &Path,
     replica: &Replica,
 ) -> Result<Option<PathBuf>> {
-    let (spec_method, hashes, top_k) = match method {
+    let (spec_method, hashes, top_k) = match job.method {
         SweepMethod::Table(m) => (m, 1, 1),
         SweepMethod::MultiHash(n) => (Method::Balanced, n, 1),
         SweepMethod::TopK(k) => (Method::Balanced, 1, k),
         _ => return Ok(None),
     };
+    let Some(layout) = &job.layout else {
+        return Ok(None);
+    };
     let path = out
         .join("tables")
-        .join(format!("{}{}.arrow", method.name(), replica.suffix));
+        .join(format!("{}{}.arrow", job.name, replica.suffix));
     if path.exists() {
         return Ok(Some(path));
     }
-    let mut spec = TableSpec::new(spec_method, config.sweep.experts * top_k);
+    let mut spec = TableSpec::new(spec_method, layout.experts * top_k);
     spec.hashes = hashes;
     spec.top_k = top_k;
+    spec.layers = u32::try_from(layout.layers.len()).expect("a few sparse layers");
     spec.seed = replica.seed;
     // Previous-token and oracle routes hash the neighbouring token as balanced does the current one.
     spec.base = Method::Balanced;
     let mut request = BuildTableRequest::from_data(spec, &data.train, &path);
-    request.embeddings = method
+    request.embeddings = job
+        .method
         .needs_embeddings()
         .then(|| embeddings_file(out, replica));
     build_table_files(&request)?;

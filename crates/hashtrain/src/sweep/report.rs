@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{SweepConfig, SweepMethod, SweepOptions};
+use super::{Job, SweepConfig, SweepMethod, SweepOptions};
 use crate::config::RunConfig;
 use crate::error::Result;
 use crate::train::{plot_curves, read_records, Curve, Evaluation, RunSummary};
@@ -55,6 +55,12 @@ pub struct RunId {
 pub struct MethodResult {
     /// Method name.
     pub method: String,
+    /// The row: the run's name without the seed suffix (the method and its layout or shape).
+    pub row: String,
+    /// Experts K of each sparse layer (none for dense models).
+    pub experts: Option<u32>,
+    /// The sparse layers (1-based; empty for dense models).
+    pub sparse_layers: Vec<usize>,
     /// The run folder under `runs/`.
     pub run: String,
     /// The run's seed.
@@ -83,9 +89,9 @@ impl MethodResult {
     /// # Errors
     /// The run's `summary.json` is missing or unreadable.
     pub fn collect(
-        method: SweepMethod,
+        job: &Job,
         config: &RunConfig,
-        experts: u32,
+        show_positions: bool,
         run: RunId,
         run_dir: &Path,
         test: &Evaluation,
@@ -94,9 +100,15 @@ impl MethodResult {
         let bytes = std::fs::read(&path).map_err(|e| crate::Error::io(&path, e))?;
         let summary: RunSummary = serde_json::from_slice(&bytes)
             .map_err(|e| crate::Error::BadInput(format!("{}: {e}", path.display())))?;
-        let (model, configuration) = describe(method, config, experts);
+        let (model, configuration) = describe(job, config, show_positions);
         Ok(Self {
-            method: method.name(),
+            method: job.method.name(),
+            row: job.name.clone(),
+            experts: job.layout.as_ref().map(|l| l.experts),
+            sparse_layers: job
+                .layout
+                .as_ref()
+                .map_or_else(Vec::new, |l| l.layers.clone()),
             run: run.name,
             seed: run.seed,
             model,
@@ -111,17 +123,30 @@ impl MethodResult {
     }
 }
 
-/// The paper's name and configuration notation of a model.
-fn describe(method: SweepMethod, config: &RunConfig, experts: u32) -> (String, String) {
+/// The paper's name and configuration notation of a model; `show_positions` adds where its
+/// sparse layers are.
+fn describe(job: &Job, config: &RunConfig, show_positions: bool) -> (String, String) {
     let m = &config.model;
     let layers = m.layers;
     let sparse = m.sparse.first();
-    let modules = format!(", modules=1x{experts}");
-    match method {
-        SweepMethod::Dense => (
-            "Baseline Transformer".into(),
-            format!("layers={layers}, d={}, D={}", m.d_model, m.d_ff),
-        ),
+    let (count, experts) = job
+        .layout
+        .as_ref()
+        .map_or((0, 0), |l| (l.layers.len(), l.experts));
+    let mut modules = format!(", modules={count}x{experts}");
+    if show_positions {
+        if let Some(layout) = &job.layout {
+            let at: Vec<String> = layout.layers.iter().map(usize::to_string).collect();
+            let plural = if at.len() > 1 { "s" } else { "" };
+            let _ = write!(modules, " at layer{plural} {}", at.join(", "));
+        }
+    }
+    let dense_shape = format!("layers={layers}, d={}, D={}", m.d_model, m.d_ff);
+    match job.method {
+        SweepMethod::Dense => match &job.shape {
+            None => ("Baseline Transformer".into(), dense_shape),
+            Some(shape) => (format!("{} (more compute)", shape.title()), dense_shape),
+        },
         SweepMethod::Table(t) => {
             let name = match t.name() {
                 "clustered" => "token clustering",
@@ -146,7 +171,7 @@ fn describe(method: SweepMethod, config: &RunConfig, experts: u32) -> (String, S
             (
                 format!("Hash Layer (balanced, top-{k})"),
                 format!(
-                    "layers={layers}, modules=1x{}, D={}, top-{k} ({scoring} gate)",
+                    "layers={layers}, modules={count}x{}, D={}, top-{k} ({scoring} gate)",
                     experts * k,
                     s.d_ff.unwrap_or(m.d_ff)
                 ),
@@ -155,7 +180,7 @@ fn describe(method: SweepMethod, config: &RunConfig, experts: u32) -> (String, S
         SweepMethod::Base => ("BASE Layer".into(), format!("layers={layers}{modules}")),
         SweepMethod::Switch | SweepMethod::TokenSwitch => {
             let load_bal = sparse.map_or(0.0, |s| s.load_bal);
-            let name = if method == SweepMethod::Switch {
+            let name = if job.method == SweepMethod::Switch {
                 "Switch Transformer"
             } else {
                 "Token-Switch"
@@ -168,7 +193,8 @@ fn describe(method: SweepMethod, config: &RunConfig, experts: u32) -> (String, S
     }
 }
 
-/// Writes `results.md`, `results.json` and `curves.png` into `out`.
+/// Writes `results.md`, `results.json`, `curves.png` and, for a sweep over experts or layer
+/// positions, `grid.png` into `out`.
 ///
 /// # Errors
 /// A file cannot be written or a run's metrics read.
@@ -199,7 +225,9 @@ pub fn write_report(
         .iter()
         .map(|(label, records)| Curve { label, records })
         .collect();
-    plot_curves(&out.join("curves.png"), &config.title, &curves)
+    plot_curves(&out.join("curves.png"), &config.title, &curves)?;
+    super::figure::plot_grid(&out.join("grid.png"), &config.title, results)?;
+    Ok(())
 }
 
 fn markdown(
@@ -221,7 +249,7 @@ fn markdown(
         md,
         "Produced by `{}` on {}.\n\nData: {train} training tokens, {valid} validation, {test} test; vocabulary of {vocab} ids (`{}`). \
          Every model: {} steps of {} x {} tokens, Adam at peak lr {} (inverse-sqrt, {} warmup steps), dropout {}; \
-         the sparse layer replaces the FFN of layer {} of {} with {} experts.\n\n",
+         {}.\n\n",
         options.command,
         machine(&t.runtime.device),
         config.data.tokenizer,
@@ -231,15 +259,13 @@ fn markdown(
         t.optimization.lr,
         t.optimization.warmup,
         m.dropout,
-        config.sweep.layer,
-        m.layers,
-        config.sweep.experts,
+        sparse_sentence(config),
     );
     md.push_str(
         "| Model | Configuration | Params | Valid PPL | Test PPL | Max/mean load | Tokens/s |\n",
     );
     md.push_str("|---|---|---|---|---|---|---|\n");
-    for runs in by_method(results) {
+    for runs in by_row(results) {
         let r = runs[0];
         let stat = |value: fn(&MethodResult) -> f64| {
             let values: Vec<f64> = runs.iter().map(|&r| value(r)).collect();
@@ -279,11 +305,26 @@ fn markdown(
     md
 }
 
-/// The runs of each method, methods in the order of their first run.
-fn by_method(results: &[MethodResult]) -> Vec<Vec<&MethodResult>> {
+/// Where the sparse layers are, in words, for the heading.
+fn sparse_sentence(config: &SweepConfig) -> String {
+    let layouts = super::Layout::grid(&config.sweep.experts, &config.sweep.layer);
+    match layouts.as_slice() {
+        [layout] if layout.layers.len() == 1 => format!(
+            "the sparse layer replaces the FFN of layer {} of {} with {} experts",
+            layout.layers[0], config.model.layers, layout.experts
+        ),
+        _ => format!(
+            "each sparse model replaces the FFN of the layers its configuration names (of {}) with its experts",
+            config.model.layers
+        ),
+    }
+}
+
+/// The runs of each row, rows in the order of their first run.
+pub(super) fn by_row(results: &[MethodResult]) -> Vec<Vec<&MethodResult>> {
     let mut groups: Vec<Vec<&MethodResult>> = Vec::new();
     for r in results {
-        match groups.iter_mut().find(|g| g[0].method == r.method) {
+        match groups.iter_mut().find(|g| g[0].row == r.row) {
             Some(group) => group.push(r),
             None => groups.push(vec![r]),
         }
@@ -292,7 +333,7 @@ fn by_method(results: &[MethodResult]) -> Vec<Vec<&MethodResult>> {
 }
 
 /// Mean and sample standard deviation (0 for one value).
-fn mean_and_std(values: &[f64]) -> (f64, f64) {
+pub(super) fn mean_and_std(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     if values.len() < 2 {
