@@ -12,7 +12,7 @@ DEMO   := out/demo
 TORCH_LIB = $(shell $(PYTHON) -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 TORCH_ENV = LIBTORCH_USE_PYTORCH=1 PATH="$(abspath $(VENV))/bin:$$PATH" LD_LIBRARY_PATH="$(TORCH_LIB):$$LD_LIBRARY_PATH"
 
-.PHONY: demo test bench table3 venv build wheel python clean
+.PHONY: demo test bench table3 paper venv build wheel python clean
 
 # libtorch for hashtrain (PyTorch's wheel, ~4.6 GB with its CUDA libraries).
 $(VENV)/.torch: requirements.txt
@@ -83,6 +83,14 @@ test: $(VENV)/.hashprep-py
 # finished runs and recomputes the table.
 table3: build
 	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table3-small.toml --out runs/table3
+
+# The rest of the paper's comparisons in miniature (about 3 hours on 2 CPU cores, resumable):
+# Table 3 over seeds 1-2-3 (mean ± std), Figure 3 left with Table 1's 1xK and wider/deeper dense
+# rows, Figure 3 right with the 2x16 rows.
+paper: build
+	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table3-seeds.toml --out runs/table3-seeds
+	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-experts-small.toml --out runs/experts
+	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-layers-small.toml --out runs/layers
 
 # Benchmarks against the tools people use today (HF datasets + tokenizers). Not part of CI.
 bench: build $(VENV)/.hashprep-py
