@@ -1,7 +1,11 @@
 //! Tokenizers: load a `HuggingFace` `tokenizer.json` or the built-in GPT-2 BPE, encode text to
 //! ids (thread-safe), and train new ones ([`train_tokenizer`]).
 
+mod byte_bpe;
+#[cfg(test)]
+mod fast_path_tests;
 mod gpt2;
+mod gpt2_split;
 mod train;
 
 use std::path::Path;
@@ -13,6 +17,7 @@ pub use gpt2::GPT2_EOS;
 pub use train::{train_tokenizer, TokenizerKind, TrainOptions};
 
 use crate::error::{Error, Result};
+use byte_bpe::ByteLevelBpe;
 
 /// End-of-document tokens tried, in order, when none is named.
 pub(crate) const DEFAULT_EOS_CANDIDATES: [&str; 5] =
@@ -44,6 +49,9 @@ pub struct TextTokenizer {
     vocab_size: usize,
     adjustments: Vec<String>,
     special_strings: Option<AhoCorasick>,
+    /// The byte-level BPE fast path, where the file allows it (`Err`: why not).
+    fast: std::result::Result<ByteLevelBpe, String>,
+    special_tokens: SpecialTokens,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -135,7 +143,10 @@ impl TextTokenizer {
         } else {
             Some(AhoCorasick::new(&specials).map_err(|e| Error::Tokenizer(e.to_string()))?)
         };
+        let fast = ByteLevelBpe::from_json(&json);
         let mut tokenizer = Self {
+            fast,
+            special_tokens: SpecialTokens::Ordinary,
             fingerprint: fingerprint_bytes(&json),
             inner,
             json,
@@ -150,6 +161,7 @@ impl TextTokenizer {
 
     /// Chooses how special-token strings inside the text are encoded (default: ordinary text).
     pub fn set_special_tokens(&mut self, mode: SpecialTokens) {
+        self.special_tokens = mode;
         self.inner
             .set_encode_special_tokens(mode == SpecialTokens::Ordinary);
     }
@@ -172,6 +184,35 @@ impl TextTokenizer {
     /// # Errors
     /// The tokenizer library fails on this text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        if let Some(fast) = self.fast_path() {
+            let mut ids = Vec::with_capacity(text.len() / 3);
+            fast.encode(text, &mut ids);
+            return Ok(ids);
+        }
+        self.encode_with_library(text)
+    }
+
+    /// The byte-level BPE fast path, where the file allows it and special-token strings are
+    /// ordinary text (recognizing them is left to `tokenizers`).
+    fn fast_path(&self) -> Option<&ByteLevelBpe> {
+        match (&self.fast, self.special_tokens) {
+            (Ok(fast), SpecialTokens::Ordinary) => Some(fast),
+            _ => None,
+        }
+    }
+
+    /// Why this tokenizer is encoded by the `tokenizers` library rather than the byte-level
+    /// BPE fast path (`None`: it takes the fast path).
+    pub fn fast_path_refusal(&self) -> Option<&str> {
+        match (&self.fast, self.special_tokens) {
+            (Err(why), _) => Some(why),
+            (Ok(_), SpecialTokens::Recognize) => Some("special-token strings are recognized"),
+            (Ok(_), SpecialTokens::Ordinary) => None,
+        }
+    }
+
+    /// Encodes through the `tokenizers` library (what the fast path must equal).
+    fn encode_with_library(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
             .inner
             .encode_fast(text, false)

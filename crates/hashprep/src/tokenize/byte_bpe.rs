@@ -1,0 +1,253 @@
+//! A fast path for byte-level BPE `tokenizer.json` files (GPT-2, `RoBERTa` and the BPEs
+//! `hashprep` trains): GPT-2's pre-tokenizer as a scanner ([`super::gpt2_split`]), the merges
+//! applied as the `tokenizers` library applies them (lowest rank first, then leftmost, from a
+//! heap), and a per-thread cache of piece -> ids. It gives the ids of `tokenizers` without its
+//! per-call allocations (normalized strings, offsets, `Encoding`s).
+//!
+//! [`ByteLevelBpe::from_json`] takes only files whose every component it reproduces and says
+//! why it refuses the others; those are encoded by `tokenizers`.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ahash::AHashMap;
+use serde_json::Value;
+
+use super::gpt2_split::split_gpt2;
+
+/// Numbers the fast paths made, for [`ByteLevelBpe::instance`].
+static INSTANCES: AtomicU64 = AtomicU64::new(1);
+
+/// Pieces cached per thread before the cache starts over.
+const CACHE_LIMIT: usize = 1 << 18;
+
+/// A byte-level BPE, ready to encode.
+pub(crate) struct ByteLevelBpe {
+    /// The id of each byte's one-character token.
+    byte_ids: [u32; 256],
+    /// `(left, right)` -> `(rank, merged id)`.
+    merges: AHashMap<(u32, u32), (u32, u32)>,
+    /// Tells the per-thread caches of different tokenizers apart.
+    instance: u64,
+}
+
+/// The per-thread cache: pieces of one tokenizer (`instance`) and their ids.
+#[derive(Default)]
+struct PieceCache {
+    instance: u64,
+    ids: AHashMap<Box<str>, Box<[u32]>>,
+}
+
+thread_local! {
+    static CACHE: RefCell<PieceCache> = RefCell::new(PieceCache::default());
+}
+
+impl ByteLevelBpe {
+    /// The fast path for a `tokenizer.json`, or why it does not apply.
+    ///
+    /// # Errors
+    /// The component (by its place in the file) it does not reproduce.
+    pub(crate) fn from_json(json: &[u8]) -> Result<Self, String> {
+        let file: Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        check_components(&file)?;
+        let model = &file["model"];
+        let vocab: AHashMap<&str, u32> = model["vocab"]
+            .as_object()
+            .ok_or("model.vocab is not a map")?
+            .iter()
+            .map(|(token, id)| {
+                let id = id.as_u64().and_then(|id| u32::try_from(id).ok());
+                id.map(|id| (token.as_str(), id))
+                    .ok_or_else(|| format!("model.vocab: {token:?} has no id"))
+            })
+            .collect::<Result<_, String>>()?;
+        let mut byte_ids = [0u32; 256];
+        for (byte, id) in (0u8..=255).zip(&mut byte_ids) {
+            let token = byte_char(byte).to_string();
+            *id = *vocab
+                .get(token.as_str())
+                .ok_or_else(|| format!("model.vocab has no token for byte {byte}"))?;
+        }
+        let list = model["merges"]
+            .as_array()
+            .ok_or("model.merges is not a list")?;
+        let mut merges = AHashMap::with_capacity(list.len());
+        for (rank, merge) in (0u32..).zip(list) {
+            let (left, right) =
+                merge_pair(merge).ok_or_else(|| format!("model.merges[{rank}]: not a pair"))?;
+            let id = |t: &str| {
+                vocab
+                    .get(t)
+                    .copied()
+                    .ok_or_else(|| format!("model.merges[{rank}]: {t:?} is not in the vocabulary"))
+            };
+            let merged = id(&format!("{left}{right}"))?;
+            // As `tokenizers` (which collects them into a map): a pair listed twice keeps its
+            // last rank.
+            merges.insert((id(left)?, id(right)?), (rank, merged));
+        }
+        Ok(Self {
+            byte_ids,
+            merges,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// Appends the ids of `text` to `out`.
+    pub(crate) fn encode(&self, text: &str, out: &mut Vec<u32>) {
+        CACHE.with_borrow_mut(|cache| {
+            if cache.instance != self.instance || cache.ids.len() >= CACHE_LIMIT {
+                cache.ids.clear();
+                cache.instance = self.instance;
+            }
+            split_gpt2(text, |piece| {
+                if let Some(ids) = cache.ids.get(piece) {
+                    out.extend_from_slice(ids);
+                } else {
+                    let ids = self.merge(piece);
+                    out.extend_from_slice(&ids);
+                    cache.ids.insert(piece.into(), ids.into_boxed_slice());
+                }
+            });
+        });
+    }
+
+    /// The ids of one piece: its bytes merged by rank, as `tokenizers`' `Word::merge_all`.
+    fn merge(&self, piece: &str) -> Vec<u32> {
+        /// A byte-level symbol: its id, and its neighbours (`usize::MAX`: none), `None` once
+        /// merged into its left neighbour.
+        #[derive(Clone, Copy)]
+        struct Symbol {
+            id: Option<u32>,
+            prev: usize,
+            next: usize,
+        }
+        let n = piece.len();
+        let mut symbols: Vec<Symbol> = piece
+            .bytes()
+            .enumerate()
+            .map(|(i, b)| Symbol {
+                id: Some(self.byte_ids[usize::from(b)]),
+                prev: i.wrapping_sub(1),
+                next: if i + 1 < n { i + 1 } else { usize::MAX },
+            })
+            .collect();
+        let id = |s: &Symbol| s.id.expect("a live symbol");
+        // Min-heap on (rank, position), as `tokenizers` orders its merges.
+        let mut queue: BinaryHeap<Reverse<(u32, usize, u32)>> = symbols
+            .windows(2)
+            .enumerate()
+            .filter_map(|(pos, w)| {
+                self.merges
+                    .get(&(id(&w[0]), id(&w[1])))
+                    .map(|&(rank, merged)| Reverse((rank, pos, merged)))
+            })
+            .collect();
+        while let Some(Reverse((_, pos, merged))) = queue.pop() {
+            let Some(left) = symbols[pos].id else {
+                continue;
+            };
+            let next = symbols[pos].next;
+            if next == usize::MAX {
+                continue;
+            }
+            let right = id(&symbols[next]);
+            // An entry whose pair has changed since it was queued is stale.
+            if self
+                .merges
+                .get(&(left, right))
+                .is_none_or(|&(_, m)| m != merged)
+            {
+                continue;
+            }
+            let after = symbols[next].next;
+            symbols[pos] = Symbol {
+                id: Some(merged),
+                next: after,
+                ..symbols[pos]
+            };
+            symbols[next].id = None;
+            if after != usize::MAX {
+                symbols[after].prev = pos;
+            }
+            let prev = symbols[pos].prev;
+            if prev != usize::MAX {
+                if let Some(&(rank, m)) = self.merges.get(&(id(&symbols[prev]), merged)) {
+                    queue.push(Reverse((rank, prev, m)));
+                }
+            }
+            if after != usize::MAX {
+                if let Some(&(rank, m)) = self.merges.get(&(merged, id(&symbols[after]))) {
+                    queue.push(Reverse((rank, pos, m)));
+                }
+            }
+        }
+        symbols.iter().filter_map(|s| s.id).collect()
+    }
+}
+
+/// Refuses every component the fast path does not reproduce exactly.
+fn check_components(file: &Value) -> Result<(), String> {
+    let null_or = |v: &Value, allowed: &dyn Fn(&Value) -> bool| v.is_null() || allowed(v);
+    if !file["normalizer"].is_null() {
+        return Err("a normalizer".into());
+    }
+    let pre = &file["pre_tokenizer"];
+    let byte_level = pre["type"] == "ByteLevel"
+        && pre["add_prefix_space"] == false
+        && null_or(&pre["use_regex"], &|v| *v == true);
+    if !byte_level {
+        return Err(format!(
+            "pre_tokenizer {pre}: only ByteLevel without a prefix space"
+        ));
+    }
+    let post = &file["post_processor"];
+    if !null_or(post, &|v| v["type"] == "ByteLevel") {
+        return Err(format!("post_processor of type {}", post["type"]));
+    }
+    let model = &file["model"];
+    if model["type"] != "BPE" {
+        return Err(format!("model of type {}", model["type"]));
+    }
+    let empty = |v: &Value| v.is_null() || *v == "";
+    let off = |v: &Value| v.is_null() || *v == false;
+    if !model["dropout"].is_null()
+        || !empty(&model["continuing_subword_prefix"])
+        || !empty(&model["end_of_word_suffix"])
+        || !off(&model["byte_fallback"])
+        || !off(&model["ignore_merges"])
+    {
+        return Err(
+            "BPE with dropout, subword prefix/suffix, byte fallback or ignore_merges".into(),
+        );
+    }
+    let added = file["added_tokens"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if let Some(token) = added.iter().find(|t| t["special"] != true) {
+        return Err(format!("non-special added token {}", token["content"]));
+    }
+    Ok(())
+}
+
+/// A merge as `"left right"` or `["left", "right"]`.
+fn merge_pair(merge: &Value) -> Option<(&str, &str)> {
+    match merge {
+        Value::String(s) => s.split_once(' '),
+        Value::Array(pair) if pair.len() == 2 => Some((pair[0].as_str()?, pair[1].as_str()?)),
+        _ => None,
+    }
+}
+
+/// GPT-2's printable stand-in for a byte: printable Latin-1 bytes stand for themselves, the
+/// others for 256 + their order among them.
+fn byte_char(byte: u8) -> char {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    if printable(byte) {
+        return char::from(byte);
+    }
+    let order = (0..byte).filter(|&b| !printable(b)).count();
+    char::from_u32(256 + u32::try_from(order).expect("< 256")).expect("a valid char")
+}

@@ -1,0 +1,193 @@
+//! The byte-level BPE fast path gives the ids of the `tokenizers` library on every input, and
+//! is refused for files it does not reproduce.
+
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn gpt2() -> &'static TextTokenizer {
+    static GPT2: OnceLock<TextTokenizer> = OnceLock::new();
+    GPT2.get_or_init(|| TextTokenizer::load("gpt2").unwrap())
+}
+
+/// A byte-level BPE trained as `hashprep train-tokenizer --kind bpe` trains one.
+fn trained() -> &'static TextTokenizer {
+    static TRAINED: OnceLock<TextTokenizer> = OnceLock::new();
+    TRAINED.get_or_init(|| {
+        let text = std::fs::read_to_string(wikitext("wiki.test.tokens")).unwrap();
+        let lines = text.lines().map(str::to_owned).collect::<Vec<_>>();
+        train_tokenizer(
+            &TrainOptions::new(TokenizerKind::Bpe { vocab_size: 2000 }),
+            lines.into_iter(),
+        )
+        .unwrap()
+    })
+}
+
+fn wikitext(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/wikitext-103")
+        .join(name)
+}
+
+/// Asserts both tokenizers' fast path gives the library's ids for `text`.
+fn assert_same_ids(text: &str) {
+    for tok in [gpt2(), trained()] {
+        assert_eq!(tok.fast_path_refusal(), None);
+        let fast = tok.encode(text).unwrap();
+        let library = tok.encode_with_library(text).unwrap();
+        if fast != library {
+            let at = fast
+                .iter()
+                .zip(&library)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            panic!(
+                "{}: ids differ at {at}: fast {:?} vs library {:?} (text {:?}...)",
+                tok.source(),
+                &fast[at..(at + 8).min(fast.len())],
+                &library[at..(at + 8).min(library.len())],
+                text.chars().take(80).collect::<String>()
+            );
+        }
+    }
+}
+
+#[test]
+fn wikitext_files_get_the_librarys_ids() {
+    for name in ["wiki.valid.tokens", "wiki.test.tokens"] {
+        let text = std::fs::read_to_string(wikitext(name)).unwrap();
+        // Whole articles and single lines: the pieces do not depend on what is around them.
+        assert_same_ids(&text);
+        for line in text.lines().take(400) {
+            assert_same_ids(line);
+        }
+    }
+}
+
+#[test]
+fn every_unicode_plane_gets_the_librarys_ids() {
+    // Every assigned or unassigned scalar value, in runs of 48 separated by the characters the
+    // pattern treats apart (space, apostrophe, digits, letters, newline).
+    let separators = [" ", "'s ", "  ", "\n", "1", "a", " ,", "\t\t"];
+    let chars: Vec<char> = (0u32..0x11_0000).filter_map(char::from_u32).collect();
+    for (i, run) in chars.chunks(48 * 64).enumerate() {
+        let mut text = String::new();
+        for (j, part) in run.chunks(48).enumerate() {
+            text.extend(part);
+            text.push_str(separators[(i + j) % separators.len()]);
+        }
+        assert_same_ids(&text);
+    }
+}
+
+#[test]
+fn long_runs_of_spaces_digits_and_punctuation_get_the_librarys_ids() {
+    let runs = [
+        " ".repeat(20_000),
+        format!("{}x", " ".repeat(20_000)),
+        "\n".repeat(5000) + "word",
+        "\u{3000}".repeat(3000) + " end",
+        "9".repeat(20_000),
+        " 1234567890".repeat(2000),
+        "!?.,;:-".repeat(3000),
+        "'s'''t're".repeat(1000),
+        "a".repeat(20_000),
+        "\u{1F642}".repeat(2000),
+    ];
+    for text in runs {
+        assert_same_ids(&text);
+    }
+}
+
+fn text_strategy() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        4 => "[ \t\n]{1,4}",
+        4 => "[a-zA-Z]{1,8}",
+        2 => "[0-9]{1,6}",
+        2 => "'(s|t|re|ve|m|ll|d|x)",
+        2 => "[!-/:-@\\[-`{-~]{1,4}",
+        3 => any::<char>().prop_map(String::from),
+        1 => "\\PC{1,6}",
+    ];
+    proptest::collection::vec(piece, 0..40).prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+    #[test]
+    fn random_text_gets_the_librarys_ids(text in text_strategy()) {
+        assert_same_ids(&text);
+    }
+}
+
+/// A change to a `tokenizer.json`.
+type Edit<'a> = &'a dyn Fn(&mut serde_json::Value);
+
+#[test]
+fn files_it_does_not_reproduce_take_the_library() {
+    let base: serde_json::Value = serde_json::from_slice(gpt2().json()).unwrap();
+    let variant = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut json = base.clone();
+        edit(&mut json);
+        TextTokenizer::from_json_bytes(json.to_string().into_bytes(), "variant").unwrap()
+    };
+    let cases: [(Edit, &str); 4] = [
+        (
+            &|j| j["normalizer"] = serde_json::json!({"type": "NFC"}),
+            "normalizer",
+        ),
+        (
+            &|j| j["pre_tokenizer"]["add_prefix_space"] = true.into(),
+            "prefix space",
+        ),
+        (
+            &|j| j["model"]["ignore_merges"] = true.into(),
+            "ignore_merges",
+        ),
+        (
+            &|j| {
+                j["added_tokens"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({
+                        "id": 50257, "content": "<x>", "single_word": false, "lstrip": false,
+                        "rstrip": false, "normalized": false, "special": false
+                    }));
+            },
+            "non-special added token",
+        ),
+    ];
+    let text = "Caf\u{e9} d\u{e9}j\u{e0} vu <x> \u{212b}ngstr\u{f6}m";
+    for (edit, reason) in cases {
+        let tok = variant(edit);
+        let refusal = tok.fast_path_refusal().unwrap_or_default().to_owned();
+        assert!(refusal.contains(reason), "{refusal} (expected {reason})");
+        // The library's ids, whatever the component does.
+        assert_eq!(
+            tok.encode(text).unwrap(),
+            tok.encode_with_library(text).unwrap()
+        );
+    }
+    // Recognizing special-token strings is the library's job.
+    let mut tok = variant(&|_| {});
+    assert_eq!(tok.fast_path_refusal(), None);
+    tok.set_special_tokens(SpecialTokens::Recognize);
+    assert!(tok.fast_path_refusal().is_some());
+    assert!(tok.encode("a<|endoftext|>").unwrap().contains(&GPT2_EOS.1));
+}
+
+#[test]
+fn two_tokenizers_on_one_thread_keep_their_own_pieces() {
+    let text = "The tokenizers share a thread, not a cache.";
+    let first = gpt2().encode(text).unwrap();
+    let other = trained().encode(text).unwrap();
+    assert_ne!(first, other);
+    assert_eq!(gpt2().encode(text).unwrap(), first);
+    assert_eq!(
+        trained().encode(text).unwrap(),
+        trained().encode_with_library(text).unwrap()
+    );
+}
