@@ -20,6 +20,10 @@ use super::gpt2_split::split_gpt2;
 /// Numbers the fast paths made, for [`ByteLevelBpe::instance`].
 static INSTANCES: AtomicU64 = AtomicU64::new(1);
 
+/// The pattern of the `tokenizers` `ByteLevel` pre-tokenizer, which [`split_gpt2`] scans.
+pub(crate) const GPT2_PATTERN: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
 /// Pieces cached per thread before the cache starts over.
 const CACHE_LIMIT: usize = 1 << 18;
 
@@ -29,6 +33,9 @@ pub(crate) struct ByteLevelBpe {
     byte_ids: [u32; 256],
     /// `(left, right)` -> `(rank, merged id)`.
     merges: AHashMap<(u32, u32), (u32, u32)>,
+    /// With `ignore_merges` (Llama-3 style): every token's bytes -> its id, for pieces that
+    /// are a token as a whole.
+    whole_tokens: Option<AHashMap<Box<[u8]>, u32>>,
     /// Tells the per-thread caches of different tokenizers apart.
     instance: u64,
 }
@@ -42,6 +49,15 @@ struct PieceCache {
 
 thread_local! {
     static CACHE: RefCell<PieceCache> = RefCell::new(PieceCache::default());
+}
+
+/// A byte-level symbol: its id, and its neighbours (`usize::MAX`: none), `None` once
+/// merged into its left neighbour.
+#[derive(Clone, Copy)]
+struct Symbol {
+    id: Option<u32>,
+    prev: usize,
+    next: usize,
 }
 
 impl ByteLevelBpe {
@@ -63,6 +79,17 @@ impl ByteLevelBpe {
                     .ok_or_else(|| format!("model.vocab: {token:?} has no id"))
             })
             .collect::<Result<_, String>>()?;
+        let unmap: AHashMap<char, u8> = (0u8..=255).map(|b| (byte_char(b), b)).collect();
+        let whole_tokens = (model["ignore_merges"] == true).then(|| {
+            vocab
+                .iter()
+                .filter_map(|(token, &id)| {
+                    let bytes: Option<Box<[u8]>> =
+                        token.chars().map(|c| unmap.get(&c).copied()).collect();
+                    bytes.map(|b| (b, id))
+                })
+                .collect()
+        });
         let mut byte_ids = [0u32; 256];
         for (byte, id) in (0u8..=255).zip(&mut byte_ids) {
             let token = byte_char(byte).to_string();
@@ -91,6 +118,7 @@ impl ByteLevelBpe {
         Ok(Self {
             byte_ids,
             merges,
+            whole_tokens,
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         })
     }
@@ -116,13 +144,12 @@ impl ByteLevelBpe {
 
     /// The ids of one piece: its bytes merged by rank, as `tokenizers`' `Word::merge_all`.
     fn merge(&self, piece: &str) -> Vec<u32> {
-        /// A byte-level symbol: its id, and its neighbours (`usize::MAX`: none), `None` once
-        /// merged into its left neighbour.
-        #[derive(Clone, Copy)]
-        struct Symbol {
-            id: Option<u32>,
-            prev: usize,
-            next: usize,
+        if let Some(&id) = self
+            .whole_tokens
+            .as_ref()
+            .and_then(|tokens| tokens.get(piece.as_bytes()))
+        {
+            return vec![id];
         }
         let n = piece.len();
         let mut symbols: Vec<Symbol> = piece
@@ -195,16 +222,45 @@ fn check_components(file: &Value) -> Result<(), String> {
         return Err("a normalizer".into());
     }
     let pre = &file["pre_tokenizer"];
-    let byte_level = pre["type"] == "ByteLevel"
-        && pre["add_prefix_space"] == false
-        && null_or(&pre["use_regex"], &|v| *v == true);
-    if !byte_level {
+    let byte_level = |v: &Value, regex: bool| {
+        v["type"] == "ByteLevel"
+            && v["add_prefix_space"] == false
+            && (if regex {
+                null_or(&v["use_regex"], &|r| *r == true)
+            } else {
+                v["use_regex"] == false
+            })
+    };
+    // GPT-2's pattern as its own `Split` step before a `ByteLevel` without one.
+    let gpt2_split = |v: &Value| {
+        v["type"] == "Split"
+            && v["pattern"]["Regex"] == GPT2_PATTERN
+            && v["behavior"] == "Isolated"
+            && v["invert"] == false
+    };
+    let steps = pre["pretokenizers"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    let accepted = byte_level(pre, true)
+        || (pre["type"] == "Sequence"
+            && matches!(steps, [split, level] if gpt2_split(split) && byte_level(level, false)));
+    if !accepted {
         return Err(format!(
-            "pre_tokenizer {pre}: only ByteLevel without a prefix space"
+            "pre_tokenizer {pre}: only ByteLevel without a prefix space (or GPT-2's split pattern, then ByteLevel)"
         ));
     }
+    // With no special tokens added (as corpora are encoded), these add nothing to the ids.
+    let no_op = |v: &Value| {
+        matches!(
+            v["type"].as_str(),
+            Some("ByteLevel" | "RobertaProcessing" | "TemplateProcessing")
+        )
+    };
     let post = &file["post_processor"];
-    if !null_or(post, &|v| v["type"] == "ByteLevel") {
+    let post_steps = post["processors"].as_array().map_or(&[][..], Vec::as_slice);
+    if !null_or(post, &|v| {
+        no_op(v) || (v["type"] == "Sequence" && post_steps.iter().all(no_op))
+    }) {
         return Err(format!("post_processor of type {}", post["type"]));
     }
     let model = &file["model"];
@@ -217,11 +273,8 @@ fn check_components(file: &Value) -> Result<(), String> {
         || !empty(&model["continuing_subword_prefix"])
         || !empty(&model["end_of_word_suffix"])
         || !off(&model["byte_fallback"])
-        || !off(&model["ignore_merges"])
     {
-        return Err(
-            "BPE with dropout, subword prefix/suffix, byte fallback or ignore_merges".into(),
-        );
+        return Err("BPE with dropout, a subword prefix or suffix, or byte fallback".into());
     }
     let added = file["added_tokens"]
         .as_array()

@@ -144,8 +144,8 @@ fn files_it_does_not_reproduce_take_the_library() {
             "prefix space",
         ),
         (
-            &|j| j["model"]["ignore_merges"] = true.into(),
-            "ignore_merges",
+            &|j| j["model"]["byte_fallback"] = true.into(),
+            "byte fallback",
         ),
         (
             &|j| {
@@ -177,6 +177,31 @@ fn files_it_does_not_reproduce_take_the_library() {
     tok.set_special_tokens(SpecialTokens::Recognize);
     assert!(tok.fast_path_refusal().is_some());
     assert!(tok.encode("a<|endoftext|>").unwrap().contains(&GPT2_EOS.1));
+}
+
+#[test]
+fn split_pattern_post_processors_and_ignore_merges_keep_the_fast_path() {
+    let base: serde_json::Value = serde_json::from_slice(gpt2().json()).unwrap();
+    let mut split = base.clone();
+    split["pre_tokenizer"] = serde_json::json!({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": byte_bpe::GPT2_PATTERN}, "behavior": "Isolated",
+         "invert": false},
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
+    ]});
+    split["post_processor"] = serde_json::json!({"type": "RobertaProcessing",
+        "sep": ["</s>", 2], "cls": ["<s>", 0], "trim_offsets": true, "add_prefix_space": false});
+    let mut whole = base.clone();
+    whole["model"]["ignore_merges"] = true.into();
+    let text = std::fs::read_to_string(wikitext("wiki.valid.tokens")).unwrap();
+    let text = format!("{} don't 'll 12345 \u{1F642}  x", &text[..200_000]);
+    for json in [split, whole] {
+        let tok = TextTokenizer::from_json_bytes(json.to_string().into_bytes(), "variant").unwrap();
+        assert_eq!(tok.fast_path_refusal(), None);
+        assert_eq!(
+            tok.encode(&text).unwrap(),
+            tok.encode_with_library(&text).unwrap()
+        );
+    }
 }
 
 #[test]
