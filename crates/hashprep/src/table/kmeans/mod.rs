@@ -1,14 +1,24 @@
-//! `clustered` and `dispersed`: k-means (linfa) on baseline token embeddings.
+//! `clustered` and `dispersed`: k-means on baseline token embeddings.
+//!
+//! scikit-learn's `KMeans` algorithm ("lloyd"): greedy k-means++ seeding, Lloyd's iterations
+//! with the assignment step as a matrix product, the same tolerance and stopping rules.
+//! linfa's `KMeans` was the driver before; it computes one distance per (point, centre) pair
+//! through its `Distance` trait, so its assignment step cannot be a matrix product, and its
+//! k-means++ draws one candidate per centre: it ran at 0.24x-0.60x scikit-learn's speed with
+//! 1.2x its inertia. With both replaced, nothing of it was left to drive.
 
-use linfa::prelude::{Fit, Predict};
-use linfa::DatasetBase;
-use linfa_clustering::KMeans;
-use linfa_nn::distance::Distance;
-use ndarray::{Array2, ArrayView, Dimension};
+mod distances;
+mod lloyd;
+mod seeding;
+
+use ndarray::{Array2, Axis};
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
 
 use crate::error::{Error, Result};
+use distances::Points;
+use lloyd::{lloyd, Fit};
+use seeding::greedy_kmeans_plus_plus;
 
 /// k-means settings (the same defaults as scikit-learn's `KMeans`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,35 +50,45 @@ pub(crate) struct Clusters {
     pub centroids: Array2<f32>,
 }
 
-/// The cluster of each row of `embeddings`, `clusters` clusters, seeded.
+/// The cluster of each row of `embeddings`, `clusters` clusters, seeded. The same result
+/// whatever the number of threads.
 ///
 /// # Errors
-/// More clusters than rows, or a failure inside linfa.
+/// More clusters than rows.
 pub(crate) fn cluster(
     embeddings: &Array2<f64>,
     clusters: usize,
     seed: u64,
     params: KMeansParams,
 ) -> Result<Clusters> {
-    if clusters > embeddings.nrows() {
+    if clusters == 0 || clusters > embeddings.nrows() {
         return Err(Error::BadInput(format!(
             "cannot make {clusters} clusters of {} embeddings",
             embeddings.nrows()
         )));
     }
-    // f32 halves the memory traffic of the assignment step, which dominates the run time.
-    let data: Array2<f32> = embeddings.mapv(|v| v as f32);
-    let dataset = DatasetBase::from(data.clone());
-    let model = KMeans::params_with(clusters, Xoshiro256Plus::seed_from_u64(seed), SquaredL2)
-        .max_n_iterations(params.max_iterations)
-        .tolerance(absolute_tolerance(embeddings, params.tolerance) as f32)
-        .n_runs(params.runs.max(1))
-        .fit(&dataset)
-        .map_err(|e| Error::BadInput(format!("k-means failed: {e}")))?;
-    let labels = model.predict(&data);
+    // Centred, as scikit-learn does: |x|^2 - 2 x.c + |c|^2 in f32 rounds less near the origin.
+    let mean = embeddings.mean_axis(Axis(0)).expect("at least one row");
+    let points = Points::new((embeddings - &mean).mapv(|v| v as f32));
+    let tolerance = params.tolerance * embeddings.var_axis(Axis(0), 0.0).mean().unwrap_or(0.0);
+    let mut rng = Xoshiro256Plus::seed_from_u64(seed);
+    let mut best: Option<Fit> = None;
+    for _ in 0..params.runs.max(1) {
+        let seeds = greedy_kmeans_plus_plus(&points, clusters, &mut rng);
+        let fit = lloyd(
+            &points,
+            points.select(&seeds).into_rows(),
+            params.max_iterations,
+            tolerance,
+        );
+        if best.as_ref().is_none_or(|b| fit.inertia < b.inertia) {
+            best = Some(fit);
+        }
+    }
+    let best = best.expect("at least one run");
     Ok(Clusters {
-        labels: labels.iter().map(|&l| l as u32).collect(),
-        centroids: model.centroids().clone(),
+        labels: best.labels,
+        centroids: best.centres + &mean.mapv(|v| v as f32),
     })
 }
 
@@ -100,12 +120,6 @@ pub(crate) fn nearest_centroids(
     out
 }
 
-/// Euclidean distance with a kernel the compiler vectorizes: linfa's generic `L2Dist` goes
-/// through ndarray iterators one element at a time, which made k-means several times slower
-/// than scikit-learn. Same metric, same results up to float rounding.
-#[derive(Debug, Clone, Copy)]
-struct SquaredL2;
-
 /// Squared distance of two equal-length slices, with 16 independent accumulators.
 fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
@@ -124,36 +138,6 @@ fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-impl Distance<f32> for SquaredL2 {
-    fn distance<D: Dimension>(&self, a: ArrayView<f32, D>, b: ArrayView<f32, D>) -> f32 {
-        self.rdistance(a, b).sqrt()
-    }
-
-    fn rdistance<D: Dimension>(&self, a: ArrayView<f32, D>, b: ArrayView<f32, D>) -> f32 {
-        assert_eq!(a.shape(), b.shape(), "points of different dimensions");
-        match (a.as_slice(), b.as_slice()) {
-            (Some(x), Some(y)) => squared_distance(x, y),
-            _ => a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum(),
-        }
-    }
-
-    fn rdist_to_dist(&self, rdist: f32) -> f32 {
-        rdist.sqrt()
-    }
-
-    fn dist_to_rdist(&self, dist: f32) -> f32 {
-        dist * dist
-    }
-}
-
-/// linfa stops when the Euclidean distance between successive centroid matrices is below its
-/// tolerance; scikit-learn's `tol` is relative to the data: the squared distance against
-/// `tol * mean(var(X, axis=0))`. This converts the latter into the former.
-fn absolute_tolerance(data: &Array2<f64>, relative: f64) -> f64 {
-    let mean_variance = data.var_axis(ndarray::Axis(0), 0.0).mean().unwrap_or(0.0);
-    (relative * mean_variance).sqrt()
 }
 
 /// `dispersed`: each cluster's tokens (most frequent first) are dealt round-robin over all
@@ -191,7 +175,8 @@ mod tests {
         let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
         let expected: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
         assert!((squared_distance(&a, &b) - expected).abs() < 1e-4);
-        let (va, vb) = (ndarray::aview1(&a), ndarray::aview1(&b));
-        assert!((SquaredL2.distance(va, vb) - expected.sqrt()).abs() < 1e-4);
     }
 }
+
+#[cfg(test)]
+mod cluster_tests;
