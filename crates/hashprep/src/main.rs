@@ -8,6 +8,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let outcome = cli::run(cli::Cli::parse());
     hashprep::exit::exit("hashprep", &cli::Cli::command(), outcome, |err| {

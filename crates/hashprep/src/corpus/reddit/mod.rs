@@ -7,6 +7,7 @@
 mod filters;
 mod records;
 mod spill;
+mod spill_record;
 mod threads;
 
 pub use filters::RedditFilter;

@@ -6,13 +6,12 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::filters::RedditFilter;
-use super::records::{Comment, Submission};
+use super::records::Submission;
+use super::spill_record::{decode_all, DumpRecord, SpillRecord};
 use super::threads::{thread_examples, DialogueExample, ThreadStats};
 use crate::corpus::jsonl::json_lines_error;
 use crate::corpus::lines::{Line, Lines};
@@ -21,27 +20,15 @@ use crate::corpus::OnError;
 use crate::error::{Error, Result, SkipReason};
 use crate::util::splitmix64;
 
-/// Just enough of a record to route it to its partition.
-#[derive(Deserialize)]
-struct Key {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    link_id: Option<String>,
-    #[serde(default)]
-    parent_id: Option<String>,
-    #[serde(default)]
-    title: Option<serde_json::Value>,
-}
-
 /// The thread a record belongs to: a comment's `link_id`, a submission's own id.
-fn thread_of(key: &Key) -> Option<&str> {
-    if key.link_id.is_some() || key.parent_id.is_some() {
-        key.link_id
+fn thread_of<'r>(record: &'r DumpRecord) -> Option<&'r str> {
+    if record.is_comment() {
+        record
+            .link_id
             .as_deref()
             .map(|l| l.strip_prefix("t3_").unwrap_or(l))
-    } else if key.title.is_some() {
-        key.id.as_deref()
+    } else if record.title.is_some() {
+        record.id.as_deref()
     } else {
         None
     }
@@ -82,7 +69,7 @@ pub(crate) fn partition(
 ) -> Result<(Vec<PathBuf>, Skipped)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let paths: Vec<PathBuf> = (0..partitions)
-        .map(|p| dir.join(format!("part-{p:05}.jsonl")))
+        .map(|p| dir.join(format!("part-{p:05}.spill")))
         .collect();
     let mut writers = paths
         .iter()
@@ -93,6 +80,7 @@ pub(crate) fn partition(
         })
         .collect::<Result<Vec<_>>>()?;
     let mut skipped = Skipped::new();
+    let mut encoded = Vec::new();
     for file in files {
         let mut lines = Lines::new(open_input(file, progress.cloned())?, file);
         while let Some(next) = lines.next_line() {
@@ -118,10 +106,11 @@ pub(crate) fn partition(
                 reason,
                 detail,
             };
-            let outcome = match serde_json::from_str::<Key>(&line) {
-                Err(e) => Err(bad(SkipReason::MalformedJson, json_lines_error(&line, &e))),
-                Ok(key) if key.id.is_none() => Err(bad(SkipReason::MissingField, "no id".into())),
-                Ok(key) => thread_of(&key)
+            let record = serde_json::from_str::<DumpRecord>(&line);
+            let outcome = match &record {
+                Err(e) => Err(bad(SkipReason::MalformedJson, json_lines_error(&line, e))),
+                Ok(r) if r.id.is_none() => Err(bad(SkipReason::MissingField, "no id".into())),
+                Ok(r) => thread_of(r)
                     .map(|t| route(t, task.1, partitions))
                     .ok_or_else(|| {
                         bad(
@@ -130,16 +119,19 @@ pub(crate) fn partition(
                         )
                     }),
             };
-            match outcome {
-                Ok((t, p)) if t == task.0 => writers[p]
-                    .write_all(line.as_bytes())
-                    .and_then(|()| writers[p].write_all(b"\n"))
-                    .map_err(|e| Error::io(&paths[p], e))?,
-                Ok(_) => {}
-                Err(Error::BadRecord { reason, .. }) if on_error == OnError::Skip => {
+            match (outcome, record) {
+                (Ok((t, p)), Ok(record)) if t == task.0 => {
+                    encoded.clear();
+                    record.encode(&mut encoded);
+                    writers[p]
+                        .write_all(&encoded)
+                        .map_err(|e| Error::io(&paths[p], e))?;
+                }
+                (Ok(_), _) => {}
+                (Err(Error::BadRecord { reason, .. }), _) if on_error == OnError::Skip => {
                     *skipped.entry(reason).or_default() += 1;
                 }
-                Err(e) => return Err(e),
+                (Err(e), _) => return Err(e),
             }
         }
     }
@@ -158,25 +150,19 @@ pub(crate) fn partition_examples(
     max_turns: usize,
     filter: &RedditFilter,
 ) -> Result<(Vec<DialogueExample>, ThreadStats)> {
-    let reader = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
-    let mut comments = Vec::new();
-    let mut submissions: HashMap<String, Submission> = HashMap::new();
-    for line in reader.lines() {
-        let line = line.map_err(|e| Error::io(path, e))?;
-        // Phase 1 already checked the syntax; the kind decides the shape.
-        let key: Key =
-            serde_json::from_str(&line).map_err(|e| Error::corrupt(path, e.to_string()))?;
-        if key.link_id.is_some() || key.parent_id.is_some() {
-            comments.push(
-                serde_json::from_str::<Comment>(&line)
-                    .map_err(|e| Error::corrupt(path, e.to_string()))?,
-            );
-        } else {
-            let submission: Submission =
-                serde_json::from_str(&line).map_err(|e| Error::corrupt(path, e.to_string()))?;
-            submissions
-                .entry(submission.id.clone())
-                .or_insert(submission);
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let records = decode_all(&bytes).map_err(|e| Error::corrupt(path, e))?;
+    drop(bytes);
+    let mut comments = Vec::with_capacity(records.len());
+    let mut submissions: HashMap<String, Submission, ahash::RandomState> = HashMap::default();
+    for record in records {
+        match record {
+            SpillRecord::Comment(comment) => comments.push(comment),
+            SpillRecord::Submission(submission) => {
+                submissions
+                    .entry(submission.id.clone())
+                    .or_insert(submission);
+            }
         }
     }
     let mut stats = ThreadStats::default();

@@ -53,6 +53,9 @@ impl ThreadStats {
     }
 }
 
+/// Comment id -> its first position in the comments.
+type Index<'a> = HashMap<&'a str, usize, ahash::RandomState>;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ancestry {
     Unknown,
@@ -70,11 +73,7 @@ fn thread(comment: &Comment) -> Option<&str> {
 /// The index of a comment's parent comment, looked up within the comment's own thread only: in
 /// real dumps a `parent_id` can name a comment of another thread, which must not become this
 /// one's context (and whether it was found would depend on how threads share partitions).
-fn parent_in_thread(
-    comment: &Comment,
-    comments: &[Comment],
-    index: &HashMap<&str, usize>,
-) -> Option<usize> {
+fn parent_in_thread(comment: &Comment, comments: &[Comment], index: &Index) -> Option<usize> {
     let parent = comment.parent_id.as_deref()?.strip_prefix("t1_")?;
     index
         .get(parent)
@@ -83,7 +82,7 @@ fn parent_in_thread(
 }
 
 /// Marks every comment whose chain of parents loops (O(n) over the thread).
-fn cyclic(comments: &[Comment], index: &HashMap<&str, usize>) -> Vec<bool> {
+fn cyclic(comments: &[Comment], index: &Index) -> Vec<bool> {
     let mut state = vec![Ancestry::Unknown; comments.len()];
     for start in 0..comments.len() {
         let mut path = Vec::new();
@@ -118,7 +117,7 @@ pub(crate) fn thread_examples<S: BuildHasher>(
     filter: &RedditFilter,
     stats: &mut ThreadStats,
 ) -> Vec<DialogueExample> {
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(comments.len());
+    let mut index = Index::with_capacity_and_hasher(comments.len(), ahash::RandomState::new());
     let mut first = Vec::with_capacity(comments.len());
     for (i, comment) in comments.iter().enumerate() {
         if index.contains_key(comment.id.as_str()) {
@@ -191,7 +190,7 @@ pub(crate) fn thread_examples<S: BuildHasher>(
 }
 
 /// 1 for a top-level comment, plus one per comment ancestor found (at most 64 are followed).
-fn depth(comment: &Comment, comments: &[Comment], index: &HashMap<&str, usize>) -> usize {
+fn depth(comment: &Comment, comments: &[Comment], index: &Index) -> usize {
     let mut depth = 1;
     let mut at = comment;
     while let Some(p) = parent_in_thread(at, comments, index) {

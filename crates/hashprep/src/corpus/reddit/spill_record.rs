@@ -1,0 +1,230 @@
+//! The records of the spill files: each dump line parsed once, in phase 1, and only the fields
+//! threads need written back, length-prefixed, so phase 2 reads them without parsing JSON again
+//! (a pushshift line carries dozens of other fields).
+//!
+//! A record: its length (u32 LE), then `C` and a comment's `id`, `parent_id`, `link_id`, `body`,
+//! `author`, `subreddit`, `created_utc`; or `S` and a submission's `id`, `title`, `selftext`,
+//! `subreddit`. A string is its length (u32 LE; `u32::MAX` for none) and its bytes;
+//! `created_utc` is a flag byte and an i64.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Deserializer};
+
+use super::records::{int_or_string, Comment, Submission};
+
+/// One dump line, borrowing its strings from the line where they hold no escapes.
+#[derive(Deserialize)]
+pub(super) struct DumpRecord<'a> {
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub parent_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub link_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    body: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    author: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    subreddit: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "int_or_string")]
+    created_utc: Option<i64>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub title: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    selftext: Option<Cow<'a, str>>,
+}
+
+/// `Option<Cow<str>>` that borrows (serde borrows a `Cow` field, not one inside an `Option`).
+fn borrowed<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text>::deserialize(deserializer)?.map(|t| t.0))
+}
+
+impl DumpRecord<'_> {
+    /// A comment has a `link_id` or a `parent_id`; anything else is read as a submission.
+    pub(super) fn is_comment(&self) -> bool {
+        self.link_id.is_some() || self.parent_id.is_some()
+    }
+
+    /// Appends this record's spill form to `out`.
+    pub(super) fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        if self.is_comment() {
+            out.push(b'C');
+            for field in [
+                &self.id,
+                &self.parent_id,
+                &self.link_id,
+                &self.body,
+                &self.author,
+                &self.subreddit,
+            ] {
+                put_text(out, field.as_deref());
+            }
+            match self.created_utc {
+                Some(t) => {
+                    out.push(1);
+                    out.extend_from_slice(&t.to_le_bytes());
+                }
+                None => out.push(0),
+            }
+        } else {
+            out.push(b'S');
+            for field in [&self.id, &self.title, &self.selftext, &self.subreddit] {
+                put_text(out, field.as_deref());
+            }
+        }
+        let len = u32::try_from(out.len() - start - 4).expect("a dump line is under 4 GiB");
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    }
+}
+
+fn put_text(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+        Some(text) => {
+            let len = u32::try_from(text.len()).expect("a dump line is under 4 GiB");
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+}
+
+/// A spill record read back.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SpillRecord {
+    Comment(Comment),
+    Submission(Submission),
+}
+
+/// The records of a spill file's bytes, in order; `Err` describes where the bytes are damaged.
+pub(super) fn decode_all(mut bytes: &[u8]) -> Result<Vec<SpillRecord>, String> {
+    let mut records = Vec::new();
+    while !bytes.is_empty() {
+        let len = take_u32(&mut bytes)? as usize;
+        if bytes.len() < len {
+            return Err(format!("record {} is cut short", records.len()));
+        }
+        let (mut record, rest) = bytes.split_at(len);
+        bytes = rest;
+        let decoded = decode(&mut record).map_err(|e| format!("record {}: {e}", records.len()))?;
+        if !record.is_empty() {
+            return Err(format!("record {} has trailing bytes", records.len()));
+        }
+        records.push(decoded);
+    }
+    Ok(records)
+}
+
+fn decode(bytes: &mut &[u8]) -> Result<SpillRecord, String> {
+    let kind = take(bytes, 1)?[0];
+    match kind {
+        b'C' => {
+            let id = take_text(bytes)?.ok_or("a comment without id")?;
+            let (parent_id, link_id) = (take_text(bytes)?, take_text(bytes)?);
+            let (body, author, subreddit) =
+                (take_text(bytes)?, take_text(bytes)?, take_text(bytes)?);
+            let created_utc = match take(bytes, 1)?[0] {
+                0 => None,
+                _ => Some(i64::from_le_bytes(
+                    take(bytes, 8)?.try_into().expect("8 bytes"),
+                )),
+            };
+            Ok(SpillRecord::Comment(Comment {
+                id,
+                parent_id,
+                link_id,
+                body,
+                author,
+                subreddit,
+                created_utc,
+            }))
+        }
+        b'S' => Ok(SpillRecord::Submission(Submission {
+            id: take_text(bytes)?.ok_or("a submission without id")?,
+            title: take_text(bytes)?,
+            selftext: take_text(bytes)?,
+            subreddit: take_text(bytes)?,
+        })),
+        other => Err(format!("unknown record kind {other}")),
+    }
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+    if bytes.len() < n {
+        return Err("cut short".into());
+    }
+    let (head, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Ok(head)
+}
+
+fn take_u32(bytes: &mut &[u8]) -> Result<u32, String> {
+    Ok(u32::from_le_bytes(
+        take(bytes, 4)?.try_into().expect("4 bytes"),
+    ))
+}
+
+fn take_text(bytes: &mut &[u8]) -> Result<Option<String>, String> {
+    let len = take_u32(bytes)?;
+    if len == u32::MAX {
+        return Ok(None);
+    }
+    let raw = take(bytes, len as usize)?;
+    String::from_utf8(raw.to_vec())
+        .map(Some)
+        .map_err(|_| "text that is not UTF-8".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_and_submissions_come_back_as_they_were_parsed() {
+        let lines = [
+            r#"{"id":"c1","parent_id":"t3_s","link_id":"t3_s","body":"a \"quoted\"\nline","author":"u","subreddit":"r","created_utc":"1500000000","score":3,"gilded":0}"#,
+            r#"{"id":"c2","parent_id":"t1_c1","body":null,"created_utc":1500000001.5}"#,
+            r#"{"id":"s","title":"T &amp; t","selftext":"","subreddit":"r","num_comments":2}"#,
+        ];
+        let mut spill = Vec::new();
+        for line in lines {
+            serde_json::from_str::<DumpRecord>(line)
+                .unwrap()
+                .encode(&mut spill);
+        }
+        let records = decode_all(&spill).unwrap();
+        let comment = |line: &str| SpillRecord::Comment(serde_json::from_str(line).unwrap());
+        assert_eq!(
+            records,
+            vec![
+                comment(lines[0]),
+                comment(lines[1]),
+                SpillRecord::Submission(serde_json::from_str(lines[2]).unwrap()),
+            ]
+        );
+    }
+
+    #[test]
+    fn damaged_spill_bytes_are_an_error_not_a_panic() {
+        let mut spill = Vec::new();
+        serde_json::from_str::<DumpRecord>(r#"{"id":"c","link_id":"t3_s","body":"hello"}"#)
+            .unwrap()
+            .encode(&mut spill);
+        for cut in 0..spill.len() {
+            assert!(
+                decode_all(&spill[..cut]).is_err() || cut == 0,
+                "cut at {cut}"
+            );
+        }
+        let mut wrong_kind = spill.clone();
+        wrong_kind[4] = b'X';
+        assert!(decode_all(&wrong_kind)
+            .unwrap_err()
+            .contains("unknown record kind"));
+    }
+}
