@@ -82,9 +82,9 @@ fn parent_in_thread(comment: &Comment, comments: &[Comment], index: &Index) -> O
 }
 
 /// Marks every comment whose chain of parents loops (O(n) over the thread).
-fn cyclic(comments: &[Comment], index: &Index) -> Vec<bool> {
-    let mut state = vec![Ancestry::Unknown; comments.len()];
-    for start in 0..comments.len() {
+fn cyclic(parents: &[Option<usize>]) -> Vec<bool> {
+    let mut state = vec![Ancestry::Unknown; parents.len()];
+    for start in 0..parents.len() {
         let mut path = Vec::new();
         let mut at = Some(start);
         let outcome = loop {
@@ -95,7 +95,7 @@ fn cyclic(comments: &[Comment], index: &Index) -> Vec<bool> {
                 Ancestry::Unknown => {
                     state[i] = Ancestry::Visiting;
                     path.push(i);
-                    at = parent_in_thread(&comments[i], comments, index);
+                    at = parents[i];
                 }
             }
         };
@@ -127,7 +127,12 @@ pub(crate) fn thread_examples<S: BuildHasher>(
             first.push(i);
         }
     }
-    let looping = cyclic(comments, &index);
+    // Each comment's parent within its thread, looked up once.
+    let parents: Vec<Option<usize>> = comments
+        .iter()
+        .map(|c| parent_in_thread(c, comments, &index))
+        .collect();
+    let looping = cyclic(&parents);
     // A body is a context turn of each reply below it: unescape it once.
     let mut bodies: Vec<Option<String>> = vec![None; comments.len()];
     let mut body = |i: usize| -> String {
@@ -147,22 +152,22 @@ pub(crate) fn thread_examples<S: BuildHasher>(
             continue;
         }
         let response = body(i);
-        if let Some(reason) = filter.reject(comment, &response, depth(comment, comments, &index)) {
+        if let Some(reason) = filter.reject(comment, &response, depth(i, &parents)) {
             *stats.filtered.entry(reason).or_default() += 1;
             continue;
         }
         let mut turns: Vec<String> = Vec::new(); // nearest first
-        let mut current = comment;
+        let mut current = i;
         let mut parent = comment.parent_id.as_deref();
         while turns.len() < max_turns {
             let Some(id) = parent else { break };
             if id.starts_with("t1_") {
-                let Some(p) = parent_in_thread(current, comments, &index) else {
+                let Some(p) = parents[current] else {
                     stats.orphans += 1;
                     break;
                 };
                 let ancestor = &comments[p];
-                current = ancestor;
+                current = p;
                 if is_deleted(ancestor.body.as_deref()) {
                     break;
                 }
@@ -190,12 +195,12 @@ pub(crate) fn thread_examples<S: BuildHasher>(
 }
 
 /// 1 for a top-level comment, plus one per comment ancestor found (at most 64 are followed).
-fn depth(comment: &Comment, comments: &[Comment], index: &Index) -> usize {
+fn depth(comment: usize, parents: &[Option<usize>]) -> usize {
     let mut depth = 1;
     let mut at = comment;
-    while let Some(p) = parent_in_thread(at, comments, index) {
+    while let Some(p) = parents[at] {
         depth += 1;
-        at = &comments[p];
+        at = p;
         if depth > 64 {
             break;
         }
