@@ -9,6 +9,7 @@ use plotters::prelude::*;
 
 use super::report::{by_row, mean_and_std, MethodResult};
 use crate::error::Result;
+use crate::train::plot::draw_legend;
 
 /// The x axis of the figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,13 +191,7 @@ where
             }))
             .map_err(|e| err(&e))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(|e| err(&e))?;
+    draw_legend(&mut chart).map_err(|e| err(&e))?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ mod eval;
 mod export;
 pub mod metrics;
 mod optimizer;
-mod plot;
+pub(crate) mod plot;
 mod restore;
 mod run;
 mod run_folder;
