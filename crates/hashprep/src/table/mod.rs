@@ -30,7 +30,7 @@ pub(crate) use file::TABLE_VERSION;
 pub use file::{RoutingTable, TableFormat, TableMeta};
 pub use hashing::bigram_expert;
 pub(crate) use hashing::{bucket, random_experts, stream_key};
-pub(crate) use kmeans::{cluster, disperse, nearest_centroids, KMeansParams};
+pub(crate) use kmeans::{cluster, disperse, KMeansParams};
 pub(crate) use plot::{plot_expert_shares, Series};
 pub use stats::BalanceStats;
 
@@ -352,7 +352,7 @@ fn assign(
             let clusters = cluster(matrix, k as usize, key, spec.kmeans)?;
             match method {
                 Method::Clustered if top_k == 1 => clusters.labels,
-                Method::Clustered => nearest_centroids(matrix, &clusters.centroids, top_k as usize),
+                Method::Clustered => clusters.nearest(top_k as usize),
                 _ => disperse(&clusters.labels, counts, k, top_k),
             }
         }

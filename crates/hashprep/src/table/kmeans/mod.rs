@@ -46,8 +46,37 @@ impl Default for KMeansParams {
 pub(crate) struct Clusters {
     /// The cluster of each row.
     pub labels: Vec<u32>,
-    /// `[clusters, dim]`.
+    /// `[clusters, dim]`, in the embeddings' coordinates (what tests check the clustering by).
+    #[cfg(test)]
     pub centroids: Array2<f32>,
+    /// The rows and the centroids as the clustering measured them (centred, f32).
+    points: Points,
+    centres: Array2<f32>,
+}
+
+impl Clusters {
+    /// `clustered` with `top_k` experts per token: the clusters of each row's `top_k` nearest
+    /// centroids, nearest first (ties: lower cluster), by the distances that chose the labels,
+    /// so slot 0 is the row's own cluster. `[rows, top_k]` row-major.
+    pub(crate) fn nearest(&self, top_k: usize) -> Vec<u32> {
+        let centres = Points::new(self.centres.clone());
+        let by_order = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let parts = self.points.map_parts(|range| {
+            let mut out = Vec::with_capacity(range.len() * top_k);
+            let mut by_distance: Vec<(f32, u32)> = Vec::with_capacity(centres.len());
+            self.points
+                .for_each_distance_row(range, &centres, |_, distances| {
+                    by_distance.clear();
+                    by_distance.extend((0u32..).zip(distances).map(|(c, &d)| (d, c)));
+                    by_distance.select_nth_unstable_by(top_k - 1, by_order);
+                    let nearest = &mut by_distance[..top_k];
+                    nearest.sort_unstable_by(by_order);
+                    out.extend(nearest.iter().map(|&(_, c)| c));
+                });
+            out
+        });
+        parts.concat()
+    }
 }
 
 /// The cluster of each row of `embeddings`, `clusters` clusters, seeded. The same result
@@ -88,56 +117,11 @@ pub(crate) fn cluster(
     let best = best.expect("at least one run");
     Ok(Clusters {
         labels: best.labels,
-        centroids: best.centres + &mean.mapv(|v| v as f32),
+        #[cfg(test)]
+        centroids: &best.centres + &mean.mapv(|v| v as f32),
+        points,
+        centres: best.centres,
     })
-}
-
-/// `clustered` with `top_k` experts per token: the clusters of the `top_k` nearest centroids,
-/// nearest first (ties: lower cluster). `[V, top_k]` row-major.
-pub(crate) fn nearest_centroids(
-    embeddings: &Array2<f64>,
-    centroids: &Array2<f32>,
-    top_k: usize,
-) -> Vec<u32> {
-    let mut out = Vec::with_capacity(embeddings.nrows() * top_k);
-    let mut row = vec![0f32; embeddings.ncols()];
-    let mut by_distance: Vec<(f32, u32)> = Vec::with_capacity(centroids.nrows());
-    for embedding in embeddings.rows() {
-        for (r, &v) in row.iter_mut().zip(embedding) {
-            *r = v as f32;
-        }
-        by_distance.clear();
-        for (c, centroid) in centroids.rows().into_iter().enumerate() {
-            let centroid = centroid.as_slice().expect("standard layout");
-            by_distance.push((squared_distance(&row, centroid), c as u32));
-        }
-        by_distance
-            .select_nth_unstable_by(top_k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let nearest = &mut by_distance[..top_k];
-        nearest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        out.extend(nearest.iter().map(|&(_, c)| c));
-    }
-    out
-}
-
-/// Squared distance of two equal-length slices, with 16 independent accumulators.
-fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut acc = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            let d = x[i] - y[i];
-            acc[i] += d * d;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// `dispersed`: each cluster's tokens (most frequent first) are dealt round-robin over all
@@ -163,19 +147,6 @@ pub(crate) fn disperse(labels: &[u32], counts: &[u64], experts: u32, top_k: u32)
         }
     }
     assignment
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_distance_matches_the_definition() {
-        let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
-        let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
-        let expected: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
-        assert!((squared_distance(&a, &b) - expected).abs() < 1e-4);
-    }
 }
 
 #[cfg(test)]
