@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::filters::RedditFilter;
 use super::records::Submission;
-use super::spill_record::{decode_all, DumpRecord, SpillRecord};
+use super::spill_record::{decode_all, DumpRecord, SpillRecord, MAX_LINE_BYTES};
 use super::threads::{thread_examples, DialogueExample, ThreadStats};
 use crate::corpus::jsonl::json_lines_error;
 use crate::corpus::lines::{Line, Lines};
@@ -106,6 +106,13 @@ pub(crate) fn partition(
                 reason,
                 detail,
             };
+            if line.len() > MAX_LINE_BYTES {
+                return Err(Error::BadInput(format!(
+                    "{}: a record of {} bytes; the Reddit spill holds records of at most {MAX_LINE_BYTES}",
+                    lines.location(),
+                    line.len()
+                )));
+            }
             let record = serde_json::from_str::<DumpRecord>(&line);
             let outcome = match &record {
                 Err(e) => Err(bad(SkipReason::MalformedJson, json_lines_error(&line, e))),

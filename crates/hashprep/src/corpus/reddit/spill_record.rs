@@ -13,6 +13,10 @@ use serde::{Deserialize, Deserializer};
 
 use super::records::{int_or_string, Comment, Submission};
 
+/// The longest dump line the spill takes: a record's fields are at most its line's bytes (JSON
+/// unescaping only shrinks them) plus 64 bytes of prefixes, and its length is a u32.
+pub(super) const MAX_LINE_BYTES: usize = u32::MAX as usize - 64;
+
 /// One dump line, borrowing its strings from the line where they hold no escapes.
 #[derive(Deserialize)]
 pub(super) struct DumpRecord<'a> {
@@ -49,7 +53,8 @@ impl DumpRecord<'_> {
         self.link_id.is_some() || self.parent_id.is_some()
     }
 
-    /// Appends this record's spill form to `out`.
+    /// Appends this record's spill form to `out`. The record is parsed from a line of at most
+    /// [`MAX_LINE_BYTES`], so every length fits a u32.
     pub(super) fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
@@ -78,7 +83,7 @@ impl DumpRecord<'_> {
                 put_text(out, field.as_deref());
             }
         }
-        let len = u32::try_from(out.len() - start - 4).expect("a dump line is under 4 GiB");
+        let len = u32::try_from(out.len() - start - 4).expect("line under MAX_LINE_BYTES");
         out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     }
 }
@@ -87,7 +92,7 @@ fn put_text(out: &mut Vec<u8>, text: Option<&str>) {
     match text {
         None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
         Some(text) => {
-            let len = u32::try_from(text.len()).expect("a dump line is under 4 GiB");
+            let len = u32::try_from(text.len()).expect("line under MAX_LINE_BYTES");
             out.extend_from_slice(&len.to_le_bytes());
             out.extend_from_slice(text.as_bytes());
         }
