@@ -4,6 +4,7 @@
 //! file. What to do with bad records (fail or skip) is the caller's policy.
 
 mod decompress;
+mod dialogue;
 mod documents;
 mod inputs;
 mod jsonl;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use decompress::open_input;
+pub(crate) use dialogue::{Dialogue, EncodedText, SharedTexts};
 pub(crate) use documents::{items, read_files, RedditRun};
 pub use documents::{read_documents, Documents, InputRange};
 pub use inputs::InputFile;

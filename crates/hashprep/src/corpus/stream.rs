@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
-use super::{Example, Format, InputFile, Records};
+use super::{Dialogue, Example, Format, InputFile, Records, SharedTexts};
 use crate::error::{Error, Result, SkipReason};
 
 use super::OnError;
@@ -24,6 +24,8 @@ pub(crate) struct ProgressFeed {
 pub(crate) enum Item {
     /// A usable example.
     Example(Example),
+    /// A dialogue example whose turns are texts shared with other examples (Reddit).
+    Dialogue(Arc<SharedTexts>, Dialogue),
     /// A record skipped under the policy (empty records are always skipped).
     Skipped(SkipReason),
     /// Something worth counting that loses nothing (a Reddit context cut at a missing parent).
@@ -259,7 +261,7 @@ impl RedditStream {
                     self.next_part = usize::MAX;
                     return true;
                 }
-                Ok((examples, stats)) => {
+                Ok((dialogues, stats)) => {
                     self.skips(SkipReason::Deleted, stats.deleted);
                     self.skips(SkipReason::Duplicate, stats.duplicates);
                     self.skips(SkipReason::Cycle, stats.cycles);
@@ -268,16 +270,13 @@ impl RedditStream {
                     }
                     self.buffer
                         .extend((0..stats.orphans).map(|_| Ok(Item::Notice("orphan_context"))));
-                    self.buffer.extend(examples.into_iter().map(|e| {
-                        Ok(Item::Example(Example {
-                            context: e.context,
-                            text: e.response,
-                            source: Some(crate::corpus::Source {
-                                id: e.id,
-                                subreddit: e.subreddit,
-                            }),
-                        }))
-                    }));
+                    let texts = Arc::new(SharedTexts::new(dialogues.texts));
+                    self.buffer.extend(
+                        dialogues
+                            .dialogues
+                            .into_iter()
+                            .map(|d| Ok(Item::Dialogue(texts.clone(), d))),
+                    );
                 }
             }
         }
@@ -329,7 +328,7 @@ mod tests {
         .with_progress(feed.clone());
         assert!(!feed.second_phase.load(Ordering::Relaxed));
         let first = stream.find_map(|item| match item.unwrap() {
-            Item::Example(e) => Some(e.text),
+            Item::Dialogue(texts, d) => Some(texts.text(d.response).to_owned()),
             _ => None,
         });
         assert_eq!(first.as_deref(), Some("hello"));

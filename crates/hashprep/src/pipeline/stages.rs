@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::progress::Progress;
 use crate::corpus::ProgressFeed;
-use crate::corpus::{Format, Item, Items, Source};
+use crate::corpus::{EncodedText, Format, Item, Items, Source};
 use crate::counts::TokenCounts;
 use crate::error::{Error, Result, SkipReason};
 use crate::shard::journal::{Journal, JournalEntry};
@@ -58,20 +58,6 @@ pub(super) struct ChunkEncoder {
     eos: Option<u32>,
     /// Dialogue responses longer than this (in ids, without the end token) are dropped.
     max_response_tokens: Option<usize>,
-    /// Dialogue formats: a text seen before in the chunk reuses its ids (see [`TextCache`]).
-    reuse_texts: bool,
-}
-
-/// The ids of the texts already encoded in a chunk. A Reddit comment's body is the response of
-/// its own example and a context turn of every reply below it (up to the context length), and
-/// a thread's examples are consecutive in the stream: encoding each distinct text once per
-/// chunk instead of once per use is what makes dialogue data cost about what its bodies do.
-/// Encoding is a function of the text, so the ids are the same either way.
-#[derive(Default)]
-struct TextCache<'a> {
-    /// Text -> (start in `ids`, length, special-token strings in it).
-    spans: ahash::AHashMap<&'a str, (usize, usize, u64)>,
-    ids: Vec<u32>,
 }
 
 impl ChunkEncoder {
@@ -86,70 +72,77 @@ impl ChunkEncoder {
             tokenizer,
             eos,
             max_response_tokens,
-            reuse_texts: matches!(format, Format::Reddit(_)),
         }
     }
 
-    /// Appends the ids of `text` to `out`; returns the special-token strings written in it.
-    fn append<'a>(
+    fn encode_text(&self, text: &str) -> Result<EncodedText> {
+        Ok(EncodedText {
+            ids: self.tokenizer.encode(text)?,
+            special_strings: self.tokenizer.count_special_strings(text),
+        })
+    }
+
+    /// Appends one example to `ids`: each context turn and the end token, then the response
+    /// and the end token; or nothing, when the response is over the length filter.
+    fn append_example(
         &self,
-        text: &'a str,
-        out: &mut Vec<u32>,
-        cache: Option<&mut TextCache<'a>>,
-    ) -> Result<u64> {
-        let Some(cache) = cache else {
-            out.extend(self.tokenizer.encode(text)?);
-            return Ok(self.tokenizer.count_special_strings(text));
-        };
-        if let Some(&(start, len, special)) = cache.spans.get(text) {
-            out.extend_from_slice(&cache.ids[start..start + len]);
-            return Ok(special);
+        context: &[&EncodedText],
+        response: &EncodedText,
+        source: Option<&Source>,
+        ids: &mut Vec<u32>,
+    ) -> Encoded {
+        if self
+            .max_response_tokens
+            .is_some_and(|max| response.ids.len() > max)
+        {
+            return Encoded::Skipped(SkipReason::FilterLongResponse);
         }
-        let ids = self.tokenizer.encode(text)?;
-        let special = self.tokenizer.count_special_strings(text);
-        cache
-            .spans
-            .insert(text, (cache.ids.len(), ids.len(), special));
-        cache.ids.extend_from_slice(&ids);
-        out.extend(ids);
-        Ok(special)
+        let start = ids.len();
+        for turn in context {
+            ids.extend_from_slice(&turn.ids);
+            ids.extend(self.eos);
+        }
+        let prefix_len = (ids.len() - start) as u32;
+        ids.extend_from_slice(&response.ids);
+        ids.extend(self.eos);
+        Encoded::Example {
+            len: (ids.len() - start) as u32,
+            prefix_len,
+            source: source.cloned(),
+            special_strings: context
+                .iter()
+                .chain([&response])
+                .map(|t| t.special_strings)
+                .sum(),
+        }
     }
 
     pub(super) fn encode(&self, chunk: &Chunk) -> Result<EncodedChunk> {
         let mut ids = Vec::new();
         let mut items = Vec::with_capacity(chunk.items.len());
-        let mut cache = self.reuse_texts.then(TextCache::default);
         for item in &chunk.items {
-            match item {
-                Item::Skipped(reason) => items.push(Encoded::Skipped(*reason)),
-                Item::Notice(name) => items.push(Encoded::Notice(name)),
+            let encoded = match item {
+                Item::Skipped(reason) => Encoded::Skipped(*reason),
+                Item::Notice(name) => Encoded::Notice(name),
                 Item::Example(example) => {
-                    let start = ids.len();
-                    let mut special_strings = 0;
-                    for turn in &example.context {
-                        special_strings += self.append(turn, &mut ids, cache.as_mut())?;
-                        ids.extend(self.eos);
-                    }
-                    let prefix_len = (ids.len() - start) as u32;
-                    special_strings += self.append(&example.text, &mut ids, cache.as_mut())?;
-                    let response_len = ids.len() - start - prefix_len as usize;
-                    if self
-                        .max_response_tokens
-                        .is_some_and(|max| response_len > max)
-                    {
-                        ids.truncate(start);
-                        items.push(Encoded::Skipped(SkipReason::FilterLongResponse));
-                        continue;
-                    }
-                    ids.extend(self.eos);
-                    items.push(Encoded::Example {
-                        len: (ids.len() - start) as u32,
-                        prefix_len,
-                        source: example.source.clone(),
-                        special_strings,
-                    });
+                    let context = (example.context.iter())
+                        .map(|turn| self.encode_text(turn))
+                        .collect::<Result<Vec<_>>>()?;
+                    let response = self.encode_text(&example.text)?;
+                    let context: Vec<&EncodedText> = context.iter().collect();
+                    self.append_example(&context, &response, example.source.as_ref(), &mut ids)
                 }
-            }
+                // Each shared text is encoded once, by the first chunk that needs it.
+                Item::Dialogue(texts, dialogue) => {
+                    let shared = |i: usize| texts.encoded(i, |text| self.encode_text(text));
+                    let context = (dialogue.context.iter())
+                        .map(|&i| shared(i))
+                        .collect::<Result<Vec<_>>>()?;
+                    let response = shared(dialogue.response)?;
+                    self.append_example(&context, response, Some(&dialogue.source), &mut ids)
+                }
+            };
+            items.push(encoded);
         }
         Ok(EncodedChunk {
             seq: chunk.seq,
@@ -198,10 +191,13 @@ pub(super) fn read_chunks(
             }
             Ok(_) if index < skip => {}
             Ok(item) => {
-                if let Item::Example(example) = &item {
-                    bytes +=
-                        example.text.len() + example.context.iter().map(String::len).sum::<usize>();
-                }
+                bytes += match &item {
+                    Item::Example(example) => {
+                        example.text.len() + example.context.iter().map(String::len).sum::<usize>()
+                    }
+                    Item::Dialogue(texts, dialogue) => dialogue.text_bytes(texts),
+                    Item::Skipped(_) | Item::Notice(_) => 0,
+                };
                 items.push(item);
                 if bytes >= chunk_bytes || items.len() >= 8192 {
                     bytes = 0;
@@ -404,22 +400,18 @@ impl OutputWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::corpus::{Example, RedditOptions};
+    use crate::corpus::{Dialogue, Example, RedditOptions, SharedTexts};
 
-    fn dialogue(context: &[&str], text: &str, id: &str) -> Item {
-        Item::Example(Example {
-            context: context.iter().map(|t| (*t).to_owned()).collect(),
-            text: text.to_owned(),
-            source: Some(Source {
-                id: id.into(),
-                subreddit: "s".into(),
-            }),
-        })
+    fn source(id: &str) -> Source {
+        Source {
+            id: id.into(),
+            subreddit: "s".into(),
+        }
     }
 
     /// Ids and (length, prefix, special strings) or skip reason of every item.
-    fn encoded(encoder: &ChunkEncoder, items: Vec<Item>) -> (Vec<u32>, Vec<String>) {
-        let chunk = encoder.encode(&Chunk { seq: 0, items }).unwrap();
+    fn encoded(encoder: &ChunkEncoder, seq: u64, items: Vec<Item>) -> (Vec<u32>, Vec<String>) {
+        let chunk = encoder.encode(&Chunk { seq, items }).unwrap();
         let items = chunk
             .items
             .iter()
@@ -438,42 +430,88 @@ mod tests {
     }
 
     #[test]
-    fn reusing_a_chunks_encoded_texts_gives_the_same_ids() {
+    fn shared_dialogue_texts_give_the_ids_of_copied_out_examples() {
         let tokenizer = Arc::new(TextTokenizer::load("gpt2").unwrap());
         let mut reddit = RedditOptions::default();
         reddit.filter.recipe = true;
         reddit.filter.max_response_tokens = 12;
-        let format = Format::Reddit(reddit);
-        let reusing = ChunkEncoder::new(tokenizer.clone(), Some(50256), &format);
-        assert!(reusing.reuse_texts);
-        let mut fresh = ChunkEncoder::new(tokenizer, Some(50256), &format);
-        fresh.reuse_texts = false;
+        let encoder = ChunkEncoder::new(tokenizer.clone(), Some(50256), &Format::Reddit(reddit));
         let long = "word ".repeat(40);
         // A thread: each response is the next example's last turn; a long response is
-        // filtered after its context was encoded; a special-token string counts every use.
-        let items = || {
-            vec![
-                dialogue(&["Title <|endoftext|>"], "first reply", "a"),
-                dialogue(&["Title <|endoftext|>", "first reply"], &long, "b"),
-                dialogue(&["Title <|endoftext|>", "first reply"], "second", "c"),
-                Item::Skipped(SkipReason::Deleted),
-                dialogue(&["first reply", "second"], "  spaces  and\ttabs ", "d"),
-                dialogue(&[], "first reply", "e"),
-            ]
+        // filtered after its context was met; a special-token string counts every use.
+        let texts = Arc::new(SharedTexts::new(vec![
+            "Title <|endoftext|>".into(),
+            "first reply".into(),
+            long,
+            "second".into(),
+            "  spaces  and\ttabs ".into(),
+        ]));
+        let dialogue = |context: &[usize], response: usize, id: &str| {
+            Item::Dialogue(
+                texts.clone(),
+                Dialogue {
+                    source: source(id),
+                    context: context.to_vec(),
+                    response,
+                },
+            )
         };
-        let (ids, summary) = encoded(&reusing, items());
-        assert_eq!((ids.clone(), summary.clone()), encoded(&fresh, items()));
+        let items = vec![
+            dialogue(&[0], 1, "a"),
+            dialogue(&[0, 1], 2, "b"),
+            dialogue(&[0, 1], 3, "c"),
+            Item::Skipped(SkipReason::Deleted),
+            dialogue(&[1, 3], 4, "d"),
+            dialogue(&[], 1, "e"),
+        ];
+        let copied: Vec<Item> = (items.iter())
+            .map(|item| match item {
+                Item::Dialogue(texts, d) => Item::Example(d.to_example(texts)),
+                Item::Skipped(reason) => Item::Skipped(*reason),
+                _ => unreachable!(),
+            })
+            .collect();
+        // The thread split over two chunks, as the reader may split it.
+        let mut items = items;
+        let second = items.split_off(3);
+        let (mut ids, mut summary) = encoded(&encoder, 0, items);
+        let (more_ids, more) = encoded(&encoder, 1, second);
+        ids.extend(more_ids);
+        summary.extend(more);
+        assert_eq!((ids.clone(), summary.clone()), encoded(&encoder, 2, copied));
         assert_eq!(summary[1], "skipped FilterLongResponse");
         assert!(summary[0].contains(" 1 Some"), "{}", summary[0]);
         // The last example is exactly the first reply's ids and the end token.
-        let first_reply = tokenizer_ids("first reply");
+        let first_reply = tokenizer.encode("first reply").unwrap();
         assert_eq!(
             ids[ids.len() - first_reply.len() - 1..ids.len() - 1],
             first_reply
         );
+        // The first example: the title turn (its special-token string as plain text), the end
+        // token, the first reply, the end token.
+        let first = [
+            tokenizer.encode("Title <|endoftext|>").unwrap(),
+            vec![50256],
+            first_reply,
+            vec![50256],
+        ]
+        .concat();
+        assert_eq!(ids[..first.len()], first);
     }
 
-    fn tokenizer_ids(text: &str) -> Vec<u32> {
-        TextTokenizer::load("gpt2").unwrap().encode(text).unwrap()
+    #[test]
+    fn plain_documents_are_their_ids_and_the_end_token() {
+        let tokenizer = Arc::new(TextTokenizer::load("gpt2").unwrap());
+        let encoder = ChunkEncoder::new(tokenizer.clone(), Some(50256), &Format::Cc100);
+        let (ids, summary) = encoded(
+            &encoder,
+            0,
+            vec![Item::Example(Example::document("hello world".into()))],
+        );
+        assert_eq!(
+            ids,
+            [tokenizer.encode("hello world").unwrap(), vec![50256]].concat()
+        );
+        assert_eq!(summary, [format!("{} 0 0 None", ids.len())]);
     }
 }

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use super::filters::RedditFilter;
 use super::records::Submission;
 use super::spill_record::{decode_all, DumpRecord, SpillRecord, MAX_LINE_BYTES};
-use super::threads::{thread_examples, DialogueExample, ThreadStats};
+#[cfg(test)]
+use super::threads::ResolvedDialogue;
+use super::threads::{thread_examples, ThreadDialogues, ThreadStats};
 use crate::corpus::jsonl::json_lines_error;
 use crate::corpus::lines::{Line, Lines};
 use crate::corpus::open_input;
@@ -148,7 +150,8 @@ pub(crate) fn partition(
     Ok((paths, skipped))
 }
 
-/// Phase 2 for one partition (or, in memory, for everything): its examples, in input order.
+/// Phase 2 for one partition (or, in memory, for everything): its examples, in input order,
+/// with the texts they share.
 ///
 /// # Errors
 /// The spill file cannot be read.
@@ -156,7 +159,7 @@ pub(crate) fn partition_examples(
     path: &Path,
     max_turns: usize,
     filter: &RedditFilter,
-) -> Result<(Vec<DialogueExample>, ThreadStats)> {
+) -> Result<(ThreadDialogues, ThreadStats)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let records = decode_all(&bytes).map_err(|e| Error::corrupt(path, e))?;
     drop(bytes);
@@ -186,9 +189,9 @@ pub(crate) fn all_examples(
     partitions: &[PathBuf],
     max_turns: usize,
     filter: &RedditFilter,
-) -> Result<(Vec<DialogueExample>, ThreadStats)> {
+) -> Result<(Vec<ResolvedDialogue>, ThreadStats)> {
     use rayon::prelude::*;
-    let results: Vec<(Vec<DialogueExample>, ThreadStats)> = partitions
+    let results: Vec<(ThreadDialogues, ThreadStats)> = partitions
         .par_iter()
         .map(|p| partition_examples(p, max_turns, filter))
         .collect::<Result<_>>()?;
@@ -196,7 +199,7 @@ pub(crate) fn all_examples(
     let mut examples = Vec::new();
     for (part, part_stats) in results {
         stats.add(&part_stats);
-        examples.extend(part);
+        examples.extend(part.resolved());
     }
     Ok((examples, stats))
 }
@@ -248,7 +251,7 @@ mod tests {
         vec![first, second]
     }
 
-    fn sorted(mut examples: Vec<DialogueExample>) -> Vec<DialogueExample> {
+    fn sorted(mut examples: Vec<ResolvedDialogue>) -> Vec<ResolvedDialogue> {
         examples.sort_by(|a, b| a.id.cmp(&b.id));
         examples
     }

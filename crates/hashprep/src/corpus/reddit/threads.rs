@@ -6,19 +6,41 @@ use std::hash::BuildHasher;
 
 use super::filters::RedditFilter;
 use super::records::{is_deleted, unescape_html, Comment, Submission};
+use crate::corpus::dialogue::Dialogue;
+use crate::corpus::Source;
 use crate::error::SkipReason;
 
-/// One dialogue example.
+/// The examples of a set of threads, their turns named by index into `texts` (each comment
+/// body and submission text at most once).
+#[derive(Debug, Default)]
+pub(crate) struct ThreadDialogues {
+    pub texts: Vec<String>,
+    pub dialogues: Vec<Dialogue>,
+}
+
+/// A dialogue with its texts copied out, to compare examples across partitions in tests.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DialogueExample {
-    /// The responding comment's id.
+pub(crate) struct ResolvedDialogue {
     pub id: String,
-    /// Its subreddit (empty if unknown).
     pub subreddit: String,
-    /// Context turns, oldest first.
     pub context: Vec<String>,
-    /// The comment body.
     pub response: String,
+}
+
+#[cfg(test)]
+impl ThreadDialogues {
+    pub(crate) fn resolved(&self) -> Vec<ResolvedDialogue> {
+        self.dialogues
+            .iter()
+            .map(|d| ResolvedDialogue {
+                id: d.source.id.clone(),
+                subreddit: d.source.subreddit.clone(),
+                context: d.context.iter().map(|&i| self.texts[i].clone()).collect(),
+                response: self.texts[d.response].clone(),
+            })
+            .collect()
+    }
 }
 
 /// What happened to the comments of a thread.
@@ -116,7 +138,7 @@ pub(crate) fn thread_examples<S: BuildHasher>(
     max_turns: usize,
     filter: &RedditFilter,
     stats: &mut ThreadStats,
-) -> Vec<DialogueExample> {
+) -> ThreadDialogues {
     let mut index = Index::with_capacity_and_hasher(comments.len(), ahash::RandomState::new());
     let mut first = Vec::with_capacity(comments.len());
     for (i, comment) in comments.iter().enumerate() {
@@ -133,17 +155,20 @@ pub(crate) fn thread_examples<S: BuildHasher>(
         .map(|c| parent_in_thread(c, comments, &index))
         .collect();
     let looping = cyclic(&parents);
-    // A body is a context turn of each reply below it: unescape it once.
-    let mut bodies: Vec<Option<String>> = vec![None; comments.len()];
-    let mut body = |i: usize| -> String {
-        bodies[i]
-            .get_or_insert_with(|| unescape_html(comments[i].body.as_deref().unwrap_or_default()))
-            .clone()
+    let deleted: Vec<bool> = comments.iter().map(|c| is_deleted(c.body.as_deref())).collect();
+    let mut out = ThreadDialogues::default();
+    // A body is a context turn of each reply below it: unescaped and stored once.
+    let mut body_slots: Vec<Option<usize>> = vec![None; comments.len()];
+    let mut body = |i: usize, texts: &mut Vec<String>| -> usize {
+        *body_slots[i].get_or_insert_with(|| {
+            texts.push(unescape_html(comments[i].body.as_deref().unwrap_or_default()));
+            texts.len() - 1
+        })
     };
-    let mut examples = Vec::new();
+    let mut submission_slots: HashMap<&str, Option<usize>, ahash::RandomState> = HashMap::default();
     for i in first {
         let comment = &comments[i];
-        if is_deleted(comment.body.as_deref()) {
+        if deleted[i] {
             stats.deleted += 1;
             continue;
         }
@@ -151,12 +176,12 @@ pub(crate) fn thread_examples<S: BuildHasher>(
             stats.cycles += 1;
             continue;
         }
-        let response = body(i);
-        if let Some(reason) = filter.reject(comment, &response, depth(i, &parents)) {
+        let response = body(i, &mut out.texts);
+        if let Some(reason) = filter.reject(comment, &out.texts[response], depth(i, &parents)) {
             *stats.filtered.entry(reason).or_default() += 1;
             continue;
         }
-        let mut turns: Vec<String> = Vec::new(); // nearest first
+        let mut turns: Vec<usize> = Vec::new(); // nearest first
         let mut current = i;
         let mut parent = comment.parent_id.as_deref();
         while turns.len() < max_turns {
@@ -166,32 +191,36 @@ pub(crate) fn thread_examples<S: BuildHasher>(
                     stats.orphans += 1;
                     break;
                 };
-                let ancestor = &comments[p];
                 current = p;
-                if is_deleted(ancestor.body.as_deref()) {
+                if deleted[p] {
                     break;
                 }
-                turns.push(body(p));
-                parent = ancestor.parent_id.as_deref();
+                turns.push(body(p, &mut out.texts));
+                parent = comments[p].parent_id.as_deref();
             } else {
-                if let Some(submission) = id.strip_prefix("t3_").and_then(|s| submissions.get(s)) {
-                    if let Some(text) = submission_text(submission) {
-                        turns.push(text);
-                    }
+                if let Some(submission) = id.strip_prefix("t3_") {
+                    let slot = *submission_slots.entry(submission).or_insert_with(|| {
+                        let text = submissions.get(submission).and_then(submission_text)?;
+                        out.texts.push(text);
+                        Some(out.texts.len() - 1)
+                    });
+                    turns.extend(slot);
                 }
                 break;
             }
         }
         turns.reverse();
         stats.examples += 1;
-        examples.push(DialogueExample {
-            id: comment.id.clone(),
-            subreddit: comment.subreddit.clone().unwrap_or_default(),
+        out.dialogues.push(Dialogue {
+            source: Source {
+                id: comment.id.clone(),
+                subreddit: comment.subreddit.clone().unwrap_or_default(),
+            },
             context: turns,
             response,
         });
     }
-    examples
+    out
 }
 
 /// 1 for a top-level comment, plus one per comment ancestor found (at most 64 are followed).
@@ -234,7 +263,7 @@ mod tests {
         .unwrap()
     }
 
-    fn run(comments: &[Comment], max_turns: usize) -> (Vec<DialogueExample>, ThreadStats) {
+    fn run(comments: &[Comment], max_turns: usize) -> (Vec<ResolvedDialogue>, ThreadStats) {
         let submission: Submission = serde_json::from_value(
             serde_json::json!({"id": "s", "title": "Title &amp; more", "selftext": "self"}),
         )
@@ -248,12 +277,35 @@ mod tests {
                 max_turns,
                 &RedditFilter::default(),
                 &mut stats,
-            ),
+            )
+            .resolved(),
             stats,
         )
     }
 
-    fn find<'a>(examples: &'a [DialogueExample], id: &str) -> &'a DialogueExample {
+    #[test]
+    fn each_body_and_submission_text_is_stored_once() {
+        let comments = [
+            c("a", "t3_s", "A"),
+            c("b", "t1_a", "B"),
+            c("c", "t1_b", "C"),
+            c("d", "t3_s", "D"),
+        ];
+        let submissions = HashMap::from([(
+            "s".to_owned(),
+            serde_json::from_value::<Submission>(serde_json::json!({"id": "s", "title": "T"}))
+                .unwrap(),
+        )]);
+        let mut stats = ThreadStats::default();
+        let out = thread_examples(&comments, &submissions, 7, &RedditFilter::default(), &mut stats);
+        let mut texts = out.texts.clone();
+        texts.sort();
+        assert_eq!(texts, ["A", "B", "C", "D", "T"]);
+        assert_eq!(out.dialogues[2].context.len(), 3);
+        assert_eq!(out.dialogues[3].context, out.dialogues[0].context);
+    }
+
+    fn find<'a>(examples: &'a [ResolvedDialogue], id: &str) -> &'a ResolvedDialogue {
         examples.iter().find(|e| e.id == id).unwrap()
     }
 
