@@ -67,7 +67,9 @@ impl Iterator for Documents {
         loop {
             match self.items.next()? {
                 Ok(Item::Example(example)) => return Some(Ok(example)),
-                Ok(Item::Dialogue(texts, dialogue)) => return Some(Ok(dialogue.to_example(&texts))),
+                Ok(Item::Dialogue(texts, dialogue)) => {
+                    return Some(Ok(dialogue.to_example(&texts)))
+                }
                 Ok(Item::Skipped(_) | Item::Notice(_)) => {}
                 Err(e) => return Some(Err(e)),
             }

@@ -43,6 +43,11 @@ impl Lines {
         }
     }
 
+    /// 1-based number of the line last returned.
+    pub(crate) fn line_number(&self) -> u64 {
+        self.line
+    }
+
     /// The next line; `Err` is fatal for this file (I/O failure or a corrupt compressed stream).
     pub(crate) fn next_line(&mut self) -> Option<Result<Line>> {
         if self.finished {

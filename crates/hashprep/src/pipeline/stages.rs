@@ -25,6 +25,8 @@ const SPECIAL_TOKEN_TEXT: &str = "special_token_text";
 pub(super) struct Chunk {
     seq: u64,
     items: Vec<Item>,
+    /// Bytes of text in the items, to size the ids buffer once.
+    text_bytes: usize,
 }
 
 /// One stream item after encoding.
@@ -58,6 +60,9 @@ pub(super) struct ChunkEncoder {
     eos: Option<u32>,
     /// Dialogue responses longer than this (in ids, without the end token) are dropped.
     max_response_tokens: Option<usize>,
+    /// Id buffers of written chunks, to be filled again: memory that stays in use is not handed
+    /// back to the OS and faulted in again page by page.
+    recycled: Option<Receiver<Vec<u32>>>,
 }
 
 impl ChunkEncoder {
@@ -72,7 +77,14 @@ impl ChunkEncoder {
             tokenizer,
             eos,
             max_response_tokens,
+            recycled: None,
         }
+    }
+
+    /// Takes the ids buffers of written chunks from `recycled` when there are some.
+    pub(super) fn recycling(mut self, recycled: Receiver<Vec<u32>>) -> Self {
+        self.recycled = Some(recycled);
+        self
     }
 
     fn encode_text(&self, text: &str) -> Result<EncodedText> {
@@ -118,7 +130,12 @@ impl ChunkEncoder {
     }
 
     pub(super) fn encode(&self, chunk: &Chunk) -> Result<EncodedChunk> {
-        let mut ids = Vec::new();
+        let mut ids = (self.recycled.as_ref())
+            .and_then(|r| r.try_recv().ok())
+            .unwrap_or_default();
+        ids.clear();
+        // Most tokenizers give at least one id per two bytes of text on average.
+        ids.reserve(chunk.text_bytes / 2 + 2 * chunk.items.len());
         let mut items = Vec::with_capacity(chunk.items.len());
         for item in &chunk.items {
             let encoded = match item {
@@ -167,11 +184,15 @@ pub(super) fn read_chunks(
     let mut seq = 0u64;
     let mut items = Vec::new();
     let mut bytes = 0usize;
-    let dispatch = |items: Vec<Item>, seq: &mut u64| -> bool {
+    let dispatch = |items: Vec<Item>, text_bytes: usize, seq: &mut u64| -> bool {
         if credits.recv().is_err() {
             return false; // the writer stopped
         }
-        let chunk = Chunk { seq: *seq, items };
+        let chunk = Chunk {
+            seq: *seq,
+            items,
+            text_bytes,
+        };
         *seq += 1;
         let (encoder, results) = (encoder.clone(), results.clone());
         pool.spawn(move || {
@@ -200,15 +221,15 @@ pub(super) fn read_chunks(
                 };
                 items.push(item);
                 if bytes >= chunk_bytes || items.len() >= 8192 {
-                    bytes = 0;
-                    if !dispatch(std::mem::take(&mut items), &mut seq) {
+                    if !dispatch(std::mem::take(&mut items), bytes, &mut seq) {
                         return;
                     }
+                    bytes = 0;
                 }
             }
         }
     }
-    if !items.is_empty() && !dispatch(items, &mut seq) {
+    if !items.is_empty() && !dispatch(items, bytes, &mut seq) {
         return;
     }
     let _ = results.send(Message::ReaderDone { chunks: seq });
@@ -219,7 +240,7 @@ pub(super) fn read_chunks(
 /// name, as after a kill.
 pub(super) fn write_in_order(
     results: &Receiver<Message>,
-    credits: &Sender<()>,
+    (credits, recycle): (&Sender<()>, &Sender<Vec<u32>>),
     writer: &mut OutputWriter,
     journal: &mut Journal,
     (progress, feed): (&Progress, &ProgressFeed),
@@ -246,6 +267,7 @@ pub(super) fn write_in_order(
                 pending.insert(chunk.seq, chunk);
                 while let Some(chunk) = pending.remove(&next) {
                     writer.write_chunk(&chunk, journal)?;
+                    let _ = recycle.try_send(chunk.ids);
                     next += 1;
                     let _ = credits.send(());
                     progress.update_from(feed, writer.totals.documents, writer.totals.tokens);
@@ -411,7 +433,12 @@ mod tests {
 
     /// Ids and (length, prefix, special strings) or skip reason of every item.
     fn encoded(encoder: &ChunkEncoder, seq: u64, items: Vec<Item>) -> (Vec<u32>, Vec<String>) {
-        let chunk = encoder.encode(&Chunk { seq, items }).unwrap();
+        let chunk = (encoder.encode(&Chunk {
+            seq,
+            items,
+            text_bytes: 0,
+        }))
+        .unwrap();
         let items = chunk
             .items
             .iter()

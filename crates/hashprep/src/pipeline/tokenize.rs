@@ -309,6 +309,8 @@ fn run_stages(
         credit_tx.send(()).expect("channel has room");
     }
     let (result_tx, result_rx) = unbounded::<Message>();
+    let (recycle_tx, recycle_rx) = bounded::<Vec<u32>>(max_in_flight);
+    let encoder = encoder.recycling(recycle_rx);
     let resumed_items = writer.items;
     let reader = {
         let chunk_bytes = options.chunk_bytes.max(1);
@@ -330,7 +332,7 @@ fn run_stages(
 
     let outcome = write_in_order(
         &result_rx,
-        &credit_tx,
+        (&credit_tx, &recycle_tx),
         writer,
         journal,
         (&progress, &feed),

@@ -6,7 +6,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, ListArray, RecordBatch, StringArray, UInt16Array, UInt32Array};
+use arrow_array::builder::StringBuilder;
+use arrow_array::{ArrayRef, ListArray, RecordBatch, UInt16Array, UInt32Array};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_ipc::writer::FileWriter;
 use arrow_schema::{Field, SchemaRef};
@@ -51,7 +52,7 @@ pub struct ShardWriter {
     values: Vec<u32>,
     prefix_lens: Vec<u32>,
     /// `id` and `subreddit` per row, for dialogue shards.
-    sources: Option<(Vec<String>, Vec<String>)>,
+    sources: Option<(StringBuilder, StringBuilder)>,
     rows: u64,
     tokens: u64,
 }
@@ -92,7 +93,7 @@ impl ShardWriter {
             offsets: vec![0],
             values: Vec::new(),
             prefix_lens: Vec::new(),
-            sources: with_sources.then(|| (Vec::new(), Vec::new())),
+            sources: with_sources.then(|| (StringBuilder::new(), StringBuilder::new())),
             rows: 0,
             tokens: 0,
         })
@@ -117,8 +118,8 @@ impl ShardWriter {
         source: Option<&Source>,
     ) -> Result<()> {
         if let Some((ids, subreddits)) = &mut self.sources {
-            ids.push(source.map(|s| s.id.clone()).unwrap_or_default());
-            subreddits.push(source.map(|s| s.subreddit.clone()).unwrap_or_default());
+            ids.append_value(source.map_or("", |s| s.id.as_str()));
+            subreddits.append_value(source.map_or("", |s| s.subreddit.as_str()));
         }
         let end = i32::try_from(self.values.len() + tokens.len()).map_err(|_| {
             Error::BadInput(format!(
@@ -169,8 +170,8 @@ impl ShardWriter {
         let prefix = UInt32Array::from(std::mem::take(&mut self.prefix_lens));
         let mut columns: Vec<ArrayRef> = vec![Arc::new(tokens), Arc::new(prefix)];
         if let Some((ids, subreddits)) = &mut self.sources {
-            columns.push(Arc::new(StringArray::from(std::mem::take(ids))));
-            columns.push(Arc::new(StringArray::from(std::mem::take(subreddits))));
+            columns.push(Arc::new(ids.finish()));
+            columns.push(Arc::new(subreddits.finish()));
         }
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| Error::format(&self.temp_path, e))?;

@@ -19,7 +19,7 @@ use crate::corpus::jsonl::json_lines_error;
 use crate::corpus::lines::{Line, Lines};
 use crate::corpus::open_input;
 use crate::corpus::OnError;
-use crate::error::{Error, Result, SkipReason};
+use crate::error::{Error, Location, Result, SkipReason};
 use crate::util::splitmix64;
 
 /// The thread a record belongs to: a comment's `link_id`, a submission's own id.
@@ -56,8 +56,102 @@ fn route(thread: &str, tasks: usize, partitions: usize) -> (usize, usize) {
 /// Records skipped while partitioning, by reason.
 pub(crate) type Skipped = HashMap<SkipReason, u64>;
 
+/// Lines parsed together on all cores in phase 1 (a batch is at most this many bytes of text).
+const BATCH_BYTES: usize = 8 << 20;
+
+/// What phase 1 does with one line.
+enum Routed {
+    /// A blank line, or a record of another task.
+    Nothing,
+    /// The record's spill form, for this partition.
+    Spill(usize, Vec<u8>),
+    /// A bad record (skipped or fatal under the policy) or a fatal error.
+    Bad(Error),
+}
+
+/// Lines of a file read together, with their line numbers, and the stream error that ended
+/// the file early, if one did.
+#[derive(Default)]
+struct Batch {
+    lines: Vec<(u64, Line)>,
+    ended: Option<Error>,
+}
+
+/// Reads up to [`BATCH_BYTES`] of lines.
+fn read_batch(lines: &mut Lines) -> Batch {
+    let mut batch = Batch::default();
+    let mut bytes = 0;
+    while bytes < BATCH_BYTES {
+        match lines.next_line() {
+            None => break,
+            Some(Ok(line)) => {
+                bytes += match &line {
+                    Line::Text(text) => text.len() + 1,
+                    Line::Invalid(_) => 1,
+                };
+                batch.lines.push((lines.line_number(), line));
+            }
+            Some(Err(e)) => {
+                batch.ended = Some(e);
+                break;
+            }
+        }
+    }
+    batch
+}
+
+/// Parses one dump line and routes it to its partition (runs on the rayon pool).
+fn route_line(
+    line: &str,
+    (file, number): (&Path, u64),
+    partitions: usize,
+    task: (usize, usize),
+) -> Routed {
+    let location = || Location {
+        path: file.to_path_buf(),
+        line: number,
+    };
+    if line.trim().is_empty() {
+        return Routed::Nothing;
+    }
+    if line.len() > MAX_LINE_BYTES {
+        return Routed::Bad(Error::BadInput(format!(
+            "{}: a record of {} bytes; the Reddit spill holds records of at most {MAX_LINE_BYTES}",
+            location(),
+            line.len()
+        )));
+    }
+    let bad = |reason: SkipReason, detail: String| {
+        Routed::Bad(Error::BadRecord {
+            location: location(),
+            reason,
+            detail,
+        })
+    };
+    let record = match serde_json::from_str::<DumpRecord>(line) {
+        Err(e) => return bad(SkipReason::MalformedJson, json_lines_error(line, &e)),
+        Ok(r) if r.id.is_none() => return bad(SkipReason::MissingField, "no id".into()),
+        Ok(r) => r,
+    };
+    let Some(thread) = thread_of(&record) else {
+        return bad(
+            SkipReason::MissingField,
+            "neither a comment with link_id nor a submission with title".into(),
+        );
+    };
+    let (t, p) = route(thread, task.1, partitions);
+    if t != task.0 {
+        return Routed::Nothing;
+    }
+    let mut encoded = Vec::new();
+    record.encode(&mut encoded);
+    Routed::Spill(p, encoded)
+}
+
 /// Phase 1: streams every record of `files` into `partitions` spill files under `dir`, keeping
 /// only the threads of task `task.0` of `task.1`. Returns the spill files and what was skipped.
+/// Lines are parsed in batches on all cores, the next batch read meanwhile, and written in
+/// input order.
 ///
 /// # Errors
 /// I/O failure; under `OnError::Fail`, the first malformed record (file and line).
@@ -69,6 +163,7 @@ pub(crate) fn partition(
     on_error: OnError,
     progress: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
 ) -> Result<(Vec<PathBuf>, Skipped)> {
+    use rayon::prelude::*;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let paths: Vec<PathBuf> = (0..partitions)
         .map(|p| dir.join(format!("part-{p:05}.spill")))
@@ -82,65 +177,54 @@ pub(crate) fn partition(
         })
         .collect::<Result<Vec<_>>>()?;
     let mut skipped = Skipped::new();
-    let mut encoded = Vec::new();
     for file in files {
         let mut lines = Lines::new(open_input(file, progress.cloned())?, file);
-        while let Some(next) = lines.next_line() {
-            let line = match next {
-                Ok(Line::Text(line)) => line,
-                Ok(Line::Invalid(Error::BadRecord { reason, .. })) if on_error == OnError::Skip => {
-                    *skipped.entry(reason).or_default() += 1;
-                    continue;
+        let mut batch = read_batch(&mut lines);
+        loop {
+            let Batch {
+                lines: current,
+                ended,
+            } = batch;
+            if current.is_empty() && ended.is_none() {
+                break;
+            }
+            // Parse this batch on all cores while the next one is read.
+            let (routed, next) = rayon::join(
+                || {
+                    current
+                        .into_par_iter()
+                        .map(|(line, text)| match text {
+                            Line::Text(text) => route_line(&text, (file, line), partitions, task),
+                            Line::Invalid(e) => Routed::Bad(e),
+                        })
+                        .collect::<Vec<_>>()
+                },
+                || match ended {
+                    None => read_batch(&mut lines),
+                    Some(_) => Batch::default(),
+                },
+            );
+            for outcome in routed {
+                match outcome {
+                    Routed::Nothing => {}
+                    Routed::Spill(p, encoded) => writers[p]
+                        .write_all(&encoded)
+                        .map_err(|e| Error::io(&paths[p], e))?,
+                    Routed::Bad(Error::BadRecord { reason, .. }) if on_error == OnError::Skip => {
+                        *skipped.entry(reason).or_default() += 1;
+                    }
+                    Routed::Bad(e) => return Err(e),
                 }
+            }
+            match ended {
+                None => batch = next,
                 // A truncated or damaged stream (a partly downloaded dump): the records before
                 // the damage are kept, the rest of the file is lost and counted once.
-                Err(Error::CorruptStream { .. }) if on_error == OnError::Skip => {
+                Some(Error::CorruptStream { .. }) if on_error == OnError::Skip => {
                     *skipped.entry(SkipReason::CorruptStream).or_default() += 1;
                     break;
                 }
-                Ok(Line::Invalid(e)) | Err(e) => return Err(e),
-            };
-            if line.trim().is_empty() {
-                continue;
-            }
-            let bad = |reason: SkipReason, detail: String| Error::BadRecord {
-                location: lines.location(),
-                reason,
-                detail,
-            };
-            if line.len() > MAX_LINE_BYTES {
-                return Err(Error::BadInput(format!(
-                    "{}: a record of {} bytes; the Reddit spill holds records of at most {MAX_LINE_BYTES}",
-                    lines.location(),
-                    line.len()
-                )));
-            }
-            let record = serde_json::from_str::<DumpRecord>(&line);
-            let outcome = match &record {
-                Err(e) => Err(bad(SkipReason::MalformedJson, json_lines_error(&line, e))),
-                Ok(r) if r.id.is_none() => Err(bad(SkipReason::MissingField, "no id".into())),
-                Ok(r) => thread_of(r)
-                    .map(|t| route(t, task.1, partitions))
-                    .ok_or_else(|| {
-                        bad(
-                            SkipReason::MissingField,
-                            "neither a comment with link_id nor a submission with title".into(),
-                        )
-                    }),
-            };
-            match (outcome, record) {
-                (Ok((t, p)), Ok(record)) if t == task.0 => {
-                    encoded.clear();
-                    record.encode(&mut encoded);
-                    writers[p]
-                        .write_all(&encoded)
-                        .map_err(|e| Error::io(&paths[p], e))?;
-                }
-                (Ok(_), _) => {}
-                (Err(Error::BadRecord { reason, .. }), _) if on_error == OnError::Skip => {
-                    *skipped.entry(reason).or_default() += 1;
-                }
-                (Err(e), _) => return Err(e),
+                Some(e) => return Err(e),
             }
         }
     }

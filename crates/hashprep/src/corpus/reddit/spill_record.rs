@@ -108,7 +108,7 @@ pub(super) enum SpillRecord {
 
 /// The records of a spill file's bytes, in order; `Err` describes where the bytes are damaged.
 pub(super) fn decode_all(mut bytes: &[u8]) -> Result<Vec<SpillRecord>, String> {
-    let mut records = Vec::new();
+    let mut records = Vec::with_capacity(count_records(bytes));
     while !bytes.is_empty() {
         let len = take_u32(&mut bytes)? as usize;
         if bytes.len() < len {
@@ -123,6 +123,18 @@ pub(super) fn decode_all(mut bytes: &[u8]) -> Result<Vec<SpillRecord>, String> {
         records.push(decoded);
     }
     Ok(records)
+}
+
+/// The number of records the length prefixes of `bytes` announce (to allocate once).
+fn count_records(mut bytes: &[u8]) -> usize {
+    let mut count = 0;
+    while let Ok(len) = take_u32(&mut bytes) {
+        if take(&mut bytes, len as usize).is_err() {
+            break;
+        }
+        count += 1;
+    }
+    count
 }
 
 fn decode(bytes: &mut &[u8]) -> Result<SpillRecord, String> {

@@ -155,13 +155,21 @@ pub(crate) fn thread_examples<S: BuildHasher>(
         .map(|c| parent_in_thread(c, comments, &index))
         .collect();
     let looping = cyclic(&parents);
-    let deleted: Vec<bool> = comments.iter().map(|c| is_deleted(c.body.as_deref())).collect();
-    let mut out = ThreadDialogues::default();
+    let deleted: Vec<bool> = comments
+        .iter()
+        .map(|c| is_deleted(c.body.as_deref()))
+        .collect();
+    let mut out = ThreadDialogues {
+        texts: Vec::with_capacity(first.len()),
+        dialogues: Vec::with_capacity(first.len()),
+    };
     // A body is a context turn of each reply below it: unescaped and stored once.
     let mut body_slots: Vec<Option<usize>> = vec![None; comments.len()];
     let mut body = |i: usize, texts: &mut Vec<String>| -> usize {
         *body_slots[i].get_or_insert_with(|| {
-            texts.push(unescape_html(comments[i].body.as_deref().unwrap_or_default()));
+            texts.push(unescape_html(
+                comments[i].body.as_deref().unwrap_or_default(),
+            ));
             texts.len() - 1
         })
     };
@@ -297,7 +305,13 @@ mod tests {
                 .unwrap(),
         )]);
         let mut stats = ThreadStats::default();
-        let out = thread_examples(&comments, &submissions, 7, &RedditFilter::default(), &mut stats);
+        let out = thread_examples(
+            &comments,
+            &submissions,
+            7,
+            &RedditFilter::default(),
+            &mut stats,
+        );
         let mut texts = out.texts.clone();
         texts.sort();
         assert_eq!(texts, ["A", "B", "C", "D", "T"]);
