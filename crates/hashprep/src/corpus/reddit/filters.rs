@@ -77,7 +77,7 @@ impl RedditFilter {
 mod tests {
     use super::*;
 
-    fn comment(author: &str, subreddit: &str) -> Comment {
+    fn comment(author: &str, subreddit: &str) -> Comment<'static> {
         serde_json::from_value(
             serde_json::json!({"id": "x", "author": author, "subreddit": subreddit}),
         )

@@ -2,28 +2,31 @@
 //! Fields may be missing or null; `created_utc` may be a number or a string; bodies are
 //! HTML-escaped and may be `[deleted]` / `[removed]`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Deserializer};
 
-/// A comment, as much of it as threads need.
+/// A comment, as much of it as threads need; its strings borrow from the spill bytes it was
+/// read from (a partition holds millions of them).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Comment {
+pub struct Comment<'a> {
     /// Base-36 id without prefix.
-    pub id: String,
+    pub id: Cow<'a, str>,
     /// `t1_<comment>` or `t3_<submission>`.
     #[serde(default)]
-    pub parent_id: Option<String>,
+    pub parent_id: Option<Cow<'a, str>>,
     /// `t3_<submission>`: the thread.
     #[serde(default)]
-    pub link_id: Option<String>,
+    pub link_id: Option<Cow<'a, str>>,
     /// HTML-escaped text.
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<Cow<'a, str>>,
     /// Author name.
     #[serde(default)]
-    pub author: Option<String>,
+    pub author: Option<Cow<'a, str>>,
     /// Subreddit name.
     #[serde(default)]
-    pub subreddit: Option<String>,
+    pub subreddit: Option<Cow<'a, str>>,
     /// Creation time (seconds); pushshift writes it as a number or a string.
     #[serde(default, deserialize_with = "int_or_string")]
     pub created_utc: Option<i64>,

@@ -245,8 +245,8 @@ pub(crate) fn partition_examples(
     filter: &RedditFilter,
 ) -> Result<(ThreadDialogues, ThreadStats)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    // The comments borrow their strings from `bytes`.
     let records = decode_all(&bytes).map_err(|e| Error::corrupt(path, e))?;
-    drop(bytes);
     let mut comments = Vec::with_capacity(records.len());
     let mut submissions: HashMap<String, Submission, ahash::RandomState> = HashMap::default();
     for record in records {

@@ -101,13 +101,13 @@ fn put_text(out: &mut Vec<u8>, text: Option<&str>) {
 
 /// A spill record read back.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum SpillRecord {
-    Comment(Comment),
+pub(super) enum SpillRecord<'a> {
+    Comment(Comment<'a>),
     Submission(Submission),
 }
 
 /// The records of a spill file's bytes, in order; `Err` describes where the bytes are damaged.
-pub(super) fn decode_all(mut bytes: &[u8]) -> Result<Vec<SpillRecord>, String> {
+pub(super) fn decode_all(mut bytes: &[u8]) -> Result<Vec<SpillRecord<'_>>, String> {
     let mut records = Vec::with_capacity(count_records(bytes));
     while !bytes.is_empty() {
         let len = take_u32(&mut bytes)? as usize;
@@ -137,14 +137,14 @@ fn count_records(mut bytes: &[u8]) -> usize {
     count
 }
 
-fn decode(bytes: &mut &[u8]) -> Result<SpillRecord, String> {
+fn decode<'a>(bytes: &mut &'a [u8]) -> Result<SpillRecord<'a>, String> {
     let kind = take(bytes, 1)?[0];
     match kind {
         b'C' => {
-            let id = take_text(bytes)?.ok_or("a comment without id")?;
-            let (parent_id, link_id) = (take_text(bytes)?, take_text(bytes)?);
-            let (body, author, subreddit) =
-                (take_text(bytes)?, take_text(bytes)?, take_text(bytes)?);
+            let mut text = || take_text(bytes).map(|t| t.map(Cow::Borrowed));
+            let id = text()?.ok_or("a comment without id")?;
+            let (parent_id, link_id) = (text()?, text()?);
+            let (body, author, subreddit) = (text()?, text()?, text()?);
             let created_utc = match take(bytes, 1)?[0] {
                 0 => None,
                 _ => Some(i64::from_le_bytes(
@@ -161,12 +161,15 @@ fn decode(bytes: &mut &[u8]) -> Result<SpillRecord, String> {
                 created_utc,
             }))
         }
-        b'S' => Ok(SpillRecord::Submission(Submission {
-            id: take_text(bytes)?.ok_or("a submission without id")?,
-            title: take_text(bytes)?,
-            selftext: take_text(bytes)?,
-            subreddit: take_text(bytes)?,
-        })),
+        b'S' => {
+            let mut text = || take_text(bytes).map(|t| t.map(str::to_owned));
+            Ok(SpillRecord::Submission(Submission {
+                id: text()?.ok_or("a submission without id")?,
+                title: text()?,
+                selftext: text()?,
+                subreddit: text()?,
+            }))
+        }
         other => Err(format!("unknown record kind {other}")),
     }
 }
@@ -186,13 +189,13 @@ fn take_u32(bytes: &mut &[u8]) -> Result<u32, String> {
     ))
 }
 
-fn take_text(bytes: &mut &[u8]) -> Result<Option<String>, String> {
+fn take_text<'a>(bytes: &mut &'a [u8]) -> Result<Option<&'a str>, String> {
     let len = take_u32(bytes)?;
     if len == u32::MAX {
         return Ok(None);
     }
     let raw = take(bytes, len as usize)?;
-    String::from_utf8(raw.to_vec())
+    std::str::from_utf8(raw)
         .map(Some)
         .map_err(|_| "text that is not UTF-8".into())
 }

@@ -87,7 +87,7 @@ enum Ancestry {
 }
 
 /// The thread of a comment: its `link_id` without the `t3_` prefix.
-fn thread(comment: &Comment) -> Option<&str> {
+fn thread<'a>(comment: &'a Comment) -> Option<&'a str> {
     let link = comment.link_id.as_deref()?;
     Some(link.strip_prefix("t3_").unwrap_or(link))
 }
@@ -142,10 +142,10 @@ pub(crate) fn thread_examples<S: BuildHasher>(
     let mut index = Index::with_capacity_and_hasher(comments.len(), ahash::RandomState::new());
     let mut first = Vec::with_capacity(comments.len());
     for (i, comment) in comments.iter().enumerate() {
-        if index.contains_key(comment.id.as_str()) {
+        if index.contains_key(comment.id.as_ref()) {
             stats.duplicates += 1;
         } else {
-            index.insert(&comment.id, i);
+            index.insert(comment.id.as_ref(), i);
             first.push(i);
         }
     }
@@ -221,8 +221,8 @@ pub(crate) fn thread_examples<S: BuildHasher>(
         stats.examples += 1;
         out.dialogues.push(Dialogue {
             source: Source {
-                id: comment.id.clone(),
-                subreddit: comment.subreddit.clone().unwrap_or_default(),
+                id: comment.id.to_string(),
+                subreddit: comment.subreddit.as_deref().unwrap_or_default().to_owned(),
             },
             context: turns,
             response,
@@ -264,7 +264,7 @@ fn submission_text(submission: &Submission) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn c(id: &str, parent: &str, body: &str) -> Comment {
+    fn c(id: &str, parent: &str, body: &str) -> Comment<'static> {
         serde_json::from_value(serde_json::json!({
             "id": id, "parent_id": parent, "link_id": "t3_s", "body": body, "subreddit": "rust"
         }))
