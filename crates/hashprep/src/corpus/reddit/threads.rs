@@ -271,24 +271,27 @@ mod tests {
         .unwrap()
     }
 
-    fn run(comments: &[Comment], max_turns: usize) -> (Vec<ResolvedDialogue>, ThreadStats) {
+    /// The dialogues of `comments` under submission `s` ("Title &amp; more", "self").
+    fn dialogues(comments: &[Comment], max_turns: usize) -> (ThreadDialogues, ThreadStats) {
         let submission: Submission = serde_json::from_value(
             serde_json::json!({"id": "s", "title": "Title &amp; more", "selftext": "self"}),
         )
         .unwrap();
         let submissions = HashMap::from([("s".to_owned(), submission)]);
         let mut stats = ThreadStats::default();
-        (
-            thread_examples(
-                comments,
-                &submissions,
-                max_turns,
-                &RedditFilter::default(),
-                &mut stats,
-            )
-            .resolved(),
-            stats,
-        )
+        let out = thread_examples(
+            comments,
+            &submissions,
+            max_turns,
+            &RedditFilter::default(),
+            &mut stats,
+        );
+        (out, stats)
+    }
+
+    fn run(comments: &[Comment], max_turns: usize) -> (Vec<ResolvedDialogue>, ThreadStats) {
+        let (out, stats) = dialogues(comments, max_turns);
+        (out.resolved(), stats)
     }
 
     #[test]
@@ -299,22 +302,10 @@ mod tests {
             c("c", "t1_b", "C"),
             c("d", "t3_s", "D"),
         ];
-        let submissions = HashMap::from([(
-            "s".to_owned(),
-            serde_json::from_value::<Submission>(serde_json::json!({"id": "s", "title": "T"}))
-                .unwrap(),
-        )]);
-        let mut stats = ThreadStats::default();
-        let out = thread_examples(
-            &comments,
-            &submissions,
-            7,
-            &RedditFilter::default(),
-            &mut stats,
-        );
+        let (out, _) = dialogues(&comments, 7);
         let mut texts = out.texts.clone();
         texts.sort();
-        assert_eq!(texts, ["A", "B", "C", "D", "T"]);
+        assert_eq!(texts, ["A", "B", "C", "D", "Title & more\nself"]);
         assert_eq!(out.dialogues[2].context.len(), 3);
         assert_eq!(out.dialogues[3].context, out.dialogues[0].context);
     }
