@@ -3,7 +3,7 @@
 //! the examples of a partition name their turns by index into one table of texts, and each text
 //! is encoded at most once however many examples use it, whichever worker gets there first.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use super::{Example, Source};
 use crate::error::Result;
@@ -72,7 +72,7 @@ impl Dialogue {
     }
 
     /// The example with its texts copied out.
-    pub(crate) fn to_example(&self, texts: &Arc<SharedTexts>) -> Example {
+    pub(crate) fn to_example(&self, texts: &SharedTexts) -> Example {
         Example {
             context: self
                 .context
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn an_example_copies_its_turns_in_order() {
-        let texts = Arc::new(SharedTexts::new(vec!["t".into(), "a".into(), "b".into()]));
+        let texts = SharedTexts::new(vec!["t".into(), "a".into(), "b".into()]);
         let dialogue = Dialogue {
             source: Source {
                 id: "b".into(),

@@ -12,7 +12,7 @@ use crate::error::SkipReason;
 
 /// The examples of a set of threads, their turns named by index into `texts` (each comment
 /// body and submission text at most once).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ThreadDialogues {
     pub texts: Vec<String>,
     pub dialogues: Vec<Dialogue>,
