@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use super::filters::RedditFilter;
 use super::records::Submission;
-use super::spill_record::{decode_all, DumpRecord, SpillRecord, MAX_LINE_BYTES};
+use super::spill_record::{
+    decode_all, DumpRecord, SpillRecord, MAX_LINE_BYTES, SPILL_PREFIX_BYTES,
+};
 #[cfg(test)]
 use super::threads::ResolvedDialogue;
 use super::threads::{thread_examples, ThreadDialogues, ThreadStats};
@@ -59,14 +61,62 @@ pub(crate) type Skipped = HashMap<SkipReason, u64>;
 /// Lines parsed together on all cores in phase 1 (a batch is at most this many bytes of text).
 const BATCH_BYTES: usize = 8 << 20;
 
+/// Lines parsed together by one task of the rayon pool: their spill forms go into one buffer
+/// instead of a buffer per record.
+const LINES_PER_RUN: usize = 1024;
+
 /// What phase 1 does with one line.
 enum Routed {
     /// A blank line, or a record of another task.
     Nothing,
-    /// The record's spill form, for this partition.
-    Spill(usize, Vec<u8>),
+    /// The record's spill form was appended; it goes to this partition.
+    Spill(usize),
     /// A bad record (skipped or fatal under the policy) or a fatal error.
     Bad(Error),
+}
+
+/// A run of lines parsed: their spill forms back to back, with each one's partition and end
+/// offset, and the bad lines, each in input order.
+#[derive(Default)]
+struct RoutedRun {
+    spilled: Vec<u8>,
+    records: Vec<(usize, usize)>,
+    bad: Vec<Error>,
+}
+
+/// Parses a run of lines of `file` (runs on the rayon pool).
+fn route_run(
+    lines: Vec<(u64, Line)>,
+    file: &Path,
+    partitions: usize,
+    task: (usize, usize),
+) -> RoutedRun {
+    let text_bytes: usize = lines
+        .iter()
+        .map(|(_, line)| match line {
+            Line::Text(text) => text.len() + SPILL_PREFIX_BYTES,
+            Line::Invalid(_) => 0,
+        })
+        .sum();
+    let mut run = RoutedRun {
+        spilled: Vec::with_capacity(text_bytes),
+        records: Vec::with_capacity(lines.len()),
+        bad: Vec::new(),
+    };
+    for (number, line) in lines {
+        let routed = match line {
+            Line::Text(text) => {
+                route_line(&text, (file, number), partitions, task, &mut run.spilled)
+            }
+            Line::Invalid(e) => Routed::Bad(e),
+        };
+        match routed {
+            Routed::Nothing => {}
+            Routed::Spill(p) => run.records.push((p, run.spilled.len())),
+            Routed::Bad(e) => run.bad.push(e),
+        }
+    }
+    run
 }
 
 /// Lines of a file read together, with their line numbers, and the stream error that ended
@@ -100,12 +150,13 @@ fn read_batch(lines: &mut Lines) -> Batch {
     batch
 }
 
-/// Parses one dump line and routes it to its partition (runs on the rayon pool).
+/// Parses one dump line, appends its spill form to `spilled` and names its partition.
 fn route_line(
     line: &str,
     (file, number): (&Path, u64),
     partitions: usize,
     task: (usize, usize),
+    spilled: &mut Vec<u8>,
 ) -> Routed {
     let location = || Location {
         path: file.to_path_buf(),
@@ -143,9 +194,8 @@ fn route_line(
     if t != task.0 {
         return Routed::Nothing;
     }
-    let mut encoded = Vec::new();
-    record.encode(&mut encoded);
-    Routed::Spill(p, encoded)
+    record.encode(spilled);
+    Routed::Spill(p)
 }
 
 /// Phase 1: streams every record of `files` into `partitions` spill files under `dir`, keeping
@@ -189,14 +239,12 @@ pub(crate) fn partition(
                 break;
             }
             // Parse this batch on all cores while the next one is read.
-            let (routed, next) = rayon::join(
+            let (runs, next) = rayon::join(
                 || {
                     current
                         .into_par_iter()
-                        .map(|(line, text)| match text {
-                            Line::Text(text) => route_line(&text, (file, line), partitions, task),
-                            Line::Invalid(e) => Routed::Bad(e),
-                        })
+                        .chunks(LINES_PER_RUN)
+                        .map(|lines| route_run(lines, file, partitions, task))
                         .collect::<Vec<_>>()
                 },
                 || match ended {
@@ -204,16 +252,23 @@ pub(crate) fn partition(
                     Some(_) => Batch::default(),
                 },
             );
-            for outcome in routed {
-                match outcome {
-                    Routed::Nothing => {}
-                    Routed::Spill(p, encoded) => writers[p]
-                        .write_all(&encoded)
-                        .map_err(|e| Error::io(&paths[p], e))?,
-                    Routed::Bad(Error::BadRecord { reason, .. }) if on_error == OnError::Skip => {
-                        *skipped.entry(reason).or_default() += 1;
+            for run in runs {
+                // A fatal error ends the run before its records are written; which error
+                // comes first does not depend on them.
+                for bad in run.bad {
+                    match bad {
+                        Error::BadRecord { reason, .. } if on_error == OnError::Skip => {
+                            *skipped.entry(reason).or_default() += 1;
+                        }
+                        e => return Err(e),
                     }
-                    Routed::Bad(e) => return Err(e),
+                }
+                let mut start = 0;
+                for (p, end) in run.records {
+                    writers[p]
+                        .write_all(&run.spilled[start..end])
+                        .map_err(|e| Error::io(&paths[p], e))?;
+                    start = end;
                 }
             }
             match ended {

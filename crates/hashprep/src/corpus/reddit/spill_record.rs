@@ -13,9 +13,12 @@ use serde::{Deserialize, Deserializer};
 
 use super::records::{int_or_string, Comment, Submission};
 
-/// The longest dump line the spill takes: a record's fields are at most its line's bytes (JSON
-/// unescaping only shrinks them) plus 64 bytes of prefixes, and its length is a u32.
-pub(super) const MAX_LINE_BYTES: usize = u32::MAX as usize - 64;
+/// The bytes a spill record adds to its line's: its fields are at most the line's bytes (JSON
+/// unescaping only shrinks them), plus at most this many bytes of prefixes.
+pub(super) const SPILL_PREFIX_BYTES: usize = 64;
+
+/// The longest dump line the spill takes: its record's length must fit a u32.
+pub(super) const MAX_LINE_BYTES: usize = u32::MAX as usize - SPILL_PREFIX_BYTES;
 
 /// One dump line, borrowing its strings from the line where they hold no escapes.
 #[derive(Deserialize)]
