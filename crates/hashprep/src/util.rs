@@ -30,6 +30,22 @@ pub(crate) fn is_one<T: From<u8> + PartialEq>(value: &T) -> bool {
     *value == T::from(1)
 }
 
+/// Maps `file` read-only; with `populate`, all its pages are faulted in at once (for a file
+/// read whole). Only for files nobody truncates or rewrites while they are mapped: shards once
+/// renamed to their final name, spill files once phase 1 has written them.
+pub(crate) fn map_file(file: &File, populate: bool) -> std::io::Result<memmap2::Mmap> {
+    let mut options = memmap2::MmapOptions::new();
+    if populate {
+        options.populate();
+    }
+    // SAFETY: the files mapped are not changed while mapped (above): a file truncated
+    // underneath would fault, as with pyarrow.memory_map.
+    #[allow(unsafe_code)]
+    unsafe {
+        options.map(file)
+    }
+}
+
 /// What a caught panic says (its `&str` or `String` payload; empty otherwise).
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic

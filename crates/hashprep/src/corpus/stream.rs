@@ -252,7 +252,15 @@ impl RedditStream {
         self.next_part += group.len();
         let results: Vec<_> = group
             .par_iter()
-            .map(|p| partition_examples(p, self.options.max_context_turns, &self.options.filter))
+            .map(|p| {
+                let examples =
+                    partition_examples(p, self.options.max_context_turns, &self.options.filter);
+                // Read once: removed now, its pages are freed (and not written back to disk)
+                // while the run goes on. The run removes the whole directory at its end, and
+                // reports a failure to there.
+                let _ = std::fs::remove_file(p);
+                examples
+            })
             .collect();
         for result in results {
             match result {

@@ -78,15 +78,6 @@ pub struct ShardReader {
     tokenizer_fingerprint: Option<String>,
 }
 
-fn mmap(file: &File) -> std::io::Result<memmap2::Mmap> {
-    // SAFETY: shards are immutable once renamed to their final name; a reader that maps one
-    // relies on nobody truncating it underneath (the same contract as pyarrow.memory_map).
-    #[allow(unsafe_code)]
-    unsafe {
-        memmap2::Mmap::map(file)
-    }
-}
-
 impl ShardReader {
     /// Maps `path` and decodes its record batches in place. With `checksum`, the file's bytes
     /// must hash to it (a shard truncated or altered after it was written is refused).
@@ -95,7 +86,7 @@ impl ShardReader {
     /// The file is missing, not an Arrow IPC file of the shard schema, or fails the checksum.
     pub fn open(path: &Path, checksum: Option<&str>) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let map = mmap(&file).map_err(|e| Error::io(path, e))?;
+        let map = crate::util::map_file(&file, false).map_err(|e| Error::io(path, e))?;
         if let Some(expected) = checksum {
             verify_checksum(path, &map, expected)?;
         }
