@@ -100,7 +100,7 @@ impl ChunkEncoder {
         &self,
         context: &[&EncodedText],
         response: &EncodedText,
-        source: Option<&Source>,
+        source: Option<Source>,
         ids: &mut Vec<u32>,
     ) -> Encoded {
         if self
@@ -120,7 +120,7 @@ impl ChunkEncoder {
         Encoded::Example {
             len: (ids.len() - start) as u32,
             prefix_len,
-            source: source.cloned(),
+            source,
             special_strings: context
                 .iter()
                 .chain([&response])
@@ -129,7 +129,8 @@ impl ChunkEncoder {
         }
     }
 
-    pub(super) fn encode(&self, chunk: &Chunk) -> Result<EncodedChunk> {
+    /// Encodes a chunk; its examples' sources move into the result.
+    pub(super) fn encode(&self, chunk: Chunk) -> Result<EncodedChunk> {
         let mut ids = (self.recycled.as_ref())
             .and_then(|r| r.try_recv().ok())
             .unwrap_or_default();
@@ -137,9 +138,9 @@ impl ChunkEncoder {
         // Most tokenizers give at least one id per two bytes of text on average.
         ids.reserve(chunk.text_bytes / 2 + 2 * chunk.items.len());
         let mut items = Vec::with_capacity(chunk.items.len());
-        for item in &chunk.items {
+        for item in chunk.items {
             let encoded = match item {
-                Item::Skipped(reason) => Encoded::Skipped(*reason),
+                Item::Skipped(reason) => Encoded::Skipped(reason),
                 Item::Notice(name) => Encoded::Notice(name),
                 Item::Example(example) => {
                     let context = (example.context.iter())
@@ -147,7 +148,7 @@ impl ChunkEncoder {
                         .collect::<Result<Vec<_>>>()?;
                     let response = self.encode_text(&example.text)?;
                     let context: Vec<&EncodedText> = context.iter().collect();
-                    self.append_example(&context, &response, example.source.as_ref(), &mut ids)
+                    self.append_example(&context, &response, example.source, &mut ids)
                 }
                 // Each shared text is encoded once, by the first chunk that needs it.
                 Item::Dialogue(texts, dialogue) => {
@@ -156,7 +157,7 @@ impl ChunkEncoder {
                         .map(|&i| shared(i))
                         .collect::<Result<Vec<_>>>()?;
                     let response = shared(dialogue.response)?;
-                    self.append_example(&context, response, Some(&dialogue.source), &mut ids)
+                    self.append_example(&context, response, Some(dialogue.source), &mut ids)
                 }
             };
             items.push(encoded);
@@ -196,7 +197,7 @@ pub(super) fn read_chunks(
         *seq += 1;
         let (encoder, results) = (encoder.clone(), results.clone());
         pool.spawn(move || {
-            let message = match encoder.encode(&chunk) {
+            let message = match encoder.encode(chunk) {
                 Ok(encoded) => Message::Chunk(encoded),
                 Err(e) => Message::Failed(e),
             };
@@ -433,7 +434,7 @@ mod tests {
 
     /// Ids and (length, prefix, special strings) or skip reason of every item.
     fn encoded(encoder: &ChunkEncoder, seq: u64, items: Vec<Item>) -> (Vec<u32>, Vec<String>) {
-        let chunk = (encoder.encode(&Chunk {
+        let chunk = (encoder.encode(Chunk {
             seq,
             items,
             text_bytes: 0,
