@@ -256,8 +256,8 @@ impl RedditStream {
                 let examples =
                     partition_examples(p, self.options.max_context_turns, &self.options.filter);
                 // Read once: removed now, its pages are freed (and not written back to disk)
-                // while the run goes on. The run removes the whole directory at its end, and
-                // reports a failure to there.
+                // while the run goes on. The run removes the whole directory at its end and
+                // reports a failure to remove it there.
                 let _ = std::fs::remove_file(p);
                 examples
             })

@@ -77,7 +77,6 @@ enum Routed {
 
 /// A run of lines parsed: their spill forms back to back, with each one's partition and end
 /// offset, and the bad lines, each in input order.
-#[derive(Default)]
 struct RoutedRun {
     spilled: Vec<u8>,
     records: Vec<(usize, usize)>,
@@ -483,5 +482,56 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("RC_2019-01:261: malformed_json"), "{err}");
+    }
+
+    #[test]
+    fn the_first_bad_line_fails_across_runs_and_skips_count_every_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let good = |i: usize| {
+            format!(r#"{{"id":"c{i}","parent_id":"t3_s","link_id":"t3_s","body":"b {i}"}}"#)
+        };
+        // Two bad lines in the third run of lines, one in the fourth: the first one in input
+        // order fails the partition.
+        let bad_at = [
+            2 * LINES_PER_RUN + 7,
+            2 * LINES_PER_RUN + 9,
+            3 * LINES_PER_RUN + 2,
+        ];
+        let text: String = (1..=3 * LINES_PER_RUN + 5)
+            .map(|line| {
+                if bad_at.contains(&line) {
+                    "{broken\n".to_owned()
+                } else {
+                    good(line) + "\n"
+                }
+            })
+            .collect();
+        let dump = tmp.path().join("RC_2020-01");
+        std::fs::write(&dump, text).unwrap();
+        let files = [dump];
+        let err = partition(
+            &files,
+            &tmp.path().join("f"),
+            3,
+            (0, 1),
+            OnError::Fail,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        let first = format!("RC_2020-01:{}: malformed_json", bad_at[0]);
+        assert!(err.contains(&first), "{err}");
+        let (parts, skipped) = partition(
+            &files,
+            &tmp.path().join("s"),
+            3,
+            (0, 1),
+            OnError::Skip,
+            None,
+        )
+        .unwrap();
+        assert_eq!(skipped.get(&SkipReason::MalformedJson), Some(&3));
+        let (examples, _) = all_examples(&parts, 7, &RedditFilter::default()).unwrap();
+        assert_eq!(examples.len(), 3 * LINES_PER_RUN + 5 - 3);
     }
 }
