@@ -391,6 +391,16 @@ mod tests {
         vec![first, second]
     }
 
+    /// Phase 1 as the only task, without progress.
+    fn partition_whole(
+        files: &[PathBuf],
+        dir: &Path,
+        partitions: usize,
+        on_error: OnError,
+    ) -> Result<(Vec<PathBuf>, Skipped)> {
+        partition(files, dir, partitions, (0, 1), on_error, None)
+    }
+
     fn sorted(mut examples: Vec<ResolvedDialogue>) -> Vec<ResolvedDialogue> {
         examples.sort_by(|a, b| a.id.cmp(&b.id));
         examples
@@ -400,26 +410,12 @@ mod tests {
     fn spilled_partitions_give_the_same_examples_as_one_in_memory_pass() {
         let tmp = tempfile::tempdir().unwrap();
         let files = dumps(tmp.path());
-        let (one, skipped) = partition(
-            &files,
-            &tmp.path().join("one"),
-            1,
-            (0, 1),
-            OnError::Skip,
-            None,
-        )
-        .unwrap();
+        let (one, skipped) =
+            partition_whole(&files, &tmp.path().join("one"), 1, OnError::Skip).unwrap();
         assert_eq!(skipped.get(&SkipReason::MalformedJson), Some(&1));
         let (in_memory, memory_stats) = all_examples(&one, 7, &RedditFilter::default()).unwrap();
-        let (parts, _) = partition(
-            &files,
-            &tmp.path().join("many"),
-            7,
-            (0, 1),
-            OnError::Skip,
-            None,
-        )
-        .unwrap();
+        let (parts, _) =
+            partition_whole(&files, &tmp.path().join("many"), 7, OnError::Skip).unwrap();
         let (spilled, spill_stats) = all_examples(&parts, 7, &RedditFilter::default()).unwrap();
         assert_eq!(memory_stats, spill_stats);
         assert_eq!(memory_stats.duplicates, 10);
@@ -441,15 +437,8 @@ mod tests {
     fn tasks_split_threads_not_files() {
         let tmp = tempfile::tempdir().unwrap();
         let files = dumps(tmp.path());
-        let (whole, _) = partition(
-            &files,
-            &tmp.path().join("whole"),
-            3,
-            (0, 1),
-            OnError::Skip,
-            None,
-        )
-        .unwrap();
+        let (whole, _) =
+            partition_whole(&files, &tmp.path().join("whole"), 3, OnError::Skip).unwrap();
         let (all, _) = all_examples(&whole, 7, &RedditFilter::default()).unwrap();
         let mut union = Vec::new();
         for task in 0..3 {
@@ -471,16 +460,9 @@ mod tests {
     fn malformed_lines_fail_with_file_and_line() {
         let tmp = tempfile::tempdir().unwrap();
         let files = dumps(tmp.path());
-        let err = partition(
-            &files,
-            &tmp.path().join("p"),
-            2,
-            (0, 1),
-            OnError::Fail,
-            None,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = partition_whole(&files, &tmp.path().join("p"), 2, OnError::Fail)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("RC_2019-01:261: malformed_json"), "{err}");
     }
 
@@ -509,27 +491,13 @@ mod tests {
         let dump = tmp.path().join("RC_2020-01");
         std::fs::write(&dump, text).unwrap();
         let files = [dump];
-        let err = partition(
-            &files,
-            &tmp.path().join("f"),
-            3,
-            (0, 1),
-            OnError::Fail,
-            None,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = partition_whole(&files, &tmp.path().join("f"), 3, OnError::Fail)
+            .unwrap_err()
+            .to_string();
         let first = format!("RC_2020-01:{}: malformed_json", bad_at[0]);
         assert!(err.contains(&first), "{err}");
-        let (parts, skipped) = partition(
-            &files,
-            &tmp.path().join("s"),
-            3,
-            (0, 1),
-            OnError::Skip,
-            None,
-        )
-        .unwrap();
+        let (parts, skipped) =
+            partition_whole(&files, &tmp.path().join("s"), 3, OnError::Skip).unwrap();
         assert_eq!(skipped.get(&SkipReason::MalformedJson), Some(&3));
         let (examples, _) = all_examples(&parts, 7, &RedditFilter::default()).unwrap();
         assert_eq!(examples.len(), 3 * LINES_PER_RUN + 5 - 3);
