@@ -18,7 +18,7 @@ use super::spill_record::{
 use super::threads::ResolvedDialogue;
 use super::threads::{thread_examples, ThreadDialogues, ThreadStats};
 use crate::corpus::jsonl::json_lines_error;
-use crate::corpus::lines::{Line, Lines};
+use crate::corpus::lines::{LineBlock, LineRun, Lines};
 use crate::corpus::open_input;
 use crate::corpus::OnError;
 use crate::error::{Error, Location, Result, SkipReason};
@@ -58,12 +58,13 @@ fn route(thread: &str, tasks: usize, partitions: usize) -> (usize, usize) {
 /// Records skipped while partitioning, by reason.
 pub(crate) type Skipped = HashMap<SkipReason, u64>;
 
-/// Lines parsed together on all cores in phase 1 (a batch is at most this many bytes of text).
-const BATCH_BYTES: usize = 8 << 20;
+/// Bytes of whole lines read together in phase 1 and parsed on all cores, while the next block
+/// is read (small in tests, so that they cross blocks and runs).
+const BLOCK_BYTES: usize = if cfg!(test) { 4 << 10 } else { 8 << 20 };
 
-/// Lines parsed together by one task of the rayon pool: their spill forms go into one buffer
+/// Bytes of lines parsed by one task of the rayon pool: their spill forms go into one buffer
 /// instead of a buffer per record.
-const LINES_PER_RUN: usize = 1024;
+const RUN_BYTES: usize = if cfg!(test) { 512 } else { 512 << 10 };
 
 /// What phase 1 does with one line.
 enum Routed {
@@ -83,70 +84,31 @@ struct RoutedRun {
     bad: Vec<Error>,
 }
 
-/// Parses a run of lines of `file` (runs on the rayon pool).
-fn route_run(
-    lines: Vec<(u64, Line)>,
-    file: &Path,
-    partitions: usize,
-    task: (usize, usize),
-) -> RoutedRun {
-    let text_bytes: usize = lines
-        .iter()
-        .map(|(_, line)| match line {
-            Line::Text(text) => text.len() + SPILL_PREFIX_BYTES,
-            Line::Invalid(_) => 0,
-        })
-        .sum();
-    let mut run = RoutedRun {
-        spilled: Vec::with_capacity(text_bytes),
-        records: Vec::with_capacity(lines.len()),
+/// Parses a run of lines (runs on the rayon pool).
+fn route_run(run: &LineRun, partitions: usize, task: (usize, usize)) -> RoutedRun {
+    let mut routed_run = RoutedRun {
+        spilled: Vec::with_capacity(run.byte_len() + run.line_count() * SPILL_PREFIX_BYTES),
+        records: Vec::with_capacity(run.line_count()),
         bad: Vec::new(),
     };
-    for (number, line) in lines {
+    for (number, line) in run.lines() {
         let routed = match line {
-            Line::Text(text) => {
-                route_line(&text, (file, number), partitions, task, &mut run.spilled)
-            }
-            Line::Invalid(e) => Routed::Bad(e),
+            Ok(text) => route_line(
+                text,
+                (run.path(), number),
+                partitions,
+                task,
+                &mut routed_run.spilled,
+            ),
+            Err(e) => Routed::Bad(e),
         };
         match routed {
             Routed::Nothing => {}
-            Routed::Spill(p) => run.records.push((p, run.spilled.len())),
-            Routed::Bad(e) => run.bad.push(e),
+            Routed::Spill(p) => routed_run.records.push((p, routed_run.spilled.len())),
+            Routed::Bad(e) => routed_run.bad.push(e),
         }
     }
-    run
-}
-
-/// Lines of a file read together, with their line numbers, and the stream error that ended
-/// the file early, if one did.
-#[derive(Default)]
-struct Batch {
-    lines: Vec<(u64, Line)>,
-    ended: Option<Error>,
-}
-
-/// Reads up to [`BATCH_BYTES`] of lines.
-fn read_batch(lines: &mut Lines) -> Batch {
-    let mut batch = Batch::default();
-    let mut bytes = 0;
-    while bytes < BATCH_BYTES {
-        match lines.next_line() {
-            None => break,
-            Some(Ok(line)) => {
-                bytes += match &line {
-                    Line::Text(text) => text.len() + 1,
-                    Line::Invalid(_) => 1,
-                };
-                batch.lines.push((lines.line_number(), line));
-            }
-            Some(Err(e)) => {
-                batch.ended = Some(e);
-                break;
-            }
-        }
-    }
-    batch
+    routed_run
 }
 
 /// Parses one dump line, appends its spill form to `spilled` and names its partition.
@@ -199,8 +161,8 @@ fn route_line(
 
 /// Phase 1: streams every record of `files` into `partitions` spill files under `dir`, keeping
 /// only the threads of task `task.0` of `task.1`. Returns the spill files and what was skipped.
-/// Lines are parsed in batches on all cores, the next batch read meanwhile, and written in
-/// input order.
+/// Blocks of lines are parsed on all cores while the next block is read and the last one's
+/// spill forms are written, in input order, by a writer thread.
 ///
 /// # Errors
 /// I/O failure; under `OnError::Fail`, the first malformed record (file and line).
@@ -212,12 +174,11 @@ pub(crate) fn partition(
     on_error: OnError,
     progress: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
 ) -> Result<(Vec<PathBuf>, Skipped)> {
-    use rayon::prelude::*;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let paths: Vec<PathBuf> = (0..partitions)
         .map(|p| dir.join(format!("part-{p:05}.spill")))
         .collect();
-    let mut writers = paths
+    let writers = paths
         .iter()
         .map(|p| {
             File::create(p)
@@ -225,36 +186,57 @@ pub(crate) fn partition(
                 .map_err(|e| Error::io(p, e))
         })
         .collect::<Result<Vec<_>>>()?;
+    let (parsed, written) = std::thread::scope(|scope| {
+        // One block's runs waiting while the writer writes the one before.
+        let (runs_tx, runs_rx) = std::sync::mpsc::sync_channel(1);
+        let paths = &paths;
+        let writer = scope.spawn(move || write_runs(runs_rx, writers, paths));
+        let parsed = parse_files(files, partitions, task, on_error, progress, &runs_tx);
+        drop(runs_tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (parsed, written)
+    });
+    // A writer that failed stopped the parsing: its error is the one to report.
+    written?;
+    Ok((paths, parsed?))
+}
+
+/// Parses the lines of `files` block by block, the next block read meanwhile, and sends each
+/// block's runs to the writer; stops early if the writer has stopped.
+fn parse_files(
+    files: &[PathBuf],
+    partitions: usize,
+    task: (usize, usize),
+    on_error: OnError,
+    progress: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    runs_tx: &std::sync::mpsc::SyncSender<Vec<RoutedRun>>,
+) -> Result<Skipped> {
+    use rayon::prelude::*;
     let mut skipped = Skipped::new();
     for file in files {
         let mut lines = Lines::new(open_input(file, progress.cloned())?, file);
-        let mut batch = read_batch(&mut lines);
+        let mut block = lines.next_block(BLOCK_BYTES);
         loop {
-            let Batch {
-                lines: current,
-                ended,
-            } = batch;
-            if current.is_empty() && ended.is_none() {
+            if block.is_empty() && block.ended.is_none() {
                 break;
             }
-            // Parse this batch on all cores while the next one is read.
-            let (runs, next) = rayon::join(
+            let (mut runs, next) = rayon::join(
                 || {
-                    current
-                        .into_par_iter()
-                        .chunks(LINES_PER_RUN)
-                        .map(|lines| route_run(lines, file, partitions, task))
+                    block
+                        .runs(RUN_BYTES, file)
+                        .par_iter()
+                        .map(|run| route_run(run, partitions, task))
                         .collect::<Vec<_>>()
                 },
-                || match ended {
-                    None => read_batch(&mut lines),
-                    Some(_) => Batch::default(),
+                || match block.ended {
+                    None => lines.next_block(BLOCK_BYTES),
+                    Some(_) => LineBlock::default(),
                 },
             );
-            for run in runs {
-                // A fatal error ends the run before its records are written; which error
-                // comes first does not depend on them.
-                for bad in run.bad {
+            for run in &mut runs {
+                for bad in run.bad.drain(..) {
                     match bad {
                         Error::BadRecord { reason, .. } if on_error == OnError::Skip => {
                             *skipped.entry(reason).or_default() += 1;
@@ -262,18 +244,14 @@ pub(crate) fn partition(
                         e => return Err(e),
                     }
                 }
-                let mut start = 0;
-                for (p, end) in run.records {
-                    writers[p]
-                        .write_all(&run.spilled[start..end])
-                        .map_err(|e| Error::io(&paths[p], e))?;
-                    start = end;
-                }
             }
+            if runs_tx.send(runs).is_err() {
+                return Ok(skipped); // the writer failed and reports why
+            }
+            let ended = block.ended.take();
+            lines.recycle(std::mem::replace(&mut block, next));
             match ended {
-                None => batch = next,
-                // A truncated or damaged stream (a partly downloaded dump): the records before
-                // the damage are kept, the rest of the file is lost and counted once.
+                None => {}
                 Some(Error::CorruptStream { .. }) if on_error == OnError::Skip => {
                     *skipped.entry(SkipReason::CorruptStream).or_default() += 1;
                     break;
@@ -282,10 +260,30 @@ pub(crate) fn partition(
             }
         }
     }
-    for (writer, path) in writers.iter_mut().zip(&paths) {
+    Ok(skipped)
+}
+
+/// Writes each run's spill forms to their partitions' files, in the order they come.
+fn write_runs(
+    runs_rx: std::sync::mpsc::Receiver<Vec<RoutedRun>>,
+    mut writers: Vec<BufWriter<File>>,
+    paths: &[PathBuf],
+) -> Result<()> {
+    for runs in runs_rx {
+        for run in runs {
+            let mut start = 0;
+            for (p, end) in run.records {
+                writers[p]
+                    .write_all(&run.spilled[start..end])
+                    .map_err(|e| Error::io(&paths[p], e))?;
+                start = end;
+            }
+        }
+    }
+    for (writer, path) in writers.iter_mut().zip(paths) {
         writer.flush().map_err(|e| Error::io(path, e))?;
     }
-    Ok((paths, skipped))
+    Ok(())
 }
 
 /// Phase 2 for one partition (or, in memory, for everything): its examples, in input order,
@@ -472,14 +470,12 @@ mod tests {
         let good = |i: usize| {
             format!(r#"{{"id":"c{i}","parent_id":"t3_s","link_id":"t3_s","body":"b {i}"}}"#)
         };
-        // Two bad lines in the third run of lines, one in the fourth: the first one in input
-        // order fails the partition.
-        let bad_at = [
-            2 * LINES_PER_RUN + 7,
-            2 * LINES_PER_RUN + 9,
-            3 * LINES_PER_RUN + 2,
-        ];
-        let text: String = (1..=3 * LINES_PER_RUN + 5)
+        // Two bad lines close together, one many blocks of lines later (blocks and runs of
+        // lines are a few KiB in tests): the first one in input order fails the partition.
+        let lines = 3000;
+        let bad_at = [2055, 2057, 2950];
+        assert!(bad_at[2] * good(bad_at[2]).len() > bad_at[0] * good(0).len() + 2 * BLOCK_BYTES);
+        let text: String = (1..=lines)
             .map(|line| {
                 if bad_at.contains(&line) {
                     "{broken\n".to_owned()
@@ -500,6 +496,6 @@ mod tests {
             partition_whole(&files, &tmp.path().join("s"), 3, OnError::Skip).unwrap();
         assert_eq!(skipped.get(&SkipReason::MalformedJson), Some(&3));
         let (examples, _) = all_examples(&parts, 7, &RedditFilter::default()).unwrap();
-        assert_eq!(examples.len(), 3 * LINES_PER_RUN + 5 - 3);
+        assert_eq!(examples.len(), lines - 3);
     }
 }
