@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{Dialogue, Example, Format, InputFile, Records, SharedTexts};
 use crate::error::{Error, Result, SkipReason};
 
+use super::reddit::{Rebuilding, Rebuilt};
 use super::OnError;
 
 /// What the reading side reports to the bar: on-disk bytes read and, for formats read in two
@@ -160,7 +161,8 @@ fn in_range(mut records: Records, path: &Path, [start, end]: [usize; 2]) -> Reco
 
 /// The example stream of a Reddit run. Phase 1 partitions every record of every file by thread
 /// into spill files under `spill_dir` (keeping this task's threads); phase 2 rebuilds the
-/// partitions a few at a time, in parallel, and streams their examples in partition order.
+/// partitions a few at a time, in parallel, ahead of the reader on a background thread, and
+/// streams their examples in partition order.
 pub(crate) struct RedditStream {
     files: Vec<PathBuf>,
     spill_dir: PathBuf,
@@ -168,8 +170,7 @@ pub(crate) struct RedditStream {
     task: (usize, usize),
     on_error: OnError,
     progress: Option<ProgressFeed>,
-    parts: Option<Vec<PathBuf>>,
-    next_part: usize,
+    phase: RedditPhase,
     buffer: std::collections::VecDeque<Result<Item>>,
 }
 
@@ -189,8 +190,7 @@ impl RedditStream {
             task,
             on_error,
             progress: None,
-            parts: None,
-            next_part: 0,
+            phase: RedditPhase::Partition,
             buffer: std::collections::VecDeque::new(),
         }
     }
@@ -209,87 +209,94 @@ impl RedditStream {
 
     /// Refills the buffer; false when everything has been streamed.
     fn refill(&mut self) -> bool {
-        use crate::corpus::reddit::{partition, partition_examples};
-        use rayon::prelude::*;
-        let Some(parts) = &self.parts else {
-            match partition(
-                &self.files,
-                &self.spill_dir,
-                self.options.partitions_for(
-                    self.files
-                        .iter()
-                        .filter_map(|f| std::fs::metadata(f).ok())
-                        .map(|m| m.len())
-                        .sum(),
-                ),
-                self.task,
-                self.on_error,
-                self.progress.as_ref().map(|p| &p.bytes),
-            ) {
-                Ok((parts, skipped)) => {
-                    if let Some(progress) = &self.progress {
-                        progress
-                            .second_phase
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    self.parts = Some(parts);
-                    for reason in SkipReason::ALL {
-                        self.skips(reason, skipped.get(&reason).copied().unwrap_or(0));
-                    }
-                }
-                Err(e) => {
-                    self.parts = Some(Vec::new());
-                    self.buffer.push_back(Err(e));
-                }
-            }
-            return true;
-        };
-        if self.next_part >= parts.len() {
-            return false;
-        }
-        let group = &parts
-            [self.next_part..(self.next_part + rayon::current_num_threads()).min(parts.len())];
-        self.next_part += group.len();
-        let results: Vec<_> = group
-            .par_iter()
-            .map(|p| {
-                let examples =
-                    partition_examples(p, self.options.max_context_turns, &self.options.filter);
-                // Read once: removed now, its pages are freed (and not written back to disk)
-                // while the run goes on. The run removes the whole directory at its end and
-                // reports a failure to remove it there.
-                let _ = std::fs::remove_file(p);
-                examples
-            })
-            .collect();
-        for result in results {
-            match result {
-                Err(e) => {
-                    self.buffer.push_back(Err(e));
-                    self.next_part = usize::MAX;
-                    return true;
-                }
-                Ok((dialogues, stats)) => {
-                    self.skips(SkipReason::Deleted, stats.deleted);
-                    self.skips(SkipReason::Duplicate, stats.duplicates);
-                    self.skips(SkipReason::Cycle, stats.cycles);
-                    for (reason, n) in &stats.filtered {
-                        self.skips(*reason, *n);
-                    }
-                    self.buffer
-                        .extend((0..stats.orphans).map(|_| Ok(Item::Notice("orphan_context"))));
-                    let texts = Arc::new(SharedTexts::new(dialogues.texts));
-                    self.buffer.extend(
-                        dialogues
-                            .dialogues
-                            .into_iter()
-                            .map(|d| Ok(Item::Dialogue(texts.clone(), d))),
-                    );
-                }
-            }
+        match &mut self.phase {
+            RedditPhase::Partition => self.partition(),
+            RedditPhase::Rebuild(rebuilding) => match rebuilding.next() {
+                Some(rebuilt) => self.push_rebuilt(rebuilt),
+                None => self.phase = RedditPhase::Done,
+            },
+            RedditPhase::Done => return false,
         }
         true
     }
+
+    /// Phase 1, then the start of phase 2.
+    fn partition(&mut self) {
+        let partitions = self.options.partitions_for(
+            self.files
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok())
+                .map(|m| m.len())
+                .sum(),
+        );
+        let partitioned = crate::corpus::reddit::partition(
+            &self.files,
+            &self.spill_dir,
+            partitions,
+            self.task,
+            self.on_error,
+            self.progress.as_ref().map(|p| &p.bytes),
+        );
+        let started = partitioned.and_then(|(parts, skipped)| {
+            if let Some(progress) = &self.progress {
+                progress
+                    .second_phase
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            for reason in SkipReason::ALL {
+                self.skips(reason, skipped.get(&reason).copied().unwrap_or(0));
+            }
+            Rebuilding::start(
+                parts,
+                self.options.max_context_turns,
+                self.options.filter.clone(),
+            )
+        });
+        match started {
+            Ok(rebuilding) => self.phase = RedditPhase::Rebuild(rebuilding),
+            Err(e) => {
+                self.phase = RedditPhase::Done;
+                self.buffer.push_back(Err(e));
+            }
+        }
+    }
+
+    /// The items of one rebuilt partition: its skips, notices and examples.
+    fn push_rebuilt(&mut self, rebuilt: Rebuilt) {
+        let (dialogues, stats) = match rebuilt {
+            Ok(rebuilt) => rebuilt,
+            Err(e) => {
+                self.phase = RedditPhase::Done;
+                self.buffer.push_back(Err(e));
+                return;
+            }
+        };
+        self.skips(SkipReason::Deleted, stats.deleted);
+        self.skips(SkipReason::Duplicate, stats.duplicates);
+        self.skips(SkipReason::Cycle, stats.cycles);
+        for (reason, n) in &stats.filtered {
+            self.skips(*reason, *n);
+        }
+        self.buffer
+            .extend((0..stats.orphans).map(|_| Ok(Item::Notice("orphan_context"))));
+        let texts = Arc::new(SharedTexts::new(dialogues.texts));
+        self.buffer.extend(
+            dialogues
+                .dialogues
+                .into_iter()
+                .map(|d| Ok(Item::Dialogue(texts.clone(), d))),
+        );
+    }
+}
+
+/// Where a Reddit stream is.
+enum RedditPhase {
+    /// Phase 1 has not run yet.
+    Partition,
+    /// Phase 2: partitions rebuilt on a background thread.
+    Rebuild(Rebuilding),
+    /// Everything streamed, or an error ended the stream.
+    Done,
 }
 
 impl Iterator for RedditStream {
@@ -299,7 +306,7 @@ impl Iterator for RedditStream {
         loop {
             if let Some(item) = self.buffer.pop_front() {
                 if item.is_err() {
-                    self.next_part = usize::MAX;
+                    self.phase = RedditPhase::Done;
                 }
                 return Some(item);
             }

@@ -5,10 +5,12 @@
 //! the `--format reddit` wiring build on it.
 
 mod filters;
+mod rebuild;
 mod records;
 mod spill;
 mod spill_record;
 mod threads;
 
 pub use filters::RedditFilter;
-pub(crate) use spill::{partition, partition_examples};
+pub(crate) use rebuild::{Rebuilding, Rebuilt};
+pub(crate) use spill::partition;
