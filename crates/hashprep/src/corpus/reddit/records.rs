@@ -1,10 +1,11 @@
 //! Pushshift records: comments (`RC_*`) and submissions (`RS_*`), one JSON object per line.
-//! Fields may be missing or null; `created_utc` may be a number or a string; bodies are
-//! HTML-escaped and may be `[deleted]` / `[removed]`.
+//! Fields may be missing or null; fields threads do not use (`created_utc`, `score`, ...) are not
+//! read at all, whatever their type. Bodies are HTML-escaped and may be `[deleted]` /
+//! `[removed]`.
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// A comment, as much of it as threads need; its strings borrow from the spill bytes it was
 /// read from (a partition holds millions of them).
@@ -27,9 +28,6 @@ pub struct Comment<'a> {
     /// Subreddit name.
     #[serde(default)]
     pub subreddit: Option<Cow<'a, str>>,
-    /// Creation time (seconds); pushshift writes it as a number or a string.
-    #[serde(default, deserialize_with = "int_or_string")]
-    pub created_utc: Option<i64>,
 }
 
 /// A submission: the root of a thread.
@@ -46,24 +44,6 @@ pub(crate) struct Submission {
     /// Subreddit name.
     #[serde(default)]
     pub subreddit: Option<String>,
-}
-
-pub(super) fn int_or_string<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(i64),
-        Float(f64),
-        Text(String),
-    }
-    Ok(match Option::<Raw>::deserialize(deserializer)? {
-        None => None,
-        Some(Raw::Int(v)) => Some(v),
-        Some(Raw::Float(v)) => Some(v as i64),
-        Some(Raw::Text(s)) => s.trim().parse::<f64>().ok().map(|v| v as i64),
-    })
 }
 
 /// True for a body or text that was deleted or removed (or is missing).
@@ -132,22 +112,10 @@ mod tests {
     }
 
     #[test]
-    fn created_utc_is_a_number_or_a_string() {
-        for (json, expected) in [
-            (
-                r#"{"id":"a","created_utc":1500000000}"#,
-                Some(1_500_000_000),
-            ),
-            (
-                r#"{"id":"a","created_utc":"1500000000"}"#,
-                Some(1_500_000_000),
-            ),
-            (r#"{"id":"a","created_utc":null}"#, None),
-            (r#"{"id":"a"}"#, None),
-        ] {
-            let c: Comment = serde_json::from_str(json).unwrap();
-            assert_eq!(c.created_utc, expected, "{json}");
+    fn deleted_and_removed_texts_are_recognised() {
+        for text in [None, Some(""), Some(" [deleted] "), Some("[removed]")] {
+            assert!(is_deleted(text), "{text:?}");
         }
-        assert!(is_deleted(Some("[removed]")) && is_deleted(None) && !is_deleted(Some("hi")));
+        assert!(!is_deleted(Some("hi")) && !is_deleted(Some("[deleted] but not quite")));
     }
 }

@@ -3,15 +3,15 @@
 //! (a pushshift line carries dozens of other fields).
 //!
 //! A record: its length (u32 LE), then `C` and a comment's `id`, `parent_id`, `link_id`, `body`,
-//! `author`, `subreddit`, `created_utc`; or `S` and a submission's `id`, `title`, `selftext`,
-//! `subreddit`. A string is its length (u32 LE; `u32::MAX` for none) and its bytes;
-//! `created_utc` is a flag byte and an i64.
+//! `author`, `subreddit`; or `S` and a submission's `id`, `title`, `selftext`, `subreddit`. A
+//! string is its length plus one as a LEB128 varint (0 for none) and its bytes: most fields are
+//! short, and the spill is written and read once per byte of input.
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer};
 
-use super::records::{int_or_string, Comment, Submission};
+use super::records::{Comment, Submission};
 
 /// The bytes a spill record adds to its line's: its fields are at most the line's bytes (JSON
 /// unescaping only shrinks them), plus at most this many bytes of prefixes.
@@ -35,8 +35,6 @@ pub(super) struct DumpRecord<'a> {
     author: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "borrowed")]
     subreddit: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "int_or_string")]
-    created_utc: Option<i64>,
     #[serde(default, borrow, deserialize_with = "borrowed")]
     pub title: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "borrowed")]
@@ -73,13 +71,6 @@ impl DumpRecord<'_> {
             ] {
                 put_text(out, field.as_deref());
             }
-            match self.created_utc {
-                Some(t) => {
-                    out.push(1);
-                    out.extend_from_slice(&t.to_le_bytes());
-                }
-                None => out.push(0),
-            }
         } else {
             out.push(b'S');
             for field in [&self.id, &self.title, &self.selftext, &self.subreddit] {
@@ -92,13 +83,14 @@ impl DumpRecord<'_> {
 }
 
 fn put_text(out: &mut Vec<u8>, text: Option<&str>) {
-    match text {
-        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
-        Some(text) => {
-            let len = u32::try_from(text.len()).expect("line under MAX_LINE_BYTES");
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(text.as_bytes());
-        }
+    let mut tag = text.map_or(0, |t| t.len() as u64 + 1);
+    while tag >= 0x80 {
+        out.push((tag as u8) | 0x80);
+        tag >>= 7;
+    }
+    out.push(tag as u8);
+    if let Some(text) = text {
+        out.extend_from_slice(text.as_bytes());
     }
 }
 
@@ -148,12 +140,6 @@ fn decode<'a>(bytes: &mut &'a [u8]) -> Result<SpillRecord<'a>, String> {
             let id = text()?.ok_or("a comment without id")?;
             let (parent_id, link_id) = (text()?, text()?);
             let (body, author, subreddit) = (text()?, text()?, text()?);
-            let created_utc = match take(bytes, 1)?[0] {
-                0 => None,
-                _ => Some(i64::from_le_bytes(
-                    take(bytes, 8)?.try_into().expect("8 bytes"),
-                )),
-            };
             Ok(SpillRecord::Comment(Comment {
                 id,
                 parent_id,
@@ -161,7 +147,6 @@ fn decode<'a>(bytes: &mut &'a [u8]) -> Result<SpillRecord<'a>, String> {
                 body,
                 author,
                 subreddit,
-                created_utc,
             }))
         }
         b'S' => {
@@ -192,12 +177,24 @@ fn take_u32(bytes: &mut &[u8]) -> Result<u32, String> {
     ))
 }
 
-fn take_text<'a>(bytes: &mut &'a [u8]) -> Result<Option<&'a str>, String> {
-    let len = take_u32(bytes)?;
-    if len == u32::MAX {
-        return Ok(None);
+fn take_varint(bytes: &mut &[u8]) -> Result<u64, String> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = take(bytes, 1)?[0];
+        value |= u64::from(byte & 0x7F) << shift;
+        if byte < 0x80 {
+            return Ok(value);
+        }
     }
-    let raw = take(bytes, len as usize)?;
+    Err("a length of more than 64 bits".into())
+}
+
+fn take_text<'a>(bytes: &mut &'a [u8]) -> Result<Option<&'a str>, String> {
+    let Some(len) = take_varint(bytes)?.checked_sub(1) else {
+        return Ok(None);
+    };
+    let len = usize::try_from(len).map_err(|_| "a length past the address space")?;
+    let raw = take(bytes, len)?;
     std::str::from_utf8(raw)
         .map(Some)
         .map_err(|_| "text that is not UTF-8".into())
@@ -211,7 +208,11 @@ mod tests {
     fn comments_and_submissions_come_back_as_they_were_parsed() {
         let lines = [
             r#"{"id":"c1","parent_id":"t3_s","link_id":"t3_s","body":"a \"quoted\"\nline","author":"u","subreddit":"r","created_utc":"1500000000","score":3,"gilded":0}"#,
-            r#"{"id":"c2","parent_id":"t1_c1","body":null,"created_utc":1500000001.5}"#,
+            &format!(
+                r#"{{"id":"c3","link_id":"t3_s","body":"{}","author":""}}"#,
+                "é".repeat(20_000)
+            ),
+            r#"{"id":"c2","parent_id":"t1_c1","body":null,"created_utc":{"odd":[1.5]}}"#,
             r#"{"id":"s","title":"T &amp; t","selftext":"","subreddit":"r","num_comments":2}"#,
         ];
         let mut spill = Vec::new();
@@ -227,7 +228,8 @@ mod tests {
             vec![
                 comment(lines[0]),
                 comment(lines[1]),
-                SpillRecord::Submission(serde_json::from_str(lines[2]).unwrap()),
+                comment(lines[2]),
+                SpillRecord::Submission(serde_json::from_str(lines[3]).unwrap()),
             ]
         );
     }
