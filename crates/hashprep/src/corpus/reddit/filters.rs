@@ -36,8 +36,14 @@ pub(crate) const MAX_CHARS: usize = 2048;
 pub(crate) const MIN_CHARS: usize = 5;
 
 impl RedditFilter {
-    /// Why the response `body` of `comment`, at `depth`, is dropped, if it is.
-    pub fn reject(&self, comment: &Comment, body: &str, depth: usize) -> Option<SkipReason> {
+    /// Why the response `body` of `comment` is dropped, if it is; `depth` is asked for only
+    /// when the recipe rules get that far.
+    pub fn reject(
+        &self,
+        comment: &Comment,
+        body: &str,
+        depth: impl FnOnce() -> usize,
+    ) -> Option<SkipReason> {
         let subreddit = comment.subreddit.as_deref().unwrap_or_default();
         let listed = |list: &[String]| list.iter().any(|s| s.eq_ignore_ascii_case(subreddit));
         if (!self.allow.is_empty() && !listed(&self.allow)) || listed(&self.deny) {
@@ -65,7 +71,7 @@ impl RedditFilter {
             Some(SkipReason::FilterNonAscii)
         } else if author.ends_with("bot") || author == "automoderator" {
             Some(SkipReason::FilterBot)
-        } else if depth > MAX_DEPTH {
+        } else if depth() > MAX_DEPTH {
             Some(SkipReason::FilterDepth)
         } else {
             None
@@ -131,7 +137,7 @@ mod tests {
             ),
         ];
         for (filter, c, body, depth, expected) in cases {
-            assert_eq!(filter.reject(c, body, depth), expected, "{body:.20}");
+            assert_eq!(filter.reject(c, body, || depth), expected, "{body:.20}");
         }
         let lists = RedditFilter {
             allow: vec!["askreddit".into()],
@@ -139,16 +145,16 @@ mod tests {
             ..RedditFilter::default()
         };
         assert_eq!(
-            lists.reject(&ok, "fine", 1),
+            lists.reject(&ok, "fine", || 1),
             Some(SkipReason::FilterSubreddit)
         );
         let allow = RedditFilter {
             allow: vec!["askreddit".into()],
             ..RedditFilter::default()
         };
-        assert_eq!(allow.reject(&ok, "hey", 1), None, "recipe rules are off");
+        assert_eq!(allow.reject(&ok, "hey", || 1), None, "recipe rules are off");
         assert_eq!(
-            allow.reject(&comment("a", "rust"), "fine", 1),
+            allow.reject(&comment("a", "rust"), "fine", || 1),
             Some(SkipReason::FilterSubreddit)
         );
     }

@@ -106,8 +106,8 @@ fn parent_in_thread(comment: &Comment, comments: &[Comment], index: &Index) -> O
 /// Marks every comment whose chain of parents loops (O(n) over the thread).
 fn cyclic(parents: &[Option<usize>]) -> Vec<bool> {
     let mut state = vec![Ancestry::Unknown; parents.len()];
+    let mut path = Vec::new();
     for start in 0..parents.len() {
-        let mut path = Vec::new();
         let mut at = Some(start);
         let outcome = loop {
             let Some(i) = at else { break Ancestry::Rooted };
@@ -121,7 +121,7 @@ fn cyclic(parents: &[Option<usize>]) -> Vec<bool> {
                 }
             }
         };
-        for i in path {
+        for i in path.drain(..) {
             state[i] = outcome;
         }
     }
@@ -185,11 +185,11 @@ pub(crate) fn thread_examples<S: BuildHasher>(
             continue;
         }
         let response = body(i, &mut out.texts);
-        if let Some(reason) = filter.reject(comment, &out.texts[response], depth(i, &parents)) {
+        if let Some(reason) = filter.reject(comment, &out.texts[response], || depth(i, &parents)) {
             *stats.filtered.entry(reason).or_default() += 1;
             continue;
         }
-        let mut turns: Vec<usize> = Vec::new(); // nearest first
+        let mut turns: Vec<usize> = Vec::with_capacity(max_turns.min(8)); // nearest first
         let mut current = i;
         let mut parent = comment.parent_id.as_deref();
         while turns.len() < max_turns {
