@@ -41,7 +41,9 @@ fn sweep(out: &Path, extra: &[&str]) -> std::process::Output {
 fn sweep_writes_a_results_table_recomputed_from_its_runs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("table3");
-    let first = sweep(&out, &[]);
+    // Threads unlike any machine's default, to tell the configured count from the invocation's.
+    let threads = "train.threads=3";
+    let first = sweep(&out, &[threads]);
     assert!(
         first.status.success(),
         "{}",
@@ -103,7 +105,7 @@ fn sweep_writes_a_results_table_recomputed_from_its_runs() {
 
     // A rerun trains nothing again and recomputes the same table.
     let metrics = std::fs::read(out.join("runs/balanced/metrics.jsonl")).unwrap();
-    let second = sweep(&out, &[]);
+    let second = sweep(&out, &[threads]);
     assert!(
         second.status.success(),
         "{}",
@@ -124,6 +126,8 @@ fn sweep_writes_a_results_table_recomputed_from_its_runs() {
             .collect::<Vec<_>>()
     };
     assert_eq!(table(&again), table(&results));
+    // The runs' configured threads, although this invocation trained nothing.
+    assert!(again.contains("libtorch 3 threads)"), "{again}");
 
     // Changed data settings are refused rather than mixed with the old runs.
     let changed = sweep(&out, &["data.min_count=2"]);

@@ -251,7 +251,7 @@ fn markdown(
          Every model: {} steps of {} x {} tokens, Adam at peak lr {} (inverse-sqrt, {} warmup steps), dropout {}; \
          {}.\n\n",
         options.command,
-        machine(&t.runtime.device),
+        machine(&t.runtime.device, t.runtime.threads),
         config.data.tokenizer,
         t.runtime.steps,
         t.optimization.batch_size,
@@ -353,8 +353,9 @@ fn mean_and_deviation(values: &[f64]) -> String {
     }
 }
 
-/// The processor (or GPU) the sweep ran on.
-fn machine(device: &str) -> String {
+/// The processor (or GPU) the sweep ran on, and the libtorch threads its runs were configured
+/// with (0: libtorch's default), whether or not this invocation trained any of them.
+fn machine(device: &str, threads: usize) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -365,8 +366,10 @@ fn machine(device: &str) -> String {
         })
         .unwrap_or_else(|| "an unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    format!(
-        "{cpu} ({cores} cores, libtorch {} threads), device {device}",
-        tch::get_num_threads()
-    )
+    let threads = match threads {
+        0 => tch::get_num_threads(),
+        n => i32::try_from(n).unwrap_or(i32::MAX),
+    };
+    let plural = if threads == 1 { "" } else { "s" };
+    format!("{cpu} ({cores} cores, libtorch {threads} thread{plural}), device {device}")
 }
