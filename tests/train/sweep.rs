@@ -41,7 +41,8 @@ fn sweep(out: &Path, extra: &[&str]) -> std::process::Output {
 fn sweep_writes_a_results_table_recomputed_from_its_runs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("table3");
-    // Threads unlike any machine's default, to tell the configured count from the invocation's.
+    // Threads unlike libtorch's default on 2-core machines, to tell the configured count from
+    // the invocation's.
     let threads = "train.threads=3";
     let first = sweep(&out, &[threads]);
     assert!(
