@@ -7,6 +7,7 @@ pub(crate) mod journal;
 mod manifest;
 pub(crate) mod output_dir;
 mod reader;
+mod sink;
 mod writer;
 
 use std::sync::Arc;

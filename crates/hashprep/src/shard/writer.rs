@@ -1,8 +1,7 @@
 //! Writes one shard: rows are buffered into record batches, bytes go through a hashing writer,
 //! and the file only gets its final name once complete.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,6 +11,7 @@ use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_ipc::writer::FileWriter;
 use arrow_schema::{Field, SchemaRef};
 
+use super::sink::ShardSink;
 use super::{shard_schema, ShardInfo, TokenWidth};
 use crate::corpus::Source;
 use crate::error::{Error, Result};
@@ -41,15 +41,30 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// The ids of the record batch being gathered, at the shard's width.
+enum Values {
+    Uint16(Vec<u16>),
+    Uint32(Vec<u32>),
+}
+
+impl Values {
+    fn len(&self) -> usize {
+        match self {
+            Values::Uint16(values) => values.len(),
+            Values::Uint32(values) => values.len(),
+        }
+    }
+}
+
 /// Writer of one shard file.
 pub struct ShardWriter {
     final_path: PathBuf,
     temp_path: TempPath,
     schema: SchemaRef,
     width: TokenWidth,
-    writer: FileWriter<HashingWriter<BufWriter<File>>>,
+    writer: FileWriter<HashingWriter<ShardSink>>,
     offsets: Vec<i32>,
-    values: Vec<u32>,
+    values: Values,
     prefix_lens: Vec<u32>,
     /// `id` and `subreddit` per row, for dialogue shards.
     sources: Option<(StringBuilder, StringBuilder)>,
@@ -78,7 +93,7 @@ impl ShardWriter {
     ) -> Result<Self> {
         let (file, temp) = temp_file_beside(path)?;
         let sink = HashingWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
+            inner: ShardSink::new(file),
             hasher: blake3::Hasher::new(),
             bytes: 0,
         };
@@ -91,7 +106,10 @@ impl ShardWriter {
             width,
             writer,
             offsets: vec![0],
-            values: Vec::new(),
+            values: match width {
+                TokenWidth::Uint16 => Values::Uint16(Vec::new()),
+                TokenWidth::Uint32 => Values::Uint32(Vec::new()),
+            },
             prefix_lens: Vec::new(),
             sources: with_sources.then(|| (StringBuilder::new(), StringBuilder::new())),
             rows: 0,
@@ -128,7 +146,11 @@ impl ShardWriter {
                 tokens.len()
             ))
         })?;
-        self.values.extend_from_slice(tokens);
+        match &mut self.values {
+            // Ids of a 16-bit shard are below its tokenizer's vocabulary size.
+            Values::Uint16(values) => values.extend(tokens.iter().map(|&id| id as u16)),
+            Values::Uint32(values) => values.extend_from_slice(tokens),
+        }
         self.offsets.push(end);
         self.prefix_lens.push(prefix_len);
         self.rows += 1;
@@ -153,13 +175,10 @@ impl ShardWriter {
         if self.prefix_lens.is_empty() {
             return Ok(());
         }
-        let values: ArrayRef = match self.width {
-            TokenWidth::Uint16 => Arc::new(UInt16Array::from_iter_values(
-                self.values.iter().map(|&v| v as u16),
-            )),
-            TokenWidth::Uint32 => Arc::new(UInt32Array::from(std::mem::take(&mut self.values))),
+        let values: ArrayRef = match &mut self.values {
+            Values::Uint16(values) => Arc::new(UInt16Array::from(std::mem::take(values))),
+            Values::Uint32(values) => Arc::new(UInt32Array::from(std::mem::take(values))),
         };
-        self.values.clear();
         let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(
             &mut self.offsets,
             vec![0],
@@ -199,8 +218,8 @@ impl ShardWriter {
             bytes,
         } = sink;
         let file = inner
-            .into_inner()
-            .map_err(|e| Error::io(&self.temp_path, e.into_error()))?;
+            .into_file()
+            .map_err(|e| Error::io(&self.temp_path, e))?;
         file.sync_all().map_err(|e| Error::io(&self.temp_path, e))?;
         drop(file);
         persist(self.temp_path, &self.final_path)?;
