@@ -3,15 +3,18 @@
 //! the examples of a partition name their turns by index into one table of texts, and each text
 //! is encoded at most once however many examples use it, whichever worker gets there first.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use super::{Example, Source};
 use crate::error::Result;
 
-/// The texts of a set of dialogue examples (a Reddit partition), with their ids once encoded.
+/// The texts of a set of dialogue examples (a Reddit partition), with their ids once encoded,
+/// and the examples' context turns back to back (one allocation, not one per example).
 #[derive(Debug)]
 pub(crate) struct SharedTexts {
     texts: Vec<String>,
+    turns: Vec<usize>,
     encoded: Vec<OnceLock<EncodedText>>,
 }
 
@@ -23,13 +26,23 @@ pub(crate) struct EncodedText {
 }
 
 impl SharedTexts {
-    pub(crate) fn new(texts: Vec<String>) -> Self {
+    /// `texts`, and `turns`: the text indices [`Dialogue::context`] ranges over.
+    pub(crate) fn new(texts: Vec<String>, turns: Vec<usize>) -> Self {
         let encoded = texts.iter().map(|_| OnceLock::new()).collect();
-        Self { texts, encoded }
+        Self {
+            texts,
+            turns,
+            encoded,
+        }
     }
 
     pub(crate) fn text(&self, index: usize) -> &str {
         &self.texts[index]
+    }
+
+    /// The text indices of a dialogue's context turns, oldest first.
+    pub(crate) fn context(&self, dialogue: &Dialogue) -> &[usize] {
+        &self.turns[dialogue.context.clone()]
     }
 
     /// The encoding of text `index`: `encode`'s result the first time, kept for every later
@@ -47,7 +60,7 @@ impl SharedTexts {
         if let Some(done) = cell.get() {
             return Ok(done);
         }
-        let fresh = encode(&self.texts[index])?;
+        let fresh = encode(self.text(index))?;
         Ok(cell.get_or_init(|| fresh))
     }
 }
@@ -57,26 +70,19 @@ impl SharedTexts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Dialogue {
     pub(crate) source: Source,
-    pub(crate) context: Vec<usize>,
+    /// Where its context turns are in [`SharedTexts`]' turns.
+    pub(crate) context: Range<usize>,
     pub(crate) response: usize,
+    /// Bytes of text in the example, context included (counted where the texts are at hand,
+    /// not by whoever sizes chunks of examples).
+    pub(crate) text_bytes: usize,
 }
 
 impl Dialogue {
-    /// Bytes of text in the example, context included.
-    pub(crate) fn text_bytes(&self, texts: &SharedTexts) -> usize {
-        self.context
-            .iter()
-            .chain([&self.response])
-            .map(|&i| texts.text(i).len())
-            .sum()
-    }
-
     /// The example with its texts copied out.
     pub(crate) fn to_example(&self, texts: &SharedTexts) -> Example {
         Example {
-            context: self
-                .context
-                .iter()
+            context: (texts.context(self).iter())
                 .map(|&i| texts.text(i).to_owned())
                 .collect(),
             text: texts.text(self.response).to_owned(),
@@ -92,7 +98,7 @@ mod tests {
 
     #[test]
     fn each_text_is_encoded_once_across_threads() {
-        let texts = SharedTexts::new(vec!["a".into(), "bb".into(), "ccc".into()]);
+        let texts = SharedTexts::new(vec!["a".into(), "bb".into(), "ccc".into()], Vec::new());
         let calls = AtomicUsize::new(0);
         let encode = |text: &str| {
             calls.fetch_add(1, Ordering::Relaxed);
@@ -119,7 +125,7 @@ mod tests {
 
     #[test]
     fn a_failed_encoding_is_returned_and_not_kept() {
-        let texts = SharedTexts::new(vec!["x".into()]);
+        let texts = SharedTexts::new(vec!["x".into()], Vec::new());
         let failed = texts.encoded(0, |_| Err(crate::error::Error::BadInput("no".into())));
         assert!(failed.is_err());
         let ok = texts.encoded(0, |t| {
@@ -133,16 +139,16 @@ mod tests {
 
     #[test]
     fn an_example_copies_its_turns_in_order() {
-        let texts = SharedTexts::new(vec!["t".into(), "a".into(), "b".into()]);
+        let texts = SharedTexts::new(vec!["t".into(), "a".into(), "b".into()], vec![2, 0, 1]);
         let dialogue = Dialogue {
             source: Source {
                 id: "b".into(),
                 subreddit: "r".into(),
             },
-            context: vec![0, 1],
+            context: 1..3,
             response: 2,
+            text_bytes: 3,
         };
-        assert_eq!(dialogue.text_bytes(&texts), 3);
         let example = dialogue.to_example(&texts);
         assert_eq!(example.context, vec!["t", "a"]);
         assert_eq!(example.text, "b");

@@ -279,7 +279,7 @@ impl RedditStream {
         }
         self.buffer
             .extend((0..stats.orphans).map(|_| Ok(Item::Notice("orphan_context"))));
-        let texts = Arc::new(SharedTexts::new(dialogues.texts));
+        let texts = Arc::new(SharedTexts::new(dialogues.texts, dialogues.turns));
         self.buffer.extend(
             dialogues
                 .dialogues

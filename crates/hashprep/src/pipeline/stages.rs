@@ -95,38 +95,38 @@ impl ChunkEncoder {
     }
 
     /// Appends one example to `ids`: each context turn and the end token, then the response
-    /// and the end token; or nothing, when the response is over the length filter.
-    fn append_example(
+    /// and the end token; or nothing, when the response is over the length filter (its context
+    /// turns are then not encoded).
+    fn append_example<'t>(
         &self,
-        context: &[&EncodedText],
+        context: impl Iterator<Item = Result<&'t EncodedText>>,
         response: &EncodedText,
         source: Option<Source>,
         ids: &mut Vec<u32>,
-    ) -> Encoded {
+    ) -> Result<Encoded> {
         if self
             .max_response_tokens
             .is_some_and(|max| response.ids.len() > max)
         {
-            return Encoded::Skipped(SkipReason::FilterLongResponse);
+            return Ok(Encoded::Skipped(SkipReason::FilterLongResponse));
         }
         let start = ids.len();
+        let mut special_strings = response.special_strings;
         for turn in context {
+            let turn = turn?;
             ids.extend_from_slice(&turn.ids);
             ids.extend(self.eos);
+            special_strings += turn.special_strings;
         }
         let prefix_len = (ids.len() - start) as u32;
         ids.extend_from_slice(&response.ids);
         ids.extend(self.eos);
-        Encoded::Example {
+        Ok(Encoded::Example {
             len: (ids.len() - start) as u32,
             prefix_len,
             source,
-            special_strings: context
-                .iter()
-                .chain([&response])
-                .map(|t| t.special_strings)
-                .sum(),
-        }
+            special_strings,
+        })
     }
 
     /// Encodes a chunk; its examples' sources move into the result.
@@ -147,17 +147,15 @@ impl ChunkEncoder {
                         .map(|turn| self.encode_text(turn))
                         .collect::<Result<Vec<_>>>()?;
                     let response = self.encode_text(&example.text)?;
-                    let context: Vec<&EncodedText> = context.iter().collect();
-                    self.append_example(&context, &response, example.source, &mut ids)
+                    let context = context.iter().map(Ok);
+                    self.append_example(context, &response, example.source, &mut ids)?
                 }
                 // Each shared text is encoded once, by the first chunk that needs it.
                 Item::Dialogue(texts, dialogue) => {
                     let shared = |i: usize| texts.encoded(i, |text| self.encode_text(text));
-                    let context = (dialogue.context.iter())
-                        .map(|&i| shared(i))
-                        .collect::<Result<Vec<_>>>()?;
                     let response = shared(dialogue.response)?;
-                    self.append_example(&context, response, Some(dialogue.source), &mut ids)
+                    let context = texts.context(&dialogue).iter().map(|&i| shared(i));
+                    self.append_example(context, response, Some(dialogue.source), &mut ids)?
                 }
             };
             items.push(encoded);
@@ -217,7 +215,7 @@ pub(super) fn read_chunks(
                     Item::Example(example) => {
                         example.text.len() + example.context.iter().map(String::len).sum::<usize>()
                     }
-                    Item::Dialogue(texts, dialogue) => dialogue.text_bytes(texts),
+                    Item::Dialogue(_, dialogue) => dialogue.text_bytes,
                     Item::Skipped(_) | Item::Notice(_) => 0,
                 };
                 items.push(item);
@@ -467,31 +465,43 @@ mod tests {
         let long = "word ".repeat(40);
         // A thread: each response is the next example's last turn; a long response is
         // filtered after its context was met; a special-token string counts every use.
-        let texts = Arc::new(SharedTexts::new(vec![
-            "Title <|endoftext|>".into(),
-            "first reply".into(),
-            long,
-            "second".into(),
-            "  spaces  and\ttabs ".into(),
-        ]));
-        let dialogue = |context: &[usize], response: usize, id: &str| {
-            Item::Dialogue(
+        // (context, response, id) of each example, and the skipped record between them.
+        let examples: [(&[usize], usize, &str); 5] = [
+            (&[0], 1, "a"),
+            (&[0, 1], 2, "b"),
+            (&[0, 1], 3, "c"),
+            (&[1, 3], 4, "d"),
+            (&[], 1, "e"),
+        ];
+        let turns: Vec<usize> = examples.iter().flat_map(|e| e.0.to_vec()).collect();
+        let texts = Arc::new(SharedTexts::new(
+            vec![
+                "Title <|endoftext|>".into(),
+                "first reply".into(),
+                long,
+                "second".into(),
+                "  spaces  and\ttabs ".into(),
+            ],
+            turns,
+        ));
+        let mut items = Vec::new();
+        let mut first_turn = 0;
+        for (context, response, id) in examples {
+            if id == "d" {
+                items.push(Item::Skipped(SkipReason::Deleted));
+            }
+            let turns = first_turn..first_turn + context.len();
+            first_turn = turns.end;
+            items.push(Item::Dialogue(
                 texts.clone(),
                 Dialogue {
                     source: source(id),
-                    context: context.to_vec(),
+                    context: turns,
                     response,
+                    text_bytes: 0,
                 },
-            )
-        };
-        let items = vec![
-            dialogue(&[0], 1, "a"),
-            dialogue(&[0, 1], 2, "b"),
-            dialogue(&[0, 1], 3, "c"),
-            Item::Skipped(SkipReason::Deleted),
-            dialogue(&[1, 3], 4, "d"),
-            dialogue(&[], 1, "e"),
-        ];
+            ));
+        }
         let copied: Vec<Item> = (items.iter())
             .map(|item| match item {
                 Item::Dialogue(texts, d) => Item::Example(d.to_example(texts)),

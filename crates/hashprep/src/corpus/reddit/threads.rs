@@ -11,10 +11,11 @@ use crate::corpus::Source;
 use crate::error::SkipReason;
 
 /// The examples of a set of threads, their turns named by index into `texts` (each comment
-/// body and submission text at most once).
+/// body and submission text at most once); each example's context is a range of `turns`.
 #[derive(Debug)]
 pub(crate) struct ThreadDialogues {
     pub texts: Vec<String>,
+    pub turns: Vec<usize>,
     pub dialogues: Vec<Dialogue>,
 }
 
@@ -36,10 +37,16 @@ impl ThreadDialogues {
             .map(|d| ResolvedDialogue {
                 id: d.source.id.clone(),
                 subreddit: d.source.subreddit.clone(),
-                context: d.context.iter().map(|&i| self.texts[i].clone()).collect(),
+                context: (self.context(d).iter())
+                    .map(|&i| self.texts[i].clone())
+                    .collect(),
                 response: self.texts[d.response].clone(),
             })
             .collect()
+    }
+
+    fn context(&self, dialogue: &Dialogue) -> &[usize] {
+        &self.turns[dialogue.context.clone()]
     }
 }
 
@@ -161,6 +168,7 @@ pub(crate) fn thread_examples<S: BuildHasher>(
         .collect();
     let mut out = ThreadDialogues {
         texts: Vec::with_capacity(first.len()),
+        turns: Vec::with_capacity(first.len() * 2),
         dialogues: Vec::with_capacity(first.len()),
     };
     // A body is a context turn of each reply below it: unescaped and stored once.
@@ -185,14 +193,17 @@ pub(crate) fn thread_examples<S: BuildHasher>(
             continue;
         }
         let response = body(i, &mut out.texts);
-        if let Some(reason) = filter.reject(comment, &out.texts[response], || depth(i, &parents)) {
+        let response_text = &out.texts[response];
+        if let Some(reason) = filter.reject(comment, response_text, || depth(i, &parents)) {
             *stats.filtered.entry(reason).or_default() += 1;
             continue;
         }
-        let mut turns: Vec<usize> = Vec::with_capacity(max_turns.min(8)); // nearest first
+        let mut text_bytes = response_text.len();
+        let first_turn = out.turns.len();
+        let turns = &mut out.turns; // nearest first, reversed below
         let mut current = i;
         let mut parent = comment.parent_id.as_deref();
-        while turns.len() < max_turns {
+        while turns.len() - first_turn < max_turns {
             let Some(id) = parent else { break };
             if id.starts_with("t1_") {
                 let Some(p) = parents[current] else {
@@ -217,15 +228,19 @@ pub(crate) fn thread_examples<S: BuildHasher>(
                 break;
             }
         }
-        turns.reverse();
+        turns[first_turn..].reverse();
+        text_bytes += (turns[first_turn..].iter())
+            .map(|&t| out.texts[t].len())
+            .sum::<usize>();
         stats.examples += 1;
         out.dialogues.push(Dialogue {
             source: Source {
                 id: comment.id.to_string(),
                 subreddit: comment.subreddit.as_deref().unwrap_or_default().to_owned(),
             },
-            context: turns,
+            context: first_turn..out.turns.len(),
             response,
+            text_bytes,
         });
     }
     out
@@ -306,8 +321,11 @@ mod tests {
         let mut texts = out.texts.clone();
         texts.sort();
         assert_eq!(texts, ["A", "B", "C", "D", "Title & more\nself"]);
-        assert_eq!(out.dialogues[2].context.len(), 3);
-        assert_eq!(out.dialogues[3].context, out.dialogues[0].context);
+        assert_eq!(out.context(&out.dialogues[2]).len(), 3);
+        assert_eq!(
+            out.context(&out.dialogues[3]),
+            out.context(&out.dialogues[0])
+        );
     }
 
     fn find<'a>(examples: &'a [ResolvedDialogue], id: &str) -> &'a ResolvedDialogue {
