@@ -57,15 +57,16 @@ pub(crate) fn is_deleted(text: Option<&str>) -> bool {
 /// Undoes the HTML escaping of pushshift bodies: `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&#39;`,
 /// `&apos;`, `&nbsp;` and numeric entities. Unknown entities are kept as they are.
 pub(crate) fn unescape_html(text: &str) -> String {
-    if !text.contains('&') {
+    let Some(first) = memchr::memchr(b'&', text.as_bytes()) else {
         return text.to_owned();
-    }
+    };
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let decoded = rest.find(';').filter(|&end| end <= 10).and_then(|end| {
+    out.push_str(&text[..first]);
+    let mut rest = &text[first..];
+    loop {
+        // `rest` starts at a '&'; an entity ends at a ';' within the next 10 bytes.
+        let near = &rest.as_bytes()[..rest.len().min(11)];
+        let decoded = memchr::memchr(b';', near).and_then(|end| {
             let entity = &rest[1..end];
             let c = match entity {
                 "amp" => Some('&'),
@@ -87,6 +88,13 @@ pub(crate) fn unescape_html(text: &str) -> String {
         let (c, consumed) = decoded.map_or(('&', 1), |(c, end)| (c, end + 1));
         out.push(c);
         rest = &rest[consumed..];
+        match memchr::memchr(b'&', rest.as_bytes()) {
+            Some(at) => {
+                out.push_str(&rest[..at]);
+                rest = &rest[at..];
+            }
+            None => break,
+        }
     }
     out.push_str(rest);
     out
@@ -105,6 +113,12 @@ mod tests {
             ("it&#39;s &#x263A; &quot;q&quot;", "it's \u{263a} \"q\""),
             ("AT&T and &unknown; &", "AT&T and &unknown; &"),
             ("no entities", "no entities"),
+            // The ';' must be at most 10 bytes after the '&'.
+            ("&#00000065;", "A"),
+            ("&#000000065;", "&#000000065;"),
+            ("é&#x1F600;é&", "é\u{1f600}é&"),
+            ("&&amp;&", "&&&"),
+            ("&é;&#xD800;", "&é;&#xD800;"),
         ];
         for (input, expected) in cases {
             assert_eq!(unescape_html(input), expected, "{input:?}");

@@ -1,6 +1,7 @@
 //! Thread reconstruction: each comment whose body survives becomes a dialogue example, its
 //! context the chain of ancestors (nearest last), starting from the submission when it is known.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
@@ -149,11 +150,12 @@ pub(crate) fn thread_examples<S: BuildHasher>(
     let mut index = Index::with_capacity_and_hasher(comments.len(), ahash::RandomState::new());
     let mut first = Vec::with_capacity(comments.len());
     for (i, comment) in comments.iter().enumerate() {
-        if index.contains_key(comment.id.as_ref()) {
-            stats.duplicates += 1;
-        } else {
-            index.insert(comment.id.as_ref(), i);
-            first.push(i);
+        match index.entry(comment.id.as_ref()) {
+            Entry::Occupied(_) => stats.duplicates += 1,
+            Entry::Vacant(slot) => {
+                slot.insert(i);
+                first.push(i);
+            }
         }
     }
     // Each comment's parent within its thread, looked up once.
