@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::filters::RedditFilter;
 use super::records::Submission;
 use super::spill_record::{
-    decode_all, DumpRecord, SpillRecord, MAX_LINE_BYTES, SPILL_PREFIX_BYTES,
+    count_records, decode_each, DumpRecord, SpillRecord, MAX_LINE_BYTES, SPILL_PREFIX_BYTES,
 };
 #[cfg(test)]
 use super::threads::ResolvedDialogue;
@@ -300,19 +300,17 @@ pub(crate) fn partition_examples(
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let bytes = crate::util::map_file(&file, true).map_err(|e| Error::io(path, e))?;
     // The comments borrow their strings from `bytes`.
-    let records = decode_all(&bytes).map_err(|e| Error::corrupt(path, e))?;
-    let mut comments = Vec::with_capacity(records.len());
+    let mut comments = Vec::with_capacity(count_records(&bytes));
     let mut submissions: HashMap<String, Submission, ahash::RandomState> = HashMap::default();
-    for record in records {
-        match record {
-            SpillRecord::Comment(comment) => comments.push(comment),
-            SpillRecord::Submission(submission) => {
-                submissions
-                    .entry(submission.id.clone())
-                    .or_insert(submission);
-            }
+    decode_each(&bytes, |record| match record {
+        SpillRecord::Comment(comment) => comments.push(comment),
+        SpillRecord::Submission(submission) => {
+            submissions
+                .entry(submission.id.clone())
+                .or_insert(submission);
         }
-    }
+    })
+    .map_err(|e| Error::corrupt(path, e))?;
     let mut stats = ThreadStats::default();
     let examples = thread_examples(&comments, &submissions, max_turns, filter, &mut stats);
     Ok((examples, stats))

@@ -101,27 +101,40 @@ pub(super) enum SpillRecord<'a> {
     Submission(Submission),
 }
 
-/// The records of a spill file's bytes, in order; `Err` describes where the bytes are damaged.
-pub(super) fn decode_all(mut bytes: &[u8]) -> Result<Vec<SpillRecord<'_>>, String> {
-    let mut records = Vec::with_capacity(count_records(bytes));
+/// Hands the records of a spill file's bytes to `each`, in order (no list of them is built:
+/// a partition's comments are the one copy); `Err` describes where the bytes are damaged.
+pub(super) fn decode_each<'a>(
+    mut bytes: &'a [u8],
+    mut each: impl FnMut(SpillRecord<'a>),
+) -> Result<(), String> {
+    let mut index = 0usize;
     while !bytes.is_empty() {
         let len = take_u32(&mut bytes)? as usize;
         if bytes.len() < len {
-            return Err(format!("record {} is cut short", records.len()));
+            return Err(format!("record {index} is cut short"));
         }
         let (mut record, rest) = bytes.split_at(len);
         bytes = rest;
-        let decoded = decode(&mut record).map_err(|e| format!("record {}: {e}", records.len()))?;
+        let decoded = decode(&mut record).map_err(|e| format!("record {index}: {e}"))?;
         if !record.is_empty() {
-            return Err(format!("record {} has trailing bytes", records.len()));
+            return Err(format!("record {index} has trailing bytes"));
         }
-        records.push(decoded);
+        each(decoded);
+        index += 1;
     }
+    Ok(())
+}
+
+/// The records of a spill file's bytes, in order.
+#[cfg(test)]
+fn decode_all(bytes: &[u8]) -> Result<Vec<SpillRecord<'_>>, String> {
+    let mut records = Vec::with_capacity(count_records(bytes));
+    decode_each(bytes, |record| records.push(record))?;
     Ok(records)
 }
 
 /// The number of records the length prefixes of `bytes` announce (to allocate once).
-fn count_records(mut bytes: &[u8]) -> usize {
+pub(super) fn count_records(mut bytes: &[u8]) -> usize {
     let mut count = 0;
     while let Ok(len) = take_u32(&mut bytes) {
         if take(&mut bytes, len as usize).is_err() {
