@@ -1,7 +1,7 @@
 //! The file sink shards are written through. On Linux it writes with direct I/O (`O_DIRECT`)
 //! where the filesystem takes it: a shard is written once, synced, and read much later, so its
-//! gigabytes gain nothing from passing through the page cache, and copying them there cost a
-//! Reddit run (2.7x the tokens of its bodies) about a sixth of its CPU time. Elsewhere, and on
+//! gigabytes gain nothing from passing through the page cache, and copying them there was about
+//! a tenth of the CPU time of a Reddit run (2.7x the tokens of its bodies). Elsewhere, and on
 //! filesystems that refuse direct I/O (tmpfs), it writes through the page cache as usual.
 
 use std::fs::File;
