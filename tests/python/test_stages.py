@@ -132,7 +132,11 @@ def test_ctrl_c_stops_tokenize_soon_and_a_rerun_resumes_to_the_same_bytes(tmp_pa
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     text = wiki_test.read_text() + wiki_test.with_name("wiki.valid.tokens").read_text()
-    for i in range(6):
+    # Enough text that the run goes on well after its first shard (0.9 s on the 2-core machine,
+    # 0.26 s with 6 copies, once shards were written with direct I/O and cost next to nothing to
+    # sync): the watcher below may be late on a loaded machine, and Ctrl-C is noticed within
+    # 100 ms; a run that ends first has nothing left to interrupt.
+    for i in range(48):
         (corpus / f"part{i}.tokens").write_text(text)
     args = dict(format="wikitext103", tokenizer="gpt2", shard_mib=0.25, threads=1, progress=False)
     straight = tmp_path / "straight"
