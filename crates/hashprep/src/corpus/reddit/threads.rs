@@ -100,15 +100,35 @@ fn thread<'a>(comment: &'a Comment) -> Option<&'a str> {
     Some(link.strip_prefix("t3_").unwrap_or(link))
 }
 
-/// The index of a comment's parent comment, looked up within the comment's own thread only: in
-/// real dumps a `parent_id` can name a comment of another thread, which must not become this
-/// one's context (and whether it was found would depend on how threads share partitions).
-fn parent_in_thread(comment: &Comment, comments: &[Comment], index: &Index) -> Option<usize> {
-    let parent = comment.parent_id.as_deref()?.strip_prefix("t1_")?;
-    index
-        .get(parent)
-        .copied()
-        .filter(|&p| thread(&comments[p]) == thread(comment))
+/// What a comment's `parent_id` names, resolved once per comment so that walking a chain of
+/// ancestors reads this small array, not each ancestor's record.
+#[derive(Clone, Copy)]
+enum Parent<'a> {
+    /// A comment of the same thread, at this index.
+    Comment(usize),
+    /// A comment (`t1_`) that is not among the inputs, or is of another thread.
+    Missing,
+    /// A submission, by id (`t3_` stripped).
+    Submission(&'a str),
+    /// No parent, or one of another kind.
+    None,
+}
+
+/// A comment's parent, a comment looked up within the comment's own thread only: in real dumps
+/// a `parent_id` can name a comment of another thread, which must not become this one's
+/// context (and whether it was found would depend on how threads share partitions).
+fn parent_of<'a>(comment: &'a Comment, comments: &[Comment], index: &Index) -> Parent<'a> {
+    let Some(id) = comment.parent_id.as_deref() else {
+        return Parent::None;
+    };
+    if let Some(parent) = id.strip_prefix("t1_") {
+        let found =
+            (index.get(parent).copied()).filter(|&p| thread(&comments[p]) == thread(comment));
+        found.map_or(Parent::Missing, Parent::Comment)
+    } else {
+        id.strip_prefix("t3_")
+            .map_or(Parent::None, Parent::Submission)
+    }
 }
 
 /// Marks every comment whose chain of parents loops (O(n) over the thread).
@@ -158,10 +178,16 @@ pub(crate) fn thread_examples<S: BuildHasher>(
             }
         }
     }
-    // Each comment's parent within its thread, looked up once.
-    let parents: Vec<Option<usize>> = comments
+    // Each comment's parent, looked up once.
+    let links: Vec<Parent> = comments
         .iter()
-        .map(|c| parent_in_thread(c, comments, &index))
+        .map(|c| parent_of(c, comments, &index))
+        .collect();
+    let parents: Vec<Option<usize>> = (links.iter())
+        .map(|link| match *link {
+            Parent::Comment(p) => Some(p),
+            _ => None,
+        })
         .collect();
     let looping = cyclic(&parents);
     let deleted: Vec<bool> = comments
@@ -203,31 +229,30 @@ pub(crate) fn thread_examples<S: BuildHasher>(
         let mut text_bytes = response_text.len();
         let first_turn = out.turns.len();
         let turns = &mut out.turns; // nearest first, reversed below
-        let mut current = i;
-        let mut parent = comment.parent_id.as_deref();
+        let mut link = links[i];
         while turns.len() - first_turn < max_turns {
-            let Some(id) = parent else { break };
-            if id.starts_with("t1_") {
-                let Some(p) = parents[current] else {
+            match link {
+                Parent::Comment(p) => {
+                    if deleted[p] {
+                        break;
+                    }
+                    turns.push(body(p, &mut out.texts));
+                    link = links[p];
+                }
+                Parent::Missing => {
                     stats.orphans += 1;
                     break;
-                };
-                current = p;
-                if deleted[p] {
-                    break;
                 }
-                turns.push(body(p, &mut out.texts));
-                parent = comments[p].parent_id.as_deref();
-            } else {
-                if let Some(submission) = id.strip_prefix("t3_") {
+                Parent::Submission(submission) => {
                     let slot = *submission_slots.entry(submission).or_insert_with(|| {
                         let text = submissions.get(submission).and_then(submission_text)?;
                         out.texts.push(text);
                         Some(out.texts.len() - 1)
                     });
                     turns.extend(slot);
+                    break;
                 }
-                break;
+                Parent::None => break,
             }
         }
         turns[first_turn..].reverse();
