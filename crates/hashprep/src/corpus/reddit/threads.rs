@@ -167,17 +167,7 @@ pub(crate) fn thread_examples<S: BuildHasher>(
     filter: &RedditFilter,
     stats: &mut ThreadStats,
 ) -> ThreadDialogues {
-    let mut index = Index::with_capacity_and_hasher(comments.len(), ahash::RandomState::new());
-    let mut first = Vec::with_capacity(comments.len());
-    for (i, comment) in comments.iter().enumerate() {
-        match index.entry(comment.id.as_ref()) {
-            Entry::Occupied(_) => stats.duplicates += 1,
-            Entry::Vacant(slot) => {
-                slot.insert(i);
-                first.push(i);
-            }
-        }
-    }
+    let (index, first) = index_comments(comments, stats);
     // Each comment's parent, looked up once.
     let links: Vec<Parent> = comments
         .iter()
@@ -271,6 +261,23 @@ pub(crate) fn thread_examples<S: BuildHasher>(
         });
     }
     out
+}
+
+/// Each comment id's first position, and the first positions in input order; every later copy
+/// of an id counts as a duplicate.
+fn index_comments<'a>(comments: &'a [Comment], stats: &mut ThreadStats) -> (Index<'a>, Vec<usize>) {
+    let mut index = Index::with_capacity_and_hasher(comments.len(), ahash::RandomState::new());
+    let mut first = Vec::with_capacity(comments.len());
+    for (i, comment) in comments.iter().enumerate() {
+        match index.entry(comment.id.as_ref()) {
+            Entry::Occupied(_) => stats.duplicates += 1,
+            Entry::Vacant(slot) => {
+                slot.insert(i);
+                first.push(i);
+            }
+        }
+    }
+    (index, first)
 }
 
 /// 1 for a top-level comment, plus one per comment ancestor found (at most 64 are followed).
