@@ -56,8 +56,8 @@ impl ShardSink {
         Ok(self.file)
     }
 
-    /// Writes the buffered bytes: all of them when `all`, else only whole aligned blocks (the
-    /// rest moves to the front of the buffer).
+    /// Writes the buffered bytes: all of them when `all` or once direct I/O is off, else only
+    /// whole aligned blocks (the rest moves to the front of the buffer).
     fn write_buffered(&mut self, all: bool) -> io::Result<()> {
         let mut done = 0;
         loop {
