@@ -16,6 +16,7 @@ use ahash::AHashMap;
 use serde_json::Value;
 
 use super::gpt2_split::split_gpt2;
+use super::piece_cache::PieceCache;
 
 /// Numbers the fast paths made, for [`ByteLevelBpe::instance`].
 static INSTANCES: AtomicU64 = AtomicU64::new(1);
@@ -23,9 +24,6 @@ static INSTANCES: AtomicU64 = AtomicU64::new(1);
 /// The pattern of the `tokenizers` `ByteLevel` pre-tokenizer, which [`split_gpt2`] scans.
 pub(crate) const GPT2_PATTERN: &str =
     r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-
-/// Pieces cached per thread before the cache starts over.
-const CACHE_LIMIT: usize = 1 << 18;
 
 /// A byte-level BPE, ready to encode.
 pub(crate) struct ByteLevelBpe {
@@ -38,13 +36,6 @@ pub(crate) struct ByteLevelBpe {
     whole_tokens: Option<AHashMap<Box<[u8]>, u32>>,
     /// Tells the per-thread caches of different tokenizers apart.
     instance: u64,
-}
-
-/// The per-thread cache: pieces of one tokenizer (`instance`) and their ids.
-#[derive(Default)]
-struct PieceCache {
-    instance: u64,
-    ids: AHashMap<Box<str>, Box<[u32]>>,
 }
 
 thread_local! {
@@ -126,19 +117,8 @@ impl ByteLevelBpe {
     /// Appends the ids of `text` to `out`.
     pub(crate) fn encode(&self, text: &str, out: &mut Vec<u32>) {
         CACHE.with_borrow_mut(|cache| {
-            if cache.instance != self.instance || cache.ids.len() >= CACHE_LIMIT {
-                cache.ids.clear();
-                cache.instance = self.instance;
-            }
-            split_gpt2(text, |piece| {
-                if let Some(ids) = cache.ids.get(piece) {
-                    out.extend_from_slice(ids);
-                } else {
-                    let ids = self.merge(piece);
-                    out.extend_from_slice(&ids);
-                    cache.ids.insert(piece.into(), ids.into_boxed_slice());
-                }
-            });
+            cache.serve(self.instance);
+            split_gpt2(text, |piece| cache.extend(piece, out, |p| self.merge(p)));
         });
     }
 

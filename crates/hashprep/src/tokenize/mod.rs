@@ -6,6 +6,7 @@ mod byte_bpe;
 mod fast_path_tests;
 mod gpt2;
 mod gpt2_split;
+mod piece_cache;
 mod train;
 
 use std::path::Path;

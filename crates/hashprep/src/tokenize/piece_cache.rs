@@ -1,0 +1,221 @@
+//! The per-thread cache of the byte-level fast path: piece -> ids. A lookup is most of the cost
+//! of encoding a piece seen before, so the common case keeps to one table slot: a piece of up
+//! to 15 bytes is keyed by its bytes and length packed into one integer (no pointer to follow,
+//! compared at once), and up to three ids are stored in the slot. Longer pieces, and longer id
+//! lists, live beside it.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use ahash::AHashMap;
+
+/// Entries kept before the cache starts over.
+const LIMIT: usize = 1 << 18;
+
+/// Longest piece kept in a packed key (its 16th byte is the length).
+const SHORT_PIECE: usize = 15;
+
+/// Ids kept in the slot itself.
+const INLINE_IDS: usize = 3;
+
+/// A piece's ids: `len` of them, in `ids`, or from `ids[0]` on in the pool when more than
+/// [`INLINE_IDS`].
+#[derive(Clone, Copy)]
+struct CachedIds {
+    len: u32,
+    ids: [u32; INLINE_IDS],
+}
+
+/// Pieces of one tokenizer (`owner`) and their ids.
+#[derive(Default)]
+pub(super) struct PieceCache {
+    owner: u64,
+    short: HashMap<u128, CachedIds, BuildHasherDefault<PackedHasher>>,
+    long: AHashMap<Box<str>, Box<[u32]>>,
+    /// The ids of short pieces with more than [`INLINE_IDS`] of them.
+    pool: Vec<u32>,
+}
+
+/// `piece`'s bytes (little-endian) and its length (the top byte) as one integer, when it has
+/// at most [`SHORT_PIECE`] bytes. Built from overlapping loads: bytes copied into a buffer and
+/// read back as an integer stall the load that follows the stores.
+fn packed(piece: &str) -> Option<u128> {
+    let b = piece.as_bytes();
+    let len = b.len();
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().expect("4")));
+    let (low, high) = match len {
+        0 => (0, 0),
+        1..=3 => {
+            let byte = |at: usize| u64::from(b[at]) << (8 * at);
+            (byte(0) | byte(len / 2) | byte(len - 1), 0)
+        }
+        4..=7 => (half(0) | half(len - 4) << (8 * (len - 4)), 0),
+        8 => (word(0), 0),
+        9..=SHORT_PIECE => (word(0), word(len - 8) >> (8 * (16 - len))),
+        _ => return None,
+    };
+    Some(u128::from(low) | u128::from(high | (len as u64) << 56) << 64)
+}
+
+/// Hashes a packed key with one folded multiply (a general hasher's rounds cost as much as the
+/// rest of a lookup); the table takes its slot from the low bits and its tag from the top ones,
+/// and the fold mixes every key bit into both.
+#[derive(Default)]
+pub(super) struct PackedHasher(u64);
+
+impl Hasher for PackedHasher {
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("the short-piece table hashes u128 keys only");
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        let (low, high) = (key as u64, (key >> 64) as u64);
+        let product =
+            u128::from(low ^ 0x243F_6A88_85A3_08D3) * u128::from(high ^ 0x1319_8A2E_0370_7344);
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl PieceCache {
+    /// Empties the cache when it holds another tokenizer's pieces, or is full.
+    pub(super) fn serve(&mut self, owner: u64) {
+        if self.owner != owner || self.short.len() + self.long.len() >= LIMIT {
+            self.short.clear();
+            self.long.clear();
+            self.pool.clear();
+            self.owner = owner;
+        }
+    }
+
+    /// Appends the ids of `piece` to `out`: cached ones, or `merge`'s (then cached).
+    pub(super) fn extend(
+        &mut self,
+        piece: &str,
+        out: &mut Vec<u32>,
+        merge: impl FnOnce(&str) -> Vec<u32>,
+    ) {
+        let Some(key) = packed(piece) else {
+            if let Some(ids) = self.long.get(piece) {
+                out.extend_from_slice(ids);
+            } else {
+                let ids = merge(piece);
+                out.extend_from_slice(&ids);
+                self.long.insert(piece.into(), ids.into_boxed_slice());
+            }
+            return;
+        };
+        if let Some(cached) = self.short.get(&key) {
+            out.extend_from_slice(self.ids(cached));
+            return;
+        }
+        let ids = merge(piece);
+        out.extend_from_slice(&ids);
+        let len = u32::try_from(ids.len()).expect("a piece of 15 bytes has at most 15 ids");
+        let mut cached = CachedIds {
+            len,
+            ids: [0; INLINE_IDS],
+        };
+        if ids.len() <= INLINE_IDS {
+            cached.ids[..ids.len()].copy_from_slice(&ids);
+        } else {
+            cached.ids[0] = u32::try_from(self.pool.len()).expect("the pool is cleared at LIMIT");
+            self.pool.extend_from_slice(&ids);
+        }
+        self.short.insert(key, cached);
+    }
+
+    fn ids<'c>(&'c self, cached: &'c CachedIds) -> &'c [u32] {
+        let len = cached.len as usize;
+        if len <= INLINE_IDS {
+            &cached.ids[..len]
+        } else {
+            let start = cached.ids[0] as usize;
+            &self.pool[start..start + len]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids that tell pieces apart: one per byte, each the byte's value plus the piece length.
+    fn merge(piece: &str) -> Vec<u32> {
+        piece
+            .bytes()
+            .map(|b| u32::from(b) + piece.len() as u32 * 1000)
+            .collect()
+    }
+
+    #[test]
+    fn a_packed_key_is_the_bytes_then_the_length() {
+        let text = "abcdefghijklmnopé\0xyz";
+        for start in 0..4 {
+            for end in start..=text.len() {
+                let Some(piece) = text.get(start..end) else {
+                    continue;
+                };
+                let mut expected = [0u8; 16];
+                expected[..piece.len().min(15)]
+                    .copy_from_slice(&piece.as_bytes()[..piece.len().min(15)]);
+                expected[15] = piece.len() as u8;
+                let expected = (piece.len() <= 15).then(|| u128::from_le_bytes(expected));
+                assert_eq!(packed(piece), expected, "{piece:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_of_piece_comes_back_with_its_own_ids() {
+        let pieces = [
+            "",
+            "a",
+            "a\0",
+            "\0a",
+            "abc",
+            "abcd",
+            " fifteen bytes!",
+            "sixteen bytes!!!",
+            "é",
+            "a longer piece than fits a key",
+        ];
+        let mut cache = PieceCache::default();
+        cache.serve(1);
+        for round in 0..2 {
+            for piece in pieces {
+                let mut out = vec![7];
+                let mut merged = false;
+                cache.extend(piece, &mut out, |p| {
+                    merged = true;
+                    merge(p)
+                });
+                assert_eq!(out[1..], merge(piece), "{piece:?}");
+                assert_eq!(merged, round == 0, "{piece:?} in round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn another_tokenizer_or_a_full_cache_starts_over() {
+        let mut cache = PieceCache::default();
+        cache.serve(1);
+        cache.extend("abcdef", &mut Vec::new(), merge);
+        cache.serve(2);
+        let mut merged = false;
+        cache.extend("abcdef", &mut Vec::new(), |p| {
+            merged = true;
+            merge(p)
+        });
+        assert!(merged);
+        for i in 0..LIMIT {
+            cache.extend(&i.to_string(), &mut Vec::new(), merge);
+        }
+        cache.serve(2);
+        assert_eq!(cache.short.len() + cache.long.len() + cache.pool.len(), 0);
+    }
+}
