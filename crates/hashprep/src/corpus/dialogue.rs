@@ -1,43 +1,42 @@
 //! Dialogue examples that share their texts. In a Reddit thread a comment's body is the response
 //! of its own example and a context turn of every reply below it (up to the context length), so
 //! the examples of a partition name their turns by index into one table of texts, and each text
-//! is encoded at most once however many examples use it, whichever worker gets there first.
+//! is encoded once, for all of them, where the partition is rebuilt.
 
 use std::ops::Range;
-use std::sync::OnceLock;
 
+use super::packed::{PackedIds, PackedTexts};
 use super::{Example, Source};
 use crate::error::Result;
+use crate::tokenize::TextTokenizer;
 
-/// The texts of a set of dialogue examples (a Reddit partition), with their ids once encoded,
-/// and the examples' context turns back to back (one allocation, not one per example).
+/// The texts of a set of dialogue examples (a Reddit partition), their ids once encoded, and
+/// the examples' context turns back to back (one allocation, not one per example).
 #[derive(Debug)]
 pub(crate) struct SharedTexts {
-    texts: Vec<String>,
+    texts: PackedTexts,
     turns: Vec<usize>,
-    encoded: Vec<OnceLock<EncodedText>>,
-}
-
-/// A text's ids and the special-token strings written in it.
-#[derive(Debug)]
-pub(crate) struct EncodedText {
-    pub(crate) ids: Vec<u32>,
-    pub(crate) special_strings: u64,
+    encoded: Option<PackedIds>,
 }
 
 impl SharedTexts {
     /// `texts`, and `turns`: the text indices [`Dialogue::context`] ranges over.
-    pub(crate) fn new(texts: Vec<String>, turns: Vec<usize>) -> Self {
-        let encoded = texts.iter().map(|_| OnceLock::new()).collect();
+    pub(crate) fn new(texts: PackedTexts, turns: Vec<usize>) -> Self {
         Self {
             texts,
             turns,
-            encoded,
+            encoded: None,
         }
     }
 
+    /// How many texts there are.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.texts.len()
+    }
+
     pub(crate) fn text(&self, index: usize) -> &str {
-        &self.texts[index]
+        self.texts.get(index)
     }
 
     /// The text indices of a dialogue's context turns, oldest first.
@@ -45,23 +44,28 @@ impl SharedTexts {
         &self.turns[dialogue.context.clone()]
     }
 
-    /// The encoding of text `index`: `encode`'s result the first time, kept for every later
-    /// use. Two workers reaching a new text together may both encode it; one result is kept
-    /// (encoding is a function of the text, so they are equal).
+    /// Encodes every text with `tokenizer`, each once, for [`Self::encoded`].
     ///
     /// # Errors
-    /// What `encode` returns.
-    pub(crate) fn encoded(
-        &self,
-        index: usize,
-        encode: impl FnOnce(&str) -> Result<EncodedText>,
-    ) -> Result<&EncodedText> {
-        let cell = &self.encoded[index];
-        if let Some(done) = cell.get() {
-            return Ok(done);
+    /// The tokenizer fails on a text.
+    pub(crate) fn encode(&mut self, tokenizer: &TextTokenizer) -> Result<()> {
+        let texts = &self.texts;
+        // Byte-level BPE gives about one id per four bytes of English text.
+        let mut encoded = PackedIds::with_capacity(texts.len(), texts.bytes() / 4);
+        for index in 0..texts.len() {
+            let text = texts.get(index);
+            encoded.push_with(|ids| {
+                tokenizer.encode_into(text, ids)?;
+                Ok(tokenizer.count_special_strings(text))
+            })?;
         }
-        let fresh = encode(self.text(index))?;
-        Ok(cell.get_or_init(|| fresh))
+        self.encoded = Some(encoded);
+        Ok(())
+    }
+
+    /// The texts' ids, once [`Self::encode`] has run.
+    pub(crate) fn encoded(&self) -> Option<&PackedIds> {
+        self.encoded.as_ref()
     }
 }
 
@@ -94,52 +98,34 @@ impl Dialogue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    #[test]
-    fn each_text_is_encoded_once_across_threads() {
-        let texts = SharedTexts::new(vec!["a".into(), "bb".into(), "ccc".into()], Vec::new());
-        let calls = AtomicUsize::new(0);
-        let encode = |text: &str| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            Ok(EncodedText {
-                ids: vec![text.len() as u32; text.len()],
-                special_strings: 0,
-            })
-        };
-        std::thread::scope(|scope| {
-            for _ in 0..2 {
-                scope.spawn(|| {
-                    for _ in 0..100 {
-                        for i in [2, 0, 1] {
-                            let e = texts.encoded(i, encode).unwrap();
-                            assert_eq!(e.ids, vec![i as u32 + 1; i + 1]);
-                        }
-                    }
-                });
-            }
-        });
-        // At most one extra encoding per text, when both threads met it first together.
-        assert!((3..=6).contains(&calls.load(Ordering::Relaxed)));
+    fn packed(texts: &[&str]) -> PackedTexts {
+        let mut packed = PackedTexts::default();
+        for text in texts {
+            packed.push_with(|s| s.push_str(text));
+        }
+        packed
     }
 
     #[test]
-    fn a_failed_encoding_is_returned_and_not_kept() {
-        let texts = SharedTexts::new(vec!["x".into()], Vec::new());
-        let failed = texts.encoded(0, |_| Err(crate::error::Error::BadInput("no".into())));
-        assert!(failed.is_err());
-        let ok = texts.encoded(0, |t| {
-            Ok(EncodedText {
-                ids: vec![t.len() as u32],
-                special_strings: 2,
-            })
-        });
-        assert_eq!(ok.unwrap().special_strings, 2);
+    fn each_text_is_encoded_as_the_tokenizer_encodes_it_alone() {
+        let tokenizer = TextTokenizer::load("gpt2").unwrap();
+        let texts = ["Title <|endoftext|>", "", " two  spaces", "é\n\tx"];
+        let mut shared = SharedTexts::new(packed(&texts), Vec::new());
+        assert!(shared.encoded().is_none());
+        shared.encode(&tokenizer).unwrap();
+        let encoded = shared.encoded().unwrap();
+        assert_eq!(encoded.len(), texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let ids = encoded.get(i);
+            assert_eq!(ids.ids, tokenizer.encode(text).unwrap(), "{text:?}");
+            assert_eq!(ids.special_strings, u64::from(i == 0));
+        }
     }
 
     #[test]
     fn an_example_copies_its_turns_in_order() {
-        let texts = SharedTexts::new(vec!["t".into(), "a".into(), "b".into()], vec![2, 0, 1]);
+        let texts = SharedTexts::new(packed(&["t", "a", "b"]), vec![2, 0, 1]);
         let dialogue = Dialogue {
             source: Source {
                 id: "b".into(),

@@ -2,12 +2,14 @@
 //! (examples, skipped records, notices) with the bad-record policy applied.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::inputs::{expand_inputs, expand_ranges};
 use super::{
     Example, ExampleStream, Format, InputFile, Item, Items, OnError, ProgressFeed, RedditStream,
 };
 use crate::error::{Error, Result};
+use crate::tokenize::TextTokenizer;
 
 /// Where a Reddit read keeps its partitions, and which share of the threads it keeps.
 pub(crate) struct RedditRun {
@@ -15,6 +17,8 @@ pub(crate) struct RedditRun {
     pub(crate) spill_dir: PathBuf,
     /// This task's index and the number of tasks.
     pub(crate) task: (usize, usize),
+    /// Encodes each partition's texts where it is rebuilt (a tokenize run).
+    pub(crate) tokenizer: Option<Arc<TextTokenizer>>,
 }
 
 /// The items of `files` read as `format`, in order. Reddit dumps are partitioned by thread
@@ -41,7 +45,8 @@ pub(crate) fn items(
                 reddit.task,
                 on_error,
             )
-            .with_progress(feed.clone()),
+            .with_progress(feed.clone())
+            .encoding_with(reddit.tokenizer),
         ),
         _ => Box::new(ExampleStream::new(
             files,
@@ -148,6 +153,7 @@ pub(crate) fn read_files(
             .as_ref()
             .map_or_else(PathBuf::new, |dir| dir.path().to_path_buf()),
         task: (0, 1),
+        tokenizer: None,
     };
     Ok(Documents {
         items: items(files, format, on_error, reddit, feed),

@@ -9,6 +9,7 @@ mod documents;
 mod inputs;
 mod jsonl;
 mod lines;
+mod packed;
 pub(crate) mod reddit;
 mod stream;
 mod text;
@@ -20,11 +21,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use decompress::open_input;
-pub(crate) use dialogue::{Dialogue, EncodedText, SharedTexts};
+pub(crate) use dialogue::{Dialogue, SharedTexts};
 pub(crate) use documents::{items, read_files, RedditRun};
 pub use documents::{read_documents, Documents, InputRange};
 pub use inputs::InputFile;
 pub(crate) use inputs::{expand_inputs, expand_ranges, partition_for_task};
+pub(crate) use packed::{PackedTexts, TextIds};
 pub use reddit::RedditFilter;
 pub(crate) use stream::{ExampleStream, Item, Items, ProgressFeed, RedditStream};
 

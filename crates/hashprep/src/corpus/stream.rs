@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::{Dialogue, Example, Format, InputFile, Records, SharedTexts};
 use crate::error::{Error, Result, SkipReason};
+use crate::tokenize::TextTokenizer;
 
 use super::reddit::{Rebuilding, Rebuilt};
 use super::OnError;
@@ -170,6 +171,7 @@ pub(crate) struct RedditStream {
     task: (usize, usize),
     on_error: OnError,
     progress: Option<ProgressFeed>,
+    tokenizer: Option<Arc<TextTokenizer>>,
     phase: RedditPhase,
     buffer: std::collections::VecDeque<Result<Item>>,
 }
@@ -190,6 +192,7 @@ impl RedditStream {
             task,
             on_error,
             progress: None,
+            tokenizer: None,
             phase: RedditPhase::Partition,
             buffer: std::collections::VecDeque::new(),
         }
@@ -199,6 +202,13 @@ impl RedditStream {
     #[must_use]
     pub(crate) fn with_progress(mut self, progress: ProgressFeed) -> Self {
         self.progress = Some(progress);
+        self
+    }
+
+    /// Encodes each partition's texts with `tokenizer` where it is rebuilt.
+    #[must_use]
+    pub(crate) fn encoding_with(mut self, tokenizer: Option<Arc<TextTokenizer>>) -> Self {
+        self.tokenizer = tokenizer;
         self
     }
 
@@ -250,6 +260,7 @@ impl RedditStream {
                 parts,
                 self.options.max_context_turns,
                 self.options.filter.clone(),
+                self.tokenizer.clone(),
             )
         });
         match started {
@@ -279,7 +290,7 @@ impl RedditStream {
         }
         self.buffer
             .extend((0..stats.orphans).map(|_| Ok(Item::Notice("orphan_context"))));
-        let texts = Arc::new(SharedTexts::new(dialogues.texts, dialogues.turns));
+        let texts = Arc::new(dialogues.texts);
         self.buffer.extend(
             dialogues
                 .dialogues

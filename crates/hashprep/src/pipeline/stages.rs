@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::progress::Progress;
 use crate::corpus::ProgressFeed;
-use crate::corpus::{EncodedText, Format, Item, Items, Source};
+use crate::corpus::{Example, Format, Item, Items, Source, TextIds};
 use crate::counts::TokenCounts;
 use crate::error::{Error, Result, SkipReason};
 use crate::shard::journal::{Journal, JournalEntry};
@@ -95,38 +95,46 @@ impl ChunkEncoder {
     }
 
     /// Appends one example to `ids`: each context turn and the end token, then the response
-    /// and the end token; or nothing, when the response is over the length filter (its context
-    /// turns are then not encoded).
+    /// and the end token; or nothing, when the response is over the length filter.
     fn append_example<'t>(
         &self,
-        context: impl Iterator<Item = Result<&'t EncodedText>>,
-        response: &EncodedText,
+        context: impl Iterator<Item = TextIds<'t>>,
+        response: TextIds,
         source: Option<Source>,
         ids: &mut Vec<u32>,
-    ) -> Result<Encoded> {
+    ) -> Encoded {
         if self
             .max_response_tokens
             .is_some_and(|max| response.ids.len() > max)
         {
-            return Ok(Encoded::Skipped(SkipReason::FilterLongResponse));
+            return Encoded::Skipped(SkipReason::FilterLongResponse);
         }
         let start = ids.len();
         let mut special_strings = response.special_strings;
         for turn in context {
-            let turn = turn?;
-            ids.extend_from_slice(&turn.ids);
+            ids.extend_from_slice(turn.ids);
             ids.extend(self.eos);
             special_strings += turn.special_strings;
         }
         let prefix_len = (ids.len() - start) as u32;
-        ids.extend_from_slice(&response.ids);
+        ids.extend_from_slice(response.ids);
         ids.extend(self.eos);
-        Ok(Encoded::Example {
+        Encoded::Example {
             len: (ids.len() - start) as u32,
             prefix_len,
             source,
             special_strings,
-        })
+        }
+    }
+
+    /// Encodes an example's texts and appends it to `ids`.
+    fn encode_example(&self, example: Example, ids: &mut Vec<u32>) -> Result<Encoded> {
+        let context = (example.context.iter())
+            .map(|turn| self.encode_text(turn))
+            .collect::<Result<Vec<_>>>()?;
+        let response = self.encode_text(&example.text)?;
+        let context = context.iter().map(EncodedText::view);
+        Ok(self.append_example(context, response.view(), example.source, ids))
     }
 
     /// Encodes a chunk; its examples' sources move into the result.
@@ -142,21 +150,17 @@ impl ChunkEncoder {
             let encoded = match item {
                 Item::Skipped(reason) => Encoded::Skipped(reason),
                 Item::Notice(name) => Encoded::Notice(name),
-                Item::Example(example) => {
-                    let context = (example.context.iter())
-                        .map(|turn| self.encode_text(turn))
-                        .collect::<Result<Vec<_>>>()?;
-                    let response = self.encode_text(&example.text)?;
-                    let context = context.iter().map(Ok);
-                    self.append_example(context, &response, example.source, &mut ids)?
-                }
-                // Each shared text is encoded once, by the first chunk that needs it.
-                Item::Dialogue(texts, dialogue) => {
-                    let shared = |i: usize| texts.encoded(i, |text| self.encode_text(text));
-                    let response = shared(dialogue.response)?;
-                    let context = texts.context(&dialogue).iter().map(|&i| shared(i));
-                    self.append_example(context, response, Some(dialogue.source), &mut ids)?
-                }
+                Item::Example(example) => self.encode_example(example, &mut ids)?,
+                // The texts of a partition were encoded, each once and by this encoder's
+                // tokenizer, where the partition was rebuilt; the example is assembled from them.
+                Item::Dialogue(texts, dialogue) => match texts.encoded() {
+                    Some(encoded) => {
+                        let context = texts.context(&dialogue).iter().map(|&i| encoded.get(i));
+                        let response = encoded.get(dialogue.response);
+                        self.append_example(context, response, Some(dialogue.source), &mut ids)
+                    }
+                    None => self.encode_example(dialogue.to_example(&texts), &mut ids)?,
+                },
             };
             items.push(encoded);
         }
@@ -165,6 +169,21 @@ impl ChunkEncoder {
             ids,
             items,
         })
+    }
+}
+
+/// A text's ids and the special-token strings written in it, encoded on the spot.
+struct EncodedText {
+    ids: Vec<u32>,
+    special_strings: u64,
+}
+
+impl EncodedText {
+    fn view(&self) -> TextIds<'_> {
+        TextIds {
+            ids: &self.ids,
+            special_strings: self.special_strings,
+        }
     }
 }
 
@@ -421,7 +440,7 @@ impl OutputWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::corpus::{Dialogue, Example, RedditOptions, SharedTexts};
+    use crate::corpus::{Dialogue, PackedTexts, RedditOptions, SharedTexts};
 
     fn source(id: &str) -> Source {
         Source {
@@ -474,34 +493,44 @@ mod tests {
             (&[], 1, "e"),
         ];
         let turns: Vec<usize> = examples.iter().flat_map(|e| e.0.to_vec()).collect();
-        let texts = Arc::new(SharedTexts::new(
-            vec![
-                "Title <|endoftext|>".into(),
-                "first reply".into(),
-                long,
-                "second".into(),
-                "  spaces  and\ttabs ".into(),
-            ],
-            turns,
-        ));
-        let mut items = Vec::new();
-        let mut first_turn = 0;
-        for (context, response, id) in examples {
-            if id == "d" {
-                items.push(Item::Skipped(SkipReason::Deleted));
+        let shared_texts = || {
+            let mut texts = PackedTexts::default();
+            let title = "Title <|endoftext|>";
+            for text in [
+                title,
+                "first reply",
+                &long,
+                "second",
+                "  spaces  and\ttabs ",
+            ] {
+                texts.push_with(|s| s.push_str(text));
             }
-            let turns = first_turn..first_turn + context.len();
-            first_turn = turns.end;
-            items.push(Item::Dialogue(
-                texts.clone(),
-                Dialogue {
+            SharedTexts::new(texts, turns.clone())
+        };
+        let items = |texts: &Arc<SharedTexts>| {
+            let mut items = Vec::new();
+            let mut first_turn = 0;
+            for (context, response, id) in examples {
+                if id == "d" {
+                    items.push(Item::Skipped(SkipReason::Deleted));
+                }
+                let turns = first_turn..first_turn + context.len();
+                first_turn = turns.end;
+                let dialogue = Dialogue {
                     source: source(id),
                     context: turns,
                     response,
                     text_bytes: 0,
-                },
-            ));
-        }
+                };
+                items.push(Item::Dialogue(texts.clone(), dialogue));
+            }
+            items
+        };
+        // Texts not encoded where they were rebuilt are encoded by the chunk encoder.
+        let unencoded = encoded(&encoder, 3, items(&Arc::new(shared_texts())));
+        let mut texts = shared_texts();
+        texts.encode(&tokenizer).unwrap();
+        let items = items(&Arc::new(texts));
         let copied: Vec<Item> = (items.iter())
             .map(|item| match item {
                 Item::Dialogue(texts, d) => Item::Example(d.to_example(texts)),
@@ -517,6 +546,7 @@ mod tests {
         ids.extend(more_ids);
         summary.extend(more);
         assert_eq!((ids.clone(), summary.clone()), encoded(&encoder, 2, copied));
+        assert_eq!((ids.clone(), summary.clone()), unencoded);
         assert_eq!(summary[1], "skipped FilterLongResponse");
         assert!(summary[0].contains(" 1 Some"), "{}", summary[0]);
         // The last example is exactly the first reply's ids and the end token.

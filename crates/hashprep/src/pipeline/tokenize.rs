@@ -226,7 +226,7 @@ fn tokenize_files(
     writer.halt_after_shards = options.halt_after_shards;
     let resumed_items = writer.items;
     let feed = ProgressFeed::default();
-    let stream = example_stream(settings, &files, out, options, &feed);
+    let stream = example_stream(settings, &files, (out, &tokenizer), options, &feed);
     writer.with_sources = reddit;
     let encoder = ChunkEncoder::new(
         tokenizer.clone(),
@@ -350,13 +350,14 @@ fn run_stages(
 fn example_stream(
     settings: &TokenizeSettings,
     files: &[InputFile],
-    out: &Path,
+    (out, tokenizer): (&Path, &Arc<TextTokenizer>),
     options: &RunOptions,
     feed: &ProgressFeed,
 ) -> Items {
     let reddit = RedditRun {
         spill_dir: out.join(SPILL_DIR),
         task: (options.task_index, options.num_tasks),
+        tokenizer: Some(tokenizer.clone()),
     };
     items(
         files.to_vec(),

@@ -185,12 +185,24 @@ impl TextTokenizer {
     /// # Errors
     /// The tokenizer library fails on this text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        if let Some(fast) = self.fast_path() {
+        if self.fast_path().is_some() {
             let mut ids = Vec::with_capacity(text.len() / 3);
-            fast.encode(text, &mut ids);
+            self.encode_into(text, &mut ids)?;
             return Ok(ids);
         }
         self.encode_with_library(text)
+    }
+
+    /// Appends the ids of `text` to `ids`, as [`Self::encode`] gives them.
+    ///
+    /// # Errors
+    /// The tokenizer library fails on this text.
+    pub(crate) fn encode_into(&self, text: &str, ids: &mut Vec<u32>) -> Result<()> {
+        match self.fast_path() {
+            Some(fast) => fast.encode(text, ids),
+            None => ids.extend(self.encode_with_library(text)?),
+        }
+        Ok(())
     }
 
     /// The byte-level BPE fast path, where the file allows it and special-token strings are

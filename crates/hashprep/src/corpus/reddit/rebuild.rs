@@ -1,15 +1,19 @@
-//! Phase 2 ahead of its reader: the spill partitions are rebuilt into examples a group at a time
-//! (one partition per core, in parallel) on a background thread, while the examples of the
-//! groups before are encoded; at most one group waits, so memory stays bounded by partitions.
+//! Phase 2 ahead of its reader: the spill partitions are rebuilt into examples a few at a time
+//! (one per core, and one more) on the pool, while the examples of the partitions before are
+//! encoded; at most one rebuilt partition waits, so memory stays bounded by partitions.
 
-use std::path::PathBuf;
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::filters::RedditFilter;
 use super::spill::partition_examples;
 use super::threads::{ThreadDialogues, ThreadStats};
 use crate::error::{Error, Result};
+use crate::tokenize::TextTokenizer;
 
 /// One partition rebuilt: its examples and what happened to its comments.
 pub(crate) type Rebuilt = Result<(ThreadDialogues, ThreadStats)>;
@@ -22,7 +26,9 @@ pub(crate) struct Rebuilding {
 
 impl Rebuilding {
     /// Starts rebuilding `parts`; each spill file is removed once read (its pages freed, and
-    /// never written back to disk, while the run goes on).
+    /// never written back to disk, while the run goes on). With a tokenizer, each partition's
+    /// texts are encoded there too, while they are fresh in the cache of the core that
+    /// unescaped them.
     ///
     /// # Errors
     /// The background thread cannot be started.
@@ -30,29 +36,38 @@ impl Rebuilding {
         parts: Vec<PathBuf>,
         max_turns: usize,
         filter: RedditFilter,
+        tokenizer: Option<Arc<TextTokenizer>>,
     ) -> Result<Self> {
-        use rayon::prelude::*;
-        let group = rayon::current_num_threads().max(1);
-        let (results_tx, results) = sync_channel(group);
+        let window = window();
+        let (results_tx, results) = sync_channel(1);
+        let filter = Arc::new(filter);
         let worker = std::thread::Builder::new()
             .name("hashprep-rebuild".into())
             .spawn(move || {
-                for paths in parts.chunks(group) {
-                    let rebuilt: Vec<Rebuilt> = paths
-                        .par_iter()
-                        .map(|path| {
-                            let examples = partition_examples(path, max_turns, &filter);
-                            // The run removes the whole directory at its end and reports a
-                            // failure to remove it there.
-                            let _ = std::fs::remove_file(path);
-                            examples
-                        })
-                        .collect();
-                    for result in rebuilt {
-                        let failed = result.is_err();
-                        if results_tx.send(result).is_err() || failed {
-                            return; // the reader stopped, or this is the last result
+                // Partitions are rebuilt on the pool, `window` at a time in any order (no
+                // core waits for the slowest of a group), and handed on in order.
+                let mut in_flight = VecDeque::with_capacity(window);
+                let mut parts = parts.into_iter();
+                loop {
+                    while in_flight.len() < window {
+                        let Some(path) = parts.next() else { break };
+                        let (filter, tokenizer) = (filter.clone(), tokenizer.clone());
+                        in_flight.push_back(spawn_rebuild(path, move |path| {
+                            rebuild(path, max_turns, &filter, tokenizer.as_deref())
+                        }));
+                    }
+                    let Some(next) = in_flight.pop_front() else {
+                        return;
+                    };
+                    let rebuilt = next.wait();
+                    let failed = rebuilt.is_err();
+                    if results_tx.send(rebuilt).is_err() || failed {
+                        // The reader stopped, or this is the last result: no spill file is
+                        // read once the stream is gone.
+                        for rest in in_flight {
+                            drop(rest.wait());
                         }
+                        return;
                     }
                 }
             })
@@ -62,6 +77,62 @@ impl Rebuilding {
             worker: Some(worker),
         })
     }
+}
+
+/// Partitions rebuilt at once: one per core and one more, so a core that finishes has the next
+/// one to start while the oldest is handed on.
+fn window() -> usize {
+    rayon::current_num_threads().max(1) + 1
+}
+
+/// A partition being rebuilt on the pool.
+struct InFlight {
+    path: PathBuf,
+    done: Receiver<std::thread::Result<Rebuilt>>,
+}
+
+impl InFlight {
+    /// Its examples; a panic while rebuilding it goes on here.
+    fn wait(self) -> Rebuilt {
+        match self.done.recv() {
+            Ok(Ok(rebuilt)) => rebuilt,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => Err(Error::BadInput(format!(
+                "{}: the rebuild of this partition stopped",
+                self.path.display()
+            ))),
+        }
+    }
+}
+
+fn spawn_rebuild(
+    path: PathBuf,
+    rebuild: impl FnOnce(&Path) -> Rebuilt + Send + 'static,
+) -> InFlight {
+    let (done_tx, done) = sync_channel(1);
+    let task_path = path.clone();
+    rayon::spawn(move || {
+        let rebuilt = std::panic::catch_unwind(AssertUnwindSafe(|| rebuild(&task_path)));
+        let _ = done_tx.send(rebuilt);
+    });
+    InFlight { path, done }
+}
+
+/// One partition's examples, encoded when there is a tokenizer; its spill file is removed.
+fn rebuild(
+    path: &Path,
+    max_turns: usize,
+    filter: &RedditFilter,
+    tokenizer: Option<&TextTokenizer>,
+) -> Rebuilt {
+    let rebuilt = partition_examples(path, max_turns, filter);
+    // The run removes the whole directory at its end and reports a failure to remove it there.
+    let _ = std::fs::remove_file(path);
+    let (mut dialogues, stats) = rebuilt?;
+    if let Some(tokenizer) = tokenizer {
+        dialogues.texts.encode(tokenizer)?;
+    }
+    Ok((dialogues, stats))
 }
 
 impl Iterator for Rebuilding {
@@ -129,7 +200,7 @@ mod tests {
             .collect();
         assert_eq!(expected.iter().map(Vec::len).sum::<usize>(), 40);
         let rebuilt: Vec<Vec<String>> =
-            Rebuilding::start(parts.clone(), 7, RedditFilter::default())
+            Rebuilding::start(parts.clone(), 7, RedditFilter::default(), None)
                 .unwrap()
                 .map(|r| ids(&r))
                 .collect();
@@ -138,12 +209,19 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_while_rebuilding_goes_on_in_the_thread_that_waits() {
+        let in_flight = spawn_rebuild(PathBuf::from("p"), |_| panic!("rebuild bug"));
+        let panic = std::panic::catch_unwind(AssertUnwindSafe(|| in_flight.wait())).unwrap_err();
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"rebuild bug"));
+    }
+
+    #[test]
     fn nothing_comes_after_a_damaged_partition() {
         let tmp = tempfile::tempdir().unwrap();
         let parts = spilled(tmp.path());
         let damaged = std::fs::read(&parts[2]).unwrap();
         std::fs::write(&parts[2], &damaged[..damaged.len() - 3]).unwrap();
-        let rebuilt: Vec<Rebuilt> = Rebuilding::start(parts, 7, RedditFilter::default())
+        let rebuilt: Vec<Rebuilt> = Rebuilding::start(parts, 7, RedditFilter::default(), None)
             .unwrap()
             .collect();
         assert_eq!(rebuilt.len(), 3);

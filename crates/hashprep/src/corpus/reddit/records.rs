@@ -54,13 +54,14 @@ pub(crate) fn is_deleted(text: Option<&str>) -> bool {
     }
 }
 
-/// Undoes the HTML escaping of pushshift bodies: `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&#39;`,
-/// `&apos;`, `&nbsp;` and numeric entities. Unknown entities are kept as they are.
-pub(crate) fn unescape_html(text: &str) -> String {
+/// Undoes the HTML escaping of pushshift bodies, appending the text to `out`: `&amp;`, `&lt;`,
+/// `&gt;`, `&quot;`, `&#39;`, `&apos;`, `&nbsp;` and numeric entities. Unknown entities are
+/// kept as they are.
+pub(crate) fn unescape_html_into(text: &str, out: &mut String) {
     let Some(first) = memchr::memchr(b'&', text.as_bytes()) else {
-        return text.to_owned();
+        out.push_str(text);
+        return;
     };
-    let mut out = String::with_capacity(text.len());
     out.push_str(&text[..first]);
     let mut rest = &text[first..];
     loop {
@@ -97,7 +98,6 @@ pub(crate) fn unescape_html(text: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -120,8 +120,11 @@ mod tests {
             ("&&amp;&", "&&&"),
             ("&é;&#xD800;", "&é;&#xD800;"),
         ];
+        // Appended after what the string holds.
         for (input, expected) in cases {
-            assert_eq!(unescape_html(input), expected, "{input:?}");
+            let mut out = String::from("x");
+            unescape_html_into(input, &mut out);
+            assert_eq!(out, format!("x{expected}"), "{input:?}");
         }
     }
 

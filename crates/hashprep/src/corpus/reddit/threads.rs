@@ -6,17 +6,16 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use super::filters::RedditFilter;
-use super::records::{is_deleted, unescape_html, Comment, Submission};
+use super::records::{is_deleted, unescape_html_into, Comment, Submission};
 use crate::corpus::dialogue::Dialogue;
-use crate::corpus::Source;
+use crate::corpus::{PackedTexts, SharedTexts, Source};
 use crate::error::SkipReason;
 
 /// The examples of a set of threads, their turns named by index into `texts` (each comment
-/// body and submission text at most once); each example's context is a range of `turns`.
+/// body and submission text at most once).
 #[derive(Debug)]
 pub(crate) struct ThreadDialogues {
-    pub texts: Vec<String>,
-    pub turns: Vec<usize>,
+    pub texts: SharedTexts,
     pub dialogues: Vec<Dialogue>,
 }
 
@@ -38,16 +37,12 @@ impl ThreadDialogues {
             .map(|d| ResolvedDialogue {
                 id: d.source.id.clone(),
                 subreddit: d.source.subreddit.clone(),
-                context: (self.context(d).iter())
-                    .map(|&i| self.texts[i].clone())
+                context: (self.texts.context(d).iter())
+                    .map(|&i| self.texts.text(i).to_owned())
                     .collect(),
-                response: self.texts[d.response].clone(),
+                response: self.texts.text(d.response).to_owned(),
             })
             .collect()
-    }
-
-    fn context(&self, dialogue: &Dialogue) -> &[usize] {
-        &self.turns[dialogue.context.clone()]
     }
 }
 
@@ -184,19 +179,18 @@ pub(crate) fn thread_examples<S: BuildHasher>(
         .iter()
         .map(|c| is_deleted(c.body.as_deref()))
         .collect();
-    let mut out = ThreadDialogues {
-        texts: Vec::with_capacity(first.len()),
-        turns: Vec::with_capacity(first.len() * 2),
-        dialogues: Vec::with_capacity(first.len()),
-    };
+    let body_bytes = (first.iter())
+        .map(|&i| comments[i].body.as_deref().map_or(0, str::len))
+        .sum();
+    let mut texts = PackedTexts::with_capacity(first.len(), body_bytes);
+    let mut turns = Vec::with_capacity(first.len() * 2);
+    let mut dialogues = Vec::with_capacity(first.len());
     // A body is a context turn of each reply below it: unescaped and stored once.
     let mut body_slots: Vec<Option<usize>> = vec![None; comments.len()];
-    let mut body = |i: usize, texts: &mut Vec<String>| -> usize {
+    let mut body = |i: usize, texts: &mut PackedTexts| -> usize {
         *body_slots[i].get_or_insert_with(|| {
-            texts.push(unescape_html(
-                comments[i].body.as_deref().unwrap_or_default(),
-            ));
-            texts.len() - 1
+            let body = comments[i].body.as_deref().unwrap_or_default();
+            texts.push_with(|text| unescape_html_into(body, text))
         })
     };
     let mut submission_slots: HashMap<&str, Option<usize>, ahash::RandomState> = HashMap::default();
@@ -210,15 +204,14 @@ pub(crate) fn thread_examples<S: BuildHasher>(
             stats.cycles += 1;
             continue;
         }
-        let response = body(i, &mut out.texts);
-        let response_text = &out.texts[response];
+        let response = body(i, &mut texts);
+        let response_text = texts.get(response);
         if let Some(reason) = filter.reject(comment, response_text, || depth(i, &parents)) {
             *stats.filtered.entry(reason).or_default() += 1;
             continue;
         }
         let mut text_bytes = response_text.len();
-        let first_turn = out.turns.len();
-        let turns = &mut out.turns; // nearest first, reversed below
+        let first_turn = turns.len(); // nearest first, reversed below
         let mut link = links[i];
         while turns.len() - first_turn < max_turns {
             match link {
@@ -226,7 +219,7 @@ pub(crate) fn thread_examples<S: BuildHasher>(
                     if deleted[p] {
                         break;
                     }
-                    turns.push(body(p, &mut out.texts));
+                    turns.push(body(p, &mut texts));
                     link = links[p];
                 }
                 Parent::Missing => {
@@ -235,9 +228,7 @@ pub(crate) fn thread_examples<S: BuildHasher>(
                 }
                 Parent::Submission(submission) => {
                     let slot = *submission_slots.entry(submission).or_insert_with(|| {
-                        let text = submissions.get(submission).and_then(submission_text)?;
-                        out.texts.push(text);
-                        Some(out.texts.len() - 1)
+                        push_submission_text(submissions.get(submission)?, &mut texts)
                     });
                     turns.extend(slot);
                     break;
@@ -247,20 +238,23 @@ pub(crate) fn thread_examples<S: BuildHasher>(
         }
         turns[first_turn..].reverse();
         text_bytes += (turns[first_turn..].iter())
-            .map(|&t| out.texts[t].len())
+            .map(|&t| texts.get(t).len())
             .sum::<usize>();
         stats.examples += 1;
-        out.dialogues.push(Dialogue {
+        dialogues.push(Dialogue {
             source: Source {
                 id: comment.id.to_string(),
                 subreddit: comment.subreddit.as_deref().unwrap_or_default().to_owned(),
             },
-            context: first_turn..out.turns.len(),
+            context: first_turn..turns.len(),
             response,
             text_bytes,
         });
     }
-    out
+    ThreadDialogues {
+        texts: SharedTexts::new(texts, turns),
+        dialogues,
+    }
 }
 
 /// Each comment id's first position, and the first positions in input order; every later copy
@@ -294,19 +288,21 @@ fn depth(comment: usize, parents: &[Option<usize>]) -> usize {
     depth
 }
 
-/// Title, and self text when it survives, as one turn.
-fn submission_text(submission: &Submission) -> Option<String> {
-    let title = submission.title.as_deref().filter(|t| !is_deleted(Some(t)));
-    let body = submission
-        .selftext
-        .as_deref()
-        .filter(|t| !is_deleted(Some(t)));
-    match (title, body) {
-        (Some(t), Some(b)) => Some(format!("{}\n{}", unescape_html(t), unescape_html(b))),
-        (Some(t), None) => Some(unescape_html(t)),
-        (None, Some(b)) => Some(unescape_html(b)),
-        (None, None) => None,
+/// Adds the title, and the self text when it survives, as one turn; `None` when neither does.
+fn push_submission_text(submission: &Submission, texts: &mut PackedTexts) -> Option<usize> {
+    let parts = [&submission.title, &submission.selftext]
+        .map(|text| text.as_deref().filter(|t| !is_deleted(Some(t))));
+    if parts.iter().all(Option::is_none) {
+        return None;
     }
+    Some(texts.push_with(|text| {
+        for (i, part) in parts.into_iter().flatten().enumerate() {
+            if i > 0 {
+                text.push('\n');
+            }
+            unescape_html_into(part, text);
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -352,13 +348,13 @@ mod tests {
             c("d", "t3_s", "D"),
         ];
         let (out, _) = dialogues(&comments, 7);
-        let mut texts = out.texts.clone();
-        texts.sort();
+        let mut texts: Vec<&str> = (0..out.texts.len()).map(|i| out.texts.text(i)).collect();
+        texts.sort_unstable();
         assert_eq!(texts, ["A", "B", "C", "D", "Title & more\nself"]);
-        assert_eq!(out.context(&out.dialogues[2]).len(), 3);
+        assert_eq!(out.texts.context(&out.dialogues[2]).len(), 3);
         assert_eq!(
-            out.context(&out.dialogues[3]),
-            out.context(&out.dialogues[0])
+            out.texts.context(&out.dialogues[3]),
+            out.texts.context(&out.dialogues[0])
         );
     }
 
