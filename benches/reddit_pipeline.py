@@ -6,7 +6,8 @@ Generates seeded comment and submission dumps (threads of random shape spread ov
 `hashprep tokenize --format reddit` (partition to spill files, rebuild threads, tokenize, write
 shards) and, as the anchor measured in the same run, `hashprep tokenize --format jsonl
 --text-field body` over the same comment file (reading and tokenizing the same bodies without
-thread reconstruction). Prints comments/s, the ratio, and the peak memory of each run.
+thread reconstruction). The two take turns --repeat times (default 3); prints the median
+seconds, comments/s and peak memory of each, and the ratio of the medians.
 Run with `make bench` (or directly: --gb 0.1 for a quick look).
 """
 import argparse
@@ -14,6 +15,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -68,6 +70,7 @@ def main() -> None:
     parser.add_argument("--hashprep", default=str(REPO / "target/release/hashprep"))
     parser.add_argument("--gb", type=float, default=1.0, help="comment data to generate, in GB (default 1)")
     parser.add_argument("--workdir", default=str(REPO / "target/bench/reddit"))
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each pipeline, taking turns (default 3)")
     args = parser.parse_args()
     work = Path(args.workdir)
     dumps = work / "dumps"
@@ -79,15 +82,23 @@ def main() -> None:
     size = sum(f.stat().st_size for f in files)
     print(f"generated {comments} comments, {size / 1e9:.2f} GB in {time.perf_counter() - start:.0f} s; "
           f"{os.cpu_count()} cores")
-    # A complete output of the same inputs and settings is kept as it is, even with --force (the
-    # generated dumps are the same each time): remove the outputs so both runs do the work.
-    for output in (work / "jsonl", work / "reddit"):
-        shutil.rmtree(output, ignore_errors=True)
+    # The fresh dumps on disk, so that neither run competes with their writeback.
+    os.sync()
     hp = [args.hashprep, "--no-progress", "tokenize", "--tokenizer", "gpt2", "--force"]
-    t_anchor, m_anchor = run(hp + ["--format", "jsonl", "--text-field", "body", "--on-error", "skip",
-                                   "--out", str(work / "jsonl"), str(files[0]), str(files[1])])
-    t_reddit, m_reddit = run(hp + ["--format", "reddit", "--partitions", "64", "--out", str(work / "reddit"),
-                                   str(dumps)])
+    anchor = hp + ["--format", "jsonl", "--text-field", "body", "--on-error", "skip",
+                   "--out", str(work / "jsonl"), str(files[0]), str(files[1])]
+    reddit = hp + ["--format", "reddit", "--partitions", "64", "--out", str(work / "reddit"), str(dumps)]
+    anchors, reddits = [], []
+    for _ in range(max(1, args.repeat)):
+        # A complete output of the same inputs and settings is kept as it is, even with --force
+        # (the generated dumps are the same each time): remove the outputs so each run does the work.
+        for output in (work / "jsonl", work / "reddit"):
+            shutil.rmtree(output, ignore_errors=True)
+        anchors.append(run(anchor))
+        reddits.append(run(reddit))
+    t_anchor, m_anchor = (statistics.median(x) for x in zip(*anchors))
+    t_reddit, m_reddit = (statistics.median(x) for x in zip(*reddits))
+    print(f"runs (anchor, reddit seconds): {', '.join(f'{a:.1f}/{r:.1f}' for (a, _), (r, _) in zip(anchors, reddits))}")
     print(f"{'pipeline':<52} {'seconds':>8} {'comments/s':>12} {'peak MiB':>9}")
     print(f"{'anchor: tokenize --format jsonl (bodies only)':<52} {t_anchor:8.1f} {comments / t_anchor:12.0f} {m_anchor:9.0f}")
     print(f"{'tokenize --format reddit (threads, spill, shards)':<52} {t_reddit:8.1f} {comments / t_reddit:12.0f} {m_reddit:9.0f}")

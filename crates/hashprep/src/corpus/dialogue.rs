@@ -6,27 +6,36 @@
 use std::ops::Range;
 
 use super::packed::{PackedIds, PackedTexts};
-use super::{Example, Source};
+use super::{Example, SourceRef};
 use crate::error::Result;
 use crate::tokenize::TextTokenizer;
 
-/// The texts of a set of dialogue examples (a Reddit partition), their ids once encoded, and
-/// the examples' context turns back to back (one allocation, not one per example).
+/// The texts of a set of dialogue examples (a Reddit partition), their ids once encoded, the
+/// examples' context turns back to back and their sources (one allocation each, not one per
+/// example).
 #[derive(Debug)]
 pub(crate) struct SharedTexts {
     texts: PackedTexts,
     turns: Vec<usize>,
+    sources: PackedTexts,
     encoded: Option<PackedIds>,
 }
 
 impl SharedTexts {
-    /// `texts`, and `turns`: the text indices [`Dialogue::context`] ranges over.
-    pub(crate) fn new(texts: PackedTexts, turns: Vec<usize>) -> Self {
+    /// `texts`; `turns`, the text indices [`Dialogue::context`] ranges over; `sources`, where
+    /// [`Dialogue::source`] points.
+    pub(crate) fn new(texts: PackedTexts, turns: Vec<usize>, sources: PackedTexts) -> Self {
         Self {
             texts,
             turns,
+            sources,
             encoded: None,
         }
+    }
+
+    /// Where a dialogue comes from.
+    pub(crate) fn source(&self, dialogue: &Dialogue) -> SourceRef<'_> {
+        self.sources.source(dialogue.source)
     }
 
     /// How many texts there are.
@@ -73,7 +82,8 @@ impl SharedTexts {
 /// [`SharedTexts`] it travels with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Dialogue {
-    pub(crate) source: Source,
+    /// Its source, in [`SharedTexts`]' sources.
+    pub(crate) source: usize,
     /// Where its context turns are in [`SharedTexts`]' turns.
     pub(crate) context: Range<usize>,
     pub(crate) response: usize,
@@ -90,7 +100,7 @@ impl Dialogue {
                 .map(|&i| texts.text(i).to_owned())
                 .collect(),
             text: texts.text(self.response).to_owned(),
-            source: Some(self.source.clone()),
+            source: Some(texts.source(self).to_source()),
         }
     }
 }
@@ -111,7 +121,7 @@ mod tests {
     fn each_text_is_encoded_as_the_tokenizer_encodes_it_alone() {
         let tokenizer = TextTokenizer::load("gpt2").unwrap();
         let texts = ["Title <|endoftext|>", "", " two  spaces", "é\n\tx"];
-        let mut shared = SharedTexts::new(packed(&texts), Vec::new());
+        let mut shared = SharedTexts::new(packed(&texts), Vec::new(), PackedTexts::default());
         assert!(shared.encoded().is_none());
         shared.encode(&tokenizer).unwrap();
         let encoded = shared.encoded().unwrap();
@@ -125,12 +135,18 @@ mod tests {
 
     #[test]
     fn an_example_copies_its_turns_in_order() {
-        let texts = SharedTexts::new(packed(&["t", "a", "b"]), vec![2, 0, 1]);
+        let mut sources = PackedTexts::default();
+        sources.push_source(SourceRef {
+            id: "a",
+            subreddit: "r",
+        });
+        let source = sources.push_source(SourceRef {
+            id: "b",
+            subreddit: "r",
+        });
+        let texts = SharedTexts::new(packed(&["t", "a", "b"]), vec![2, 0, 1], sources);
         let dialogue = Dialogue {
-            source: Source {
-                id: "b".into(),
-                subreddit: "r".into(),
-            },
+            source,
             context: 1..3,
             response: 2,
             text_bytes: 3,
@@ -138,6 +154,7 @@ mod tests {
         let example = dialogue.to_example(&texts);
         assert_eq!(example.context, vec!["t", "a"]);
         assert_eq!(example.text, "b");
-        assert_eq!(example.source.unwrap().id, "b");
+        let source = example.source.unwrap();
+        assert_eq!((source.id.as_str(), source.subreddit.as_str()), ("b", "r"));
     }
 }

@@ -67,6 +67,31 @@ pub struct Source {
     pub subreddit: String,
 }
 
+/// A [`Source`] borrowed from where it is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SourceRef<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) subreddit: &'a str,
+}
+
+impl Source {
+    pub(crate) fn borrowed(&self) -> SourceRef<'_> {
+        SourceRef {
+            id: &self.id,
+            subreddit: &self.subreddit,
+        }
+    }
+}
+
+impl SourceRef<'_> {
+    pub(crate) fn to_source(self) -> Source {
+        Source {
+            id: self.id.to_owned(),
+            subreddit: self.subreddit.to_owned(),
+        }
+    }
+}
+
 impl Example {
     /// A plain document without context.
     pub fn document(text: String) -> Self {

@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use super::SourceRef;
 use crate::error::Result;
 
 /// Where each item ends in a buffer of items back to back.
@@ -49,6 +50,21 @@ impl PackedTexts {
 
     pub(crate) fn len(&self) -> usize {
         self.ends.0.len()
+    }
+
+    /// Adds a source as two texts, its id then its subreddit; returns the id's index.
+    pub(crate) fn push_source(&mut self, source: SourceRef) -> usize {
+        let id = self.push_with(|s| s.push_str(source.id));
+        self.push_with(|s| s.push_str(source.subreddit));
+        id
+    }
+
+    /// The source [`Self::push_source`] added at `index`.
+    pub(crate) fn source(&self, index: usize) -> SourceRef<'_> {
+        SourceRef {
+            id: self.get(index),
+            subreddit: self.get(index + 1),
+        }
     }
 
     /// Bytes of all the texts together.
@@ -133,6 +149,12 @@ mod tests {
         for (i, text) in texts.iter().enumerate() {
             assert_eq!(packed.get(i), *text);
         }
+        let source = SourceRef {
+            id: "c1",
+            subreddit: "rust",
+        };
+        let at = packed.push_source(source);
+        assert_eq!((at, packed.source(at)), (texts.len(), source));
     }
 
     #[test]

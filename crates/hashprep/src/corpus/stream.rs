@@ -174,6 +174,8 @@ pub(crate) struct RedditStream {
     tokenizer: Option<Arc<TextTokenizer>>,
     phase: RedditPhase,
     buffer: std::collections::VecDeque<Result<Item>>,
+    /// The examples of the partition being streamed, after the buffer.
+    dialogues: Option<(Arc<SharedTexts>, std::vec::IntoIter<Dialogue>)>,
 }
 
 impl RedditStream {
@@ -195,6 +197,7 @@ impl RedditStream {
             tokenizer: None,
             phase: RedditPhase::Partition,
             buffer: std::collections::VecDeque::new(),
+            dialogues: None,
         }
     }
 
@@ -290,13 +293,7 @@ impl RedditStream {
         }
         self.buffer
             .extend((0..stats.orphans).map(|_| Ok(Item::Notice("orphan_context"))));
-        let texts = Arc::new(dialogues.texts);
-        self.buffer.extend(
-            dialogues
-                .dialogues
-                .into_iter()
-                .map(|d| Ok(Item::Dialogue(texts.clone(), d))),
-        );
+        self.dialogues = Some((Arc::new(dialogues.texts), dialogues.dialogues.into_iter()));
     }
 }
 
@@ -320,6 +317,12 @@ impl Iterator for RedditStream {
                     self.phase = RedditPhase::Done;
                 }
                 return Some(item);
+            }
+            if let Some((texts, dialogues)) = &mut self.dialogues {
+                match dialogues.next() {
+                    Some(dialogue) => return Some(Ok(Item::Dialogue(texts.clone(), dialogue))),
+                    None => self.dialogues = None,
+                }
             }
             if !self.refill() {
                 return None;

@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::progress::Progress;
 use crate::corpus::ProgressFeed;
-use crate::corpus::{Example, Format, Item, Items, Source, TextIds};
+use crate::corpus::{Example, Format, Item, Items, PackedTexts, Source, SourceRef, TextIds};
 use crate::counts::TokenCounts;
 use crate::error::{Error, Result, SkipReason};
 use crate::shard::journal::{Journal, JournalEntry};
@@ -34,17 +34,19 @@ pub(super) enum Encoded {
     Example {
         len: u32,
         prefix_len: u32,
-        source: Option<Source>,
+        /// Its source in the chunk's sources.
+        source: Option<usize>,
         special_strings: u64,
     },
     Skipped(SkipReason),
     Notice(&'static str),
 }
 
-/// A chunk after encoding: the ids of all its examples back to back.
+/// A chunk after encoding: the ids of all its examples back to back, and their sources.
 pub(super) struct EncodedChunk {
     seq: u64,
     ids: Vec<u32>,
+    sources: PackedTexts,
     items: Vec<Encoded>,
 }
 
@@ -100,8 +102,8 @@ impl ChunkEncoder {
         &self,
         context: impl Iterator<Item = TextIds<'t>>,
         response: TextIds,
-        source: Option<Source>,
-        ids: &mut Vec<u32>,
+        source: Option<SourceRef>,
+        (ids, sources): (&mut Vec<u32>, &mut PackedTexts),
     ) -> Encoded {
         if self
             .max_response_tokens
@@ -122,19 +124,24 @@ impl ChunkEncoder {
         Encoded::Example {
             len: (ids.len() - start) as u32,
             prefix_len,
-            source,
+            source: source.map(|source| sources.push_source(source)),
             special_strings,
         }
     }
 
     /// Encodes an example's texts and appends it to `ids`.
-    fn encode_example(&self, example: Example, ids: &mut Vec<u32>) -> Result<Encoded> {
+    fn encode_example(
+        &self,
+        example: &Example,
+        out: (&mut Vec<u32>, &mut PackedTexts),
+    ) -> Result<Encoded> {
         let context = (example.context.iter())
             .map(|turn| self.encode_text(turn))
             .collect::<Result<Vec<_>>>()?;
         let response = self.encode_text(&example.text)?;
         let context = context.iter().map(EncodedText::view);
-        Ok(self.append_example(context, response.view(), example.source, ids))
+        let source = example.source.as_ref().map(Source::borrowed);
+        Ok(self.append_example(context, response.view(), source, out))
     }
 
     /// Encodes a chunk; its examples' sources move into the result.
@@ -146,20 +153,23 @@ impl ChunkEncoder {
         // Most tokenizers give at least one id per two bytes of text on average.
         ids.reserve(chunk.text_bytes / 2 + 2 * chunk.items.len());
         let mut items = Vec::with_capacity(chunk.items.len());
+        let mut sources = PackedTexts::default();
         for item in chunk.items {
+            let out = (&mut ids, &mut sources);
             let encoded = match item {
                 Item::Skipped(reason) => Encoded::Skipped(reason),
                 Item::Notice(name) => Encoded::Notice(name),
-                Item::Example(example) => self.encode_example(example, &mut ids)?,
+                Item::Example(example) => self.encode_example(&example, out)?,
                 // The texts of a partition were encoded, each once and by this encoder's
                 // tokenizer, where the partition was rebuilt; the example is assembled from them.
                 Item::Dialogue(texts, dialogue) => match texts.encoded() {
                     Some(encoded) => {
                         let context = texts.context(&dialogue).iter().map(|&i| encoded.get(i));
                         let response = encoded.get(dialogue.response);
-                        self.append_example(context, response, Some(dialogue.source), &mut ids)
+                        let source = Some(texts.source(&dialogue));
+                        self.append_example(context, response, source, out)
                     }
-                    None => self.encode_example(dialogue.to_example(&texts), &mut ids)?,
+                    None => self.encode_example(&dialogue.to_example(&texts), out)?,
                 },
             };
             items.push(encoded);
@@ -167,6 +177,7 @@ impl ChunkEncoder {
         Ok(EncodedChunk {
             seq: chunk.seq,
             ids,
+            sources,
             items,
         })
     }
@@ -371,7 +382,7 @@ impl OutputWriter {
                 Encoded::Example {
                     len,
                     prefix_len,
-                    ref source,
+                    source,
                     special_strings,
                 } => {
                     let ids = &chunk.ids[offset..offset + len as usize];
@@ -386,7 +397,8 @@ impl OutputWriter {
                         )?);
                     }
                     let shard = self.current.as_mut().expect("just created");
-                    shard.push_with_source(ids, prefix_len, source.as_ref())?;
+                    let source = source.map(|at| chunk.sources.source(at));
+                    shard.push_with_source_ref(ids, prefix_len, source)?;
                     if self
                         .halt_after_shards
                         .is_some_and(|limit| self.shards.len() >= limit)
@@ -442,13 +454,6 @@ mod tests {
     use super::*;
     use crate::corpus::{Dialogue, PackedTexts, RedditOptions, SharedTexts};
 
-    fn source(id: &str) -> Source {
-        Source {
-            id: id.into(),
-            subreddit: "s".into(),
-        }
-    }
-
     /// Ids and (length, prefix, special strings) or skip reason of every item.
     fn encoded(encoder: &ChunkEncoder, seq: u64, items: Vec<Item>) -> (Vec<u32>, Vec<String>) {
         let chunk = (encoder.encode(Chunk {
@@ -466,7 +471,10 @@ mod tests {
                     prefix_len,
                     special_strings,
                     source,
-                } => format!("{len} {prefix_len} {special_strings} {source:?}"),
+                } => {
+                    let source = source.map(|at| chunk.sources.source(at));
+                    format!("{len} {prefix_len} {special_strings} {source:?}")
+                }
                 Encoded::Skipped(reason) => format!("skipped {reason:?}"),
                 Encoded::Notice(name) => format!("notice {name}"),
             })
@@ -505,19 +513,23 @@ mod tests {
             ] {
                 texts.push_with(|s| s.push_str(text));
             }
-            SharedTexts::new(texts, turns.clone())
+            let mut sources = PackedTexts::default();
+            for (_, _, id) in examples {
+                sources.push_source(SourceRef { id, subreddit: "s" });
+            }
+            SharedTexts::new(texts, turns.clone(), sources)
         };
         let items = |texts: &Arc<SharedTexts>| {
             let mut items = Vec::new();
             let mut first_turn = 0;
-            for (context, response, id) in examples {
+            for (k, (context, response, id)) in examples.into_iter().enumerate() {
                 if id == "d" {
                     items.push(Item::Skipped(SkipReason::Deleted));
                 }
                 let turns = first_turn..first_turn + context.len();
                 first_turn = turns.end;
                 let dialogue = Dialogue {
-                    source: source(id),
+                    source: 2 * k,
                     context: turns,
                     response,
                     text_bytes: 0,
@@ -548,7 +560,11 @@ mod tests {
         assert_eq!((ids.clone(), summary.clone()), encoded(&encoder, 2, copied));
         assert_eq!((ids.clone(), summary.clone()), unencoded);
         assert_eq!(summary[1], "skipped FilterLongResponse");
-        assert!(summary[0].contains(" 1 Some"), "{}", summary[0]);
+        assert!(
+            summary[0].ends_with(r#" 1 Some(SourceRef { id: "a", subreddit: "s" })"#),
+            "{}",
+            summary[0]
+        );
         // The last example is exactly the first reply's ids and the end token.
         let first_reply = tokenizer.encode("first reply").unwrap();
         assert_eq!(

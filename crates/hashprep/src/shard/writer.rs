@@ -13,7 +13,7 @@ use arrow_schema::{Field, SchemaRef};
 
 use super::sink::ShardSink;
 use super::{shard_schema, ShardInfo, TokenWidth};
-use crate::corpus::Source;
+use crate::corpus::{Source, SourceRef};
 use crate::error::{Error, Result};
 use crate::util::{persist, temp_file_beside};
 use tempfile::TempPath;
@@ -135,9 +135,19 @@ impl ShardWriter {
         prefix_len: u32,
         source: Option<&Source>,
     ) -> Result<()> {
+        self.push_with_source_ref(tokens, prefix_len, source.map(Source::borrowed))
+    }
+
+    /// [`Self::push_with_source`] with the source borrowed from where it is kept.
+    pub(crate) fn push_with_source_ref(
+        &mut self,
+        tokens: &[u32],
+        prefix_len: u32,
+        source: Option<SourceRef>,
+    ) -> Result<()> {
         if let Some((ids, subreddits)) = &mut self.sources {
-            ids.append_value(source.map_or("", |s| s.id.as_str()));
-            subreddits.append_value(source.map_or("", |s| s.subreddit.as_str()));
+            ids.append_value(source.map_or("", |s| s.id));
+            subreddits.append_value(source.map_or("", |s| s.subreddit));
         }
         let end = i32::try_from(self.values.len() + tokens.len()).map_err(|_| {
             Error::BadInput(format!(

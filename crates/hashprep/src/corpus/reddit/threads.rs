@@ -8,7 +8,7 @@ use std::hash::BuildHasher;
 use super::filters::RedditFilter;
 use super::records::{is_deleted, unescape_html_into, Comment, Submission};
 use crate::corpus::dialogue::Dialogue;
-use crate::corpus::{PackedTexts, SharedTexts, Source};
+use crate::corpus::{PackedTexts, SharedTexts, SourceRef};
 use crate::error::SkipReason;
 
 /// The examples of a set of threads, their turns named by index into `texts` (each comment
@@ -35,8 +35,8 @@ impl ThreadDialogues {
         self.dialogues
             .iter()
             .map(|d| ResolvedDialogue {
-                id: d.source.id.clone(),
-                subreddit: d.source.subreddit.clone(),
+                id: self.texts.source(d).id.to_owned(),
+                subreddit: self.texts.source(d).subreddit.to_owned(),
                 context: (self.texts.context(d).iter())
                     .map(|&i| self.texts.text(i).to_owned())
                     .collect(),
@@ -185,6 +185,7 @@ pub(crate) fn thread_examples<S: BuildHasher>(
     let mut texts = PackedTexts::with_capacity(first.len(), body_bytes);
     let mut turns = Vec::with_capacity(first.len() * 2);
     let mut dialogues = Vec::with_capacity(first.len());
+    let mut sources = PackedTexts::with_capacity(2 * first.len(), 16 * first.len());
     // A body is a context turn of each reply below it: unescaped and stored once.
     let mut body_slots: Vec<Option<usize>> = vec![None; comments.len()];
     let mut body = |i: usize, texts: &mut PackedTexts| -> usize {
@@ -242,17 +243,17 @@ pub(crate) fn thread_examples<S: BuildHasher>(
             .sum::<usize>();
         stats.examples += 1;
         dialogues.push(Dialogue {
-            source: Source {
-                id: comment.id.to_string(),
-                subreddit: comment.subreddit.as_deref().unwrap_or_default().to_owned(),
-            },
+            source: sources.push_source(SourceRef {
+                id: &comment.id,
+                subreddit: comment.subreddit.as_deref().unwrap_or_default(),
+            }),
             context: first_turn..turns.len(),
             response,
             text_bytes,
         });
     }
     ThreadDialogues {
-        texts: SharedTexts::new(texts, turns),
+        texts: SharedTexts::new(texts, turns, sources),
         dialogues,
     }
 }
