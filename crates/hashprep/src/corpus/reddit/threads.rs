@@ -410,6 +410,35 @@ mod tests {
     }
 
     #[test]
+    fn ids_and_threads_too_long_to_pack_resolve_as_short_ones_do() {
+        let long = |id: &str| format!("{id}-an-id-longer-than-fifteen-bytes");
+        let in_thread = |id: String, parent: String, link: &str| {
+            let body = format!("{} says", &id[..1]);
+            let mut comment = c("x", "t3_s", &body);
+            (comment.id, comment.parent_id) = (id.into(), Some(parent.into()));
+            comment.link_id = Some(link.to_owned().into());
+            comment
+        };
+        let thread = "t3_a-thread-id-longer-than-fifteen";
+        let comments = [
+            in_thread(long("a"), "t3_s".into(), thread),
+            in_thread(long("b"), format!("t1_{}", long("a")), thread),
+            in_thread(long("b"), format!("t1_{}", long("a")), thread),
+            in_thread("c".into(), format!("t1_{}", long("b")), thread),
+            // The same parent id, in another (short) thread: missing from this one.
+            in_thread("d".into(), format!("t1_{}", long("b")), "t3_s"),
+        ];
+        let (examples, stats) = run(&comments, 7);
+        assert_eq!((stats.duplicates, stats.orphans), (1, 1));
+        let title = "Title & more\nself";
+        assert_eq!(
+            find(&examples, "c").context,
+            vec![title, "a says", "b says"]
+        );
+        assert_eq!(find(&examples, "d").context, Vec::<String>::new());
+    }
+
+    #[test]
     fn duplicates_orphans_and_cycles_are_counted() {
         let comments = [
             c("a", "t3_s", "A"),
