@@ -59,8 +59,9 @@ impl SharedTexts {
     /// The tokenizer fails on a text.
     pub(crate) fn encode(&mut self, tokenizer: &TextTokenizer) -> Result<()> {
         let texts = &self.texts;
-        // Byte-level BPE gives about one id per four bytes of English text.
-        let mut encoded = PackedIds::with_capacity(texts.len(), texts.bytes() / 4);
+        // Byte-level BPE gives one id per three to five bytes of English text; a vector that
+        // has to grow copies all it holds.
+        let mut encoded = PackedIds::with_capacity(texts.len(), texts.bytes() / 3);
         for index in 0..texts.len() {
             let text = texts.get(index);
             encoded.push_with(|ids| {

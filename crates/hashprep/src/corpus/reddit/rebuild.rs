@@ -1,6 +1,7 @@
 //! Phase 2 ahead of its reader: the spill partitions are rebuilt into examples a few at a time
 //! (one per core, and one more) on the pool, while the examples of the partitions before are
-//! encoded; at most one rebuilt partition waits, so memory stays bounded by partitions.
+//! encoded; besides those, one rebuilt partition waits for the reader, so memory stays bounded
+//! by partitions.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -105,6 +106,7 @@ impl InFlight {
     }
 }
 
+/// Runs `rebuild` on `path` on the pool; a panic there is kept for [`InFlight::wait`].
 fn spawn_rebuild(
     path: PathBuf,
     rebuild: impl FnOnce(&Path) -> Rebuilt + Send + 'static,
