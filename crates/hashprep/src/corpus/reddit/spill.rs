@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::filters::RedditFilter;
 use super::records::Submission;
 use super::spill_record::{
-    count_records, decode_each, DumpRecord, SpillRecord, MAX_LINE_BYTES, SPILL_PREFIX_BYTES,
+    decode_each, DumpRecord, SpillRecord, MAX_LINE_BYTES, SPILL_PREFIX_BYTES,
 };
 #[cfg(test)]
 use super::threads::ResolvedDialogue;
@@ -300,7 +300,10 @@ pub(crate) fn partition_examples(
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let bytes = crate::util::map_file(&file, true).map_err(|e| Error::io(path, e))?;
     // The comments borrow their strings from `bytes`.
-    let mut comments = Vec::with_capacity(count_records(&bytes));
+    // Room for one comment per 64 bytes of spill (a record's prefixes and ids alone take
+    // about 30; a body, the rest): no pass over the bytes to count them first, nor a copy
+    // on growing, for all but the shortest bodies.
+    let mut comments = Vec::with_capacity(bytes.len() / 64);
     let mut submissions: HashMap<String, Submission, ahash::RandomState> = HashMap::default();
     decode_each(&bytes, |record| match record {
         SpillRecord::Comment(comment) => comments.push(comment),

@@ -133,8 +133,9 @@ fn decode_all(bytes: &[u8]) -> Result<Vec<SpillRecord<'_>>, String> {
     Ok(records)
 }
 
-/// The number of records the length prefixes of `bytes` announce (to allocate once).
-pub(super) fn count_records(mut bytes: &[u8]) -> usize {
+/// The number of records the length prefixes of `bytes` announce.
+#[cfg(test)]
+fn count_records(mut bytes: &[u8]) -> usize {
     let mut count = 0;
     while let Ok(len) = take_u32(&mut bytes) {
         if take(&mut bytes, len as usize).is_err() {
