@@ -185,9 +185,9 @@ impl TextTokenizer {
     /// # Errors
     /// The tokenizer library fails on this text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        if self.fast_path().is_some() {
+        if let Some(fast) = self.fast_path() {
             let mut ids = Vec::with_capacity(text.len() / 3);
-            self.encode_into(text, &mut ids)?;
+            fast.encode(text, &mut ids);
             return Ok(ids);
         }
         self.encode_with_library(text)
@@ -342,6 +342,20 @@ mod tests {
             tok.resolve_eos(None).unwrap(),
             (GPT2_EOS.0.to_owned(), GPT2_EOS.1)
         );
+    }
+
+    #[test]
+    fn encode_into_appends_what_encode_gives_on_either_path() {
+        for mode in [SpecialTokens::Ordinary, SpecialTokens::Recognize] {
+            let mut tok = TextTokenizer::load("gpt2").unwrap();
+            tok.set_special_tokens(mode);
+            assert_eq!(tok.fast_path().is_some(), mode == SpecialTokens::Ordinary);
+            let text = "Hello <|endoftext|> world";
+            let mut ids = vec![7];
+            tok.encode_into(text, &mut ids).unwrap();
+            assert_eq!(ids[0], 7);
+            assert_eq!(ids[1..], tok.encode(text).unwrap()[..], "{mode:?}");
+        }
     }
 
     #[test]
