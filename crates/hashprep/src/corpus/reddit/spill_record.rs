@@ -128,22 +128,9 @@ pub(super) fn decode_each<'a>(
 /// The records of a spill file's bytes, in order.
 #[cfg(test)]
 fn decode_all(bytes: &[u8]) -> Result<Vec<SpillRecord<'_>>, String> {
-    let mut records = Vec::with_capacity(count_records(bytes));
+    let mut records = Vec::new();
     decode_each(bytes, |record| records.push(record))?;
     Ok(records)
-}
-
-/// The number of records the length prefixes of `bytes` announce.
-#[cfg(test)]
-fn count_records(mut bytes: &[u8]) -> usize {
-    let mut count = 0;
-    while let Ok(len) = take_u32(&mut bytes) {
-        if take(&mut bytes, len as usize).is_err() {
-            break;
-        }
-        count += 1;
-    }
-    count
 }
 
 fn decode<'a>(bytes: &mut &'a [u8]) -> Result<SpillRecord<'a>, String> {
