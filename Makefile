@@ -74,6 +74,8 @@ test: $(VENV)/.hashprep-py
 	cargo check --locked -p hashprep --lib --no-default-features
 	cargo fmt --all --check
 	$(TORCH_ENV) cargo clippy --workspace --all-targets --locked -- -D warnings
+	@# The bench executable too: tests/train/cuda_link.rs checks what every hashtrain executable links.
+	$(TORCH_ENV) cargo test --locked -p hashtrain --bench train_step --no-run
 	$(TORCH_ENV) HASHPREP_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --locked
 	@# The Python package against the CLI the tests above built.
 	HASHPREP_BIN=target/debug/hashprep $(PYTHON) -m pytest -q -p no:cacheprovider tests/python

@@ -9,6 +9,7 @@
 //! - `BENCH_MODEL=paper`: the paper's Reddit-sized decoder, 11 layers of d = 1024, D = 4096,
 //!   16 heads, sparse layer 7 of 64 experts; B x T from `BENCH_BATCH` x `BENCH_CONTEXT`
 //!   (default 64 x 256).
+//! - `BENCH_TEXT`: the Wikitext-103 validation file (default: this checkout's `data/`).
 //! - `BENCH_PRECISION=fp32|bf16` (default bf16 on CUDA, fp32 on the CPU); the experts run
 //!   with `train.expert_matmul = "auto"` (the grouped GEMM on CUDA).
 //!
@@ -316,8 +317,11 @@ fn config(data: &Path, sparse: &str, shape: &Shape, steps: u64) -> RunConfig {
 /// Wikitext-103 validation through a word-level vocabulary, a balanced table of `experts`, and
 /// the vocabulary's size.
 fn prepare(dir: &Path, experts: u32) -> (PathBuf, PathBuf, usize) {
-    let text =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/wikitext-103/wiki.valid.tokens");
+    // BENCH_TEXT: where the executable runs away from this checkout (scripts/gpu-check.sh).
+    let text = std::env::var_os("BENCH_TEXT").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/wikitext-103/wiki.valid.tokens"),
+        PathBuf::from,
+    );
     let docs = hashprep::read_documents(
         std::slice::from_ref(&text),
         &Format::Wikitext103,

@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod cuda_link;
 mod integrity;
 mod kinds;
 mod learning;

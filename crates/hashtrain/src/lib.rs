@@ -12,11 +12,13 @@
 #![allow(clippy::cast_possible_wrap, clippy::many_single_char_names)]
 
 pub mod config;
+mod device;
 mod error;
 pub mod model;
 pub mod sweep;
 pub mod train;
 
 pub use config::{RunConfig, SparseKind};
+pub use device::{parse_device, DeviceReport, GpuReport};
 pub use error::{Error, Result};
 pub use train::{run, RunOptions, RunSummary};

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use hashtrain::train::{self, evaluate, parse_device, RunOptions};
-use hashtrain::RunConfig;
+use hashtrain::train::{self, evaluate, RunOptions};
+use hashtrain::{parse_device, DeviceReport, RunConfig};
 
 /// Trains dense, Hash, MultiHash, Switch and Token-Switch language models on hashprep data.
 #[derive(Debug, Parser)]
@@ -34,6 +34,15 @@ enum Command {
     ExportEmbeddings(ExportArgs),
     /// The paper's Table 3 comparisons: dense baseline and each routing method on one budget.
     Sweep(SweepArgs),
+    /// What this hashtrain sees: libtorch's version and folder, its CUDA library, the GPUs.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Args)]
+struct InfoArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A config file and its overrides (run and sweep).
@@ -125,7 +134,21 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(&args),
         Command::ExportEmbeddings(args) => export_embeddings(&args),
         Command::Sweep(args) => sweep(&args, progress),
+        Command::Info(args) => info(&args),
     }
+}
+
+fn info(args: &InfoArgs) -> Result<()> {
+    let report = DeviceReport::collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        for line in report.lines() {
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
 }
 
 fn run(args: RunArgs, progress: bool) -> Result<()> {

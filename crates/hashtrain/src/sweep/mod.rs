@@ -499,7 +499,7 @@ fn test_eval(run_dir: &Path, test: &Path) -> Result<train::Evaluation> {
             }
         }
     }
-    let device = train::parse_device(&state.config.train.runtime.device)?;
+    let device = crate::parse_device(&state.config.train.runtime.device)?;
     let (restored, mut loader) = train::restore(&checkpoint, device, Some(test))?;
     let evaluation = evaluate(&restored.model, &mut loader, device, 0, &restored.layers)?;
     let record = report::TestRecord::new(step, &evaluation);

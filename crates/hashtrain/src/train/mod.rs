@@ -31,8 +31,8 @@ pub use metrics::{read_records, LayerLoad, MetricsLog, Record};
 pub use optimizer::{inverse_sqrt_lr, Adam};
 pub use plot::{plot_curves, Curve};
 pub use session::{
-    build_model, open_loader, parameter_count, parse_device, resolve_routing, same_tokenizer,
-    sparse_layers, table_paths,
+    build_model, open_loader, parameter_count, resolve_routing, same_tokenizer, sparse_layers,
+    table_paths,
 };
 
 /// How to run.

@@ -20,38 +20,6 @@ pub(crate) fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Parses `cpu`, `cuda` or `cuda:N` and checks the device is there.
-///
-/// # Errors
-/// Another name, or CUDA asked for where libtorch sees no GPU.
-pub fn parse_device(name: &str) -> Result<Device> {
-    let device = match name {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        _ => match name.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
-            Some(i) => Device::Cuda(i),
-            None => {
-                return Err(Error::BadInput(format!(
-                    "device `{name}`: expected cpu, cuda or cuda:N"
-                )))
-            }
-        },
-    };
-    if let Device::Cuda(i) = device {
-        let available = if tch::Cuda::is_available() {
-            tch::Cuda::device_count()
-        } else {
-            0
-        };
-        if i as i64 >= available {
-            return Err(Error::BadInput(format!(
-                "device `{name}`: libtorch sees {available} CUDA device(s)"
-            )));
-        }
-    }
-    Ok(device)
-}
-
 /// Refuses `data`, tokenized by `found`, unless `expected` (what `reference` was tokenized or
 /// trained with) is the same tokenizer: ids of another vocabulary give a meaningless loss.
 ///

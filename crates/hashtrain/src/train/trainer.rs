@@ -8,11 +8,11 @@ use tch::{Device, Tensor};
 use super::divergence::check_finite_state;
 use super::window::Window;
 use super::{
-    build_model, checkpoint, inverse_sqrt_lr, open_loader, parse_device, resolve_routing,
-    same_tokenizer, sparse_layers, table_paths, Adam, CheckpointState, DeviceBatch, OpenWindow,
-    TableRecord,
+    build_model, checkpoint, inverse_sqrt_lr, open_loader, resolve_routing, same_tokenizer,
+    sparse_layers, table_paths, Adam, CheckpointState, DeviceBatch, OpenWindow, TableRecord,
 };
 use crate::config::RunConfig;
+use crate::device::parse_device;
 use crate::error::Result;
 use crate::model::{masked_nll, LanguageModel};
 
