@@ -7,12 +7,17 @@ Two models: a stack of hash layers alone (where the exchange is the whole differ
 hashtrain's decoder with two hash layers. Prints the median step time of each variant, their
 ratio, and the collectives and device-to-host reads per step, counted by wrappers.
 
-    python benches/ep_step.py      # after `make python` (run by `make bench`)
+    python benches/ep_step.py                          # after `make python` (run by `make bench`)
+    python benches/ep_step.py --device cuda --world 1  # one GPU (scripts/gpu-check.sh)
 
 On CPU a `.tolist()` waits for nothing (every op is synchronous), so this measures the count
-exchange itself; on GPUs the read also stalls the host until the device has caught up.
+exchange itself; on GPUs the read also stalls the host until the device has caught up. With
+`--world 1` both variants still take the exchange path (its all_to_alls copy locally, NCCL on a
+GPU): two ranks cannot share one GPU under NCCL, and on one GPU the difference that remains is
+the count exchange's device-to-host read.
 """
 
+import argparse
 import dataclasses
 import os
 import socket
@@ -30,12 +35,20 @@ import hashprep
 from hashprep.torch import HashMoE, HashprepDataset, LanguageModel, device_route, masked_nll
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-WORLD, EXPERTS, WARMUP, STEPS = 2, 8, 3, 30
+EXPERTS, WARMUP, STEPS = 8, 3, 30
 STACK = dict(layers=4, d_model=64, d_ff=256, batch=16, seq=128)
 DECODER = dict(layers=4, d_model=128, d_ff=512, heads=4, batch=16, seq=64, hash_layers=(2, 4))
 
 
-class CountExchangeMoE(HashMoE):
+class HostKnownMoE(HashMoE):
+    """`HashMoE`, whose exchange path (host-known split sizes) is taken on one rank too."""
+
+    def forward(self, h, route):
+        out = self._exchange(h.index_select(0, route.order), route)
+        return torch.zeros_like(out).index_copy(0, route.order, out)
+
+
+class CountExchangeMoE(HostKnownMoE):
     """The usual EP exchange: counts from the router's expert ids on the device, one
     all_to_all of the counts, one `.tolist()` of the split sizes, then the same token exchange."""
 
@@ -108,38 +121,49 @@ class Counter:
         dist.all_to_all_single, torch.Tensor.tolist, torch.Tensor.item = a2a, tolist, item
 
 
-def _route(batch):
-    route = device_route(batch["routes"][0])
-    route.expert_ids = batch["routes"][0]["expert_ids"].reshape(-1)
+def _route(batch, device):
+    route = device_route(batch["routes"][0], device)
+    route.expert_ids = batch["routes"][0]["expert_ids"].reshape(-1).to(device)
     return route
 
 
-def _rank(rank, port, data, table, results):
+def _on(batch, device):
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _rank(rank, port, world, device, data, table, results):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.set_device(rank)
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    group = dist.new_group(list(range(WORLD)))
+    group = dist.new_group(list(range(world)))
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     vocab = hashprep.Table.load(table).meta["vocab_size"]
     counter = Counter()
     rows = {}
     for name, cfg in (("hash layers only", STACK), ("decoder, 2 of 4 layers hash", DECODER)):
-        dataset = HashprepDataset(data, [table], batch_size=cfg["batch"] // WORLD, seq_len=cfg["seq"],
-                                  drop_last=True, expert_parallel=WORLD, steps=WARMUP + STEPS)
-        batches = [(b, _route(b)) for b in dataset]
+        dataset = HashprepDataset(data, [table], batch_size=cfg["batch"] // world, seq_len=cfg["seq"],
+                                  drop_last=True, expert_parallel=world, steps=WARMUP + STEPS)
+        batches = [(_on(b, device), _route(b, device)) for b in dataset]
         model = Stack(vocab, cfg["layers"], cfg["d_model"], cfg["d_ff"], group) if cfg is STACK else Decoder(vocab, group, cfg)
+        model.to(device)
         times = {"host-known splits": [], "count exchange + .tolist()": []}
         calls = {}
         for step, (batch, route) in enumerate(batches):
             for variant in times:
                 for moe in model.moes:
-                    moe.__class__ = HashMoE if variant == "host-known splits" else CountExchangeMoE
+                    moe.__class__ = HostKnownMoE if variant == "host-known splits" else CountExchangeMoE
                 model.zero_grad(set_to_none=True)
+                sync()
                 dist.barrier()
                 counter.all_to_all = counter.reads = 0
                 counter.active = True
                 started = time.perf_counter()
                 model.loss(batch, route).backward()
+                sync()
                 elapsed = time.perf_counter() - started
                 counter.active = False
                 if step >= WARMUP:
@@ -152,6 +176,11 @@ def _rank(rank, port, data, table, results):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--world", type=int, default=2, help="processes (one GPU each on cuda)")
+    args = parser.parse_args()
+    world = args.world
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data")
         wiki = os.path.join(ROOT, "data", "wikitext-103", "wiki.valid.tokens")
@@ -162,9 +191,10 @@ def main():
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         results = mp.Manager().dict()
-        mp.spawn(_rank, args=(port, data, table, results), nprocs=WORLD, join=True)
-    print(f"EP step (forward + backward), {WORLD} gloo processes x 1 thread, {EXPERTS} experts "
-          f"({EXPERTS // WORLD} per rank), balanced table, Wikitext-103 valid via GPT-2, median of {STEPS}:")
+        mp.spawn(_rank, args=(port, world, args.device, data, table, results), nprocs=world, join=True)
+    where = f"{world} GPU process(es), NCCL" if args.device == "cuda" else f"{world} gloo processes x 1 thread"
+    print(f"EP step (forward + backward), {where}, {EXPERTS} experts "
+          f"({EXPERTS // world} per rank), balanced table, Wikitext-103 valid via GPT-2, median of {STEPS}:")
     for name, row in results.items():
         (known, (known_a2a, known_reads)), (usual, (usual_a2a, usual_reads)) = row.values()
         print(f"  {name}: host-known {known * 1e3:.1f} ms ({known_a2a} all_to_all, {known_reads} reads), "

@@ -209,11 +209,14 @@ impl Dataset {
             )));
         };
         let container = slf.clone().into_any();
+        // A shard truncated since it was opened is refused here rather than faulting on the
+        // first read of the view; a view handed out earlier reads the file as it now is.
+        let tokens = this.data.tokens_checked(i).map_err(|e| to_py(&e))?;
         // SAFETY: the slice lives in the shard mapping that `this.data` owns; `container` is
         // the Dataset object, kept alive by the array as its base, and frozen (never mutated).
         #[allow(unsafe_code)]
         let array = unsafe {
-            match this.data.tokens(i) {
+            match tokens {
                 hashprep::DocTokens::U16(ids) => {
                     PyArray1::borrow_from_array(&ArrayView1::from(ids), container).into_any()
                 }

@@ -67,6 +67,7 @@ impl Loader {
             expert_parallel,
             ..hashprep::LoaderConfig::new(batch_size, seq_len, seed)
         };
+        hashprep::check_prefetch(workers, prefetch).map_err(|e| to_py(&e))?;
         let tables = tables.unwrap_or_default();
         let loader = detached(py, || hashprep::Loader::new(&data, &tables, config))?;
         Ok(Self {

@@ -76,8 +76,9 @@ pub use corpus::{
 pub use counts::TokenCounts;
 pub use error::{error_message, Error, Location, Result, SkipReason};
 pub use loader::{
-    bucket_pairs, bucket_positions, Batch, Batches, Loader, LoaderConfig, LoaderState, Prefetcher,
-    Route, RouteHandle, RouteInfo, TableSet, TokenDataset,
+    bucket_pairs, bucket_positions, check_prefetch, Batch, Batches, Loader, LoaderConfig,
+    LoaderState, Prefetcher, Route, RouteHandle, RouteInfo, TableSet, TokenDataset,
+    MAX_BATCH_POSITIONS, MAX_PREFETCH, MAX_WORKERS,
 };
 pub use pipeline::{
     build_table_files, compare_tables, export_parquet, inspect, measure_table, merge, tokenize,

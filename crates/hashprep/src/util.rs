@@ -91,12 +91,36 @@ pub(crate) fn temp_file_beside(path: &Path) -> Result<(File, TempPath)> {
         _ => Path::new("."),
     };
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temp = tempfile::Builder::new()
+    let temp = output_builder()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| Error::io(path, e))?;
     Ok(temp.into_parts())
+}
+
+/// A [`tempfile::Builder`] for outputs: files made with it get the mode a new file gets (0666,
+/// or 0777 for a directory, less the umask: 0644 / 0755 under umask 022), not tempfile's 0600,
+/// which survives the rename and would leave outputs nobody else can read.
+pub fn output_builder<'a, 'b>() -> tempfile::Builder<'a, 'b> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder
+}
+
+/// [`output_builder`] for a directory written under a temporary name and renamed when complete.
+pub fn output_dir_builder<'a, 'b>() -> tempfile::Builder<'a, 'b> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o777));
+    }
+    builder
 }
 
 /// Renames a complete temporary file to `path` and syncs the directory, so the rename

@@ -412,6 +412,10 @@ fn default_load_bal() -> f64 {
     0.1
 }
 
+/// The most experts a Switch, Token-Switch or BASE layer may have (`experts`): 64 times
+/// DeepSeek-V3's 256, and a bound on what a mistyped value allocates.
+pub const MAX_EXPERTS: u32 = 1 << 16;
+
 impl RunConfig {
     /// Reads `path`, applies `overrides` (`key.path=value`, value in TOML syntax or a bare
     /// string) and checks the result.
@@ -521,6 +525,39 @@ impl RunConfig {
         }
         if t.runtime.keep_checkpoints == 0 {
             return Err("train.keep_checkpoints must be at least 1".into());
+        }
+        self.check_sizes()
+    }
+
+    /// Refuses sizes that no real run reaches before anything is allocated: a mistyped
+    /// `prefetch` or `experts` would otherwise abort the process on a failed allocation.
+    fn check_sizes(&self) -> std::result::Result<(), String> {
+        let (m, t) = (&self.model, &self.train);
+        for (name, value, cap) in [
+            ("train.workers", t.runtime.workers, hashprep::MAX_WORKERS),
+            ("train.prefetch", t.runtime.prefetch, hashprep::MAX_PREFETCH),
+        ] {
+            if value > cap {
+                return Err(format!("{name} {value} is above the limit of {cap}"));
+            }
+        }
+        let positions = (t.optimization.batch_size as u64).saturating_mul(m.context as u64);
+        if positions > hashprep::MAX_BATCH_POSITIONS {
+            return Err(format!(
+                "train.batch_size {} x model.context {} = {positions} positions per batch, more \
+                 than the limit of {}",
+                t.optimization.batch_size,
+                m.context,
+                hashprep::MAX_BATCH_POSITIONS
+            ));
+        }
+        for (i, s) in m.sparse.iter().enumerate() {
+            let name = format!("model.sparse[{i}]");
+            if let Some(experts) = s.experts.filter(|&k| k > MAX_EXPERTS) {
+                return Err(format!(
+                    "{name}.experts {experts} is above the limit of {MAX_EXPERTS}"
+                ));
+            }
         }
         Ok(())
     }

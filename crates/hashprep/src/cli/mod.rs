@@ -489,6 +489,7 @@ fn batches(args: &BatchesArgs) -> Result<()> {
         expert_parallel: args.expert_parallel,
         ..LoaderConfig::new(args.batch_size, args.seq_len, args.seed)
     };
+    hashprep::check_prefetch(args.workers, 4)?;
     let mut loader = Loader::new(&args.data, &args.tables, config)?;
     let state = LoaderState {
         next_batch: args.start,

@@ -108,16 +108,29 @@ impl TokenDataset {
         self.prefix_lens[i]
     }
 
-    /// The ids of example `i`, borrowed from the mapped shard.
+    /// The ids of example `i`, borrowed from the mapped shard. Reading them faults (SIGBUS)
+    /// if the shard was truncated since it was opened: [`TokenDataset::tokens_checked`] checks
+    /// first.
     pub fn tokens(&self, i: usize) -> DocTokens<'_> {
         let doc = self.docs[i];
         self.shards[doc.shard as usize].row(doc.batch as usize, doc.row as usize)
     }
 
+    /// The ids of example `i`, once its shard is checked to have its length still
+    /// ([`ShardReader::check_unchanged`]).
+    ///
+    /// # Errors
+    /// The shard shrank since it was opened.
+    pub fn tokens_checked(&self, i: usize) -> Result<DocTokens<'_>> {
+        self.shards[self.docs[i].shard as usize].check_unchanged()?;
+        Ok(self.tokens(i))
+    }
+
     /// Appends the ids at `range` of example `i` to `out`.
     ///
     /// # Errors
-    /// An id outside the vocabulary (a foreign or altered shard), named by shard and row.
+    /// An id outside the vocabulary (a foreign or altered shard), named by shard and row; the
+    /// shard shrank since it was opened.
     pub fn extend_checked(
         &self,
         i: usize,
@@ -125,7 +138,7 @@ impl TokenDataset {
         out: &mut Vec<u32>,
     ) -> Result<()> {
         let start = out.len();
-        self.tokens(i).extend_into(range.clone(), out);
+        self.tokens_checked(i)?.extend_into(range.clone(), out);
         let vocab = self.manifest.tokenizer.vocab_size;
         match out[start..].iter().position(|&id| id as usize >= vocab) {
             Some(offset) => Err(self.foreign_id(i, range.start + offset, out[start + offset])),
@@ -136,9 +149,10 @@ impl TokenDataset {
     /// The id at `position` of example `i`.
     ///
     /// # Errors
-    /// An id outside the vocabulary, named by shard and row.
+    /// An id outside the vocabulary, named by shard and row; the shard shrank since it was
+    /// opened.
     pub fn id_checked(&self, i: usize, position: usize) -> Result<u32> {
-        let id = self.tokens(i).get(position);
+        let id = self.tokens_checked(i)?.get(position);
         if id as usize >= self.manifest.tokenizer.vocab_size {
             return Err(self.foreign_id(i, position, id));
         }

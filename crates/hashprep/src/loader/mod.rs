@@ -31,6 +31,36 @@ use crate::tokenize::fingerprint_bytes;
 use routing::RowContext;
 use sampler::SALT_DOCS;
 
+/// The most batches a loader builds ahead (the `prefetch` of [`Loader::take`]): far more
+/// than keeps any device busy, and a bound on what a mistyped value can ask of memory.
+pub const MAX_PREFETCH: usize = 1024;
+/// The most worker threads a loader starts (the `workers` of [`Loader::take`]).
+pub const MAX_WORKERS: usize = 256;
+/// The most positions (`batch_size * seq_len`) in one batch: 2^28, gigabytes per batch.
+pub const MAX_BATCH_POSITIONS: u64 = 1 << 28;
+
+/// Checks the `workers` and `prefetch` a caller gives [`Loader::take`] against their caps
+/// ([`MAX_WORKERS`], [`MAX_PREFETCH`]). `take` and `batches` clamp to 1..=cap (0 counts as
+/// 1); programs that take the values from their users check them first, so that a typo is
+/// refused by name rather than clamped.
+///
+/// # Errors
+/// Either is above its cap; the message names the setting and the limit.
+pub fn check_prefetch(workers: usize, prefetch: usize) -> Result<()> {
+    for (name, value, cap) in [
+        ("workers", workers, MAX_WORKERS),
+        ("prefetch", prefetch, MAX_PREFETCH),
+    ] {
+        if value > cap {
+            return Err(Error::setting(
+                name,
+                format!("{value} is above the limit of {cap}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// How batches are made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +144,27 @@ pub struct LoaderState {
     pub next_batch: u64,
     /// Fingerprint of data, tables and config: a state only resumes the same loader.
     pub fingerprint: String,
+    /// The settings of the loader that saved the state, so that a refusal names the one that
+    /// differs (absent from states written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<LoaderConfig>,
+    /// Fingerprint of the data alone, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// Fingerprint of the tables alone, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<String>,
+}
+
+impl LoaderState {
+    /// The state at batch `next_batch` of the loader that saved `self`.
+    #[must_use]
+    pub fn at(&self, next_batch: u64) -> Self {
+        Self {
+            next_batch,
+            ..self.clone()
+        }
+    }
 }
 
 /// A routing spec: one layer of one table (its `hashes` streams).
@@ -205,10 +256,15 @@ impl Loader {
             ));
         }
         let positions = (config.batch_size as u64).saturating_mul(config.seq_len as u64);
-        if positions > u64::from(u32::MAX) {
-            return Err(Error::BadInput(format!(
-                "B * T = {positions} positions do not fit the u32 positions of `order`; use smaller batches"
-            )));
+        if positions > MAX_BATCH_POSITIONS {
+            return Err(Error::setting(
+                "batch_size",
+                format!(
+                    "{} x `seq_len` {} = {positions} positions per batch, more than the limit of \
+                     {MAX_BATCH_POSITIONS}: use smaller batches",
+                    config.batch_size, config.seq_len
+                ),
+            ));
         }
         let data = TokenDataset::open(data)?;
         let vocab = data.manifest().tokenizer.vocab_size;
@@ -328,33 +384,93 @@ impl Loader {
         LoaderState {
             next_batch: self.next_batch,
             fingerprint: self.core.fingerprint.clone(),
+            config: Some(self.core.config.clone()),
+            data: Some(data_fingerprint(&self.core.data)),
+            tables: Some(tables_fingerprint(&self.core.tables)),
         }
     }
 
     /// Continues from `state`.
     ///
     /// # Errors
-    /// The state belongs to a loader with other data, tables or settings.
+    /// The state belongs to a loader with other data, tables or settings; the message names
+    /// the setting that differs (`world_size`, ...), or the data or the tables.
     pub fn resume(&mut self, state: &LoaderState) -> Result<()> {
         if state.fingerprint != self.core.fingerprint {
-            return Err(Error::BadInput(
-                "the loader state comes from other data, tables or loader settings".into(),
-            ));
+            return Err(self.mismatch(state));
         }
         self.next_batch = state.next_batch;
         Ok(())
     }
 
+    /// What differs between this loader and the one that saved `state`.
+    fn mismatch(&self, state: &LoaderState) -> Error {
+        if let Some(saved) = &state.config {
+            let value = |c: &LoaderConfig| serde_json::to_value(c).expect("serializable");
+            let (ours, theirs) = (value(&self.core.config), value(saved));
+            let keys = ours.as_object().into_iter().flat_map(|o| o.keys());
+            if let Some(key) = keys.into_iter().find(|k| ours.get(*k) != theirs.get(*k)) {
+                let show = |v: Option<&serde_json::Value>| {
+                    v.map_or_else(|| "1".to_owned(), ToString::to_string)
+                };
+                let name = LOADER_SETTINGS
+                    .iter()
+                    .find(|n| *n == key)
+                    .copied()
+                    .unwrap_or("loader settings");
+                return Error::setting(
+                    name,
+                    format!(
+                        "is {} here but {} in the loader state being resumed: resume with the \
+                         settings it was saved with",
+                        show(ours.get(key)),
+                        show(theirs.get(key))
+                    ),
+                );
+            }
+        }
+        let part = if state
+            .data
+            .as_ref()
+            .is_some_and(|d| *d != data_fingerprint(&self.core.data))
+        {
+            "other data (a tokenize output with other settings or counts)"
+        } else if state
+            .tables
+            .as_ref()
+            .is_some_and(|t| *t != tables_fingerprint(&self.core.tables))
+        {
+            "other tables (their files' bytes differ)"
+        } else {
+            "other data, tables or loader settings"
+        };
+        Error::BadInput(format!("the loader state comes from {part}"))
+    }
+
     /// Batches `start..start + steps` built ahead, without moving the loader (the caller keeps
     /// the position, e.g. as a [`LoaderState`] with `next_batch`).
+    /// `workers` and `prefetch` are clamped to 1..=[`MAX_WORKERS`] and 1..=[`MAX_PREFETCH`]
+    /// ([`check_prefetch`] refuses values beyond them).
     pub fn batches(&self, start: u64, steps: u64, workers: usize, prefetch: usize) -> Batches {
-        Batches::start(&self.core, start, steps, workers.max(1), prefetch.max(1))
+        Batches::start(
+            &self.core,
+            start,
+            steps,
+            workers.clamp(1, MAX_WORKERS),
+            prefetch.clamp(1, MAX_PREFETCH),
+        )
     }
 
     /// The next `steps` batches, built ahead by `workers` threads with at most `prefetch`
-    /// batches waiting; advances the state as batches are taken.
+    /// batches waiting; advances the state as batches are taken. `workers` and `prefetch` are
+    /// clamped as in [`Loader::batches`].
     pub fn take(&mut self, steps: u64, workers: usize, prefetch: usize) -> Prefetcher<'_> {
-        Prefetcher::start(self, steps, workers.max(1), prefetch.max(1))
+        Prefetcher::start(
+            self,
+            steps,
+            workers.clamp(1, MAX_WORKERS),
+            prefetch.clamp(1, MAX_PREFETCH),
+        )
     }
 }
 
@@ -402,6 +518,35 @@ fn route_infos(specs: &[Spec], tables: &TableSet) -> Vec<RouteInfo> {
 }
 
 /// What a loader state must match: the batch settings, the data, and every table's bytes.
+/// [`LoaderConfig`]'s fields, as error messages name them.
+const LOADER_SETTINGS: [&str; 9] = [
+    "batch_size",
+    "seq_len",
+    "seed",
+    "packing",
+    "drop_last",
+    "rank",
+    "world_size",
+    "expert_parallel",
+    "pad_id",
+];
+
+/// The data's part of [`loader_fingerprint`].
+fn data_fingerprint(data: &TokenDataset) -> String {
+    let identity = serde_json::to_vec(&(&data.manifest().config, &data.manifest().counts_checksum))
+        .expect("serializable");
+    fingerprint_bytes(&identity)
+}
+
+/// The tables' part of [`loader_fingerprint`].
+fn tables_fingerprint(tables: &TableSet) -> String {
+    let mut identity = Vec::new();
+    for bytes in tables.contents() {
+        identity.extend_from_slice(bytes);
+    }
+    fingerprint_bytes(&identity)
+}
+
 fn loader_fingerprint(data: &TokenDataset, tables: &TableSet, config: &LoaderConfig) -> String {
     let mut identity = serde_json::to_vec(&(
         config,
@@ -516,7 +661,7 @@ impl Core {
                 }
                 EpochPlan::Examples(order) => {
                     let doc = order[sample] as usize;
-                    let n = self.data.tokens(doc).len().min(t + 1);
+                    let n = (self.data.lengths()[doc] as usize).min(t + 1);
                     let prefix = self.data.prefix_len(doc) as usize;
                     self.data.extend_checked(doc, 0..n, &mut window)?;
                     response.extend((0..n).map(|j| j >= prefix));

@@ -73,6 +73,9 @@ impl DocTokens<'_> {
 /// A memory-mapped shard.
 pub struct ShardReader {
     path: PathBuf,
+    /// The mapped file, kept open to notice it shrinking ([`ShardReader::check_unchanged`]).
+    file: File,
+    mapped_len: u64,
     batches: Vec<RecordBatch>,
     width: TokenWidth,
     tokenizer_fingerprint: Option<String>,
@@ -87,6 +90,7 @@ impl ShardReader {
     pub fn open(path: &Path, checksum: Option<&str>) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let map = crate::util::map_file(&file, false).map_err(|e| Error::io(path, e))?;
+        let mapped_len = map.len() as u64;
         if let Some(expected) = checksum {
             verify_checksum(path, &map, expected)?;
         }
@@ -124,10 +128,39 @@ impl ShardReader {
         }
         Ok(Self {
             path: path.to_path_buf(),
+            file,
+            mapped_len,
             batches,
             width,
             tokenizer_fingerprint,
         })
+    }
+
+    /// Checks that the file still has the length it had when it was mapped. A page of the
+    /// mapping past a shrunken file's end cannot be read (the process would get SIGBUS), so
+    /// every read of mapped ids is preceded by this check. What stays racy: a file truncated
+    /// between the check and the read, and views handed out before (they read the file as it
+    /// is).
+    ///
+    /// # Errors
+    /// The file shrank (another program truncated or rewrote it), or cannot be examined.
+    pub fn check_unchanged(&self) -> Result<()> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(&self.path, e))?
+            .len();
+        if len < self.mapped_len {
+            return Err(Error::corrupt(
+                &self.path,
+                format!(
+                    "shrank from {} to {len} bytes since it was opened (truncated or rewritten \
+                     by another program): reopen the data once it is whole again",
+                    self.mapped_len
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The shard's path.

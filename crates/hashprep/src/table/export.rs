@@ -128,6 +128,23 @@ impl RoutingTable {
                 "required for hf-deepseek-v4: the model's hash_moe layer indices",
             ));
         }
+        let mut seen = std::collections::BTreeSet::new();
+        let repeated: std::collections::BTreeSet<u32> = export
+            .layers
+            .iter()
+            .copied()
+            .filter(|&layer| !seen.insert(layer))
+            .collect();
+        if !repeated.is_empty() {
+            let names: Vec<String> = repeated.iter().map(ToString::to_string).collect();
+            return Err(Error::setting(
+                "layers",
+                format!(
+                    "layer {} listed more than once: each model layer takes one tid2eid",
+                    names.join(", ")
+                ),
+            ));
+        }
         if meta.layers != 1 && meta.layers as usize != export.layers.len() {
             return Err(Error::setting(
                 "layers",
@@ -308,6 +325,9 @@ mod tests {
         assert!(message(&top3, hf(&[], 40, 3)).contains("hash_moe layer indices"));
         assert!(message(&table(3, 2), hf(&[0, 1, 2], 40, 3))
             .contains("3 layers listed for a table of 2 layers"));
+        // A repeated layer would be two safetensors entries of one name (a panic in safetensors).
+        assert!(message(&top3, hf(&[0, 2, 0, 2, 1], 40, 3))
+            .contains("layer 0, 2 listed more than once"));
         let no_k = TableExport {
             top_k: None,
             ..hf(&[0], 40, 3)

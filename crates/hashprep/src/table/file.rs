@@ -23,6 +23,11 @@ use crate::util::write_atomic;
 /// Version of the table format.
 pub(crate) const TABLE_VERSION: u32 = 1;
 
+/// The Arrow schema metadata key of the table's checksum (see `RoutingTable::checksum`).
+const CHECKSUM_KEY: &str = "hashprep.checksum";
+/// The field of a `.npy` table's `FILE.json` that holds its checksum.
+const SIDECAR_CHECKSUM: &str = "checksum";
+
 /// The metadata of a table (the `hashprep.table` schema metadata, or `FILE.json` beside a `.npy`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,7 +226,11 @@ impl RoutingTable {
                 }
                 write_atomic(path, &self.npy_bytes())?;
                 let sidecar = npy_sidecar(path);
-                let json = serde_json::to_string_pretty(&self.meta).expect("serializable") + "\n";
+                // The metadata with the checksum of the table (metadata and columns) added.
+                let mut json = serde_json::to_value(&self.meta).expect("serializable");
+                let checksum = self.checksum(&serde_json::to_string(&self.meta).expect("serializable"));
+                json[SIDECAR_CHECKSUM] = checksum.into();
+                let json = serde_json::to_string_pretty(&json).expect("serializable") + "\n";
                 write_atomic(&sidecar, json.as_bytes())?;
                 Ok(vec![path.to_path_buf(), sidecar])
             }
@@ -269,12 +278,11 @@ impl RoutingTable {
                 }
             }
         }
+        let meta_json = serde_json::to_string(&self.meta).expect("serializable");
         let metadata = [
             ("hashprep.schema".to_owned(), "table".to_owned()),
-            (
-                "hashprep.table".to_owned(),
-                serde_json::to_string(&self.meta).expect("serializable"),
-            ),
+            (CHECKSUM_KEY.to_owned(), self.checksum(&meta_json)),
+            ("hashprep.table".to_owned(), meta_json),
         ];
         let schema = Arc::new(
             Schema::new(fields).with_metadata(
@@ -292,6 +300,37 @@ impl RoutingTable {
         writer.finish().map_err(|e| Error::format(path, e))?;
         drop(writer);
         Ok(bytes)
+    }
+
+    /// blake3 of the metadata (as JSON, `meta_json`) and of every column's experts (u32
+    /// little-endian, stream by stream): what a table file records and its reader verifies.
+    fn checksum(&self, meta_json: &str) -> String {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(meta_json.as_bytes());
+        for column in &self.columns {
+            for expert in column {
+                hasher.update(&expert.to_le_bytes());
+            }
+        }
+        format!("blake3:{}", hasher.finalize().to_hex())
+    }
+
+    /// Refuses a table read from `path` whose recorded checksum (if the file has one: tables
+    /// written before it was recorded do not) differs from its contents'.
+    fn verify(self, path: &Path, meta_json: &str, recorded: Option<&str>) -> Result<Self> {
+        if let Some(expected) = recorded {
+            let actual = self.checksum(meta_json);
+            if actual != expected {
+                return Err(Error::corrupt(
+                    path,
+                    format!(
+                        "checksum mismatch: the table records {expected}, its contents are \
+                         {actual} (altered since it was written; build it again)"
+                    ),
+                ));
+            }
+        }
+        Ok(self)
     }
 
     fn npy_bytes(&self) -> Vec<u8> {
@@ -334,9 +373,17 @@ impl RoutingTable {
         if bytes.starts_with(crate::npy::MAGIC) {
             let sidecar = npy_sidecar(path);
             let text = std::fs::read_to_string(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
-            let meta: TableMeta =
+            let mut json: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| Error::corrupt(&sidecar, e.to_string()))?;
-            return Self::new(meta.clone(), read_npy_columns(path, &bytes, &meta)?);
+            let recorded = json
+                .as_object_mut()
+                .and_then(|o| o.remove(SIDECAR_CHECKSUM))
+                .and_then(|v| v.as_str().map(str::to_owned));
+            let meta: TableMeta =
+                serde_json::from_value(json).map_err(|e| Error::corrupt(&sidecar, e.to_string()))?;
+            let meta_json = serde_json::to_string(&meta).expect("serializable");
+            let table = Self::new(meta.clone(), read_npy_columns(path, &bytes, &meta)?)?;
+            return table.verify(path, &meta_json, recorded.as_deref());
         }
         crate::shard::checked_footer(&bytes)
             .map_err(|e| Error::corrupt(path, format!("not a table (Arrow IPC or .npy): {e}")))?;
@@ -350,6 +397,7 @@ impl RoutingTable {
             .ok_or_else(|| {
                 Error::corrupt(path, "no hashprep.table metadata: not a hashprep table")
             })?;
+        let recorded = reader.schema().metadata().get(CHECKSUM_KEY).cloned();
         let meta: TableMeta =
             serde_json::from_str(&meta_json).map_err(|e| Error::corrupt(path, e.to_string()))?;
         if meta.kind != "hashprep-table" || meta.version != TABLE_VERSION {
@@ -396,7 +444,9 @@ impl RoutingTable {
                 debug_assert_eq!(array.null_count(), 0);
             }
         }
-        Self::new(meta, columns).map_err(|e| Error::corrupt(path, e.to_string()))
+        Self::new(meta, columns)
+            .map_err(|e| Error::corrupt(path, e.to_string()))?
+            .verify(path, &meta_json, recorded.as_deref())
     }
 }
 

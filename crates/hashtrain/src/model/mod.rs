@@ -72,6 +72,14 @@ pub struct LanguageModel {
 }
 
 impl LanguageModel {
+    /// Moves the tensors that are not variables of the store (sinusoidal positions) to
+    /// `device`, after `VarStore::set_device` moved the variables.
+    pub fn move_buffers(&mut self, device: tch::Device) {
+        if !self.learned_positions {
+            self.positions = self.positions.to_device(device);
+        }
+    }
+
     /// Builds the model of `config` for `vocab` ids. `routing(at)` gives the routes of each
     /// table-routed layer (1-based `at`).
     pub fn new(

@@ -67,6 +67,10 @@ pub struct CheckpointState {
     pub tokenizer: String,
     /// The metrics window open at this step.
     pub window: OpenWindow,
+    /// blake3 of each file of the checkpoint but `state.json` (path relative to its folder),
+    /// verified whenever the checkpoint is read; absent in checkpoints written before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
 }
 
 impl CheckpointState {
@@ -77,10 +81,7 @@ impl CheckpointState {
         Self {
             step,
             optimizer_steps: adam.steps,
-            loader: LoaderState {
-                next_batch,
-                fingerprint: self.loader.fingerprint.clone(),
-            },
+            loader: self.loader.at(next_batch),
             window,
             ..self.clone()
         }
@@ -109,7 +110,7 @@ pub fn save(
     let dir = checkpoint_dir(run, state.step);
     // Written under a unique temporary name (removed if this fails), renamed when complete.
     std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
-    let staging = tempfile::Builder::new()
+    let staging = hashprep::util::output_dir_builder()
         .prefix(&format!(".step-{:08}.", state.step))
         .suffix(".tmp")
         .tempdir_in(&root)
@@ -122,7 +123,18 @@ pub fn save(
         let to = tmp.join(&record.file);
         std::fs::copy(source, &to).map_err(|e| Error::io(source, e))?;
     }
-    let json = serde_json::to_vec_pretty(state).expect("serializable");
+    let mut files = vec!["model.safetensors".to_owned(), "optimizer.safetensors".to_owned()];
+    files.extend(state.tables.iter().map(|t| t.file.clone()));
+    let mut checksums = BTreeMap::new();
+    for file in files {
+        let checksum = file_checksum(&tmp.join(&file))?;
+        checksums.insert(file, checksum);
+    }
+    let state = CheckpointState {
+        checksums,
+        ..state.clone()
+    };
+    let json = serde_json::to_vec_pretty(&state).expect("serializable");
     write_atomic(&tmp.join("state.json"), &json)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -201,7 +213,24 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
             state.version
         )));
     }
+    for (file, expected) in &state.checksums {
+        let path = dir.join(file);
+        let actual = file_checksum(&path)?;
+        if &actual != expected {
+            return Err(Error::BadInput(format!(
+                "{}: checksum mismatch: state.json says {expected}, the file is {actual} \
+                 (altered since the checkpoint was written; resume from another checkpoint)",
+                path.display()
+            )));
+        }
+    }
     Ok(state)
+}
+
+/// blake3 of a file's bytes, as `state.json` records it.
+fn file_checksum(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(hashprep::fingerprint_bytes(&bytes))
 }
 
 /// Loads the model weights of checkpoint `dir` into `vs`.
@@ -258,11 +287,15 @@ mod tests {
             loader: LoaderState {
                 next_batch: 0,
                 fingerprint: "blake3:loader".into(),
+                config: None,
+                data: None,
+                tables: None,
             },
             config,
             tables: Vec::new(),
             tokenizer: "blake3:tokenizer".into(),
             window: OpenWindow::default(),
+            checksums: BTreeMap::new(),
         }
         .at(
             step,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use hashprep::{Loader, LoaderState};
+use hashprep::Loader;
 use tch::Device;
 
 use super::batch::DeviceBatch;
@@ -64,10 +64,7 @@ pub fn evaluate(
     } else {
         max_batches.min(epoch)
     };
-    let start = LoaderState {
-        next_batch: 0,
-        fingerprint: loader.state().fingerprint,
-    };
+    let start = loader.state().at(0);
     loader.resume(&start).expect("the loader's own fingerprint");
     let (mut nll, mut tokens) = (0.0f64, 0u64);
     let mut totals = BTreeMap::new();

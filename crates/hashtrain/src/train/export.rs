@@ -23,7 +23,7 @@ pub fn write_embeddings_npy(model: &LanguageModel, path: &Path) -> Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let temp = tempfile::Builder::new()
+    let temp = hashprep::util::output_builder()
         .prefix(".embeddings.")
         .suffix(".npy.tmp")
         .tempfile_in(dir)

@@ -141,7 +141,7 @@ pub fn restore(
     )?;
     let routing = resolve_routing(&config, &loader)?;
     let layers = sparse_layers(&config, &routing);
-    let (mut vs, model) = build_model(&config, tokenizer.vocab_size, &routing, device);
+    let (mut vs, model) = build_model(&config, tokenizer.vocab_size, &routing, device)?;
     checkpoint::load_weights(&dir, &mut vs)?;
     Ok((
         Restored {

@@ -134,17 +134,25 @@ pub fn resolve_routing(
 }
 
 /// The model of `config` in a new `VarStore` on `device`, initialized from the run's seed.
+///
+/// # Errors
+/// The model would not fit this machine's memory ([`check_model_fits`]).
 pub fn build_model(
     config: &RunConfig,
     vocab: usize,
     routing: &BTreeMap<usize, TableRouting>,
     device: Device,
-) -> (nn::VarStore, LanguageModel) {
+) -> Result<(nn::VarStore, LanguageModel)> {
+    check_model_fits(config, vocab, routing, device)?;
     tch::manual_seed(config.train.optimization.seed as i64);
-    let mut vs = nn::VarStore::new(device);
+    // Drawn on the CPU, then moved: a seed gives the same weights on every device (a GPU's
+    // generator draws other numbers), so CPU and CUDA runs can be compared step by step.
+    let mut vs = nn::VarStore::new(Device::Cpu);
     let mut model = LanguageModel::new(&vs.root(), &config.model, vocab as i64, &|at| {
         routing[&at].clone()
     });
+    vs.set_device(device);
+    model.move_buffers(device);
     // Initialized in float32 (the same draws in both formats), then rounded.
     if config.train.optimization.precision == Precision::Bf16 {
         vs.bfloat16();
@@ -157,7 +165,83 @@ pub fn build_model(
     } else {
         ExpertMatmul::Loop
     });
-    (vs, model)
+    Ok((vs, model))
+}
+
+/// About how many parameters the model of `config` has (within a few percent: biases and
+/// norms are left out).
+pub(crate) fn estimated_parameters(
+    config: &RunConfig,
+    vocab: usize,
+    routing: &BTreeMap<usize, TableRouting>,
+) -> u64 {
+    let m = &config.model;
+    let (d, ff) = (m.d_model.unsigned_abs(), m.d_ff.unsigned_abs());
+    let mut total = (vocab as u64).saturating_mul(d) + (m.context as u64).saturating_mul(d);
+    if !m.tie_embeddings {
+        total = total.saturating_add((vocab as u64).saturating_mul(d));
+    }
+    for at in 1..=m.layers {
+        let (experts, width) = match config.sparse_at(at) {
+            Some(s) if s.kind != SparseKind::Dense => {
+                let k = routing
+                    .get(&at)
+                    .map_or(s.experts.unwrap_or(1), |r| r.experts);
+                (u64::from(k), s.d_ff.map_or(ff, i64::unsigned_abs))
+            }
+            _ => (1, ff),
+        };
+        let ffn = experts.saturating_mul(2u64.saturating_mul(d).saturating_mul(width));
+        total = total
+            .saturating_add(4u64.saturating_mul(d).saturating_mul(d))
+            .saturating_add(ffn);
+    }
+    total
+}
+
+/// Refuses a model that cannot fit this machine's memory before libtorch tries to allocate
+/// it (a failed allocation would end the process). Weights are drawn on the CPU first
+/// ([`build_model`]), 4 bytes each; a CPU run also holds their gradients and Adam's two
+/// moments (16 bytes per parameter in all).
+///
+/// # Errors
+/// The estimate is above the machine's memory; the message names the model's settings.
+pub(crate) fn check_model_fits(
+    config: &RunConfig,
+    vocab: usize,
+    routing: &BTreeMap<usize, TableRouting>,
+    device: Device,
+) -> Result<()> {
+    let Some(memory) = machine_memory() else {
+        return Ok(());
+    };
+    let parameters = estimated_parameters(config, vocab, routing);
+    let per_parameter = if device.is_cuda() { 4 } else { 16 };
+    let needed = parameters.saturating_mul(per_parameter);
+    if needed <= memory {
+        return Ok(());
+    }
+    let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
+    Err(Error::BadInput(format!(
+        "the model has about {parameters} parameters ({vocab} ids; model.layers, d_model, d_ff \
+         and the experts of model.sparse), about {:.1} GiB {}, more than this machine's {:.1} \
+         GiB of memory: make it smaller",
+        gib(needed),
+        if device.is_cuda() {
+            "to draw its weights on the host"
+        } else {
+            "with gradients and Adam's moments"
+        },
+        gib(memory)
+    )))
+}
+
+/// This machine's memory (`MemTotal` of /proc/meminfo), where the system says.
+fn machine_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
 }
 
 /// Experts of each sparse layer with counts (1-based layer -> (kind, K)).

@@ -62,7 +62,7 @@ impl<'a> Setup<'a> {
         }
         let routing = resolve_routing(config, &loader)?;
         let tokenizer = loader.manifest().tokenizer.clone();
-        let (vs, model) = build_model(config, tokenizer.vocab_size, &routing, device);
+        let (vs, model) = build_model(config, tokenizer.vocab_size, &routing, device)?;
         let adam = Adam::new(
             vs.variables().into_iter().collect(),
             config.train.optimization.betas,
@@ -88,6 +88,7 @@ impl<'a> Setup<'a> {
             tables: table_records,
             tokenizer: tokenizer.fingerprint,
             window: OpenWindow::default(),
+            checksums: BTreeMap::new(),
         };
         Ok(Self {
             trainer: Trainer {
