@@ -155,3 +155,45 @@ fn an_id_outside_the_vocabulary_is_named_by_shard_and_row() {
         );
     }
 }
+
+#[test]
+fn a_table_altered_after_build_table_is_refused_by_every_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, table) = data_and_table(tmp.path());
+    // An expert id flipped to another valid expert: only the table's checksum can tell. The
+    // column is found by a stretch of it where the experts vary (most ids are unseen: expert 0).
+    let experts = hashprep::RoutingTable::read(&table).unwrap().column(0).to_vec();
+    let first = experts.iter().position(|&e| e != 0).unwrap();
+    let start = first.saturating_sub(8);
+    let window: Vec<u8> = experts[start..start + 48]
+        .iter()
+        .flat_map(|&e| (e as u16).to_le_bytes())
+        .collect();
+    let mut bytes = std::fs::read(&table).unwrap();
+    let at = bytes
+        .windows(window.len())
+        .position(|w| w == window.as_slice())
+        .expect("the expert column");
+    bytes[at + 2 * (first - start)] ^= 0x01; // expert e becomes e ^ 1, still below K = 4
+    std::fs::write(&table, &bytes).unwrap();
+    match hashprep::RoutingTable::read(&table) {
+        Ok(_) => panic!("an altered table was read"),
+        Err(e) => assert!(e.to_string().contains("checksum mismatch"), "{e}"),
+    }
+    for args in [
+        vec!["compare-tables", "--data"],
+        vec!["batches", "--batch-size", "2", "--seq-len", "16", "--data"],
+    ] {
+        let mut cmd = hashprep();
+        cmd.args(&args).arg(&data);
+        if args[0] == "batches" {
+            cmd.arg("--table");
+        }
+        let (code, stderr) = run_fail(cmd.arg(&table));
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains("balanced.arrow") && stderr.contains("checksum mismatch"),
+            "{stderr}"
+        );
+    }
+}

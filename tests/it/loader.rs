@@ -451,10 +451,20 @@ fn bad_input_is_refused_before_the_first_batch() {
     assert!(err(data, paths, LoaderConfig::new(1 << 20, 1 << 13, 0))
         .contains("more than the limit of 268435456"));
     // Sizes a user gives are refused by name before anything is allocated.
-    let caps = hashprep::check_prefetch(2, 1 << 40).unwrap_err().to_string();
-    assert!(caps.contains("`prefetch` 1099511627776 is above the limit of 1024"), "{caps}");
-    let caps = hashprep::check_prefetch(100_000, 4).unwrap_err().to_string();
-    assert!(caps.contains("`workers` 100000 is above the limit of 256"), "{caps}");
+    let caps = hashprep::check_prefetch(2, 1 << 40)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        caps.contains("`prefetch` 1099511627776 is above the limit of 1024"),
+        "{caps}"
+    );
+    let caps = hashprep::check_prefetch(100_000, 4)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        caps.contains("`workers` 100000 is above the limit of 256"),
+        "{caps}"
+    );
 
     let (code, stderr) = run_fail(
         hashprep()

@@ -14,6 +14,7 @@ mod loader;
 mod python;
 mod reddit;
 mod resume;
+mod shared_outputs;
 mod tables;
 mod tasks;
 mod tokenizer_files;

@@ -23,11 +23,15 @@ def test_items_are_tensors_sharing_the_loader_arrays(shards):
     assert [item["input_ids"].tolist() for item in items] == expected
 
 
-def test_worker_processes_that_would_repeat_batches_are_refused(shards):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_processes_are_refused(shards, workers):
+    """Two would repeat each other's batches; one would advance a copy of the loader in its own
+    process, leaving this dataset's state_dict() at batch 0 (a resume would replay them)."""
     ds = HashprepDataset(shards, batch_size=4, seq_len=16, steps=2)
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
-    with pytest.raises(ValueError, match="num_workers=2"):
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
+    with pytest.raises(ValueError, match=f"num_workers={workers}"):
         list(loader)
+    assert ds.state_dict()["next_batch"] == 0
 
 
 def _rank_main(rank, world_size, shards, out):

@@ -1,9 +1,16 @@
 """python -m hashprep.torch.train: 2 ranks (data parallel, and expert parallel) give what one
-process gives; a stopped run resumes to the same losses; what it cannot run is refused by name."""
+process gives; a stopped run resumes to the same losses; what it cannot run is refused by name;
+divergence stops every rank before a checkpoint holds it; resumes refuse what differs; runs
+never hang at exit, nor outlive their torchrun."""
 
 import json
+import os
+import pathlib
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -97,3 +104,141 @@ def test_what_it_cannot_run_is_refused_by_name(tmp_path, shards):
     config.write_text(RUN_CONFIG.format(data=shards, table="", kind="dense") + 'precision = "bf16"\n')
     done = train(config, tmp_path / "run")
     assert done.returncode == 2 and "`train.precision = 'bf16'`" in done.stderr, done.stderr
+
+
+def strict_records(out):
+    """metrics.jsonl as strict JSON: NaN or Infinity literals are refused."""
+    def refuse(name):
+        raise ValueError(f"{name} in metrics.jsonl")
+    return [json.loads(line, parse_constant=refuse) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_divergence_stops_every_rank_before_any_checkpoint_holds_it(tmp_path, shards):
+    table = tmp_path / "balanced8.arrow"
+    hashprep.build_table(shards, table, method="balanced", experts=8)
+    config = tmp_path / "run.toml"
+    text = RUN_CONFIG.format(data=shards, table=table, kind="hash").replace("lr = 0.01", "lr = 1e30")
+    config.write_text(text.replace("steps = 3", "steps = 6").replace("checkpoint_every = 2", "checkpoint_every = 1"))
+    done = train(config, tmp_path / "run", ranks=2)
+    assert done.returncode != 0
+    # Both ranks stop, with hashtrain's words.
+    assert done.stderr.count("training diverged at step 2") == 2, done.stderr[-3000:]
+    records = strict_records(tmp_path / "run")
+    assert [r["step"] for r in records] == [1, 2]
+    assert records[1]["loss"] is None, "not finite, written as null"
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert (checkpoints / "latest").read_text() == "step-00000001"
+    assert sorted(p.name for p in checkpoints.glob("step-*")) == ["step-00000001"]
+
+
+def test_resume_refuses_other_settings_world_sizes_and_altered_files(runs, tmp_path):
+    made, config = runs
+    # Another world size and --ep: named, not a traceback.
+    ep2 = tmp_path / "ep2"
+    shutil.copytree(made["ep2"], ep2)
+    done = train(config, ep2, "--resume")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "written by 2 rank(s) with --ep 2, resumed by 1 with --ep 1" in done.stderr, done.stderr
+    # A setting that shapes the losses, named with both values.
+    one = tmp_path / "one"
+    shutil.copytree(made["one"], one)
+    changed = tmp_path / "changed.toml"
+    changed.write_text(config.read_text().replace("lr = 0.01", "lr = 0.02"))
+    done = train(changed, one, "--resume")
+    assert done.returncode == 2
+    assert "train.lr (0.01 in the checkpoint, 0.02 now)" in done.stderr, done.stderr
+    # A flipped byte inside a shard of the checkpoint.
+    latest = one / "checkpoints" / (one / "checkpoints" / "latest").read_text().strip()
+    shard = sorted(latest.glob("*.distcp"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    done = train(config, one, "--resume")
+    assert done.returncode == 2
+    assert f"{shard}: checksum mismatch" in done.stderr, done.stderr
+
+
+def test_resume_without_a_checkpoint_starts_over_saying_so(runs, tmp_path):
+    _, config = runs
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"type": "train", "step": 1, "loss": 9.0}\n')
+    done = train(config, out, "--resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no checkpoint was completed yet: starting the run over" in done.stderr
+    assert [r["step"] for r in records(out, "train")] == [1, 2, 3]
+    assert records(out, "train")[0]["loss"] != 9.0
+
+
+EXIT_CHECK = pathlib.Path(__file__).with_name("train_exit_check.py")
+
+
+def test_two_rank_runs_end_and_free_everything_before_exit(runs, tmp_path):
+    """10 short 2-rank runs, each under a timeout: every rank exits, and `main` leaves no torch
+    module (a DDP wrapper holds its process group) to be destroyed during interpreter shutdown."""
+    _, config = runs
+    short = tmp_path / "short.toml"
+    short.write_text(config.read_text().replace("steps = 3", "steps = 1"))
+    for i in range(10):
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+        extra = ["--ep", "2"] if i % 2 else []
+        try:
+            done = subprocess.run([*launch, str(EXIT_CHECK), "--config", str(short), "--out", str(tmp_path / f"r{i}"), *extra],
+                                  capture_output=True, text=True, timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"run {i} did not end within 90 s")
+        assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_workers_end_when_torchrun_is_killed(runs, tmp_path):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("parent-death signals are Linux's")
+    _, config = runs
+    long = tmp_path / "long.toml"
+    long.write_text(config.read_text().replace("steps = 3", "steps = 100000").replace("checkpoint_every = 2", "checkpoint_every = 0"))
+    out = tmp_path / "run"
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                                 "-m", "hashprep.torch.train", "--config", str(long), "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
+            assert time.monotonic() < deadline and launcher.poll() is None, "the run did not start"
+            time.sleep(0.2)
+        workers = children(launcher.pid)
+        assert len(workers) == 2, workers
+        launcher.kill()
+        launcher.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in workers if alive(pid)]
+    finally:
+        for pid in children(launcher.pid) if launcher.poll() is None else []:
+            os.kill(pid, signal.SIGKILL)
+        launcher.kill()
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their torchrun"
+
+
+def children(pid):
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid):
+    """Running (not a zombie waiting for its reaper)."""
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use hashprep::{build_table_files, BuildTableRequest};
 use hashprep::{Method, TableSpec};
+use hashtrain::train;
 
 use crate::common::{config, fixture, table_layer, valid_ppl};
 
@@ -107,7 +108,7 @@ fn run_then_eval_reproduces_the_last_validation_and_exports_embeddings() {
 fn bad_configs_are_refused_with_the_file_and_setting_named() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["train.stepz=3"], "stepz"),
         (
             &["model.sparse.3.kind=hash"],
@@ -119,6 +120,19 @@ fn bad_configs_are_refused_with_the_file_and_setting_named() {
         ),
         (&["model.d_model=65"], "multiple of model.heads"),
         (&["train.device=cuda:7"], "CUDA"),
+        // Sizes beyond any real run are refused before anything is allocated.
+        (
+            &["train.prefetch=1099511627776"],
+            "train.prefetch 1099511627776 is above the limit of 1024",
+        ),
+        (
+            &["model.sparse=[{at = 2, kind = \"switch\", experts = 1000000}]"],
+            "model.sparse[0].experts 1000000 is above the limit of 65536",
+        ),
+        (
+            &["model.d_model=65536", "model.heads=1", "model.d_ff=65536"],
+            "more than this machine's",
+        ),
     ];
     for (sets, needle) in cases {
         let mut cmd = hashtrain();
@@ -163,4 +177,82 @@ fn out_naming_a_file_is_bad_input() {
         "{stderr}"
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
+fn run_files_are_shareable_and_an_altered_checkpoint_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &table_layer("hash", &fixture().balanced));
+    let run_dir = dir.path().join("run");
+    // Under umask 022, every file 0644 and every folder 0755 (not a temporary file's 0600).
+    let (code, _, stderr) = output(
+        Command::new("sh")
+            .arg("-c")
+            .arg("umask 022 && exec \"$0\" --no-progress \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_hashtrain"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .args([
+                "--set",
+                "train.steps=4",
+                "--set",
+                "train.eval_every=0",
+                "--out",
+            ])
+            .arg(&run_dir),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mut seen = 0;
+    let mut folders = vec![run_dir.clone()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            if path.is_dir() {
+                assert_eq!(mode, 0o755, "{}: {mode:o}", path.display());
+                folders.push(path);
+            } else {
+                assert_eq!(mode, 0o644, "{}: {mode:o}", path.display());
+                seen += 1;
+            }
+        }
+    }
+    assert!(
+        seen >= 8,
+        "metrics, config, summary, curves and a checkpoint's files"
+    );
+
+    // One flipped byte inside the weights: resume and eval refuse the checkpoint by name.
+    let checkpoint = train::checkpoint::resolve(&run_dir).unwrap();
+    let weights = checkpoint.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&weights, &bytes).unwrap();
+    let mut resume = hashtrain();
+    resume
+        .args(["run", "--resume", "--config"])
+        .arg(&cfg)
+        .args([
+            "--set",
+            "train.steps=6",
+            "--set",
+            "train.eval_every=0",
+            "--out",
+        ])
+        .arg(&run_dir);
+    let mut eval = hashtrain();
+    eval.args(["eval", "--checkpoint"])
+        .arg(&run_dir)
+        .arg("--data")
+        .arg(&fixture().valid);
+    for cmd in [&mut resume, &mut eval] {
+        let (code, _, stderr) = output(cmd);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains("model.safetensors: checksum mismatch"),
+            "{stderr}"
+        );
+    }
 }

@@ -87,7 +87,8 @@ pub use pipeline::{
     TopToken,
 };
 pub use shard::{
-    DocTokens, Manifest, ShardInfo, ShardReader, ShardWriter, TokenWidth, TokenizerInfo, Totals,
+    DocTokens, Manifest, OutputLock, ShardInfo, ShardReader, ShardWriter, TokenWidth,
+    TokenizerInfo, Totals,
 };
 pub use table::{
     bigram_expert, BalanceStats, ExportTarget, Method, RoutingTable, Rule, TableExport,

@@ -26,6 +26,7 @@ use crate::counts::COUNTS_FILE;
 use crate::error::{Error, Result};
 use crate::shard::journal::Journal;
 use crate::shard::output_dir::{prepare_output, OutputState};
+use crate::shard::OutputLock;
 use crate::shard::TOKENIZER_FILE;
 use crate::shard::{Manifest, TokenWidth, TokenizerInfo, Totals, MANIFEST_VERSION};
 use crate::tokenize::{fingerprint_bytes, SpecialTokens, TextTokenizer};
@@ -206,6 +207,8 @@ fn tokenize_files(
     let run = run_fingerprint(settings, &files, options, tokenizer.fingerprint());
     let width = TokenWidth::for_vocab(tokenizer.vocab_size());
 
+    crate::util::create_output_dir(out)?;
+    let _lock = OutputLock::acquire(out, "tokenize")?;
     let (mut journal, entries) = match prepare_output(out, &run, options.force)? {
         OutputState::Complete(manifest) => {
             return Ok(TokenizeSummary {

@@ -4,6 +4,7 @@
 
 mod ipc_layout;
 pub(crate) mod journal;
+mod lock;
 mod manifest;
 pub(crate) mod output_dir;
 mod reader;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
+pub use lock::OutputLock;
 pub use manifest::{Manifest, ShardInfo, TokenizerInfo, Totals};
 pub(crate) use manifest::{MANIFEST_FILE, MANIFEST_VERSION};
 pub use reader::{DocTokens, ShardReader};

@@ -228,7 +228,8 @@ impl RoutingTable {
                 let sidecar = npy_sidecar(path);
                 // The metadata with the checksum of the table (metadata and columns) added.
                 let mut json = serde_json::to_value(&self.meta).expect("serializable");
-                let checksum = self.checksum(&serde_json::to_string(&self.meta).expect("serializable"));
+                let checksum =
+                    self.checksum(&serde_json::to_string(&self.meta).expect("serializable"));
                 json[SIDECAR_CHECKSUM] = checksum.into();
                 let json = serde_json::to_string_pretty(&json).expect("serializable") + "\n";
                 write_atomic(&sidecar, json.as_bytes())?;
@@ -379,8 +380,8 @@ impl RoutingTable {
                 .as_object_mut()
                 .and_then(|o| o.remove(SIDECAR_CHECKSUM))
                 .and_then(|v| v.as_str().map(str::to_owned));
-            let meta: TableMeta =
-                serde_json::from_value(json).map_err(|e| Error::corrupt(&sidecar, e.to_string()))?;
+            let meta: TableMeta = serde_json::from_value(json)
+                .map_err(|e| Error::corrupt(&sidecar, e.to_string()))?;
             let meta_json = serde_json::to_string(&meta).expect("serializable");
             let table = Self::new(meta.clone(), read_npy_columns(path, &bytes, &meta)?)?;
             return table.verify(path, &meta_json, recorded.as_deref());

@@ -117,9 +117,11 @@ impl TextTokenizer {
     /// # Errors
     /// The bytes are not a valid tokenizer.
     pub fn from_json_bytes(json: Vec<u8>, source: &str) -> Result<Self> {
+        let (json, dropout) = without_bpe_dropout(json);
         let mut inner = tokenizers::Tokenizer::from_bytes(&json)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let adjustments = disable_truncation_and_padding(&mut inner);
+        let mut adjustments = disable_truncation_and_padding(&mut inner);
+        adjustments.extend(dropout);
         let json = if adjustments.is_empty() {
             json
         } else {
@@ -298,6 +300,27 @@ impl TextTokenizer {
     }
 }
 
+/// Turns off BPE dropout (`model.dropout`), which segments a word at random on each encoding:
+/// tokenize promises the same bytes for any thread count and after a resume. Returns the file
+/// as `tokenizers` should read it, and what was turned off.
+fn without_bpe_dropout(json: Vec<u8>) -> (Vec<u8>, Option<String>) {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&json) else {
+        return (json, None); // `tokenizers` says what is wrong with it
+    };
+    let dropout = &mut value["model"]["dropout"];
+    let Some(p) = dropout.as_f64().filter(|&p| p > 0.0) else {
+        return (json, None);
+    };
+    *dropout = serde_json::Value::Null;
+    let note = format!(
+        "BPE dropout disabled (p = {p}): it would segment words at random, so runs would differ"
+    );
+    match serde_json::to_vec(&value) {
+        Ok(bytes) => (bytes, Some(note)),
+        Err(_) => (json, None),
+    }
+}
+
 /// Turns off truncation and padding, which would cut or pad every document; says what was on.
 fn disable_truncation_and_padding(tokenizer: &mut tokenizers::Tokenizer) -> Vec<String> {
     let mut adjustments = Vec::new();
@@ -378,6 +401,38 @@ mod tests {
         tok.set_special_tokens(SpecialTokens::Recognize);
         let ids = tok.encode(text).unwrap();
         assert_eq!(ids.iter().filter(|&&id| id == GPT2_EOS.1).count(), 2);
+    }
+
+    #[test]
+    fn bpe_dropout_is_disabled_so_every_encoding_is_the_same() {
+        let gpt2 = TextTokenizer::load("gpt2").unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(gpt2.json()).unwrap();
+        json["model"]["dropout"] = serde_json::json!(0.5);
+        let bytes = serde_json::to_vec(&json).unwrap();
+        // With dropout on, the tokenizers library segments one text in more than one way.
+        let random = tokenizers::Tokenizer::from_bytes(&bytes).unwrap();
+        let text = "internationalization responsibilities ".repeat(20);
+        let segmentations: std::collections::BTreeSet<usize> = (0..10)
+            .map(|_| random.encode(text.as_str(), false).unwrap().get_ids().len())
+            .collect();
+        assert!(segmentations.len() > 1, "dropout makes encodings differ");
+        let loaded = TextTokenizer::from_json_bytes(bytes, "dropout.json").unwrap();
+        assert!(
+            loaded
+                .adjustments()
+                .iter()
+                .any(|a| a.contains("BPE dropout disabled (p = 0.5)")),
+            "{:?}",
+            loaded.adjustments()
+        );
+        let stored: serde_json::Value = serde_json::from_slice(loaded.json()).unwrap();
+        assert!(stored["model"]["dropout"].is_null());
+        let ids = loaded.encode(&text).unwrap();
+        assert_eq!(
+            ids,
+            gpt2.encode(&text).unwrap(),
+            "the same ids as without dropout"
+        );
     }
 
     #[test]

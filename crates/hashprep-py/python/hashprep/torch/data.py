@@ -21,7 +21,8 @@ class HashprepDataset(torch.utils.data.IterableDataset):
     `input_ids`, `targets`, `loss_mask` (`[B, T]`) and `routes`: per route, a dict of
     `expert_ids`, `order`, `slots`, `offsets` (tensors) and `peer_counts` (a host numpy `[E, K]`, the
     split sizes `HashMoE` needs on the host; E = `expert_parallel`). Use it with `DataLoader(ds, batch_size=None)` and no
-    worker processes: batches are already built (and built ahead) by the loader's threads.
+    worker processes (refused): batches are already built (and built ahead) by the loader's
+    threads, and `state_dict()` is the position of this process's loader.
     """
 
     def __init__(
@@ -72,11 +73,14 @@ class HashprepDataset(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         worker = torch.utils.data.get_worker_info()
-        if worker is not None and worker.num_workers > 1:
-            # Every DataLoader worker would yield the same batches.
+        if worker is not None:
+            # Several workers would each yield the same batches; one would advance a copy of the
+            # loader in its own process, so this object's state_dict() would never move and a
+            # resume would replay every batch.
             raise ValueError(
                 f"HashprepDataset under a DataLoader with num_workers={worker.num_workers}: use "
-                "num_workers=0 (the loader's own `workers` threads build batches ahead)"
+                "num_workers=0 (the loader's own `workers` threads build batches ahead, and "
+                "state_dict() follows the batches taken)"
             )
         batches = self.loader.take(self.steps) if self.steps is not None else iter(self.loader)
         for batch in batches:

@@ -7,18 +7,28 @@ global batch, `batch_size / N` rows per rank); with `--ep E` the experts of each
 sharded over groups of E consecutive ranks (`HashMoE`), the all-to-all sizes known on the host,
 and each expert's gradient is reduced only over its replicas (the ranks holding the same experts).
 Writes hashtrain's `metrics.jsonl` records; checkpoints with torch.distributed.checkpoint every
-`checkpoint_every` steps, and `--resume` continues from the latest one. Without torchrun it runs
-as one process. Supported: dense and `hash` layers (one hash); anything else is refused by name.
+`checkpoint_every` steps, and `--resume` continues from the latest one (with the settings,
+world size and `--ep` it was written with; each file is verified against `checksums.json`).
+Without torchrun it runs as one process. Supported: dense and `hash` layers (one hash); anything
+else is refused by name.
+
+Like hashtrain, it stops with exit code 2 when the loss or the weights stop being finite (checked
+at each log record and before each checkpoint, all ranks agreeing), so no checkpoint ever holds
+them. A worker whose launcher dies (torchrun killed) ends too.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
+import hashlib
 import json
 import math
 import os
 import pathlib
 import shutil
+import signal
 import sys
 import time
 
@@ -47,8 +57,24 @@ REQUIRED = {"data": {"train", "valid"}, "model": {"layers", "d_model", "d_ff", "
 SPARSE = {"at", "kind", "table", "table_layer", "experts", "load_bal", "capacity_factor"}
 
 
+# `[train]` settings that may change on --resume (hashtrain's `train.runtime`); every other
+# setting shapes the losses and must be as the checkpoint has it.
+RUNTIME = {"steps", "eval_every", "eval_batches", "log_every", "checkpoint_every", "keep_checkpoints",
+           "device", "workers", "prefetch", "threads", "expert_matmul"}
+
+
 class ConfigError(ValueError):
     pass
+
+
+class Diverged(Exception):
+    """The loss or the weights stopped being finite (hashtrain's words)."""
+
+    def __init__(self, step: int, detail: str) -> None:
+        super().__init__(
+            f"training diverged at step {step}: {detail}; lower train.lr or raise train.warmup "
+            "(--resume continues from the last checkpoint, written while everything was finite)"
+        )
 
 
 def read_config(path: pathlib.Path) -> dict:
@@ -119,6 +145,10 @@ class Distributed:
             dist.all_reduce(tensor, group=group)
         return tensor
 
+    def barrier(self) -> None:
+        if self.on:
+            dist.barrier()
+
 
 def inverse_sqrt_lr(peak: float, warmup: int, step: int) -> float:
     step = max(step, 1)
@@ -165,6 +195,12 @@ class Trainer:
             # Replicated experts (no --ep) that saw no token on this rank get no gradient here.
             self.net = DistributedDataParallel(self.model, find_unused_parameters=bool(self.hash_layers) and place.ep == 1)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t["lr"], betas=tuple(t["betas"]), eps=t["eps"])
+
+    def close(self) -> None:
+        """Drops what holds process groups, threads and mapped files (see `shut_down`)."""
+        self.net = self.model = self.optimizer = None
+        self.experts = self.dense = []
+        self.train_loader = self.valid_loader = None
 
     @staticmethod
     def _route_index(routes, contents, layer) -> int:
@@ -260,6 +296,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     parser.add_argument("--stop-after", type=int, default=None, help="stop once this step is done (as if preempted)")
     args = parser.parse_args(argv)
+    stop_with_launcher()
+    place = trainer = None
     try:
         config = read_config(args.config)
         t = config["train"]
@@ -270,26 +308,71 @@ def main(argv=None) -> int:
             torch.cuda.set_device(device)
         place = Distributed(args.ep, device)
         trainer = Trainer(config, place, device)
-    except (ConfigError, hashprep.Error) as e:
+        run(trainer, args)
+    except (ConfigError, hashprep.Error, Diverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    run(trainer, args)
-    if place.on:
-        dist.destroy_process_group()
+    finally:
+        shut_down(trainer, place)
     return 0
+
+
+def shut_down(trainer, place) -> None:
+    """Frees the model, its DDP wrapper and the loaders, then the process groups, in that order
+    and while the interpreter is whole. torch keeps the trainer alive past `main` through a
+    reference cycle (a traceback of a lazy import inside `Optimizer.__init__` holds its frame);
+    left to the cyclic collector, DDP and the last reference to the gloo group it holds would be
+    destroyed at an arbitrary time, possibly during interpreter shutdown, where a rank could
+    hang forever with its run complete."""
+    if trainer is not None:
+        trainer.close()
+    gc.collect()
+    if place is not None and place.on:
+        dist.destroy_process_group()
+
+
+def stop_with_launcher() -> None:
+    """Under torchrun (Linux), ends this worker when its launcher dies: torchrun killed with
+    SIGKILL cannot stop its workers, which would train on in their own sessions and go on
+    writing checkpoints."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    launcher = os.getppid()
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != launcher:  # it died before the signal was armed
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run(trainer: Trainer, args) -> None:
     t, place, out = trainer.config["train"], trainer.place, args.out
     checkpoints = out / "checkpoints"
     step = 0
-    if args.resume:
+    resuming = args.resume and (checkpoints / "latest").exists()
+    if resuming:
         step = restore(trainer, checkpoints)
-    elif place.rank == 0:
-        if (out / "metrics.jsonl").exists():
-            raise SystemExit(f"error: {out} holds a run: --resume it or choose another --out")
+    elif (out / "metrics.jsonl").exists() or checkpoints.exists():
+        if not args.resume:
+            raise ConfigError(f"{out} holds a run: --resume it or choose another --out")
+        # As hashtrain: a run stopped before its first checkpoint starts over.
+        if place.rank == 0:
+            print(f"hashprep.torch.train: {out}: no checkpoint was completed yet: starting the run over",
+                  file=sys.stderr)
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+            shutil.rmtree(checkpoints, ignore_errors=True)
+    if place.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+    place.barrier()
     metrics = open(out / "metrics.jsonl", "a") if place.rank == 0 else None
+    try:
+        train_steps(trainer, args, step, metrics, checkpoints)
+    finally:
+        if metrics:
+            metrics.close()
+
+
+def train_steps(trainer: Trainer, args, step: int, metrics, checkpoints: pathlib.Path) -> None:
+    t, place = trainer.config["train"], trainer.place
     last = min(t["steps"], args.stop_after or t["steps"])
     window = new_window(trainer)
     batches = trainer.train_loader.take(last - step)
@@ -305,14 +388,41 @@ def run(trainer: Trainer, args) -> None:
         trainer._add_loads(window["loads"], batch)
         final = step == t["steps"]
         if step % t["log_every"] == 0 or (final and window["steps"]):
-            write(metrics, train_record(trainer, window, step, lr, grad_norm))
+            record = train_record(trainer, window, step, lr, grad_norm)
+            write(metrics, record)
+            stop_if_diverged(record, window["steps"])
             window = new_window(trainer)
         if (t["eval_every"] and step % t["eval_every"] == 0) or final:
-            write(metrics, {"type": "valid", "step": step, **trainer.evaluate(t["eval_batches"])})
+            record = {"type": "valid", "step": step, **trainer.evaluate(t["eval_batches"])}
+            write(metrics, record)
+            stop_if_diverged(record, 0)
         if (t["checkpoint_every"] and step % t["checkpoint_every"] == 0) or final or step == last:
+            check_finite_state(trainer, window, step)
             save(trainer, checkpoints, step, t["keep_checkpoints"])
-    if metrics:
-        metrics.close()
+
+
+def stop_if_diverged(record: dict, window_steps: int) -> None:
+    """Every rank holds the same all-reduced losses, so all of them stop together."""
+    loss = record["loss"]
+    if loss is not None and math.isfinite(loss):
+        return
+    step = record["step"]
+    if record["type"] == "train":
+        detail = f"the mean training loss of steps {step + 1 - window_steps}..={step} is {loss}"
+    else:
+        detail = f"the validation loss is {loss}"
+    raise Diverged(step, detail)
+
+
+def check_finite_state(trainer: Trainer, window: dict, step: int) -> None:
+    """No checkpoint of weights, or of an open window, that are no longer finite; the ranks
+    agree through one all-reduce (a device read of one flag)."""
+    with torch.no_grad():
+        bad = (~torch.isfinite(window["loss"])).to(torch.float32).reshape(1)
+        for p in trainer.model.parameters():
+            bad = bad + (~torch.isfinite(p)).any().to(torch.float32)
+        if trainer.place.all_reduce(bad).item() > 0:
+            raise Diverged(step, "the weights or the training loss are no longer finite; no checkpoint was written")
 
 
 def new_window(trainer: Trainer) -> dict:
@@ -330,31 +440,113 @@ def train_record(trainer, window, step, lr, grad_norm) -> dict:
 
 
 def write(metrics, record: dict) -> None:
+    """One JSON line; a number that is not finite is written as null (as hashtrain does), so
+    the file stays JSON."""
     if metrics is not None:
-        metrics.write(json.dumps(record) + "\n")
+        finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+        metrics.write(json.dumps(finite, allow_nan=False) + "\n")
         metrics.flush()
+
+
+def run_identity(trainer: Trainer) -> dict:
+    """What a checkpoint must be resumed with: the settings that shape the losses, the world
+    size and the expert-parallel size."""
+    config = {section: {k: v for k, v in values.items() if not (section == "train" and k in RUNTIME)}
+              for section, values in trainer.config.items()}
+    return {"config": config, "world_size": trainer.place.world, "ep": trainer.place.ep}
+
+
+def file_digest(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
 
 
 def save(trainer: Trainer, checkpoints: pathlib.Path, step: int, keep: int) -> None:
     """`step-XXXXXXXX/`: the model and optimizer (torch.distributed.checkpoint, each rank its
-    shards) and each rank's loader position; `latest` names it once it is complete."""
+    shards), each rank's loader position, `run.json` (what a resume must match) and, once the
+    rest is complete, `checksums.json` (every file's sha256); `latest` names it after that."""
     place = trainer.place
     folder = checkpoints / f"step-{step:08d}"
     model_state, optim_state = get_state_dict(trainer.model, trainer.optimizer)
     dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=folder)
     (folder / f"loader-rank{place.rank}.json").write_text(json.dumps(trainer.train_loader.state()))
-    if place.on:
-        dist.barrier()
+    place.barrier()
     if place.rank == 0:
+        (folder / "run.json").write_text(json.dumps(run_identity(trainer), indent=2))
+        sums = {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUMS}
+        tmp = folder / (CHECKSUMS + ".tmp")
+        tmp.write_text(json.dumps(sums, indent=2))
+        tmp.replace(folder / CHECKSUMS)
         latest = checkpoints / "latest"
         latest.with_suffix(".tmp").write_text(folder.name)
         latest.with_suffix(".tmp").replace(latest)
         for old in sorted(checkpoints.glob("step-*"))[:-keep] if keep else []:
             shutil.rmtree(old)
+    place.barrier()
+
+
+CHECKSUMS = "checksums.json"
+
+
+def verify_checkpoint(trainer: Trainer, folder: pathlib.Path) -> None:
+    """Refuses a checkpoint whose files differ from its `checksums.json`, or that was written
+    with other settings, world size or `--ep`. Each rank checks its share of the files; the
+    ranks agree on the outcome."""
+    place = trainer.place
+    sums_path = folder / CHECKSUMS
+    if not sums_path.exists() and not (folder / "run.json").exists():
+        if place.rank == 0:
+            print(f"hashprep.torch.train: {folder}: written before checkpoints recorded checksums and "
+                  "settings: resumed unverified", file=sys.stderr)
+        return
+    problems = []
+    if not sums_path.exists():
+        problems.append(f"{folder}: no {CHECKSUMS} (not a complete checkpoint)")
+    else:
+        sums = json.loads(sums_path.read_text())
+        for i, (name, expected) in enumerate(sorted(sums.items())):
+            if i % place.world != place.rank:
+                continue
+            path = folder / name
+            actual = file_digest(path) if path.exists() else "missing"
+            if actual != expected:
+                problems.append(f"{path}: checksum mismatch: {CHECKSUMS} says {expected}, the file is {actual} "
+                                "(altered since the checkpoint was written; resume from another checkpoint)")
+    if place.on:
+        gathered = [None] * place.world
+        dist.all_gather_object(gathered, problems)
+        problems = [p for rank in gathered for p in rank]
+    if problems:
+        raise ConfigError(problems[0])
+    saved = json.loads((folder / "run.json").read_text())
+    now = run_identity(trainer)
+    if (saved["world_size"], saved["ep"]) != (now["world_size"], now["ep"]):
+        raise ConfigError(
+            f"{folder}: written by {saved['world_size']} rank(s) with --ep {saved['ep']}, resumed by "
+            f"{now['world_size']} with --ep {now['ep']}: resume with the same (resharding a checkpoint "
+            "to another world size is not supported yet)")
+    changed = []
+    differences(saved["config"], now["config"], "", changed)
+    if changed:
+        raise ConfigError(f"{folder}: the checkpoint was trained with other settings: {'; '.join(changed)}; "
+                          "keep them to resume, or start over in another --out")
+
+
+def differences(then, now, name: str, out: list) -> None:
+    """The dotted names of the settings that differ, with both values (hashtrain's words)."""
+    if isinstance(then, dict) and isinstance(now, dict):
+        for key in sorted(set(then) | set(now)):
+            differences(then.get(key), now.get(key), f"{name}.{key}" if name else key, out)
+    elif then != now:
+        out.append(f"{name} ({json.dumps(then)} in the checkpoint, {json.dumps(now)} now)")
 
 
 def restore(trainer: Trainer, checkpoints: pathlib.Path) -> int:
     folder = checkpoints / (checkpoints / "latest").read_text().strip()
+    verify_checkpoint(trainer, folder)
     model_state, optim_state = get_state_dict(trainer.model, trainer.optimizer)
     state = {"model": model_state, "optim": optim_state}
     dcp.load(state, checkpoint_id=folder)

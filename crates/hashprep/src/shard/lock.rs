@@ -1,0 +1,132 @@
+//! One writer per output directory: a run holds an exclusive lock on `DIR/.hashprep.lock` while
+//! it writes, and a second run into the same directory is refused with the holder's pid and
+//! host instead of failing later on a shard the first one moved.
+//!
+//! The lock is the operating system's (`flock`): it goes away with its process, however that
+//! ends, so a killed run never leaves a stale lock behind. On a network filesystem without
+//! `flock` the lock cannot be taken and the run is refused, saying so.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The lock file of an output directory.
+pub(crate) const LOCK_FILE: &str = ".hashprep.lock";
+
+/// An output directory locked for this process until the value drops.
+#[derive(Debug)]
+pub struct OutputLock {
+    path: PathBuf,
+    file: File,
+}
+
+impl OutputLock {
+    /// Locks `dir` (which must exist) for `what` (`tokenize`, ...), recording this process.
+    ///
+    /// # Errors
+    /// Another process holds the lock (the message names its pid, host and command), or the
+    /// lock file cannot be created or locked.
+    pub fn acquire(dir: &Path, what: &str) -> Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        loop {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    let holder = holder.trim();
+                    return Err(Error::BadInput(format!(
+                        "{}: another run is writing this directory ({}): wait for it to \
+                         finish, or choose another output directory",
+                        dir.display(),
+                        if holder.is_empty() {
+                            "it is starting"
+                        } else {
+                            holder
+                        }
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            }
+            // A run that finished removed the file between our open and our lock: lock the
+            // file that now has the name, or two runs would each hold a lock of their own.
+            if !same_file(&file, &path) {
+                continue;
+            }
+            let note = format!("{what}, pid {} on host {}", std::process::id(), host_name());
+            file.set_len(0).map_err(|e| Error::io(&path, e))?;
+            file.rewind().map_err(|e| Error::io(&path, e))?;
+            file.write_all(note.as_bytes())
+                .map_err(|e| Error::io(&path, e))?;
+            return Ok(Self { path, file });
+        }
+    }
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        // Removed while still locked (see `acquire`), so the directory is left as it was.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+/// This machine's name, as the kernel or the environment gives it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map_or_else(|| "unknown".into(), |h| h.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_writer_is_refused_naming_the_first_and_the_lock_goes_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = OutputLock::acquire(dir.path(), "tokenize").unwrap();
+        let err = OutputLock::acquire(dir.path(), "tokenize")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("tokenize, pid {} on host", std::process::id())),
+            "{err}"
+        );
+        assert!(
+            err.contains("another run is writing this directory"),
+            "{err}"
+        );
+        drop(first);
+        assert!(
+            !dir.path().join(LOCK_FILE).exists(),
+            "removed with the lock"
+        );
+        let again = OutputLock::acquire(dir.path(), "tokenize").unwrap();
+        drop(again);
+    }
+}
