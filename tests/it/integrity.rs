@@ -162,7 +162,10 @@ fn a_table_altered_after_build_table_is_refused_by_every_reader() {
     let (data, table) = data_and_table(tmp.path());
     // An expert id flipped to another valid expert: only the table's checksum can tell. The
     // column is found by a stretch of it where the experts vary (most ids are unseen: expert 0).
-    let experts = hashprep::RoutingTable::read(&table).unwrap().column(0).to_vec();
+    let experts = hashprep::RoutingTable::read(&table)
+        .unwrap()
+        .column(0)
+        .to_vec();
     let first = experts.iter().position(|&e| e != 0).unwrap();
     let start = first.saturating_sub(8);
     let window: Vec<u8> = experts[start..start + 48]

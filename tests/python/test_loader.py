@@ -82,7 +82,7 @@ def test_state_continues_exactly_there(cli, shards, tables):
     other.load_state(state)
     assert [as_json(b) for b in other.take(3)] == cli_batches(cli, shards, tables, 3, start=4)
     foreign = hashprep.Loader(shards, tables, batch_size=4, seq_len=32, seed=4)
-    with pytest.raises(hashprep.Error, match="other data, tables or loader settings"):
+    with pytest.raises(hashprep.Error, match="`seed` is 4 here but 3 in the loader state"):
         foreign.load_state(state)
 
 

@@ -26,7 +26,7 @@ pub(crate) fn encode_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     };
     let mut dict =
         format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
-    while (MAGIC.len() + 4 + dict.len() + 1) % 64 != 0 {
+    while !(MAGIC.len() + 4 + dict.len() + 1).is_multiple_of(64) {
         dict.push(' ');
     }
     dict.push('\n');

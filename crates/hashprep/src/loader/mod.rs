@@ -246,7 +246,8 @@ impl Loader {
                 ),
             ));
         }
-        if config.expert_parallel == 0 || config.world_size % config.expert_parallel != 0 {
+        if config.expert_parallel == 0 || !config.world_size.is_multiple_of(config.expert_parallel)
+        {
             return Err(Error::setting(
                 "expert_parallel",
                 format!(

@@ -32,7 +32,7 @@ pub fn train_tokenizer_files(
     let texts = documents.map_while(|example| match example {
         Ok(example) => {
             docs += 1;
-            if docs % 1024 == 0 {
+            if docs.is_multiple_of(1024) {
                 bar.update_from(&feed, docs, 0);
             }
             Some(example.full_text())

@@ -134,7 +134,7 @@ fn check_array<'a>(
         return Err("validity bitmap shorter than the array".into());
     }
     let sized = |len: usize, width: usize, count: usize, what: &str| {
-        let fits = len % width == 0 && count.checked_mul(width).is_some_and(|n| len >= n);
+        let fits = len.is_multiple_of(width) && count.checked_mul(width).is_some_and(|n| len >= n);
         if fits || (len == 0 && rows == 0) {
             Ok(())
         } else {
