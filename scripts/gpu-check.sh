@@ -11,7 +11,7 @@
 # `GPU_CHECK_DEVICE=cpu GPU_CHECK_BENCH_MODEL=small scripts/gpu-check.sh run`.
 #
 # With the device tool: `run` with carry ["gpu-pack"] and the command
-# `scripts/gpu-check.sh run` (timeout 600 s; it takes about 5 minutes on an H100).
+# `scripts/gpu-check.sh run` (timeout 600 s; sized to end well within it, not yet run on a GPU).
 #
 # `run` does, in order: `hashtrain info`; a 60-step Hash model (Wikitext-103 valid, word-level
 # vocabulary, 16 experts) on CPU and CUDA in fp32 and bf16, its train losses compared step by

@@ -18,7 +18,8 @@ use crate::errors::{detached, from_python, to_py, to_python};
 /// each epoch's partial batch. rank / world_size: this data-parallel rank's share.
 /// expert_parallel: E, the size of the expert-parallel groups (consecutive ranks): each route
 /// then carries `peer_counts`, the tokens per expert of every rank of this rank's group.
-/// workers: threads building batches. prefetch: batches built ahead.
+/// workers: threads building batches (at most 256). prefetch: batches built ahead (at most
+/// 1024); larger values are refused.
 ///
 /// Iterating yields the rest of the current epoch; `take(steps)` any number of batches.
 /// `state()` / `load_state(state)` continue exactly where a loader stopped.
