@@ -320,8 +320,8 @@ def main(argv=None) -> int:
 def shut_down(trainer, place) -> None:
     """Frees the model, its DDP wrapper and the loaders, then the process groups, in that order
     and while the interpreter is whole. torch keeps the trainer alive past `main` through a
-    reference cycle (a traceback of a lazy import inside `Optimizer.__init__` holds its frame);
-    left to the cyclic collector, DDP and the last reference to the gloo group it holds would be
+    reference cycle (frames of a lazy import made inside `Optimizer.__init__` stay referenced,
+    the trainer's constructor among them); left to the cyclic collector, DDP and the last reference to the gloo group it holds would be
     destroyed at an arbitrary time, possibly during interpreter shutdown, where a rank could
     hang forever with its run complete."""
     if trainer is not None:
