@@ -99,27 +99,28 @@ pub(crate) fn temp_file_beside(path: &Path) -> Result<(File, TempPath)> {
     Ok(temp.into_parts())
 }
 
-/// A [`tempfile::Builder`] for outputs: files made with it get the mode a new file gets (0666,
-/// or 0777 for a directory, less the umask: 0644 / 0755 under umask 022), not tempfile's 0600,
-/// which survives the rename and would leave outputs nobody else can read.
+/// A [`tempfile::Builder`] for outputs: files made with it get the mode a new file gets (0666
+/// less the umask: 0644 under umask 022), not tempfile's 0600, which survives the rename and
+/// would leave outputs nobody else can read.
 pub fn output_builder<'a, 'b>() -> tempfile::Builder<'a, 'b> {
-    let mut builder = tempfile::Builder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    builder
+    builder_with_mode(0o666)
 }
 
-/// [`output_builder`] for a directory written under a temporary name and renamed when complete.
+/// [`output_builder`] for a directory written under a temporary name and renamed when complete
+/// (0777 less the umask).
 pub fn output_dir_builder<'a, 'b>() -> tempfile::Builder<'a, 'b> {
+    builder_with_mode(0o777)
+}
+
+fn builder_with_mode<'a, 'b>(mode: u32) -> tempfile::Builder<'a, 'b> {
     let mut builder = tempfile::Builder::new();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o777));
+        builder.permissions(std::fs::Permissions::from_mode(mode));
     }
+    #[cfg(not(unix))]
+    let _ = mode;
     builder
 }
 

@@ -200,6 +200,10 @@ pub(crate) struct Core {
     config: LoaderConfig,
     batches_per_epoch: u64,
     fingerprint: String,
+    /// The data's and the tables' parts of `fingerprint`, to say which differs when a state
+    /// is refused.
+    data_fingerprint: String,
+    tables_fingerprint: String,
     plans: Mutex<Vec<(u64, Arc<EpochPlan>)>>,
     /// Testing: building this batch panics.
     #[cfg(test)]
@@ -289,6 +293,8 @@ impl Loader {
             }
         }
         let fingerprint = loader_fingerprint(&data, tables, &config);
+        let (data_fingerprint, tables_fingerprint) =
+            (data_fingerprint(&data), tables_fingerprint(tables));
         let mut core = Core {
             data,
             routes: route_infos(&specs, tables),
@@ -297,6 +303,8 @@ impl Loader {
             config,
             batches_per_epoch: 0,
             fingerprint,
+            data_fingerprint,
+            tables_fingerprint,
             plans: Mutex::new(Vec::new()),
             #[cfg(test)]
             panic_at: None,
@@ -386,8 +394,8 @@ impl Loader {
             next_batch: self.next_batch,
             fingerprint: self.core.fingerprint.clone(),
             config: Some(self.core.config.clone()),
-            data: Some(data_fingerprint(&self.core.data)),
-            tables: Some(tables_fingerprint(&self.core.tables)),
+            data: Some(self.core.data_fingerprint.clone()),
+            tables: Some(self.core.tables_fingerprint.clone()),
         }
     }
 
@@ -414,32 +422,24 @@ impl Loader {
                 let show = |v: Option<&serde_json::Value>| {
                     v.map_or_else(|| "1".to_owned(), ToString::to_string)
                 };
-                let name = LOADER_SETTINGS
-                    .iter()
-                    .find(|n| *n == key)
-                    .copied()
-                    .unwrap_or("loader settings");
-                return Error::setting(
-                    name,
-                    format!(
-                        "is {} here but {} in the loader state being resumed: resume with the \
-                         settings it was saved with",
-                        show(ours.get(key)),
-                        show(theirs.get(key))
-                    ),
-                );
+                return Error::BadInput(format!(
+                    "`{key}` is {} here but {} in the loader state being resumed: resume with \
+                     the settings it was saved with",
+                    show(ours.get(key)),
+                    show(theirs.get(key))
+                ));
             }
         }
         let part = if state
             .data
             .as_ref()
-            .is_some_and(|d| *d != data_fingerprint(&self.core.data))
+            .is_some_and(|d| *d != self.core.data_fingerprint)
         {
             "other data (a tokenize output with other settings or counts)"
         } else if state
             .tables
             .as_ref()
-            .is_some_and(|t| *t != tables_fingerprint(&self.core.tables))
+            .is_some_and(|t| *t != self.core.tables_fingerprint)
         {
             "other tables (their files' bytes differ)"
         } else {
@@ -518,20 +518,6 @@ fn route_infos(specs: &[Spec], tables: &TableSet) -> Vec<RouteInfo> {
     routes
 }
 
-/// What a loader state must match: the batch settings, the data, and every table's bytes.
-/// [`LoaderConfig`]'s fields, as error messages name them.
-const LOADER_SETTINGS: [&str; 9] = [
-    "batch_size",
-    "seq_len",
-    "seed",
-    "packing",
-    "drop_last",
-    "rank",
-    "world_size",
-    "expert_parallel",
-    "pad_id",
-];
-
 /// The data's part of [`loader_fingerprint`].
 fn data_fingerprint(data: &TokenDataset) -> String {
     let identity = serde_json::to_vec(&(&data.manifest().config, &data.manifest().counts_checksum))
@@ -548,6 +534,7 @@ fn tables_fingerprint(tables: &TableSet) -> String {
     fingerprint_bytes(&identity)
 }
 
+/// What a loader state must match: the batch settings, the data, and every table's bytes.
 fn loader_fingerprint(data: &TokenDataset, tables: &TableSet, config: &LoaderConfig) -> String {
     let mut identity = serde_json::to_vec(&(
         config,

@@ -8,7 +8,6 @@ use super::TOKENIZER_FILE;
 use super::{Manifest, ShardReader, MANIFEST_FILE};
 use crate::counts::COUNTS_FILE;
 use crate::error::{Error, Result};
-use crate::util::create_output_dir;
 
 /// What a run finds in its output directory.
 pub(crate) enum OutputState {
@@ -58,9 +57,8 @@ fn remove_ours(dir: &Path, keep: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Prepares `dir` for run `run`; see [`OutputState`].
+/// Prepares `dir` (which exists, locked by the caller) for run `run`; see [`OutputState`].
 pub(crate) fn prepare_output(dir: &Path, run: &str, force: bool) -> Result<OutputState> {
-    create_output_dir(dir)?;
     let refuse = |what: &str| {
         Err(Error::BadInput(format!(
             "{}: already holds {what} made with other settings or inputs; choose another output directory or replace it with `force`",

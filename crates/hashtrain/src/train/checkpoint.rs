@@ -68,7 +68,7 @@ pub struct CheckpointState {
     /// The metrics window open at this step.
     pub window: OpenWindow,
     /// blake3 of each file of the checkpoint but `state.json` (path relative to its folder),
-    /// verified whenever the checkpoint is read; absent in checkpoints written before.
+    /// verified before they are loaded ([`verify_files`]); absent in checkpoints written before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checksums: BTreeMap<String, String>,
 }
@@ -216,6 +216,15 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
             state.version
         )));
     }
+    Ok(state)
+}
+
+/// Refuses a checkpoint whose files differ from the checksums its `state.json` records (read
+/// before loading its weights, optimizer or tables; [`read_state`] alone hashes nothing).
+///
+/// # Errors
+/// A file is missing or altered since the checkpoint was written.
+pub fn verify_files(dir: &Path, state: &CheckpointState) -> Result<()> {
     for (file, expected) in &state.checksums {
         let path = dir.join(file);
         let actual = file_checksum(&path)?;
@@ -227,7 +236,7 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
             )));
         }
     }
-    Ok(state)
+    Ok(())
 }
 
 /// blake3 of a file's bytes, as `state.json` records it.

@@ -111,6 +111,7 @@ pub fn restore(
     let _rng = session::torch_rng_lock();
     let dir = checkpoint::resolve(path)?;
     let state = checkpoint::read_state(&dir)?;
+    checkpoint::verify_files(&dir, &state)?;
     let mut config = state.config.clone();
     // Route with the tables the checkpoint carries, whatever happened to the originals.
     for layer in &mut config.model.sparse {

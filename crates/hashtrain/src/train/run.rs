@@ -152,6 +152,7 @@ pub(super) fn resume(
 ) -> Result<(u64, Window)> {
     let dir = checkpoint::resolve(out)?;
     let state = checkpoint::read_state(&dir)?;
+    checkpoint::verify_files(&dir, &state)?;
     check_resumable(&base.config, &state, &base.tables, &dir)?;
     checkpoint::load_weights(&dir, &mut trainer.vs)?;
     checkpoint::load_optimizer(&dir, &mut trainer.adam, state.optimizer_steps)?;

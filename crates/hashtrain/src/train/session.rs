@@ -181,16 +181,13 @@ pub(crate) fn estimated_parameters(
     if !m.tie_embeddings {
         total = total.saturating_add((vocab as u64).saturating_mul(d));
     }
+    let sparse = sparse_layers(config, routing);
     for at in 1..=m.layers {
-        let (experts, width) = match config.sparse_at(at) {
-            Some(s) if s.kind != SparseKind::Dense => {
-                let k = routing
-                    .get(&at)
-                    .map_or(s.experts.unwrap_or(1), |r| r.experts);
-                (u64::from(k), s.d_ff.map_or(ff, i64::unsigned_abs))
-            }
-            _ => (1, ff),
-        };
+        let experts = sparse.get(&at).map_or(1, |&(_, k)| k.max(1) as u64);
+        let width = config
+            .sparse_at(at)
+            .and_then(|s| s.d_ff)
+            .map_or(ff, i64::unsigned_abs);
         let ffn = experts.saturating_mul(2u64.saturating_mul(d).saturating_mul(width));
         total = total
             .saturating_add(4u64.saturating_mul(d).saturating_mul(d))

@@ -321,9 +321,9 @@ def shut_down(trainer, place) -> None:
     """Frees the model, its DDP wrapper and the loaders, then the process groups, in that order
     and while the interpreter is whole. torch keeps the trainer alive past `main` through a
     reference cycle (frames of a lazy import made inside `Optimizer.__init__` stay referenced,
-    the trainer's constructor among them); left to the cyclic collector, DDP and the last reference to the gloo group it holds would be
-    destroyed at an arbitrary time, possibly during interpreter shutdown, where a rank could
-    hang forever with its run complete."""
+    the trainer's constructor among them); left to the cyclic collector, DDP and the last
+    reference to the gloo group it holds would be destroyed at an arbitrary time, possibly
+    during interpreter shutdown, where a rank could hang forever with its run complete."""
     if trainer is not None:
         trainer.close()
     gc.collect()
@@ -345,7 +345,7 @@ def stop_with_launcher() -> None:
 
 
 def run(trainer: Trainer, args) -> None:
-    t, place, out = trainer.config["train"], trainer.place, args.out
+    place, out = trainer.place, args.out
     checkpoints = out / "checkpoints"
     step = 0
     resuming = args.resume and (checkpoints / "latest").exists()
@@ -456,6 +456,9 @@ def run_identity(trainer: Trainer) -> dict:
     return {"config": config, "world_size": trainer.place.world, "ep": trainer.place.ep}
 
 
+CHECKSUMS = "checksums.json"
+
+
 def file_digest(path: pathlib.Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -486,9 +489,6 @@ def save(trainer: Trainer, checkpoints: pathlib.Path, step: int, keep: int) -> N
         for old in sorted(checkpoints.glob("step-*"))[:-keep] if keep else []:
             shutil.rmtree(old)
     place.barrier()
-
-
-CHECKSUMS = "checksums.json"
 
 
 def verify_checkpoint(trainer: Trainer, folder: pathlib.Path) -> None:
