@@ -57,7 +57,7 @@ def test_batches_equal_the_cli_for_any_worker_count(cli, shards, tables, workers
     loader = hashprep.Loader(shards, tables, batch_size=4, seq_len=32, seed=3, workers=workers)
     got = [as_json(b) for b in loader.take(6)]
     assert got == cli_batches(cli, shards, tables, 6)
-    assert [r["method"] for r in loader.routes] == ["balanced", "random", "random"]
+    assert [r.method for r in loader.routes] == ["balanced", "random", "random"]
 
 
 def test_peer_counts_equal_the_cli_with_expert_parallel(cli, shards, tables):

@@ -91,19 +91,64 @@ def test_metrics_records_have_hashtrains_fields(runs, tmp_path, hashtrain):
         assert ours["loads"][0]["counts"] == theirs["loads"][0]["counts"] or kind == "train"
 
 
-def test_what_it_cannot_run_is_refused_by_name(tmp_path, shards):
-    config = tmp_path / "switch.toml"
-    config.write_text(RUN_CONFIG.format(data=shards, table="", kind="switch"))
-    done = train(config, tmp_path / "run")
-    assert done.returncode == 2
-    assert "`model.sparse[0]`.kind = 'switch'" in done.stderr and "hash and dense" in done.stderr
-    config.write_text(RUN_CONFIG.format(data=shards, table="", kind="dense") + "fancy = 1\n")
-    done = train(config, tmp_path / "run")
-    assert done.returncode == 2 and "`train.fancy` is not a setting" in done.stderr, done.stderr
-    # hashtrain's own GPU settings: the kernel choice is accepted, bf16 refused by name.
-    config.write_text(RUN_CONFIG.format(data=shards, table="", kind="dense") + 'precision = "bf16"\n')
-    done = train(config, tmp_path / "run")
-    assert done.returncode == 2 and "`train.precision = 'bf16'`" in done.stderr, done.stderr
+def hashtrain_refusal(config, out, *sets):
+    """hashtrain's exit code and message (after `hashtrain: error: `) for `run` with `sets`."""
+    binary = os.environ.get("HASHTRAIN_BIN", str(pathlib.Path(__file__).resolve().parents[2] / "target" / "debug" / "hashtrain"))
+    env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(os.path.dirname(torch.__file__), "lib"))
+    args = [a for s in sets for a in ("--set", s)]
+    done = subprocess.run([binary, "run", "--config", str(config), "--out", str(out), *args],
+                          capture_output=True, text=True, env=env)
+    return done.returncode, done.stderr.strip().removeprefix("hashtrain: error: ")
+
+
+def test_a_config_is_refused_by_both_trainers_with_the_same_message(runs, tmp_path, shards, hashtrain):
+    """One reader of the run config: what hashtrain refuses, the torch trainer refuses in the same
+    words, settings named by their path in the config."""
+    _, config = runs
+    top2 = tmp_path / "top2.arrow"
+    hashprep.build_table(shards, top2, method="balanced", experts=8, top_k=2)
+    cases = [
+        ("train.fancy=1",),  # not a setting: the TOML reader names it
+        ("model.d_model=15",),
+        ("train.lr=nan",),
+        ("model.sparse.3.kind=hash",),  # an override that names no setting
+        ("model.sparse.0.at=5",),
+        ("model.sparse.0.scoring=softmax",),  # valid for a top-k table only: the table decides
+        ("model.sparse.0.experts=4",),
+        ("model.sparse.0.table_layer=1",),
+        (f"model.sparse.0.table={top2}", "model.sparse.0.top_k=3"),
+        ("train.batch_size=0",),
+    ]
+    for sets in cases:
+        code, expected = hashtrain_refusal(config, tmp_path / "never", *sets)
+        assert code == 2, (sets, expected)
+        # What the torch trainer does first: read the config, open its loader.
+        with pytest.raises(hashprep.Error) as refused:
+            loaded = hashprep.RunConfig.load(config, overrides=list(sets))
+            hashprep.Loader.for_run(loaded, loaded.data.train)
+        assert str(refused.value).replace("`set`", "--set") == expected, sets
+    for sets in cases[3], cases[5]:  # and the trainer itself, end to end
+        done = train(config, tmp_path / "never", *[a for s in sets for a in ("--set", s)])
+        assert done.returncode == 2, (sets, done.stderr[-2000:])
+        assert done.stderr.strip() == f"error: {hashtrain_refusal(config, tmp_path / 'never', *sets)[1]}"
+    assert "model.sparse[0].scoring weights the experts of a top-k table" in hashtrain_refusal(
+        config, tmp_path / "never", "model.sparse.0.scoring=softmax")[1]
+    with pytest.raises(hashprep.Error, match=r"`set` model.sparse.3.kind=hash: no element 3"):
+        hashprep.RunConfig.load(config, overrides=["model.sparse.3.kind=hash"])
+
+
+def test_what_it_cannot_run_yet_is_refused_by_its_setting(runs, tmp_path, shards):
+    _, config = runs
+    top2 = tmp_path / "top2.arrow"
+    hashprep.build_table(shards, top2, method="balanced", experts=8, top_k=2)
+    for sets, said in [
+        (['model.sparse=[{at = 2, kind = "switch", experts = 4}]'],
+         'model.sparse[0].kind = "switch": hashprep.torch.train runs hash and dense layers only'),
+        (["train.precision=bf16"], 'train.precision = "bf16": hashprep.torch.train trains in fp32'),
+        ([f"model.sparse.0.table={top2}"], "model.sparse[0].table is a top-2 table"),
+    ]:
+        done = train(config, tmp_path / "run", *[a for s in sets for a in ("--set", s)])
+        assert done.returncode == 2 and said in done.stderr, (sets, done.stderr[-2000:])
 
 
 def strict_records(out):

@@ -171,7 +171,7 @@ pub(crate) fn train_tokenizer(
         let tokenizer =
             hashprep::train_tokenizer_files(&inputs, &format, on_error, &options, progress)?;
         hashprep::util::write_atomic(&out, tokenizer.json())?;
-        Ok(tokenizer.fingerprint().to_owned())
+        Ok::<_, hashprep::Error>(tokenizer.fingerprint().to_owned())
     })
 }
 

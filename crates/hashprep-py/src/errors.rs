@@ -29,15 +29,46 @@ pub(crate) fn to_py(err: &hashprep::Error) -> PyErr {
     }
 }
 
+/// The Python exception of a run-config error: as [`to_py`], the file that cannot be read an
+/// `OSError`.
+pub(crate) fn config_to_py(err: &hashtrain_config::ConfigError) -> PyErr {
+    use hashtrain_config::ConfigError;
+    match err {
+        ConfigError::Data(e) => to_py(e),
+        ConfigError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(err.to_string())
+        }
+        ConfigError::Read { .. } => PyOSError::new_err(err.to_string()),
+        _ => Error::new_err(err.to_string()),
+    }
+}
+
+/// A library error that becomes a Python exception.
+pub(crate) trait ToPyErr: Send {
+    fn to_py_err(&self) -> PyErr;
+}
+
+impl ToPyErr for hashprep::Error {
+    fn to_py_err(&self) -> PyErr {
+        to_py(self)
+    }
+}
+
+impl ToPyErr for hashtrain_config::ConfigError {
+    fn to_py_err(&self) -> PyErr {
+        config_to_py(self)
+    }
+}
+
 /// Runs `work` without the GIL (other Python threads go on), turning its errors and panics
 /// into Python exceptions.
-pub(crate) fn detached<T: Send>(
+pub(crate) fn detached<T: Send, E: ToPyErr>(
     py: Python<'_>,
-    work: impl FnOnce() -> hashprep::Result<T> + Send,
+    work: impl FnOnce() -> Result<T, E> + Send,
 ) -> PyResult<T> {
     match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(to_py(&err)),
+        Ok(Err(err)) => Err(err.to_py_err()),
         Err(panic) => Err(panic_error(&*panic)),
     }
 }

@@ -7,6 +7,7 @@
 // PyO3 extracts every argument into an owned value.
 #![allow(clippy::doc_markdown, clippy::needless_pass_by_value)]
 
+mod config;
 mod data;
 mod errors;
 mod loader;
@@ -28,5 +29,11 @@ fn _hashprep(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loader::Batches>()?;
     m.add_class::<loader::Batch>()?;
     m.add_class::<loader::Route>()?;
+    m.add_class::<loader::RouteInfo>()?;
+    m.add_class::<config::RunConfig>()?;
+    m.add_class::<config::DataConfig>()?;
+    m.add_class::<config::ModelConfig>()?;
+    m.add_class::<config::SparseLayer>()?;
+    m.add_class::<config::TrainConfig>()?;
     Ok(())
 }

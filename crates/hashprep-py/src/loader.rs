@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use numpy::{IntoPyArray, PyArrayMethods};
 use pyo3::prelude::*;
 
+use crate::config::RunConfig;
 use crate::errors::{detached, from_python, to_py, to_python};
 
 /// Batches of `[B, T]` ids over a tokenize output, each position's experts attached and
@@ -29,6 +30,36 @@ pub(crate) struct Loader {
     position: u64,
     workers: usize,
     prefetch: usize,
+    /// For each route, the sparse layers (`at`) of the run config it serves (`for_run`).
+    serves: Vec<Vec<usize>>,
+}
+
+/// What one route of every batch routes (`Loader.routes`, in batch order): `index` into
+/// `Batch.routes`, the `table` file (the first given of those with the same bytes) and its
+/// `fingerprint`, `method`, table `layer`, `hash` (MultiHash), `experts` K, `top_k`, and
+/// `sparse_layers`: the layers (`at`) of the run config it serves (`Loader.for_run`; empty
+/// otherwise).
+#[pyclass(module = "hashprep", frozen, get_all)]
+pub(crate) struct RouteInfo {
+    index: usize,
+    table: PathBuf,
+    fingerprint: String,
+    method: &'static str,
+    layer: u32,
+    hash: u32,
+    experts: u32,
+    top_k: u32,
+    sparse_layers: Vec<usize>,
+}
+
+#[pymethods]
+impl RouteInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "RouteInfo(index={}, table={:?}, layer={}, hash={}, experts={}, top_k={}, sparse_layers={:?})",
+            self.index, self.table, self.layer, self.hash, self.experts, self.top_k, self.sparse_layers
+        )
+    }
 }
 
 /// Batches being built ahead for a `Loader`, which moves on as they are taken.
@@ -71,12 +102,45 @@ impl Loader {
         hashprep::check_prefetch(workers, prefetch).map_err(|e| to_py(&e))?;
         let tables = tables.unwrap_or_default();
         let loader = detached(py, || hashprep::Loader::new(&data, &tables, config))?;
-        Ok(Self {
-            inner: loader,
-            position: 0,
-            workers: workers.max(1),
-            prefetch: prefetch.max(1),
-        })
+        Ok(Self::over(loader, workers, prefetch, None))
+    }
+
+    /// The loader of a run config over `data` (its training, validation or test data), as
+    /// hashtrain opens it: the config's tables, `train.batch_size` split among `world_size`
+    /// data-parallel ranks, `model.context` positions per row, `train.seed`, `train.workers`
+    /// and `train.prefetch`, the last partial batch kept. Each table is checked against its
+    /// layer's settings as hashtrain checks it (same messages), and each route names the
+    /// layers it serves in `sparse_layers` (matched by the table's bytes).
+    #[staticmethod]
+    #[pyo3(signature = (config, data, *, rank = 0, world_size = 1, expert_parallel = 1))]
+    fn for_run(
+        py: Python<'_>,
+        config: &RunConfig,
+        data: PathBuf,
+        rank: usize,
+        world_size: usize,
+        expert_parallel: usize,
+    ) -> PyResult<Self> {
+        let config = &config.inner;
+        let placement = hashtrain_config::Placement {
+            rank,
+            world_size,
+            expert_parallel,
+        };
+        let runtime = &config.train.runtime;
+        let (loader, routing) = detached(py, || {
+            let loader_config = config.loader_config(placement)?;
+            let tables = hashprep::TableSet::open(&config.table_paths())?;
+            let loader = hashprep::Loader::with_tables(&data, &tables, loader_config)?;
+            let routing = config.routing(&loader)?;
+            Ok::<_, hashtrain_config::ConfigError>((loader, routing))
+        })?;
+        Ok(Self::over(
+            loader,
+            runtime.workers,
+            runtime.prefetch,
+            Some(&routing),
+        ))
     }
 
     /// Batches in one epoch of this rank.
@@ -85,11 +149,25 @@ impl Loader {
         self.inner.batches_per_epoch()
     }
 
-    /// What every batch's `routes` hold, in order: dicts with table, method, layer, hash,
-    /// experts.
+    /// What every batch's `routes` hold, in order (`RouteInfo`).
     #[getter]
-    fn routes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_python(py, self.inner.routes())
+    fn routes(&self) -> Vec<RouteInfo> {
+        self.inner
+            .routes()
+            .iter()
+            .zip(&self.serves)
+            .map(|(r, serves)| RouteInfo {
+                index: r.handle.index(),
+                table: r.table.clone(),
+                fingerprint: r.fingerprint.clone(),
+                method: r.method.name(),
+                layer: r.layer,
+                hash: r.hash,
+                experts: r.experts,
+                top_k: r.top_k,
+                sparse_layers: serves.clone(),
+            })
+            .collect()
     }
 
     /// The rest of the current epoch.
@@ -121,6 +199,29 @@ impl Loader {
         self.inner.resume(&state).map_err(|e| to_py(&e))?;
         self.position = state.next_batch;
         Ok(())
+    }
+}
+
+impl Loader {
+    fn over(
+        inner: hashprep::Loader,
+        workers: usize,
+        prefetch: usize,
+        routing: Option<&[hashtrain_config::LayerRouting]>,
+    ) -> Self {
+        let mut serves = vec![Vec::new(); inner.routes().len()];
+        for layer in routing.unwrap_or_default() {
+            for handle in &layer.routes {
+                serves[handle.index()].push(layer.at);
+            }
+        }
+        Self {
+            inner,
+            position: 0,
+            workers: workers.max(1),
+            prefetch: prefetch.max(1),
+            serves,
+        }
     }
 }
 

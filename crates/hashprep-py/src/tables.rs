@@ -75,7 +75,7 @@ pub(crate) fn build_table(
     detached(py, || {
         let report = hashprep::build_table_files(&request)?;
         let table = hashprep::RoutingTable::read(&out)?;
-        Ok(Table {
+        Ok::<_, hashprep::Error>(Table {
             table,
             report: Some(report),
         })

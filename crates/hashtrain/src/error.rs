@@ -17,14 +17,17 @@ pub enum Error {
         /// The failure.
         source: std::io::Error,
     },
-    /// A config file that does not parse or validate.
-    #[error("{path}: {message}")]
+    /// A sweep config that does not parse or validate.
+    #[error("{}: {message}", path.display())]
     Config {
-        /// The file (or `--set`).
+        /// The file.
         path: PathBuf,
         /// What is wrong.
         message: String,
     },
+    /// A run config that cannot be used.
+    #[error(transparent)]
+    RunConfig(#[from] hashtrain_config::ConfigError),
     /// The loss or the weights stopped being finite; the run folder resumes from its last
     /// checkpoint, which was written before it happened.
     #[error("training diverged at step {step}: {detail}; lower train.lr or raise train.warmup (--resume continues from the last checkpoint, written while everything was finite)")]
@@ -57,6 +60,7 @@ impl Error {
         match self {
             Error::BadInput(_) | Error::Config { .. } | Error::Diverged { .. } => true,
             Error::Data(e) => e.is_bad_input(),
+            Error::RunConfig(e) => e.is_bad_input(),
             Error::Io { .. } | Error::Torch(_) => false,
         }
     }

@@ -11,12 +11,15 @@
 // libtorch counts sizes and indices in i64; tensor code converts at every call.
 #![allow(clippy::cast_possible_wrap, clippy::many_single_char_names)]
 
-pub mod config;
 mod device;
 mod error;
 pub mod model;
 pub mod sweep;
 pub mod train;
+
+/// The run config (types, defaults, checks, overrides): the crate `hashtrain-config`, which
+/// the Python trainer reads too.
+pub use hashtrain_config as config;
 
 pub use config::{RunConfig, SparseKind};
 pub use device::{parse_device, DeviceReport, GpuReport};

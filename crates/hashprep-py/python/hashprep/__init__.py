@@ -7,16 +7,25 @@ MoE training. The stages of the Rust library, keyword arguments named as the CLI
     for batch in hashprep.Loader("out/wiki", ["balanced.arrow"], batch_size=8, seq_len=512):
         batch.input_ids, batch.routes[0].order, batch.routes[0].offsets
 
+`hashprep.RunConfig.load(path, overrides=[...])` reads hashtrain's run config with hashtrain's own
+code; `Loader.for_run(config, data)` opens its loader as hashtrain does.
+
 `hashprep.torch` wraps the loader as a torch IterableDataset (torch is imported lazily).
 """
 
 from ._hashprep import (
     Batch,
+    DataConfig,
     Dataset,
     Error,
     Loader,
+    ModelConfig,
     Route,
+    RouteInfo,
+    RunConfig,
+    SparseLayer,
     Table,
+    TrainConfig,
     build_table,
     inspect,
     tokenize,
@@ -25,11 +34,17 @@ from ._hashprep import (
 
 __all__ = [
     "Batch",
+    "DataConfig",
     "Dataset",
     "Error",
     "Loader",
+    "ModelConfig",
     "Route",
+    "RouteInfo",
+    "RunConfig",
+    "SparseLayer",
     "Table",
+    "TrainConfig",
     "build_table",
     "inspect",
     "tokenize",

@@ -1,7 +1,8 @@
 """Type stubs of the hashprep package (the Rust extension hashprep._hashprep)."""
 
 from os import PathLike
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -113,6 +114,17 @@ class Batch:
     loss_mask: npt.NDArray[np.bool_]
     routes: List[Route]
 
+class RouteInfo:
+    index: int
+    table: Path
+    fingerprint: str
+    method: str
+    layer: int
+    hash: int
+    experts: int
+    top_k: int
+    sparse_layers: List[int]
+
 class Batches(Iterator[Batch]):
     def __iter__(self) -> "Batches": ...
     def __next__(self) -> Batch: ...
@@ -134,6 +146,15 @@ class Loader:
         workers: int = 2,
         prefetch: int = 4,
     ) -> None: ...
+    @staticmethod
+    def for_run(
+        config: "RunConfig",
+        data: _Path,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        expert_parallel: int = 1,
+    ) -> "Loader": ...
     def __iter__(self) -> Batches: ...
     def take(self, steps: int) -> Batches: ...
     def state(self) -> Dict[str, Any]: ...
@@ -141,4 +162,68 @@ class Loader:
     @property
     def batches_per_epoch(self) -> int: ...
     @property
-    def routes(self) -> List[Dict[str, Any]]: ...
+    def routes(self) -> List[RouteInfo]: ...
+
+class DataConfig:
+    train: Path
+    valid: Path
+    test: Optional[Path]
+
+class SparseLayer:
+    at: int
+    kind: Literal["dense", "hash", "multihash", "switch", "token-switch", "base"]
+    experts: Optional[int]
+    table: Optional[Path]
+    table_layer: int
+    load_bal: float
+    capacity_factor: Optional[float]
+    d_ff: Optional[int]
+    top_k: Optional[int]
+    scoring: Optional[Literal["softmax", "sigmoid", "sqrtsoftplus", "uniform"]]
+
+class ModelConfig:
+    layers: int
+    d_model: int
+    d_ff: int
+    heads: int
+    dropout: float
+    context: int
+    positions: Literal["learned", "sinusoidal"]
+    tie_embeddings: bool
+    sparse: List[SparseLayer]
+
+class TrainConfig:
+    steps: int
+    batch_size: int
+    lr: float
+    warmup: int
+    clip: float
+    betas: Tuple[float, float]
+    eps: float
+    seed: int
+    precision: Literal["fp32", "bf16"]
+    eval_every: int
+    eval_batches: int
+    log_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    device: str
+    workers: int
+    prefetch: int
+    threads: int
+    expert_matmul: Literal["auto", "grouped", "loop"]
+
+class RunConfig:
+    @staticmethod
+    def load(path: _Path, overrides: Sequence[str] = ...) -> "RunConfig": ...
+    @staticmethod
+    def parse(text: str, origin: _Path = ..., overrides: Sequence[str] = ...) -> "RunConfig": ...
+    @property
+    def data(self) -> DataConfig: ...
+    @property
+    def model(self) -> ModelConfig: ...
+    @property
+    def train(self) -> TrainConfig: ...
+    def table_paths(self) -> List[Path]: ...
+    def to_toml(self) -> str: ...
+    def resume_differences(self, then: "RunConfig") -> List[str]: ...

@@ -512,6 +512,8 @@ fn route_infos(specs: &[Spec], tables: &TableSet) -> Vec<RouteInfo> {
                 layer: spec.layer,
                 hash,
                 experts: spec.table.meta.experts,
+                top_k: spec.table.meta.top_k,
+                fingerprint: tables.fingerprint(spec.file).to_owned(),
             });
         }
     }

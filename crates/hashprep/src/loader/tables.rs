@@ -64,6 +64,11 @@ impl TableSet {
         self.files.iter().map(|f| f.path.as_path())
     }
 
+    /// The fingerprint (`blake3:` of the bytes) of the file at `index`, in the order given.
+    pub(crate) fn fingerprint(&self, index: usize) -> &str {
+        &self.files[index].fingerprint
+    }
+
     /// The fingerprint (`blake3:` of the bytes) of each file, in the order given.
     pub fn fingerprints(&self) -> impl Iterator<Item = &str> {
         self.files.iter().map(|f| f.fingerprint.as_str())
@@ -129,4 +134,8 @@ pub struct RouteInfo {
     pub hash: u32,
     /// Number of experts K.
     pub experts: u32,
+    /// Experts per token k.
+    pub top_k: u32,
+    /// The table file's fingerprint (`blake3:` of its bytes).
+    pub fingerprint: String,
 }

@@ -32,7 +32,6 @@ pub use optimizer::{inverse_sqrt_lr, Adam};
 pub use plot::{plot_curves, Curve};
 pub use session::{
     build_model, open_loader, parameter_count, resolve_routing, same_tokenizer, sparse_layers,
-    table_paths,
 };
 
 /// How to run.

@@ -7,7 +7,7 @@ use tch::Device;
 
 use super::{
     build_model, checkpoint, open_loader, resolve_routing, same_tokenizer, session, sparse_layers,
-    table_paths, CheckpointState, TableRecord,
+    CheckpointState, TableRecord,
 };
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
@@ -21,13 +21,8 @@ pub(super) fn check_resumable(
     tables: &[TableRecord],
     dir: &Path,
 ) -> Result<()> {
-    // Everything but the runtime settings must be as the checkpoint has it.
-    let (now, mut then) = (config, state.config.clone());
-    then.train.runtime.clone_from(&now.train.runtime);
-    if *now != then {
-        let mut changed = Vec::new();
-        let as_json = |c: &RunConfig| serde_json::to_value(c).expect("serializable");
-        config_differences(&as_json(&then), &as_json(now), "", &mut changed);
+    let changed = config.resume_differences(&state.config);
+    if !changed.is_empty() {
         return Err(Error::BadInput(format!(
             "{}: the checkpoint was trained with other settings: {}; keep them to resume, or start over with `force`",
             dir.display(),
@@ -51,34 +46,6 @@ pub(super) fn check_resumable(
         ));
     }
     Ok(())
-}
-
-/// The dotted names of the settings that differ between two configs, with both values.
-pub(super) fn config_differences(
-    then: &serde_json::Value,
-    now: &serde_json::Value,
-    name: &str,
-    out: &mut Vec<String>,
-) {
-    use serde_json::Value;
-    if let (Value::Object(a), Value::Object(b)) = (then, now) {
-        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        for key in keys {
-            let child = if name.is_empty() {
-                key.clone()
-            } else {
-                format!("{name}.{key}")
-            };
-            let missing = Value::Null;
-            let (x, y) = (
-                a.get(key).unwrap_or(&missing),
-                b.get(key).unwrap_or(&missing),
-            );
-            config_differences(x, y, &child, out);
-        }
-    } else if then != now {
-        out.push(format!("{name} ({then} in the checkpoint, {now} now)"));
-    }
 }
 
 /// A trained model loaded from a checkpoint, for evaluation and export.
@@ -130,7 +97,7 @@ pub fn restore(
             layer.table = Some(dir.join(&record.file));
         }
     }
-    let tables = hashprep::TableSet::open(&table_paths(&config))?;
+    let tables = hashprep::TableSet::open(&config.table_paths())?;
     let data = data.unwrap_or(&config.data.valid).to_owned();
     let loader = open_loader(&data, &config, &tables)?;
     let tokenizer = &loader.manifest().tokenizer;

@@ -2,12 +2,12 @@
 //! routing tables, and the model with each table-routed layer wired to its routes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use hashprep::{Loader, LoaderConfig, TableSet};
+use hashprep::{Loader, TableSet};
 use tch::{nn, Device};
 
-use crate::config::{ExpertMatmulSetting, Precision, RunConfig, SparseKind};
+use crate::config::{ExpertMatmulSetting, Placement, Precision, RunConfig, SparseKind};
 use crate::error::{Error, Result};
 use crate::model::{ExpertMatmul, LanguageModel, TableRouting};
 
@@ -36,31 +36,13 @@ pub fn same_tokenizer(data: &Path, found: &str, expected: &str, reference: &str)
     )))
 }
 
-/// The distinct table files of the table-routed layers, in config order.
-pub fn table_paths(config: &RunConfig) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for layer in &config.model.sparse {
-        if let Some(table) = &layer.table {
-            if !paths.contains(table) {
-                paths.push(table.clone());
-            }
-        }
-    }
-    paths
-}
-
 /// A loader over `data` with the config's batch shape and tables. Training shuffles with the
 /// run's seed; evaluation keeps the last partial batch.
 ///
 /// # Errors
 /// The data or a table cannot be used (named by file).
 pub fn open_loader(data: &Path, config: &RunConfig, tables: &TableSet) -> Result<Loader> {
-    let mut loader_config = LoaderConfig::new(
-        config.train.optimization.batch_size,
-        config.model.context,
-        config.train.optimization.seed,
-    );
-    loader_config.drop_last = false;
+    let loader_config = config.loader_config(Placement::SINGLE)?;
     Ok(Loader::with_tables(data, tables, loader_config)?)
 }
 
@@ -68,69 +50,23 @@ pub fn open_loader(data: &Path, config: &RunConfig, tables: &TableSet) -> Result
 /// batches of `loader`.
 ///
 /// # Errors
-/// A table whose kind, hash count or expert count does not fit its layer.
+/// A table whose kind, layers, hash count, expert count or top-k does not fit its layer.
 pub fn resolve_routing(
     config: &RunConfig,
     loader: &Loader,
 ) -> Result<BTreeMap<usize, TableRouting>> {
-    let mut routing = BTreeMap::new();
-    for layer in config.model.sparse.iter().filter(|s| s.kind.uses_table()) {
-        let path = layer.table.as_ref().expect("validated");
-        let routes = loader.route_handles(path, layer.table_layer)?;
-        let meta = &loader
-            .tables()
-            .table(path)
-            .expect("one of the loader's tables")
-            .meta;
-        let name = format!("model.sparse at = {} ({})", layer.at, path.display());
-        match (layer.kind, meta.hashes) {
-            (SparseKind::Hash, h) if h != 1 => {
-                return Err(Error::BadInput(format!(
-                    "{name}: the table has {h} hashes; use kind = \"multihash\""
-                )))
-            }
-            (SparseKind::Multihash, 1) => {
-                return Err(Error::BadInput(format!(
-                    "{name}: kind multihash needs a table built with --hashes N > 1"
-                )))
-            }
-            _ => {}
-        }
-        let hashes = i64::from(meta.hashes);
-        let d_ff = layer.d_ff.unwrap_or(config.model.d_ff);
-        if config.model.d_model % hashes != 0 || d_ff % hashes != 0 {
-            return Err(Error::BadInput(format!(
-                "{name}: d_model {} and d_ff {d_ff} must be multiples of its {hashes} hashes",
-                config.model.d_model
-            )));
-        }
-        if let Some(k) = layer.top_k.filter(|&k| k != meta.top_k) {
-            return Err(Error::BadInput(format!(
-                "{name}: top_k = {k} but the table gives each token {} expert(s) (build it with --top-k {k})",
-                meta.top_k
-            )));
-        }
-        if meta.top_k == 1 && layer.scoring.is_some() {
-            return Err(Error::BadInput(format!(
-                "{name}: scoring weights the experts of a top-k table; this table is top-1"
-            )));
-        }
-        if let Some(k) = layer.experts.filter(|&k| k != meta.experts) {
-            return Err(Error::BadInput(format!(
-                "{name}: experts = {k} but the table has {}",
-                meta.experts
-            )));
-        }
-        routing.insert(
-            layer.at,
-            TableRouting {
-                experts: meta.experts,
-                top_k: meta.top_k,
-                routes,
-            },
-        );
-    }
-    Ok(routing)
+    Ok(config
+        .routing(loader)?
+        .into_iter()
+        .map(|layer| {
+            let routing = TableRouting {
+                experts: layer.experts,
+                top_k: layer.top_k,
+                routes: layer.routes,
+            };
+            (layer.at, routing)
+        })
+        .collect())
 }
 
 /// The model of `config` in a new `VarStore` on `device`, initialized from the run's seed.

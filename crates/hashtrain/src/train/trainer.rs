@@ -9,7 +9,7 @@ use super::divergence::check_finite_state;
 use super::window::Window;
 use super::{
     build_model, checkpoint, inverse_sqrt_lr, open_loader, resolve_routing, same_tokenizer,
-    sparse_layers, table_paths, Adam, CheckpointState, DeviceBatch, OpenWindow, TableRecord,
+    sparse_layers, Adam, CheckpointState, DeviceBatch, OpenWindow, TableRecord,
 };
 use crate::config::RunConfig;
 use crate::device::parse_device;
@@ -43,7 +43,7 @@ impl<'a> Setup<'a> {
         if config.train.runtime.threads > 0 {
             tch::set_num_threads(i32::try_from(config.train.runtime.threads).unwrap_or(i32::MAX));
         }
-        let tables = table_paths(config);
+        let tables = config.table_paths();
         // Each table file is read and fingerprinted once, here.
         let table_set = hashprep::TableSet::open(&tables)?;
         let loader = open_loader(&config.data.train, config, &table_set)?;

@@ -50,7 +50,8 @@ class Block(nn.Module):
 class LanguageModel(nn.Module):
     """`layers` blocks of `d_model`; `hash_layers` maps a 1-based layer to its number of experts
     (those layers' FFNs are `HashMoE`s, sharded over `ep_group` when given, their experts seeded
-    from `expert_seed` and the layer when given); others are dense `d -> d_ff -> d`. `forward(input_ids [B, T], routes {layer: DeviceRoute})` -> logits
+    from `expert_seed` and the layer when given, each expert `d -> expert_d_ff[layer] -> d`, by default
+`d_ff`); others are dense `d -> d_ff -> d`. `forward(input_ids [B, T], routes {layer: DeviceRoute})` -> logits
     `[B*T, V]`."""
 
     def __init__(
@@ -66,6 +67,7 @@ class LanguageModel(nn.Module):
         positions: str = "learned",
         tie_embeddings: bool = True,
         hash_layers: Optional[Mapping[int, int]] = None,
+        expert_d_ff: Optional[Mapping[int, int]] = None,
         ep_group=None,
         expert_seed: Optional[int] = None,
     ) -> None:
@@ -82,7 +84,8 @@ class LanguageModel(nn.Module):
         for at in range(1, layers + 1):
             if at in hash_layers:
                 seed = None if expert_seed is None else expert_seed * 10_007 + at
-                ffn = HashMoE(d_model, d_ff, hash_layers[at], group=ep_group, seed=seed)
+                width = (expert_d_ff or {}).get(at, d_ff)
+                ffn = HashMoE(d_model, width, hash_layers[at], group=ep_group, seed=seed)
             else:
                 ffn = DenseFfn(d_model, d_ff)
             self.layers[str(at)] = Block(d_model, heads, dropout, ffn)

@@ -1,6 +1,6 @@
 """The reference trainer: hashtrain's run config on torch.distributed.
 
-    torchrun --nproc-per-node N -m hashprep.torch.train --config pipelines/NAME.toml --out DIR [--ep E]
+    torchrun --nproc-per-node N -m hashprep.torch.train --config pipelines/NAME.toml --out DIR [--ep E] [--set KEY=VALUE]
 
 Data parallel over all N ranks (DDP for the dense parameters; the config's `batch_size` is the
 global batch, `batch_size / N` rows per rank); with `--ep E` the experts of each hash layer are
@@ -9,8 +9,10 @@ and each expert's gradient is reduced only over its replicas (the ranks holding 
 Writes hashtrain's `metrics.jsonl` records; checkpoints with torch.distributed.checkpoint every
 `checkpoint_every` steps, and `--resume` continues from the latest one (with the settings,
 world size and `--ep` it was written with; each file is verified against `checksums.json`).
-Without torchrun it runs as one process. Supported: dense and `hash` layers (one hash); anything
-else is refused by name.
+Without torchrun it runs as one process. The config is read, defaulted and checked by
+`hashprep.RunConfig`, the code hashtrain reads it with: a config one trainer refuses, the other
+refuses with the same message. Supported: dense and top-1 `hash` layers in fp32; any other
+setting is refused by its path in the config.
 
 Like hashtrain, it stops with exit code 2 when the loss or the weights stop being finite (checked
 at each log record and before each checkpoint, all ranks agreeing), so no checkpoint ever holds
@@ -44,27 +46,8 @@ import hashprep
 from .model import LanguageModel, masked_nll
 from .moe import HashMoE, device_route
 
-DEFAULTS = {
-    "data": {"test": None},
-    "model": {"dropout": 0.1, "positions": "learned", "tie_embeddings": True, "sparse": []},
-    "train": {"batch_size": 16, "lr": 0.002, "warmup": 100, "clip": 1.0, "betas": [0.9, 0.98],
-              "eps": 1e-8, "seed": 0, "steps": 1000, "eval_every": 0, "eval_batches": 0,
-              "log_every": 10, "checkpoint_every": 0, "keep_checkpoints": 2, "device": "cpu",
-              "workers": 1, "prefetch": 4, "threads": 0, "precision": "fp32",
-              "expert_matmul": "auto"},
-}
-REQUIRED = {"data": {"train", "valid"}, "model": {"layers", "d_model", "d_ff", "heads", "context"}, "train": set()}
-SPARSE = {"at", "kind", "table", "table_layer", "experts", "load_bal", "capacity_factor"}
-
-
-# `[train]` settings that may change on --resume (hashtrain's `train.runtime`); every other
-# setting shapes the losses and must be as the checkpoint has it.
-RUNTIME = {"steps", "eval_every", "eval_batches", "log_every", "checkpoint_every", "keep_checkpoints",
-           "device", "workers", "prefetch", "threads", "expert_matmul"}
-
-
 class ConfigError(ValueError):
-    pass
+    """A setting or command-line option this trainer cannot use."""
 
 
 class Diverged(Exception):
@@ -77,43 +60,23 @@ class Diverged(Exception):
         )
 
 
-def read_config(path: pathlib.Path) -> dict:
-    """hashtrain's run config with its defaults; what this trainer cannot do is refused by name."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python < 3.11
-        import tomli as tomllib
-    raw = tomllib.loads(path.read_text())
-    config = {}
-    for section in DEFAULTS:
-        given = raw.pop(section, {})
-        unknown = set(given) - set(DEFAULTS[section]) - REQUIRED[section]
-        missing = REQUIRED[section] - set(given)
-        if unknown or missing:
-            name = sorted(unknown or missing)[0]
-            problem = "is not a setting hashprep.torch.train supports" if unknown else "is required"
-            raise ConfigError(f"{path}: `{section}.{name}` {problem}")
-        config[section] = {**DEFAULTS[section], **given}
-    if raw:
-        raise ConfigError(f"{path}: section `{sorted(raw)[0]}` is not one hashprep.torch.train supports")
-    # expert_matmul only says how hashtrain runs its experts; HashMoE picks its own kernels.
-    if config["train"]["precision"] != "fp32":
-        raise ConfigError(f"{path}: `train.precision = {config['train']['precision']!r}`: "
+def refuse_unsupported(config: hashprep.RunConfig, origin: pathlib.Path) -> None:
+    """What hashtrain runs but this trainer does not yet, refused by the setting's path."""
+    if config.train.precision != "fp32":
+        raise ConfigError(f'{origin}: train.precision = "{config.train.precision}": '
                           "hashprep.torch.train trains in fp32 (use torch.autocast in your own loop)")
-    for i, layer in enumerate(config["model"]["sparse"]):
-        where = f"{path}: `model.sparse[{i}]`"
-        if set(layer) - SPARSE:
-            raise ConfigError(f"{where}.{sorted(set(layer) - SPARSE)[0]} is not a setting")
-        if layer.get("kind") not in ("hash", "dense"):
-            raise ConfigError(f"{where}.kind = {layer.get('kind')!r}: hashprep.torch.train runs hash and dense layers only")
-        if layer["kind"] == "hash":
-            meta = hashprep.Table.load(layer["table"]).meta
-            if meta["hashes"] != 1:
-                raise ConfigError(f"{where}: the table has {meta['hashes']} hashes; MultiHash is not supported here")
-            if meta.get("top_k", 1) != 1:
-                raise ConfigError(f"{where}: the table is top-{meta['top_k']}; top-k tables are not supported here")
-            layer["experts"] = meta["experts"]
-    return config
+    for i, layer in enumerate(config.model.sparse):
+        if layer.kind not in ("hash", "dense"):
+            raise ConfigError(f'{origin}: model.sparse[{i}].kind = "{layer.kind}": '
+                              "hashprep.torch.train runs hash and dense layers only")
+
+
+def refuse_top_k(config: hashprep.RunConfig, routes) -> None:
+    for route in routes:
+        if route.top_k != 1 and route.sparse_layers:
+            i = next(i for i, s in enumerate(config.model.sparse) if s.at in route.sparse_layers)
+            raise ConfigError(f"{route.table}: model.sparse[{i}].table is a top-{route.top_k} table; "
+                              "hashprep.torch.train runs top-1 tables only")
 
 
 class Distributed:
@@ -156,31 +119,28 @@ def inverse_sqrt_lr(peak: float, warmup: int, step: int) -> float:
 
 
 class Trainer:
-    def __init__(self, config: dict, place: Distributed, device: torch.device) -> None:
+    def __init__(self, config: hashprep.RunConfig, place: Distributed, device: torch.device) -> None:
         self.config, self.place, self.device = config, place, device
-        m, t = config["model"], config["train"]
-        self.hash_layers = {s["at"]: s for s in m["sparse"] if s["kind"] == "hash"}
-        tables = sorted({s["table"] for s in self.hash_layers.values()})
-        if t["batch_size"] % place.world:
-            raise ConfigError(f"`train.batch_size` {t['batch_size']} must be a multiple of the {place.world} ranks")
+        m, t = config.model, config.train
 
         def loader(data):
-            return hashprep.Loader(data, tables, batch_size=t["batch_size"] // place.world, seq_len=m["context"],
-                                   seed=t["seed"], rank=place.rank, world_size=place.world,
-                                   expert_parallel=place.ep, workers=t["workers"], prefetch=t["prefetch"])
+            return hashprep.Loader.for_run(config, data, rank=place.rank, world_size=place.world,
+                                           expert_parallel=place.ep)
 
-        self.train_loader, self.valid_loader = loader(config["data"]["train"]), loader(config["data"]["valid"])
+        self.train_loader, self.valid_loader = loader(config.data.train), loader(config.data.valid)
         routes = self.train_loader.routes
-        # The loader names files with the same bytes by the first of them: match by content.
-        contents = {r["table"]: pathlib.Path(r["table"]).read_bytes() for r in routes}
-        self.route_of = {at: self._route_index(routes, contents, s) for at, s in self.hash_layers.items()}
-        vocab = hashprep.Dataset(config["data"]["train"]).manifest["tokenizer"]["vocab_size"]
-        torch.manual_seed(t["seed"])
+        refuse_top_k(config, routes)
+        # The loader matched each table-routed layer to its route (by the table's bytes).
+        self.route_of = {at: r.index for r in routes for at in r.sparse_layers}
+        self.experts_of = {at: routes[i].experts for at, i in self.route_of.items()}
+        vocab = hashprep.Dataset(config.data.train).manifest["tokenizer"]["vocab_size"]
+        torch.manual_seed(t.seed)
         self.model = LanguageModel(
-            vocab, layers=m["layers"], d_model=m["d_model"], d_ff=m["d_ff"], heads=m["heads"],
-            context=m["context"], dropout=m["dropout"], positions=m["positions"],
-            tie_embeddings=m["tie_embeddings"], hash_layers={at: s["experts"] for at, s in self.hash_layers.items()},
-            ep_group=place.ep_group, expert_seed=t["seed"],
+            vocab, layers=m.layers, d_model=m.d_model, d_ff=m.d_ff, heads=m.heads,
+            context=m.context, dropout=m.dropout, positions=m.positions,
+            tie_embeddings=m.tie_embeddings, hash_layers=self.experts_of,
+            expert_d_ff={s.at: s.d_ff for s in m.sparse if s.d_ff is not None},
+            ep_group=place.ep_group, expert_seed=t.seed,
         )
         self.model.to(device)
         # Sharded experts are not data-parallel parameters: their gradient comes through the
@@ -193,22 +153,14 @@ class Trainer:
             ignored = [n for n, p in self.model.named_parameters() if id(p) in expert_ids]
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, ignored)
             # Replicated experts (no --ep) that saw no token on this rank get no gradient here.
-            self.net = DistributedDataParallel(self.model, find_unused_parameters=bool(self.hash_layers) and place.ep == 1)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t["lr"], betas=tuple(t["betas"]), eps=t["eps"])
+            self.net = DistributedDataParallel(self.model, find_unused_parameters=bool(self.route_of) and place.ep == 1)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=t.betas, eps=t.eps)
 
     def close(self) -> None:
         """Drops what holds process groups, threads and mapped files (see `shut_down`)."""
         self.net = self.model = self.optimizer = None
         self.experts = self.dense = []
         self.train_loader = self.valid_loader = None
-
-    @staticmethod
-    def _route_index(routes, contents, layer) -> int:
-        wanted = pathlib.Path(layer["table"]).read_bytes()
-        for i, r in enumerate(routes):
-            if r["layer"] == layer.get("table_layer", 0) and contents[r["table"]] == wanted:
-                return i
-        raise ConfigError(f"{layer['table']}: no layer {layer.get('table_layer', 0)} in the table")
 
     def forward(self, batch, net):
         ids = torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True)
@@ -217,8 +169,8 @@ class Trainer:
         return masked_nll(logits, torch.from_numpy(batch.targets).to(self.device), torch.from_numpy(batch.loss_mask).to(self.device))
 
     def step(self, batch, step: int):
-        t, place = self.config["train"], self.place
-        torch.manual_seed(t["seed"] * 1_000_003 + step * place.world + place.rank)  # dropout
+        t, place = self.config.train, self.place
+        torch.manual_seed(t.seed * 1_000_003 + step * place.world + place.rank)  # dropout
         nll, count = self.forward(batch, self.net)
         tokens = place.all_reduce(count.detach().clone()).clamp_min(1.0)
         # DDP averages over the W ranks: W * (this rank's share of the global mean).
@@ -229,8 +181,8 @@ class Trainer:
             flat = place.all_reduce(torch.cat([g.reshape(-1) for g in grads]), place.replicas) / place.world
             for p, g in zip(self.experts, flat.split([p.numel() for p in self.experts])):
                 p.grad = g.view_as(p)
-        grad_norm = self._clip(t["clip"])
-        lr = inverse_sqrt_lr(t["lr"], t["warmup"], step)
+        grad_norm = self._clip(t.clip)
+        lr = inverse_sqrt_lr(t.lr, t.warmup, step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
@@ -272,7 +224,7 @@ class Trainer:
                 "loads": self._load_records(loads)}
 
     def _new_loads(self) -> dict:
-        return {at: np.zeros(s["experts"], dtype=np.int64) for at, s in self.hash_layers.items()}
+        return {at: np.zeros(experts, dtype=np.int64) for at, experts in self.experts_of.items()}
 
     def _add_loads(self, loads: dict, batch) -> None:
         for at, i in self.route_of.items():
@@ -293,28 +245,43 @@ def main(argv=None) -> int:
     parser.add_argument("--config", type=pathlib.Path, required=True, help="hashtrain's run config (TOML)")
     parser.add_argument("--out", type=pathlib.Path, required=True, help="the run folder")
     parser.add_argument("--ep", type=int, default=1, help="expert-parallel group size E (divides the ranks)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting of the config, as hashtrain's --set (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     parser.add_argument("--stop-after", type=int, default=None, help="stop once this step is done (as if preempted)")
     args = parser.parse_args(argv)
     stop_with_launcher()
     place = trainer = None
     try:
-        config = read_config(args.config)
-        t = config["train"]
-        if t["threads"]:
-            torch.set_num_threads(t["threads"])
-        device = torch.device(t["device"] if t["device"] == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        config = hashprep.RunConfig.load(args.config, overrides=args.overrides)
+        refuse_unsupported(config, args.config)
+        t = config.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        device = torch.device(t.device if t.device == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
         if device.type == "cuda":
             torch.cuda.set_device(device)
         place = Distributed(args.ep, device)
         trainer = Trainer(config, place, device)
         run(trainer, args)
     except (ConfigError, hashprep.Error, Diverged) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {as_flags(str(e), parser)}", file=sys.stderr)
         return 2
+    except OSError as e:  # the config or data cannot be read (hashtrain: exit 1 too)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     finally:
         shut_down(trainer, place)
     return 0
+
+
+def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """The library names command-line options as settings (`` `set` ``); here they are flags."""
+    for action in parser._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--"):
+                message = message.replace(f"`{flag[2:]}`", flag)
+    return message
 
 
 def shut_down(trainer, place) -> None:
@@ -372,8 +339,8 @@ def run(trainer: Trainer, args) -> None:
 
 
 def train_steps(trainer: Trainer, args, step: int, metrics, checkpoints: pathlib.Path) -> None:
-    t, place = trainer.config["train"], trainer.place
-    last = min(t["steps"], args.stop_after or t["steps"])
+    t, place = trainer.config.train, trainer.place
+    last = min(t.steps, args.stop_after or t.steps)
     window = new_window(trainer)
     batches = trainer.train_loader.take(last - step)
     while step < last:
@@ -386,19 +353,19 @@ def train_steps(trainer: Trainer, args, step: int, metrics, checkpoints: pathlib
         window["steps"] += 1
         window["tokens"] += int(batch.loss_mask.size) * place.world
         trainer._add_loads(window["loads"], batch)
-        final = step == t["steps"]
-        if step % t["log_every"] == 0 or (final and window["steps"]):
+        final = step == t.steps
+        if step % t.log_every == 0 or (final and window["steps"]):
             record = train_record(trainer, window, step, lr, grad_norm)
             write(metrics, record)
             stop_if_diverged(record, window["steps"])
             window = new_window(trainer)
-        if (t["eval_every"] and step % t["eval_every"] == 0) or final:
-            record = {"type": "valid", "step": step, **trainer.evaluate(t["eval_batches"])}
+        if (t.eval_every and step % t.eval_every == 0) or final:
+            record = {"type": "valid", "step": step, **trainer.evaluate(t.eval_batches)}
             write(metrics, record)
             stop_if_diverged(record, 0)
-        if (t["checkpoint_every"] and step % t["checkpoint_every"] == 0) or final or step == last:
+        if (t.checkpoint_every and step % t.checkpoint_every == 0) or final or step == last:
             check_finite_state(trainer, window, step)
-            save(trainer, checkpoints, step, t["keep_checkpoints"])
+            save(trainer, checkpoints, step, t.keep_checkpoints)
 
 
 def stop_if_diverged(record: dict, window_steps: int) -> None:
@@ -449,11 +416,9 @@ def write(metrics, record: dict) -> None:
 
 
 def run_identity(trainer: Trainer) -> dict:
-    """What a checkpoint must be resumed with: the settings that shape the losses, the world
-    size and the expert-parallel size."""
-    config = {section: {k: v for k, v in values.items() if not (section == "train" and k in RUNTIME)}
-              for section, values in trainer.config.items()}
-    return {"config": config, "world_size": trainer.place.world, "ep": trainer.place.ep}
+    """What a checkpoint must be resumed with: its config (all but the runtime settings must be
+    the same, `RunConfig.resume_differences`), the world size and the expert-parallel size."""
+    return {"config": trainer.config.to_toml(), "world_size": trainer.place.world, "ep": trainer.place.ep}
 
 
 CHECKSUMS = "checksums.json"
@@ -528,20 +493,14 @@ def verify_checkpoint(trainer: Trainer, folder: pathlib.Path) -> None:
             f"{folder}: written by {saved['world_size']} rank(s) with --ep {saved['ep']}, resumed by "
             f"{now['world_size']} with --ep {now['ep']}: resume with the same (resharding a checkpoint "
             "to another world size is not supported yet)")
-    changed = []
-    differences(saved["config"], now["config"], "", changed)
+    if not isinstance(saved["config"], str):
+        raise ConfigError(f"{folder}: written by an earlier hashprep.torch.train, which recorded its settings "
+                          "in another form: resume it with that version, or start over in another --out")
+    then = hashprep.RunConfig.parse(saved["config"], origin=folder / "run.json")
+    changed = trainer.config.resume_differences(then)
     if changed:
         raise ConfigError(f"{folder}: the checkpoint was trained with other settings: {'; '.join(changed)}; "
                           "keep them to resume, or start over in another --out")
-
-
-def differences(then, now, name: str, out: list) -> None:
-    """The dotted names of the settings that differ, with both values (hashtrain's words)."""
-    if isinstance(then, dict) and isinstance(now, dict):
-        for key in sorted(set(then) | set(now)):
-            differences(then.get(key), now.get(key), f"{name}.{key}" if name else key, out)
-    elif then != now:
-        out.append(f"{name} ({json.dumps(then)} in the checkpoint, {json.dumps(now)} now)")
 
 
 def restore(trainer: Trainer, checkpoints: pathlib.Path) -> int:
