@@ -77,6 +77,11 @@ test: $(VENV)/.hashprep-py
 	@# The bench executable too: tests/train/cuda_link.rs checks what every hashtrain executable links.
 	$(TORCH_ENV) cargo test --locked -p hashtrain --bench train_step --no-run
 	$(TORCH_ENV) HASHPREP_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --locked
+	@# The package's types: hashprep.torch and the re-exports under mypy --strict, and the stubs of
+	@# the extension against the built module (stubtest).
+	cd crates/hashprep-py/python && $(abspath $(PYTHON)) -m mypy --strict --cache-dir=/dev/null hashprep
+	$(PYTHON) -m mypy.stubtest hashprep._hashprep --ignore-disjoint-bases --mypy-config-file /dev/null \
+		--allowlist crates/hashprep-py/stubtest-allowlist.txt
 	@# The Python package against the CLI the tests above built.
 	HASHPREP_BIN=target/debug/hashprep $(PYTHON) -m pytest -q -p no:cacheprovider tests/python
 

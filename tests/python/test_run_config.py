@@ -50,7 +50,7 @@ def test_missing_and_unreadable_configs(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.toml"):
         hashprep.RunConfig.load(tmp_path / "nowhere.toml")
     with pytest.raises(hashprep.Error, match=r"<text>: .*missing field `data`"):
-        hashprep.RunConfig.parse("[model]\nlayers = 1\n")
+        hashprep.RunConfig.parse("[model]\nlayers = 1\nd_model = 8\nd_ff = 8\nheads = 1\ncontext = 4\n")
 
 
 def test_for_run_matches_layers_to_routes_by_the_tables_bytes(config_file, tmp_path, shards):

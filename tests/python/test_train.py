@@ -126,8 +126,12 @@ def test_a_config_is_refused_by_both_trainers_with_the_same_message(runs, tmp_pa
         with pytest.raises(hashprep.Error) as refused:
             loaded = hashprep.RunConfig.load(config, overrides=list(sets))
             hashprep.Loader.for_run(loaded, loaded.data.train)
-        assert str(refused.value).replace("`set`", "--set") == expected, sets
-    for sets in cases[3], cases[5]:  # and the trainer itself, end to end
+        # hashtrain writes the names of its own flags as flags (its `--device` among the keys
+        # TOML lists for an unknown one); the torch trainer has no --device.
+        # Both trainers say which run failed once the config is read.
+        core = expected.replace("--device", "`device`").removeprefix(f"training {tmp_path / 'never'}: ")
+        assert str(refused.value).replace("`set`", "--set").strip() == core, sets
+    for sets in cases[3], cases[5], cases[8]:  # and the trainer itself, end to end
         done = train(config, tmp_path / "never", *[a for s in sets for a in ("--set", s)])
         assert done.returncode == 2, (sets, done.stderr[-2000:])
         assert done.stderr.strip() == f"error: {hashtrain_refusal(config, tmp_path / 'never', *sets)[1]}"

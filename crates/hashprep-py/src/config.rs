@@ -2,7 +2,7 @@
 //! checks a config with the crate hashtrain reads it with (same refusals, same messages), and
 //! hands it over as typed, read-only objects.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use pyo3::prelude::*;
 
@@ -208,7 +208,7 @@ impl SparseLayer {
         let table = self
             .table
             .as_deref()
-            .map_or(String::new(), |t| format!(", table={:?}", Path::new(t)));
+            .map_or(String::new(), |t| format!(", table='{}'", t.display()));
         format!("SparseLayer(at={}, kind={:?}{table})", self.at, self.kind)
     }
 }

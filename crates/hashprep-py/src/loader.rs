@@ -56,8 +56,8 @@ pub(crate) struct RouteInfo {
 impl RouteInfo {
     fn __repr__(&self) -> String {
         format!(
-            "RouteInfo(index={}, table={:?}, layer={}, hash={}, experts={}, top_k={}, sparse_layers={:?})",
-            self.index, self.table, self.layer, self.hash, self.experts, self.top_k, self.sparse_layers
+            "RouteInfo(index={}, table='{}', layer={}, hash={}, experts={}, top_k={}, sparse_layers={:?})",
+            self.index, self.table.display(), self.layer, self.hash, self.experts, self.top_k, self.sparse_layers
         )
     }
 }

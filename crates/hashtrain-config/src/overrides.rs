@@ -15,9 +15,10 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     origin: &Path,
     overrides: &[String],
 ) -> Result<T> {
+    // The parser's messages end in a newline.
     let syntax = |message: String| ConfigError::Syntax {
         origin: origin.to_owned(),
-        message,
+        message: message.trim_end().to_owned(),
     };
     let table: toml::Table = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
     let mut root = toml::Value::Table(table);

@@ -54,7 +54,7 @@ impl RunConfig {
     pub fn loader_config(&self, placement: Placement) -> Result<LoaderConfig> {
         let batch = self.train.optimization.batch_size;
         let ranks = placement.world_size.max(1);
-        if batch % ranks != 0 {
+        if !batch.is_multiple_of(ranks) {
             return Err(ConfigError::Placement {
                 setting: "train.batch_size".into(),
                 problem: format!("{batch} is not a multiple of the {ranks} data-parallel ranks"),

@@ -76,11 +76,14 @@ impl RunConfig {
     fn check_model(&self) -> Checked {
         let m = &self.model;
         for (setting, value) in [
-            ("model.layers", m.layers as i64),
+            ("model.layers", i64::try_from(m.layers).unwrap_or(i64::MAX)),
             ("model.d_model", m.d_model),
             ("model.d_ff", m.d_ff),
             ("model.heads", m.heads),
-            ("model.context", m.context as i64),
+            (
+                "model.context",
+                i64::try_from(m.context).unwrap_or(i64::MAX),
+            ),
         ] {
             if value < 1 {
                 return Err(Invalid::new(setting, format!("{value} must be at least 1")));

@@ -124,6 +124,9 @@ fn main() -> ExitCode {
     hashprep::exit::exit("hashtrain", &Cli::command(), outcome, |err| {
         err.downcast_ref::<hashtrain::Error>()
             .is_some_and(hashtrain::Error::is_bad_input)
+            || err
+                .downcast_ref::<hashtrain::config::ConfigError>()
+                .is_some_and(hashtrain::config::ConfigError::is_bad_input)
     })
 }
 

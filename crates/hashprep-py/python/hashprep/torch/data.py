@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence
+from typing import Any, Dict, Iterator, Optional, Sequence
+
+import numpy.typing as npt
 
 import torch
 import torch.distributed as dist
@@ -12,7 +14,7 @@ from .. import Loader
 __all__ = ["HashprepDataset"]
 
 
-class HashprepDataset(torch.utils.data.IterableDataset):
+class HashprepDataset(torch.utils.data.IterableDataset[Dict[str, Any]]):
     """Batches of `hashprep.Loader` as dicts of tensors (`torch.from_numpy`, no copy).
 
     Takes the Loader's arguments; `rank` and `world_size` default to the `torch.distributed`
@@ -67,11 +69,11 @@ class HashprepDataset(torch.utils.data.IterableDataset):
         self.steps = steps
         self.pin_memory = pin_memory
 
-    def _tensor(self, array) -> torch.Tensor:
+    def _tensor(self, array: npt.NDArray[Any]) -> torch.Tensor:
         tensor = torch.from_numpy(array)
         return tensor.pin_memory() if self.pin_memory else tensor
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
         worker = torch.utils.data.get_worker_info()
         if worker is not None:
             # Several workers would each yield the same batches; one would advance a copy of the
@@ -102,10 +104,10 @@ class HashprepDataset(torch.utils.data.IterableDataset):
                 ],
             }
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> Dict[str, Any]:
         """The loader's position (JSON-serializable)."""
         return self.loader.state()
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Continue where `state_dict()` was taken."""
         self.loader.load_state(state)

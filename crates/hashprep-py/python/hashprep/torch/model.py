@@ -7,7 +7,7 @@ embedding by default). The FFN of a sparse layer is a `HashMoE` driven by its lo
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,8 @@ class CausalSelfAttention(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
-        return self.out(y.transpose(1, 2).reshape(b, t, d))
+        out: torch.Tensor = self.out(y.transpose(1, 2).reshape(b, t, d))
+        return out
 
 
 class DenseFfn(nn.Module):
@@ -36,7 +37,8 @@ class DenseFfn(nn.Module):
         self.a, self.b = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.b(torch.relu(self.a(h)))
+        out: torch.Tensor = self.b(torch.relu(self.a(h)))
+        return out
 
 
 class Block(nn.Module):
@@ -68,7 +70,7 @@ class LanguageModel(nn.Module):
         tie_embeddings: bool = True,
         hash_layers: Optional[Mapping[int, int]] = None,
         expert_d_ff: Optional[Mapping[int, int]] = None,
-        ep_group=None,
+        ep_group: Any = None,
         expert_seed: Optional[int] = None,
     ) -> None:
         super().__init__()
@@ -82,6 +84,7 @@ class LanguageModel(nn.Module):
             raise ValueError(f"positions {positions!r}: expected learned or sinusoidal")
         self.layers = nn.ModuleDict()
         for at in range(1, layers + 1):
+            ffn: nn.Module
             if at in hash_layers:
                 seed = None if expert_seed is None else expert_seed * 10_007 + at
                 width = (expert_d_ff or {}).get(at, d_ff)
@@ -95,18 +98,22 @@ class LanguageModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, routes: Dict[int, DeviceRoute]) -> torch.Tensor:
         b, t = input_ids.shape
-        drop = lambda x: F.dropout(x, self.dropout, self.training)  # noqa: E731
+        def drop(x: torch.Tensor) -> torch.Tensor:
+            return F.dropout(x, self.dropout, self.training)
+
         x = drop(self.embedding[input_ids.reshape(-1)].view(b, t, -1) + self.positions[:t])
-        for at, block in self.layers.items():
+        for at, module in self.layers.items():
+            block = cast(Block, module)
             x = x + drop(block.attn(block.ln_attn(x)))
             h = block.ln_ffn(x).reshape(b * t, -1)
             y = block.ffn(h, routes[int(at)]) if isinstance(block.ffn, HashMoE) else block.ffn(h)
             x = x + drop(y.view(b, t, -1))
         x = self.ln_final(x).reshape(b * t, -1)
-        return x @ (self.embedding if self.head is None else self.head).t()
+        logits: torch.Tensor = x @ (self.embedding if self.head is None else self.head).t()
+        return logits
 
 
-def masked_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor):
+def masked_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Summed negative log-likelihood over the positions where `mask` holds, and their number
     (device scalars: nothing is read back)."""
     nll = F.cross_entropy(logits, targets.reshape(-1), reduction="none")

@@ -13,13 +13,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Union, cast
+
+import numpy.typing as npt
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.nn.functional import all_to_all_single
+
+if TYPE_CHECKING:
+    from .. import Route
+
+# The autograd all-to-all (torch does not annotate it).
+_all_to_all = cast(Callable[..., torch.Tensor], all_to_all_single)
 
 
 @dataclass
@@ -28,15 +36,18 @@ class DeviceRoute:
 
     order: torch.Tensor
     """`[N]` int64: positions grouped by expert."""
-    counts: list
+    counts: List[int]
     """Tokens per expert of this rank (`K` ints)."""
-    peer_counts: np.ndarray
+    peer_counts: npt.NDArray[np.int64]
     """`[E, K]` tokens per expert of each rank of the expert-parallel group."""
 
 
-def device_route(route, device=None, non_blocking: bool = True) -> DeviceRoute:
+def device_route(route: Union["Route", Mapping[str, Any]], device: Union[torch.device, str, None] = None,
+                 non_blocking: bool = True) -> DeviceRoute:
     """A `DeviceRoute` from a `hashprep.Route` or a route dict of `HashprepDataset`."""
-    get = route.get if isinstance(route, dict) else lambda name: getattr(route, name)
+    def get(name: str) -> Any:
+        return route[name] if isinstance(route, Mapping) else getattr(route, name)
+
     order = get("order")
     if isinstance(order, np.ndarray):
         order = torch.from_numpy(order)
@@ -54,13 +65,13 @@ class Expert(nn.Module):
     """`relu(x w1 + b1) w2 + b2`, `w1: [d, D]`, `w2: [D, d]` (hashtrain's layout and initial
     distribution: uniform in +-1/sqrt(fan_in))."""
 
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None, generator=None) -> None:
+    def __init__(self, d_model: int, d_ff: int, device: Optional[torch.device] = None,
+                 dtype: Optional[torch.dtype] = None, generator: Optional[torch.Generator] = None) -> None:
         super().__init__()
-        kw = {"device": device, "dtype": dtype}
-        self.w1 = nn.Parameter(torch.empty(d_model, d_ff, **kw))
-        self.b1 = nn.Parameter(torch.empty(d_ff, **kw))
-        self.w2 = nn.Parameter(torch.empty(d_ff, d_model, **kw))
-        self.b2 = nn.Parameter(torch.empty(d_model, **kw))
+        self.w1 = nn.Parameter(torch.empty(d_model, d_ff, device=device, dtype=dtype))
+        self.b1 = nn.Parameter(torch.empty(d_ff, device=device, dtype=dtype))
+        self.w2 = nn.Parameter(torch.empty(d_ff, d_model, device=device, dtype=dtype))
+        self.b2 = nn.Parameter(torch.empty(d_model, device=device, dtype=dtype))
         bound_in, bound_hidden = 1 / math.sqrt(d_model), 1 / math.sqrt(d_ff)
         for p, bound in ((self.w1, bound_in), (self.b1, bound_in), (self.w2, bound_hidden), (self.b2, bound_hidden)):
             nn.init.uniform_(p, -bound, bound, generator=generator)
@@ -79,8 +90,9 @@ class HashMoE(nn.Module):
     the expert-parallel layout (default: torch's global generator).
     """
 
-    def __init__(self, d_model: int, d_ff: int, experts: int, *, group=None, seed: Optional[int] = None,
-                 device=None, dtype=None) -> None:
+    def __init__(self, d_model: int, d_ff: int, experts: int, *, group: Optional[dist.ProcessGroup] = None,
+                 seed: Optional[int] = None, device: Optional[torch.device] = None,
+                 dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
         self.group = group
         self.ep_size = dist.get_world_size(group) if group is not None else 1
@@ -90,7 +102,7 @@ class HashMoE(nn.Module):
         self.num_experts = experts
         self.local = experts // self.ep_size
         first = self.ep_rank * self.local
-        def generator(e: int):
+        def generator(e: int) -> Optional[torch.Generator]:
             return None if seed is None else torch.Generator().manual_seed(seed * 1_000_003 + e)
 
         self.experts = nn.ModuleDict(
@@ -132,7 +144,7 @@ class HashMoE(nn.Module):
         send = counts[self.ep_rank].reshape(self.ep_size, self.local).sum(1).tolist()
         mine = counts[:, first : first + self.local]  # [source rank, local expert]
         receive = mine.sum(1).tolist()
-        arrived = all_to_all_single(
+        arrived = _all_to_all(
             grouped.new_empty((sum(receive), grouped.shape[1])), grouped, receive, send, self.group
         )
         # Arrivals come by source rank, then expert; the experts want them by expert.
@@ -142,13 +154,14 @@ class HashMoE(nn.Module):
         by_expert = by_expert.to(grouped.device, non_blocking=True)
         out = self._run(arrived.index_select(0, by_expert), mine.sum(0).tolist())
         out = torch.zeros_like(out).index_copy(0, by_expert, out)
-        return all_to_all_single(torch.empty_like(grouped), out, send, receive, self.group)
+        return _all_to_all(torch.empty_like(grouped), out, send, receive, self.group)
 
 
-def _by_expert_index(counts: np.ndarray) -> np.ndarray:
+def _by_expert_index(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """For rows laid out by (source, expert) with `counts[source, expert]` rows each, the row
     indices in (expert, source) order."""
-    starts = (np.cumsum(counts.ravel()) - counts.ravel()).reshape(counts.shape)
-    starts, lengths = starts.T.ravel(), counts.T.ravel()
+    by_source = (np.cumsum(counts.ravel()) - counts.ravel()).reshape(counts.shape)
+    starts, lengths = by_source.T.ravel(), counts.T.ravel()
     within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return np.repeat(starts, lengths) + within
+    index: npt.NDArray[np.int64] = np.repeat(starts, lengths) + within
+    return index

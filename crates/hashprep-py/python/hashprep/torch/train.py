@@ -33,11 +33,14 @@ import shutil
 import signal
 import sys
 import time
+from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
+from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.nn.parallel import DistributedDataParallel
 
@@ -45,6 +48,10 @@ import hashprep
 
 from .model import LanguageModel, masked_nll
 from .moe import HashMoE, device_route
+
+# Tokens per expert of each table-routed layer (1-based), counted on the host.
+Loads = Dict[int, npt.NDArray[np.int64]]
+
 
 class ConfigError(ValueError):
     """A setting or command-line option this trainer cannot use."""
@@ -71,7 +78,7 @@ def refuse_unsupported(config: hashprep.RunConfig, origin: pathlib.Path) -> None
                               "hashprep.torch.train runs hash and dense layers only")
 
 
-def refuse_top_k(config: hashprep.RunConfig, routes) -> None:
+def refuse_top_k(config: hashprep.RunConfig, routes: Sequence[hashprep.RouteInfo]) -> None:
     for route in routes:
         if route.top_k != 1 and route.sparse_layers:
             i = next(i for i, s in enumerate(config.model.sparse) if s.at in route.sparse_layers)
@@ -103,7 +110,7 @@ class Distributed:
                 if self.rank % ep == offset:
                     self.replicas = group
 
-    def all_reduce(self, tensor: torch.Tensor, group=None) -> torch.Tensor:
+    def all_reduce(self, tensor: torch.Tensor, group: Optional[dist.ProcessGroup] = None) -> torch.Tensor:
         if self.on:
             dist.all_reduce(tensor, group=group)
         return tensor
@@ -123,7 +130,7 @@ class Trainer:
         self.config, self.place, self.device = config, place, device
         m, t = config.model, config.train
 
-        def loader(data):
+        def loader(data: pathlib.Path) -> hashprep.Loader:
             return hashprep.Loader.for_run(config, data, rank=place.rank, world_size=place.world,
                                            expert_parallel=place.ep)
 
@@ -148,38 +155,39 @@ class Trainer:
         self.experts = [p for mod in self.model.modules() if isinstance(mod, HashMoE) and place.ep > 1 for p in mod.parameters()]
         expert_ids = {id(p) for p in self.experts}
         self.dense = [p for p in self.model.parameters() if id(p) not in expert_ids]
-        self.net = self.model
+        self.net: torch.nn.Module = self.model
         if place.on and place.world > 1:
             ignored = [n for n, p in self.model.named_parameters() if id(p) in expert_ids]
-            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, ignored)
+            ignore = cast(Callable[[torch.nn.Module, List[str]], None],
+                          DistributedDataParallel._set_params_and_buffers_to_ignore_for_model)
+            ignore(self.model, ignored)
             # Replicated experts (no --ep) that saw no token on this rank get no gradient here.
             self.net = DistributedDataParallel(self.model, find_unused_parameters=bool(self.route_of) and place.ep == 1)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=t.betas, eps=t.eps)
 
     def close(self) -> None:
         """Drops what holds process groups, threads and mapped files (see `shut_down`)."""
-        self.net = self.model = self.optimizer = None
+        del self.net, self.model, self.optimizer, self.train_loader, self.valid_loader
         self.experts = self.dense = []
-        self.train_loader = self.valid_loader = None
 
-    def forward(self, batch, net):
+    def forward(self, batch: hashprep.Batch, net: torch.nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
         ids = torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True)
         routes = {at: device_route(batch.routes[i], self.device) for at, i in self.route_of.items()}
         logits = net(ids, routes)
         return masked_nll(logits, torch.from_numpy(batch.targets).to(self.device), torch.from_numpy(batch.loss_mask).to(self.device))
 
-    def step(self, batch, step: int):
+    def step(self, batch: hashprep.Batch, step: int) -> Tuple[torch.Tensor, torch.Tensor, float]:
         t, place = self.config.train, self.place
         torch.manual_seed(t.seed * 1_000_003 + step * place.world + place.rank)  # dropout
         nll, count = self.forward(batch, self.net)
         tokens = place.all_reduce(count.detach().clone()).clamp_min(1.0)
         # DDP averages over the W ranks: W * (this rank's share of the global mean).
         self.optimizer.zero_grad(set_to_none=True)
-        (nll * place.world / tokens).backward()
+        torch.autograd.backward(nll * place.world / tokens)
         if self.experts:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.experts]
             flat = place.all_reduce(torch.cat([g.reshape(-1) for g in grads]), place.replicas) / place.world
-            for p, g in zip(self.experts, flat.split([p.numel() for p in self.experts])):
+            for p, g in zip(self.experts, torch.split(flat, [p.numel() for p in self.experts])):
                 p.grad = g.view_as(p)
         grad_norm = self._clip(t.clip)
         lr = inverse_sqrt_lr(t.lr, t.warmup, step)
@@ -191,7 +199,7 @@ class Trainer:
     def _clip(self, max_norm: float) -> torch.Tensor:
         """Global gradient norm over every distinct parameter (sharded experts summed over their
         group), scaled on the device: nothing is read back."""
-        def square(params):
+        def square(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
             grads = [p.grad.reshape(-1) for p in params if p.grad is not None]
             return torch.cat(grads).pow(2).sum() if grads else torch.zeros((), device=self.device)
         total = square(self.dense)
@@ -205,7 +213,7 @@ class Trainer:
                     p.grad.mul_(scale)
         return norm
 
-    def evaluate(self, max_batches: int) -> dict:
+    def evaluate(self, max_batches: int) -> Dict[str, Any]:
         per_epoch = self.valid_loader.batches_per_epoch
         batches = per_epoch if max_batches == 0 else min(max_batches, per_epoch)
         self.valid_loader.load_state({**self.valid_loader.state(), "next_batch": 0})
@@ -223,14 +231,14 @@ class Trainer:
         return {"loss": loss, "ppl": math.exp(loss) if loss == loss else loss, "tokens": int(tokens),
                 "loads": self._load_records(loads)}
 
-    def _new_loads(self) -> dict:
+    def _new_loads(self) -> Loads:
         return {at: np.zeros(experts, dtype=np.int64) for at, experts in self.experts_of.items()}
 
-    def _add_loads(self, loads: dict, batch) -> None:
+    def _add_loads(self, loads: Loads, batch: hashprep.Batch) -> None:
         for at, i in self.route_of.items():
             loads[at] += np.diff(batch.routes[i].offsets)
 
-    def _load_records(self, loads: dict) -> list:
+    def _load_records(self, loads: Loads) -> List[Dict[str, Any]]:
         records = []
         for at in sorted(loads):
             counts = self.place.all_reduce(torch.from_numpy(loads[at]).to(self.device)).tolist()
@@ -240,7 +248,7 @@ class Trainer:
         return records
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hashprep.torch.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=pathlib.Path, required=True, help="hashtrain's run config (TOML)")
     parser.add_argument("--out", type=pathlib.Path, required=True, help="the run folder")
@@ -252,6 +260,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     stop_with_launcher()
     place = trainer = None
+    context = ""  # as hashtrain's: which run failed, once the config is read
     try:
         config = hashprep.RunConfig.load(args.config, overrides=args.overrides)
         refuse_unsupported(config, args.config)
@@ -261,14 +270,15 @@ def main(argv=None) -> int:
         device = torch.device(t.device if t.device == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        context = f"training {args.out}: "
         place = Distributed(args.ep, device)
         trainer = Trainer(config, place, device)
         run(trainer, args)
     except (ConfigError, hashprep.Error, Diverged) as e:
-        print(f"error: {as_flags(str(e), parser)}", file=sys.stderr)
+        print(f"error: {context}{as_flags(str(e), parser)}", file=sys.stderr)
         return 2
     except OSError as e:  # the config or data cannot be read (hashtrain: exit 1 too)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {context}{e}", file=sys.stderr)
         return 1
     finally:
         shut_down(trainer, place)
@@ -284,7 +294,7 @@ def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
     return message
 
 
-def shut_down(trainer, place) -> None:
+def shut_down(trainer: Optional[Trainer], place: Optional[Distributed]) -> None:
     """Frees the model, its DDP wrapper and the loaders, then the process groups, in that order
     and while the interpreter is whole. torch keeps the trainer alive past `main` through a
     reference cycle (frames of a lazy import made inside `Optimizer.__init__` stay referenced,
@@ -311,7 +321,7 @@ def stop_with_launcher() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def run(trainer: Trainer, args) -> None:
+def run(trainer: Trainer, args: argparse.Namespace) -> None:
     place, out = trainer.place, args.out
     checkpoints = out / "checkpoints"
     step = 0
@@ -338,7 +348,8 @@ def run(trainer: Trainer, args) -> None:
             metrics.close()
 
 
-def train_steps(trainer: Trainer, args, step: int, metrics, checkpoints: pathlib.Path) -> None:
+def train_steps(trainer: Trainer, args: argparse.Namespace, step: int, metrics: Optional[IO[str]],
+                checkpoints: pathlib.Path) -> None:
     t, place = trainer.config.train, trainer.place
     last = min(t.steps, args.stop_after or t.steps)
     window = new_window(trainer)
@@ -368,7 +379,7 @@ def train_steps(trainer: Trainer, args, step: int, metrics, checkpoints: pathlib
             save(trainer, checkpoints, step, t.keep_checkpoints)
 
 
-def stop_if_diverged(record: dict, window_steps: int) -> None:
+def stop_if_diverged(record: Dict[str, Any], window_steps: int) -> None:
     """Every rank holds the same all-reduced losses, so all of them stop together."""
     loss = record["loss"]
     if loss is not None and math.isfinite(loss):
@@ -381,7 +392,7 @@ def stop_if_diverged(record: dict, window_steps: int) -> None:
     raise Diverged(step, detail)
 
 
-def check_finite_state(trainer: Trainer, window: dict, step: int) -> None:
+def check_finite_state(trainer: Trainer, window: Dict[str, Any], step: int) -> None:
     """No checkpoint of weights, or of an open window, that are no longer finite; the ranks
     agree through one all-reduce (a device read of one flag)."""
     with torch.no_grad():
@@ -392,13 +403,14 @@ def check_finite_state(trainer: Trainer, window: dict, step: int) -> None:
             raise Diverged(step, "the weights or the training loss are no longer finite; no checkpoint was written")
 
 
-def new_window(trainer: Trainer) -> dict:
+def new_window(trainer: Trainer) -> Dict[str, Any]:
     """The training statistics since the last `train` record (the loss stays on the device)."""
     return {"loss": torch.zeros((), device=trainer.device), "steps": 0, "tokens": 0, "wait": 0.0,
             "started": time.perf_counter(), "loads": trainer._new_loads()}
 
 
-def train_record(trainer, window, step, lr, grad_norm) -> dict:
+def train_record(trainer: Trainer, window: Dict[str, Any], step: int, lr: float,
+                 grad_norm: torch.Tensor) -> Dict[str, Any]:
     loss = trainer.place.all_reduce(window["loss"].clone()).item() / window["steps"]
     seconds = time.perf_counter() - window["started"]
     return {"type": "train", "step": step, "loss": loss, "aux_loss": 0.0, "lr": lr,
@@ -406,7 +418,7 @@ def train_record(trainer, window, step, lr, grad_norm) -> dict:
             "loader_wait": window["wait"] / seconds, "loads": trainer._load_records(window["loads"])}
 
 
-def write(metrics, record: dict) -> None:
+def write(metrics: Optional[IO[str]], record: Dict[str, Any]) -> None:
     """One JSON line; a number that is not finite is written as null (as hashtrain does), so
     the file stays JSON."""
     if metrics is not None:
@@ -415,7 +427,7 @@ def write(metrics, record: dict) -> None:
         metrics.flush()
 
 
-def run_identity(trainer: Trainer) -> dict:
+def run_identity(trainer: Trainer) -> Dict[str, Any]:
     """What a checkpoint must be resumed with: its config (all but the runtime settings must be
     the same, `RunConfig.resume_differences`), the world size and the expert-parallel size."""
     return {"config": trainer.config.to_toml(), "world_size": trainer.place.world, "ep": trainer.place.ep}
@@ -439,7 +451,7 @@ def save(trainer: Trainer, checkpoints: pathlib.Path, step: int, keep: int) -> N
     place = trainer.place
     folder = checkpoints / f"step-{step:08d}"
     model_state, optim_state = get_state_dict(trainer.model, trainer.optimizer)
-    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=folder)
+    dcp_save({"model": model_state, "optim": optim_state}, checkpoint_id=folder)
     (folder / f"loader-rank{place.rank}.json").write_text(json.dumps(trainer.train_loader.state()))
     place.barrier()
     if place.rank == 0:
@@ -481,7 +493,7 @@ def verify_checkpoint(trainer: Trainer, folder: pathlib.Path) -> None:
                 problems.append(f"{path}: checksum mismatch: {CHECKSUMS} says {expected}, the file is {actual} "
                                 "(altered since the checkpoint was written; resume from another checkpoint)")
     if place.on:
-        gathered = [None] * place.world
+        gathered: List[Any] = [None] * place.world
         dist.all_gather_object(gathered, problems)
         problems = [p for rank in gathered for p in rank]
     if problems:
@@ -507,8 +519,8 @@ def restore(trainer: Trainer, checkpoints: pathlib.Path) -> int:
     folder = checkpoints / (checkpoints / "latest").read_text().strip()
     verify_checkpoint(trainer, folder)
     model_state, optim_state = get_state_dict(trainer.model, trainer.optimizer)
-    state = {"model": model_state, "optim": optim_state}
-    dcp.load(state, checkpoint_id=folder)
+    state: Dict[str, Any] = {"model": model_state, "optim": optim_state}
+    dcp_load(state, checkpoint_id=folder)
     set_state_dict(trainer.model, trainer.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     loader_state = json.loads((folder / f"loader-rank{trainer.place.rank}.json").read_text())
     trainer.train_loader.load_state(loader_state)

@@ -1,13 +1,17 @@
-"""Type stubs of the hashprep package (the Rust extension hashprep._hashprep)."""
+"""Type stubs of the Rust extension hashprep._hashprep (what `hashprep` re-exports)."""
 
 from os import PathLike
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
 
 _Path = Union[str, "PathLike[str]"]
+_Format = Literal["wikitext103", "cc100", "text", "jsonl", "reddit"]
+_OnError = Literal["fail", "skip"]
+_Method = Literal["random", "balanced", "clustered", "dispersed", "bigram", "previous", "position", "oracle"]
+_TableFormat = Literal["arrow", "npy"]
 
 class Error(ValueError):
     """Input hashprep cannot use: a file, record, setting or state, named in the message."""
@@ -16,14 +20,14 @@ def tokenize(
     inputs: Sequence[_Path],
     out: _Path,
     *,
-    format: str,
+    format: _Format,
     tokenizer: str,
     text_field: str = "text",
     blank_line_separated: bool = False,
-    on_error: str = "fail",
+    on_error: _OnError = "fail",
     eos_token: Optional[str] = None,
     no_eos: bool = False,
-    special_tokens: str = "ordinary",
+    special_tokens: Literal["ordinary", "recognize"] = "ordinary",
     max_context_turns: int = 7,
     shard_mib: Optional[float] = None,
     threads: int = 0,
@@ -32,41 +36,43 @@ def tokenize(
     force: bool = False,
     progress: bool = True,
 ) -> Dict[str, Any]: ...
-def inspect(path: _Path, *, top: int = 20) -> Dict[str, Any]: ...
+def inspect(path: _Path, *, top: int = ...) -> Dict[str, Any]: ...
 def train_tokenizer(
     inputs: Sequence[_Path],
     out: _Path,
     *,
-    format: str,
-    kind: str,
-    vocab_size: int = 8008,
-    min_count: int = 3,
+    format: _Format,
+    kind: Literal["bpe", "word"],
+    vocab_size: int = ...,
+    min_count: int = ...,
     eos_token: Optional[str] = None,
     text_field: str = "text",
     blank_line_separated: bool = False,
-    on_error: str = "fail",
+    on_error: _OnError = "fail",
     progress: bool = True,
 ) -> str: ...
 
+@final
 class Dataset:
-    def __init__(self, path: _Path) -> None: ...
+    def __new__(cls, path: _Path) -> "Dataset": ...
     def __len__(self) -> int: ...
-    def __getitem__(self, index: int) -> npt.NDArray[Union[np.uint16, np.uint32]]: ...
+    def __getitem__(self, index: int, /) -> npt.NDArray[Union[np.uint16, np.uint32]]: ...
     def prefix_lens(self) -> npt.NDArray[np.uint32]: ...
     def counts(self) -> npt.NDArray[np.uint64]: ...
     @property
     def manifest(self) -> Dict[str, Any]: ...
 
+@final
 class Table:
     @staticmethod
     def load(path: _Path) -> "Table": ...
-    def save(self, path: _Path, *, format: str = "arrow") -> List[str]: ...
+    def save(self, path: _Path, *, format: _TableFormat = "arrow") -> List[str]: ...
     def export(
         self,
         out: _Path,
         *,
-        to: str,
-        layers: Sequence[int] = (),
+        to: Literal["hf-deepseek-v4", "npy"],
+        layers: Sequence[int] = ...,
         vocab_size: Optional[int] = None,
         top_k: Optional[int] = None,
     ) -> List[str]: ...
@@ -80,21 +86,22 @@ def build_table(
     data: _Path,
     out: Optional[_Path] = None,
     *,
-    method: str,
+    method: _Method,
     experts: int,
     top_k: int = 1,
     hashes: int = 1,
     layers: int = 1,
     seed: int = 0,
     no_refine: bool = False,
-    base: str = "balanced",
+    base: _Method = "balanced",
     embeddings: Optional[_Path] = None,
     tensor: Optional[str] = None,
     kmeans_runs: int = 1,
-    format: str = "arrow",
+    format: _TableFormat = "arrow",
     plot: Optional[_Path] = None,
 ) -> Table: ...
 
+@final
 class Route:
     spec: int
     hash: int
@@ -106,6 +113,7 @@ class Route:
     offsets: npt.NDArray[np.int64]
     peer_counts: npt.NDArray[np.int64]
 
+@final
 class Batch:
     index: int
     epoch: int
@@ -114,24 +122,27 @@ class Batch:
     loss_mask: npt.NDArray[np.bool_]
     routes: List[Route]
 
+@final
 class RouteInfo:
     index: int
     table: Path
     fingerprint: str
-    method: str
+    method: _Method
     layer: int
     hash: int
     experts: int
     top_k: int
     sparse_layers: List[int]
 
+@final
 class Batches(Iterator[Batch]):
     def __iter__(self) -> "Batches": ...
     def __next__(self) -> Batch: ...
 
+@final
 class Loader:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         data: _Path,
         tables: Optional[Sequence[_Path]] = None,
         *,
@@ -145,7 +156,7 @@ class Loader:
         expert_parallel: int = 1,
         workers: int = 2,
         prefetch: int = 4,
-    ) -> None: ...
+    ) -> "Loader": ...
     @staticmethod
     def for_run(
         config: "RunConfig",
@@ -164,11 +175,13 @@ class Loader:
     @property
     def routes(self) -> List[RouteInfo]: ...
 
+@final
 class DataConfig:
     train: Path
     valid: Path
     test: Optional[Path]
 
+@final
 class SparseLayer:
     at: int
     kind: Literal["dense", "hash", "multihash", "switch", "token-switch", "base"]
@@ -181,6 +194,7 @@ class SparseLayer:
     top_k: Optional[int]
     scoring: Optional[Literal["softmax", "sigmoid", "sqrtsoftplus", "uniform"]]
 
+@final
 class ModelConfig:
     layers: int
     d_model: int
@@ -192,6 +206,7 @@ class ModelConfig:
     tie_embeddings: bool
     sparse: List[SparseLayer]
 
+@final
 class TrainConfig:
     steps: int
     batch_size: int
@@ -213,6 +228,7 @@ class TrainConfig:
     threads: int
     expert_matmul: Literal["auto", "grouped", "loop"]
 
+@final
 class RunConfig:
     @staticmethod
     def load(path: _Path, overrides: Sequence[str] = ...) -> "RunConfig": ...
