@@ -72,6 +72,11 @@ test: $(VENV)/.hashprep-py
 	! cargo tree --locked -p hashprep --edges normal,build | grep -q torch-sys
 	! cargo tree --locked -p hashprep --no-default-features --edges normal | grep -qE '^[^a-z]*(clap|indicatif|plotters) '
 	cargo check --locked -p hashprep --lib --no-default-features
+	@# hashtrain likewise: without its default `cli` feature, no CLI dependency; its run config
+	@# (read by the Python package too) never links libtorch.
+	! $(TORCH_ENV) cargo tree --locked -p hashtrain --no-default-features --edges normal | grep -qE '^[^a-z]*(clap|indicatif|plotters) '
+	! cargo tree --locked -p hashtrain-config --edges normal,build | grep -q torch-sys
+	$(TORCH_ENV) cargo clippy --locked -p hashtrain --lib --no-default-features -- -D warnings
 	cargo fmt --all --check
 	$(TORCH_ENV) cargo clippy --workspace --all-targets --locked -- -D warnings
 	@# The bench executable too: tests/train/cuda_link.rs checks what every hashtrain executable links.

@@ -31,9 +31,8 @@ use hashprep::Format;
 use hashprep::{build_table_files, tokenize, BuildTableRequest, RunOptions, TokenizeSettings};
 use hashprep::{train_tokenizer, TokenizerKind, TrainOptions};
 use hashprep::{Method, TableSpec};
-use hashtrain::model::masked_nll;
-use hashtrain::train::{run, DeviceBatch, Setup};
 use hashtrain::RunConfig;
+use hashtrain::{masked_nll, run, DeviceBatch, Setup};
 
 const WARMUP: u64 = 3;
 const TIMED: u64 = 20;

@@ -5,7 +5,6 @@ use std::process::Command;
 
 use hashprep::{build_table_files, BuildTableRequest};
 use hashprep::{Method, TableSpec};
-use hashtrain::train;
 
 use crate::common::{config, fixture, table_layer, valid_ppl};
 
@@ -224,7 +223,7 @@ fn run_files_are_shareable_and_an_altered_checkpoint_is_refused() {
     );
 
     // One flipped byte inside the weights: resume and eval refuse the checkpoint by name.
-    let checkpoint = train::checkpoint::resolve(&run_dir).unwrap();
+    let checkpoint = hashtrain::resolve_checkpoint(&run_dir).unwrap();
     let weights = checkpoint.join("model.safetensors");
     let mut bytes = std::fs::read(&weights).unwrap();
     let middle = bytes.len() / 2;

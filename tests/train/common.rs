@@ -7,8 +7,8 @@ use hashprep::{build_table_files, tokenize, BuildTableRequest, RunOptions, Token
 use hashprep::{train_tokenizer, TokenizerKind, TrainOptions};
 use hashprep::{Format, OnError};
 use hashprep::{Method, TableSpec};
-use hashtrain::train::{read_records, Record};
 use hashtrain::RunConfig;
+use hashtrain::{read_records, Record};
 
 /// The repository root.
 pub(crate) fn repo() -> PathBuf {
@@ -142,7 +142,7 @@ pub(crate) fn valid_ppl(run: &Path) -> Vec<(u64, f64)> {
 /// Trains `config_with("train.steps=20")` into `dir`, then resumes it with
 /// `config_with("train.steps=30")`.
 pub(crate) fn stop_at_20_and_resume_to_30(config_with: impl Fn(&str) -> RunConfig, dir: &Path) {
-    use hashtrain::train::{run, RunOptions};
+    use hashtrain::{run, RunOptions};
     run(&config_with("train.steps=20"), dir, &RunOptions::default()).unwrap();
     let resume = RunOptions {
         resume: true,

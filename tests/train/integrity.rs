@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use hashprep::Format;
 use hashprep::{tokenize, RunOptions as TokenizeOptions, TokenizeSettings};
-use hashtrain::train::{read_records, run, Record, RunOptions};
 use hashtrain::RunConfig;
+use hashtrain::{read_records, run, Record, RunOptions};
 
 use crate::common::{config, fixture, repo};
 

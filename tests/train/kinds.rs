@@ -1,6 +1,6 @@
 //! Every sparse kind trains and reports per-expert loads that account for every token.
 
-use hashtrain::train::{read_records, run, Record, RunOptions};
+use hashtrain::{read_records, run, Record, RunOptions};
 
 use crate::common::{config, fixture, table_layer};
 

@@ -1,6 +1,6 @@
 //! The model learns, and routing information helps as the paper says it does.
 
-use hashtrain::train::{run, RunOptions};
+use hashtrain::{run, RunOptions};
 
 use crate::common::{config, fixture, table_layer, valid_ppl};
 

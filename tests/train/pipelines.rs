@@ -1,8 +1,8 @@
 //! Every shipped config in `pipelines/` loads and validates: run configs as `hashtrain run`
 //! reads them, sweep configs as `hashtrain sweep` does.
 
-use hashtrain::sweep::SweepConfig;
 use hashtrain::RunConfig;
+use hashtrain::SweepConfig;
 
 use crate::common::repo;
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use hashtrain::train::{read_records, run, Record, RunOptions};
+use hashtrain::{read_records, run, Record, RunOptions};
 use tch::{Kind, Tensor};
 
 use crate::common::{config, fixture, stop_at_20_and_resume_to_30, table_layer, valid_ppl};

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use hashtrain::train::{read_records, Record};
+use hashtrain::{read_records, Record};
 
 use crate::common::repo;
 

@@ -10,8 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use hashtrain::train::{self, evaluate, RunOptions};
-use hashtrain::{parse_device, DeviceReport, RunConfig};
+use hashtrain::{evaluate, parse_device, DeviceReport, LayerLoad, RunConfig, RunOptions};
 
 /// Trains dense, Hash, MultiHash, Switch and Token-Switch language models on hashprep data.
 #[derive(Debug, Parser)]
@@ -164,7 +163,7 @@ fn run(args: RunArgs, progress: bool) -> Result<()> {
         force: args.force,
         progress,
     };
-    let summary = train::run(&config, &args.out, &options)
+    let summary = hashtrain::run(&config, &args.out, &options)
         .with_context(|| format!("training {}", args.out.display()))?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -188,14 +187,14 @@ fn run(args: RunArgs, progress: bool) -> Result<()> {
 
 fn eval(args: &EvalArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let dir = train::checkpoint::resolve(&args.checkpoint)?;
-    let saved = train::checkpoint::read_state(&dir)?;
+    let dir = hashtrain::resolve_checkpoint(&args.checkpoint)?;
+    let saved = hashtrain::read_checkpoint_state(&dir)?;
     let data = args
         .data
         .clone()
         .or(saved.config.data.test.clone())
         .unwrap_or(saved.config.data.valid.clone());
-    let (restored, mut loader) = train::restore(&dir, device, Some(&data))?;
+    let (restored, mut loader) = hashtrain::restore(&dir, device, Some(&data))?;
     let result = evaluate(
         &restored.model,
         &mut loader,
@@ -232,8 +231,8 @@ fn eval(args: &EvalArgs) -> Result<()> {
 }
 
 fn export_embeddings(args: &ExportArgs) -> Result<()> {
-    let (restored, _) = train::restore(&args.checkpoint, tch::Device::Cpu, None)?;
-    train::write_embeddings_npy(&restored.model, &args.out)?;
+    let (restored, _) = hashtrain::restore(&args.checkpoint, tch::Device::Cpu, None)?;
+    hashtrain::write_embeddings_npy(&restored.model, &args.out)?;
     let shape = restored.model.embedding().size();
     writeln!(
         std::io::stdout().lock(),
@@ -246,17 +245,17 @@ fn export_embeddings(args: &ExportArgs) -> Result<()> {
 }
 
 fn sweep(args: &SweepArgs, progress: bool) -> Result<()> {
-    let config = hashtrain::sweep::SweepConfig::load(&args.config.config, &args.config.overrides)?;
+    let config = hashtrain::SweepConfig::load(&args.config.config, &args.config.overrides)?;
     let command = std::env::args()
         .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
         .collect::<Vec<_>>()
         .join(" ");
-    let options = hashtrain::sweep::SweepOptions {
+    let options = hashtrain::SweepOptions {
         force: args.force,
         progress,
         command: command.replacen(&std::env::args().next().unwrap_or_default(), "hashtrain", 1),
     };
-    let results = hashtrain::sweep::run_sweep(&config, &args.out, &options)?;
+    let results = hashtrain::run_sweep(&config, &args.out, &options)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -278,7 +277,7 @@ fn sweep(args: &SweepArgs, progress: bool) -> Result<()> {
 }
 
 /// One line per sparse layer: its busiest expert's load over the mean.
-fn print_loads(out: &mut impl Write, loads: &[train::LayerLoad]) -> std::io::Result<()> {
+fn print_loads(out: &mut impl Write, loads: &[LayerLoad]) -> std::io::Result<()> {
     for load in loads {
         writeln!(
             out,

@@ -7,7 +7,7 @@
 //! down to `eps_final`, the result is within `N * eps_final` of the optimum.
 
 /// The expert of each of the `scores.len() / experts` tokens (`scores` is `[N, K]` row-major).
-pub fn balanced_assignment(scores: &[f32], experts: usize) -> Vec<u32> {
+pub(crate) fn balanced_assignment(scores: &[f32], experts: usize) -> Vec<u32> {
     let n = scores.len() / experts;
     if n == 0 {
         return Vec::new();

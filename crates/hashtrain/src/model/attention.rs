@@ -4,7 +4,7 @@ use tch::{nn, Tensor};
 
 /// Causal self-attention over `[B, T, d]`.
 #[derive(Debug)]
-pub struct CausalSelfAttention {
+pub(crate) struct CausalSelfAttention {
     qkv: nn::Linear,
     out: nn::Linear,
     heads: i64,
@@ -13,7 +13,7 @@ pub struct CausalSelfAttention {
 
 impl CausalSelfAttention {
     /// `heads` heads of `d_model / heads` dimensions.
-    pub fn new(path: &nn::Path<'_>, d_model: i64, heads: i64, dropout: f64) -> Self {
+    pub(crate) fn new(path: &nn::Path<'_>, d_model: i64, heads: i64, dropout: f64) -> Self {
         let config = nn::LinearConfig::default();
         Self {
             qkv: nn::linear(path / "qkv", d_model, 3 * d_model, config),
@@ -24,7 +24,7 @@ impl CausalSelfAttention {
     }
 
     /// Each position attends to itself and the positions before it.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    pub(crate) fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let (b, t, d) = x.size3().expect("[B, T, d]");
         let head_dim = d / self.heads;
         let qkv = x

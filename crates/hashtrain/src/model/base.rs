@@ -14,7 +14,7 @@ use super::staging::Staging;
 
 /// A BASE FFN.
 #[derive(Debug)]
-pub struct BaseFfn {
+pub(crate) struct BaseFfn {
     /// The experts.
     pub bank: ExpertBank,
     /// `[K, d]`: expert e's score of `h` is `router[e] . h`.
@@ -23,7 +23,7 @@ pub struct BaseFfn {
 
 impl BaseFfn {
     /// K experts `d -> d_ff -> d` and their router.
-    pub fn new(path: &nn::Path<'_>, experts: i64, d_model: i64, d_ff: i64) -> Self {
+    pub(crate) fn new(path: &nn::Path<'_>, experts: i64, d_model: i64, d_ff: i64) -> Self {
         let bound = 1.0 / (d_model as f64).sqrt();
         Self {
             bank: ExpertBank::new(path, experts, d_model, d_ff),
@@ -39,7 +39,7 @@ impl BaseFfn {
     }
 
     /// `h`: `[N, d]`. Returns the output and the tokens each expert ran.
-    pub fn forward(&self, h: &Tensor, train: bool) -> (Tensor, Vec<u64>) {
+    pub(crate) fn forward(&self, h: &Tensor, train: bool) -> (Tensor, Vec<u64>) {
         let experts = self.bank.experts();
         let scores = h.matmul(&self.router.tr());
         let expert_ids: Vec<u32> = if train {

@@ -74,7 +74,7 @@ impl Groups {
 
 /// What of each expert to run on its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     /// The whole FFN.
     Ffn,
     /// Hidden units `[from, from + width)`: `relu(x A_e[:, seg] + b)`.
@@ -98,7 +98,7 @@ pub enum Part {
 /// expert, and an expert that saw no token this step gets none (stacking the experts into one
 /// `[K, ...]` tensor made every expert's backward allocate and add a full-size gradient).
 #[derive(Debug)]
-pub struct ExpertBank {
+pub(crate) struct ExpertBank {
     /// How the experts run (set once the model is built).
     pub matmul: ExpertMatmul,
     /// `[d, D]` per expert.
@@ -114,7 +114,7 @@ pub struct ExpertBank {
 impl ExpertBank {
     /// K experts of a `d -> D -> d` FFN, initialized as `nn::linear` initializes one (uniform
     /// in `±1/sqrt(fan_in)`); expert `e`'s tensors are `experts.e.{w1,b1,w2,b2}`.
-    pub fn new(path: &nn::Path<'_>, experts: i64, d_model: i64, d_ff: i64) -> Self {
+    pub(crate) fn new(path: &nn::Path<'_>, experts: i64, d_model: i64, d_ff: i64) -> Self {
         let bound_in = 1.0 / (d_model as f64).sqrt();
         let bound_hidden = 1.0 / (d_ff as f64).sqrt();
         let uniform = |b: f64| nn::Init::Uniform { lo: -b, up: b };
@@ -138,18 +138,18 @@ impl ExpertBank {
     }
 
     /// Number of experts K.
-    pub fn experts(&self) -> i64 {
+    pub(crate) fn experts(&self) -> i64 {
         self.w1.len() as i64
     }
 
     /// `(d, D)`.
-    pub fn dims(&self) -> (i64, i64) {
+    pub(crate) fn dims(&self) -> (i64, i64) {
         let size = self.w1[0].size();
         (size[0], size[1])
     }
 
     /// Segment `[from, from + width)` of expert `e`'s hidden units: `relu(x A_e[:, seg] + b)`.
-    pub fn hidden(&self, e: i64, x: &Tensor, from: i64, width: i64) -> Tensor {
+    pub(crate) fn hidden(&self, e: i64, x: &Tensor, from: i64, width: i64) -> Tensor {
         let e = e as usize;
         if width == self.dims().1 {
             return self.b1[e].addmm(x, &self.w1[e]).relu();
@@ -161,7 +161,7 @@ impl ExpertBank {
     }
 
     /// Output columns `[from, from + width)` of expert `e` on hidden units `v`.
-    pub fn output(&self, e: i64, v: &Tensor, from: i64, width: i64) -> Tensor {
+    pub(crate) fn output(&self, e: i64, v: &Tensor, from: i64, width: i64) -> Tensor {
         let e = e as usize;
         if width == self.dims().0 {
             return self.b2[e].addmm(v, &self.w2[e]);
@@ -172,13 +172,13 @@ impl ExpertBank {
     }
 
     /// The whole FFN of expert `e`.
-    pub fn ffn(&self, e: i64, x: &Tensor) -> Tensor {
+    pub(crate) fn ffn(&self, e: i64, x: &Tensor) -> Tensor {
         let (d_model, d_ff) = self.dims();
         self.output(e, &self.hidden(e, x, 0, d_ff), 0, d_model)
     }
 
     /// `part` of each expert on its rows of `sorted` (`[M, *]`, grouped as `groups`).
-    pub fn run(&self, sorted: &Tensor, groups: &Groups, part: Part) -> Tensor {
+    pub(crate) fn run(&self, sorted: &Tensor, groups: &Groups, part: Part) -> Tensor {
         if groups.spans.is_empty() {
             let width = match part {
                 Part::Ffn => self.dims().0,
@@ -256,7 +256,12 @@ impl ExpertBank {
 
 /// Applies `part` of each position's expert to the rows of `x` (`[N, *]`) as grouped by
 /// `route`, and returns the results in position order.
-pub fn apply_grouped(x: &Tensor, route: &DeviceRoute, bank: &ExpertBank, part: Part) -> Tensor {
+pub(crate) fn apply_grouped(
+    x: &Tensor,
+    route: &DeviceRoute,
+    bank: &ExpertBank,
+    part: Part,
+) -> Tensor {
     let grouped = run_groups(x, route, bank, part);
     // Scatter back: a permutation, so every row is written once; its backward is a gather.
     grouped.zeros_like().index_copy(0, &route.order, &grouped)
@@ -265,7 +270,7 @@ pub fn apply_grouped(x: &Tensor, route: &DeviceRoute, bank: &ExpertBank, part: P
 /// The top-k form of [`apply_grouped`]: each (position, slot) pair of `route` runs through its
 /// expert, its output is scaled by its entry of `weights` (`[N * k]`, in `order`'s order), and
 /// the k outputs of a position are summed.
-pub fn apply_grouped_weighted(
+pub(crate) fn apply_grouped_weighted(
     x: &Tensor,
     route: &DeviceRoute,
     weights: &Tensor,

@@ -10,7 +10,7 @@ use super::switch::SwitchFfn;
 
 /// A layer's FFN.
 #[derive(Debug)]
-pub enum FeedForward {
+pub(crate) enum FeedForward {
     /// `B(relu(A(h)))`.
     Dense {
         /// A.
@@ -38,7 +38,7 @@ pub enum FeedForward {
 
 /// What an FFN produced for one batch, besides its output.
 #[derive(Debug, Default)]
-pub struct FfnExtras {
+pub(crate) struct FfnExtras {
     /// Load-balancing term already multiplied by its coefficient.
     pub aux_loss: Option<Tensor>,
     /// Tokens per expert (Switch: plus a last entry for tokens dropped for capacity).
@@ -47,7 +47,7 @@ pub struct FfnExtras {
 
 impl FeedForward {
     /// A dense FFN `d -> D -> d`.
-    pub fn dense(path: &nn::Path<'_>, d_model: i64, d_ff: i64) -> Self {
+    pub(crate) fn dense(path: &nn::Path<'_>, d_model: i64, d_ff: i64) -> Self {
         let config = nn::LinearConfig::default();
         FeedForward::Dense {
             a: nn::linear(path / "a", d_model, d_ff, config),
@@ -56,7 +56,7 @@ impl FeedForward {
     }
 
     /// The experts of a sparse FFN.
-    pub fn bank_mut(&mut self) -> Option<&mut ExpertBank> {
+    pub(crate) fn bank_mut(&mut self) -> Option<&mut ExpertBank> {
         match self {
             FeedForward::Dense { .. } => None,
             FeedForward::Hash { layer, .. } => Some(&mut layer.bank),
@@ -67,7 +67,7 @@ impl FeedForward {
 
     /// `h`: `[N, d]`; `token_ids`: `[N]`; `routes`: the batch's routes; `train`: a training
     /// step (BASE assigns differently then).
-    pub fn forward(
+    pub(crate) fn forward(
         &self,
         h: &Tensor,
         token_ids: &Tensor,

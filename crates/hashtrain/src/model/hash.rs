@@ -22,7 +22,7 @@ use crate::config::Scoring;
 
 /// A Hash or MultiHash FFN.
 #[derive(Debug)]
-pub struct HashFfn {
+pub(crate) struct HashFfn {
     /// The experts.
     pub bank: ExpertBank,
     /// Number of hashes N.
@@ -37,7 +37,7 @@ pub struct HashFfn {
 impl HashFfn {
     /// K experts of width `d_ff`, N hashes (`d_model` and `d_ff` divisible by N), k experts per
     /// token weighted by `scoring` (k > 1 only with N = 1).
-    pub fn new(
+    pub(crate) fn new(
         path: &nn::Path<'_>,
         experts: i64,
         hashes: i64,
@@ -70,7 +70,7 @@ impl HashFfn {
     }
 
     /// `h`: `[N_tokens, d]`; `routes`: one per hash, in hash order.
-    pub fn forward(&self, h: &Tensor, routes: &[&DeviceRoute]) -> Tensor {
+    pub(crate) fn forward(&self, h: &Tensor, routes: &[&DeviceRoute]) -> Tensor {
         assert_eq!(routes.len() as i64, self.hashes, "one route per hash");
         let bank = &self.bank;
         if self.top_k > 1 {

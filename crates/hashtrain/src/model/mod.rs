@@ -16,15 +16,14 @@ mod switch;
 
 use tch::{nn, Kind, Tensor};
 
-pub use assignment::balanced_assignment;
-pub use attention::CausalSelfAttention;
-pub use base::BaseFfn;
-pub use experts::{apply_grouped, apply_grouped_weighted, ExpertBank, ExpertMatmul, Groups, Part};
-pub use ffn::{FeedForward, FfnExtras};
-pub use hash::HashFfn;
-pub use routes::{DeviceRoute, PairIndex, StagedRoute};
-pub use staging::{Slot, Staging, Uploaded};
-pub use switch::{load_balancing_loss, SwitchFfn, SwitchOutput};
+pub(crate) use attention::CausalSelfAttention;
+pub(crate) use base::BaseFfn;
+pub(crate) use experts::ExpertMatmul;
+pub(crate) use ffn::FeedForward;
+pub(crate) use hash::HashFfn;
+pub(crate) use routes::DeviceRoute;
+pub(crate) use staging::Staging;
+pub(crate) use switch::SwitchFfn;
 
 use crate::config::{ModelConfig, Positions, Scoring, SparseKind};
 

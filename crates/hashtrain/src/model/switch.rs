@@ -10,7 +10,7 @@ use super::experts::{ExpertBank, Groups, Part};
 
 /// A Switch FFN; with a token embedding, Token-Switch.
 #[derive(Debug)]
-pub struct SwitchFfn {
+pub(crate) struct SwitchFfn {
     /// The experts.
     pub bank: ExpertBank,
     router: nn::Linear,
@@ -21,7 +21,7 @@ pub struct SwitchFfn {
 
 /// What a Switch layer produced for one batch.
 #[derive(Debug)]
-pub struct SwitchOutput {
+pub(crate) struct SwitchOutput {
     /// `[N, d]`.
     pub y: Tensor,
     /// The load-balancing loss (scalar, not yet multiplied by its coefficient).
@@ -32,7 +32,7 @@ pub struct SwitchOutput {
 
 impl SwitchFfn {
     /// K experts; `vocab` given: Token-Switch with a `vocab x d` router embedding.
-    pub fn new(
+    pub(crate) fn new(
         path: &nn::Path<'_>,
         experts: i64,
         d_model: i64,
@@ -64,7 +64,7 @@ impl SwitchFfn {
     }
 
     /// `h`: `[N, d]`; `token_ids`: `[N]` i64 (Token-Switch routes on them).
-    pub fn forward(&self, h: &Tensor, token_ids: &Tensor) -> SwitchOutput {
+    pub(crate) fn forward(&self, h: &Tensor, token_ids: &Tensor) -> SwitchOutput {
         let experts = self.bank.experts();
         let router_input = match &self.token_embedding {
             Some(embedding) => embedding.index_select(0, token_ids),
@@ -117,7 +117,7 @@ impl SwitchFfn {
 
 /// `K * sum_k f_k * P_k` over the tokens of `probs` (`[N, K]`) and their chosen `expert`
 /// (`[N]`): 1 when routing is uniform, K when every token goes to one expert with certainty.
-pub fn load_balancing_loss(probs: &Tensor, expert: &Tensor) -> Tensor {
+pub(crate) fn load_balancing_loss(probs: &Tensor, expert: &Tensor) -> Tensor {
     let experts = probs.size()[1];
     let dispatched = expert
         .one_hot(experts)

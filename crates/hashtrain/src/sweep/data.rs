@@ -54,7 +54,7 @@ pub struct PreparedData {
 /// # Errors
 /// Unreadable inputs, a document range past a file's end, or a `dir` prepared with other
 /// settings.
-pub fn prepare(spec: &SweepData, dir: &Path, progress: bool) -> Result<PreparedData> {
+pub(crate) fn prepare(spec: &SweepData, dir: &Path, progress: bool) -> Result<PreparedData> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let record = dir.join("data-config.json");
     let wanted = serde_json::to_vec_pretty(spec).expect("serializable");

@@ -9,6 +9,7 @@
 //! recomputed from the run folders. Format of the config: `schemas/sweep-config.md`.
 
 mod data;
+#[cfg(feature = "plot")]
 mod figure;
 mod grid;
 mod report;
@@ -19,9 +20,10 @@ use hashprep::{build_table_files, BuildTableRequest};
 use hashprep::{Method, TableSpec};
 use serde::{Deserialize, Serialize};
 
-pub use data::{prepare, PreparedData, SweepData};
-pub use grid::{DenseShape, Layout, OneOrMany, Placement};
-pub use report::{write_report, MethodResult, RunId};
+pub(crate) use data::{prepare, PreparedData, SweepData};
+pub(crate) use grid::{DenseShape, Layout, OneOrMany, Placement};
+pub(crate) use report::write_report;
+pub use report::{MethodResult, RunId};
 
 use crate::config::{DataConfig, ModelConfig, RunConfig, SparseKind, SparseLayer, TrainConfig};
 use crate::error::{Error, Result};
@@ -418,6 +420,8 @@ pub fn run_sweep(
                 &test,
             )?);
             write_report(config, &results, out, options)?;
+            #[cfg(feature = "plot")]
+            figure::plot_grid(&out.join("grid.png"), &config.title, &results)?;
         }
     }
     Ok(results)

@@ -193,12 +193,12 @@ fn describe(job: &Job, config: &RunConfig, show_positions: bool) -> (String, Str
     }
 }
 
-/// Writes `results.md`, `results.json`, `curves.png` and, for a sweep over experts or layer
-/// positions, `grid.png` into `out`.
+/// Writes `results.md`, `results.json` and `curves.png` into `out` (the caller draws
+/// `grid.png` of a sweep over experts or layer positions).
 ///
 /// # Errors
 /// A file cannot be written or a run's metrics read.
-pub fn write_report(
+pub(crate) fn write_report(
     config: &SweepConfig,
     results: &[MethodResult],
     out: &Path,
@@ -225,9 +225,7 @@ pub fn write_report(
         .iter()
         .map(|(label, records)| Curve { label, records })
         .collect();
-    plot_curves(&out.join("curves.png"), &config.title, &curves)?;
-    super::figure::plot_grid(&out.join("grid.png"), &config.title, results)?;
-    Ok(())
+    plot_curves(&out.join("curves.png"), &config.title, &curves)
 }
 
 fn markdown(

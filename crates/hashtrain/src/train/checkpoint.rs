@@ -18,9 +18,9 @@ use crate::config::RunConfig;
 use crate::error::{Error, Result};
 
 /// `state.json`'s `format`.
-pub const CHECKPOINT_FORMAT: &str = "hashtrain-checkpoint";
+pub(crate) const CHECKPOINT_FORMAT: &str = "hashtrain-checkpoint";
 /// `state.json`'s `version`.
-pub const CHECKPOINT_VERSION: u32 = 1;
+pub(crate) const CHECKPOINT_VERSION: u32 = 1;
 
 /// A routing table a checkpoint carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,7 +89,7 @@ impl CheckpointState {
 }
 
 /// The folder of the checkpoint at `step`.
-pub fn checkpoint_dir(run: &Path, step: u64) -> PathBuf {
+pub(crate) fn checkpoint_dir(run: &Path, step: u64) -> PathBuf {
     run.join("checkpoints").join(format!("step-{step:08}"))
 }
 
@@ -98,7 +98,7 @@ pub fn checkpoint_dir(run: &Path, step: u64) -> PathBuf {
 ///
 /// # Errors
 /// Any write fails; the previous `latest` then still stands.
-pub fn save(
+pub(crate) fn save(
     run: &Path,
     vs: &nn::VarStore,
     adam: &Adam,
@@ -224,7 +224,7 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
 ///
 /// # Errors
 /// A file is missing or altered since the checkpoint was written.
-pub fn verify_files(dir: &Path, state: &CheckpointState) -> Result<()> {
+pub(crate) fn verify_files(dir: &Path, state: &CheckpointState) -> Result<()> {
     for (file, expected) in &state.checksums {
         let path = dir.join(file);
         let actual = file_checksum(&path)?;
@@ -249,7 +249,7 @@ fn file_checksum(path: &Path) -> Result<String> {
 ///
 /// # Errors
 /// A tensor is missing or of another shape.
-pub fn load_weights(dir: &Path, vs: &mut nn::VarStore) -> Result<()> {
+pub(crate) fn load_weights(dir: &Path, vs: &mut nn::VarStore) -> Result<()> {
     let path = dir.join("model.safetensors");
     vs.load(&path)
         .map_err(|e| Error::BadInput(format!("{}: does not fit this model ({e})", path.display())))
@@ -259,7 +259,7 @@ pub fn load_weights(dir: &Path, vs: &mut nn::VarStore) -> Result<()> {
 ///
 /// # Errors
 /// A moment is missing or of another shape.
-pub fn load_optimizer(dir: &Path, adam: &mut Adam, steps: u64) -> Result<()> {
+pub(crate) fn load_optimizer(dir: &Path, adam: &mut Adam, steps: u64) -> Result<()> {
     let path = dir.join("optimizer.safetensors");
     let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)?.into_iter().collect();
     adam.load_state(&saved, steps)

@@ -120,7 +120,7 @@ impl Record {
 
 /// Appends records to a metrics file.
 #[derive(Debug)]
-pub struct MetricsLog {
+pub(crate) struct MetricsLog {
     path: PathBuf,
     file: File,
 }
@@ -131,7 +131,7 @@ impl MetricsLog {
     ///
     /// # Errors
     /// The file cannot be read or written.
-    pub fn open(path: &Path, keep_through: Option<u64>) -> Result<Self> {
+    pub(crate) fn open(path: &Path, keep_through: Option<u64>) -> Result<Self> {
         let kept = match keep_through {
             Some(step) if path.exists() => read_records(path)?
                 .into_iter()
@@ -159,7 +159,7 @@ impl MetricsLog {
     ///
     /// # Errors
     /// The write fails.
-    pub fn write(&mut self, record: &Record) -> Result<()> {
+    pub(crate) fn write(&mut self, record: &Record) -> Result<()> {
         let mut line = serde_json::to_string(record).expect("serializable");
         line.push('\n');
         self.file

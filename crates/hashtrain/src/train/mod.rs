@@ -6,13 +6,14 @@
 //! restored, and dropout is seeded per step, so the losses equal an uninterrupted run's.
 
 mod batch;
-pub mod checkpoint;
+pub(crate) mod checkpoint;
 mod divergence;
 mod eval;
 mod export;
-pub mod metrics;
+pub(crate) mod metrics;
 mod optimizer;
 pub(crate) mod plot;
+mod progress;
 mod restore;
 mod run;
 mod run_folder;
@@ -25,12 +26,14 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use batch::DeviceBatch;
-pub use checkpoint::{CheckpointState, OpenWindow, TableRecord};
+pub use checkpoint::CheckpointState;
+pub(crate) use checkpoint::{OpenWindow, TableRecord};
 pub use eval::{evaluate, Evaluation};
-pub use metrics::{read_records, LayerLoad, MetricsLog, Record};
-pub use optimizer::{inverse_sqrt_lr, Adam};
-pub use plot::{plot_curves, Curve};
-pub use session::{
+pub(crate) use metrics::MetricsLog;
+pub use metrics::{read_records, LayerLoad, Record};
+pub(crate) use optimizer::{inverse_sqrt_lr, Adam};
+pub(crate) use plot::{plot_curves, Curve};
+pub(crate) use session::{
     build_model, open_loader, parameter_count, resolve_routing, same_tokenizer, sparse_layers,
 };
 

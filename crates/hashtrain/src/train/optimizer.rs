@@ -191,7 +191,7 @@ impl Adam {
 /// The inverse-square-root schedule with linear warmup (fairseq's `inverse_sqrt`): the rate
 /// rises linearly to `peak` over `warmup` steps, then decays as `peak * sqrt(warmup / step)`.
 /// Steps count from 1.
-pub fn inverse_sqrt_lr(peak: f64, warmup: u64, step: u64) -> f64 {
+pub(crate) fn inverse_sqrt_lr(peak: f64, warmup: u64, step: u64) -> f64 {
     let step = step.max(1) as f64;
     let warmup = warmup as f64;
     if step <= warmup {

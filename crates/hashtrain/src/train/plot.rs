@@ -1,8 +1,9 @@
 //! The curves of one or more runs as a PNG: training loss (left) and validation perplexity
-//! (right) against the step.
+//! (right) against the step. Drawn only with the `plot` feature; without it nothing is written.
 
 use std::path::Path;
 
+#[cfg(feature = "plot")]
 use plotters::prelude::*;
 
 use super::metrics::Record;
@@ -10,18 +11,30 @@ use crate::error::Result;
 
 /// One run's records under a legend label.
 #[derive(Debug, Clone, Copy)]
-pub struct Curve<'a> {
+#[cfg_attr(not(feature = "plot"), allow(dead_code))]
+pub(crate) struct Curve<'a> {
     /// Legend label.
     pub label: &'a str,
     /// Its metrics.
     pub records: &'a [Record],
 }
 
+/// Draws `curves` into `path` (PNG); without the `plot` feature, does nothing.
+///
+/// # Errors
+/// Drawing or writing the file fails.
+#[cfg(not(feature = "plot"))]
+#[allow(clippy::unnecessary_wraps)] // the signature of the drawing one
+pub(crate) fn plot_curves(_path: &Path, _title: &str, _curves: &[Curve<'_>]) -> Result<()> {
+    Ok(())
+}
+
 /// Draws `curves` into `path` (PNG).
 ///
 /// # Errors
 /// Drawing or writing the file fails.
-pub fn plot_curves(path: &Path, title: &str, curves: &[Curve<'_>]) -> Result<()> {
+#[cfg(feature = "plot")]
+pub(crate) fn plot_curves(path: &Path, title: &str, curves: &[Curve<'_>]) -> Result<()> {
     hashprep::plot::register_font();
     let area = BitMapBackend::new(path, (1280, 520)).into_drawing_area();
     draw(&area, title, curves).map_err(|e| hashprep::Error::plot(path, e))?;
@@ -29,6 +42,7 @@ pub fn plot_curves(path: &Path, title: &str, curves: &[Curve<'_>]) -> Result<()>
     Ok(())
 }
 
+#[cfg(feature = "plot")]
 fn series(records: &[Record], valid: bool) -> Vec<(f64, f64)> {
     records
         .iter()
@@ -41,6 +55,7 @@ fn series(records: &[Record], valid: bool) -> Vec<(f64, f64)> {
         .collect()
 }
 
+#[cfg(feature = "plot")]
 fn draw<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
@@ -105,6 +120,7 @@ where
     Ok(())
 }
 
+#[cfg(feature = "plot")]
 /// The series labels in the upper right corner, on a translucent white box.
 pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,

@@ -3,9 +3,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
-
 use super::divergence::stop_if_diverged;
+use super::progress::StepBar;
 use super::restore::check_resumable;
 use super::run_folder::{finished_summary, plot_run, prepare_run_folder};
 use super::window::Window;
@@ -45,7 +44,7 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
     let mut log = MetricsLog::open(&out.join("metrics.jsonl"), resuming.then_some(step))?;
 
     let t = &config.train.runtime;
-    let progress = progress_bar(t.steps, step, options.progress);
+    let progress = StepBar::new(t.steps, step, options.progress);
     let (base_state, base_step) = (loader.state(), step);
     let mut totals = Totals::default();
     let mut last_eval: Option<Evaluation> = None;
@@ -65,7 +64,7 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
             .transpose()?;
         window.add(&done, batch.tokens, started.elapsed(), waited);
         totals.add(batch.tokens, started.elapsed(), waited);
-        progress.inc(1);
+        progress.inc();
 
         if step % t.log_every == 0 {
             let steps_in_window = window.steps;
@@ -75,7 +74,7 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
                 loss, tokens_per_s, ..
             } = &record
             {
-                progress.set_message(format!("loss {loss:.3} | {tokens_per_s:.0} tokens/s"));
+                progress.set_message(|| format!("loss {loss:.3} | {tokens_per_s:.0} tokens/s"));
             }
             stop_if_diverged(&record, steps_in_window, out)?;
         }
@@ -104,7 +103,7 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
         }
     }
     drop(batches);
-    progress.finish_and_clear();
+    progress.finish();
 
     let evaluation = match last_eval {
         Some(e) => e,
@@ -200,19 +199,4 @@ impl Totals {
             out: out.to_owned(),
         }
     }
-}
-
-pub(super) fn progress_bar(total: u64, done: u64, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("step {pos}/{len} [{bar:30}] {msg} | ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_position(done);
-    bar.reset_eta();
-    bar
 }

@@ -25,7 +25,12 @@ pub(crate) fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
 ///
 /// # Errors
 /// The fingerprints differ; the message names both.
-pub fn same_tokenizer(data: &Path, found: &str, expected: &str, reference: &str) -> Result<()> {
+pub(crate) fn same_tokenizer(
+    data: &Path,
+    found: &str,
+    expected: &str,
+    reference: &str,
+) -> Result<()> {
     if found == expected {
         return Ok(());
     }
@@ -41,7 +46,7 @@ pub fn same_tokenizer(data: &Path, found: &str, expected: &str, reference: &str)
 ///
 /// # Errors
 /// The data or a table cannot be used (named by file).
-pub fn open_loader(data: &Path, config: &RunConfig, tables: &TableSet) -> Result<Loader> {
+pub(crate) fn open_loader(data: &Path, config: &RunConfig, tables: &TableSet) -> Result<Loader> {
     let loader_config = config.loader_config(Placement::SINGLE)?;
     Ok(Loader::with_tables(data, tables, loader_config)?)
 }
@@ -51,7 +56,7 @@ pub fn open_loader(data: &Path, config: &RunConfig, tables: &TableSet) -> Result
 ///
 /// # Errors
 /// A table whose kind, layers, hash count, expert count or top-k does not fit its layer.
-pub fn resolve_routing(
+pub(crate) fn resolve_routing(
     config: &RunConfig,
     loader: &Loader,
 ) -> Result<BTreeMap<usize, TableRouting>> {
@@ -73,7 +78,7 @@ pub fn resolve_routing(
 ///
 /// # Errors
 /// The model would not fit this machine's memory ([`check_model_fits`]).
-pub fn build_model(
+pub(crate) fn build_model(
     config: &RunConfig,
     vocab: usize,
     routing: &BTreeMap<usize, TableRouting>,
@@ -178,7 +183,7 @@ fn machine_memory() -> Option<u64> {
 }
 
 /// Experts of each sparse layer with counts (1-based layer -> (kind, K)).
-pub fn sparse_layers(
+pub(crate) fn sparse_layers(
     config: &RunConfig,
     routing: &BTreeMap<usize, TableRouting>,
 ) -> BTreeMap<usize, (SparseKind, usize)> {
@@ -197,6 +202,6 @@ pub fn sparse_layers(
 }
 
 /// Number of parameters in `vs`.
-pub fn parameter_count(vs: &nn::VarStore) -> u64 {
+pub(crate) fn parameter_count(vs: &nn::VarStore) -> u64 {
     vs.variables().values().map(|t| t.numel() as u64).sum()
 }
