@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::{DeviceProblem, Error, Result};
 
 /// Whether build.rs linked libtorch's CUDA libraries into this executable.
 const CUDA_LINKED: bool = matches!(env!("HASHTRAIN_CUDA_LINKED").as_bytes(), b"1");
@@ -156,30 +156,31 @@ pub fn parse_device(name: &str) -> Result<Device> {
         _ => match name.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
             Some(i) => Device::Cuda(i),
             None => {
-                return Err(Error::BadInput(format!(
-                    "device `{name}`: expected cpu, cuda or cuda:N"
-                )))
+                return Err(device_error(name, DeviceProblem::UnknownName));
             }
         },
     };
     if let Device::Cuda(i) = device {
         if loaded_library("libtorch_cuda.so").is_none() {
-            return Err(Error::BadInput(format!(
-                "device `{name}`: this hashtrain was built without libtorch's CUDA library \
-                 (built against {BUILT_AGAINST}, which has none): build it against a CUDA \
-                 libtorch (`hashtrain info` says what it sees)"
-            )));
+            let built_against = BUILT_AGAINST.to_owned();
+            return Err(device_error(
+                name,
+                DeviceProblem::NoCudaLibrary { built_against },
+            ));
         }
         let available = device_count(true);
         if i >= available {
-            return Err(Error::BadInput(format!(
-                "device `{name}`: libtorch's CUDA library is loaded but sees {available} CUDA \
-                 device(s) (no GPU, no driver, or CUDA_VISIBLE_DEVICES hides them; \
-                 `hashtrain info` says what it sees)"
-            )));
+            return Err(device_error(name, DeviceProblem::NotSeen { available }));
         }
     }
     Ok(device)
+}
+
+fn device_error(name: &str, problem: DeviceProblem) -> Error {
+    Error::Device {
+        name: name.to_owned(),
+        problem,
+    }
 }
 
 /// The CUDA devices libtorch sees (none without its CUDA library).

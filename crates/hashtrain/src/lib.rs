@@ -40,7 +40,7 @@ pub use hashtrain_config as config;
 
 pub use config::{ConfigError, RunConfig, SparseKind};
 pub use device::{parse_device, DeviceReport, GpuReport};
-pub use error::{Error, Result};
+pub use error::{CheckpointProblem, DeviceProblem, Error, Result, ResumeProblem};
 pub use model::{masked_nll, LanguageModel, ModelOutput};
 pub use sweep::{run_sweep, MethodResult, RunId, SweepConfig, SweepOptions};
 pub use train::checkpoint::{read_state as read_checkpoint_state, resolve as resolve_checkpoint};

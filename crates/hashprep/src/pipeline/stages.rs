@@ -286,7 +286,7 @@ pub(super) fn write_in_order(
             Ok(message) => message,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(Error::BadInput("the reader stopped unexpectedly".into()))
+                return Err(Error::Internal("the reader stopped unexpectedly".into()))
             }
         };
         match message {

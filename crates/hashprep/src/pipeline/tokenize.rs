@@ -304,7 +304,7 @@ fn run_stages(
             .num_threads(threads)
             .thread_name(|i| format!("hashprep-encode-{i}"))
             .build()
-            .map_err(|e| Error::BadInput(format!("cannot start {threads} threads: {e}")))?,
+            .map_err(|e| Error::Internal(format!("cannot start {threads} threads: {e}")))?,
     );
     let max_in_flight = 2 * threads + 2;
     let (credit_tx, credit_rx) = bounded::<()>(max_in_flight);
@@ -330,7 +330,7 @@ fn run_stages(
                     encoder,
                 );
             })
-            .map_err(|e| Error::BadInput(format!("cannot start the reader thread: {e}")))?
+            .map_err(|e| Error::Internal(format!("cannot start the reader thread: {e}")))?
     };
 
     let outcome = write_in_order(

@@ -60,10 +60,12 @@ pub(crate) fn prepare(spec: &SweepData, dir: &Path, progress: bool) -> Result<Pr
     let wanted = serde_json::to_vec_pretty(spec).expect("serializable");
     match std::fs::read(&record) {
         Ok(found) if found != wanted => {
-            return Err(Error::BadInput(format!(
-            "{}: the data there was made with other [data] settings; use another output folder or start over with `force`",
-            dir.display()
-        )))
+            return Err(Error::BadRecord {
+                path: record,
+                problem: "the data there was made with other [data] settings; use another \
+                          output folder or start over with `force`"
+                    .into(),
+            })
         }
         Ok(_) => {}
         Err(_) => hashprep::util::write_atomic(&record, &wanted)?,

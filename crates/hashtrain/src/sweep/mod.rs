@@ -389,7 +389,10 @@ pub fn run_sweep(
     if options.force && out.exists() {
         std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
     }
-    let jobs = config.jobs().map_err(Error::BadInput)?;
+    let jobs = config.jobs().map_err(|message| Error::Config {
+        path: PathBuf::from("[sweep]"),
+        message,
+    })?;
     let data = prepare(&config.data, &out.join("data"), options.progress)?;
     let tables = out.join("tables");
     std::fs::create_dir_all(&tables).map_err(|e| Error::io(&tables, e))?;

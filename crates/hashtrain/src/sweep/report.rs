@@ -98,8 +98,11 @@ impl MethodResult {
     ) -> Result<Self> {
         let path = run_dir.join("summary.json");
         let bytes = std::fs::read(&path).map_err(|e| crate::Error::io(&path, e))?;
-        let summary: RunSummary = serde_json::from_slice(&bytes)
-            .map_err(|e| crate::Error::BadInput(format!("{}: {e}", path.display())))?;
+        let summary: RunSummary =
+            serde_json::from_slice(&bytes).map_err(|e| crate::Error::BadRecord {
+                path: path.clone(),
+                problem: e.to_string(),
+            })?;
         let (model, configuration) = describe(job, config, show_positions);
         Ok(Self {
             method: job.method.name(),

@@ -15,7 +15,7 @@ use tch::{nn, Tensor};
 
 use super::optimizer::Adam;
 use crate::config::RunConfig;
-use crate::error::{Error, Result};
+use crate::error::{CheckpointProblem, Error, Result};
 
 /// `state.json`'s `format`.
 pub(crate) const CHECKPOINT_FORMAT: &str = "hashtrain-checkpoint";
@@ -182,19 +182,21 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
         return Ok(path.to_owned());
     }
     let latest = path.join("checkpoints").join("latest");
-    let name = std::fs::read_to_string(&latest).map_err(|_| {
-        Error::BadInput(format!(
-            "{}: neither a checkpoint (no state.json) nor a run with checkpoints (no checkpoints/latest)",
-            path.display()
-        ))
+    let name = std::fs::read_to_string(&latest).map_err(|_| Error::NoCheckpoint {
+        path: path.to_owned(),
+        problem: "neither a checkpoint (no state.json) nor a run with checkpoints (no \
+                  checkpoints/latest)"
+            .into(),
     })?;
     let dir = path.join("checkpoints").join(name.trim());
     if !dir.join("state.json").is_file() {
-        return Err(Error::BadInput(format!(
-            "{}: `latest` names {}, which is not a complete checkpoint",
-            latest.display(),
-            dir.display()
-        )));
+        return Err(Error::NoCheckpoint {
+            path: latest,
+            problem: format!(
+                "names {}, which is not a complete checkpoint",
+                dir.display()
+            ),
+        });
     }
     Ok(dir)
 }
@@ -207,14 +209,15 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
     let path = dir.join("state.json");
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let state: CheckpointState = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::BadInput(format!("{}: not a checkpoint state: {e}", path.display())))?;
+        .map_err(|e| bad_file(&path, CheckpointProblem::NotAState(e.to_string())))?;
     if state.format != CHECKPOINT_FORMAT || state.version != CHECKPOINT_VERSION {
-        return Err(Error::BadInput(format!(
-            "{}: format {} version {}, expected {CHECKPOINT_FORMAT} version {CHECKPOINT_VERSION}",
-            path.display(),
-            state.format,
-            state.version
-        )));
+        let problem = CheckpointProblem::Version {
+            format: state.format,
+            version: state.version,
+            expected_format: CHECKPOINT_FORMAT,
+            expected_version: CHECKPOINT_VERSION,
+        };
+        return Err(bad_file(&path, problem));
     }
     Ok(state)
 }
@@ -229,11 +232,11 @@ pub(crate) fn verify_files(dir: &Path, state: &CheckpointState) -> Result<()> {
         let path = dir.join(file);
         let actual = file_checksum(&path)?;
         if &actual != expected {
-            return Err(Error::BadInput(format!(
-                "{}: checksum mismatch: state.json says {expected}, the file is {actual} \
-                 (altered since the checkpoint was written; resume from another checkpoint)",
-                path.display()
-            )));
+            let problem = CheckpointProblem::Altered {
+                expected: expected.clone(),
+                actual,
+            };
+            return Err(bad_file(&path, problem));
         }
     }
     Ok(())
@@ -245,6 +248,13 @@ fn file_checksum(path: &Path) -> Result<String> {
     Ok(hashprep::fingerprint_bytes(&bytes))
 }
 
+fn bad_file(path: &Path, problem: CheckpointProblem) -> Error {
+    Error::BadCheckpoint {
+        path: path.to_owned(),
+        problem,
+    }
+}
+
 /// Loads the model weights of checkpoint `dir` into `vs`.
 ///
 /// # Errors
@@ -252,7 +262,7 @@ fn file_checksum(path: &Path) -> Result<String> {
 pub(crate) fn load_weights(dir: &Path, vs: &mut nn::VarStore) -> Result<()> {
     let path = dir.join("model.safetensors");
     vs.load(&path)
-        .map_err(|e| Error::BadInput(format!("{}: does not fit this model ({e})", path.display())))
+        .map_err(|e| bad_file(&path, CheckpointProblem::DoesNotFit(e.to_string())))
 }
 
 /// Loads the optimizer state of checkpoint `dir` into `adam`.
@@ -263,7 +273,7 @@ pub(crate) fn load_optimizer(dir: &Path, adam: &mut Adam, steps: u64) -> Result<
     let path = dir.join("optimizer.safetensors");
     let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)?.into_iter().collect();
     adam.load_state(&saved, steps)
-        .map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))
+        .map_err(|e| bad_file(&path, CheckpointProblem::DoesNotFit(e)))
 }
 
 #[cfg(test)]

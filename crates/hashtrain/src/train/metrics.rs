@@ -185,11 +185,10 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
             Ok(record) => records.push(record),
             Err(_) if i + 1 == lines.len() => break,
             Err(e) => {
-                return Err(Error::BadInput(format!(
-                    "{}:{}: not a metrics record: {e}",
-                    path.display(),
-                    i + 1
-                )))
+                return Err(Error::BadRecord {
+                    path: PathBuf::from(format!("{}:{}", path.display(), i + 1)),
+                    problem: format!("not a metrics record: {e}"),
+                })
             }
         }
     }

@@ -10,7 +10,7 @@ use super::{
     CheckpointState, TableRecord,
 };
 use crate::config::RunConfig;
-use crate::error::{Error, Result};
+use crate::error::{CheckpointProblem, Error, Result, ResumeProblem};
 use crate::model::LanguageModel;
 
 /// A checkpoint resumes a config when everything that shapes the losses is the same: data,
@@ -23,29 +23,29 @@ pub(super) fn check_resumable(
 ) -> Result<()> {
     let changed = config.resume_differences(&state.config);
     if !changed.is_empty() {
-        return Err(Error::BadInput(format!(
-            "{}: the checkpoint was trained with other settings: {}; keep them to resume, or start over with `force`",
-            dir.display(),
-            changed.join("; ")
-        )));
+        return Err(not_resumable(dir, ResumeProblem::OtherSettings(changed)));
     }
     for (now, then) in tables.iter().zip(&state.tables) {
         if now.fingerprint != then.fingerprint {
-            return Err(Error::BadInput(format!(
-                "{}: has changed since the checkpoint {} was written",
-                now.source.display(),
-                dir.display()
-            )));
+            return Err(not_resumable(
+                dir,
+                ResumeProblem::TableChanged(now.source.clone()),
+            ));
         }
     }
     if config.train.runtime.log_every != state.config.train.runtime.log_every
         && state.window.steps > 0
     {
-        return Err(Error::BadInput(
-            "train.log_every changed while a metrics window is open; keep it to resume".into(),
-        ));
+        return Err(not_resumable(dir, ResumeProblem::LogEveryChanged));
     }
     Ok(())
+}
+
+fn not_resumable(dir: &Path, problem: ResumeProblem) -> Error {
+    Error::NotResumable {
+        dir: dir.to_owned(),
+        problem,
+    }
 }
 
 /// A trained model loaded from a checkpoint, for evaluation and export.
@@ -87,12 +87,9 @@ pub fn restore(
                 .tables
                 .iter()
                 .find(|r| &r.source == table)
-                .ok_or_else(|| {
-                    Error::BadInput(format!(
-                        "{}: carries no copy of {}",
-                        dir.display(),
-                        table.display()
-                    ))
+                .ok_or_else(|| Error::BadCheckpoint {
+                    path: dir.clone(),
+                    problem: CheckpointProblem::MissingTable(table.clone()),
                 })?;
             layer.table = Some(dir.join(&record.file));
         }

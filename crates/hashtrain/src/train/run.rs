@@ -136,7 +136,7 @@ fn next_batch(
     let started = Instant::now();
     let batch = batches
         .next()
-        .ok_or_else(|| Error::BadInput("the loader stopped early".into()))??;
+        .ok_or_else(|| Error::Internal("the loader stopped early".into()))??;
     let waited = started.elapsed();
     Ok((DeviceBatch::new(&batch, device), waited))
 }

@@ -18,10 +18,9 @@ pub(super) fn prepare_run_folder(out: &Path, options: &RunOptions) -> Result<boo
     let resuming = options.resume && out.join("checkpoints").join("latest").exists();
     if has_run && !resuming {
         if !options.force && !options.resume {
-            return Err(Error::BadInput(format!(
-                "{}: already holds a run; `resume` continues it, `force` starts over",
-                out.display()
-            )));
+            return Err(Error::RunExists {
+                out: out.to_owned(),
+            });
         }
         if options.resume {
             eprintln!(

@@ -34,11 +34,12 @@ pub(crate) fn same_tokenizer(
     if found == expected {
         return Ok(());
     }
-    Err(Error::BadInput(format!(
-        "{}: tokenized by {found}, but {reference} was made with {expected}: \
-         tokenize every split with one tokenizer",
-        data.display()
-    )))
+    Err(Error::OtherTokenizer {
+        data: data.to_owned(),
+        found: found.to_owned(),
+        expected: expected.to_owned(),
+        reference: reference.to_owned(),
+    })
 }
 
 /// A loader over `data` with the config's batch shape and tables. Training shuffles with the
@@ -160,18 +161,13 @@ pub(crate) fn check_model_fits(
         return Ok(());
     }
     let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
-    Err(Error::BadInput(format!(
-        "the model has about {parameters} parameters ({vocab} ids; model.layers, d_model, d_ff \
-         and the experts of model.sparse), about {:.1} GiB {}, more than this machine's {:.1} \
-         GiB of memory: make it smaller",
-        gib(needed),
-        if device.is_cuda() {
-            "to draw its weights on the host"
-        } else {
-            "with gradients and Adam's moments"
-        },
-        gib(memory)
-    )))
+    Err(Error::ModelTooLarge {
+        parameters,
+        vocab,
+        needed_gib: gib(needed),
+        memory_gib: gib(memory),
+        on_gpu: device.is_cuda(),
+    })
 }
 
 /// This machine's memory (`MemTotal` of /proc/meminfo), where the system says.

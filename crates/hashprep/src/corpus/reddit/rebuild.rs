@@ -72,7 +72,7 @@ impl Rebuilding {
                     }
                 }
             })
-            .map_err(|e| Error::BadInput(format!("cannot start the Reddit rebuild thread: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start the Reddit rebuild thread: {e}")))?;
         Ok(Self {
             results: Some(results),
             worker: Some(worker),
