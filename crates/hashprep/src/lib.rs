@@ -59,6 +59,7 @@ mod counts;
 mod error;
 #[cfg(feature = "cli")]
 pub mod exit;
+mod integrity;
 mod loader;
 mod npy;
 mod pipeline;
@@ -75,6 +76,7 @@ pub use corpus::{
 };
 pub use counts::TokenCounts;
 pub use error::{error_message, Error, Location, Result, SkipReason};
+pub use integrity::fingerprint_bytes;
 pub use loader::{
     bucket_pairs, bucket_positions, check_prefetch, Batch, Batches, Loader, LoaderConfig,
     LoaderState, Prefetcher, Route, RouteHandle, RouteInfo, TableSet, TokenDataset,
@@ -95,6 +97,5 @@ pub use table::{
     TableFormat, TableMeta, TableSpec,
 };
 pub use tokenize::{
-    fingerprint_bytes, train_tokenizer, SpecialTokens, TextTokenizer, TokenizerKind, TrainOptions,
-    GPT2_EOS,
+    train_tokenizer, SpecialTokens, TextTokenizer, TokenizerKind, TrainOptions, GPT2_EOS,
 };

@@ -17,6 +17,10 @@ use crate::util::write_atomic;
 /// File name of the counts inside an output directory.
 pub(crate) const COUNTS_FILE: &str = "counts.arrow";
 
+/// The counts file's format version (its `hashprep.version` metadata; the manifest has its
+/// own, `MANIFEST_VERSION`, equal so far).
+const COUNTS_VERSION: u32 = 1;
+
 /// Counts of every token id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenCounts {
@@ -90,10 +94,7 @@ impl TokenCounts {
     fn schema(tokenizer_fingerprint: &str) -> Arc<Schema> {
         let metadata = [
             ("hashprep.schema".to_owned(), "counts".to_owned()),
-            (
-                "hashprep.version".to_owned(),
-                crate::shard::MANIFEST_VERSION.to_string(),
-            ),
+            ("hashprep.version".to_owned(), COUNTS_VERSION.to_string()),
             (
                 "hashprep.tokenizer_fingerprint".to_owned(),
                 tokenizer_fingerprint.to_owned(),
@@ -147,7 +148,7 @@ impl TokenCounts {
     /// # Errors
     /// Wrong schema, or ids that are not `0..V` in order.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Self, Option<String>)> {
-        crate::shard::checked_footer(bytes)
+        crate::integrity::checked_footer(bytes)
             .map_err(|e| Error::corrupt(path, format!("not a counts file: {e}")))?;
         let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
             .map_err(|e| Error::corrupt(path, e.to_string()))?;

@@ -26,8 +26,8 @@ use sampler::{permutation, PackedEpoch};
 pub use tables::{RouteHandle, RouteInfo, TableSet};
 
 use crate::error::{Error, Result};
+use crate::integrity::fingerprint_bytes;
 use crate::table::RoutingTable;
-use crate::tokenize::fingerprint_bytes;
 use routing::RowContext;
 use sampler::SALT_DOCS;
 

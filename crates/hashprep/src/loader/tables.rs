@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::integrity::fingerprint_bytes;
 use crate::table::{Method, RoutingTable};
-use crate::tokenize::fingerprint_bytes;
 
 /// Table files opened once. Loaders over several tokenize outputs of one tokenizer (training
 /// and validation data) share one set; files with the same bytes share their routes.

@@ -6,12 +6,12 @@ use serde::Serialize;
 
 use crate::counts::TokenCounts;
 use crate::error::{Error, Result};
+use crate::integrity::fingerprint_bytes;
 use crate::shard::{Manifest, ShardReader};
 use crate::table::{
     bigram_expert, build_table, greedy, load_embeddings, loads, plot_expert_shares, BalanceStats,
     Method, RoutingTable, Rule, Series, TableFormat, TableInputs, TableSpec,
 };
-use crate::tokenize::fingerprint_bytes;
 
 /// Where the counts come from and what to write.
 #[derive(Debug, Clone)]

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use super::tokenize::TokenizeSummary;
 use crate::counts::{TokenCounts, COUNTS_FILE};
 use crate::error::{Error, Result};
+use crate::integrity::fingerprint_bytes;
 use crate::shard::{shard_file_name, TOKENIZER_FILE};
 use crate::shard::{Manifest, ShardInfo, ShardReader, Totals, MANIFEST_FILE};
-use crate::tokenize::fingerprint_bytes;
 use crate::util::{create_output_dir, persist, temp_file_beside, write_atomic};
 
 /// Merges the complete tokenize outputs in `dirs` into `out`.

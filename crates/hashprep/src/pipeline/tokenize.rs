@@ -24,12 +24,13 @@ use crate::corpus::{
 use crate::corpus::{items, Items, OnError, RedditRun};
 use crate::counts::COUNTS_FILE;
 use crate::error::{Error, Result};
+use crate::integrity::fingerprint_bytes;
 use crate::shard::journal::Journal;
 use crate::shard::output_dir::{prepare_output, OutputState};
 use crate::shard::OutputLock;
 use crate::shard::TOKENIZER_FILE;
 use crate::shard::{Manifest, TokenWidth, TokenizerInfo, Totals, MANIFEST_VERSION};
-use crate::tokenize::{fingerprint_bytes, SpecialTokens, TextTokenizer};
+use crate::tokenize::{SpecialTokens, TextTokenizer};
 use crate::util::write_atomic;
 
 /// Directory of the Reddit spill files inside an output directory (removed when complete).

@@ -10,7 +10,7 @@ use super::TokenWidth;
 use crate::corpus::InputFile;
 use crate::counts::TokenCounts;
 use crate::error::{Error, Result, SkipReason};
-use crate::tokenize::verify_checksum;
+use crate::integrity::verify_checksum;
 use crate::util::write_atomic;
 
 /// File name of the manifest inside an output directory.

@@ -2,7 +2,6 @@
 //! running checksum, read back by memory map without copying; and the `manifest.json` that
 //! lists them.
 
-mod ipc_layout;
 pub(crate) mod journal;
 mod lock;
 mod manifest;
@@ -21,8 +20,6 @@ pub use manifest::{Manifest, ShardInfo, TokenizerInfo, Totals};
 pub(crate) use manifest::{MANIFEST_FILE, MANIFEST_VERSION};
 pub use reader::{DocTokens, ShardReader};
 pub use writer::ShardWriter;
-
-pub(crate) use ipc_layout::checked_footer;
 
 /// Integer type of the token ids in a shard: the narrowest that holds the vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

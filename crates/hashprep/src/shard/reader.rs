@@ -10,9 +10,9 @@ use arrow_buffer::Buffer;
 use arrow_ipc::reader::FileDecoder;
 use arrow_schema::DataType;
 
-use super::{checked_footer, TokenWidth, PREFIX_LEN_COLUMN, TOKENS_COLUMN};
+use super::{TokenWidth, PREFIX_LEN_COLUMN, TOKENS_COLUMN};
 use crate::error::{Error, Result};
-use crate::tokenize::verify_checksum;
+use crate::integrity::{checked_footer, verify_checksum};
 
 /// The ids of one example, borrowed from the mapped shard.
 #[derive(Debug, Clone, Copy)]

@@ -386,7 +386,7 @@ impl RoutingTable {
             let table = Self::new(meta.clone(), read_npy_columns(path, &bytes, &meta)?)?;
             return table.verify(path, &meta_json, recorded.as_deref());
         }
-        crate::shard::checked_footer(&bytes)
+        crate::integrity::checked_footer(&bytes)
             .map_err(|e| Error::corrupt(path, format!("not a table (Arrow IPC or .npy): {e}")))?;
         let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
             .map_err(|e| Error::corrupt(path, format!("not a table (Arrow IPC or .npy): {e}")))?;

@@ -18,6 +18,7 @@ pub use gpt2::GPT2_EOS;
 pub use train::{train_tokenizer, TokenizerKind, TrainOptions};
 
 use crate::error::{Error, Result};
+use crate::integrity::fingerprint_bytes;
 use byte_bpe::ByteLevelBpe;
 
 /// End-of-document tokens tried, in order, when none is named.
@@ -62,26 +63,6 @@ impl std::fmt::Debug for TextTokenizer {
             .field("vocab_size", &self.vocab_size)
             .finish_non_exhaustive()
     }
-}
-
-/// `blake3:<hex>` of some bytes: how files are fingerprinted and checksummed.
-pub fn fingerprint_bytes(bytes: &[u8]) -> String {
-    format!("blake3:{}", blake3::hash(bytes).to_hex())
-}
-
-/// Refuses the bytes of `path` unless they hash to `expected` (what the manifest recorded).
-pub(crate) fn verify_checksum(path: &Path, bytes: &[u8], expected: &str) -> Result<()> {
-    let actual = fingerprint_bytes(bytes);
-    if actual == expected {
-        return Ok(());
-    }
-    Err(Error::corrupt(
-        path,
-        format!(
-            "checksum mismatch: manifest says {expected}, file is {actual} \
-             (altered or replaced since it was written; rerun the command that made it)"
-        ),
-    ))
 }
 
 impl TextTokenizer {

@@ -9,6 +9,7 @@ mod attention;
 mod base;
 mod experts;
 mod ffn;
+mod groups;
 mod hash;
 mod routes;
 mod staging;

@@ -4,7 +4,7 @@
 
 use tch::{Device, Tensor};
 
-use super::experts::Groups;
+use super::groups::Groups;
 use super::staging::{Slot, Staging, Uploaded};
 
 /// One routing stream of one batch, ready for the device.

@@ -6,7 +6,8 @@
 
 use tch::{nn, Kind, Tensor};
 
-use super::experts::{ExpertBank, Groups, Part};
+use super::experts::{ExpertBank, Part};
+use super::groups::Groups;
 
 /// A Switch FFN; with a token embedding, Token-Switch.
 #[derive(Debug)]
