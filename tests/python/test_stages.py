@@ -93,6 +93,13 @@ def test_errors_are_value_os_or_runtime_errors_with_the_cli_message(tmp_path, sh
         hashprep.build_table(shards, method="random", experts=0)
     with pytest.raises(hashprep.Error, match="none of random, balanced"):
         hashprep.build_table(shards, method="fancy", experts=4)
+    # Every choice is looked up by the library's names, its keyword named in the message.
+    with pytest.raises(hashprep.Error, match='`format` "parquet" is none of arrow, npy'):
+        hashprep.build_table(shards, method="random", experts=4, format="parquet")
+    with pytest.raises(hashprep.Error, match='`on_error` "maybe" is none of fail, skip'):
+        hashprep.tokenize([bad], tmp_path / "o2", format="jsonl", tokenizer="gpt2", on_error="maybe")
+    with pytest.raises(hashprep.Error, match='`special_tokens` "all" is none of ordinary, recognize'):
+        hashprep.tokenize([bad], tmp_path / "o3", format="jsonl", tokenizer="gpt2", special_tokens="all")
     with pytest.raises(hashprep.Error, match="`seq_len`"):
         hashprep.Loader(shards, batch_size=2, seq_len=100000, per_example=True)
 

@@ -28,13 +28,7 @@ pub(crate) fn format(
 }
 
 fn on_error(name: &str) -> PyResult<hashprep::OnError> {
-    match name {
-        "fail" => Ok(hashprep::OnError::Fail),
-        "skip" => Ok(hashprep::OnError::Skip),
-        other => Err(Error::new_err(format!(
-            "on_error {other:?}: expected fail or skip"
-        ))),
-    }
+    hashprep::OnError::from_name(name).map_err(|e| to_py(&e))
 }
 
 /// Tokenizes `inputs` (files, directories or globs) into the directory `out`: Arrow shards,
@@ -88,15 +82,8 @@ pub(crate) fn tokenize<'py>(
         no_eos,
         shard_bytes,
         on_error: self::on_error(on_error)?,
-        special_tokens: match special_tokens {
-            "ordinary" => hashprep::SpecialTokens::Ordinary,
-            "recognize" => hashprep::SpecialTokens::Recognize,
-            other => {
-                return Err(Error::new_err(format!(
-                    "special_tokens {other:?}: expected ordinary or recognize"
-                )))
-            }
-        },
+        special_tokens: hashprep::SpecialTokens::from_name(special_tokens)
+            .map_err(|e| to_py(&e))?,
         ..defaults
     };
     let cancel = Arc::new(AtomicBool::new(false));
@@ -152,12 +139,13 @@ pub(crate) fn train_tokenizer(
     on_error: &str,
     progress: bool,
 ) -> PyResult<String> {
-    let kind = match kind {
-        "bpe" => hashprep::TokenizerKind::Bpe { vocab_size },
-        "word" => hashprep::TokenizerKind::Word { min_count },
-        other => {
+    // The library's names; the sizes given here replace its defaults.
+    let kind = match hashprep::TokenizerKind::from_name(kind) {
+        Some(hashprep::TokenizerKind::Bpe { .. }) => hashprep::TokenizerKind::Bpe { vocab_size },
+        Some(hashprep::TokenizerKind::Word { .. }) => hashprep::TokenizerKind::Word { min_count },
+        None => {
             return Err(Error::new_err(format!(
-                "kind {other:?}: expected bpe or word"
+                "`kind` {kind:?} is none of bpe, word"
             )))
         }
     };

@@ -83,13 +83,7 @@ pub(crate) fn build_table(
 }
 
 fn table_format(name: &str) -> PyResult<hashprep::TableFormat> {
-    match name {
-        "arrow" => Ok(hashprep::TableFormat::Arrow),
-        "npy" => Ok(hashprep::TableFormat::Npy),
-        other => Err(Error::new_err(format!(
-            "format {other:?}: expected arrow or npy"
-        ))),
-    }
+    hashprep::TableFormat::from_name(name).map_err(|e| to_py(&e))
 }
 
 fn method_named(name: &str) -> PyResult<hashprep::Method> {
@@ -157,15 +151,7 @@ impl Table {
         vocab_size: Option<usize>,
         top_k: Option<u32>,
     ) -> PyResult<Vec<PathBuf>> {
-        let to = match to {
-            "hf-deepseek-v4" => hashprep::ExportTarget::HfDeepseekV4,
-            "npy" => hashprep::ExportTarget::Npy,
-            other => {
-                return Err(Error::new_err(format!(
-                    "to {other:?}: expected hf-deepseek-v4 or npy"
-                )))
-            }
-        };
+        let to = hashprep::ExportTarget::from_name(to).map_err(|e| to_py(&e))?;
         let export = hashprep::TableExport {
             to,
             layers,

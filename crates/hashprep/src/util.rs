@@ -20,6 +20,24 @@ pub fn splitmix64(x: u64) -> u64 {
 }
 
 /// Serde default of settings that are 1 unless given (`#[serde(default = "crate::util::one")]`).
+/// The value of `all` called `name` (by `name_of`), or an error naming the `setting` and the
+/// names there are: how every option's value is looked up by name, in the library and from
+/// Python alike.
+pub(crate) fn by_name<T: Copy>(
+    setting: &'static str,
+    name: &str,
+    all: &[T],
+    name_of: impl Fn(T) -> &'static str,
+) -> crate::Result<T> {
+    all.iter()
+        .copied()
+        .find(|&v| name_of(v) == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|&v| name_of(v)).collect();
+            crate::Error::setting(setting, format!("{name:?} is none of {}", names.join(", ")))
+        })
+}
+
 pub(crate) fn one<T: From<u8>>() -> T {
     T::from(1)
 }
@@ -186,6 +204,26 @@ pub fn settings_as_flags(message: &str, is_flag: impl Fn(&str) -> bool) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_choice_is_found_by_the_name_it_writes_and_others_are_refused_by_setting() {
+        use crate::{ExportTarget, OnError, SpecialTokens, TableFormat};
+        for v in OnError::ALL {
+            assert_eq!(OnError::from_name(v.name()).unwrap(), v);
+        }
+        for v in SpecialTokens::ALL {
+            assert_eq!(SpecialTokens::from_name(v.name()).unwrap(), v);
+        }
+        for v in TableFormat::ALL {
+            assert_eq!(TableFormat::from_name(v.name()).unwrap(), v);
+        }
+        for v in ExportTarget::ALL {
+            assert_eq!(ExportTarget::from_name(v.name()).unwrap(), v);
+        }
+        let err = ExportTarget::from_name("onnx").unwrap_err();
+        assert!(err.is_bad_input());
+        assert_eq!(err.to_string(), "`to` \"onnx\" is none of hf-deepseek-v4, npy");
+    }
 
     #[test]
     fn settings_become_flags_only_when_the_program_has_them() {

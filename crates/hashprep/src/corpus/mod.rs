@@ -47,6 +47,27 @@ pub enum OnError {
     Skip,
 }
 
+impl OnError {
+    /// Every choice.
+    pub const ALL: [OnError; 2] = [OnError::Fail, OnError::Skip];
+
+    /// Its name in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnError::Fail => "fail",
+            OnError::Skip => "skip",
+        }
+    }
+
+    /// The choice called `name`.
+    ///
+    /// # Errors
+    /// None is; the error lists them.
+    pub fn from_name(name: &str) -> crate::Result<Self> {
+        crate::util::by_name("on_error", name, &Self::ALL, Self::name)
+    }
+}
+
 /// One training example: a plain document, or a dialogue turn with its context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Example {

@@ -23,6 +23,27 @@ pub enum ExportTarget {
     Npy,
 }
 
+impl ExportTarget {
+    /// Every target.
+    pub const ALL: [ExportTarget; 2] = [ExportTarget::HfDeepseekV4, ExportTarget::Npy];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportTarget::HfDeepseekV4 => "hf-deepseek-v4",
+            ExportTarget::Npy => "npy",
+        }
+    }
+
+    /// The target called `name`.
+    ///
+    /// # Errors
+    /// None is; the error lists them.
+    pub fn from_name(name: &str) -> crate::Result<Self> {
+        crate::util::by_name("to", name, &Self::ALL, Self::name)
+    }
+}
+
 /// What `export-table` writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableExport {

@@ -76,6 +76,27 @@ pub enum TableFormat {
     Npy,
 }
 
+impl TableFormat {
+    /// Every format.
+    pub const ALL: [TableFormat; 2] = [TableFormat::Arrow, TableFormat::Npy];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            TableFormat::Arrow => "arrow",
+            TableFormat::Npy => "npy",
+        }
+    }
+
+    /// The format called `name`.
+    ///
+    /// # Errors
+    /// None is; the error lists them.
+    pub fn from_name(name: &str) -> Result<Self> {
+        crate::util::by_name("format", name, &Self::ALL, Self::name)
+    }
+}
+
 /// A built or loaded table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoutingTable {

@@ -38,6 +38,27 @@ pub enum SpecialTokens {
     Recognize,
 }
 
+impl SpecialTokens {
+    /// Every choice.
+    pub const ALL: [SpecialTokens; 2] = [SpecialTokens::Ordinary, SpecialTokens::Recognize];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpecialTokens::Ordinary => "ordinary",
+            SpecialTokens::Recognize => "recognize",
+        }
+    }
+
+    /// The choice called `name`.
+    ///
+    /// # Errors
+    /// None is; the error lists them.
+    pub fn from_name(name: &str) -> Result<Self> {
+        crate::util::by_name("special_tokens", name, &Self::ALL, Self::name)
+    }
+}
+
 /// A loaded tokenizer plus the exact `tokenizer.json` bytes that define it.
 ///
 /// Corpus tokenization encodes every document whole: a `tokenizer.json` that sets truncation or
