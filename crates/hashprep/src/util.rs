@@ -222,7 +222,10 @@ mod tests {
         }
         let err = ExportTarget::from_name("onnx").unwrap_err();
         assert!(err.is_bad_input());
-        assert_eq!(err.to_string(), "`to` \"onnx\" is none of hf-deepseek-v4, npy");
+        assert_eq!(
+            err.to_string(),
+            "`to` \"onnx\" is none of hf-deepseek-v4, npy"
+        );
     }
 
     #[test]

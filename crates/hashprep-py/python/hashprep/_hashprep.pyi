@@ -2,7 +2,7 @@
 
 from os import PathLike
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union, final
+from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, TypedDict, Union, final, type_check_only
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +12,133 @@ _Format = Literal["wikitext103", "cc100", "text", "jsonl", "reddit"]
 _OnError = Literal["fail", "skip"]
 _Method = Literal["random", "balanced", "clustered", "dispersed", "bigram", "previous", "position", "oracle"]
 _TableFormat = Literal["arrow", "npy"]
+
+@type_check_only
+class ShardInfo(TypedDict):
+    file: str
+    rows: int
+    tokens: int
+    bytes: int
+    checksum: str
+
+@type_check_only
+class TopToken(TypedDict):
+    id: int
+    text: str
+    count: int
+    share: float
+
+@type_check_only
+class Inspection(TypedDict):
+    """`inspect`'s summary of a tokenize output (`hashprep inspect --json`)."""
+
+    dir: str
+    shards: List[ShardInfo]
+    rows: int
+    tokens: int
+    bytes: int
+    vocab_size: int
+    used_ids: int
+    token_type: Literal["uint16", "uint32"]
+    tokenizer: str
+    tokenizer_fingerprint: str
+    skipped: Dict[str, int]
+    top: List[TopToken]
+
+@type_check_only
+class TokenizeResult(Inspection):
+    """`tokenize`'s result: the inspection of its output, and under `run` what the call did."""
+
+    run: Dict[str, Any]
+
+@type_check_only
+class ManifestTokenizer(TypedDict):
+    file: str
+    fingerprint: str
+    source: str
+    vocab_size: int
+    eos_token: Optional[str]
+    eos_id: Optional[int]
+
+@type_check_only
+class ManifestTotals(TypedDict):
+    documents: int
+    tokens: int
+    skipped: Dict[str, int]
+
+@type_check_only
+class Manifest(TypedDict):
+    """A tokenize output's `manifest.json` (`schemas/manifest.md`)."""
+
+    kind: str
+    version: int
+    created_by: str
+    tokenizer: ManifestTokenizer
+    token_type: Literal["uint16", "uint32"]
+    shards: List[ShardInfo]
+    counts_file: str
+    counts_checksum: str
+    totals: ManifestTotals
+    inputs: List[Dict[str, Any]]
+    tasks: List[Dict[str, Any]]
+    config: Dict[str, Any]
+
+@type_check_only
+class TableMeta(TypedDict):
+    """A table's metadata (`schemas/table.md`)."""
+
+    kind: str
+    version: int
+    method: _Method
+    rule: Literal["token", "previous", "next", "position", "bigram"]
+    base: Optional[_Method]
+    experts: int
+    top_k: int
+    hashes: int
+    layers: int
+    seed: int
+    refined: bool
+    vocab_size: int
+    tokenizer_fingerprint: str
+    counts_fingerprint: str
+
+@type_check_only
+class TableStats(TypedDict):
+    """A table's balance statistics (`hashprep compare-tables --json`, one table)."""
+
+    files: List[str]
+    method: _Method
+    experts: int
+    top_k: int
+    vocab_size: int
+    total_tokens: int
+    streams: List[Dict[str, Any]]
+    note: Optional[str]
+
+@type_check_only
+class LoaderConfig(TypedDict, total=False):
+    batch_size: int
+    seq_len: int
+    seed: int
+    packing: bool
+    drop_last: bool
+    rank: int
+    world_size: int
+    expert_parallel: int
+    pad_id: int
+
+@type_check_only
+class _LoaderStateRequired(TypedDict):
+    next_batch: int
+    fingerprint: str
+
+@type_check_only
+class LoaderState(_LoaderStateRequired, total=False):
+    """Where a `Loader` stands (`state()`), JSON-serializable; `load_state` continues there."""
+
+    config: LoaderConfig
+    data: str
+    tables: str
 
 class Error(ValueError):
     """Input hashprep cannot use: a file, record, setting or state, named in the message."""
@@ -35,8 +162,8 @@ def tokenize(
     task_index: int = 0,
     force: bool = False,
     progress: bool = True,
-) -> Dict[str, Any]: ...
-def inspect(path: _Path, *, top: int = ...) -> Dict[str, Any]: ...
+) -> TokenizeResult: ...
+def inspect(path: _Path, *, top: int = ...) -> Inspection: ...
 def train_tokenizer(
     inputs: Sequence[_Path],
     out: _Path,
@@ -60,7 +187,7 @@ class Dataset:
     def prefix_lens(self) -> npt.NDArray[np.uint32]: ...
     def counts(self) -> npt.NDArray[np.uint64]: ...
     @property
-    def manifest(self) -> Dict[str, Any]: ...
+    def manifest(self) -> Manifest: ...
 
 @final
 class Table:
@@ -79,8 +206,8 @@ class Table:
     @property
     def expert_ids(self) -> npt.NDArray[np.uint32]: ...
     @property
-    def meta(self) -> Dict[str, Any]: ...
-    def stats(self, data: Optional[_Path] = None) -> Dict[str, Any]: ...
+    def meta(self) -> TableMeta: ...
+    def stats(self, data: Optional[_Path] = None) -> TableStats: ...
 
 def build_table(
     data: _Path,
@@ -168,8 +295,8 @@ class Loader:
     ) -> "Loader": ...
     def __iter__(self) -> Batches: ...
     def take(self, steps: int) -> Batches: ...
-    def state(self) -> Dict[str, Any]: ...
-    def load_state(self, state: Dict[str, Any]) -> None: ...
+    def state(self) -> LoaderState: ...
+    def load_state(self, state: LoaderState) -> None: ...
     @property
     def batches_per_epoch(self) -> int: ...
     @property

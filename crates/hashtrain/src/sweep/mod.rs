@@ -109,23 +109,22 @@ impl SweepMethod {
             "switch" => SweepMethod::Switch,
             "token-switch" => SweepMethod::TokenSwitch,
             "base" => SweepMethod::Base,
-            "balanced" => SweepMethod::Table(Method::Balanced),
-            "random" => SweepMethod::Table(Method::Random),
-            "clustered" => SweepMethod::Table(Method::Clustered),
-            "dispersed" => SweepMethod::Table(Method::Dispersed),
-            "position" => SweepMethod::Table(Method::Position),
-            "bigram" => SweepMethod::Table(Method::Bigram),
-            "previous" => SweepMethod::Table(Method::Previous),
-            "oracle" => SweepMethod::Table(Method::Oracle),
             other => {
+                // Every table method by the table module's own names.
+                if let Ok(method) = Method::from_name(other) {
+                    return Ok(SweepMethod::Table(method));
+                }
                 let n = |prefix: &str| other.strip_prefix(prefix).and_then(|n| n.parse().ok());
                 match (n("multihash-"), n("balanced-top")) {
                     (Some(n), _) if n >= 2 => SweepMethod::MultiHash(n),
                     (_, Some(k)) if k >= 2 => SweepMethod::TopK(k),
                     _ => {
+                        let tables: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
                         return Err(format!(
-                            "unknown method `{other}` (dense, balanced, random, clustered, dispersed, position, bigram, previous, oracle, multihash-N, balanced-topN, switch, token-switch, base; N >= 2)"
-                        ))
+                            "unknown method `{other}` (dense, {}, multihash-N, balanced-topN, \
+                             switch, token-switch, base; N >= 2)",
+                            tables.join(", ")
+                        ));
                     }
                 }
             }

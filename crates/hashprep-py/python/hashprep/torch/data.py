@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Sequence, cast
 
 import numpy.typing as npt
 
@@ -10,6 +10,9 @@ import torch
 import torch.distributed as dist
 
 from .. import Loader
+
+if TYPE_CHECKING:
+    from .._hashprep import LoaderState
 
 __all__ = ["HashprepDataset"]
 
@@ -106,8 +109,8 @@ class HashprepDataset(torch.utils.data.IterableDataset[Dict[str, Any]]):
 
     def state_dict(self) -> Dict[str, Any]:
         """The loader's position (JSON-serializable)."""
-        return self.loader.state()
+        return dict(self.loader.state())
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Continue where `state_dict()` was taken."""
-        self.loader.load_state(state)
+        self.loader.load_state(cast("LoaderState", state))
