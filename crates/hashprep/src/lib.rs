@@ -56,6 +56,7 @@
 
 mod corpus;
 mod counts;
+mod encode;
 mod error;
 #[cfg(feature = "cli")]
 pub mod exit;

@@ -1,12 +1,12 @@
-//! Stages wired together: `tokenize` (with resume and task partitioning), `merge`, `inspect`,
-//! `export`, tokenizer training over the same readers, and progress reporting.
+//! Stages wired together: `tokenize` (with resume and task partitioning, over the `encode`
+//! engine), `merge`, `inspect`, `export`, `build-table`, tokenizer training over the same
+//! readers, and progress reporting.
 
 mod build_table;
 mod export;
 mod inspect;
 mod merge;
 mod progress;
-mod stages;
 mod tokenize;
 mod train_tokenizer;
 

@@ -16,13 +16,13 @@ use crossbeam_channel::{bounded, unbounded};
 use serde::{Deserialize, Serialize};
 
 use super::progress::Progress;
-use super::stages::{read_chunks, write_in_order, ChunkEncoder, Message, OutputWriter};
 use crate::corpus::ProgressFeed;
 use crate::corpus::{
     expand_inputs, expand_ranges, partition_for_task, Format, InputFile, InputRange,
 };
 use crate::corpus::{items, Items, OnError, RedditRun};
 use crate::counts::COUNTS_FILE;
+use crate::encode::{read_chunks, write_in_order, ChunkEncoder, Message, OutputWriter};
 use crate::error::{Error, Result};
 use crate::integrity::fingerprint_bytes;
 use crate::shard::journal::Journal;
@@ -339,7 +339,7 @@ fn run_stages(
         (&credit_tx, &recycle_tx),
         writer,
         journal,
-        (&progress, &feed),
+        &|totals| progress.update_from(&feed, totals.documents, totals.tokens),
         options.cancel.as_deref(),
     );
     drop(credit_tx);

@@ -1,28 +1,19 @@
-//! The stages of a tokenize run after reading: chunks of examples encoded in parallel, then
-//! written in input order into shards, counts and the journal.
+//! Reading and encoding: the reader thread cuts the corpus into chunks of examples and the
+//! pool encodes each chunk in parallel into ids (with the sources of Reddit examples).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
-use super::progress::Progress;
-use crate::corpus::ProgressFeed;
 use crate::corpus::{Example, Format, Item, Items, PackedTexts, Source, SourceRef, TextIds};
-use crate::counts::TokenCounts;
 use crate::error::{Error, Result, SkipReason};
-use crate::shard::journal::{Journal, JournalEntry};
-use crate::shard::{shard_file_name, ShardInfo, ShardReader, ShardWriter, TokenWidth, Totals};
 use crate::tokenize::TextTokenizer;
 
 /// The notice counting special-token strings written in the text.
-const SPECIAL_TOKEN_TEXT: &str = "special_token_text";
+pub(super) const SPECIAL_TOKEN_TEXT: &str = "special_token_text";
 
 /// A chunk of examples on its way to a worker.
-pub(super) struct Chunk {
+pub(crate) struct Chunk {
     seq: u64,
     items: Vec<Item>,
     /// Bytes of text in the items, to size the ids buffer once.
@@ -43,21 +34,21 @@ pub(super) enum Encoded {
 }
 
 /// A chunk after encoding: the ids of all its examples back to back, and their sources.
-pub(super) struct EncodedChunk {
-    seq: u64,
-    ids: Vec<u32>,
-    sources: PackedTexts,
-    items: Vec<Encoded>,
+pub(crate) struct EncodedChunk {
+    pub(super) seq: u64,
+    pub(super) ids: Vec<u32>,
+    pub(super) sources: PackedTexts,
+    pub(super) items: Vec<Encoded>,
 }
 
-pub(super) enum Message {
+pub(crate) enum Message {
     Chunk(EncodedChunk),
     Failed(Error),
     ReaderDone { chunks: u64 },
 }
 
 /// Encodes the examples of a chunk (runs on the rayon pool).
-pub(super) struct ChunkEncoder {
+pub(crate) struct ChunkEncoder {
     tokenizer: Arc<TextTokenizer>,
     eos: Option<u32>,
     /// Dialogue responses longer than this (in ids, without the end token) are dropped.
@@ -68,7 +59,7 @@ pub(super) struct ChunkEncoder {
 }
 
 impl ChunkEncoder {
-    pub(super) fn new(tokenizer: Arc<TextTokenizer>, eos: Option<u32>, format: &Format) -> Self {
+    pub(crate) fn new(tokenizer: Arc<TextTokenizer>, eos: Option<u32>, format: &Format) -> Self {
         let max_response_tokens = match format {
             Format::Reddit(reddit) if reddit.filter.recipe => {
                 Some(reddit.filter.max_response_tokens)
@@ -84,7 +75,7 @@ impl ChunkEncoder {
     }
 
     /// Takes the ids buffers of written chunks from `recycled` when there are some.
-    pub(super) fn recycling(mut self, recycled: Receiver<Vec<u32>>) -> Self {
+    pub(crate) fn recycling(mut self, recycled: Receiver<Vec<u32>>) -> Self {
         self.recycled = Some(recycled);
         self
     }
@@ -200,7 +191,7 @@ impl EncodedText {
 
 /// Reader thread: parses the stream into chunks and hands each to the pool once a credit is
 /// free. The first `skip` items were written by an earlier run and are only counted past.
-pub(super) fn read_chunks(
+pub(crate) fn read_chunks(
     stream: Items,
     skip: u64,
     chunk_bytes: usize,
@@ -262,191 +253,6 @@ pub(super) fn read_chunks(
         return;
     }
     let _ = results.send(Message::ReaderDone { chunks: seq });
-}
-
-/// Writer loop on the calling thread: applies encoded chunks strictly in sequence order.
-/// On failure the caller drops the writer: the shard in progress stays under its temporary
-/// name, as after a kill.
-pub(super) fn write_in_order(
-    results: &Receiver<Message>,
-    (credits, recycle): (&Sender<()>, &Sender<Vec<u32>>),
-    writer: &mut OutputWriter,
-    journal: &mut Journal,
-    (progress, feed): (&Progress, &ProgressFeed),
-    cancel: Option<&AtomicBool>,
-) -> Result<()> {
-    let mut pending: HashMap<u64, EncodedChunk> = HashMap::new();
-    let mut next = 0u64;
-    let mut total: Option<u64> = None;
-    while total != Some(next) {
-        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(Error::Interrupted);
-        }
-        let message = match results.recv_timeout(Duration::from_millis(100)) {
-            Ok(message) => message,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(Error::Internal("the reader stopped unexpectedly".into()))
-            }
-        };
-        match message {
-            Message::Failed(e) => return Err(e),
-            Message::ReaderDone { chunks } => total = Some(chunks),
-            Message::Chunk(chunk) => {
-                pending.insert(chunk.seq, chunk);
-                while let Some(chunk) = pending.remove(&next) {
-                    writer.write_chunk(&chunk, journal)?;
-                    let _ = recycle.try_send(chunk.ids);
-                    next += 1;
-                    let _ = credits.send(());
-                    progress.update_from(feed, writer.totals.documents, writer.totals.tokens);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The state of the output being written: current shard, finished shards, counts, totals.
-pub(super) struct OutputWriter {
-    pub(super) dir: PathBuf,
-    pub(super) width: TokenWidth,
-    pub(super) tokenizer_fingerprint: String,
-    pub(super) shard_bytes: u64,
-    pub(super) current: Option<ShardWriter>,
-    pub(super) shards: Vec<ShardInfo>,
-    pub(super) counts: TokenCounts,
-    pub(super) totals: Totals,
-    /// Stream items consumed (examples and skipped records).
-    pub(super) items: u64,
-    /// Testing: fail, as if killed, once this many shards are complete and the next is begun.
-    pub(super) halt_after_shards: Option<usize>,
-    /// Write the `id` and `subreddit` columns (dialogue data).
-    pub(super) with_sources: bool,
-}
-
-impl OutputWriter {
-    /// Picks up after the journaled shards: their counts are recomputed from the files.
-    pub(super) fn resume(
-        dir: &Path,
-        width: TokenWidth,
-        tokenizer: &TextTokenizer,
-        entries: &[JournalEntry],
-        shard_bytes: u64,
-    ) -> Result<Self> {
-        let mut counts = TokenCounts::new(tokenizer.vocab_size());
-        for entry in entries {
-            let shard = ShardReader::open(&dir.join(&entry.shard.file), None)?;
-            let mut ids = Vec::new();
-            for (doc, _) in shard.documents() {
-                ids.clear();
-                doc.for_each(|id| ids.push(id));
-                counts.add(&ids);
-            }
-        }
-        let last = entries.last();
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            width,
-            tokenizer_fingerprint: tokenizer.fingerprint().to_owned(),
-            shard_bytes: shard_bytes.max(1),
-            current: None,
-            shards: entries.iter().map(|e| e.shard.clone()).collect(),
-            counts,
-            totals: last.map(|e| e.totals.clone()).unwrap_or_default(),
-            items: last.map_or(0, |e| e.items),
-            halt_after_shards: None,
-            with_sources: false,
-        })
-    }
-
-    pub(super) fn write_chunk(
-        &mut self,
-        chunk: &EncodedChunk,
-        journal: &mut Journal,
-    ) -> Result<()> {
-        let mut offset = 0usize;
-        for item in &chunk.items {
-            self.items += 1;
-            match *item {
-                Encoded::Notice(name) => {
-                    *self.totals.notices.entry(name.to_owned()).or_default() += 1;
-                }
-                Encoded::Skipped(reason) => {
-                    *self
-                        .totals
-                        .skipped
-                        .entry(reason.name().to_owned())
-                        .or_default() += 1;
-                }
-                Encoded::Example {
-                    len,
-                    prefix_len,
-                    source,
-                    special_strings,
-                } => {
-                    let ids = &chunk.ids[offset..offset + len as usize];
-                    offset += len as usize;
-                    if self.current.is_none() {
-                        let path = self.dir.join(shard_file_name(self.shards.len()));
-                        self.current = Some(ShardWriter::create_with(
-                            &path,
-                            self.width,
-                            &self.tokenizer_fingerprint,
-                            self.with_sources,
-                        )?);
-                    }
-                    let shard = self.current.as_mut().expect("just created");
-                    let source = source.map(|at| chunk.sources.source(at));
-                    shard.push_with_source_ref(ids, prefix_len, source)?;
-                    if self
-                        .halt_after_shards
-                        .is_some_and(|limit| self.shards.len() >= limit)
-                    {
-                        let done = self.shards.len();
-                        return Err(Error::BadInput(format!(
-                            "halted after {done} shards (`halt_after_shards`)"
-                        )));
-                    }
-                    self.counts.add(ids);
-                    if special_strings > 0 {
-                        *self
-                            .totals
-                            .notices
-                            .entry(SPECIAL_TOKEN_TEXT.to_owned())
-                            .or_default() += special_strings;
-                    }
-                    self.totals.documents += 1;
-                    self.totals.tokens += u64::from(len);
-                    if shard.data_bytes() >= self.shard_bytes {
-                        self.close_shard(journal)?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) fn close_shard(&mut self, journal: &mut Journal) -> Result<()> {
-        if let Some(shard) = self.current.take() {
-            let info = shard.finish()?;
-            self.shards.push(info.clone());
-            journal.append(&JournalEntry {
-                shard: info,
-                items: self.items,
-                totals: self.totals.clone(),
-            })?;
-        }
-        Ok(())
-    }
-
-    pub(super) fn finish(
-        mut self,
-        journal: &mut Journal,
-    ) -> Result<(Vec<ShardInfo>, Totals, TokenCounts)> {
-        self.close_shard(journal)?;
-        Ok((self.shards, self.totals, self.counts))
-    }
 }
 
 #[cfg(test)]
