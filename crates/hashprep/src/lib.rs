@@ -76,7 +76,10 @@ pub use corpus::{
     RedditOptions, Source,
 };
 pub use counts::TokenCounts;
-pub use error::{error_message, Error, Location, Result, SkipReason};
+pub use error::{
+    error_message, EmptyProblem, Error, InputProblem, LoaderProblem, Location, MergeProblem,
+    OutputProblem, PlotProblem, Result, SkipReason, TableProblem, TokenizerProblem,
+};
 pub use integrity::fingerprint_bytes;
 pub use loader::{
     bucket_pairs, bucket_positions, check_prefetch, Batch, Batches, Loader, LoaderConfig,

@@ -79,10 +79,10 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// `dir` names an existing file (bad input), or the directory cannot be created.
 pub fn create_output_dir(dir: &Path) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
-        return Err(Error::BadInput(format!(
-            "{}: is a file, not a directory",
-            dir.display()
-        )));
+        return Err(Error::Output {
+            dir: dir.to_owned(),
+            problem: crate::error::OutputProblem::NotADirectory,
+        });
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
 }

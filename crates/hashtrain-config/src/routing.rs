@@ -87,10 +87,7 @@ impl RunConfig {
                 .tables()
                 .table(path)
                 .ok_or_else(|| {
-                    hashprep::Error::BadInput(format!(
-                        "{}: not one of the loader's tables",
-                        path.display()
-                    ))
+                    hashprep::Error::table(hashprep::TableProblem::NotLoaded).in_table_file(path)
                 })?
                 .meta;
             self.check_table(index, path, meta)?;
@@ -140,7 +137,7 @@ impl RunConfig {
             (SparseKind::Multihash, 1) => {
                 return Err(problem(
                     "kind",
-                    "= \"multihash\" needs a table built with --hashes N > 1".into(),
+                    "= \"multihash\" needs a table built with `hashes` > 1".into(),
                 ))
             }
             _ => {}
@@ -160,7 +157,7 @@ impl RunConfig {
             return Err(problem(
                 "top_k",
                 format!(
-                    "= {k} but the table gives each token {} expert(s) (build it with --top-k {k})",
+                    "= {k} but the table gives each token {} expert(s) (build it with `top_k` {k})",
                     meta.top_k
                 ),
             ));

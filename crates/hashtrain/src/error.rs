@@ -109,7 +109,7 @@ pub enum Error {
     },
     /// The loss or the weights stopped being finite; the run folder resumes from its last
     /// checkpoint, which was written before it happened.
-    #[error("training diverged at step {step}: {detail}; lower train.lr or raise train.warmup (--resume continues from the last checkpoint, written while everything was finite)")]
+    #[error("training diverged at step {step}: {detail}; lower train.lr or raise train.warmup (`resume` continues from the last checkpoint, written while everything was finite)")]
     Diverged {
         /// The step at which it was seen.
         step: u64,

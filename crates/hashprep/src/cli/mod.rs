@@ -393,10 +393,10 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         }
         Command::Export(args) => {
             if args.to != "parquet" {
-                return Err(hashprep::Error::BadInput(format!(
-                    "--to {}: only parquet is supported",
-                    args.to
-                ))
+                return Err(hashprep::Error::setting(
+                    "to",
+                    format!("{:?}: only parquet is supported", args.to),
+                )
                 .into());
             }
             let files = hashprep::export_parquet(&args.dir, &args.out)?;
@@ -411,7 +411,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
 
 fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
     if args.shard_mib.is_nan() || args.shard_mib <= 0.0 {
-        return Err(hashprep::Error::BadInput("--shard-mib must be positive".into()).into());
+        return Err(hashprep::Error::setting("shard_mib", "must be positive").into());
     }
     let mut format = args.corpus.format()?;
     if let Format::Reddit(reddit) = &mut format {
@@ -454,7 +454,7 @@ fn train(args: TrainArgs, progress: bool) -> Result<()> {
         },
         other => {
             return Err(
-                hashprep::Error::BadInput(format!("--kind {other}: expected bpe or word")).into(),
+                hashprep::Error::setting("kind", format!("{other:?} is none of bpe, word")).into(),
             )
         }
     };

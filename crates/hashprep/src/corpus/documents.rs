@@ -33,8 +33,10 @@ pub(crate) fn items(
 ) -> Items {
     match format {
         Format::Reddit(_) if files.iter().any(|f| f.documents.is_some()) => {
-            Box::new(std::iter::once(Err(Error::BadInput(
-                "document ranges select documents of a file; Reddit examples are rebuilt across files: give whole dumps".into(),
+            Box::new(std::iter::once(Err(Error::setting(
+                "inputs",
+                "document ranges select documents of a file; Reddit examples are rebuilt across \
+                 files: give whole dumps",
             ))))
         }
         Format::Reddit(options) => Box::new(

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, InputProblem, Result};
 
 /// One input file with its on-disk size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,14 +42,18 @@ pub(crate) fn expand_inputs(args: &[PathBuf]) -> Result<Vec<InputFile>> {
         let text = arg.to_string_lossy();
         if text.contains(['*', '?', '[']) && !arg.exists() {
             let mut matches: Vec<PathBuf> = glob::glob(&text)
-                .map_err(|e| Error::BadInput(format!("bad glob {text:?}: {e}")))?
+                .map_err(|e| Error::Input {
+                    path: arg.clone(),
+                    problem: InputProblem::BadPattern(e.to_string()),
+                })?
                 .filter_map(std::result::Result::ok)
                 .filter(|p| p.is_file())
                 .collect();
             if matches.is_empty() {
-                return Err(Error::BadInput(format!(
-                    "{text}: the pattern matches no file"
-                )));
+                return Err(Error::Input {
+                    path: arg.clone(),
+                    problem: InputProblem::NoMatch,
+                });
             }
             matches.sort();
             for path in matches {
@@ -65,10 +69,10 @@ pub(crate) fn expand_inputs(args: &[PathBuf]) -> Result<Vec<InputFile>> {
         } else if arg.is_file() {
             push(arg.clone())?;
         } else {
-            return Err(Error::BadInput(format!(
-                "{}: no such input file or directory",
-                arg.display()
-            )));
+            return Err(Error::Input {
+                path: arg.clone(),
+                problem: InputProblem::Missing,
+            });
         }
     }
     Ok(out)
@@ -101,16 +105,16 @@ pub(crate) fn expand_ranges(ranges: &[super::InputRange]) -> Result<Vec<InputFil
         let mut files = expand_inputs(std::slice::from_ref(&range.path))?;
         if let Some([start, end]) = range.documents {
             if !range.path.is_file() {
-                return Err(Error::BadInput(format!(
-                    "{}: documents [{start}, {end}) select part of one file, not of a directory or pattern",
-                    range.path.display()
-                )));
+                return Err(Error::Input {
+                    path: range.path.clone(),
+                    problem: InputProblem::RangeOfMany { start, end },
+                });
             }
             if start > end {
-                return Err(Error::BadInput(format!(
-                    "{}: documents [{start}, {end}) is not a range",
-                    range.path.display()
-                )));
+                return Err(Error::Input {
+                    path: range.path.clone(),
+                    problem: InputProblem::NotARange { start, end },
+                });
             }
             files[0].documents = range.documents;
         }

@@ -165,8 +165,10 @@ impl Format {
             Format::Wikitext103 => Box::new(TextRecords::new(lines, Grouping::WikitextArticles)),
             Format::Jsonl { text_field } => Box::new(JsonlRecords::new(lines, text_field.clone())),
             Format::Reddit(_) => {
-                return Err(Error::BadInput(
-                    "reddit dumps are read all together (threads span files): use the tokenize pipeline".into(),
+                return Err(Error::setting(
+                    "format",
+                    "reddit: dumps are read all together (threads span files): use the tokenize \
+                     pipeline",
                 ))
             }
         })
@@ -188,9 +190,10 @@ impl Format {
             "wikitext103" | "wikitext-103" => Format::Wikitext103,
             "reddit" => Format::Reddit(RedditOptions::default()),
             other => {
-                return Err(Error::BadInput(format!(
-                    "unknown format {other:?} (expected text, jsonl, cc100, wikitext103 or reddit)"
-                )))
+                return Err(Error::setting(
+                    "format",
+                    format!("{other:?} is none of text, jsonl, cc100, wikitext103, reddit"),
+                ))
             }
         })
     }

@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(first.unwrap(), 0);
         let failed = packed.push_with(|ids| {
             ids.push(9);
-            Err(Error::BadInput("no".into()))
+            Err(Error::Internal("no".into()))
         });
         assert!(failed.is_err());
         let second = packed.push_with(|ids| {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use super::{Dialogue, Example, Format, InputFile, Records, SharedTexts};
-use crate::error::{Error, Result, SkipReason};
+use crate::error::{Error, InputProblem, Result, SkipReason};
 use crate::tokenize::TextTokenizer;
 
 use super::reddit::{Rebuilding, Rebuilt};
@@ -110,10 +110,10 @@ impl Iterator for ExampleStream {
                             return Some(Ok(Item::Skipped(SkipReason::Empty)));
                         }
                         self.failed = true;
-                        return Some(Err(Error::BadInput(format!(
-                            "{}: empty input: the file holds no records",
-                            path.display()
-                        ))));
+                        return Some(Err(Error::Input {
+                            path: path.clone(),
+                            problem: InputProblem::Empty,
+                        }));
                     }
                 }
                 Some(Ok(example)) => return Some(Ok(Item::Example(example))),
@@ -146,10 +146,10 @@ fn in_range(mut records: Records, path: &Path, [start, end]: [usize; 2]) -> Reco
         while seen < end {
             let Some(record) = records.next() else {
                 let held = std::mem::replace(&mut seen, end); // said once
-                return Some(Err(Error::BadInput(format!(
-                    "{}: documents [{start}, {end}) asked for, but the file holds {held}",
-                    path.display()
-                ))));
+                return Some(Err(Error::Input {
+                    path: path.clone(),
+                    problem: InputProblem::RangeBeyond { start, end, held },
+                }));
             };
             seen += 1;
             if seen > start {

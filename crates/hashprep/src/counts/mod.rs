@@ -56,11 +56,10 @@ impl TokenCounts {
     /// The vocabulary sizes differ.
     pub fn merge(&mut self, other: &TokenCounts) -> Result<()> {
         if other.counts.len() != self.counts.len() {
-            return Err(Error::BadInput(format!(
-                "cannot merge counts of {} ids with counts of {} ids",
-                other.counts.len(),
-                self.counts.len()
-            )));
+            return Err(Error::Merge(crate::error::MergeProblem::OtherVocabulary {
+                theirs: other.counts.len(),
+                ours: self.counts.len(),
+            }));
         }
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;

@@ -156,9 +156,10 @@ impl OutputWriter {
                         .is_some_and(|limit| self.shards.len() >= limit)
                     {
                         let done = self.shards.len();
-                        return Err(Error::BadInput(format!(
-                            "halted after {done} shards (`halt_after_shards`)"
-                        )));
+                        return Err(Error::setting(
+                            "halt_after_shards",
+                            format!("halted the run after {done} shards"),
+                        ));
                     }
                     self.counts.add(ids);
                     if special_strings > 0 {

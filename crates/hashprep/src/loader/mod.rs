@@ -25,7 +25,7 @@ pub use routing::{bucket_pairs, bucket_positions, Route};
 use sampler::{permutation, PackedEpoch};
 pub use tables::{RouteHandle, RouteInfo, TableSet};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LoaderProblem, Result, TableProblem};
 use crate::integrity::fingerprint_bytes;
 use crate::table::RoutingTable;
 use routing::RowContext;
@@ -274,10 +274,10 @@ impl Loader {
         let data = TokenDataset::open(data)?;
         let vocab = data.manifest().tokenizer.vocab_size;
         if config.pad_id as usize >= vocab {
-            return Err(Error::BadInput(format!(
-                "pad id {} is outside the vocabulary of {vocab} ids",
-                config.pad_id
-            )));
+            return Err(Error::Loader(LoaderProblem::PadOutside {
+                pad_id: config.pad_id,
+                vocab,
+            }));
         }
         let specs = specs_of(tables, &data)?;
         if !config.packing {
@@ -318,10 +318,11 @@ impl Loader {
             per_rank.div_ceil(core.config.batch_size) as u64
         };
         if core.batches_per_epoch == 0 {
-            return Err(Error::BadInput(format!(
-                "the data holds {samples} samples of T = {}: not one batch of {} per rank",
-                core.config.seq_len, core.config.batch_size
-            )));
+            return Err(Error::Loader(LoaderProblem::TooLittleData {
+                samples,
+                seq_len: core.config.seq_len,
+                batch_size: core.config.batch_size,
+            }));
         }
         Ok(Self {
             core: Arc::new(core),
@@ -350,12 +351,11 @@ impl Loader {
     /// # Errors
     /// `table` is not one of the loader's tables, or has no such layer.
     pub fn route_handles(&self, table: &Path, layer: u32) -> Result<Vec<RouteHandle>> {
-        let file = self.core.tables.first_with_bytes_of(table).ok_or_else(|| {
-            Error::BadInput(format!(
-                "{}: not one of the loader's tables",
-                table.display()
-            ))
-        })?;
+        let file = self
+            .core
+            .tables
+            .first_with_bytes_of(table)
+            .ok_or_else(|| Error::table(TableProblem::NotLoaded).in_table_file(table))?;
         let mut handles = Vec::new();
         let mut slot = 0;
         for spec in &self.core.specs {
@@ -367,10 +367,9 @@ impl Loader {
         }
         if handles.is_empty() {
             let layers = self.core.tables.table(table).map_or(0, |t| t.meta.layers);
-            return Err(Error::BadInput(format!(
-                "{}: the table has no layer {layer} (it has {layers})",
-                table.display()
-            )));
+            return Err(
+                Error::table(TableProblem::NoSuchLayer { layer, layers }).in_table_file(table)
+            );
         }
         Ok(handles)
     }
@@ -422,12 +421,11 @@ impl Loader {
                 let show = |v: Option<&serde_json::Value>| {
                     v.map_or_else(|| "1".to_owned(), ToString::to_string)
                 };
-                return Error::BadInput(format!(
-                    "`{key}` is {} here but {} in the loader state being resumed: resume with \
-                     the settings it was saved with",
-                    show(ours.get(key)),
-                    show(theirs.get(key))
-                ));
+                return Error::Loader(LoaderProblem::StateSetting {
+                    key: key.clone(),
+                    ours: show(ours.get(key)),
+                    theirs: show(theirs.get(key)),
+                });
             }
         }
         let part = if state
@@ -445,7 +443,7 @@ impl Loader {
         } else {
             "other data, tables or loader settings"
         };
-        Error::BadInput(format!("the loader state comes from {part}"))
+        Error::Loader(LoaderProblem::StateOf(part.to_owned()))
     }
 
     /// Batches `start..start + steps` built ahead, without moving the loader (the caller keeps
@@ -485,10 +483,7 @@ fn specs_of(tables: &TableSet, data: &TokenDataset) -> Result<Vec<Spec>> {
                 &manifest.tokenizer.fingerprint,
                 manifest.tokenizer.vocab_size,
             )
-            .map_err(|e| {
-                let path = tables.paths().nth(file).unwrap_or(Path::new(""));
-                Error::BadInput(format!("{}: {e}", path.display()))
-            })?;
+            .map_err(|e| e.in_table_file(tables.paths().nth(file).unwrap_or(Path::new(""))))?;
         for layer in 0..table.meta.layers {
             specs.push(Spec {
                 table: table.clone(),

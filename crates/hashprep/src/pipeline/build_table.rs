@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::counts::TokenCounts;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TableProblem};
 use crate::integrity::fingerprint_bytes;
 use crate::shard::{Manifest, ShardReader};
 use crate::table::{
@@ -151,8 +151,9 @@ fn load_counts(request: &BuildTableRequest) -> Result<(TokenCounts, String, Stri
                 .ok_or_else(|| Error::corrupt(path, "counts without a tokenizer fingerprint"))?;
             Ok((counts, fingerprint_bytes(&bytes), fingerprint))
         }
-        _ => Err(Error::BadInput(
-            "give exactly one of `data` (a tokenize output) or `counts` (a counts file)".into(),
+        _ => Err(Error::setting(
+            "data",
+            "or `counts`: give exactly one (a tokenize output, or a counts file)",
         )),
     }
 }
@@ -275,9 +276,8 @@ fn plot_report(path: &Path, table: &RoutingTable, streams: &[StreamReport]) -> R
         })
         .collect();
     if series.is_empty() {
-        return Err(Error::BadInput(format!(
-            "a {} table has no load statistics to plot",
-            table.meta.method.name()
+        return Err(Error::table(TableProblem::NoLoadStatistics(
+            table.meta.method.name(),
         )));
     }
     let title = format!("Load per expert, {} experts", table.meta.experts);
@@ -304,8 +304,7 @@ pub struct TableComparison {
 /// Unreadable data, or a table built for another tokenizer or vocabulary.
 pub fn measure_table(table: &RoutingTable, data: &Path) -> Result<TableReport> {
     let manifest = Manifest::read(data)?;
-    check_table_data(table, &manifest)
-        .map_err(|e| Error::BadInput(format!("{}: {e}", data.display())))?;
+    check_table_data(table, &manifest).map_err(|e| e.in_table_file(data))?;
     let counts = manifest.read_counts(data)?;
     table_report(table, &counts, Some(data), Vec::new())
 }
@@ -332,8 +331,7 @@ pub fn compare_tables(
     let mut rows = Vec::new();
     for file in tables {
         let table = RoutingTable::read(file)?;
-        check_table_data(&table, &manifest)
-            .map_err(|e| Error::BadInput(format!("{}: {e}", file.display())))?;
+        check_table_data(&table, &manifest).map_err(|e| e.in_table_file(file))?;
         let (mut streams, _) = stream_reports(&table, &counts, Some(data))?;
         let stats = streams.swap_remove(0).stats;
         rows.push(TableComparison {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::tokenize::TokenizeSummary;
 use crate::counts::{TokenCounts, COUNTS_FILE};
-use crate::error::{Error, Result};
+use crate::error::{Error, MergeProblem, OutputProblem, Result};
 use crate::integrity::fingerprint_bytes;
 use crate::shard::{shard_file_name, TOKENIZER_FILE};
 use crate::shard::{Manifest, ShardInfo, ShardReader, Totals, MANIFEST_FILE};
@@ -26,9 +26,7 @@ pub fn merge(
 ) -> Result<TokenizeSummary> {
     let started = std::time::Instant::now();
     if dirs.is_empty() {
-        return Err(Error::BadInput(
-            "merge needs at least one tokenize output directory".into(),
-        ));
+        return Err(Error::Merge(MergeProblem::NothingGiven));
     }
     let mut parts: Vec<(PathBuf, Manifest)> = dirs
         .iter()
@@ -37,10 +35,10 @@ pub fn merge(
     parts.sort_by_key(|(_, m)| m.tasks.first().copied().unwrap_or([0, 1]));
     check_compatible(&parts, allow_partial)?;
     if out.join(MANIFEST_FILE).exists() && !force {
-        return Err(Error::BadInput(format!(
-            "{}: already holds a manifest; replace it with `force`",
-            out.display()
-        )));
+        return Err(Error::Output {
+            dir: out.to_owned(),
+            problem: OutputProblem::HoldsManifest,
+        });
     }
     create_output_dir(out)?;
     let _ = std::fs::remove_file(out.join(MANIFEST_FILE));
@@ -115,41 +113,37 @@ fn check_compatible(parts: &[(PathBuf, Manifest)], allow_partial: bool) -> Resul
     let settings = |m: &Manifest| m.config.get("tokenize").cloned();
     for (dir, manifest) in &parts[1..] {
         if manifest.tokenizer.fingerprint != first.tokenizer.fingerprint {
-            return Err(Error::BadInput(format!(
-                "{} and {} were tokenized with different tokenizers ({} vs {})",
-                first_dir.display(),
-                dir.display(),
-                first.tokenizer.fingerprint,
-                manifest.tokenizer.fingerprint
-            )));
+            return Err(Error::Merge(MergeProblem::OtherTokenizer {
+                first: first_dir.clone(),
+                dir: dir.clone(),
+                first_tokenizer: first.tokenizer.fingerprint.clone(),
+                tokenizer: manifest.tokenizer.fingerprint.clone(),
+            }));
         }
         if settings(manifest) != settings(first) || manifest.token_type != first.token_type {
-            return Err(Error::BadInput(format!(
-                "{} and {} were tokenized with different settings",
-                first_dir.display(),
-                dir.display()
-            )));
+            return Err(Error::Merge(MergeProblem::OtherSettings {
+                first: first_dir.clone(),
+                dir: dir.clone(),
+            }));
         }
     }
     let mut seen: Vec<[usize; 2]> = Vec::new();
     for (dir, manifest) in parts {
         for task in &manifest.tasks {
             if seen.contains(task) {
-                return Err(Error::BadInput(format!(
-                    "{}: task {} of {} is given twice",
-                    dir.display(),
-                    task[0],
-                    task[1]
-                )));
+                return Err(Error::Merge(MergeProblem::TaskTwice {
+                    dir: dir.clone(),
+                    task: task[0],
+                    tasks: task[1],
+                }));
             }
             if task[1] != first.tasks[0][1] {
-                return Err(Error::BadInput(format!(
-                    "{}: comes from a split into {} tasks, {} from a split into {}",
-                    dir.display(),
-                    task[1],
-                    first_dir.display(),
-                    first.tasks[0][1]
-                )));
+                return Err(Error::Merge(MergeProblem::OtherSplit {
+                    dir: dir.clone(),
+                    tasks: task[1],
+                    first: first_dir.clone(),
+                    first_tasks: first.tasks[0][1],
+                }));
             }
             seen.push(*task);
         }
@@ -159,9 +153,10 @@ fn check_compatible(parts: &[(PathBuf, Manifest)], allow_partial: bool) -> Resul
         .filter(|i| !seen.iter().any(|t| t[0] == *i))
         .collect();
     if !missing.is_empty() && !allow_partial {
-        return Err(Error::BadInput(format!(
-            "tasks {missing:?} of {count} are missing; give every task's output or allow it with `allow_partial`"
-        )));
+        return Err(Error::Merge(MergeProblem::TasksMissing {
+            missing,
+            tasks: count,
+        }));
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ use crate::corpus::{
 use crate::corpus::{items, Items, OnError, RedditRun};
 use crate::counts::COUNTS_FILE;
 use crate::encode::{read_chunks, write_in_order, ChunkEncoder, Message, OutputWriter};
-use crate::error::{Error, Result};
+use crate::error::{EmptyProblem, Error, Result};
 use crate::integrity::fingerprint_bytes;
 use crate::shard::journal::Journal;
 use crate::shard::output_dir::{prepare_output, OutputState};
@@ -202,7 +202,7 @@ fn tokenize_files(
         partition_for_task(files, options.num_tasks, options.task_index)?
     };
     if files.is_empty() && options.num_tasks == 1 {
-        return Err(Error::BadInput("no input files given".into()));
+        return Err(Error::Empty(EmptyProblem::NoInputs));
     }
     let input_bytes = files.iter().map(|f| f.bytes).sum();
     let run = run_fingerprint(settings, &files, options, tokenizer.fingerprint());
@@ -375,14 +375,12 @@ fn example_stream(
 /// The error of a run that wrote nothing, saying why.
 fn no_documents(reddit: bool, totals: &Totals) -> Error {
     let skipped: BTreeMap<&String, &u64> = totals.skipped.iter().filter(|(_, &n)| n > 0).collect();
-    Error::BadInput(if !reddit {
-        format!("no documents in the input (skipped: {skipped:?})")
+    Error::Empty(if !reddit {
+        EmptyProblem::NoDocuments(format!("{skipped:?}"))
     } else if skipped.is_empty() {
-        "no Reddit comments were found in the input: the examples are comments (RC_* dumps, \
-         records with parent_id and link_id); submissions (RS_*) only open their contexts"
-            .into()
+        EmptyProblem::NoRedditComments
     } else {
-        format!("no Reddit comment gave an example (skipped: {skipped:?})")
+        EmptyProblem::NoRedditExample(format!("{skipped:?}"))
     })
 }
 

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OutputProblem, Result};
 
 /// The lock file of an output directory.
 pub(crate) const LOCK_FILE: &str = ".hashprep.lock";
@@ -44,16 +44,15 @@ impl OutputLock {
                     let mut holder = String::new();
                     let _ = file.read_to_string(&mut holder);
                     let holder = holder.trim();
-                    return Err(Error::BadInput(format!(
-                        "{}: another run is writing this directory ({}): wait for it to \
-                         finish, or choose another output directory",
-                        dir.display(),
-                        if holder.is_empty() {
-                            "it is starting"
-                        } else {
-                            holder
-                        }
-                    )));
+                    let holder = if holder.is_empty() {
+                        "it is starting"
+                    } else {
+                        holder
+                    };
+                    return Err(Error::Output {
+                        dir: dir.to_owned(),
+                        problem: OutputProblem::Locked(holder.to_owned()),
+                    });
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
             }

@@ -133,10 +133,9 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::BadInput(format!(
-                    "{}: no manifest.json: not a hashprep tokenize output, or one that did not finish",
-                    dir.display()
-                ))
+                Error::NotTokenized {
+                    dir: dir.to_owned(),
+                }
             } else {
                 Error::io(&path, e)
             }

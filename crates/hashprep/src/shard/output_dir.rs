@@ -7,7 +7,7 @@ use super::journal::{Journal, JournalEntry, JOURNAL_FILE};
 use super::TOKENIZER_FILE;
 use super::{Manifest, ShardReader, MANIFEST_FILE};
 use crate::counts::COUNTS_FILE;
-use crate::error::{Error, Result};
+use crate::error::{Error, OutputProblem, Result};
 
 /// What a run finds in its output directory.
 pub(crate) enum OutputState {
@@ -59,11 +59,11 @@ fn remove_ours(dir: &Path, keep: &[String]) -> Result<()> {
 
 /// Prepares `dir` (which exists, locked by the caller) for run `run`; see [`OutputState`].
 pub(crate) fn prepare_output(dir: &Path, run: &str, force: bool) -> Result<OutputState> {
-    let refuse = |what: &str| {
-        Err(Error::BadInput(format!(
-            "{}: already holds {what} made with other settings or inputs; choose another output directory or replace it with `force`",
-            dir.display()
-        )))
+    let refuse = |what: &'static str| {
+        Err(Error::Output {
+            dir: dir.to_owned(),
+            problem: OutputProblem::HoldsOther(what),
+        })
     };
     if dir.join(MANIFEST_FILE).exists() {
         let manifest = Manifest::read(dir)?;

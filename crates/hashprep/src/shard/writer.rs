@@ -149,13 +149,11 @@ impl ShardWriter {
             ids.append_value(source.map_or("", |s| s.id));
             subreddits.append_value(source.map_or("", |s| s.subreddit));
         }
-        let end = i32::try_from(self.values.len() + tokens.len()).map_err(|_| {
-            Error::BadInput(format!(
-                "{}: an example of {} tokens is too long for one Arrow list",
-                self.final_path.display(),
-                tokens.len()
-            ))
-        })?;
+        let end =
+            i32::try_from(self.values.len() + tokens.len()).map_err(|_| Error::ExampleTooLong {
+                path: self.final_path.clone(),
+                tokens: tokens.len(),
+            })?;
         match &mut self.values {
             // Ids of a 16-bit shard are below its tokenizer's vocabulary size.
             Values::Uint16(values) => values.extend(tokens.iter().map(|&id| id as u16)),

@@ -24,16 +24,17 @@ pub(crate) fn load_embeddings(path: &Path, tensor: Option<&str>) -> Result<Array
         .find(|(_, v)| !v.is_finite())
         .map(|((r, c), _)| (r, c))
     {
-        return Err(Error::BadInput(format!(
-            "{}: embedding row {row} holds NaN or infinity",
-            path.display()
-        )));
+        return Err(bad(
+            path,
+            format!("embedding row {row} holds NaN or infinity"),
+        ));
     }
     Ok(matrix)
 }
 
+/// An embeddings file that is not what it should be.
 fn bad(path: &Path, message: impl std::fmt::Display) -> Error {
-    Error::BadInput(format!("{}: {message}", path.display()))
+    Error::corrupt(path, message.to_string())
 }
 
 /// A `.npy` matrix: little-endian f4/f8, C or Fortran order, two dimensions.

@@ -10,7 +10,7 @@ use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
 use super::{RoutingTable, TableFormat};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TableProblem};
 use crate::util::write_atomic;
 
 /// Where an exported table goes.
@@ -104,7 +104,7 @@ impl RoutingTable {
             Some(k) if k != self.meta.top_k => Err(Error::setting(
                 "top_k",
                 format!(
-                    "{k}, but the table gives each token {} expert(s) (built with top_k {}): build it with --top-k {k}",
+                    "{k}, but the table gives each token {} expert(s) (built with top_k {}): build it with `top_k` {k}",
                     self.meta.top_k, self.meta.top_k
                 ),
             )),
@@ -137,11 +137,10 @@ impl RoutingTable {
             ));
         }
         if !meta.rule.has_columns() || meta.hashes > 1 {
-            return Err(Error::BadInput(format!(
-                "a {} table{} has no per-token experts to export (tid2eid needs random, balanced, clustered or dispersed)",
-                meta.method.name(),
-                if meta.hashes > 1 { " of several hashes" } else { "" }
-            )));
+            return Err(Error::table(TableProblem::NoPerTokenExperts {
+                method: meta.method.name(),
+                several_hashes: meta.hashes > 1,
+            }));
         }
         if export.layers.is_empty() {
             return Err(Error::setting(
@@ -192,7 +191,7 @@ impl RoutingTable {
             .map(|(key, bytes)| {
                 TensorView::new(Dtype::I64, shape.clone(), bytes)
                     .map(|view| (key.clone(), view))
-                    .map_err(|e| Error::BadInput(format!("tid2eid {key}: {e}")))
+                    .map_err(|e| Error::Internal(format!("tid2eid {key}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
         let info: HashMap<String, String> = [
@@ -204,7 +203,7 @@ impl RoutingTable {
         ]
         .into();
         safetensors::serialize(views, Some(info))
-            .map_err(|e| Error::BadInput(format!("safetensors: {e}")))
+            .map_err(|e| Error::Internal(format!("safetensors: {e}")))
     }
 
     /// `[vocab, k]` int64 little-endian: the table's rows, then `(id + j) mod K` beyond them.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::hashing::stream_key;
 use super::{BalanceStats, Method, Rule};
 use crate::counts::TokenCounts;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TableProblem};
 use crate::util::write_atomic;
 
 /// Version of the table format.
@@ -130,37 +130,38 @@ impl RoutingTable {
             0
         };
         if columns.len() != expected {
-            return Err(Error::BadInput(format!(
-                "table has {} columns, its metadata needs {expected}",
-                columns.len()
-            )));
+            return Err(Error::table(TableProblem::Columns {
+                found: columns.len(),
+                expected,
+            }));
         }
         let k = meta.top_k as usize;
         if k < 1 || meta.top_k > meta.experts {
-            return Err(Error::BadInput(format!(
-                "top_k {} is not within 1..={} experts",
-                meta.top_k, meta.experts
-            )));
+            return Err(Error::table(TableProblem::TopKRange {
+                top_k: meta.top_k,
+                experts: meta.experts,
+            }));
         }
         for column in &columns {
             if column.len() != meta.vocab_size * k {
-                return Err(Error::BadInput(format!(
-                    "a table column has {} values for {} ids x top_k {k}",
-                    column.len(),
-                    meta.vocab_size
-                )));
+                return Err(Error::table(TableProblem::ColumnLength {
+                    len: column.len(),
+                    vocab: meta.vocab_size,
+                    top_k: meta.top_k,
+                }));
             }
             if let Some(bad) = column.iter().find(|&&e| e >= meta.experts) {
-                return Err(Error::BadInput(format!(
-                    "expert {bad} out of range for K = {}",
-                    meta.experts
-                )));
+                return Err(Error::table(TableProblem::ExpertRange {
+                    expert: *bad,
+                    experts: meta.experts,
+                }));
             }
             if k > 1 {
                 if let Some(token) = column.chunks_exact(k).position(has_repeat) {
-                    return Err(Error::BadInput(format!(
-                        "token {token} has the same expert twice among its top_k {k}"
-                    )));
+                    return Err(Error::table(TableProblem::RepeatedExpert {
+                        token,
+                        top_k: meta.top_k,
+                    }));
                 }
             }
         }
@@ -200,10 +201,12 @@ impl RoutingTable {
         if self.meta.tokenizer_fingerprint != tokenizer_fingerprint
             || self.meta.vocab_size != vocab_size
         {
-            return Err(Error::BadInput(format!(
-                "the table was built for tokenizer {} ({} ids) but the data uses {tokenizer_fingerprint} ({vocab_size} ids)",
-                self.meta.tokenizer_fingerprint, self.meta.vocab_size
-            )));
+            return Err(Error::table(TableProblem::OtherTokenizer {
+                table_tokenizer: self.meta.tokenizer_fingerprint.clone(),
+                table_vocab: self.meta.vocab_size,
+                data_tokenizer: tokenizer_fingerprint.to_owned(),
+                data_vocab: vocab_size,
+            }));
         }
         Ok(())
     }
@@ -240,10 +243,10 @@ impl RoutingTable {
             }
             TableFormat::Npy => {
                 if self.columns.is_empty() {
-                    return Err(Error::BadInput(format!(
-                        "`format` npy stores per-token columns; a {} table is a rule: write it as Arrow",
-                        self.meta.method.name()
-                    )));
+                    return Err(
+                        Error::table(TableProblem::RuleAsNpy(self.meta.method.name()))
+                            .in_table_file(path),
+                    );
                 }
                 write_atomic(path, &self.npy_bytes())?;
                 let sidecar = npy_sidecar(path);
@@ -291,7 +294,8 @@ impl RoutingTable {
                 } else {
                     let item = Arc::new(Field::new("item", self.expert_type(), false));
                     let k = i32::try_from(self.meta.top_k).map_err(|_| {
-                        Error::BadInput(format!("top_k {} is too large", self.meta.top_k))
+                        Error::table(TableProblem::TopKTooLarge(self.meta.top_k))
+                            .in_table_file(path)
                     })?;
                     let list = FixedSizeListArray::try_new(item.clone(), k, values, None)
                         .map_err(|e| Error::format(path, e))?;

@@ -312,10 +312,10 @@ fn validate(spec: &TableSpec, vocab: usize, embeddings: Option<&Array2<f64>>) ->
             ));
         };
         if matrix.nrows() != vocab {
-            return Err(Error::BadInput(format!(
-                "the embedding matrix has {} rows but the vocabulary has {vocab} ids",
-                matrix.nrows()
-            )));
+            return Err(Error::table(crate::error::TableProblem::EmbeddingRows {
+                rows: matrix.nrows(),
+                vocab,
+            }));
         }
     }
     Ok(())

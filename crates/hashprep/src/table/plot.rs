@@ -7,7 +7,7 @@ use std::path::Path;
 #[cfg(feature = "plot")]
 use plotters::{coord::Shift, prelude::*};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PlotProblem, Result};
 
 /// One line of the plot.
 #[derive(Debug, Clone)]
@@ -22,10 +22,7 @@ pub(crate) struct Series {
 /// Without the `plot` feature there is nothing to draw with.
 #[cfg(not(feature = "plot"))]
 pub(crate) fn plot_expert_shares(path: &Path, _title: &str, _series: &[Series]) -> Result<()> {
-    Err(Error::BadInput(format!(
-        "{}: this build of hashprep draws no plots (cargo feature `plot`)",
-        path.display()
-    )))
+    Err(plot_request(path, PlotProblem::NotBuilt))
 }
 
 /// Draws `series` into `path` (`.png` or `.svg`).
@@ -35,7 +32,7 @@ pub(crate) fn plot_expert_shares(path: &Path, _title: &str, _series: &[Series]) 
 /// Another extension, no series, or a drawing / I/O failure.
 pub(crate) fn plot_expert_shares(path: &Path, title: &str, series: &[Series]) -> Result<()> {
     if series.is_empty() {
-        return Err(Error::BadInput("nothing to plot".into()));
+        return Err(plot_request(path, PlotProblem::Nothing));
     }
     crate::plot::register_font();
     let size = (960, 600);
@@ -55,12 +52,7 @@ pub(crate) fn plot_expert_shares(path: &Path, title: &str, series: &[Series]) ->
             title,
             series,
         ),
-        _ => {
-            return Err(Error::BadInput(format!(
-                "{}: the plot must be a .png or .svg file",
-                path.display()
-            )))
-        }
+        _ => return Err(plot_request(path, PlotProblem::Extension)),
     }
     .map_err(|e| Error::plot(path, e))
 }
@@ -139,4 +131,12 @@ where
         .draw()
         .map_err(|e| err(&e))?;
     area.present().map_err(|e| err(&e))
+}
+
+/// A plot of `path` that cannot be made as asked.
+fn plot_request(path: &Path, problem: PlotProblem) -> Error {
+    Error::PlotRequest {
+        path: Some(path.to_owned()),
+        problem,
+    }
 }

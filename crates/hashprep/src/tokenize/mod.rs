@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use gpt2::GPT2_EOS;
 pub use train::{train_tokenizer, TokenizerKind, TrainOptions};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TokenizerProblem};
 use crate::integrity::fingerprint_bytes;
 use byte_bpe::ByteLevelBpe;
 
@@ -101,15 +101,16 @@ impl TextTokenizer {
         }
         let path = Path::new(spec);
         if !path.is_file() {
-            return Err(Error::BadInput(format!(
-                "unknown tokenizer {spec:?}: not a built-in name (gpt2) and no such tokenizer.json file"
+            return Err(Error::TokenizerSetup(TokenizerProblem::Unknown(
+                spec.to_owned(),
             )));
         }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Self::from_json_bytes(bytes, spec).map_err(|e| match e {
-            Error::Tokenizer(msg) => {
-                Error::BadInput(format!("{spec}: not a valid tokenizer.json: {msg}"))
-            }
+            Error::Tokenizer(message) => Error::TokenizerSetup(TokenizerProblem::Invalid {
+                spec: spec.to_owned(),
+                message,
+            }),
             other => other,
         })
     }
@@ -283,21 +284,20 @@ impl TextTokenizer {
                 .token_to_id(name)
                 .map(|id| (name.to_owned(), id))
                 .ok_or_else(|| {
-                    Error::BadInput(format!(
-                        "end-of-document token {name:?} is not in tokenizer {}",
-                        self.source
-                    ))
+                    Error::TokenizerSetup(TokenizerProblem::NoSuchEos {
+                        token: name.to_owned(),
+                        tokenizer: self.source.clone(),
+                    })
                 });
         }
         DEFAULT_EOS_CANDIDATES
             .iter()
             .find_map(|c| self.token_to_id(c).map(|id| ((*c).to_owned(), id)))
             .ok_or_else(|| {
-                Error::BadInput(format!(
-                    "tokenizer {} has none of the usual end-of-document tokens {DEFAULT_EOS_CANDIDATES:?}; \
-                     name one with `eos_token` or append none with `no_eos`",
-                    self.source
-                ))
+                Error::TokenizerSetup(TokenizerProblem::NoUsualEos {
+                    tokenizer: self.source.clone(),
+                    candidates: &DEFAULT_EOS_CANDIDATES,
+                })
             })
     }
 }

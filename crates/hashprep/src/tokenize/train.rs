@@ -134,7 +134,7 @@ where
         .train(&mut trainer, texts)
         .map_err(|e| Error::Tokenizer(e.to_string()))?;
     if !seen_any {
-        return Err(Error::BadInput("no text to train the tokenizer on".into()));
+        return Err(Error::Empty(crate::error::EmptyProblem::NoTrainingText));
     }
     Ok(tokenizer.into())
 }
@@ -164,7 +164,7 @@ where
         }
     }
     if counts.is_empty() {
-        return Err(Error::BadInput("no text to train the tokenizer on".into()));
+        return Err(Error::Empty(crate::error::EmptyProblem::NoTrainingText));
     }
     let specials = [options.unk_token.as_str(), options.eos_token.as_str()];
     let mut vocab: AHashMap<String, u32> = specials

@@ -98,7 +98,7 @@ impl InFlight {
         match self.done.recv() {
             Ok(Ok(rebuilt)) => rebuilt,
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(_) => Err(Error::BadInput(format!(
+            Err(_) => Err(Error::Internal(format!(
                 "{}: the rebuild of this partition stopped",
                 self.path.display()
             ))),

@@ -127,11 +127,11 @@ fn route_line(
         return Routed::Nothing;
     }
     if line.len() > MAX_LINE_BYTES {
-        return Routed::Bad(Error::BadInput(format!(
-            "{}: a record of {} bytes; the Reddit spill holds records of at most {MAX_LINE_BYTES}",
-            location(),
-            line.len()
-        )));
+        return Routed::Bad(Error::RecordTooLarge {
+            location: location().to_string(),
+            bytes: line.len(),
+            max: MAX_LINE_BYTES,
+        });
     }
     let bad = |reason: SkipReason, detail: String| {
         Routed::Bad(Error::BadRecord {

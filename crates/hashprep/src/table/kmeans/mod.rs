@@ -91,10 +91,10 @@ pub(crate) fn cluster(
     params: KMeansParams,
 ) -> Result<Clusters> {
     if clusters == 0 || clusters > embeddings.nrows() {
-        return Err(Error::BadInput(format!(
-            "cannot make {clusters} clusters of {} embeddings",
-            embeddings.nrows()
-        )));
+        return Err(Error::table(crate::error::TableProblem::TooFewEmbeddings {
+            clusters,
+            rows: embeddings.nrows(),
+        }));
     }
     // Centred, as scikit-learn does: |x|^2 - 2 x.c + |c|^2 in f32 rounds less near the origin.
     let mean = embeddings.mean_axis(Axis(0)).expect("at least one row");

@@ -1,9 +1,16 @@
 //! The crate's error type: every failure says which file, line or shard it came from, and
 //! whether it was the input's fault ([`Error::is_bad_input`]) or ours.
 
+mod problems;
+
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+
+pub use problems::{
+    EmptyProblem, InputProblem, LoaderProblem, MergeProblem, OutputProblem, PlotProblem,
+    TableProblem, TokenizerProblem,
+};
 
 /// Where in the input a record came from: file and 1-based line (or record) number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,9 +155,76 @@ pub enum Error {
         /// What is wrong with its value.
         problem: String,
     },
-    /// Input that is wrong as a whole: missing file, empty corpus, unknown tokenizer, bad option.
+    /// Input files that cannot be read as asked.
+    #[error("{}: {problem}", path.display())]
+    Input {
+        /// The file, directory or pattern as given.
+        path: PathBuf,
+        /// What is wrong.
+        problem: InputProblem,
+    },
+    /// Input that leaves nothing to work on.
     #[error("{0}")]
-    BadInput(String),
+    Empty(EmptyProblem),
+    /// An output directory that cannot be written.
+    #[error("{}: {problem}", dir.display())]
+    Output {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong.
+        problem: OutputProblem,
+    },
+    /// A directory that is no tokenize output.
+    #[error("{}: no manifest.json: not a hashprep tokenize output, or one that did not finish", dir.display())]
+    NotTokenized {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Tokenize outputs or counts that do not merge.
+    #[error("{0}")]
+    Merge(MergeProblem),
+    /// A tokenizer that cannot be used as asked.
+    #[error("{0}")]
+    TokenizerSetup(TokenizerProblem),
+    /// A routing table that is not valid or does not fit what is asked of it.
+    #[error("{}{problem}", problems::at(.path.as_ref()))]
+    Table {
+        /// The file it concerns, where known: the table, or the data it is measured on.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        problem: TableProblem,
+    },
+    /// A loader that cannot be opened or resumed as asked.
+    #[error("{0}")]
+    Loader(LoaderProblem),
+    /// A plot that cannot be made as asked.
+    #[error("{}{problem}", problems::at(.path.as_ref()))]
+    PlotRequest {
+        /// The image file, where known.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        problem: PlotProblem,
+    },
+    /// A Reddit record too large for the spill.
+    #[error(
+        "{location}: a record of {bytes} bytes; the Reddit spill holds records of at most {max}"
+    )]
+    RecordTooLarge {
+        /// Where the record is.
+        location: String,
+        /// Its size.
+        bytes: usize,
+        /// The largest the spill holds.
+        max: usize,
+    },
+    /// An example too long for one Arrow list.
+    #[error("{}: an example of {tokens} tokens is too long for one Arrow list", path.display())]
+    ExampleTooLong {
+        /// The shard being written.
+        path: PathBuf,
+        /// Its tokens.
+        tokens: usize,
+    },
     /// An I/O failure on a file we read or write.
     #[error("{path}: {source}")]
     Io {
@@ -201,7 +275,17 @@ impl Error {
             Error::BadRecord { .. }
             | Error::CorruptStream { .. }
             | Error::Setting { .. }
-            | Error::BadInput(_)
+            | Error::Input { .. }
+            | Error::Empty(_)
+            | Error::Output { .. }
+            | Error::NotTokenized { .. }
+            | Error::Merge(_)
+            | Error::TokenizerSetup(_)
+            | Error::Table { .. }
+            | Error::Loader(_)
+            | Error::PlotRequest { .. }
+            | Error::RecordTooLarge { .. }
+            | Error::ExampleTooLong { .. }
             | Error::Corrupt { .. } => true,
             Error::Io { source, .. } => matches!(
                 source.kind(),
@@ -231,6 +315,29 @@ impl Error {
         Error::Format {
             path: path.as_ref().to_path_buf(),
             message: message.to_string(),
+        }
+    }
+
+    /// A problem of the table at `path` (no file named yet).
+    pub fn table(problem: TableProblem) -> Self {
+        Error::Table {
+            path: None,
+            problem,
+        }
+    }
+
+    /// This error, naming the file `path` where it is a table's and names none yet.
+    #[must_use]
+    pub fn in_table_file(self, path: &Path) -> Self {
+        match self {
+            Error::Table {
+                path: None,
+                problem,
+            } => Error::Table {
+                path: Some(path.to_owned()),
+                problem,
+            },
+            other => other,
         }
     }
 
@@ -280,3 +387,49 @@ pub fn error_message(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// Result alias of the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_comes_as_its_class_and_case_with_the_message_rendered_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nowhere.txt");
+        let err = crate::corpus::expand_inputs(std::slice::from_ref(&missing)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Input { path, problem: InputProblem::Missing } if *path == missing)
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("{}: no such input file or directory", missing.display())
+        );
+        assert!(err.is_bad_input());
+
+        let table = Error::table(TableProblem::NoSuchLayer {
+            layer: 3,
+            layers: 2,
+        });
+        assert_eq!(table.to_string(), "the table has no layer 3 (it has 2)");
+        let named = table.in_table_file(Path::new("t.arrow"));
+        assert_eq!(
+            named.to_string(),
+            "t.arrow: the table has no layer 3 (it has 2)"
+        );
+        // A file already named is kept; other errors pass through unchanged.
+        let renamed = named.in_table_file(Path::new("other.arrow"));
+        assert!(renamed.to_string().starts_with("t.arrow: "));
+        assert!(Error::Internal("x".into())
+            .in_table_file(Path::new("t.arrow"))
+            .to_string()
+            .starts_with("internal error"));
+
+        let merge = Error::Merge(MergeProblem::TasksMissing {
+            missing: vec![1],
+            tasks: 3,
+        });
+        assert!(merge.is_bad_input());
+        assert!(merge.to_string().contains("`allow_partial`"));
+        assert!(!Error::Internal("a worker thread died".into()).is_bad_input());
+    }
+}
