@@ -78,6 +78,8 @@ test: $(VENV)/.hashprep-py
 	! cargo tree --locked -p hashtrain-config --edges normal,build | grep -q torch-sys
 	$(TORCH_ENV) cargo clippy --locked -p hashtrain --lib --no-default-features -- -D warnings
 	cargo fmt --all --check
+	@# No two rooms (top-level modules) of a crate import each other, directly or around a loop.
+	python3 scripts/check_rooms.py crates/hashprep/src crates/hashtrain/src crates/hashtrain-config/src crates/hashprep-py/src
 	$(TORCH_ENV) cargo clippy --workspace --all-targets --locked -- -D warnings
 	@# The bench executable too: tests/train/cuda_link.rs checks what every hashtrain executable links.
 	$(TORCH_ENV) cargo test --locked -p hashtrain --bench train_step --no-run
