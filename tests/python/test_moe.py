@@ -60,6 +60,38 @@ def test_the_model_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, bala
         assert not torch.allclose(model(ids, {2: route}), model(ids, {2: shifted}))
 
 
+def test_top_k_layers_reproduce_hashtrain_on_its_checkpoints_for_every_scoring(tmp_path, shards, hashtrain):
+    """Top-2 tables, each scoring: hashtrain trains and evaluates; HashMoE with its weights (the
+    gate under the same name) gives the same loss over the same batches."""
+    table = tmp_path / "top2.arrow"
+    hashprep.build_table(shards, table, method="balanced", experts=8, top_k=2)
+    losses = {}
+    for scoring in ("softmax", "sigmoid", "sqrtsoftplus", "uniform"):
+        config = tmp_path / f"{scoring}.toml"
+        config.write_text(RUN_CONFIG.format(data=shards, table=table, kind="hash")
+                          .replace('kind = "hash"', f'kind = "hash"\nscoring = "{scoring}"'))
+        run = tmp_path / scoring
+        hashtrain("run", "--config", config, "--out", run)
+        expected = json.loads(hashtrain("eval", "--checkpoint", run, "--data", shards, "--batches", 3, "--json"))
+        weights = safetensors_torch.load_file(pathlib.Path(expected["checkpoint"]) / "model.safetensors")
+        assert ("layers.2.ffn.gate" in weights) == (scoring != "uniform")
+        model = LanguageModel(50257, layers=2, d_model=16, d_ff=32, heads=2, context=16, hash_layers={2: 8},
+                              top_k={2: (2, scoring)})
+        model.load_state_dict(weights, strict=True)
+        model.eval()
+        loader = hashprep.Loader(shards, [table], batch_size=4, seq_len=16, seed=0)
+        nll, tokens = 0.0, 0
+        with torch.no_grad():
+            for batch in loader.take(3):
+                logits = model(torch.from_numpy(batch.input_ids), {2: device_route(batch.routes[0])})
+                total, count = masked_nll(logits, torch.from_numpy(batch.targets), torch.from_numpy(batch.loss_mask))
+                nll, tokens = nll + total.item(), tokens + int(count.item())
+        assert tokens == expected["tokens"], scoring
+        assert abs(nll / tokens - expected["loss"]) < 1e-5, (scoring, nll / tokens, expected["loss"])
+        losses[scoring] = expected["loss"]
+    assert len(set(losses.values())) == 4, "each scoring weights the experts differently"
+
+
 D_MODEL, D_FF, EXPERTS, ROWS, SEQ = 8, 16, 8, 2, 16
 
 
@@ -70,9 +102,9 @@ def _inputs(rank):
     return h.requires_grad_(), weights
 
 
-def _full_layer():
+def _full_layer(top_k=1):
     torch.manual_seed(0)
-    return HashMoE(D_MODEL, D_FF, EXPERTS)
+    return HashMoE(D_MODEL, D_FF, EXPERTS, top_k=top_k, scoring="softmax", seed=11)
 
 
 class _Forbidden:
@@ -106,9 +138,9 @@ class _Forbidden:
             setattr(owner, name, value)
 
 
-def _ep_rank(rank, world_size, shards, table, out):
-    layer = HashMoE(D_MODEL, D_FF, EXPERTS, group=dist.group.WORLD)
-    missing, unexpected = layer.load_state_dict(_full_layer().state_dict(), strict=False)
+def _ep_rank(rank, world_size, shards, table, out, top_k):
+    layer = HashMoE(D_MODEL, D_FF, EXPERTS, group=dist.group.WORLD, top_k=top_k, scoring="softmax", seed=11)
+    missing, unexpected = layer.load_state_dict(_full_layer(top_k).state_dict(), strict=False)
     assert not missing and len(unexpected) == 4 * (EXPERTS // 2)
     loader = hashprep.Loader(shards, [table], batch_size=ROWS, seq_len=SEQ, seed=3,
                              rank=rank, world_size=world_size, expert_parallel=world_size)
@@ -125,13 +157,13 @@ def _ep_rank(rank, world_size, shards, table, out):
                os.path.join(out, f"rank{rank}.pt"))
 
 
-@pytest.mark.parametrize("method", ["balanced", "random"])
-def test_expert_parallel_over_two_ranks_equals_one_process_with_all_experts(tmp_path, shards, method):
+@pytest.mark.parametrize("method,top_k", [("balanced", 1), ("random", 1), ("balanced", 2)])
+def test_expert_parallel_over_two_ranks_equals_one_process_with_all_experts(tmp_path, shards, method, top_k):
     table = tmp_path / f"{method}.arrow"
-    hashprep.build_table(shards, table, method=method, experts=EXPERTS, seed=5)
-    run_gloo_ranks(_ep_rank, str(shards), str(table), str(tmp_path))
+    hashprep.build_table(shards, table, method=method, experts=EXPERTS, seed=5, top_k=top_k)
+    run_gloo_ranks(_ep_rank, str(shards), str(table), str(tmp_path), top_k)
 
-    layer = _full_layer()
+    layer = _full_layer(top_k)
     inputs, losses = [], []
     for rank in range(2):
         loader = hashprep.Loader(shards, [table], batch_size=ROWS, seq_len=SEQ, seed=3, rank=rank, world_size=2)
@@ -145,10 +177,14 @@ def test_expert_parallel_over_two_ranks_equals_one_process_with_all_experts(tmp_
         assert got["calls"] == (2, 2), "one all-to-all out and one back, in each direction"
         assert torch.allclose(got["loss"], losses[rank].detach(), atol=1e-5, rtol=0)
         assert torch.allclose(got["h_grad"], inputs[rank].grad, atol=1e-5, rtol=0)
-        assert sorted(got["grads"]) == sorted(
+        experts = {name: grad for name, grad in got["grads"].items() if name != "gate"}
+        assert sorted(experts) == sorted(
             f"experts.{e}.{w}" for e in range(4 * rank, 4 * rank + 4) for w in ("w1", "b1", "w2", "b2")
             if layer.experts[str(e)].w1.grad is not None
         )
-        for name, grad in got["grads"].items():
+        for name, grad in experts.items():
             expected = layer.get_parameter(name).grad
             assert torch.allclose(grad, expected, atol=1e-5, rtol=0), name
+    if top_k > 1:  # the gate is replicated: each rank's gradient is its own loss's share
+        gate = sum(torch.load(tmp_path / f"rank{rank}.pt")["grads"]["gate"] for rank in range(2))
+        assert torch.allclose(gate, layer.gate.grad, atol=1e-5, rtol=0)

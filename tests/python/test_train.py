@@ -48,8 +48,12 @@ def runs(tmp_path_factory, shards):
     hashprep.build_table(shards, table, method="balanced", experts=8)
     config = tmp / "run.toml"
     config.write_text(RUN_CONFIG.format(data=shards, table=table, kind="hash"))
+    top2 = tmp / "top2.arrow"
+    hashprep.build_table(shards, top2, method="balanced", experts=8, top_k=2)
     made = {}
-    for name, ranks, extra in [("one", 1, ()), ("dp2", 2, ()), ("ep2", 2, ("--ep", 2))]:
+    for name, ranks, extra in [("one", 1, ()), ("dp2", 2, ()), ("ep2", 2, ("--ep", 2)),
+                               ("one-top2", 1, ("--set", f"model.sparse.0.table={top2}")),
+                               ("ep2-top2", 2, ("--ep", 2, "--set", f"model.sparse.0.table={top2}"))]:
         done = train(config, tmp / name, *extra, ranks=ranks)
         assert done.returncode == 0, done.stderr[-3000:]
         made[name] = tmp / name
@@ -62,20 +66,21 @@ def runs(tmp_path_factory, shards):
     return made, config
 
 
-@pytest.mark.parametrize("name", ["dp2", "ep2", "resumed"])
-def test_two_ranks_give_the_losses_and_weights_of_one_process(runs, name, tmp_path):
+@pytest.mark.parametrize("name,reference", [("dp2", "one"), ("ep2", "one"), ("resumed", "one"),
+                                            ("ep2-top2", "one-top2")])
+def test_two_ranks_give_the_losses_and_weights_of_one_process(runs, name, reference, tmp_path):
     made, _ = runs
-    one, other = records(made["one"], "train"), records(made[name], "train")
+    one, other = records(made[reference], "train"), records(made[name], "train")
     assert [r["step"] for r in other] == [1, 2, 3]
     for a, b in zip(one, other):
         assert abs(a["loss"] - b["loss"]) < 1e-5, (a["step"], a["loss"], b["loss"])
         assert abs(a["grad_norm"] - b["grad_norm"]) < 1e-4
         assert a["loads"] == b["loads"], "the same global batch, routed the same"
     assert one[0]["loss"] != one[2]["loss"], "training moves the loss"
-    valid_one, valid_other = records(made["one"], "valid"), records(made[name], "valid")
+    valid_one, valid_other = records(made[reference], "valid"), records(made[name], "valid")
     assert len(valid_one) == len(valid_other) == 1
     assert abs(valid_one[0]["loss"] - valid_other[0]["loss"]) < 1e-5
-    expected, got = final_weights(made["one"], tmp_path), final_weights(made[name], tmp_path)
+    expected, got = final_weights(made[reference], tmp_path), final_weights(made[name], tmp_path)
     assert sorted(expected) == sorted(got), "every expert saved once, by its rank"
     for key, value in expected.items():
         assert torch.allclose(value, got[key], atol=1e-5, rtol=0), key
@@ -141,15 +146,12 @@ def test_a_config_is_refused_by_both_trainers_with_the_same_message(runs, tmp_pa
         hashprep.RunConfig.load(config, overrides=["model.sparse.3.kind=hash"])
 
 
-def test_what_it_cannot_run_yet_is_refused_by_its_setting(runs, tmp_path, shards):
+def test_what_it_cannot_run_yet_is_refused_by_its_setting(runs, tmp_path):
     _, config = runs
-    top2 = tmp_path / "top2.arrow"
-    hashprep.build_table(shards, top2, method="balanced", experts=8, top_k=2)
     for sets, said in [
         (['model.sparse=[{at = 2, kind = "switch", experts = 4}]'],
          'model.sparse[0].kind = "switch": hashprep.torch.train runs hash and dense layers only'),
         (["train.precision=bf16"], 'train.precision = "bf16": hashprep.torch.train trains in fp32'),
-        ([f"model.sparse.0.table={top2}"], "model.sparse[0].table is a top-2 table"),
     ]:
         done = train(config, tmp_path / "run", *[a for s in sets for a in ("--set", s)])
         assert done.returncode == 2 and said in done.stderr, (sets, done.stderr[-2000:])

@@ -53,7 +53,7 @@ class LanguageModel(nn.Module):
     """`layers` blocks of `d_model`; `hash_layers` maps a 1-based layer to its number of experts
     (those layers' FFNs are `HashMoE`s, sharded over `ep_group` when given, their experts seeded
     from `expert_seed` and the layer when given, each expert `d -> expert_d_ff[layer] -> d`, by default
-`d_ff`); others are dense `d -> d_ff -> d`. `forward(input_ids [B, T], routes {layer: DeviceRoute})` -> logits
+`d_ff`; `top_k[layer]` = (k, scoring) for a top-k table); others are dense `d -> d_ff -> d`. `forward(input_ids [B, T], routes {layer: DeviceRoute})` -> logits
     `[B*T, V]`."""
 
     def __init__(
@@ -70,6 +70,7 @@ class LanguageModel(nn.Module):
         tie_embeddings: bool = True,
         hash_layers: Optional[Mapping[int, int]] = None,
         expert_d_ff: Optional[Mapping[int, int]] = None,
+        top_k: Optional[Mapping[int, Tuple[int, str]]] = None,
         ep_group: Any = None,
         expert_seed: Optional[int] = None,
     ) -> None:
@@ -88,7 +89,8 @@ class LanguageModel(nn.Module):
             if at in hash_layers:
                 seed = None if expert_seed is None else expert_seed * 10_007 + at
                 width = (expert_d_ff or {}).get(at, d_ff)
-                ffn = HashMoE(d_model, width, hash_layers[at], group=ep_group, seed=seed)
+                k, scoring = (top_k or {}).get(at, (1, "sqrtsoftplus"))
+                ffn = HashMoE(d_model, width, hash_layers[at], group=ep_group, seed=seed, top_k=k, scoring=scoring)
             else:
                 ffn = DenseFfn(d_model, d_ff)
             self.layers[str(at)] = Block(d_model, heads, dropout, ffn)

@@ -2,6 +2,11 @@
 (positions grouped by expert, `schemas/batch.md`), gathers them in expert order, runs each
 expert on its contiguous slice and scatters back, as hashtrain's hash layer does.
 
+Top-k tables (DeepSeek-V4's hash layers): the route groups (position, slot) pairs by expert;
+each pair's output is weighted by `s_e / sum of the k s` with `s = f(gate h)` (`softmax`,
+`sigmoid`, `sqrtsoftplus`) or by `1/k` (`uniform`, no gate), and the k outputs of a position are
+summed, as hashtrain's top-k hash layer does (its `gate` `[K, d]` under the same name).
+
 Expert parallel: with an expert-parallel `group` of E ranks, each rank holds K/E experts (rank i
 of the group the experts `i*K/E .. (i+1)*K/E - 1`) and tokens travel to their expert's rank
 and back with one `all_to_all_single` each way (autograd runs the same two in the backward).
@@ -40,6 +45,12 @@ class DeviceRoute:
     """Tokens per expert of this rank (`K` ints)."""
     peer_counts: npt.NDArray[np.int64]
     """`[E, K]` tokens per expert of each rank of the expert-parallel group."""
+    top_k: int = 1
+    """Experts per position k (`order` holds N * k pairs)."""
+    flat: Optional[torch.Tensor] = None
+    """Top-k: `[N * k]` int64, each pair's `position * k + slot` (on the device)."""
+    expert_ids: Optional[torch.Tensor] = None
+    """Top-k: `[N, k]` int64, the experts of each position (on the device)."""
 
 
 def device_route(route: Union["Route", Mapping[str, Any]], device: Union[torch.device, str, None] = None,
@@ -54,11 +65,33 @@ def device_route(route: Union["Route", Mapping[str, Any]], device: Union[torch.d
     peer_counts = np.asarray(get("peer_counts"))
     offsets = get("offsets")
     offsets = offsets.numpy() if isinstance(offsets, torch.Tensor) else np.asarray(offsets)
+    expert_ids = get("expert_ids") if _has(route, "expert_ids") else None
+    top_k = 1 if expert_ids is None or np.ndim(expert_ids) == 2 else int(np.shape(expert_ids)[-1])
+
+    def place(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device, non_blocking=non_blocking) if device is not None else t
+
+    flat = ids = None
+    if top_k > 1:
+        slots = torch.as_tensor(np.asarray(get("slots")))
+        flat = place(torch.as_tensor(np.asarray(order)) * top_k + slots)
+        ids = place(torch.as_tensor(np.asarray(expert_ids)).reshape(-1, top_k))
     return DeviceRoute(
-        order=order.to(device, non_blocking=non_blocking) if device is not None else order,
+        order=place(order),
         counts=np.diff(offsets).tolist(),
         peer_counts=peer_counts,
+        top_k=top_k,
+        flat=flat,
+        expert_ids=ids,
     )
+
+
+def _has(route: Any, name: str) -> bool:
+    return name in route if isinstance(route, Mapping) else hasattr(route, name)
+
+
+# How a top-k layer weights its k experts (hashtrain's `scoring`).
+SCORINGS = ("softmax", "sigmoid", "sqrtsoftplus", "uniform")
 
 
 class Expert(nn.Module):
@@ -92,7 +125,7 @@ class HashMoE(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, experts: int, *, group: Optional[dist.ProcessGroup] = None,
                  seed: Optional[int] = None, device: Optional[torch.device] = None,
-                 dtype: Optional[torch.dtype] = None) -> None:
+                 dtype: Optional[torch.dtype] = None, top_k: int = 1, scoring: str = "sqrtsoftplus") -> None:
         super().__init__()
         self.group = group
         self.ep_size = dist.get_world_size(group) if group is not None else 1
@@ -108,20 +141,48 @@ class HashMoE(nn.Module):
         self.experts = nn.ModuleDict(
             {str(e): Expert(d_model, d_ff, device, dtype, generator(e)) for e in range(first, first + self.local)}
         )
+        if scoring not in SCORINGS:
+            raise ValueError(f"scoring {scoring!r} is none of {', '.join(SCORINGS)}")
+        self.top_k, self.scoring = top_k, scoring
+        # Replicated on every rank of the group (a dense parameter), drawn from its own generator.
+        self.gate: Optional[nn.Parameter] = None
+        if top_k > 1 and scoring != "uniform":
+            self.gate = nn.Parameter(torch.empty(experts, d_model, device=device, dtype=dtype))
+            bound = 1 / math.sqrt(d_model)
+            nn.init.uniform_(self.gate, -bound, bound, generator=generator(experts))
 
     def forward(self, h: torch.Tensor, route: DeviceRoute) -> torch.Tensor:
-        if route.order.shape[0] != h.shape[0]:
+        if route.top_k != self.top_k or route.order.shape[0] != h.shape[0] * self.top_k:
             raise ValueError(
-                f"a route of {route.order.shape[0]} pairs for {h.shape[0]} positions: HashMoE runs "
-                "top-1 tables (one expert per position)"
+                f"a route of {route.order.shape[0]} pairs (top-{route.top_k}) for {h.shape[0]} positions: "
+                f"this layer is top-{self.top_k}"
             )
         grouped = h.index_select(0, route.order)
         if self.ep_size == 1:
             out = self._run(grouped, route.counts)
         else:
             out = self._exchange(grouped, route)
-        # A permutation: every row written once; its backward is a gather.
-        return torch.zeros_like(out).index_copy(0, route.order, out)
+        if self.top_k == 1:
+            # A permutation: every row written once; its backward is a gather.
+            return torch.zeros_like(out).index_copy(0, route.order, out)
+        weighted = out * self._pair_weights(h, route).unsqueeze(1).to(out.dtype)
+        return out.new_zeros((h.shape[0], out.shape[1])).index_add(0, route.order, weighted)
+
+    def _pair_weights(self, h: torch.Tensor, route: DeviceRoute) -> torch.Tensor:
+        """Each pair's weight, in the route's order (hashtrain's formula)."""
+        assert route.flat is not None and route.expert_ids is not None, "a top-k route"
+        if self.gate is None:
+            return torch.full(route.flat.shape, 1.0 / self.top_k, dtype=h.dtype, device=h.device)
+        logits = h @ self.gate.t()
+        if self.scoring == "softmax":
+            scores = logits.softmax(-1, dtype=torch.float32)
+        elif self.scoring == "sigmoid":
+            scores = logits.sigmoid()
+        else:
+            scores = torch.nn.functional.softplus(logits).sqrt()
+        chosen = scores.gather(1, route.expert_ids)
+        normalized = chosen / (chosen.sum(1, keepdim=True, dtype=torch.float32) + 1e-20)
+        return normalized.reshape(-1).index_select(0, route.flat)
 
     def _run(self, x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
         """This rank's experts, in order, each on its slice of `x` (host-known `sizes`)."""

@@ -11,7 +11,7 @@ Writes hashtrain's `metrics.jsonl` records; checkpoints with torch.distributed.c
 world size and `--ep` it was written with; each file is verified against `checksums.json`).
 Without torchrun it runs as one process. The config is read, defaulted and checked by
 `hashprep.RunConfig`, the code hashtrain reads it with: a config one trainer refuses, the other
-refuses with the same message. Supported: dense and top-1 `hash` layers in fp32; any other
+refuses with the same message. Supported: dense and `hash` layers (top-1 and top-k, every scoring) in fp32; any other
 setting is refused by its path in the config.
 
 Like hashtrain, it stops with exit code 2 when the loss or the weights stop being finite (checked
@@ -78,14 +78,6 @@ def refuse_unsupported(config: hashprep.RunConfig, origin: pathlib.Path) -> None
                               "hashprep.torch.train runs hash and dense layers only")
 
 
-def refuse_top_k(config: hashprep.RunConfig, routes: Sequence[hashprep.RouteInfo]) -> None:
-    for route in routes:
-        if route.top_k != 1 and route.sparse_layers:
-            i = next(i for i, s in enumerate(config.model.sparse) if s.at in route.sparse_layers)
-            raise ConfigError(f"{route.table}: model.sparse[{i}].table is a top-{route.top_k} table; "
-                              "hashprep.torch.train runs top-1 tables only")
-
-
 class Distributed:
     """This process's place: world W, rank, the expert-parallel group of E ranks and the group
     of the ranks holding the same experts (the expert replicas)."""
@@ -136,23 +128,26 @@ class Trainer:
 
         self.train_loader, self.valid_loader = loader(config.data.train), loader(config.data.valid)
         routes = self.train_loader.routes
-        refuse_top_k(config, routes)
         # The loader matched each table-routed layer to its route (by the table's bytes).
         self.route_of = {at: r.index for r in routes for at in r.sparse_layers}
         self.experts_of = {at: routes[i].experts for at, i in self.route_of.items()}
+        scoring = {s.at: s.scoring or "sqrtsoftplus" for s in m.sparse}
+        top_k = {at: (routes[i].top_k, scoring[at]) for at, i in self.route_of.items()}
         vocab = hashprep.Dataset(config.data.train).manifest["tokenizer"]["vocab_size"]
         torch.manual_seed(t.seed)
         self.model = LanguageModel(
             vocab, layers=m.layers, d_model=m.d_model, d_ff=m.d_ff, heads=m.heads,
             context=m.context, dropout=m.dropout, positions=m.positions,
             tie_embeddings=m.tie_embeddings, hash_layers=self.experts_of,
-            expert_d_ff={s.at: s.d_ff for s in m.sparse if s.d_ff is not None},
+            expert_d_ff={s.at: s.d_ff for s in m.sparse if s.d_ff is not None}, top_k=top_k,
             ep_group=place.ep_group, expert_seed=t.seed,
         )
         self.model.to(device)
         # Sharded experts are not data-parallel parameters: their gradient comes through the
         # all-to-all and is reduced over their replicas only.
-        self.experts = [p for mod in self.model.modules() if isinstance(mod, HashMoE) and place.ep > 1 for p in mod.parameters()]
+        # A top-k layer's gate is replicated on every rank: a data-parallel parameter like the rest.
+        self.experts = [p for mod in self.model.modules() if isinstance(mod, HashMoE) and place.ep > 1
+                        for p in mod.experts.parameters()]
         expert_ids = {id(p) for p in self.experts}
         self.dense = [p for p in self.model.parameters() if id(p) not in expert_ids]
         self.net: torch.nn.Module = self.model
