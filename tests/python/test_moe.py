@@ -92,6 +92,34 @@ def test_top_k_layers_reproduce_hashtrain_on_its_checkpoints_for_every_scoring(t
     assert len(set(losses.values())) == 4, "each scoring weights the experts differently"
 
 
+def test_multihash_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, hashtrain):
+    """Two hashes: hidden and output segments of the experts picked per hash, as hashtrain."""
+    table = tmp_path / "multi.arrow"
+    hashprep.build_table(shards, table, method="balanced", experts=8, hashes=2)
+    config = tmp_path / "multi.toml"
+    config.write_text(RUN_CONFIG.format(data=shards, table=table, kind="multihash"))
+    hashtrain("run", "--config", config, "--out", tmp_path / "run")
+    expected = json.loads(hashtrain("eval", "--checkpoint", tmp_path / "run", "--data", shards, "--batches", 3, "--json"))
+    weights = safetensors_torch.load_file(pathlib.Path(expected["checkpoint"]) / "model.safetensors")
+    model = LanguageModel(50257, layers=2, d_model=16, d_ff=32, heads=2, context=16, hash_layers={2: 8},
+                          hashes={2: 2})
+    model.load_state_dict(weights, strict=True)
+    model.eval()
+    loader = hashprep.Loader(shards, [table], batch_size=4, seq_len=16, seed=0)
+    nll, tokens = 0.0, 0
+    with torch.no_grad():
+        for batch in loader.take(3):
+            routes = {2: [device_route(r) for r in batch.routes]}
+            logits = model(torch.from_numpy(batch.input_ids), routes)
+            total, count = masked_nll(logits, torch.from_numpy(batch.targets), torch.from_numpy(batch.loss_mask))
+            nll, tokens = nll + total.item(), tokens + int(count.item())
+        # The check can fail: the hashes in the other order give another loss.
+        swapped = model(torch.from_numpy(batch.input_ids), {2: [device_route(r) for r in batch.routes[::-1]]})
+        assert not torch.allclose(swapped, logits)
+    assert tokens == expected["tokens"]
+    assert abs(nll / tokens - expected["loss"]) < 1e-5, (nll / tokens, expected["loss"])
+
+
 D_MODEL, D_FF, EXPERTS, ROWS, SEQ = 8, 16, 8, 2, 16
 
 

@@ -50,10 +50,14 @@ def runs(tmp_path_factory, shards):
     config.write_text(RUN_CONFIG.format(data=shards, table=table, kind="hash"))
     top2 = tmp / "top2.arrow"
     hashprep.build_table(shards, top2, method="balanced", experts=8, top_k=2)
+    multihash = tmp / "multi.arrow"
+    hashprep.build_table(shards, multihash, method="balanced", experts=8, hashes=2)
+    multi = ("--set", f"model.sparse.0.table={multihash}", "--set", "model.sparse.0.kind=multihash")
     made = {}
     for name, ranks, extra in [("one", 1, ()), ("dp2", 2, ()), ("ep2", 2, ("--ep", 2)),
                                ("one-top2", 1, ("--set", f"model.sparse.0.table={top2}")),
-                               ("ep2-top2", 2, ("--ep", 2, "--set", f"model.sparse.0.table={top2}"))]:
+                               ("ep2-top2", 2, ("--ep", 2, "--set", f"model.sparse.0.table={top2}")),
+                               ("one-multi", 1, multi), ("dp2-multi", 2, multi)]:
         done = train(config, tmp / name, *extra, ranks=ranks)
         assert done.returncode == 0, done.stderr[-3000:]
         made[name] = tmp / name
@@ -67,7 +71,7 @@ def runs(tmp_path_factory, shards):
 
 
 @pytest.mark.parametrize("name,reference", [("dp2", "one"), ("ep2", "one"), ("resumed", "one"),
-                                            ("ep2-top2", "one-top2")])
+                                            ("ep2-top2", "one-top2"), ("dp2-multi", "one-multi")])
 def test_two_ranks_give_the_losses_and_weights_of_one_process(runs, name, reference, tmp_path):
     made, _ = runs
     one, other = records(made[reference], "train"), records(made[name], "train")
@@ -148,13 +152,15 @@ def test_a_config_is_refused_by_both_trainers_with_the_same_message(runs, tmp_pa
 
 def test_what_it_cannot_run_yet_is_refused_by_its_setting(runs, tmp_path):
     _, config = runs
-    for sets, said in [
-        (['model.sparse=[{at = 2, kind = "switch", experts = 4}]'],
-         'model.sparse[0].kind = "switch": hashprep.torch.train runs hash and dense layers only'),
-        (["train.precision=bf16"], 'train.precision = "bf16": hashprep.torch.train trains in fp32'),
+    for extra, said in [
+        (["--set", 'model.sparse=[{at = 2, kind = "switch", experts = 4}]'],
+         'model.sparse[0].kind = "switch": hashprep.torch.train runs hash, multihash and dense layers only'),
+        (["--set", "train.precision=bf16"], 'train.precision = "bf16": hashprep.torch.train trains in fp32'),
+        (["--ep", "2", "--set", "model.sparse.0.kind=multihash"],
+         '--ep 2: model.sparse[0].kind = "multihash" runs without expert parallelism for now'),
     ]:
-        done = train(config, tmp_path / "run", *[a for s in sets for a in ("--set", s)])
-        assert done.returncode == 2 and said in done.stderr, (sets, done.stderr[-2000:])
+        done = train(config, tmp_path / "run", *extra)
+        assert done.returncode == 2 and said in done.stderr, (extra, done.stderr[-2000:])
 
 
 def strict_records(out):

@@ -7,7 +7,7 @@ embedding by default). The FFN of a sparse layer is a `HashMoE` driven by its lo
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Mapping, Optional, Tuple, cast
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,8 @@ class LanguageModel(nn.Module):
     """`layers` blocks of `d_model`; `hash_layers` maps a 1-based layer to its number of experts
     (those layers' FFNs are `HashMoE`s, sharded over `ep_group` when given, their experts seeded
     from `expert_seed` and the layer when given, each expert `d -> expert_d_ff[layer] -> d`, by default
-`d_ff`; `top_k[layer]` = (k, scoring) for a top-k table); others are dense `d -> d_ff -> d`. `forward(input_ids [B, T], routes {layer: DeviceRoute})` -> logits
+`d_ff`; `top_k[layer]` = (k, scoring) for a top-k table, `hashes[layer]` = N for MultiHash, whose
+routes come as a list); others are dense `d -> d_ff -> d`. `forward(input_ids [B, T], routes {layer: DeviceRoute})` -> logits
     `[B*T, V]`."""
 
     def __init__(
@@ -71,6 +72,7 @@ class LanguageModel(nn.Module):
         hash_layers: Optional[Mapping[int, int]] = None,
         expert_d_ff: Optional[Mapping[int, int]] = None,
         top_k: Optional[Mapping[int, Tuple[int, str]]] = None,
+        hashes: Optional[Mapping[int, int]] = None,
         ep_group: Any = None,
         expert_seed: Optional[int] = None,
     ) -> None:
@@ -90,7 +92,8 @@ class LanguageModel(nn.Module):
                 seed = None if expert_seed is None else expert_seed * 10_007 + at
                 width = (expert_d_ff or {}).get(at, d_ff)
                 k, scoring = (top_k or {}).get(at, (1, "sqrtsoftplus"))
-                ffn = HashMoE(d_model, width, hash_layers[at], group=ep_group, seed=seed, top_k=k, scoring=scoring)
+                ffn = HashMoE(d_model, width, hash_layers[at], group=ep_group, seed=seed, top_k=k, scoring=scoring,
+                              hashes=(hashes or {}).get(at, 1))
             else:
                 ffn = DenseFfn(d_model, d_ff)
             self.layers[str(at)] = Block(d_model, heads, dropout, ffn)
@@ -98,7 +101,8 @@ class LanguageModel(nn.Module):
         self.head = None if tie_embeddings else nn.Parameter(torch.randn(vocab, d_model) * 0.02)
         self.dropout = dropout
 
-    def forward(self, input_ids: torch.Tensor, routes: Dict[int, DeviceRoute]) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor,
+                routes: Mapping[int, Union[DeviceRoute, Sequence[DeviceRoute]]]) -> torch.Tensor:
         b, t = input_ids.shape
         def drop(x: torch.Tensor) -> torch.Tensor:
             return F.dropout(x, self.dropout, self.training)

@@ -112,6 +112,14 @@ class Expert(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addmm(self.b2, torch.relu(torch.addmm(self.b1, x, self.w1)), self.w2)
 
+    def hidden(self, x: torch.Tensor, first: int, width: int) -> torch.Tensor:
+        """Hidden units `[first, first + width)`: `relu(x w1[:, seg] + b1[seg])` (MultiHash)."""
+        return torch.relu(torch.addmm(self.b1[first:first + width], x, self.w1[:, first:first + width]))
+
+    def output(self, v: torch.Tensor, first: int, width: int) -> torch.Tensor:
+        """Output columns `[first, first + width)` on all hidden units `v` (MultiHash)."""
+        return torch.addmm(self.b2[first:first + width], v, self.w2[:, first:first + width])
+
 
 class HashMoE(nn.Module):
     """K expert FFNs `d -> D -> d` routed by a loader route (`forward(h [N, d], route)`).
@@ -125,7 +133,8 @@ class HashMoE(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, experts: int, *, group: Optional[dist.ProcessGroup] = None,
                  seed: Optional[int] = None, device: Optional[torch.device] = None,
-                 dtype: Optional[torch.dtype] = None, top_k: int = 1, scoring: str = "sqrtsoftplus") -> None:
+                 dtype: Optional[torch.dtype] = None, top_k: int = 1, scoring: str = "sqrtsoftplus",
+                 hashes: int = 1) -> None:
         super().__init__()
         self.group = group
         self.ep_size = dist.get_world_size(group) if group is not None else 1
@@ -141,6 +150,10 @@ class HashMoE(nn.Module):
         self.experts = nn.ModuleDict(
             {str(e): Expert(d_model, d_ff, device, dtype, generator(e)) for e in range(first, first + self.local)}
         )
+        if hashes > 1 and (d_model % hashes or d_ff % hashes or top_k > 1 or self.ep_size > 1):
+            raise ValueError(f"MultiHash with {hashes} hashes needs d_model and d_ff divisible by them, "
+                             "one expert per hash, and no expert-parallel group (not supported yet)")
+        self.hashes, self.d_model, self.d_ff = hashes, d_model, d_ff
         if scoring not in SCORINGS:
             raise ValueError(f"scoring {scoring!r} is none of {', '.join(SCORINGS)}")
         self.top_k, self.scoring = top_k, scoring
@@ -151,7 +164,10 @@ class HashMoE(nn.Module):
             bound = 1 / math.sqrt(d_model)
             nn.init.uniform_(self.gate, -bound, bound, generator=generator(experts))
 
-    def forward(self, h: torch.Tensor, route: DeviceRoute) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, route: Union[DeviceRoute, Sequence[DeviceRoute]]) -> torch.Tensor:
+        """`route`: the layer's route, or one per hash in hash order (MultiHash)."""
+        if not isinstance(route, DeviceRoute):
+            return self._multihash(h, route)
         if route.top_k != self.top_k or route.order.shape[0] != h.shape[0] * self.top_k:
             raise ValueError(
                 f"a route of {route.order.shape[0]} pairs (top-{route.top_k}) for {h.shape[0]} positions: "
@@ -167,6 +183,30 @@ class HashMoE(nn.Module):
             return torch.zeros_like(out).index_copy(0, route.order, out)
         weighted = out * self._pair_weights(h, route).unsqueeze(1).to(out.dtype)
         return out.new_zeros((h.shape[0], out.shape[1])).index_add(0, route.order, weighted)
+
+    def _multihash(self, h: torch.Tensor, routes: Sequence[DeviceRoute]) -> torch.Tensor:
+        """Hash m picks the expert whose hidden segment m (`d_ff / N` units) each position uses,
+        then the expert whose output segment m (`d / N` columns) reads all the hidden units
+        (hashtrain's MultiHash, paper section 3.2)."""
+        if len(routes) != self.hashes:
+            raise ValueError(f"{len(routes)} routes for a layer of {self.hashes} hashes")
+        seg_hidden, seg_out = self.d_ff // self.hashes, self.d_model // self.hashes
+
+        def apply(x: torch.Tensor, route: DeviceRoute, part: Callable[[Expert, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+            grouped = x.index_select(0, route.order)
+            rows = torch.split(grouped, list(route.counts))
+            parts = [part(cast(Expert, expert), r) for expert, r in zip(self.experts.values(), rows) if r.shape[0] > 0]
+            out = torch.cat(parts)
+            return torch.zeros_like(out).index_copy(0, route.order, out)
+
+        def hidden(m: int) -> Callable[[Expert, torch.Tensor], torch.Tensor]:
+            return lambda e, x: e.hidden(x, m * seg_hidden, seg_hidden)
+
+        def output(m: int) -> Callable[[Expert, torch.Tensor], torch.Tensor]:
+            return lambda e, x: e.output(x, m * seg_out, seg_out)
+
+        v = torch.cat([apply(h, r, hidden(m)) for m, r in enumerate(routes)], 1)
+        return torch.cat([apply(v, r, output(m)) for m, r in enumerate(routes)], 1)
 
     def _pair_weights(self, h: torch.Tensor, route: DeviceRoute) -> torch.Tensor:
         """Each pair's weight, in the route's order (hashtrain's formula)."""

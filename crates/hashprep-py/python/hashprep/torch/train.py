@@ -11,7 +11,7 @@ Writes hashtrain's `metrics.jsonl` records; checkpoints with torch.distributed.c
 world size and `--ep` it was written with; each file is verified against `checksums.json`).
 Without torchrun it runs as one process. The config is read, defaulted and checked by
 `hashprep.RunConfig`, the code hashtrain reads it with: a config one trainer refuses, the other
-refuses with the same message. Supported: dense and `hash` layers (top-1 and top-k, every scoring) in fp32; any other
+refuses with the same message. Supported: dense, `hash` (top-1 and top-k, every scoring) and `multihash` (without `--ep`) layers in fp32; any other
 setting is refused by its path in the config.
 
 Like hashtrain, it stops with exit code 2 when the loss or the weights stop being finite (checked
@@ -33,7 +33,7 @@ import shutil
 import signal
 import sys
 import time
-from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
+from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -47,7 +47,7 @@ from torch.nn.parallel import DistributedDataParallel
 import hashprep
 
 from .model import LanguageModel, masked_nll
-from .moe import HashMoE, device_route
+from .moe import DeviceRoute, HashMoE, device_route
 
 # Tokens per expert of each table-routed layer (1-based), counted on the host.
 Loads = Dict[int, npt.NDArray[np.int64]]
@@ -67,15 +67,18 @@ class Diverged(Exception):
         )
 
 
-def refuse_unsupported(config: hashprep.RunConfig, origin: pathlib.Path) -> None:
+def refuse_unsupported(config: hashprep.RunConfig, origin: pathlib.Path, ep: int) -> None:
     """What hashtrain runs but this trainer does not yet, refused by the setting's path."""
     if config.train.precision != "fp32":
         raise ConfigError(f'{origin}: train.precision = "{config.train.precision}": '
                           "hashprep.torch.train trains in fp32 (use torch.autocast in your own loop)")
     for i, layer in enumerate(config.model.sparse):
-        if layer.kind not in ("hash", "dense"):
+        if layer.kind not in ("hash", "multihash", "dense"):
             raise ConfigError(f'{origin}: model.sparse[{i}].kind = "{layer.kind}": '
-                              "hashprep.torch.train runs hash and dense layers only")
+                              "hashprep.torch.train runs hash, multihash and dense layers only")
+        if layer.kind == "multihash" and ep > 1:
+            raise ConfigError(f'--ep {ep}: model.sparse[{i}].kind = "multihash" runs without expert '
+                              "parallelism for now (its experts are replicated)")
 
 
 class Distributed:
@@ -129,17 +132,23 @@ class Trainer:
         self.train_loader, self.valid_loader = loader(config.data.train), loader(config.data.valid)
         routes = self.train_loader.routes
         # The loader matched each table-routed layer to its route (by the table's bytes).
-        self.route_of = {at: r.index for r in routes for at in r.sparse_layers}
-        self.experts_of = {at: routes[i].experts for at, i in self.route_of.items()}
+        # A MultiHash layer is served by one route per hash, in hash order.
+        self.route_of: Dict[int, List[int]] = {}
+        for r in routes:
+            for at in r.sparse_layers:
+                self.route_of.setdefault(at, []).append(r.index)
+        self.experts_of = {at: routes[ix[0]].experts for at, ix in self.route_of.items()}
         scoring = {s.at: s.scoring or "sqrtsoftplus" for s in m.sparse}
-        top_k = {at: (routes[i].top_k, scoring[at]) for at, i in self.route_of.items()}
+        top_k = {at: (routes[ix[0]].top_k, scoring[at]) for at, ix in self.route_of.items()}
+        hashes = {at: len(ix) for at, ix in self.route_of.items()}
+        self.kind_of = {s.at: s.kind for s in m.sparse}
         vocab = hashprep.Dataset(config.data.train).manifest["tokenizer"]["vocab_size"]
         torch.manual_seed(t.seed)
         self.model = LanguageModel(
             vocab, layers=m.layers, d_model=m.d_model, d_ff=m.d_ff, heads=m.heads,
             context=m.context, dropout=m.dropout, positions=m.positions,
             tie_embeddings=m.tie_embeddings, hash_layers=self.experts_of,
-            expert_d_ff={s.at: s.d_ff for s in m.sparse if s.d_ff is not None}, top_k=top_k,
+            expert_d_ff={s.at: s.d_ff for s in m.sparse if s.d_ff is not None}, top_k=top_k, hashes=hashes,
             ep_group=place.ep_group, expert_seed=t.seed,
         )
         self.model.to(device)
@@ -167,7 +176,11 @@ class Trainer:
 
     def forward(self, batch: hashprep.Batch, net: torch.nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
         ids = torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True)
-        routes = {at: device_route(batch.routes[i], self.device) for at, i in self.route_of.items()}
+        routes: Dict[int, Union[DeviceRoute, List[DeviceRoute]]] = {
+            at: device_route(batch.routes[ix[0]], self.device) if len(ix) == 1
+            else [device_route(batch.routes[i], self.device) for i in ix]
+            for at, ix in self.route_of.items()
+        }
         logits = net(ids, routes)
         return masked_nll(logits, torch.from_numpy(batch.targets).to(self.device), torch.from_numpy(batch.loss_mask).to(self.device))
 
@@ -230,15 +243,16 @@ class Trainer:
         return {at: np.zeros(experts, dtype=np.int64) for at, experts in self.experts_of.items()}
 
     def _add_loads(self, loads: Loads, batch: hashprep.Batch) -> None:
-        for at, i in self.route_of.items():
-            loads[at] += np.diff(batch.routes[i].offsets)
+        for at, ix in self.route_of.items():  # MultiHash: summed over its hashes, as hashtrain
+            for i in ix:
+                loads[at] += np.diff(batch.routes[i].offsets)
 
     def _load_records(self, loads: Loads) -> List[Dict[str, Any]]:
         records = []
         for at in sorted(loads):
             counts = self.place.all_reduce(torch.from_numpy(loads[at]).to(self.device)).tolist()
             total = sum(counts)
-            records.append({"layer": at, "kind": "hash", "counts": counts,
+            records.append({"layer": at, "kind": self.kind_of[at], "counts": counts,
                             "max_over_mean": max(counts) * len(counts) / total if total else 0.0})
         return records
 
@@ -258,7 +272,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     context = ""  # as hashtrain's: which run failed, once the config is read
     try:
         config = hashprep.RunConfig.load(args.config, overrides=args.overrides)
-        refuse_unsupported(config, args.config)
+        refuse_unsupported(config, args.config, args.ep)
         t = config.train
         if t.threads:
             torch.set_num_threads(t.threads)
