@@ -155,12 +155,25 @@ def test_what_it_cannot_run_yet_is_refused_by_its_setting(runs, tmp_path):
     for extra, said in [
         (["--set", 'model.sparse=[{at = 2, kind = "switch", experts = 4}]'],
          'model.sparse[0].kind = "switch": hashprep.torch.train runs hash, multihash and dense layers only'),
-        (["--set", "train.precision=bf16"], 'train.precision = "bf16": hashprep.torch.train trains in fp32'),
         (["--ep", "2", "--set", "model.sparse.0.kind=multihash"],
          '--ep 2: model.sparse[0].kind = "multihash" runs without expert parallelism for now'),
     ]:
         done = train(config, tmp_path / "run", *extra)
         assert done.returncode == 2 and said in done.stderr, (extra, done.stderr[-2000:])
+
+
+def test_bf16_trains_close_to_fp32(runs, tmp_path):
+    """`train.precision = "bf16"`: autocast products, float32 weights and loss; the losses follow
+    the fp32 run's within bfloat16's precision (hashtrain's GPU check uses 3e-2 too)."""
+    made, config = runs
+    done = train(config, tmp_path / "bf16", "--set", "train.precision=bf16")
+    assert done.returncode == 0, done.stderr[-3000:]
+    fp32, bf16 = records(made["one"], "train"), records(tmp_path / "bf16", "train")
+    assert [r["step"] for r in bf16] == [1, 2, 3]
+    for a, b in zip(fp32, bf16):
+        assert abs(a["loss"] - b["loss"]) < 3e-2 * abs(a["loss"]), (a["step"], a["loss"], b["loss"])
+    assert any(a["loss"] != b["loss"] for a, b in zip(fp32, bf16)), "bf16 was in effect"
+    assert bf16[2]["loss"] < bf16[0]["loss"]
 
 
 def strict_records(out):

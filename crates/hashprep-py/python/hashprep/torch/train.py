@@ -11,7 +11,8 @@ Writes hashtrain's `metrics.jsonl` records; checkpoints with torch.distributed.c
 world size and `--ep` it was written with; each file is verified against `checksums.json`).
 Without torchrun it runs as one process. The config is read, defaulted and checked by
 `hashprep.RunConfig`, the code hashtrain reads it with: a config one trainer refuses, the other
-refuses with the same message. Supported: dense, `hash` (top-1 and top-k, every scoring) and `multihash` (without `--ep`) layers in fp32; any other
+refuses with the same message. Supported: dense, `hash` (top-1 and top-k, every scoring) and `multihash` (without `--ep`) layers, in fp32
+or bf16 (autocast); any other
 setting is refused by its path in the config.
 
 Like hashtrain, it stops with exit code 2 when the loss or the weights stop being finite (checked
@@ -69,9 +70,6 @@ class Diverged(Exception):
 
 def refuse_unsupported(config: hashprep.RunConfig, origin: pathlib.Path, ep: int) -> None:
     """What hashtrain runs but this trainer does not yet, refused by the setting's path."""
-    if config.train.precision != "fp32":
-        raise ConfigError(f'{origin}: train.precision = "{config.train.precision}": '
-                          "hashprep.torch.train trains in fp32 (use torch.autocast in your own loop)")
     for i, layer in enumerate(config.model.sparse):
         if layer.kind not in ("hash", "multihash", "dense"):
             raise ConfigError(f'{origin}: model.sparse[{i}].kind = "{layer.kind}": '
@@ -181,8 +179,12 @@ class Trainer:
             else [device_route(batch.routes[i], self.device) for i in ix]
             for at, ix in self.route_of.items()
         }
-        logits = net(ids, routes)
-        return masked_nll(logits, torch.from_numpy(batch.targets).to(self.device), torch.from_numpy(batch.loss_mask).to(self.device))
+        # bf16: matrix products in bfloat16 under autocast, weights, Adam and the loss in float32
+        # (hashtrain keeps float32 master weights too; no loss scaling: bfloat16 has float32's range).
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.precision == "bf16"):
+            logits = net(ids, routes)
+        return masked_nll(logits.float(), torch.from_numpy(batch.targets).to(self.device),
+                          torch.from_numpy(batch.loss_mask).to(self.device))
 
     def step(self, batch: hashprep.Batch, step: int) -> Tuple[torch.Tensor, torch.Tensor, float]:
         t, place = self.config.train, self.place
