@@ -160,6 +160,12 @@ def test_what_it_cannot_run_yet_is_refused_by_its_setting(runs, tmp_path):
     ]:
         done = train(config, tmp_path / "run", *extra)
         assert done.returncode == 2 and said in done.stderr, (extra, done.stderr[-2000:])
+    # Bad input, not a traceback: experts that do not split over the expert-parallel groups.
+    odd = tmp_path / "odd.arrow"
+    hashprep.build_table(hashprep.RunConfig.load(config).data.train, odd, method="balanced", experts=5)
+    done = train(config, tmp_path / "run", "--ep", "2", "--set", f"model.sparse.0.table={odd}", ranks=2)
+    assert done.returncode != 0 and "--ep 2 does not divide the 5 experts of model.sparse[0]" in done.stderr, \
+        done.stderr[-2000:]
 
 
 def test_bf16_trains_close_to_fp32(runs, tmp_path):

@@ -139,6 +139,11 @@ class Trainer:
         scoring = {s.at: s.scoring or "sqrtsoftplus" for s in m.sparse}
         top_k = {at: (routes[ix[0]].top_k, scoring[at]) for at, ix in self.route_of.items()}
         hashes = {at: len(ix) for at, ix in self.route_of.items()}
+        for i, layer in enumerate(m.sparse):
+            experts = self.experts_of.get(layer.at)
+            if experts is not None and experts % place.ep:
+                raise ConfigError(f"--ep {place.ep} does not divide the {experts} experts of model.sparse[{i}] "
+                                  f"(layer {layer.at}): choose an --ep that divides them")
         self.kind_of = {s.at: s.kind for s in m.sparse}
         vocab = hashprep.Dataset(config.data.train).manifest["tokenizer"]["vocab_size"]
         torch.manual_seed(t.seed)
