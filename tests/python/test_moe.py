@@ -25,6 +25,18 @@ def balanced8(shards, tmp_path_factory):
     return out
 
 
+def _summed_nll(model, loader, routes_of, batches=3):
+    """The summed loss and token count of `model` over the loader's next `batches` batches (as
+    `hashtrain eval --batches` counts them), and the last batch with its logits."""
+    nll, tokens = 0.0, 0
+    with torch.no_grad():
+        for batch in loader.take(batches):
+            logits = model(torch.from_numpy(batch.input_ids), routes_of(batch))
+            total, count = masked_nll(logits, torch.from_numpy(batch.targets), torch.from_numpy(batch.loss_mask))
+            nll, tokens = nll + total.item(), tokens + int(count.item())
+    return nll, tokens, (batch, logits)
+
+
 def test_the_model_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, balanced8, hashtrain):
     config = tmp_path / "run.toml"
     config.write_text(RUN_CONFIG.format(data=shards, table=balanced8, kind="hash"))
@@ -41,13 +53,7 @@ def test_the_model_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, bala
     state = json.loads((checkpoint / "state.json").read_text())
     table = checkpoint / state["tables"][0]["file"]
     loader = hashprep.Loader(shards, [table], batch_size=4, seq_len=16, seed=0)
-    nll, tokens = 0.0, 0
-    with torch.no_grad():
-        for batch in loader.take(3):
-            ids = torch.from_numpy(batch.input_ids)
-            logits = model(ids, {2: device_route(batch.routes[0])})
-            total, count = masked_nll(logits, torch.from_numpy(batch.targets), torch.from_numpy(batch.loss_mask))
-            nll, tokens = nll + total.item(), tokens + int(count.item())
+    nll, tokens, _ = _summed_nll(model, loader, lambda batch: {2: device_route(batch.routes[0])})
     assert tokens == expected["tokens"]
     assert abs(nll / tokens - expected["loss"]) < 1e-5, (nll / tokens, expected["loss"])
     # The check can fail: another routing of the same weights gives another loss.
@@ -80,12 +86,7 @@ def test_top_k_layers_reproduce_hashtrain_on_its_checkpoints_for_every_scoring(t
         model.load_state_dict(weights, strict=True)
         model.eval()
         loader = hashprep.Loader(shards, [table], batch_size=4, seq_len=16, seed=0)
-        nll, tokens = 0.0, 0
-        with torch.no_grad():
-            for batch in loader.take(3):
-                logits = model(torch.from_numpy(batch.input_ids), {2: device_route(batch.routes[0])})
-                total, count = masked_nll(logits, torch.from_numpy(batch.targets), torch.from_numpy(batch.loss_mask))
-                nll, tokens = nll + total.item(), tokens + int(count.item())
+        nll, tokens, _ = _summed_nll(model, loader, lambda batch: {2: device_route(batch.routes[0])})
         assert tokens == expected["tokens"], scoring
         assert abs(nll / tokens - expected["loss"]) < 1e-5, (scoring, nll / tokens, expected["loss"])
         losses[scoring] = expected["loss"]
@@ -106,16 +107,11 @@ def test_multihash_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, hash
     model.load_state_dict(weights, strict=True)
     model.eval()
     loader = hashprep.Loader(shards, [table], batch_size=4, seq_len=16, seed=0)
-    nll, tokens = 0.0, 0
+    nll, tokens, (batch, logits) = _summed_nll(model, loader, lambda batch: {2: [device_route(r) for r in batch.routes]})
+    # The check can fail: the hashes in the other order give another loss.
     with torch.no_grad():
-        for batch in loader.take(3):
-            routes = {2: [device_route(r) for r in batch.routes]}
-            logits = model(torch.from_numpy(batch.input_ids), routes)
-            total, count = masked_nll(logits, torch.from_numpy(batch.targets), torch.from_numpy(batch.loss_mask))
-            nll, tokens = nll + total.item(), tokens + int(count.item())
-        # The check can fail: the hashes in the other order give another loss.
         swapped = model(torch.from_numpy(batch.input_ids), {2: [device_route(r) for r in batch.routes[::-1]]})
-        assert not torch.allclose(swapped, logits)
+    assert not torch.allclose(swapped, logits)
     assert tokens == expected["tokens"]
     assert abs(nll / tokens - expected["loss"]) < 1e-5, (nll / tokens, expected["loss"])
 

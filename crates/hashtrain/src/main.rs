@@ -123,9 +123,6 @@ fn main() -> ExitCode {
     hashprep::exit::exit("hashtrain", &Cli::command(), outcome, |err| {
         err.downcast_ref::<hashtrain::Error>()
             .is_some_and(hashtrain::Error::is_bad_input)
-            || err
-                .downcast_ref::<hashtrain::config::ConfigError>()
-                .is_some_and(hashtrain::config::ConfigError::is_bad_input)
     })
 }
 
@@ -154,7 +151,8 @@ fn info(args: &InfoArgs) -> Result<()> {
 }
 
 fn run(args: RunArgs, progress: bool) -> Result<()> {
-    let mut config = RunConfig::load(&args.config.config, &args.config.overrides)?;
+    let mut config = RunConfig::load(&args.config.config, &args.config.overrides)
+        .map_err(hashtrain::Error::from)?;
     if let Some(device) = args.device {
         config.train.runtime.device = device;
     }

@@ -9,9 +9,6 @@ use crate::corpus::{Example, Format, Item, Items, PackedTexts, Source, SourceRef
 use crate::error::{Error, Result, SkipReason};
 use crate::tokenize::TextTokenizer;
 
-/// The notice counting special-token strings written in the text.
-pub(super) const SPECIAL_TOKEN_TEXT: &str = "special_token_text";
-
 /// A chunk of examples on its way to a worker.
 pub(crate) struct Chunk {
     seq: u64,

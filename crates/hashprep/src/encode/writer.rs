@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::chunks::{Encoded, EncodedChunk, Message, SPECIAL_TOKEN_TEXT};
+use super::chunks::{Encoded, EncodedChunk, Message};
 use crate::counts::TokenCounts;
 use crate::error::{Error, Result};
 use crate::shard::journal::{Journal, JournalEntry};
 use crate::shard::{shard_file_name, ShardInfo, ShardReader, ShardWriter, TokenWidth, Totals};
 use crate::tokenize::TextTokenizer;
+
+/// The notice counting special-token strings written in the text.
+const SPECIAL_TOKEN_TEXT: &str = "special_token_text";
 
 /// Writer loop on the calling thread: applies encoded chunks strictly in sequence order,
 /// calling `written` with the totals after each.

@@ -73,8 +73,7 @@ def device_route(route: Union["Route", Mapping[str, Any]], device: Union[torch.d
 
     flat = ids = None
     if top_k > 1:
-        slots = torch.as_tensor(np.asarray(get("slots")))
-        flat = place(torch.as_tensor(np.asarray(order)) * top_k + slots)
+        flat = place(order * top_k + torch.as_tensor(np.asarray(get("slots"))))
         ids = place(torch.as_tensor(np.asarray(expert_ids)).reshape(-1, top_k))
     return DeviceRoute(
         order=place(order),
@@ -193,10 +192,7 @@ class HashMoE(nn.Module):
         seg_hidden, seg_out = self.d_ff // self.hashes, self.d_model // self.hashes
 
         def apply(x: torch.Tensor, route: DeviceRoute, part: Callable[[Expert, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-            grouped = x.index_select(0, route.order)
-            rows = torch.split(grouped, list(route.counts))
-            parts = [part(cast(Expert, expert), r) for expert, r in zip(self.experts.values(), rows) if r.shape[0] > 0]
-            out = torch.cat(parts)
+            out = self._run(x.index_select(0, route.order), route.counts, part)
             return torch.zeros_like(out).index_copy(0, route.order, out)
 
         def hidden(m: int) -> Callable[[Expert, torch.Tensor], torch.Tensor]:
@@ -224,10 +220,12 @@ class HashMoE(nn.Module):
         normalized = chosen / (chosen.sum(1, keepdim=True, dtype=torch.float32) + 1e-20)
         return normalized.reshape(-1).index_select(0, route.flat)
 
-    def _run(self, x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
-        """This rank's experts, in order, each on its slice of `x` (host-known `sizes`)."""
+    def _run(self, x: torch.Tensor, sizes: Sequence[int],
+             part: Callable[[Expert, torch.Tensor], torch.Tensor] = Expert.__call__) -> torch.Tensor:
+        """This rank's experts, in order, each on its slice of `x` (host-known `sizes`): the
+        whole FFN, or `part` of it (MultiHash's segments)."""
         parts = [
-            expert(rows)
+            part(cast(Expert, expert), rows)
             for expert, rows in zip(self.experts.values(), torch.split(x, list(sizes)))
             if rows.shape[0] > 0
         ]
