@@ -28,7 +28,7 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.torch
 venv: $(VENV)/.dev
 
 # The Python package (crates/hashprep-py), built once in release mode and installed into .venv.
-PY_SOURCES := $(shell find crates/hashprep-py crates/hashprep/src -type f -not -path '*/__pycache__/*')
+PY_SOURCES := $(shell find crates/hashprep-py crates/hashprep/src crates/hashtrain-config -type f -not -path '*/__pycache__/*')
 $(VENV)/.hashprep-py: $(VENV)/.dev $(PY_SOURCES) Cargo.lock
 	$(VENV)/bin/maturin develop --quiet --release --locked -m crates/hashprep-py/Cargo.toml
 	touch $@

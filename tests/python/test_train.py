@@ -4,6 +4,7 @@ divergence stops every rank before a checkpoint holds it; resumes refuse what di
 never hang at exit, nor outlive their torchrun."""
 
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -53,11 +54,15 @@ def runs(tmp_path_factory, shards):
     multihash = tmp / "multi.arrow"
     hashprep.build_table(shards, multihash, method="balanced", experts=8, hashes=2)
     multi = ("--set", f"model.sparse.0.table={multihash}", "--set", "model.sparse.0.kind=multihash")
+    switch = ("--set", 'model.sparse=[{at = 2, kind = "switch", experts = 4, capacity_factor = 1.0}]')
+    base = ("--set", 'model.sparse=[{at = 2, kind = "base", experts = 4}]')
     made = {}
     for name, ranks, extra in [("one", 1, ()), ("dp2", 2, ()), ("ep2", 2, ("--ep", 2)),
                                ("one-top2", 1, ("--set", f"model.sparse.0.table={top2}")),
                                ("ep2-top2", 2, ("--ep", 2, "--set", f"model.sparse.0.table={top2}")),
-                               ("one-multi", 1, multi), ("dp2-multi", 2, multi)]:
+                               ("one-multi", 1, multi), ("dp2-multi", 2, multi), ("ep2-multi", 2, ("--ep", 2, *multi)),
+                               ("dp2-switch", 2, switch), ("ep2-switch", 2, ("--ep", 2, *switch)),
+                               ("ep2-base", 2, ("--ep", 2, *base))]:
         done = train(config, tmp / name, *extra, ranks=ranks)
         assert done.returncode == 0, done.stderr[-3000:]
         made[name] = tmp / name
@@ -71,7 +76,8 @@ def runs(tmp_path_factory, shards):
 
 
 @pytest.mark.parametrize("name,reference", [("dp2", "one"), ("ep2", "one"), ("resumed", "one"),
-                                            ("ep2-top2", "one-top2"), ("dp2-multi", "one-multi")])
+                                            ("ep2-top2", "one-top2"), ("dp2-multi", "one-multi"),
+                                            ("ep2-multi", "one-multi")])
 def test_two_ranks_give_the_losses_and_weights_of_one_process(runs, name, reference, tmp_path):
     made, _ = runs
     one, other = records(made[reference], "train"), records(made[name], "train")
@@ -88,6 +94,23 @@ def test_two_ranks_give_the_losses_and_weights_of_one_process(runs, name, refere
     assert sorted(expected) == sorted(got), "every expert saved once, by its rank"
     for key, value in expected.items():
         assert torch.allclose(value, got[key], atol=1e-5, rtol=0), key
+
+
+@pytest.mark.parametrize("name", ["dp2-switch", "ep2-switch", "ep2-base"])
+def test_switch_and_base_train_on_two_ranks_each_routing_its_own_batch(runs, name):
+    """Per-rank routing (capacity, balanced assignment, load-balancing term per rank): finite,
+    falling losses; loads that count every position of the global batch."""
+    made, _ = runs
+    train_records = records(made[name], "train")
+    assert [r["step"] for r in train_records] == [1, 2, 3]
+    losses = [r["loss"] for r in train_records]
+    assert all(map(math.isfinite, losses)) and losses[2] < losses[0], losses
+    for r in train_records:
+        assert sum(r["loads"][0]["counts"]) == 4 * 16, r["loads"]
+        if "switch" in name:
+            assert r["aux_loss"] > 0 and len(r["loads"][0]["counts"]) == 5
+        else:
+            assert r["aux_loss"] == 0 and r["loads"][0]["counts"] == [16] * 4, "balanced on each rank"
 
 
 def test_metrics_records_have_hashtrains_fields(runs, tmp_path, hashtrain):
@@ -150,22 +173,16 @@ def test_a_config_is_refused_by_both_trainers_with_the_same_message(runs, tmp_pa
         hashprep.RunConfig.load(config, overrides=["model.sparse.3.kind=hash"])
 
 
-def test_what_it_cannot_run_yet_is_refused_by_its_setting(runs, tmp_path):
+def test_experts_that_do_not_split_over_the_expert_parallel_groups_are_refused(runs, tmp_path):
+    """Bad input, not a traceback, for a table's experts and for a Switch layer's."""
     _, config = runs
-    for extra, said in [
-        (["--set", 'model.sparse=[{at = 2, kind = "switch", experts = 4}]'],
-         'model.sparse[0].kind = "switch": hashprep.torch.train runs hash, multihash and dense layers only'),
-        (["--ep", "2", "--set", "model.sparse.0.kind=multihash"],
-         '--ep 2: model.sparse[0].kind = "multihash" runs without expert parallelism for now'),
-    ]:
-        done = train(config, tmp_path / "run", *extra)
-        assert done.returncode == 2 and said in done.stderr, (extra, done.stderr[-2000:])
-    # Bad input, not a traceback: experts that do not split over the expert-parallel groups.
     odd = tmp_path / "odd.arrow"
     hashprep.build_table(hashprep.RunConfig.load(config).data.train, odd, method="balanced", experts=5)
-    done = train(config, tmp_path / "run", "--ep", "2", "--set", f"model.sparse.0.table={odd}", ranks=2)
-    assert done.returncode != 0 and "--ep 2 does not divide the 5 experts of model.sparse[0]" in done.stderr, \
-        done.stderr[-2000:]
+    for setting, said in [(f"model.sparse.0.table={odd}", "--ep 2 does not divide the 5 experts of model.sparse[0]"),
+                          ('model.sparse=[{at = 2, kind = "switch", experts = 3}]',
+                           "--ep 2 does not divide the 3 experts of model.sparse[0]")]:
+        done = train(config, tmp_path / "run", "--ep", "2", "--set", setting, ranks=2)
+        assert done.returncode != 0 and said in done.stderr, done.stderr[-2000:]  # torchrun: 1
 
 
 def test_bf16_trains_close_to_fp32(runs, tmp_path):

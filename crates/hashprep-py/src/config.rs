@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 
-use crate::errors::{config_to_py, detached};
+use crate::errors::{config_to_py, detached, Error};
 
 /// A whole run config (`schemas/run-config.md`): `data`, `model` (its `sparse` layers) and
 /// `train`, defaults filled in and checked as hashtrain checks them.
@@ -95,6 +95,16 @@ impl RunConfig {
         hashtrain_config::RunConfig::parse(text, &origin, &overrides)
             .map(|inner| Self { inner })
             .map_err(|e| config_to_py(&e))
+    }
+
+    /// As `parse`, from the JSON form hashtrain's checkpoints record (`state.json`'s `config`).
+    #[staticmethod]
+    #[pyo3(signature = (text, origin = PathBuf::from("<text>"), overrides = Vec::new()))]
+    fn from_json(text: &str, origin: PathBuf, overrides: Vec<String>) -> PyResult<Self> {
+        let config: hashtrain_config::RunConfig = serde_json::from_str(text).map_err(|e| {
+            Error::new_err(format!("{}: not a run config in JSON: {e}", origin.display()))
+        })?;
+        Self::parse(&config.to_toml(), origin, overrides)
     }
 
     #[getter]

@@ -7,6 +7,7 @@
 // PyO3 extracts every argument into an owned value.
 #![allow(clippy::doc_markdown, clippy::needless_pass_by_value)]
 
+mod assignment;
 mod config;
 mod data;
 mod errors;
@@ -25,6 +26,7 @@ fn _hashprep(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<data::Dataset>()?;
     m.add_function(wrap_pyfunction!(tables::build_table, m)?)?;
     m.add_class::<tables::Table>()?;
+    m.add_function(wrap_pyfunction!(assignment::balanced_assignment, m)?)?;
     m.add_class::<loader::Loader>()?;
     m.add_class::<loader::Batches>()?;
     m.add_class::<loader::Batch>()?;

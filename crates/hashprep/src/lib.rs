@@ -15,7 +15,9 @@
 //! 3. **Load batches**: a [`Loader`] packs the shards into `[B, T]` batches, attaches each
 //!    position's expert and groups positions by expert on the host ([`Route`]); the layer that
 //!    consumes a route finds it by its [`RouteHandle`].
-//! 4. Train: the `hashtrain` crate (tch) consumes the batches.
+//! 4. Train: the `hashtrain` crate (tch) consumes the batches. BASE layers' routing, a balanced
+//!    assignment of a batch's tokens to experts, is [`balanced_assignment`], shared by both
+//!    trainers.
 //!
 //! Everything reports failures as [`Error`], which names the file, line, shard or setting.
 //! [`util`] holds the helpers other crates of the project share; [`exit`] (feature `cli`) how its
@@ -54,6 +56,7 @@
 //! # }
 //! ```
 
+mod assignment;
 mod corpus;
 mod counts;
 mod encode;
@@ -71,6 +74,7 @@ mod table;
 mod tokenize;
 pub mod util;
 
+pub use assignment::balanced_assignment;
 pub use corpus::{
     read_documents, Documents, Example, Format, InputFile, InputRange, OnError, RedditFilter,
     RedditOptions, Source,

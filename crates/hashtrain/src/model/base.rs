@@ -1,13 +1,12 @@
 //! BASE layers (Lewis et al. 2021, the Hash Layers paper's reference [10]): a learned router
 //! scores every expert, `s = W h`; in training the tokens of a batch are assigned to experts
 //! by a balanced linear assignment on those scores (every expert takes the same number of
-//! tokens, [`balanced_assignment`]), at evaluation each token takes its best-scoring expert.
+//! tokens, [`hashprep::balanced_assignment`]), at evaluation each token takes its best-scoring expert.
 //! The expert's output is gated by `sigmoid(s_e)`, which is how the router learns. The scores
 //! are read to the host once per layer per step, as Switch reads its group sizes.
 
 use tch::{nn, Device, Kind, Tensor};
 
-use super::assignment::balanced_assignment;
 use super::experts::{apply_grouped, ExpertBank, Part};
 use super::routes::DeviceRoute;
 use super::staging::Staging;
@@ -45,14 +44,12 @@ impl BaseFfn {
         let expert_ids: Vec<u32> = if train {
             let host = scores.detach().to_device(Device::Cpu).to_kind(Kind::Float);
             let flat = Vec::<f32>::try_from(host.reshape([-1])).expect("f32 scores");
-            balanced_assignment(&flat, experts as usize)
+            // Scores that are no longer finite cannot be auctioned; the step's loss is not
+            // finite either and the run stops on it (best experts meanwhile).
+            hashprep::balanced_assignment(&flat, experts as usize)
+                .unwrap_or_else(|| best_experts(&scores))
         } else {
-            let best = scores.argmax(1, false).to_device(Device::Cpu);
-            Vec::<i64>::try_from(best)
-                .expect("i64 ids")
-                .into_iter()
-                .map(|e| e as u32)
-                .collect()
+            best_experts(&scores)
         };
         let mut staging = Staging::default();
         let route = DeviceRoute::stage_expert_ids(&expert_ids, 1, experts as u32, &mut staging);
@@ -63,6 +60,16 @@ impl BaseFfn {
         let y = apply_grouped(h, &route, &self.bank, Part::Ffn) * gate;
         (y, route.counts())
     }
+}
+
+/// Each token's best-scoring expert (`scores`: `[N, K]`).
+fn best_experts(scores: &Tensor) -> Vec<u32> {
+    let best = scores.argmax(1, false).to_device(Device::Cpu);
+    Vec::<i64>::try_from(best)
+        .expect("i64 ids")
+        .into_iter()
+        .map(|e| e as u32)
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! `x = x + drop(attn(ln1(x)))`, `x = x + drop(ffn(ln2(x)))`, then a final layer norm and the
 //! output projection (tied to the input embedding by default).
 
-mod assignment;
 mod attention;
 mod base;
 mod experts;

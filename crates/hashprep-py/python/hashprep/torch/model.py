@@ -1,19 +1,33 @@
 """hashtrain's decoder on torch, parameter for parameter (names and layouts of its
 `model.safetensors`): a pre-norm Transformer, `x += drop(attn(ln_attn(x)))`,
 `x += drop(ffn(ln_ffn(x)))`, a final layer norm and the output projection (tied to the input
-embedding by default). The FFN of a sparse layer is a `HashMoE` driven by its loader route.
+embedding by default). The FFN of a table-routed layer is a `HashMoE` driven by its loader
+route; that of a Switch, Token-Switch or BASE layer routes itself (`routers`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence, Tuple, Union, cast
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .moe import DeviceRoute, HashMoE
+from .moe import DeviceRoute, ExpertLayer, HashMoE
+from .routers import BaseMoE, SwitchMoE
+
+
+@dataclass(frozen=True)
+class RoutedLayer:
+    """A sparse layer that routes on the device: `kind` switch, token-switch or base."""
+
+    kind: str
+    experts: int
+    d_ff: Optional[int] = None
+    load_bal: float = 0.01
+    capacity_factor: Optional[float] = None
 
 
 class CausalSelfAttention(nn.Module):
@@ -54,7 +68,8 @@ class LanguageModel(nn.Module):
     (those layers' FFNs are `HashMoE`s, sharded over `ep_group` when given, their experts seeded
     from `expert_seed` and the layer when given, each expert `d -> expert_d_ff[layer] -> d`, by default
 `d_ff`; `top_k[layer]` = (k, scoring) for a top-k table, `hashes[layer]` = N for MultiHash, whose
-routes come as a list); others are dense `d -> d_ff -> d`. `forward(input_ids [B, T], routes {layer: DeviceRoute})` -> logits
+routes come as a list); `routed_layers` maps a layer to its Switch, Token-Switch or BASE FFN;
+others are dense `d -> d_ff -> d`. `forward(input_ids [B, T], routes {layer: DeviceRoute})` -> logits
     `[B*T, V]`."""
 
     def __init__(
@@ -73,6 +88,7 @@ routes come as a list); others are dense `d -> d_ff -> d`. `forward(input_ids [B
         expert_d_ff: Optional[Mapping[int, int]] = None,
         top_k: Optional[Mapping[int, Tuple[int, str]]] = None,
         hashes: Optional[Mapping[int, int]] = None,
+        routed_layers: Optional[Mapping[int, RoutedLayer]] = None,
         ep_group: Any = None,
         expert_seed: Optional[int] = None,
     ) -> None:
@@ -86,10 +102,13 @@ routes come as a list); others are dense `d -> d_ff -> d`. `forward(input_ids [B
         else:
             raise ValueError(f"positions {positions!r}: expected learned or sinusoidal")
         self.layers = nn.ModuleDict()
+        routed = dict(routed_layers or {})
         for at in range(1, layers + 1):
             ffn: nn.Module
-            if at in hash_layers:
-                seed = None if expert_seed is None else expert_seed * 10_007 + at
+            seed = None if expert_seed is None else expert_seed * 10_007 + at
+            if at in routed:
+                ffn = _routed_ffn(routed[at], d_model, d_ff, vocab, ep_group, seed)
+            elif at in hash_layers:
                 width = (expert_d_ff or {}).get(at, d_ff)
                 k, scoring = (top_k or {}).get(at, (1, "sqrtsoftplus"))
                 ffn = HashMoE(d_model, width, hash_layers[at], group=ep_group, seed=seed, top_k=k, scoring=scoring,
@@ -107,16 +126,47 @@ routes come as a list); others are dense `d -> d_ff -> d`. `forward(input_ids [B
         def drop(x: torch.Tensor) -> torch.Tensor:
             return F.dropout(x, self.dropout, self.training)
 
-        x = drop(self.embedding[input_ids.reshape(-1)].view(b, t, -1) + self.positions[:t])
+        flat_ids = input_ids.reshape(-1)
+        x = drop(self.embedding[flat_ids].view(b, t, -1) + self.positions[:t])
         for at, module in self.layers.items():
             block = cast(Block, module)
             x = x + drop(block.attn(block.ln_attn(x)))
             h = block.ln_ffn(x).reshape(b * t, -1)
-            y = block.ffn(h, routes[int(at)]) if isinstance(block.ffn, HashMoE) else block.ffn(h)
+            if isinstance(block.ffn, HashMoE):
+                y = block.ffn(h, routes[int(at)])
+            elif isinstance(block.ffn, SwitchMoE):
+                y = block.ffn(h, flat_ids)
+            else:
+                y = block.ffn(h)
             x = x + drop(y.view(b, t, -1))
         x = self.ln_final(x).reshape(b * t, -1)
         logits: torch.Tensor = x @ (self.embedding if self.head is None else self.head).t()
         return logits
+
+
+    def aux_loss(self) -> torch.Tensor:
+        """The Switch layers' load-balancing terms of the last forward, summed (times their
+        `load_bal`; a zero scalar without Switch layers)."""
+        terms = [m.aux_loss for m in self.modules() if isinstance(m, SwitchMoE) and m.aux_loss is not None]
+        return torch.stack(terms).sum() if terms else torch.zeros((), device=self.embedding.device)
+
+    def routed_counts(self) -> Dict[int, List[int]]:
+        """Tokens per expert of each layer that routed on the device in the last forward."""
+        return {int(at): cast(Block, block).ffn.counts for at, block in self.layers.items()
+                if isinstance(cast(Block, block).ffn, (SwitchMoE, BaseMoE))}
+
+    def expert_layers(self) -> List[ExpertLayer]:
+        return [m for m in self.modules() if isinstance(m, ExpertLayer)]
+
+
+def _routed_ffn(layer: RoutedLayer, d_model: int, d_ff: int, vocab: int, group: Any, seed: Optional[int]) -> nn.Module:
+    width = layer.d_ff or d_ff
+    if layer.kind == "base":
+        return BaseMoE(d_model, width, layer.experts, group=group, seed=seed)
+    if layer.kind in ("switch", "token-switch"):
+        return SwitchMoE(d_model, width, layer.experts, load_bal=layer.load_bal, capacity_factor=layer.capacity_factor,
+                         vocab=vocab if layer.kind == "token-switch" else None, group=group, seed=seed)
+    raise ValueError(f"a routed layer of kind {layer.kind!r}: expected switch, token-switch or base")
 
 
 def masked_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

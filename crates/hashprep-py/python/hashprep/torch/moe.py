@@ -120,119 +120,54 @@ class Expert(nn.Module):
         return torch.addmm(self.b2[first:first + width], v, self.w2[:, first:first + width])
 
 
-class HashMoE(nn.Module):
-    """K expert FFNs `d -> D -> d` routed by a loader route (`forward(h [N, d], route)`).
-
-    `group`: the expert-parallel process group (None: every expert here). Expert `e`'s
+class ExpertLayer(nn.Module):
+    """K expert FFNs `d -> D -> d`, sharded over an expert-parallel `group` of E ranks (None:
+    every expert here), and the dispatch of a route's positions to them and back. Expert `e`'s
     parameters are `experts.{e}.{w1,b1,w2,b2}` with the global `e`, as in hashtrain's
     checkpoints, so each rank's state dict names only its own experts. `seed`: expert `e` is
     initialized from its own generator seeded with `(seed, e)`, so the weights do not depend on
-    the expert-parallel layout (default: torch's global generator).
-    """
+    the expert-parallel layout (default: torch's global generator)."""
 
     def __init__(self, d_model: int, d_ff: int, experts: int, *, group: Optional[dist.ProcessGroup] = None,
                  seed: Optional[int] = None, device: Optional[torch.device] = None,
-                 dtype: Optional[torch.dtype] = None, top_k: int = 1, scoring: str = "sqrtsoftplus",
-                 hashes: int = 1) -> None:
+                 dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
         self.group = group
         self.ep_size = dist.get_world_size(group) if group is not None else 1
         self.ep_rank = dist.get_rank(group) if group is not None else 0
         if experts % self.ep_size:
             raise ValueError(f"{experts} experts do not split over an expert-parallel group of {self.ep_size}")
-        self.num_experts = experts
+        self.num_experts, self.d_model, self.d_ff = experts, d_model, d_ff
         self.local = experts // self.ep_size
+        self.seed = seed
         first = self.ep_rank * self.local
-        def generator(e: int) -> Optional[torch.Generator]:
-            return None if seed is None else torch.Generator().manual_seed(seed * 1_000_003 + e)
-
         self.experts = nn.ModuleDict(
-            {str(e): Expert(d_model, d_ff, device, dtype, generator(e)) for e in range(first, first + self.local)}
+            {str(e): Expert(d_model, d_ff, device, dtype, self._generator(e)) for e in range(first, first + self.local)}
         )
-        if hashes > 1 and (d_model % hashes or d_ff % hashes or top_k > 1 or self.ep_size > 1):
-            raise ValueError(f"MultiHash with {hashes} hashes needs d_model and d_ff divisible by them, "
-                             "one expert per hash, and no expert-parallel group (not supported yet)")
-        self.hashes, self.d_model, self.d_ff = hashes, d_model, d_ff
-        if scoring not in SCORINGS:
-            raise ValueError(f"scoring {scoring!r} is none of {', '.join(SCORINGS)}")
-        self.top_k, self.scoring = top_k, scoring
-        # Replicated on every rank of the group (a dense parameter), drawn from its own generator.
-        self.gate: Optional[nn.Parameter] = None
-        if top_k > 1 and scoring != "uniform":
-            self.gate = nn.Parameter(torch.empty(experts, d_model, device=device, dtype=dtype))
-            bound = 1 / math.sqrt(d_model)
-            nn.init.uniform_(self.gate, -bound, bound, generator=generator(experts))
 
-    def forward(self, h: torch.Tensor, route: Union[DeviceRoute, Sequence[DeviceRoute]]) -> torch.Tensor:
-        """`route`: the layer's route, or one per hash in hash order (MultiHash)."""
-        if not isinstance(route, DeviceRoute):
-            return self._multihash(h, route)
-        if route.top_k != self.top_k or route.order.shape[0] != h.shape[0] * self.top_k:
-            raise ValueError(
-                f"a route of {route.order.shape[0]} pairs (top-{route.top_k}) for {h.shape[0]} positions: "
-                f"this layer is top-{self.top_k}"
-            )
+    def _generator(self, stream: int) -> Optional[torch.Generator]:
+        return None if self.seed is None else torch.Generator().manual_seed(self.seed * 1_000_003 + stream)
+
+    def _dispatch(self, h: torch.Tensor, route: DeviceRoute,
+                  part: Callable[[Expert, torch.Tensor], torch.Tensor] = Expert.__call__) -> torch.Tensor:
+        """Each position of `route.order` through its expert (or `part` of it), written back
+        to its row; rows the route does not name stay zero (a Switch layer's dropped tokens)."""
         grouped = h.index_select(0, route.order)
-        if self.ep_size == 1:
-            out = self._run(grouped, route.counts)
-        else:
-            out = self._exchange(grouped, route)
-        if self.top_k == 1:
-            # A permutation: every row written once; its backward is a gather.
-            return torch.zeros_like(out).index_copy(0, route.order, out)
-        weighted = out * self._pair_weights(h, route).unsqueeze(1).to(out.dtype)
-        return out.new_zeros((h.shape[0], out.shape[1])).index_add(0, route.order, weighted)
-
-    def _multihash(self, h: torch.Tensor, routes: Sequence[DeviceRoute]) -> torch.Tensor:
-        """Hash m picks the expert whose hidden segment m (`d_ff / N` units) each position uses,
-        then the expert whose output segment m (`d / N` columns) reads all the hidden units
-        (hashtrain's MultiHash, paper section 3.2)."""
-        if len(routes) != self.hashes:
-            raise ValueError(f"{len(routes)} routes for a layer of {self.hashes} hashes")
-        seg_hidden, seg_out = self.d_ff // self.hashes, self.d_model // self.hashes
-
-        def apply(x: torch.Tensor, route: DeviceRoute, part: Callable[[Expert, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-            out = self._run(x.index_select(0, route.order), route.counts, part)
-            return torch.zeros_like(out).index_copy(0, route.order, out)
-
-        def hidden(m: int) -> Callable[[Expert, torch.Tensor], torch.Tensor]:
-            return lambda e, x: e.hidden(x, m * seg_hidden, seg_hidden)
-
-        def output(m: int) -> Callable[[Expert, torch.Tensor], torch.Tensor]:
-            return lambda e, x: e.output(x, m * seg_out, seg_out)
-
-        v = torch.cat([apply(h, r, hidden(m)) for m, r in enumerate(routes)], 1)
-        return torch.cat([apply(v, r, output(m)) for m, r in enumerate(routes)], 1)
-
-    def _pair_weights(self, h: torch.Tensor, route: DeviceRoute) -> torch.Tensor:
-        """Each pair's weight, in the route's order (hashtrain's formula)."""
-        assert route.flat is not None and route.expert_ids is not None, "a top-k route"
-        if self.gate is None:
-            return torch.full(route.flat.shape, 1.0 / self.top_k, dtype=h.dtype, device=h.device)
-        logits = h @ self.gate.t()
-        if self.scoring == "softmax":
-            scores = logits.softmax(-1, dtype=torch.float32)
-        elif self.scoring == "sigmoid":
-            scores = logits.sigmoid()
-        else:
-            scores = torch.nn.functional.softplus(logits).sqrt()
-        chosen = scores.gather(1, route.expert_ids)
-        normalized = chosen / (chosen.sum(1, keepdim=True, dtype=torch.float32) + 1e-20)
-        return normalized.reshape(-1).index_select(0, route.flat)
+        out = self._run(grouped, route.counts, part) if self.ep_size == 1 else self._exchange(grouped, route, part)
+        return out.new_zeros((h.shape[0], out.shape[1])).index_copy(0, route.order, out)
 
     def _run(self, x: torch.Tensor, sizes: Sequence[int],
              part: Callable[[Expert, torch.Tensor], torch.Tensor] = Expert.__call__) -> torch.Tensor:
         """This rank's experts, in order, each on its slice of `x` (host-known `sizes`): the
         whole FFN, or `part` of it (MultiHash's segments)."""
-        parts = [
-            part(cast(Expert, expert), rows)
-            for expert, rows in zip(self.experts.values(), torch.split(x, list(sizes)))
-            if rows.shape[0] > 0
-        ]
-        # No token here: an empty result still in the graph, so the backward's all-to-all runs.
-        return torch.cat(parts) if parts else x[:0]
+        experts = [cast(Expert, e) for e in self.experts.values()]
+        parts = [part(expert, rows) for expert, rows in zip(experts, torch.split(x, list(sizes))) if rows.shape[0] > 0]
+        # No token here: an empty result of the right width, still in the graph, so the
+        # backward's all-to-all runs.
+        return torch.cat(parts) if parts else part(experts[0], x[:0])
 
-    def _exchange(self, grouped: torch.Tensor, route: DeviceRoute) -> torch.Tensor:
+    def _exchange(self, grouped: torch.Tensor, route: DeviceRoute,
+                  part: Callable[[Expert, torch.Tensor], torch.Tensor] = Expert.__call__) -> torch.Tensor:
         counts = np.asarray(route.peer_counts, dtype=np.int64)
         if counts.shape != (self.ep_size, self.num_experts):
             raise ValueError(
@@ -251,9 +186,84 @@ class HashMoE(nn.Module):
         if grouped.is_cuda:
             by_expert = by_expert.pin_memory()
         by_expert = by_expert.to(grouped.device, non_blocking=True)
-        out = self._run(arrived.index_select(0, by_expert), mine.sum(0).tolist())
+        out = self._run(arrived.index_select(0, by_expert), mine.sum(0).tolist(), part)
         out = torch.zeros_like(out).index_copy(0, by_expert, out)
-        return _all_to_all(torch.empty_like(grouped), out, send, receive, self.group)
+        return _all_to_all(out.new_empty((grouped.shape[0], out.shape[1])), out, send, receive, self.group)
+
+
+class HashMoE(ExpertLayer):
+    """A Hash layer: K expert FFNs routed by a loader route (`forward(h [N, d], route)`);
+    `top_k` > 1 weights a position's k experts by `scoring`, `hashes` > 1 is MultiHash (one
+    route per hash)."""
+
+    def __init__(self, d_model: int, d_ff: int, experts: int, *, group: Optional[dist.ProcessGroup] = None,
+                 seed: Optional[int] = None, device: Optional[torch.device] = None,
+                 dtype: Optional[torch.dtype] = None, top_k: int = 1, scoring: str = "sqrtsoftplus",
+                 hashes: int = 1) -> None:
+        super().__init__(d_model, d_ff, experts, group=group, seed=seed, device=device, dtype=dtype)
+        if hashes > 1 and (d_model % hashes or d_ff % hashes or top_k > 1):
+            raise ValueError(f"MultiHash with {hashes} hashes needs d_model and d_ff divisible by them "
+                             "and one expert per hash")
+        self.hashes = hashes
+        if scoring not in SCORINGS:
+            raise ValueError(f"scoring {scoring!r} is none of {', '.join(SCORINGS)}")
+        self.top_k, self.scoring = top_k, scoring
+        # Replicated on every rank of the group (a dense parameter), drawn from its own generator.
+        self.gate: Optional[nn.Parameter] = None
+        if top_k > 1 and scoring != "uniform":
+            self.gate = nn.Parameter(torch.empty(experts, d_model, device=device, dtype=dtype))
+            bound = 1 / math.sqrt(d_model)
+            nn.init.uniform_(self.gate, -bound, bound, generator=self._generator(experts))
+
+    def forward(self, h: torch.Tensor, route: Union[DeviceRoute, Sequence[DeviceRoute]]) -> torch.Tensor:
+        """`route`: the layer's route, or one per hash in hash order (MultiHash)."""
+        if not isinstance(route, DeviceRoute):
+            return self._multihash(h, route)
+        if route.top_k != self.top_k or route.order.shape[0] != h.shape[0] * self.top_k:
+            raise ValueError(
+                f"a route of {route.order.shape[0]} pairs (top-{route.top_k}) for {h.shape[0]} positions: "
+                f"this layer is top-{self.top_k}"
+            )
+        if self.top_k == 1:
+            return self._dispatch(h, route)
+        grouped = h.index_select(0, route.order)
+        out = self._run(grouped, route.counts) if self.ep_size == 1 else self._exchange(grouped, route)
+        weighted = out * self._pair_weights(h, route).unsqueeze(1).to(out.dtype)
+        return out.new_zeros((h.shape[0], out.shape[1])).index_add(0, route.order, weighted)
+
+    def _multihash(self, h: torch.Tensor, routes: Sequence[DeviceRoute]) -> torch.Tensor:
+        """Hash m picks the expert whose hidden segment m (`d_ff / N` units) each position uses,
+        then the expert whose output segment m (`d / N` columns) reads all the hidden units
+        (hashtrain's MultiHash, paper section 3.2). Under expert parallelism each segment
+        travels to its expert's rank and back (two all-to-alls per hash and segment)."""
+        if len(routes) != self.hashes:
+            raise ValueError(f"{len(routes)} routes for a layer of {self.hashes} hashes")
+        seg_hidden, seg_out = self.d_ff // self.hashes, self.d_model // self.hashes
+
+        def hidden(m: int) -> Callable[[Expert, torch.Tensor], torch.Tensor]:
+            return lambda e, x: e.hidden(x, m * seg_hidden, seg_hidden)
+
+        def output(m: int) -> Callable[[Expert, torch.Tensor], torch.Tensor]:
+            return lambda e, x: e.output(x, m * seg_out, seg_out)
+
+        v = torch.cat([self._dispatch(h, r, hidden(m)) for m, r in enumerate(routes)], 1)
+        return torch.cat([self._dispatch(v, r, output(m)) for m, r in enumerate(routes)], 1)
+
+    def _pair_weights(self, h: torch.Tensor, route: DeviceRoute) -> torch.Tensor:
+        """Each pair's weight, in the route's order (hashtrain's formula)."""
+        assert route.flat is not None and route.expert_ids is not None, "a top-k route"
+        if self.gate is None:
+            return torch.full(route.flat.shape, 1.0 / self.top_k, dtype=h.dtype, device=h.device)
+        logits = h @ self.gate.t()
+        if self.scoring == "softmax":
+            scores = logits.softmax(-1, dtype=torch.float32)
+        elif self.scoring == "sigmoid":
+            scores = logits.sigmoid()
+        else:
+            scores = torch.nn.functional.softplus(logits).sqrt()
+        chosen = scores.gather(1, route.expert_ids)
+        normalized = chosen / (chosen.sum(1, keepdim=True, dtype=torch.float32) + 1e-20)
+        return normalized.reshape(-1).index_select(0, route.flat)
 
 
 def _by_expert_index(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

@@ -11,9 +11,10 @@ Writes hashtrain's `metrics.jsonl` records; checkpoints with torch.distributed.c
 world size and `--ep` it was written with; each file is verified against `checksums.json`).
 Without torchrun it runs as one process. The config is read, defaulted and checked by
 `hashprep.RunConfig`, the code hashtrain reads it with: a config one trainer refuses, the other
-refuses with the same message. Supported: dense, `hash` (top-1 and top-k, every scoring) and `multihash` (without `--ep`) layers, in fp32
-or bf16 (autocast); any other
-setting is refused by its path in the config.
+refuses with the same message. Every sparse kind hashtrain runs: `hash` (top-1 and top-k, every
+scoring), `multihash`, `switch`, `token-switch` and `base`, in fp32 or bf16 (autocast). Switch and
+BASE layers route on the device, each rank its own batch (capacity, balanced assignment and
+load-balancing term per rank, as engines do).
 
 Like hashtrain, it stops with exit code 2 when the loss or the weights stop being finite (checked
 at each log record and before each checkpoint, all ranks agreeing), so no checkpoint ever holds
@@ -47,8 +48,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 import hashprep
 
-from .model import LanguageModel, masked_nll
-from .moe import DeviceRoute, HashMoE, device_route
+from .model import LanguageModel, RoutedLayer, masked_nll
+from .moe import DeviceRoute, device_route
 
 # Tokens per expert of each table-routed layer (1-based), counted on the host.
 Loads = Dict[int, npt.NDArray[np.int64]]
@@ -66,17 +67,6 @@ class Diverged(Exception):
             f"training diverged at step {step}: {detail}; lower train.lr or raise train.warmup "
             "(--resume continues from the last checkpoint, written while everything was finite)"
         )
-
-
-def refuse_unsupported(config: hashprep.RunConfig, origin: pathlib.Path, ep: int) -> None:
-    """What hashtrain runs but this trainer does not yet, refused by the setting's path."""
-    for i, layer in enumerate(config.model.sparse):
-        if layer.kind not in ("hash", "multihash", "dense"):
-            raise ConfigError(f'{origin}: model.sparse[{i}].kind = "{layer.kind}": '
-                              "hashprep.torch.train runs hash, multihash and dense layers only")
-        if layer.kind == "multihash" and ep > 1:
-            raise ConfigError(f'--ep {ep}: model.sparse[{i}].kind = "multihash" runs without expert '
-                              "parallelism for now (its experts are replicated)")
 
 
 class Distributed:
@@ -136,6 +126,12 @@ class Trainer:
             for at in r.sparse_layers:
                 self.route_of.setdefault(at, []).append(r.index)
         self.experts_of = {at: routes[ix[0]].experts for at, ix in self.route_of.items()}
+        routed = {s.at: RoutedLayer(s.kind, s.experts, s.d_ff, s.load_bal, s.capacity_factor)
+                  for s in m.sparse if s.kind in ("switch", "token-switch", "base") and s.experts is not None}
+        self.experts_of.update({at: layer.experts for at, layer in routed.items()})
+        # Tokens per expert in the load records; a Switch layer's last entry counts those dropped.
+        self.load_width = {at: k + (routed[at].kind != "base" if at in routed else 0)
+                           for at, k in self.experts_of.items()}
         scoring = {s.at: s.scoring or "sqrtsoftplus" for s in m.sparse}
         top_k = {at: (routes[ix[0]].top_k, scoring[at]) for at, ix in self.route_of.items()}
         hashes = {at: len(ix) for at, ix in self.route_of.items()}
@@ -152,14 +148,13 @@ class Trainer:
             context=m.context, dropout=m.dropout, positions=m.positions,
             tie_embeddings=m.tie_embeddings, hash_layers=self.experts_of,
             expert_d_ff={s.at: s.d_ff for s in m.sparse if s.d_ff is not None}, top_k=top_k, hashes=hashes,
-            ep_group=place.ep_group, expert_seed=t.seed,
+            routed_layers=routed, ep_group=place.ep_group, expert_seed=t.seed,
         )
         self.model.to(device)
         # Sharded experts are not data-parallel parameters: their gradient comes through the
         # all-to-all and is reduced over their replicas only.
         # A top-k layer's gate is replicated on every rank: a data-parallel parameter like the rest.
-        self.experts = [p for mod in self.model.modules() if isinstance(mod, HashMoE) and place.ep > 1
-                        for p in mod.experts.parameters()]
+        self.experts = [p for layer in self.model.expert_layers() if place.ep > 1 for p in layer.experts.parameters()]
         expert_ids = {id(p) for p in self.experts}
         self.dense = [p for p in self.model.parameters() if id(p) not in expert_ids]
         self.net: torch.nn.Module = self.model
@@ -169,7 +164,7 @@ class Trainer:
                           DistributedDataParallel._set_params_and_buffers_to_ignore_for_model)
             ignore(self.model, ignored)
             # Replicated experts (no --ep) that saw no token on this rank get no gradient here.
-            self.net = DistributedDataParallel(self.model, find_unused_parameters=bool(self.route_of) and place.ep == 1)
+            self.net = DistributedDataParallel(self.model, find_unused_parameters=bool(self.experts_of) and place.ep == 1)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=t.betas, eps=t.eps)
 
     def close(self) -> None:
@@ -191,14 +186,18 @@ class Trainer:
         return masked_nll(logits.float(), torch.from_numpy(batch.targets).to(self.device),
                           torch.from_numpy(batch.loss_mask).to(self.device))
 
-    def step(self, batch: hashprep.Batch, step: int) -> Tuple[torch.Tensor, torch.Tensor, float]:
+    def step(self, batch: hashprep.Batch, step: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """One optimizer step: the global mean loss, this rank's load-balancing term, the
+        gradient norm (device scalars) and the learning rate."""
         t, place = self.config.train, self.place
         torch.manual_seed(t.seed * 1_000_003 + step * place.world + place.rank)  # dropout
         nll, count = self.forward(batch, self.net)
+        aux = self.model.aux_loss()
         tokens = place.all_reduce(count.detach().clone()).clamp_min(1.0)
-        # DDP averages over the W ranks: W * (this rank's share of the global mean).
+        # DDP averages over the W ranks: W * (this rank's share of the global mean), and the
+        # mean of the ranks' load-balancing terms.
         self.optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(nll * place.world / tokens)
+        torch.autograd.backward(nll * place.world / tokens + aux)
         if self.experts:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.experts]
             flat = place.all_reduce(torch.cat([g.reshape(-1) for g in grads]), place.replicas) / place.world
@@ -209,7 +208,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
-        return nll.detach() / tokens, grad_norm, lr
+        return nll.detach() / tokens, aux.detach(), grad_norm, lr
 
     def _clip(self, max_norm: float) -> torch.Tensor:
         """Global gradient norm over every distinct parameter (sharded experts summed over their
@@ -247,20 +246,25 @@ class Trainer:
                 "loads": self._load_records(loads)}
 
     def _new_loads(self) -> Loads:
-        return {at: np.zeros(experts, dtype=np.int64) for at, experts in self.experts_of.items()}
+        return {at: np.zeros(width, dtype=np.int64) for at, width in self.load_width.items()}
 
     def _add_loads(self, loads: Loads, batch: hashprep.Batch) -> None:
-        for at, ix in self.route_of.items():  # MultiHash: summed over its hashes, as hashtrain
+        """The loads of `batch`'s forward: table-routed layers from its routes (MultiHash summed
+        over its hashes, as hashtrain), the others as they routed."""
+        for at, ix in self.route_of.items():
             for i in ix:
                 loads[at] += np.diff(batch.routes[i].offsets)
+        for at, counts in self.model.routed_counts().items():
+            loads[at] += np.asarray(counts, dtype=np.int64)
 
     def _load_records(self, loads: Loads) -> List[Dict[str, Any]]:
         records = []
         for at in sorted(loads):
             counts = self.place.all_reduce(torch.from_numpy(loads[at]).to(self.device)).tolist()
-            total = sum(counts)
+            routed = counts[: self.experts_of[at]]  # not the tokens a Switch layer dropped
+            total = sum(routed)
             records.append({"layer": at, "kind": self.kind_of[at], "counts": counts,
-                            "max_over_mean": max(counts) * len(counts) / total if total else 0.0})
+                            "max_over_mean": max(routed) * len(routed) / total if total else 0.0})
         return records
 
 
@@ -279,13 +283,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     context = ""  # as hashtrain's: which run failed, once the config is read
     try:
         config = hashprep.RunConfig.load(args.config, overrides=args.overrides)
-        refuse_unsupported(config, args.config, args.ep)
-        t = config.train
-        if t.threads:
-            torch.set_num_threads(t.threads)
-        device = torch.device(t.device if t.device == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
+        device = run_device(config)
         context = f"training {args.out}: "
         place = Distributed(args.ep, device)
         trainer = Trainer(config, place, device)
@@ -299,6 +297,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         shut_down(trainer, place)
     return 0
+
+
+def run_device(config: hashprep.RunConfig) -> torch.device:
+    """The device of `train.device` for this rank (a GPU: the one of LOCAL_RANK), with the
+    config's `train.threads`."""
+    t = config.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    device = torch.device(t.device if t.device == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
 def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
@@ -375,8 +385,9 @@ def train_steps(trainer: Trainer, args: argparse.Namespace, step: int, metrics: 
         batch = next(batches)
         window["wait"] += time.perf_counter() - waited
         step += 1
-        loss, grad_norm, lr = trainer.step(batch, step)
+        loss, aux, grad_norm, lr = trainer.step(batch, step)
         window["loss"] += loss
+        window["aux"] += aux
         window["steps"] += 1
         window["tokens"] += int(batch.loss_mask.size) * place.world
         trainer._add_loads(window["loads"], batch)
@@ -397,12 +408,13 @@ def train_steps(trainer: Trainer, args: argparse.Namespace, step: int, metrics: 
 
 def stop_if_diverged(record: Dict[str, Any], window_steps: int) -> None:
     """Every rank holds the same all-reduced losses, so all of them stop together."""
-    loss = record["loss"]
-    if loss is not None and math.isfinite(loss):
+    loss, aux = record["loss"], record.get("aux_loss", 0.0)
+    if math.isfinite(loss + aux):
         return
     step = record["step"]
     if record["type"] == "train":
-        detail = f"the mean training loss of steps {step + 1 - window_steps}..={step} is {loss}"
+        detail = (f"the mean training loss of steps {step + 1 - window_steps}..={step} is {loss} "
+                  f"(load-balancing term {aux})")
     else:
         detail = f"the validation loss is {loss}"
     raise Diverged(step, detail)
@@ -412,7 +424,7 @@ def check_finite_state(trainer: Trainer, window: Dict[str, Any], step: int) -> N
     """No checkpoint of weights, or of an open window, that are no longer finite; the ranks
     agree through one all-reduce (a device read of one flag)."""
     with torch.no_grad():
-        bad = (~torch.isfinite(window["loss"])).to(torch.float32).reshape(1)
+        bad = (~torch.isfinite(window["loss"] + window["aux"])).to(torch.float32).reshape(1)
         for p in trainer.model.parameters():
             bad = bad + (~torch.isfinite(p)).any().to(torch.float32)
         if trainer.place.all_reduce(bad).item() > 0:
@@ -421,15 +433,19 @@ def check_finite_state(trainer: Trainer, window: Dict[str, Any], step: int) -> N
 
 def new_window(trainer: Trainer) -> Dict[str, Any]:
     """The training statistics since the last `train` record (the loss stays on the device)."""
-    return {"loss": torch.zeros((), device=trainer.device), "steps": 0, "tokens": 0, "wait": 0.0,
-            "started": time.perf_counter(), "loads": trainer._new_loads()}
+    def zero() -> torch.Tensor:  # each its own: the window adds into them in place
+        return torch.zeros((), device=trainer.device)
+    return {"loss": zero(), "aux": zero(), "steps": 0, "tokens": 0, "wait": 0.0, "started": time.perf_counter(),
+            "loads": trainer._new_loads()}
 
 
 def train_record(trainer: Trainer, window: Dict[str, Any], step: int, lr: float,
                  grad_norm: torch.Tensor) -> Dict[str, Any]:
-    loss = trainer.place.all_reduce(window["loss"].clone()).item() / window["steps"]
+    place = trainer.place
+    # One read for both: the loss is the global mean already, the ranks' terms are averaged.
+    loss, aux = (place.all_reduce(torch.stack([window["loss"], window["aux"] / place.world])) / window["steps"]).tolist()
     seconds = time.perf_counter() - window["started"]
-    return {"type": "train", "step": step, "loss": loss, "aux_loss": 0.0, "lr": lr,
+    return {"type": "train", "step": step, "loss": loss, "aux_loss": aux, "lr": lr,
             "grad_norm": grad_norm.item(), "tokens_per_s": window["tokens"] / seconds,
             "loader_wait": window["wait"] / seconds, "loads": trainer._load_records(window["loads"])}
 

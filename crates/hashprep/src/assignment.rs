@@ -5,12 +5,21 @@
 //! own prices; an unassigned token bids for the slot worth most to it (score minus price),
 //! raising its price by the margin over its second-best choice plus `eps`. With eps scaling
 //! down to `eps_final`, the result is within `N * eps_final` of the optimum.
+//!
+//! hashtrain's BASE layers and the torch trainer's (through the Python bindings) share it, so
+//! both assign the same tokens to the same experts.
 
 /// The expert of each of the `scores.len() / experts` tokens (`scores` is `[N, K]` row-major).
-pub(crate) fn balanced_assignment(scores: &[f32], experts: usize) -> Vec<u32> {
+/// `None` when the scores are not `[N, K]` with `K >= 1`, or one of them is not finite (an
+/// auction on NaN prices would never settle).
+#[must_use]
+pub fn balanced_assignment(scores: &[f32], experts: usize) -> Option<Vec<u32>> {
+    if experts == 0 || scores.len() % experts != 0 || !scores.iter().all(|s| s.is_finite()) {
+        return None;
+    }
     let n = scores.len() / experts;
     if n == 0 {
-        return Vec::new();
+        return Some(Vec::new());
     }
     let capacity: Vec<usize> = (0..experts)
         .map(|e| n / experts + usize::from(e < n % experts))
@@ -34,7 +43,7 @@ pub(crate) fn balanced_assignment(scores: &[f32], experts: usize) -> Vec<u32> {
         eps = (eps / 8.0).max(eps_final);
         auction.release_all();
     }
-    auction.owner_expert()
+    Some(auction.owner_expert())
 }
 
 /// Prices and owners of every expert's slots, and each token's slot.
@@ -173,7 +182,7 @@ mod tests {
     fn scores(seed: u64, n: usize, experts: usize) -> Vec<f32> {
         (0..n * experts)
             .map(|i| {
-                let h = hashprep::util::splitmix64(seed ^ (i as u64).wrapping_mul(0x9E37));
+                let h = crate::util::splitmix64(seed ^ (i as u64).wrapping_mul(0x9E37));
                 (h % 10_000) as f32 / 1000.0 - 5.0
             })
             .collect()
@@ -183,7 +192,7 @@ mod tests {
     fn every_expert_takes_exactly_its_capacity() {
         for (n, experts) in [(64, 8), (61, 8), (1024, 16), (5, 7), (1, 3)] {
             let s = scores(n as u64, n, experts);
-            let assignment = balanced_assignment(&s, experts);
+            let assignment = balanced_assignment(&s, experts).expect("finite scores");
             assert_eq!(assignment.len(), n);
             for e in 0..experts {
                 let want = n / experts + usize::from(e < n % experts);
@@ -198,7 +207,7 @@ mod tests {
         for seed in 0..40 {
             let (n, experts) = (4 + seed as usize % 5, 2 + seed as usize % 3);
             let s = scores(seed, n, experts);
-            let assignment = balanced_assignment(&s, experts);
+            let assignment = balanced_assignment(&s, experts).expect("finite scores");
             let (got, best) = (total(&s, experts, &assignment), brute_force(&s, experts));
             assert!(
                 (got - best).abs() < 1e-4,
@@ -214,6 +223,15 @@ mod tests {
         let s: Vec<f32> = (0..16)
             .map(|i| if i / 4 == i % 4 { 10.0 } else { 0.0 })
             .collect();
-        assert_eq!(balanced_assignment(&s, experts), vec![0, 1, 2, 3]);
+        assert_eq!(balanced_assignment(&s, experts), Some(vec![0, 1, 2, 3]));
+    }
+
+    #[test]
+    fn scores_that_are_not_finite_or_not_a_matrix_are_refused() {
+        assert_eq!(balanced_assignment(&[1.0, f32::NAN, 0.0, 2.0], 2), None);
+        assert_eq!(balanced_assignment(&[1.0, f32::INFINITY], 2), None);
+        assert_eq!(balanced_assignment(&[1.0, 2.0, 3.0], 2), None);
+        assert_eq!(balanced_assignment(&[1.0], 0), None);
+        assert_eq!(balanced_assignment(&[], 4), Some(Vec::new()));
     }
 }
