@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save  # noqa: E402
 
 import hashprep  # noqa: E402
+from hashprep.torch import eval as torch_eval  # noqa: E402
 from conftest import RUN_CONFIG  # noqa: E402
 
 
@@ -56,8 +57,11 @@ def runs(tmp_path_factory, shards):
     multi = ("--set", f"model.sparse.0.table={multihash}", "--set", "model.sparse.0.kind=multihash")
     switch = ("--set", 'model.sparse=[{at = 2, kind = "switch", experts = 4, capacity_factor = 1.0}]')
     base = ("--set", 'model.sparse=[{at = 2, kind = "base", experts = 4}]')
+    top2_table = ("--set", f"model.sparse.0.table={top2}")
+    fsdp = [(f"fsdp{ep}-{layer}", 2, ("--fsdp", *(("--ep", 2) if ep else ()), *sets))
+            for layer, sets in [("top1", ()), ("top2", top2_table), ("multi", multi)] for ep in ("", "-ep2")]
     made = {}
-    for name, ranks, extra in [("one", 1, ()), ("dp2", 2, ()), ("ep2", 2, ("--ep", 2)),
+    for name, ranks, extra in fsdp + [("one", 1, ()), ("dp2", 2, ()), ("ep2", 2, ("--ep", 2)),
                                ("one-top2", 1, ("--set", f"model.sparse.0.table={top2}")),
                                ("ep2-top2", 2, ("--ep", 2, "--set", f"model.sparse.0.table={top2}")),
                                ("one-multi", 1, multi), ("dp2-multi", 2, multi), ("ep2-multi", 2, ("--ep", 2, *multi)),
@@ -66,10 +70,10 @@ def runs(tmp_path_factory, shards):
         done = train(config, tmp / name, *extra, ranks=ranks)
         assert done.returncode == 0, done.stderr[-3000:]
         made[name] = tmp / name
-    stopped = train(config, tmp / "resumed", "--ep", 2, "--stop-after", 2, ranks=2)
+    stopped = train(config, tmp / "resumed", "--fsdp", "--ep", 2, "--stop-after", 2, ranks=2)
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     assert [r["step"] for r in records(tmp / "resumed", "train")] == [1, 2]
-    resumed = train(config, tmp / "resumed", "--ep", 2, "--resume", ranks=2)
+    resumed = train(config, tmp / "resumed", "--fsdp", "--ep", 2, "--resume", ranks=2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     made["resumed"] = tmp / "resumed"
     return made, config
@@ -77,7 +81,10 @@ def runs(tmp_path_factory, shards):
 
 @pytest.mark.parametrize("name,reference", [("dp2", "one"), ("ep2", "one"), ("resumed", "one"),
                                             ("ep2-top2", "one-top2"), ("dp2-multi", "one-multi"),
-                                            ("ep2-multi", "one-multi")])
+                                            ("ep2-multi", "one-multi"),
+                                            *[(f"fsdp{ep}-{layer}", reference) for ep in ("", "-ep2")
+                                              for layer, reference in [("top1", "one"), ("top2", "one-top2"),
+                                                                       ("multi", "one-multi")]]])
 def test_two_ranks_give_the_losses_and_weights_of_one_process(runs, name, reference, tmp_path):
     made, _ = runs
     one, other = records(made[reference], "train"), records(made[name], "train")
@@ -111,6 +118,31 @@ def test_switch_and_base_train_on_two_ranks_each_routing_its_own_batch(runs, nam
             assert r["aux_loss"] > 0 and len(r["loads"][0]["counts"]) == 5
         else:
             assert r["aux_loss"] == 0 and r["loads"][0]["counts"] == [16] * 4, "balanced on each rank"
+
+
+def test_torch_eval_reads_sharded_checkpoints_on_one_process(runs, capsys):
+    """`python -m hashprep.torch.eval` on checkpoints written with FSDP and experts sharded:
+    every tensor under its global name, the numbers of the one-process run's checkpoint."""
+    made, _ = runs
+    results = {}
+    for name in ("one", "fsdp-ep2-top1", "ep2-top2", "one-top2"):
+        assert torch_eval.main(["--checkpoint", str(made[name]), "--batches", "2", "--json"]) == 0
+        results[name] = json.loads(capsys.readouterr().out)
+    for name, reference in (("fsdp-ep2-top1", "one"), ("ep2-top2", "one-top2")):
+        assert results[name]["tokens"] == results[reference]["tokens"] > 0
+        assert abs(results[name]["loss"] - results[reference]["loss"]) < 1e-5, name
+        assert results[name]["loads"] == results[reference]["loads"]
+    assert results["one"]["loss"] != results["one-top2"]["loss"]
+
+
+def test_fsdp_refuses_what_it_cannot_shard_or_resume(runs, tmp_path):
+    made, config = runs
+    done = train(config, tmp_path / "run", "--fsdp")
+    assert done.returncode == 2 and "--fsdp shards over the ranks of torchrun" in done.stderr, done.stderr[-2000:]
+    ep2 = tmp_path / "ep2"
+    shutil.copytree(made["ep2"], ep2)
+    done = train(config, ep2, "--fsdp", "--ep", 2, "--resume", ranks=2)
+    assert done.returncode != 0 and "written without --fsdp: resume the same way" in done.stderr, done.stderr[-2000:]
 
 
 def test_metrics_records_have_hashtrains_fields(runs, tmp_path, hashtrain):

@@ -65,7 +65,7 @@ def load_weights(trainer: Trainer, folder: pathlib.Path, writer: str) -> None:
     model = trainer.model
     if writer == "torch":
         state = {"model": get_model_state_dict(model)}
-        dcp_load(state, checkpoint_id=folder)
+        dcp_load(state, checkpoint_id=folder, no_dist=not trainer.place.on)
         set_model_state_dict(model, state["model"])
         return
     from safetensors.torch import load_file

@@ -61,6 +61,22 @@ class Block(nn.Module):
         self.ln_attn, self.ln_ffn = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.attn = CausalSelfAttention(d_model, heads, dropout)
         self.ffn = ffn
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, flat_ids: torch.Tensor,
+                route: Union[DeviceRoute, Sequence[DeviceRoute], None]) -> torch.Tensor:
+        """`x` `[B, T, d]`; `route`: a table-routed FFN's route(s)."""
+        b, t, _ = x.shape
+        x = x + F.dropout(self.attn(self.ln_attn(x)), self.dropout, self.training)
+        h = self.ln_ffn(x).reshape(b * t, -1)
+        if isinstance(self.ffn, HashMoE):
+            assert route is not None, "a Hash layer needs its route"
+            y = self.ffn(h, route)
+        elif isinstance(self.ffn, SwitchMoE):
+            y = self.ffn(h, flat_ids)
+        else:
+            y = self.ffn(h)
+        return x + F.dropout(y.view(b, t, -1), self.dropout, self.training)
 
 
 class LanguageModel(nn.Module):
@@ -123,26 +139,13 @@ others are dense `d -> d_ff -> d`. `forward(input_ids [B, T], routes {layer: Dev
     def forward(self, input_ids: torch.Tensor,
                 routes: Mapping[int, Union[DeviceRoute, Sequence[DeviceRoute]]]) -> torch.Tensor:
         b, t = input_ids.shape
-        def drop(x: torch.Tensor) -> torch.Tensor:
-            return F.dropout(x, self.dropout, self.training)
-
         flat_ids = input_ids.reshape(-1)
-        x = drop(self.embedding[flat_ids].view(b, t, -1) + self.positions[:t])
-        for at, module in self.layers.items():
-            block = cast(Block, module)
-            x = x + drop(block.attn(block.ln_attn(x)))
-            h = block.ln_ffn(x).reshape(b * t, -1)
-            if isinstance(block.ffn, HashMoE):
-                y = block.ffn(h, routes[int(at)])
-            elif isinstance(block.ffn, SwitchMoE):
-                y = block.ffn(h, flat_ids)
-            else:
-                y = block.ffn(h)
-            x = x + drop(y.view(b, t, -1))
+        x = F.dropout(self.embedding[flat_ids].view(b, t, -1) + self.positions[:t], self.dropout, self.training)
+        for at, block in self.layers.items():
+            x = block(x, flat_ids, routes.get(int(at)))
         x = self.ln_final(x).reshape(b * t, -1)
         logits: torch.Tensor = x @ (self.embedding if self.head is None else self.head).t()
         return logits
-
 
     def aux_loss(self) -> torch.Tensor:
         """The Switch layers' load-balancing terms of the last forward, summed (times their

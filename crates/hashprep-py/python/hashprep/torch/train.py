@@ -35,7 +35,8 @@ import shutil
 import signal
 import sys
 import time
-from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union, cast
+import warnings
+from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +45,9 @@ import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 import hashprep
@@ -51,8 +55,12 @@ import hashprep
 from .model import LanguageModel, RoutedLayer, masked_nll
 from .moe import DeviceRoute, device_route
 
-# Tokens per expert of each table-routed layer (1-based), counted on the host.
+# Tokens per expert of each sparse layer (1-based).
 Loads = Dict[int, npt.NDArray[np.int64]]
+
+# torch.distributed.checkpoint warns at every save and load outside a process group, which is
+# what `no_dist` says already.
+warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
 
 
 class ConfigError(ValueError):
@@ -103,14 +111,31 @@ class Distributed:
             dist.barrier()
 
 
+def shard_dense(model: LanguageModel, experts: Set[torch.nn.Parameter], place: Distributed,
+                device: torch.device) -> None:
+    """FSDP2 over every rank: each block, then the rest (embeddings, final norm, head), sharded
+    and gathered layer by layer; the experts stay out (see `Trainer`). Gradients are averaged
+    over the ranks by the reduce-scatter, as DDP averages them."""
+    mesh = init_device_mesh(device.type, (place.world,))
+    for block in model.layers.values():
+        fully_shard(block, mesh=mesh, ignored_params=experts)
+    fully_shard(model, mesh=mesh, ignored_params=experts)
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a tensor FSDP sharded (a `DTensor`), or the tensor itself."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
 def inverse_sqrt_lr(peak: float, warmup: int, step: int) -> float:
     step = max(step, 1)
     return peak * step / warmup if step <= warmup else peak * math.sqrt(max(warmup, 1) / step)
 
 
 class Trainer:
-    def __init__(self, config: hashprep.RunConfig, place: Distributed, device: torch.device) -> None:
-        self.config, self.place, self.device = config, place, device
+    def __init__(self, config: hashprep.RunConfig, place: Distributed, device: torch.device,
+                 fsdp: bool = False) -> None:
+        self.config, self.place, self.device, self.fsdp = config, place, device, fsdp
         m, t = config.model, config.train
 
         def loader(data: pathlib.Path) -> hashprep.Loader:
@@ -152,19 +177,24 @@ class Trainer:
         )
         self.model.to(device)
         # Sharded experts are not data-parallel parameters: their gradient comes through the
-        # all-to-all and is reduced over their replicas only.
+        # all-to-all and is reduced over their replicas only. Under FSDP every expert is kept out
+        # of the shards and reduced so (a replicated expert that saw no token on a rank has no
+        # gradient there, and FSDP2 reduces only the gradients a rank has: the ranks would not agree).
         # A top-k layer's gate is replicated on every rank: a data-parallel parameter like the rest.
-        self.experts = [p for layer in self.model.expert_layers() if place.ep > 1 for p in layer.experts.parameters()]
+        self.experts = [p for layer in self.model.expert_layers() if place.ep > 1 or fsdp
+                        for p in layer.experts.parameters()]
         expert_ids = {id(p) for p in self.experts}
-        self.dense = [p for p in self.model.parameters() if id(p) not in expert_ids]
         self.net: torch.nn.Module = self.model
-        if place.on and place.world > 1:
+        if fsdp:
+            shard_dense(self.model, set(self.experts), place, device)
+        elif place.on and place.world > 1:
             ignored = [n for n, p in self.model.named_parameters() if id(p) in expert_ids]
             ignore = cast(Callable[[torch.nn.Module, List[str]], None],
                           DistributedDataParallel._set_params_and_buffers_to_ignore_for_model)
             ignore(self.model, ignored)
             # Replicated experts (no --ep) that saw no token on this rank get no gradient here.
             self.net = DistributedDataParallel(self.model, find_unused_parameters=bool(self.experts_of) and place.ep == 1)
+        self.dense = [p for p in self.model.parameters() if id(p) not in expert_ids]
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=t.betas, eps=t.eps)
 
     def close(self) -> None:
@@ -214,17 +244,20 @@ class Trainer:
         """Global gradient norm over every distinct parameter (sharded experts summed over their
         group), scaled on the device: nothing is read back."""
         def square(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
-            grads = [p.grad.reshape(-1) for p in params if p.grad is not None]
+            grads = [local(p.grad).reshape(-1) for p in params if p.grad is not None]
             return torch.cat(grads).pow(2).sum() if grads else torch.zeros((), device=self.device)
         total = square(self.dense)
+        if self.fsdp:  # each rank holds a shard of every dense gradient
+            total = self.place.all_reduce(total)
         if self.experts:
-            total = total + self.place.all_reduce(square(self.experts), self.place.ep_group)
+            experts = square(self.experts)
+            total = total + (self.place.all_reduce(experts, self.place.ep_group) if self.place.ep > 1 else experts)
         norm = total.sqrt()
         if max_norm > 0:
             scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
             for p in self.model.parameters():
                 if p.grad is not None:
-                    p.grad.mul_(scale)
+                    local(p.grad).mul_(scale)
         return norm
 
     def evaluate(self, max_batches: int) -> Dict[str, Any]:
@@ -273,6 +306,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--config", type=pathlib.Path, required=True, help="hashtrain's run config (TOML)")
     parser.add_argument("--out", type=pathlib.Path, required=True, help="the run folder")
     parser.add_argument("--ep", type=int, default=1, help="expert-parallel group size E (divides the ranks)")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="shard the dense parameters and their Adam state over the ranks (FSDP2)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting of the config, as hashtrain's --set (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
@@ -286,7 +321,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         device = run_device(config)
         context = f"training {args.out}: "
         place = Distributed(args.ep, device)
-        trainer = Trainer(config, place, device)
+        if args.fsdp and not place.on:
+            raise ConfigError("--fsdp shards over the ranks of torchrun: launch with torchrun --nproc-per-node N")
+        trainer = Trainer(config, place, device, fsdp=args.fsdp)
         run(trainer, args)
     except (ConfigError, hashprep.Error, Diverged) as e:
         print(f"error: {context}{as_flags(str(e), parser)}", file=sys.stderr)
@@ -426,7 +463,7 @@ def check_finite_state(trainer: Trainer, window: Dict[str, Any], step: int) -> N
     with torch.no_grad():
         bad = (~torch.isfinite(window["loss"] + window["aux"])).to(torch.float32).reshape(1)
         for p in trainer.model.parameters():
-            bad = bad + (~torch.isfinite(p)).any().to(torch.float32)
+            bad = bad + (~torch.isfinite(local(p))).any().to(torch.float32)
         if trainer.place.all_reduce(bad).item() > 0:
             raise Diverged(step, "the weights or the training loss are no longer finite; no checkpoint was written")
 
@@ -462,7 +499,8 @@ def write(metrics: Optional[IO[str]], record: Dict[str, Any]) -> None:
 def run_identity(trainer: Trainer) -> Dict[str, Any]:
     """What a checkpoint must be resumed with: its config (all but the runtime settings must be
     the same, `RunConfig.resume_differences`), the world size and the expert-parallel size."""
-    return {"config": trainer.config.to_toml(), "world_size": trainer.place.world, "ep": trainer.place.ep}
+    return {"config": trainer.config.to_toml(), "world_size": trainer.place.world, "ep": trainer.place.ep,
+            "fsdp": trainer.fsdp}
 
 
 CHECKSUMS = "checksums.json"
@@ -483,7 +521,7 @@ def save(trainer: Trainer, checkpoints: pathlib.Path, step: int, keep: int) -> N
     place = trainer.place
     folder = checkpoints / f"step-{step:08d}"
     model_state, optim_state = get_state_dict(trainer.model, trainer.optimizer)
-    dcp_save({"model": model_state, "optim": optim_state}, checkpoint_id=folder)
+    dcp_save({"model": model_state, "optim": optim_state}, checkpoint_id=folder, no_dist=not place.on)
     (folder / f"loader-rank{place.rank}.json").write_text(json.dumps(trainer.train_loader.state()))
     place.barrier()
     if place.rank == 0:
@@ -535,8 +573,11 @@ def verify_checkpoint(trainer: Trainer, folder: pathlib.Path) -> None:
     if (saved["world_size"], saved["ep"]) != (now["world_size"], now["ep"]):
         raise ConfigError(
             f"{folder}: written by {saved['world_size']} rank(s) with --ep {saved['ep']}, resumed by "
-            f"{now['world_size']} with --ep {now['ep']}: resume with the same (resharding a checkpoint "
-            "to another world size is not supported yet)")
+            f"{now['world_size']} with --ep {now['ep']}: resume with the same (the weights would reshard, "
+            "but each rank's loader position is its own: another world size would not continue the "
+            "same sequence of batches)")
+    if saved.get("fsdp", False) != now["fsdp"]:
+        raise ConfigError(f"{folder}: written {'with' if saved.get('fsdp') else 'without'} --fsdp: resume the same way")
     if not isinstance(saved["config"], str):
         raise ConfigError(f"{folder}: written by an earlier hashprep.torch.train, which recorded its settings "
                           "in another form: resume it with that version, or start over in another --out")
@@ -552,7 +593,7 @@ def restore(trainer: Trainer, checkpoints: pathlib.Path) -> int:
     verify_checkpoint(trainer, folder)
     model_state, optim_state = get_state_dict(trainer.model, trainer.optimizer)
     state: Dict[str, Any] = {"model": model_state, "optim": optim_state}
-    dcp_load(state, checkpoint_id=folder)
+    dcp_load(state, checkpoint_id=folder, no_dist=not trainer.place.on)
     set_state_dict(trainer.model, trainer.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     loader_state = json.loads((folder / f"loader-rank{trainer.place.rank}.json").read_text())
     trainer.train_loader.load_state(loader_state)
