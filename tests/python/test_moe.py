@@ -1,6 +1,6 @@
-"""HashMoE: hashtrain's numbers on its own checkpoint, and expert parallelism over 2 gloo
-processes equal to one process holding every expert, with no hidden sync and one all-to-all
-each way."""
+"""HashMoE: hashtrain's numbers on its own checkpoint (`hashtrain eval` and `python -m
+hashprep.torch.eval` agree), and expert parallelism over 2 gloo processes equal to one process
+holding every expert, with no hidden sync and one all-to-all each way."""
 
 import json
 import os
@@ -15,7 +15,8 @@ import torch.distributed as dist  # noqa: E402
 
 import hashprep  # noqa: E402
 from conftest import RUN_CONFIG, run_gloo_ranks  # noqa: E402
-from hashprep.torch import HashMoE, LanguageModel, device_route, masked_nll  # noqa: E402
+from hashprep.torch import HashMoE, LanguageModel, device_route  # noqa: E402
+from hashprep.torch import eval as torch_eval  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,38 +26,36 @@ def balanced8(shards, tmp_path_factory):
     return out
 
 
-def _summed_nll(model, loader, routes_of, batches=3):
-    """The summed loss and token count of `model` over the loader's next `batches` batches (as
-    `hashtrain eval --batches` counts them), and the last batch with its logits."""
-    nll, tokens = 0.0, 0
-    with torch.no_grad():
-        for batch in loader.take(batches):
-            logits = model(torch.from_numpy(batch.input_ids), routes_of(batch))
-            total, count = masked_nll(logits, torch.from_numpy(batch.targets), torch.from_numpy(batch.loss_mask))
-            nll, tokens = nll + total.item(), tokens + int(count.item())
-    return nll, tokens, (batch, logits)
+def _evaluations(hashtrain, capsys, run, shards):
+    """`hashtrain eval` and `python -m hashprep.torch.eval` of the same checkpoint over the same
+    3 batches, checked equal (loss within 1e-5, same tokens and loads); hashtrain's result."""
+    expected = json.loads(hashtrain("eval", "--checkpoint", run, "--data", shards, "--batches", 3, "--json"))
+    assert torch_eval.main(["--checkpoint", str(run), "--data", str(shards), "--batches", "3", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["tokens"] == expected["tokens"] > 0
+    assert abs(got["loss"] - expected["loss"]) < 1e-5, (got["loss"], expected["loss"])
+    assert [r["counts"] for r in got["loads"]] == [r["counts"] for r in expected["loads"]]
+    return expected
 
 
-def test_the_model_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, balanced8, hashtrain):
+def _checkpoint_model(expected, **layers):
+    """hashtrain's checkpoint weights in `LanguageModel` (strict: every name matches)."""
+    weights = safetensors_torch.load_file(pathlib.Path(expected["checkpoint"]) / "model.safetensors")
+    model = LanguageModel(50257, layers=2, d_model=16, d_ff=32, heads=2, context=16, hash_layers={2: 8}, **layers)
+    model.load_state_dict(weights, strict=True)
+    model.eval()
+    return model, weights
+
+
+def test_the_model_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, balanced8, hashtrain, capsys):
     config = tmp_path / "run.toml"
     config.write_text(RUN_CONFIG.format(data=shards, table=balanced8, kind="hash"))
     run = tmp_path / "run"
     hashtrain("run", "--config", config, "--out", run)
-    expected = json.loads(hashtrain("eval", "--checkpoint", run, "--data", shards, "--batches", 3, "--json"))
-    checkpoint = pathlib.Path(expected["checkpoint"])
-    weights = safetensors_torch.load_file(checkpoint / "model.safetensors")
-
-    model = LanguageModel(50257, layers=2, d_model=16, d_ff=32, heads=2, context=16, hash_layers={2: 8})
-    model.load_state_dict(weights, strict=True)
-    model.eval()
+    model, weights = _checkpoint_model(_evaluations(hashtrain, capsys, run, shards))
     assert torch.equal(model.layers["2"].ffn.experts["7"].w2, weights["layers.2.ffn.experts.7.w2"])
-    state = json.loads((checkpoint / "state.json").read_text())
-    table = checkpoint / state["tables"][0]["file"]
-    loader = hashprep.Loader(shards, [table], batch_size=4, seq_len=16, seed=0)
-    nll, tokens, _ = _summed_nll(model, loader, lambda batch: {2: device_route(batch.routes[0])})
-    assert tokens == expected["tokens"]
-    assert abs(nll / tokens - expected["loss"]) < 1e-5, (nll / tokens, expected["loss"])
     # The check can fail: another routing of the same weights gives another loss.
+    loader = hashprep.Loader(shards, [balanced8], batch_size=4, seq_len=16, seed=0)
     with torch.no_grad():
         batch = loader.take(1).__next__()
         route = device_route(batch.routes[0])
@@ -66,9 +65,9 @@ def test_the_model_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, bala
         assert not torch.allclose(model(ids, {2: route}), model(ids, {2: shifted}))
 
 
-def test_top_k_layers_reproduce_hashtrain_on_its_checkpoints_for_every_scoring(tmp_path, shards, hashtrain):
-    """Top-2 tables, each scoring: hashtrain trains and evaluates; HashMoE with its weights (the
-    gate under the same name) gives the same loss over the same batches."""
+def test_top_k_layers_reproduce_hashtrain_on_its_checkpoints_for_every_scoring(tmp_path, shards, hashtrain, capsys):
+    """Top-2 tables, each scoring: hashtrain trains and evaluates; the torch model with its
+    weights (the gate under the same name) gives the same loss over the same batches."""
     table = tmp_path / "top2.arrow"
     hashprep.build_table(shards, table, method="balanced", experts=8, top_k=2)
     losses = {}
@@ -78,42 +77,28 @@ def test_top_k_layers_reproduce_hashtrain_on_its_checkpoints_for_every_scoring(t
                           .replace('kind = "hash"', f'kind = "hash"\nscoring = "{scoring}"'))
         run = tmp_path / scoring
         hashtrain("run", "--config", config, "--out", run)
-        expected = json.loads(hashtrain("eval", "--checkpoint", run, "--data", shards, "--batches", 3, "--json"))
-        weights = safetensors_torch.load_file(pathlib.Path(expected["checkpoint"]) / "model.safetensors")
+        expected = _evaluations(hashtrain, capsys, run, shards)
+        _, weights = _checkpoint_model(expected, top_k={2: (2, scoring)})
         assert ("layers.2.ffn.gate" in weights) == (scoring != "uniform")
-        model = LanguageModel(50257, layers=2, d_model=16, d_ff=32, heads=2, context=16, hash_layers={2: 8},
-                              top_k={2: (2, scoring)})
-        model.load_state_dict(weights, strict=True)
-        model.eval()
-        loader = hashprep.Loader(shards, [table], batch_size=4, seq_len=16, seed=0)
-        nll, tokens, _ = _summed_nll(model, loader, lambda batch: {2: device_route(batch.routes[0])})
-        assert tokens == expected["tokens"], scoring
-        assert abs(nll / tokens - expected["loss"]) < 1e-5, (scoring, nll / tokens, expected["loss"])
         losses[scoring] = expected["loss"]
     assert len(set(losses.values())) == 4, "each scoring weights the experts differently"
 
 
-def test_multihash_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, hashtrain):
+def test_multihash_reproduces_hashtrain_on_its_checkpoint(tmp_path, shards, hashtrain, capsys):
     """Two hashes: hidden and output segments of the experts picked per hash, as hashtrain."""
     table = tmp_path / "multi.arrow"
     hashprep.build_table(shards, table, method="balanced", experts=8, hashes=2)
     config = tmp_path / "multi.toml"
     config.write_text(RUN_CONFIG.format(data=shards, table=table, kind="multihash"))
     hashtrain("run", "--config", config, "--out", tmp_path / "run")
-    expected = json.loads(hashtrain("eval", "--checkpoint", tmp_path / "run", "--data", shards, "--batches", 3, "--json"))
-    weights = safetensors_torch.load_file(pathlib.Path(expected["checkpoint"]) / "model.safetensors")
-    model = LanguageModel(50257, layers=2, d_model=16, d_ff=32, heads=2, context=16, hash_layers={2: 8},
-                          hashes={2: 2})
-    model.load_state_dict(weights, strict=True)
-    model.eval()
-    loader = hashprep.Loader(shards, [table], batch_size=4, seq_len=16, seed=0)
-    nll, tokens, (batch, logits) = _summed_nll(model, loader, lambda batch: {2: [device_route(r) for r in batch.routes]})
+    model, _ = _checkpoint_model(_evaluations(hashtrain, capsys, tmp_path / "run", shards), hashes={2: 2})
     # The check can fail: the hashes in the other order give another loss.
+    batch = next(hashprep.Loader(shards, [table], batch_size=4, seq_len=16, seed=0).take(1))
+    ids = torch.from_numpy(batch.input_ids)
     with torch.no_grad():
-        swapped = model(torch.from_numpy(batch.input_ids), {2: [device_route(r) for r in batch.routes[::-1]]})
+        logits = model(ids, {2: [device_route(r) for r in batch.routes]})
+        swapped = model(ids, {2: [device_route(r) for r in batch.routes[::-1]]})
     assert not torch.allclose(swapped, logits)
-    assert tokens == expected["tokens"]
-    assert abs(nll / tokens - expected["loss"]) < 1e-5, (nll / tokens, expected["loss"])
 
 
 D_MODEL, D_FF, EXPERTS, ROWS, SEQ = 8, 16, 8, 2, 16
