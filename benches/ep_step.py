@@ -3,8 +3,10 @@
 expert on the device, exchange the counts with an all_to_all, read them back with `.tolist()`
 for the split sizes). Same model, same batches, 2 gloo processes on CPU, 1 thread each.
 
-Two models: a stack of hash layers alone (where the exchange is the whole difference) and
-hashtrain's decoder with two hash layers. Prints the median step time of each variant, their
+Rows: a stack of hash layers alone (where the exchange is the whole difference) with top-1,
+top-2 and top-6 tables (DeepSeek-V4's hash layers are top-6), hashtrain's decoder with two hash
+layers, and a stack of Switch layers (`SwitchMoE`: router on the device, count exchange, one host
+read per layer) beside the top-1 hash stack. Prints the median step time of each variant, their
 ratio, and the collectives and device-to-host reads per step, counted by wrappers.
 
     python benches/ep_step.py                          # after `make python` (run by `make bench`)
@@ -33,6 +35,8 @@ from torch import nn
 
 import hashprep
 from hashprep.torch import HashMoE, HashprepDataset, LanguageModel, device_route, masked_nll
+from hashprep.torch.moe import Expert
+from hashprep.torch.routers import SwitchMoE
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 EXPERTS, WARMUP, STEPS = 8, 3, 30
@@ -43,17 +47,16 @@ DECODER = dict(layers=4, d_model=128, d_ff=512, heads=4, batch=16, seq=64, hash_
 class HostKnownMoE(HashMoE):
     """`HashMoE`, whose exchange path (host-known split sizes) is taken on one rank too."""
 
-    def forward(self, h, route):
-        out = self._exchange(h.index_select(0, route.order), route)
-        return torch.zeros_like(out).index_copy(0, route.order, out)
+    def _through_experts(self, grouped, route, part=Expert.__call__):
+        return self._exchange(grouped, route, part)
 
 
 class CountExchangeMoE(HostKnownMoE):
     """The usual EP exchange: counts from the router's expert ids on the device, one
     all_to_all of the counts, one `.tolist()` of the split sizes, then the same token exchange."""
 
-    def _exchange(self, grouped, route):
-        counts = torch.bincount(route.expert_ids, minlength=self.num_experts)
+    def _exchange(self, grouped, route, part=Expert.__call__):
+        counts = torch.bincount(route.expert_ids.reshape(-1), minlength=self.num_experts)
         arrived = torch.empty_like(counts)
         dist.all_to_all_single(arrived, counts, group=self.group)
         # One device-to-host read per layer for both directions' sizes.
@@ -63,22 +66,28 @@ class CountExchangeMoE(HostKnownMoE):
         peer_counts[self.ep_rank] = host[: self.num_experts]
         first = self.ep_rank * self.local
         peer_counts[:, first : first + self.local] = mine
-        return super()._exchange(grouped, dataclasses.replace(route, peer_counts=peer_counts))
+        return super()._exchange(grouped, dataclasses.replace(route, peer_counts=peer_counts), part)
 
 
 class Stack(nn.Module):
-    """Token embedding, then `layers` residual hash layers, each `x += moe(norm(x))`."""
+    """Token embedding, then `layers` residual sparse layers, each `x += moe(norm(x))`: hash
+    layers of `top_k`, or Switch layers (`switch`), which route themselves."""
 
-    def __init__(self, vocab, layers, d_model, d_ff, group):
+    def __init__(self, vocab, layers, d_model, d_ff, group, top_k=1, switch=False):
         super().__init__()
         self.embedding = nn.Embedding(vocab, d_model)
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(layers))
-        self.moes = nn.ModuleList(HashMoE(d_model, d_ff, EXPERTS, group=group, seed=i) for i in range(layers))
+        self.switch = switch
+        self.moes = nn.ModuleList(
+            SwitchMoE(d_model, d_ff, EXPERTS, group=group, seed=i) if switch
+            else HashMoE(d_model, d_ff, EXPERTS, group=group, seed=i, top_k=top_k, scoring="softmax")
+            for i in range(layers))
 
     def loss(self, batch, route):
-        x = self.embedding(batch["input_ids"].reshape(-1))
+        ids = batch["input_ids"].reshape(-1)
+        x = self.embedding(ids)
         for norm, moe in zip(self.norms, self.moes):
-            x = x + moe(norm(x), route)
+            x = x + (moe(norm(x), ids) if self.switch else moe(norm(x), route))
         return x.square().mean()
 
 
@@ -123,7 +132,8 @@ class Counter:
 
 def _route(batch, device):
     route = device_route(batch["routes"][0], device)
-    route.expert_ids = batch["routes"][0]["expert_ids"].reshape(-1).to(device)
+    if route.expert_ids is None:  # top-1: the counting variant reads them (top-k routes carry them)
+        route.expert_ids = batch["routes"][0]["expert_ids"].reshape(-1).to(device)
     return route
 
 
@@ -131,7 +141,24 @@ def _on(batch, device):
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def _rank(rank, port, world, device, data, table, results):
+HOST_KNOWN, COUNT_EXCHANGE, SWITCH = "host-known splits", "count exchange + .tolist()", "switch"
+# (row, config, table's top-k, variants): each variant runs the same batches.
+ROWS = [
+    ("hash layers only, top-1", STACK, 1, (HOST_KNOWN, COUNT_EXCHANGE)),
+    ("hash layers only, top-2", STACK, 2, (HOST_KNOWN, COUNT_EXCHANGE)),
+    ("hash layers only, top-6", STACK, 6, (HOST_KNOWN, COUNT_EXCHANGE)),
+    ("switch layers only (router on the device, count exchange)", STACK, 1, (SWITCH,)),
+    ("decoder, 2 of 4 layers hash", DECODER, 1, (HOST_KNOWN, COUNT_EXCHANGE)),
+]
+
+
+def _model(vocab, group, cfg, top_k, variant):
+    if cfg is DECODER:
+        return Decoder(vocab, group, cfg)
+    return Stack(vocab, cfg["layers"], cfg["d_model"], cfg["d_ff"], group, top_k, switch=variant == SWITCH)
+
+
+def _rank(rank, port, world, device, data, tables, results):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     cuda = device == "cuda"
     if cuda:
@@ -141,21 +168,21 @@ def _rank(rank, port, world, device, data, table, results):
     torch.manual_seed(0)
     group = dist.new_group(list(range(world)))
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    vocab = hashprep.Table.load(table).meta["vocab_size"]
+    vocab = hashprep.Table.load(tables[1]).meta["vocab_size"]
     counter = Counter()
     rows = {}
-    for name, cfg in (("hash layers only", STACK), ("decoder, 2 of 4 layers hash", DECODER)):
-        dataset = HashprepDataset(data, [table], batch_size=cfg["batch"] // world, seq_len=cfg["seq"],
+    for name, cfg, top_k, variants in ROWS:
+        dataset = HashprepDataset(data, [tables[top_k]], batch_size=cfg["batch"] // world, seq_len=cfg["seq"],
                                   drop_last=True, expert_parallel=world, steps=WARMUP + STEPS)
         batches = [(_on(b, device), _route(b, device)) for b in dataset]
-        model = Stack(vocab, cfg["layers"], cfg["d_model"], cfg["d_ff"], group) if cfg is STACK else Decoder(vocab, group, cfg)
-        model.to(device)
-        times = {"host-known splits": [], "count exchange + .tolist()": []}
+        model = _model(vocab, group, cfg, top_k, variants[0]).to(device)
+        times = {variant: [] for variant in variants}
         calls = {}
         for step, (batch, route) in enumerate(batches):
-            for variant in times:
+            for variant in variants:
                 for moe in model.moes:
-                    moe.__class__ = HostKnownMoE if variant == "host-known splits" else CountExchangeMoE
+                    if variant != SWITCH:
+                        moe.__class__ = HostKnownMoE if variant == HOST_KNOWN else CountExchangeMoE
                 model.zero_grad(set_to_none=True)
                 sync()
                 dist.barrier()
@@ -185,22 +212,28 @@ def main():
         data = os.path.join(tmp, "data")
         wiki = os.path.join(ROOT, "data", "wikitext-103", "wiki.valid.tokens")
         hashprep.tokenize([wiki], data, format="wikitext103", tokenizer="gpt2", progress=False)
-        table = os.path.join(tmp, "balanced.arrow")
-        hashprep.build_table(data, table, method="balanced", experts=EXPERTS)
+        tables = {}
+        for top_k in sorted({row[2] for row in ROWS}):
+            tables[top_k] = os.path.join(tmp, f"balanced-top{top_k}.arrow")
+            hashprep.build_table(data, tables[top_k], method="balanced", experts=EXPERTS, top_k=top_k)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         results = mp.Manager().dict()
-        mp.spawn(_rank, args=(port, world, args.device, data, table, results), nprocs=world, join=True)
+        mp.spawn(_rank, args=(port, world, args.device, data, tables, results), nprocs=world, join=True)
     where = f"{world} GPU process(es), NCCL" if args.device == "cuda" else f"{world} gloo processes x 1 thread"
     print(f"EP step (forward + backward), {where}, {EXPERTS} experts "
           f"({EXPERTS // world} per rank), balanced table, Wikitext-103 valid via GPT-2, median of {STEPS}:")
     for name, row in results.items():
-        (known, (known_a2a, known_reads)), (usual, (usual_a2a, usual_reads)) = row.values()
-        print(f"  {name}: host-known {known * 1e3:.1f} ms ({known_a2a} all_to_all, {known_reads} reads), "
-              f"count exchange {usual * 1e3:.1f} ms ({usual_a2a} all_to_all, {usual_reads} reads); "
-              f"usual / host-known = {usual / known:.3f}x")
-
+        described = ", ".join(f"{variant} {t * 1e3:.1f} ms ({a2a} all_to_all, {reads} reads)"
+                              for variant, (t, (a2a, reads)) in row.items())
+        ratio = ""
+        if COUNT_EXCHANGE in row:
+            ratio = f"; usual / host-known = {row[COUNT_EXCHANGE][0] / row[HOST_KNOWN][0]:.3f}x"
+        elif SWITCH in row:
+            top1 = results[ROWS[0][0]][HOST_KNOWN][0]
+            ratio = f"; switch / host-known hash top-1 = {row[SWITCH][0] / top1:.3f}x"
+        print(f"  {name}: {described}{ratio}")
 
 if __name__ == "__main__":
     main()

@@ -155,8 +155,8 @@ others are dense `d -> d_ff -> d`. `forward(input_ids [B, T], routes {layer: Dev
 
     def routed_counts(self) -> Dict[int, List[int]]:
         """Tokens per expert of each layer that routed on the device in the last forward."""
-        return {int(at): cast(Block, block).ffn.counts for at, block in self.layers.items()
-                if isinstance(cast(Block, block).ffn, (SwitchMoE, BaseMoE))}
+        ffns = {int(at): cast(Block, block).ffn for at, block in self.layers.items()}
+        return {at: ffn.counts for at, ffn in ffns.items() if isinstance(ffn, (SwitchMoE, BaseMoE))}
 
     def expert_layers(self) -> List[ExpertLayer]:
         return [m for m in self.modules() if isinstance(m, ExpertLayer)]

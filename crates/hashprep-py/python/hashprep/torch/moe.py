@@ -12,6 +12,9 @@ of the group the experts `i*K/E .. (i+1)*K/E - 1`) and tokens travel to their ex
 and back with one `all_to_all_single` each way (autograd runs the same two in the backward).
 Every split size comes from the route's `peer_counts` (the loader routed the other ranks'
 batches on the host), so a step exchanges no counts and copies nothing back from the device.
+
+`ExpertLayer` holds the experts and that dispatch; `HashMoE` feeds it the loader's routes, the
+layers of `routers` (Switch, BASE) routes they compute on the device.
 """
 
 from __future__ import annotations
@@ -152,9 +155,13 @@ class ExpertLayer(nn.Module):
                   part: Callable[[Expert, torch.Tensor], torch.Tensor] = Expert.__call__) -> torch.Tensor:
         """Each position of `route.order` through its expert (or `part` of it), written back
         to its row; rows the route does not name stay zero (a Switch layer's dropped tokens)."""
-        grouped = h.index_select(0, route.order)
-        out = self._run(grouped, route.counts, part) if self.ep_size == 1 else self._exchange(grouped, route, part)
+        out = self._through_experts(h.index_select(0, route.order), route, part)
         return out.new_zeros((h.shape[0], out.shape[1])).index_copy(0, route.order, out)
+
+    def _through_experts(self, grouped: torch.Tensor, route: DeviceRoute,
+               part: Callable[[Expert, torch.Tensor], torch.Tensor] = Expert.__call__) -> torch.Tensor:
+        """Rows grouped by expert through their experts: here, or on their experts' ranks."""
+        return self._run(grouped, route.counts, part) if self.ep_size == 1 else self._exchange(grouped, route, part)
 
     def _run(self, x: torch.Tensor, sizes: Sequence[int],
              part: Callable[[Expert, torch.Tensor], torch.Tensor] = Expert.__call__) -> torch.Tensor:
@@ -226,8 +233,7 @@ class HashMoE(ExpertLayer):
             )
         if self.top_k == 1:
             return self._dispatch(h, route)
-        grouped = h.index_select(0, route.order)
-        out = self._run(grouped, route.counts) if self.ep_size == 1 else self._exchange(grouped, route)
+        out = self._through_experts(h.index_select(0, route.order), route)
         weighted = out * self._pair_weights(h, route).unsqueeze(1).to(out.dtype)
         return out.new_zeros((h.shape[0], out.shape[1])).index_add(0, route.order, weighted)
 

@@ -91,7 +91,8 @@ class SwitchMoE(_DeviceRouted):
             rank = (one_hot.cumsum(0) * one_hot).sum(1) - 1  # each token's place in its expert's queue
             expert = torch.where(rank < capacity, expert, k)  # bucket K runs nothing
         y = self._dispatch(h, self._route(expert, k + 1))
-        return y * gate.unsqueeze(1).to(y.dtype)
+        scaled: torch.Tensor = y * gate.unsqueeze(1).to(y.dtype)
+        return scaled
 
 
 def load_balancing_loss(probs: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
@@ -99,7 +100,8 @@ def load_balancing_loss(probs: torch.Tensor, expert: torch.Tensor) -> torch.Tens
     is uniform, K when every token goes to one expert with certainty (hashtrain's formula)."""
     k = probs.shape[1]
     dispatched = nn.functional.one_hot(expert, k).to(torch.float32).mean(0)
-    return (dispatched * probs.mean(0)).sum() * k
+    loss: torch.Tensor = (dispatched * probs.mean(0)).sum() * k
+    return loss
 
 
 class BaseMoE(_DeviceRouted):
