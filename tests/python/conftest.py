@@ -12,15 +12,24 @@ WIKI = ROOT / "data" / "wikitext-103"
 
 
 @pytest.fixture(scope="session")
-def cli():
-    """Runs the `hashprep` binary (HASHPREP_BIN, default target/debug/hashprep); stdout back."""
+def cli_result():
+    """Runs the `hashprep` binary (HASHPREP_BIN, default target/debug/hashprep); the finished
+    process back (exit code, stdout, stderr)."""
     binary = os.environ.get("HASHPREP_BIN", str(ROOT / "target" / "debug" / "hashprep"))
     assert pathlib.Path(binary).exists(), f"{binary}: build the CLI first (cargo build)"
 
     def run(*args):
-        done = subprocess.run(
-            [binary, "--no-progress", *map(str, args)], capture_output=True, text=True
-        )
+        return subprocess.run([binary, "--no-progress", *map(str, args)], capture_output=True, text=True)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def cli(cli_result):
+    """As `cli_result`, for runs that must succeed: stdout back."""
+
+    def run(*args):
+        done = cli_result(*args)
         assert done.returncode == 0, done.stderr
         return done.stdout
 

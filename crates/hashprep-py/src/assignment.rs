@@ -18,7 +18,9 @@ pub(crate) fn balanced_assignment<'py>(
     let assigned = py.detach(|| hashprep::balanced_assignment(&flat, experts));
     match assigned {
         Some(experts) => Ok(experts.into_pyarray(py)),
-        None if experts == 0 => Err(PyValueError::new_err("scores of 0 experts: nothing to assign to")),
+        None if experts == 0 => Err(PyValueError::new_err(
+            "scores of 0 experts: nothing to assign to",
+        )),
         None => Err(PyValueError::new_err(
             "a score is not finite (NaN or infinite): the router's scores cannot be assigned",
         )),

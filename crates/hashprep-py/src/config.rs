@@ -102,7 +102,10 @@ impl RunConfig {
     #[pyo3(signature = (text, origin = PathBuf::from("<text>"), overrides = Vec::new()))]
     fn from_json(text: &str, origin: PathBuf, overrides: Vec<String>) -> PyResult<Self> {
         let config: hashtrain_config::RunConfig = serde_json::from_str(text).map_err(|e| {
-            Error::new_err(format!("{}: not a run config in JSON: {e}", origin.display()))
+            Error::new_err(format!(
+                "{}: not a run config in JSON: {e}",
+                origin.display()
+            ))
         })?;
         Self::parse(&config.to_toml(), origin, overrides)
     }

@@ -233,6 +233,34 @@ impl Dataset {
         Ok(counts.as_slice().to_vec().into_pyarray(py))
     }
 
+    /// Writes the tokens in another format, as `hashprep export`: `to="megatron"`: `out` is a
+    /// path prefix of `out.bin` + `out.idx` (Megatron-LM's indexed dataset; Reddit outputs add
+    /// `out.prefix_len.npy`), returning what was written as a dict; `to="parquet"`: `out` is a
+    /// directory of one Parquet file per shard, returning their paths. An existing Megatron
+    /// export is refused unless `force`.
+    #[pyo3(signature = (out, *, to, force = false))]
+    fn export<'py>(
+        &self,
+        py: Python<'py>,
+        out: PathBuf,
+        to: &str,
+        force: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match to {
+            "megatron" => {
+                let written = detached(py, || hashprep::export_megatron(&self.dir, &out, force))?;
+                to_python(py, &written)
+            }
+            "parquet" => {
+                let files = detached(py, || hashprep::export_parquet(&self.dir, &out))?;
+                Ok(files.into_pyobject(py)?.into_any())
+            }
+            other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "to={other:?}: expected \"megatron\" or \"parquet\""
+            ))),
+        }
+    }
+
     /// The manifest (`schemas/manifest.md`) as a dict.
     #[getter]
     fn manifest<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

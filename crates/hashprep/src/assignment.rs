@@ -14,7 +14,10 @@
 /// auction on NaN prices would never settle).
 #[must_use]
 pub fn balanced_assignment(scores: &[f32], experts: usize) -> Option<Vec<u32>> {
-    if experts == 0 || scores.len() % experts != 0 || !scores.iter().all(|s| s.is_finite()) {
+    if experts == 0
+        || !scores.len().is_multiple_of(experts)
+        || !scores.iter().all(|s| s.is_finite())
+    {
         return None;
     }
     let n = scores.len() / experts;

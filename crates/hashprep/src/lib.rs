@@ -91,10 +91,10 @@ pub use loader::{
     MAX_BATCH_POSITIONS, MAX_PREFETCH, MAX_WORKERS,
 };
 pub use pipeline::{
-    build_table_files, compare_tables, export_parquet, inspect, measure_table, merge, tokenize,
-    tokenize_ranges, train_tokenizer_files, BuildTableRequest, Inspection, RunOptions,
-    StreamReport, TableComparison, TableReport, TokenizeSettings, TokenizeSummary, TokenizerChoice,
-    TopToken,
+    build_table_files, compare_tables, export_megatron, export_parquet, inspect, measure_table,
+    merge, tokenize, tokenize_ranges, train_tokenizer_files, BuildTableRequest, Inspection,
+    MegatronDtype, MegatronExport, RunOptions, StreamReport, TableComparison, TableReport,
+    TokenizeSettings, TokenizeSummary, TokenizerChoice, TopToken,
 };
 pub use shard::{
     DocTokens, Manifest, OutputLock, ShardInfo, ShardReader, ShardWriter, TokenWidth,

@@ -2,7 +2,7 @@
 
 from os import PathLike
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, TypedDict, Union, final, type_check_only
+from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, TypedDict, Union, final, overload, type_check_only
 
 import numpy as np
 import numpy.typing as npt
@@ -179,6 +179,15 @@ def train_tokenizer(
     progress: bool = True,
 ) -> str: ...
 
+@type_check_only
+class MegatronExport(TypedDict):
+    bin: str
+    idx: str
+    prefix_len: Optional[str]
+    documents: int
+    tokens: int
+    dtype: Literal["uint16", "int32"]
+
 @final
 class Dataset:
     def __new__(cls, path: _Path) -> "Dataset": ...
@@ -186,6 +195,10 @@ class Dataset:
     def __getitem__(self, index: int, /) -> npt.NDArray[Union[np.uint16, np.uint32]]: ...
     def prefix_lens(self) -> npt.NDArray[np.uint32]: ...
     def counts(self) -> npt.NDArray[np.uint64]: ...
+    @overload
+    def export(self, out: _Path, *, to: Literal["megatron"], force: bool = False) -> MegatronExport: ...
+    @overload
+    def export(self, out: _Path, *, to: Literal["parquet"], force: bool = False) -> List[Path]: ...
     @property
     def manifest(self) -> Manifest: ...
 

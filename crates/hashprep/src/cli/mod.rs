@@ -255,11 +255,17 @@ struct InspectArgs {
 struct ExportArgs {
     /// A tokenize output directory.
     dir: PathBuf,
-    /// Target format (parquet).
+    /// Target format: parquet (one file per shard) or megatron (Megatron-LM's indexed dataset).
     #[arg(long)]
     to: String,
-    /// Output directory.
+    /// Output directory (parquet), or path prefix of PREFIX.bin and PREFIX.idx (megatron).
     out: PathBuf,
+    /// Replace an existing Megatron export.
+    #[arg(long)]
+    force: bool,
+    /// Print what was written as JSON (megatron).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -391,14 +397,13 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             report::line(&format!("wrote {}", names.join(", ")))
         }
-        Command::Export(args) => {
-            if args.to != "parquet" {
-                return Err(hashprep::Error::setting(
-                    "to",
-                    format!("{:?}: only parquet is supported", args.to),
-                )
-                .into());
-            }
+        Command::Export(args) => export(&args),
+    }
+}
+
+fn export(args: &ExportArgs) -> Result<()> {
+    match args.to.as_str() {
+        "parquet" => {
             let files = hashprep::export_parquet(&args.dir, &args.out)?;
             report::line(&format!(
                 "wrote {} parquet file(s) to {}",
@@ -406,6 +411,15 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 args.out.display()
             ))
         }
+        "megatron" => report::megatron_export(
+            &hashprep::export_megatron(&args.dir, &args.out, args.force)?,
+            args.json,
+        ),
+        other => Err(hashprep::Error::setting(
+            "to",
+            format!("{other:?}: expected parquet or megatron"),
+        )
+        .into()),
     }
 }
 

@@ -3,7 +3,9 @@
 use std::io::Write;
 
 use anyhow::Result;
-use hashprep::{BalanceStats, Inspection, TableComparison, TableReport, TokenizeSummary};
+use hashprep::{
+    BalanceStats, Inspection, MegatronExport, TableComparison, TableReport, TokenizeSummary,
+};
 
 pub(super) fn line(text: &str) -> Result<()> {
     writeln!(std::io::stdout().lock(), "{text}")?;
@@ -15,6 +17,25 @@ fn json(value: &impl serde::Serialize) -> Result<()> {
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
     Ok(())
+}
+
+pub(super) fn megatron_export(written: &MegatronExport, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(written);
+    }
+    let prefix_len = written
+        .prefix_len
+        .as_ref()
+        .map(|p| format!("; prefix lengths in {}", p.display()))
+        .unwrap_or_default();
+    line(&format!(
+        "wrote {} and {}: {} documents, {} tokens as {}{prefix_len}",
+        written.bin.display(),
+        written.idx.display(),
+        written.documents,
+        written.tokens,
+        written.dtype.name()
+    ))
 }
 
 pub(super) fn tokenize_summary(summary: &TokenizeSummary, as_json: bool, verb: &str) -> Result<()> {

@@ -72,6 +72,9 @@ pub enum OutputProblem {
     /// A file where a directory is wanted.
     #[error("is a file, not a directory")]
     NotADirectory,
+    /// An output file that exists already.
+    #[error("exists already; choose another output or replace it with `force`")]
+    Exists,
 }
 
 /// Tokenize outputs (or counts) that do not merge.

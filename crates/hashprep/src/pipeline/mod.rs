@@ -5,6 +5,7 @@
 mod build_table;
 mod export;
 mod inspect;
+mod megatron;
 mod merge;
 mod progress;
 mod tokenize;
@@ -16,6 +17,7 @@ pub use build_table::{
 };
 pub use export::export_parquet;
 pub use inspect::{inspect, Inspection, TopToken};
+pub use megatron::{export_megatron, MegatronDtype, MegatronExport};
 pub use merge::merge;
 pub use tokenize::{tokenize, tokenize_ranges, RunOptions, TokenizeSettings, TokenizeSummary};
 pub use train_tokenizer::{train_tokenizer_files, TokenizerChoice};
