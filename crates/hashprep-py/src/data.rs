@@ -261,6 +261,14 @@ impl Dataset {
         }
     }
 
+    /// The shards as a Hugging Face `datasets.Dataset` (columns `tokens`, `prefix_len`) whose
+    /// buffers lie in the shards' memory mappings: nothing is copied (needs datasets and pyarrow).
+    fn to_hf<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let manifest = to_python(py, self.data.manifest())?;
+        py.import("hashprep._hf")?
+            .call_method1("to_hf", (self.dir.clone(), manifest))
+    }
+
     /// The manifest (`schemas/manifest.md`) as a dict.
     #[getter]
     fn manifest<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
