@@ -23,9 +23,9 @@ def to_hf(path: Union[str, "os.PathLike[str]"], manifest: Any) -> Any:
     """The tokenize output at `path` (its `manifest`) as a `datasets.Dataset` with the shards'
     columns, `tokens` and `prefix_len`."""
     try:
-        import datasets
-        import pyarrow as pa
-        from datasets.table import InMemoryTable
+        import datasets  # type: ignore[import-untyped]
+        import pyarrow as pa  # type: ignore[import-untyped]
+        from datasets.table import InMemoryTable  # type: ignore[import-untyped]
     except ImportError as e:
         raise ImportError("Dataset.to_hf() needs the packages datasets and pyarrow (pip install datasets)") from e
     shards = [pa.ipc.open_file(pa.memory_map(str(pathlib.Path(path) / s["file"]))).read_all() for s in manifest["shards"]]
