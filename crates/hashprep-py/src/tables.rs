@@ -137,28 +137,54 @@ impl Table {
     }
 
     /// Writes the table where an engine loads it, as `hashprep export-table`: `to`
-    /// "hf-deepseek-v4" (safetensors with `model.layers.{i}.mlp.gate.tid2eid`, int64
-    /// `[vocab_size, k]`, for each of `layers`; ids beyond the table get `(id + j) mod K`) or
-    /// "npy". `top_k`: the model's num_experts_per_tok (must equal the table's). Returns the
-    /// files written.
-    #[pyo3(signature = (out, *, to, layers = Vec::new(), vocab_size = None, top_k = None))]
-    fn export(
+    /// "hf-deepseek-v4" (safetensors with a `tid2eid` int64 `[vocab_size, k]` (or `dtype`
+    /// "int32") for each of `layers`; ids beyond the table get `(id + j) mod K`) or "npy".
+    /// `top_k`: the model's num_experts_per_tok (must equal the table's). `keys`: "state"
+    /// (`model.layers.{i}.mlp.gate.tid2eid`, for load_state_dict; the default of `out`),
+    /// "transformers" (`model.layers.{i}.ffn.gate.tid2eid`, as save_pretrained writes; the
+    /// default of `into`) or "deepseek" (`layers.{i}.ffn.gate.tid2eid`). `into`: instead of
+    /// `out`, a Hugging Face checkpoint folder to write the tables into (its config.json gives
+    /// vocab_size, top_k and the hash layers; no weight file rewritten), returning what was
+    /// done as a dict. Otherwise returns the files written.
+    #[pyo3(signature = (out = None, *, to, layers = Vec::new(), vocab_size = None, top_k = None,
+        into = None, keys = None, dtype = "int64"))]
+    #[allow(clippy::too_many_arguments)]
+    fn export<'py>(
         &self,
-        py: Python<'_>,
-        out: PathBuf,
+        py: Python<'py>,
+        out: Option<PathBuf>,
         to: &str,
         layers: Vec<u32>,
         vocab_size: Option<usize>,
         top_k: Option<u32>,
-    ) -> PyResult<Vec<PathBuf>> {
-        let to = hashprep::ExportTarget::from_name(to).map_err(|e| to_py(&e))?;
+        into: Option<PathBuf>,
+        keys: Option<&str>,
+        dtype: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let export = hashprep::TableExport {
-            to,
+            to: hashprep::ExportTarget::from_name(to).map_err(|e| to_py(&e))?,
             layers,
             vocab_size,
             top_k,
+            keys: keys
+                .map(hashprep::TidKeys::from_name)
+                .transpose()
+                .map_err(|e| to_py(&e))?,
+            dtype: hashprep::IdDtype::from_name(dtype).map_err(|e| to_py(&e))?,
         };
-        detached(py, || self.table.export(&export, &out))
+        match (out, into) {
+            (Some(out), None) => {
+                let files = detached(py, || self.table.export(&export, &out))?;
+                Ok(files.into_pyobject(py)?.into_any())
+            }
+            (None, Some(into)) => {
+                let inserted = detached(py, || self.table.insert_into_checkpoint(&export, &into))?;
+                to_python(py, &inserted)
+            }
+            _ => Err(pyo3::exceptions::PyTypeError::new_err(
+                "export() takes exactly one of `out` (a file) and `into` (a checkpoint folder)",
+            )),
+        }
     }
 
     /// The table's metadata (`schemas/table.md`) as a dict.

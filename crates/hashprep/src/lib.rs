@@ -81,8 +81,8 @@ pub use corpus::{
 };
 pub use counts::TokenCounts;
 pub use error::{
-    error_message, EmptyProblem, Error, InputProblem, LoaderProblem, Location, MergeProblem,
-    OutputProblem, PlotProblem, Result, SkipReason, TableProblem, TokenizerProblem,
+    error_message, CheckpointProblem, EmptyProblem, Error, InputProblem, LoaderProblem, Location,
+    MergeProblem, OutputProblem, PlotProblem, Result, SkipReason, TableProblem, TokenizerProblem,
 };
 pub use integrity::fingerprint_bytes;
 pub use loader::{
@@ -101,8 +101,8 @@ pub use shard::{
     TokenizerInfo, Totals,
 };
 pub use table::{
-    bigram_expert, BalanceStats, ExportTarget, Method, RoutingTable, Rule, TableExport,
-    TableFormat, TableMeta, TableSpec,
+    bigram_expert, BalanceStats, CheckpointInsert, ExportTarget, IdDtype, Method, RoutingTable,
+    Rule, TableExport, TableFormat, TableMeta, TableSpec, TidKeys,
 };
 pub use tokenize::{
     train_tokenizer, SpecialTokens, TextTokenizer, TokenizerKind, TrainOptions, GPT2_EOS,

@@ -180,6 +180,14 @@ def train_tokenizer(
 ) -> str: ...
 
 @type_check_only
+class CheckpointInsert(TypedDict):
+    checkpoint: str
+    file: str
+    keys: Dict[str, str]
+    replaced: List[str]
+    renamed: Optional[str]
+
+@type_check_only
 class MegatronExport(TypedDict):
     bin: str
     idx: str
@@ -208,6 +216,7 @@ class Table:
     @staticmethod
     def load(path: _Path) -> "Table": ...
     def save(self, path: _Path, *, format: _TableFormat = "arrow") -> List[str]: ...
+    @overload
     def export(
         self,
         out: _Path,
@@ -216,7 +225,23 @@ class Table:
         layers: Sequence[int] = ...,
         vocab_size: Optional[int] = None,
         top_k: Optional[int] = None,
-    ) -> List[str]: ...
+        into: None = None,
+        keys: Optional[Literal["state", "transformers", "deepseek"]] = None,
+        dtype: Literal["int64", "int32"] = "int64",
+    ) -> List[Path]: ...
+    @overload
+    def export(
+        self,
+        out: None = None,
+        *,
+        to: Literal["hf-deepseek-v4"],
+        layers: Sequence[int] = ...,
+        vocab_size: None = None,
+        top_k: None = None,
+        into: _Path,
+        keys: Optional[Literal["state", "transformers", "deepseek"]] = None,
+        dtype: Literal["int64", "int32"] = "int64",
+    ) -> CheckpointInsert: ...
     @property
     def expert_ids(self) -> npt.NDArray[np.uint32]: ...
     @property

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use hashprep::{
-    BuildTableRequest, ExportTarget, Format, Loader, LoaderConfig, LoaderState, Method, OnError,
-    RoutingTable, RunOptions, SpecialTokens, TableExport, TableFormat, TableSpec, TokenizeSettings,
-    TokenizerKind, TrainOptions,
+    BuildTableRequest, ExportTarget, Format, IdDtype, Loader, LoaderConfig, LoaderState, Method,
+    OnError, RoutingTable, RunOptions, SpecialTokens, TableExport, TableFormat, TableSpec, TidKeys,
+    TokenizeSettings, TokenizerKind, TrainOptions,
 };
 
 /// Corpus -> Arrow shards -> token->expert tables, for Hash Layer `MoE` training.
@@ -341,8 +341,22 @@ struct ExportTableArgs {
     #[arg(long)]
     top_k: Option<u32>,
     /// Output file.
+    #[arg(long, required_unless_present = "into", conflicts_with = "into")]
+    out: Option<PathBuf>,
+    /// hf-deepseek-v4: a Hugging Face checkpoint folder to write the tables into (its
+    /// config.json gives the vocabulary, top-k and hash layers; no weight file is rewritten).
     #[arg(long)]
-    out: PathBuf,
+    into: Option<PathBuf>,
+    /// hf-deepseek-v4: key names: state (module names, for `load_state_dict`; default with
+    /// --out), transformers (what `save_pretrained` writes; default with --into) or deepseek.
+    #[arg(long, value_enum)]
+    keys: Option<TidKeys>,
+    /// hf-deepseek-v4: int64 (default) or int32 ids.
+    #[arg(long, value_enum, default_value = "int64")]
+    dtype: IdDtype,
+    /// Print what was written as JSON (--into).
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn run(cli: Cli) -> Result<()> {
@@ -385,19 +399,32 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             report::comparison(&rows, args.json)
         }
         Command::Batches(args) => batches(&args),
-        Command::ExportTable(args) => {
-            let table = RoutingTable::read(&args.table)?;
-            let export = TableExport {
-                to: args.to,
-                layers: args.layers,
-                vocab_size: args.vocab_size,
-                top_k: args.top_k,
-            };
-            let files = table.export(&export, &args.out)?;
+        Command::ExportTable(args) => export_table(args),
+        Command::Export(args) => export(&args),
+    }
+}
+
+fn export_table(args: ExportTableArgs) -> Result<()> {
+    let table = RoutingTable::read(&args.table)?;
+    let export = TableExport {
+        to: args.to,
+        layers: args.layers,
+        vocab_size: args.vocab_size,
+        top_k: args.top_k,
+        keys: args.keys,
+        dtype: args.dtype,
+    };
+    match (args.out, args.into) {
+        (Some(out), None) => {
+            let files = table.export(&export, &out)?;
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             report::line(&format!("wrote {}", names.join(", ")))
         }
-        Command::Export(args) => export(&args),
+        (None, Some(into)) => {
+            let inserted = table.insert_into_checkpoint(&export, &into)?;
+            report::checkpoint_insert(&inserted, args.json)
+        }
+        _ => unreachable!("clap asks for exactly one of --out and --into"),
     }
 }
 

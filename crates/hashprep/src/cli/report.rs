@@ -4,7 +4,8 @@ use std::io::Write;
 
 use anyhow::Result;
 use hashprep::{
-    BalanceStats, Inspection, MegatronExport, TableComparison, TableReport, TokenizeSummary,
+    BalanceStats, CheckpointInsert, Inspection, MegatronExport, TableComparison, TableReport,
+    TokenizeSummary,
 };
 
 pub(super) fn line(text: &str) -> Result<()> {
@@ -17,6 +18,30 @@ fn json(value: &impl serde::Serialize) -> Result<()> {
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
     Ok(())
+}
+
+pub(super) fn checkpoint_insert(inserted: &CheckpointInsert, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(inserted);
+    }
+    let keys: Vec<&str> = inserted.keys.values().map(String::as_str).collect();
+    line(&format!(
+        "{}: tid2eid of {} layer(s) in {} ({}), mapped by model.safetensors.index.json{}{}",
+        inserted.checkpoint.display(),
+        keys.len(),
+        inserted.file.display(),
+        keys.join(", "),
+        if inserted.replaced.is_empty() {
+            String::new()
+        } else {
+            format!("; replaced {}", inserted.replaced.join(", "))
+        },
+        inserted
+            .renamed
+            .as_ref()
+            .map(|p| format!("; model.safetensors renamed {}", p.display()))
+            .unwrap_or_default()
+    ))
 }
 
 pub(super) fn megatron_export(written: &MegatronExport, as_json: bool) -> Result<()> {

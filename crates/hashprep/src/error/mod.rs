@@ -8,8 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use problems::{
-    EmptyProblem, InputProblem, LoaderProblem, MergeProblem, OutputProblem, PlotProblem,
-    TableProblem, TokenizerProblem,
+    CheckpointProblem, EmptyProblem, InputProblem, LoaderProblem, MergeProblem, OutputProblem,
+    PlotProblem, TableProblem, TokenizerProblem,
 };
 
 /// Where in the input a record came from: file and 1-based line (or record) number.
@@ -197,6 +197,14 @@ pub enum Error {
     /// A loader that cannot be opened or resumed as asked.
     #[error("{0}")]
     Loader(LoaderProblem),
+    /// A model checkpoint that cannot take a table; left as it was.
+    #[error("{}: {problem}", path.display())]
+    Checkpoint {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        problem: CheckpointProblem,
+    },
     /// A plot that cannot be made as asked.
     #[error("{}{problem}", problems::at(.path.as_ref()))]
     PlotRequest {
@@ -283,6 +291,7 @@ impl Error {
             | Error::TokenizerSetup(_)
             | Error::Table { .. }
             | Error::Loader(_)
+            | Error::Checkpoint { .. }
             | Error::PlotRequest { .. }
             | Error::RecordTooLarge { .. }
             | Error::ExampleTooLong { .. }

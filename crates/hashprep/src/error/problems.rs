@@ -355,3 +355,32 @@ pub enum PlotProblem {
     #[error("the plot must be a .png or .svg file")]
     Extension,
 }
+
+/// A Hugging Face checkpoint that cannot take a routing table (`export-table --into`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointProblem {
+    /// Neither weights nor an index.
+    #[error("no model.safetensors or model.safetensors.index.json: not a Hugging Face safetensors checkpoint")]
+    NoWeights,
+    /// A file of it that does not parse.
+    #[error("cannot be read: {0}")]
+    Unreadable(String),
+    /// A safetensors file shorter than its header says.
+    #[error("cut short: {size} bytes, but its header describes {expected}")]
+    Truncated {
+        /// Its size.
+        size: u64,
+        /// The size its header describes.
+        expected: u64,
+    },
+    /// A setting of `config.json` that the table does not fit.
+    #[error("{setting} = {value}: {why}")]
+    DoesNotFit {
+        /// The setting.
+        setting: String,
+        /// Its value in the checkpoint.
+        value: String,
+        /// Why the table does not fit it.
+        why: String,
+    },
+}

@@ -44,6 +44,84 @@ impl ExportTarget {
     }
 }
 
+/// The names of the `tid2eid` tensors of an `hf-deepseek-v4` export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum TidKeys {
+    /// `model.layers.{i}.mlp.gate.tid2eid`: the module's names, for `load_state_dict`
+    /// (the default of a file of its own).
+    State,
+    /// `model.layers.{i}.ffn.gate.tid2eid`: what transformers' `save_pretrained` writes and
+    /// `from_pretrained` reads (the default into a checkpoint).
+    Transformers,
+    /// `layers.{i}.ffn.gate.tid2eid`: `DeepSeek`'s upstream names, read by `vLLM`, `SGLang` and
+    /// transformers' conversion mapping.
+    Deepseek,
+}
+
+impl TidKeys {
+    /// Every style.
+    pub const ALL: [TidKeys; 3] = [TidKeys::State, TidKeys::Transformers, TidKeys::Deepseek];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            TidKeys::State => "state",
+            TidKeys::Transformers => "transformers",
+            TidKeys::Deepseek => "deepseek",
+        }
+    }
+
+    /// The style called `name`.
+    ///
+    /// # Errors
+    /// None is; the error lists them.
+    pub fn from_name(name: &str) -> crate::Result<Self> {
+        crate::util::by_name("keys", name, &Self::ALL, Self::name)
+    }
+
+    /// The key of layer `layer`'s table.
+    pub fn key(self, layer: u32) -> String {
+        match self {
+            TidKeys::State => format!("model.layers.{layer}.mlp.gate.tid2eid"),
+            TidKeys::Transformers => format!("model.layers.{layer}.ffn.gate.tid2eid"),
+            TidKeys::Deepseek => format!("layers.{layer}.ffn.gate.tid2eid"),
+        }
+    }
+}
+
+/// The integer type of exported expert ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum IdDtype {
+    /// int64 (transformers' buffer type; the default).
+    #[default]
+    Int64,
+    /// int32.
+    Int32,
+}
+
+impl IdDtype {
+    /// Every type.
+    pub const ALL: [IdDtype; 2] = [IdDtype::Int64, IdDtype::Int32];
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdDtype::Int64 => "int64",
+            IdDtype::Int32 => "int32",
+        }
+    }
+
+    /// The type called `name`.
+    ///
+    /// # Errors
+    /// None is; the error lists them.
+    pub fn from_name(name: &str) -> crate::Result<Self> {
+        crate::util::by_name("dtype", name, &Self::ALL, Self::name)
+    }
+}
+
 /// What `export-table` writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableExport {
@@ -59,6 +137,11 @@ pub struct TableExport {
     pub vocab_size: Option<usize>,
     /// `hf-deepseek-v4`: the model's `num_experts_per_tok`, which must equal the table's k.
     pub top_k: Option<u32>,
+    /// `hf-deepseek-v4`: the tensors' names (default: [`TidKeys::State`] in a file of its own,
+    /// [`TidKeys::Transformers`] into a checkpoint).
+    pub keys: Option<TidKeys>,
+    /// `hf-deepseek-v4`: the ids' type.
+    pub dtype: IdDtype,
 }
 
 impl TableExport {
@@ -69,6 +152,8 @@ impl TableExport {
             layers: Vec::new(),
             vocab_size: None,
             top_k: None,
+            keys: None,
+            dtype: IdDtype::Int64,
         }
     }
 }
@@ -92,7 +177,7 @@ impl RoutingTable {
                 self.write(out, TableFormat::Npy)
             }
             ExportTarget::HfDeepseekV4 => {
-                let bytes = self.deepseek_v4_safetensors(export)?;
+                let bytes = self.deepseek_v4_safetensors(export, TidKeys::State)?;
                 write_atomic(out, &bytes)?;
                 Ok(vec![out.to_path_buf()])
             }
@@ -112,7 +197,13 @@ impl RoutingTable {
         }
     }
 
-    fn deepseek_v4_safetensors(&self, export: &TableExport) -> Result<Vec<u8>> {
+    /// The `tid2eid` tensors of `export` as a safetensors file (`keys` unless it names others).
+    pub(super) fn deepseek_v4_safetensors(
+        &self,
+        export: &TableExport,
+        keys: TidKeys,
+    ) -> Result<Vec<u8>> {
+        let keys = export.keys.unwrap_or(keys);
         let meta = &self.meta;
         let Some(top_k) = export.top_k else {
             return Err(Error::setting(
@@ -181,15 +272,21 @@ impl RoutingTable {
             .enumerate()
             .map(|(i, &layer)| {
                 let stream = if meta.layers == 1 { 0 } else { i as u32 };
-                let key = format!("model.layers.{layer}.mlp.gate.tid2eid");
-                (key, self.tid2eid_bytes(stream, vocab))
+                (
+                    keys.key(layer),
+                    self.tid2eid_bytes(stream, vocab, export.dtype),
+                )
             })
             .collect();
         let shape = vec![vocab, top_k as usize];
+        let dtype = match export.dtype {
+            IdDtype::Int64 => Dtype::I64,
+            IdDtype::Int32 => Dtype::I32,
+        };
         let views = tensors
             .iter()
             .map(|(key, bytes)| {
-                TensorView::new(Dtype::I64, shape.clone(), bytes)
+                TensorView::new(dtype, shape.clone(), bytes)
                     .map(|view| (key.clone(), view))
                     .map_err(|e| Error::Internal(format!("tid2eid {key}: {e}")))
             })
@@ -206,17 +303,21 @@ impl RoutingTable {
             .map_err(|e| Error::Internal(format!("safetensors: {e}")))
     }
 
-    /// `[vocab, k]` int64 little-endian: the table's rows, then `(id + j) mod K` beyond them.
-    fn tid2eid_bytes(&self, stream: u32, vocab: usize) -> Vec<u8> {
+    /// `[vocab, k]` little-endian: the table's rows, then `(id + j) mod K` beyond them.
+    fn tid2eid_bytes(&self, stream: u32, vocab: usize, dtype: IdDtype) -> Vec<u8> {
         let (k, experts) = (self.meta.top_k as usize, self.meta.experts as usize);
         let mut bytes = Vec::with_capacity(vocab * k * 8);
+        let mut push = |expert: u32| match dtype {
+            IdDtype::Int64 => bytes.extend(i64::from(expert).to_le_bytes()),
+            // Experts are counted in u32 but never near 2^31.
+            IdDtype::Int32 => bytes.extend(expert.to_le_bytes()),
+        };
         for &expert in self.column(stream) {
-            bytes.extend(i64::from(expert).to_le_bytes());
+            push(expert);
         }
         for id in self.meta.vocab_size..vocab {
             for slot in 0..k {
-                let expert = u32::try_from((id + slot) % experts).expect("below K, a u32");
-                bytes.extend(i64::from(expert).to_le_bytes());
+                push(u32::try_from((id + slot) % experts).expect("below K, a u32"));
             }
         }
         bytes

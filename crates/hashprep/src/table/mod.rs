@@ -8,6 +8,7 @@
 //! layer; `layers` gives each sparse layer its own.
 
 mod balanced;
+mod checkpoint;
 mod embeddings;
 mod export;
 mod file;
@@ -24,8 +25,9 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use balanced::{greedy, loads, refine};
+pub use checkpoint::CheckpointInsert;
 pub(crate) use embeddings::load_embeddings;
-pub use export::{ExportTarget, TableExport};
+pub use export::{ExportTarget, IdDtype, TableExport, TidKeys};
 pub(crate) use file::TABLE_VERSION;
 pub use file::{RoutingTable, TableFormat, TableMeta};
 pub use hashing::bigram_expert;
