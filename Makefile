@@ -35,9 +35,14 @@ $(VENV)/.hashprep-py: $(VENV)/.dev $(PY_SOURCES) Cargo.lock
 
 python: $(VENV)/.hashprep-py
 
-# An abi3 wheel for CPython >= 3.9 on this platform: target/wheels/hashprep-*.whl.
-wheel: $(VENV)/.dev
-	$(VENV)/bin/maturin build --release --locked -m crates/hashprep-py/Cargo.toml -o target/wheels
+# An abi3 wheel for CPython >= 3.9 on Linux x86_64 with glibc 2.28 or newer (manylinux_2_28, as
+# PyTorch's wheels): target/wheels/hashprep-*.whl, linked by zig against glibc 2.28 and checked.
+wheel: $(VENV)/.dev requirements-wheel.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-wheel.txt
+	rm -f target/wheels/hashprep-*.whl
+	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin build --release --locked --zig \
+		--compatibility manylinux_2_28 -m crates/hashprep-py/Cargo.toml -o target/wheels
+	$(PYTHON) scripts/check_wheel.py target/wheels/hashprep-*.whl
 
 build: $(VENV)/.torch
 	cargo build --release --locked -p hashprep
