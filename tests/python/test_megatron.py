@@ -1,6 +1,6 @@
 """`hashprep export --to megatron` / `Dataset.export(to="megatron")`: Megatron-LM's own reader
 (megatron-core's `IndexedDataset`) returns every document's ids as the shards hold them, for a
-uint16 (GPT-2) and an int32 (a vocabulary past 65,500 ids) export, several shards, merged task
+uint16 (GPT-2) and an int32 (DeepSeek-V4's 129,280 ids) export, several shards, merged task
 outputs and Reddit examples (whose prefix lengths are written beside); bad input is refused."""
 
 import json
@@ -83,13 +83,16 @@ def test_megatron_builds_training_samples_from_the_export(tmp_path, shards):
         assert sample["labels"].tolist() == window[1:].tolist(), i
 
 
+BIG_VOCAB = 129_280  # DeepSeek-V4's vocabulary size
+
+
 def big_vocabulary_tokenizer(path, text):
-    """A word-level tokenizer.json of 70,000 ids whose words of `text` sit at the top of the range
-    (ids past 65,535, as a DeepSeek-V4-sized vocabulary has)."""
+    """A word-level tokenizer.json of DeepSeek-V4's 129,280 ids whose words of `text` sit at the
+    top of the range (ids past 65,535)."""
     words = sorted({w for line in text.splitlines() for w in line.split()})
     vocab = {"[UNK]": 0, "</s>": 1}
-    vocab.update({f"filler{i}": i for i in range(2, 70_000 - len(words))})
-    vocab.update({w: 70_000 - len(words) + i for i, w in enumerate(words)})
+    vocab.update({f"filler{i}": i for i in range(2, BIG_VOCAB - len(words))})
+    vocab.update({w: BIG_VOCAB - len(words) + i for i, w in enumerate(words)})
     path.write_text(json.dumps({
         "version": "1.0", "truncation": None, "padding": None, "added_tokens": [
             {"id": 1, "content": "</s>", "single_word": False, "lstrip": False, "rstrip": False,
@@ -99,14 +102,14 @@ def big_vocabulary_tokenizer(path, text):
     }))
 
 
-def test_a_vocabulary_past_65500_ids_exports_int32(tmp_path):
+def test_a_deepseek_v4_sized_vocabulary_exports_int32(tmp_path):
     text = "".join(f"line {i} of the corpus with word{i % 37} and more words\n" for i in range(300))
     corpus, tokenizer = tmp_path / "corpus.txt", tmp_path / "tokenizer.json"
     corpus.write_text(text)
     big_vocabulary_tokenizer(tokenizer, text)
     data = tmp_path / "data"
     hashprep.tokenize([corpus], data, format="text", tokenizer=str(tokenizer), eos_token="</s>", progress=False)
-    assert hashprep.Dataset(data).manifest["tokenizer"]["vocab_size"] == 70_000
+    assert hashprep.Dataset(data).manifest["tokenizer"]["vocab_size"] == BIG_VOCAB
     assert max(int(hashprep.Dataset(data)[i].max()) for i in range(len(hashprep.Dataset(data)))) > 65_535
     written = hashprep.Dataset(data).export(tmp_path / "big", to="megatron")
     assert written["dtype"] == "int32"
