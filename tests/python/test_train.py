@@ -62,8 +62,8 @@ def runs(tmp_path_factory, shards):
             for layer, sets in [("top1", ()), ("top2", top2_table), ("multi", multi)] for ep in ("", "-ep2")]
     made = {}
     for name, ranks, extra in fsdp + [("one", 1, ()), ("dp2", 2, ()), ("ep2", 2, ("--ep", 2)),
-                               ("one-top2", 1, ("--set", f"model.sparse.0.table={top2}")),
-                               ("ep2-top2", 2, ("--ep", 2, "--set", f"model.sparse.0.table={top2}")),
+                               ("one-top2", 1, top2_table),
+                               ("dp2-top2", 2, top2_table), ("ep2-top2", 2, ("--ep", 2, *top2_table)),
                                ("one-multi", 1, multi), ("dp2-multi", 2, multi), ("ep2-multi", 2, ("--ep", 2, *multi)),
                                ("dp2-switch", 2, switch), ("ep2-switch", 2, ("--ep", 2, *switch)),
                                ("ep2-base", 2, ("--ep", 2, *base))]:
@@ -80,7 +80,8 @@ def runs(tmp_path_factory, shards):
 
 
 @pytest.mark.parametrize("name,reference", [("dp2", "one"), ("ep2", "one"), ("resumed", "one"),
-                                            ("ep2-top2", "one-top2"), ("dp2-multi", "one-multi"),
+                                            ("dp2-top2", "one-top2"), ("ep2-top2", "one-top2"),
+                                            ("dp2-multi", "one-multi"),
                                             ("ep2-multi", "one-multi"),
                                             *[(f"fsdp{ep}-{layer}", reference) for ep in ("", "-ep2")
                                               for layer, reference in [("top1", "one"), ("top2", "one-top2"),
@@ -206,8 +207,11 @@ def test_a_config_is_refused_by_both_trainers_with_the_same_message(runs, tmp_pa
 
 
 def test_experts_that_do_not_split_over_the_expert_parallel_groups_are_refused(runs, tmp_path):
-    """Bad input, not a traceback, for a table's experts and for a Switch layer's."""
+    """Bad input, not a traceback: an --ep that does not divide the ranks, or a table's or a
+    Switch layer's experts."""
     _, config = runs
+    done = train(config, tmp_path / "run", "--ep", "2")
+    assert done.returncode == 2 and "--ep 2 must divide the 1 ranks" in done.stderr, done.stderr[-2000:]
     odd = tmp_path / "odd.arrow"
     hashprep.build_table(hashprep.RunConfig.load(config).data.train, odd, method="balanced", experts=5)
     for setting, said in [(f"model.sparse.0.table={odd}", "--ep 2 does not divide the 5 experts of model.sparse[0]"),
