@@ -105,5 +105,5 @@ pub use table::{
     Rule, TableExport, TableFormat, TableMeta, TableSpec, TidKeys,
 };
 pub use tokenize::{
-    train_tokenizer, SpecialTokens, TextTokenizer, TokenizerKind, TrainOptions, GPT2_EOS,
+    train_tokenizer, EosSource, SpecialTokens, TextTokenizer, TokenizerKind, TrainOptions, GPT2_EOS,
 };

@@ -52,13 +52,18 @@ class TokenizeResult(Inspection):
     run: Dict[str, Any]
 
 @type_check_only
-class ManifestTokenizer(TypedDict):
+class _ManifestTokenizerRequired(TypedDict):
     file: str
     fingerprint: str
     source: str
     vocab_size: int
     eos_token: Optional[str]
     eos_id: Optional[int]
+
+@type_check_only
+class ManifestTokenizer(_ManifestTokenizerRequired, total=False):
+    eos_from: Literal["named", "tokenizer_config", "built_in"]
+    adjusted: List[str]
 
 @type_check_only
 class ManifestTotals(TypedDict):

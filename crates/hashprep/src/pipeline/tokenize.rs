@@ -30,7 +30,7 @@ use crate::shard::output_dir::{prepare_output, OutputState};
 use crate::shard::OutputLock;
 use crate::shard::TOKENIZER_FILE;
 use crate::shard::{Manifest, TokenWidth, TokenizerInfo, Totals, MANIFEST_VERSION};
-use crate::tokenize::{SpecialTokens, TextTokenizer};
+use crate::tokenize::{EosSource, SpecialTokens, TextTokenizer};
 use crate::util::write_atomic;
 
 /// Directory of the Reddit spill files inside an output directory (removed when complete).
@@ -189,11 +189,7 @@ fn tokenize_files(
         eprintln!("hashprep: {}: {adjustment}", tokenizer.source());
     }
     let tokenizer = Arc::new(tokenizer);
-    let eos = if settings.no_eos {
-        None
-    } else {
-        Some(tokenizer.resolve_eos(settings.eos_token.as_deref())?)
-    };
+    let eos = end_of_document(settings, &tokenizer)?;
     let reddit = matches!(settings.format, Format::Reddit(_));
     // Reddit threads span files: every task reads every file and keeps its own threads.
     let files = if reddit {
@@ -205,7 +201,13 @@ fn tokenize_files(
         return Err(Error::Empty(EmptyProblem::NoInputs));
     }
     let input_bytes = files.iter().map(|f| f.bytes).sum();
-    let run = run_fingerprint(settings, &files, options, tokenizer.fingerprint());
+    let run = run_fingerprint(
+        settings,
+        &files,
+        options,
+        tokenizer.fingerprint(),
+        eos.as_ref(),
+    );
     let width = TokenWidth::for_vocab(tokenizer.vocab_size());
 
     crate::util::create_output_dir(out)?;
@@ -384,8 +386,32 @@ fn no_documents(reddit: bool, totals: &Totals) -> Error {
     })
 }
 
+/// The end-of-document token of the run (none with `no_eos`); says on stderr where it came
+/// from when it was not named and the tokenizer is a file.
+fn end_of_document(
+    settings: &TokenizeSettings,
+    tokenizer: &TextTokenizer,
+) -> Result<Option<(String, u32, EosSource)>> {
+    if settings.no_eos {
+        return Ok(None);
+    }
+    let (token, id, from) = tokenizer.resolve_eos(settings.eos_token.as_deref())?;
+    if from != EosSource::Named && tokenizer.source() != "gpt2" {
+        eprintln!(
+            "hashprep: {}: end-of-document token {token:?} (id {id}), {}; name another with \
+             --eos-token",
+            tokenizer.source(),
+            from.describe()
+        );
+    }
+    Ok(Some((token, id, from)))
+}
+
 /// How the manifest records the tokenizer and end-of-document token.
-fn tokenizer_info(tokenizer: &TextTokenizer, eos: Option<&(String, u32)>) -> TokenizerInfo {
+fn tokenizer_info(
+    tokenizer: &TextTokenizer,
+    eos: Option<&(String, u32, EosSource)>,
+) -> TokenizerInfo {
     TokenizerInfo {
         file: TOKENIZER_FILE.into(),
         fingerprint: tokenizer.fingerprint().to_owned(),
@@ -393,6 +419,7 @@ fn tokenizer_info(tokenizer: &TextTokenizer, eos: Option<&(String, u32)>) -> Tok
         vocab_size: tokenizer.vocab_size(),
         eos_token: eos.map(|e| e.0.clone()),
         eos_id: eos.map(|e| e.1),
+        eos_from: eos.map(|e| e.2),
         adjusted: tokenizer.adjustments().to_vec(),
     }
 }
@@ -404,16 +431,23 @@ fn run_fingerprint(
     files: &[InputFile],
     options: &RunOptions,
     tokenizer: &str,
+    eos: Option<&(String, u32, EosSource)>,
 ) -> String {
     let shaping = TokenizeSettings {
         on_error: OnError::Fail,
         ..settings.clone()
     };
-    let identity = serde_json::json!({
+    let mut identity = serde_json::json!({
         "settings": shaping,
         "inputs": files,
         "task": [options.task_index, options.num_tasks],
         "tokenizer": tokenizer,
     });
+    // A token read from tokenizer_config.json is part of the run's identity (that file can
+    // change between runs); the others follow from the settings and the tokenizer, and are left
+    // out so that earlier runs keep their identity.
+    if let Some((token, _, EosSource::TokenizerConfig)) = eos {
+        identity["configured_eos"] = token.as_str().into();
+    }
     fingerprint_bytes(identity.to_string().as_bytes())
 }

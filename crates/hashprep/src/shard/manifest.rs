@@ -11,6 +11,7 @@ use crate::corpus::InputFile;
 use crate::counts::TokenCounts;
 use crate::error::{Error, Result, SkipReason};
 use crate::integrity::verify_checksum;
+use crate::tokenize::EosSource;
 use crate::util::write_atomic;
 
 /// File name of the manifest inside an output directory.
@@ -50,6 +51,9 @@ pub struct TokenizerInfo {
     pub eos_token: Option<String>,
     /// Its id.
     pub eos_id: Option<u32>,
+    /// Where it was taken from (absent in outputs written before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_from: Option<EosSource>,
     /// What loading disabled in the given `tokenizer.json` (truncation, padding); the copy in
     /// the directory is the tokenizer as used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -21,9 +21,42 @@ use crate::error::{Error, Result, TokenizerProblem};
 use crate::integrity::fingerprint_bytes;
 use byte_bpe::ByteLevelBpe;
 
-/// End-of-document tokens tried, in order, when none is named.
-pub(crate) const DEFAULT_EOS_CANDIDATES: [&str; 5] =
-    ["<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "[SEP]"];
+/// End-of-document tokens tried, in order, when none is named and no `tokenizer_config.json`
+/// names one (`DeepSeek`'s is `<｜end▁of▁sentence｜>`, with full-width bars).
+pub(crate) const DEFAULT_EOS_CANDIDATES: [&str; 6] = [
+    "<|endoftext|>",
+    "</s>",
+    "<eos>",
+    "<|end_of_text|>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+    "[SEP]",
+];
+
+/// The `tokenizer_config.json` that Hugging Face ships beside a `tokenizer.json`.
+const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
+
+/// Where the end-of-document token was taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EosSource {
+    /// Named with `eos_token`.
+    Named,
+    /// The `eos_token` of the `tokenizer_config.json` beside the tokenizer file.
+    TokenizerConfig,
+    /// The first of the usual end-of-document tokens in the vocabulary.
+    BuiltIn,
+}
+
+impl EosSource {
+    /// How a notice says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EosSource::Named => "as named",
+            EosSource::TokenizerConfig => "from the tokenizer_config.json beside the tokenizer",
+            EosSource::BuiltIn => "the first of the usual end-of-document tokens in the vocabulary",
+        }
+    }
+}
 
 /// How a special token's string (`<|endoftext|>`, `</s>`) written inside the text is encoded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,16 +306,18 @@ impl TextTokenizer {
         &self.source
     }
 
-    /// Resolves the end-of-document token: `name` if given, else the first of
-    /// [`DEFAULT_EOS_CANDIDATES`] in the vocabulary.
+    /// Resolves the end-of-document token: `name` if given; else the `eos_token` of a
+    /// `tokenizer_config.json` beside the tokenizer file (Hugging Face ships one, a string or
+    /// `{"content": ...}`), when the vocabulary has it; else the first of
+    /// [`DEFAULT_EOS_CANDIDATES`] in the vocabulary. Says where it came from.
     ///
     /// # Errors
     /// The named token is not in the vocabulary, or none of the defaults is.
-    pub fn resolve_eos(&self, name: Option<&str>) -> Result<(String, u32)> {
+    pub fn resolve_eos(&self, name: Option<&str>) -> Result<(String, u32, EosSource)> {
         if let Some(name) = name {
             return self
                 .token_to_id(name)
-                .map(|id| (name.to_owned(), id))
+                .map(|id| (name.to_owned(), id, EosSource::Named))
                 .ok_or_else(|| {
                     Error::TokenizerSetup(TokenizerProblem::NoSuchEos {
                         token: name.to_owned(),
@@ -290,15 +325,41 @@ impl TextTokenizer {
                     })
                 });
         }
+        if let Some(token) = self.configured_eos() {
+            if let Some(id) = self.token_to_id(&token) {
+                return Ok((token, id, EosSource::TokenizerConfig));
+            }
+        }
         DEFAULT_EOS_CANDIDATES
             .iter()
-            .find_map(|c| self.token_to_id(c).map(|id| ((*c).to_owned(), id)))
+            .find_map(|c| {
+                self.token_to_id(c)
+                    .map(|id| ((*c).to_owned(), id, EosSource::BuiltIn))
+            })
             .ok_or_else(|| {
                 Error::TokenizerSetup(TokenizerProblem::NoUsualEos {
                     tokenizer: self.source.clone(),
                     candidates: &DEFAULT_EOS_CANDIDATES,
                 })
             })
+    }
+}
+
+impl TextTokenizer {
+    /// The `eos_token` of the `tokenizer_config.json` beside a tokenizer file, if there is one
+    /// that names it (a file that does not parse names none).
+    fn configured_eos(&self) -> Option<String> {
+        let file = Path::new(&self.source);
+        if !file.is_file() {
+            return None; // built in (`gpt2`): no file, nothing beside it
+        }
+        let beside = file.parent()?.join(TOKENIZER_CONFIG);
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(beside).ok()?).ok()?;
+        let eos = config.get("eos_token")?;
+        eos.as_str()
+            .or_else(|| eos.get("content")?.as_str())
+            .map(str::to_owned)
     }
 }
 
@@ -365,7 +426,7 @@ mod tests {
         assert_eq!(tok.vocab_size(), 50_257);
         assert_eq!(
             tok.resolve_eos(None).unwrap(),
-            (GPT2_EOS.0.to_owned(), GPT2_EOS.1)
+            (GPT2_EOS.0.to_owned(), GPT2_EOS.1, EosSource::BuiltIn)
         );
     }
 
