@@ -27,7 +27,6 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -57,15 +56,7 @@ class CountExchangeMoE(HostKnownMoE):
 
     def _exchange(self, grouped, route, part=Expert.__call__):
         counts = torch.bincount(route.expert_ids.reshape(-1), minlength=self.num_experts)
-        arrived = torch.empty_like(counts)
-        dist.all_to_all_single(arrived, counts, group=self.group)
-        # One device-to-host read per layer for both directions' sizes.
-        host = torch.cat([counts, arrived]).tolist()
-        mine = np.asarray(host[self.num_experts:], dtype=np.int64).reshape(self.ep_size, self.local)
-        peer_counts = np.zeros((self.ep_size, self.num_experts), dtype=np.int64)
-        peer_counts[self.ep_rank] = host[: self.num_experts]
-        first = self.ep_rank * self.local
-        peer_counts[:, first : first + self.local] = mine
+        _, peer_counts = self._exchange_counts(counts)
         return super()._exchange(grouped, dataclasses.replace(route, peer_counts=peer_counts), part)
 
 

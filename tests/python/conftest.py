@@ -125,3 +125,17 @@ def _gloo_rank(rank, world_size, port, fn, args):
         fn(rank, world_size, *args)
     finally:
         dist.destroy_process_group()
+
+
+def write_word_level_tokenizer(path, vocab, specials):
+    """A word-level `tokenizer.json` (whitespace-split words, `[UNK]` for the rest) of `vocab`
+    (token -> id), with `specials` as its special tokens."""
+    import json
+
+    path.write_text(json.dumps({
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": vocab[t], "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": False, "special": True} for t in specials],
+        "normalizer": None, "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": None, "decoder": None,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"},
+    }))

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import hashprep
+from conftest import write_word_level_tokenizer
 
 DEEPSEEK_EOS = "<\uff5cend\u2581of\u2581sentence\uff5c>"
 
@@ -15,13 +16,7 @@ def word_tokenizer(path, specials):
     """A word-level tokenizer.json: `specials` first, then the words of the test text."""
     words = "the cat sat on mat and dog ran".split()
     vocab = {token: i for i, token in enumerate(["[UNK]", *specials, *words])}
-    path.write_text(json.dumps({
-        "version": "1.0", "truncation": None, "padding": None,
-        "added_tokens": [{"id": vocab[t], "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-                          "normalized": False, "special": True} for t in specials],
-        "normalizer": None, "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": None, "decoder": None,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"},
-    }))
+    write_word_level_tokenizer(path, vocab, specials)
     return vocab
 
 

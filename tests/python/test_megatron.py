@@ -17,6 +17,7 @@ with warnings.catch_warnings():  # megatron-core notes that Transformer Engine a
     from megatron.core.datasets.indexed_dataset import IndexedDataset  # noqa: E402
 
 import hashprep  # noqa: E402
+from conftest import write_word_level_tokenizer  # noqa: E402
 
 
 def assert_same_documents(prefix, data, dtype):
@@ -93,13 +94,7 @@ def big_vocabulary_tokenizer(path, text):
     vocab = {"[UNK]": 0, "</s>": 1}
     vocab.update({f"filler{i}": i for i in range(2, BIG_VOCAB - len(words))})
     vocab.update({w: BIG_VOCAB - len(words) + i for i, w in enumerate(words)})
-    path.write_text(json.dumps({
-        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [
-            {"id": 1, "content": "</s>", "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": False, "special": True}],
-        "normalizer": None, "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": None,
-        "decoder": None, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"},
-    }))
+    write_word_level_tokenizer(path, vocab, ["</s>"])
 
 
 def test_a_deepseek_v4_sized_vocabulary_exports_int32(tmp_path):

@@ -106,12 +106,12 @@ impl RoutingTable {
                 problem: CheckpointProblem::NoWeights,
             });
         };
-        let bytes = self.deepseek_v4_safetensors(&export, TidKeys::Transformers)?;
-        let keys_style = export.keys.unwrap_or(TidKeys::Transformers);
+        let style = export.keys.unwrap_or(TidKeys::Transformers);
+        let bytes = self.deepseek_v4_safetensors(&export, style)?;
         let keys: BTreeMap<u32, String> = export
             .layers
             .iter()
-            .map(|&layer| (layer, keys_style.key(layer)))
+            .map(|&layer| (layer, style.key(layer)))
             .collect();
         let mut replaced = Vec::new();
         for &layer in keys.keys() {

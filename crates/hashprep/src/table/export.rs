@@ -177,7 +177,8 @@ impl RoutingTable {
                 self.write(out, TableFormat::Npy)
             }
             ExportTarget::HfDeepseekV4 => {
-                let bytes = self.deepseek_v4_safetensors(export, TidKeys::State)?;
+                let keys = export.keys.unwrap_or(TidKeys::State);
+                let bytes = self.deepseek_v4_safetensors(export, keys)?;
                 write_atomic(out, &bytes)?;
                 Ok(vec![out.to_path_buf()])
             }
@@ -197,13 +198,12 @@ impl RoutingTable {
         }
     }
 
-    /// The `tid2eid` tensors of `export` as a safetensors file (`keys` unless it names others).
+    /// The `tid2eid` tensors of `export` as a safetensors file, named in the style `keys`.
     pub(super) fn deepseek_v4_safetensors(
         &self,
         export: &TableExport,
         keys: TidKeys,
     ) -> Result<Vec<u8>> {
-        let keys = export.keys.unwrap_or(keys);
         let meta = &self.meta;
         let Some(top_k) = export.top_k else {
             return Err(Error::setting(

@@ -18,7 +18,7 @@ import argparse
 import json
 import pathlib
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
@@ -44,18 +44,18 @@ def read_config(folder: pathlib.Path, data: Optional[pathlib.Path]) -> Tuple[has
     """The run config of the checkpoint in `folder` with its training and validation data set to
     the data to evaluate (and, for hashtrain's checkpoints, its tables to the checkpoint's
     copies), that data, and which trainer wrote the checkpoint."""
-    tables: List[str] = []
+    copies: Dict[pathlib.Path, pathlib.Path] = {}
     if (folder / "state.json").is_file():
         origin, state = folder / "state.json", json.loads((folder / "state.json").read_text())
         text, writer = json.dumps(state["config"]), "hashtrain"
         read = hashprep.RunConfig.from_json
         copies = {pathlib.Path(t["source"]): folder / t["file"] for t in state["tables"]}
-        tables = [f"model.sparse.{i}.table={copies[s.table]}" for i, s in enumerate(read(text, origin).model.sparse)
-                  if s.table is not None and s.table in copies]
     else:
         origin, writer = folder / "run.json", "torch"
         text, read = json.loads((folder / "run.json").read_text())["config"], hashprep.RunConfig.parse
     then = read(text, origin)
+    tables = [f"model.sparse.{i}.table={copies[s.table]}" for i, s in enumerate(then.model.sparse)
+              if s.table is not None and s.table in copies]
     data = data or then.data.test or then.data.valid
     return read(text, origin, [*tables, f"data.train={data}", f"data.valid={data}"]), data, writer
 
@@ -83,8 +83,8 @@ def load_weights(trainer: Trainer, folder: pathlib.Path, writer: str) -> None:
 
 
 def evaluate(folder: pathlib.Path, config: hashprep.RunConfig, writer: str, batches: int,
-             place: Distributed) -> Dict[str, Any]:
-    trainer = Trainer(config, place, run_device(config))
+             place: Distributed, device: torch.device) -> Dict[str, Any]:
+    trainer = Trainer(config, place, device)
     try:
         load_weights(trainer, folder, writer)
         return trainer.evaluate(batches)
@@ -104,8 +104,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         folder = resolve(args.checkpoint)
         config, data, writer = read_config(folder, args.data)
-        place = Distributed(args.ep, run_device(config))
-        result = evaluate(folder, config, writer, args.batches, place)
+        device = run_device(config)
+        place = Distributed(args.ep, device)
+        result = evaluate(folder, config, writer, args.batches, place, device)
     except (ConfigError, hashprep.Error) as e:
         print(f"error: evaluating {args.checkpoint}: {e}", file=sys.stderr)
         return 2

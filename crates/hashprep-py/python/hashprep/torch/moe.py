@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import numpy.typing as npt
 
@@ -159,7 +159,7 @@ class ExpertLayer(nn.Module):
         return out.new_zeros((h.shape[0], out.shape[1])).index_copy(0, route.order, out)
 
     def _through_experts(self, grouped: torch.Tensor, route: DeviceRoute,
-               part: Callable[[Expert, torch.Tensor], torch.Tensor] = Expert.__call__) -> torch.Tensor:
+                         part: Callable[[Expert, torch.Tensor], torch.Tensor] = Expert.__call__) -> torch.Tensor:
         """Rows grouped by expert through their experts: here, or on their experts' ranks."""
         return self._run(grouped, route.counts, part) if self.ep_size == 1 else self._exchange(grouped, route, part)
 
@@ -172,6 +172,22 @@ class ExpertLayer(nn.Module):
         # No token here: an empty result of the right width, still in the graph, so the
         # backward's all-to-all runs.
         return torch.cat(parts) if parts else part(experts[0], x[:0])
+
+    def _exchange_counts(self, sizes: torch.Tensor) -> Tuple[List[int], npt.NDArray[np.int64]]:
+        """The usual count exchange of expert parallelism, for routing computed on the device:
+        `sizes` (this rank's tokens per bucket, the first K of them experts) go to the host with
+        what each peer sends to this rank's experts (one all-to-all, one device-to-host read).
+        Returns the host `sizes` and the `[E, K]` peer counts `_exchange` reads (this rank's row
+        and its experts' columns; the rest 0)."""
+        mine = sizes[: self.num_experts].contiguous()
+        arrived = torch.empty_like(mine)
+        dist.all_to_all_single(arrived, mine, group=self.group)
+        host = torch.cat([sizes, arrived]).tolist()
+        first, buckets = self.ep_rank * self.local, sizes.shape[0]
+        peer_counts = np.zeros((self.ep_size, self.num_experts), dtype=np.int64)
+        peer_counts[self.ep_rank] = host[: self.num_experts]
+        peer_counts[:, first : first + self.local] = np.asarray(host[buckets:]).reshape(self.ep_size, self.local)
+        return host[:buckets], peer_counts
 
     def _exchange(self, grouped: torch.Tensor, route: DeviceRoute,
                   part: Callable[[Expert, torch.Tensor], torch.Tensor] = Expert.__call__) -> torch.Tensor:

@@ -42,21 +42,11 @@ class _DeviceRouted(ExpertLayer):
         run nothing), the sizes read back to the host with the peers' when sharded."""
         order = torch.argsort(expert, stable=True)
         sizes = torch.bincount(expert, minlength=buckets)
-        if self.ep_size == 1:
-            host = sizes.tolist()
-            self.counts = host
-            peer_counts = np.asarray([host[: self.num_experts]], dtype=np.int64)
+        if self.ep_size == 1:  # one device-to-host read per layer
+            self.counts = sizes.tolist()
+            peer_counts = np.asarray([self.counts[: self.num_experts]], dtype=np.int64)
         else:
-            mine = sizes[: self.num_experts]
-            arrived = torch.empty_like(mine)
-            # The count exchange: what each peer sends to this rank's experts.
-            dist.all_to_all_single(arrived, mine.contiguous(), group=self.group)
-            host = torch.cat([sizes, arrived]).tolist()  # one device-to-host read per layer
-            self.counts = host[:buckets]
-            first = self.ep_rank * self.local
-            peer_counts = np.zeros((self.ep_size, self.num_experts), dtype=np.int64)
-            peer_counts[self.ep_rank] = host[: self.num_experts]
-            peer_counts[:, first : first + self.local] = np.asarray(host[buckets:]).reshape(self.ep_size, self.local)
+            self.counts, peer_counts = self._exchange_counts(sizes)
         routed = sum(self.counts[: self.num_experts])
         return DeviceRoute(order=order[:routed], counts=self.counts[: self.num_experts], peer_counts=peer_counts)
 
