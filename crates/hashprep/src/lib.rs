@@ -77,12 +77,13 @@ pub mod util;
 pub use assignment::balanced_assignment;
 pub use corpus::{
     read_documents, Documents, Example, Format, InputFile, InputRange, OnError, RedditFilter,
-    RedditOptions, Source,
+    RedditOptions, Source, SpillTask, SpillUnit,
 };
 pub use counts::TokenCounts;
 pub use error::{
     error_message, CheckpointProblem, EmptyProblem, Error, InputProblem, LoaderProblem, Location,
-    MergeProblem, OutputProblem, PlotProblem, Result, SkipReason, TableProblem, TokenizerProblem,
+    MergeProblem, OutputProblem, PlotProblem, Result, SkipReason, SpillProblem, TableProblem,
+    TokenizerProblem,
 };
 pub use integrity::fingerprint_bytes;
 pub use loader::{
@@ -92,9 +93,10 @@ pub use loader::{
 };
 pub use pipeline::{
     build_table_files, compare_tables, export_megatron, export_parquet, inspect, measure_table,
-    merge, tokenize, tokenize_ranges, train_tokenizer_files, BuildTableRequest, Inspection,
-    MegatronDtype, MegatronExport, RunOptions, StreamReport, TableComparison, TableReport,
-    TokenizeSettings, TokenizeSummary, TokenizerChoice, TopToken,
+    merge, remove_merged_spill, spill_reddit, tokenize, tokenize_ranges, train_tokenizer_files,
+    BuildTableRequest, Inspection, MegatronDtype, MegatronExport, RedditPhase, RunOptions,
+    SpillSummary, StreamReport, TableComparison, TableReport, TokenizeSettings, TokenizeSummary,
+    TokenizerChoice, TopToken,
 };
 pub use shard::{
     DocTokens, Manifest, OutputLock, ShardInfo, ShardReader, ShardWriter, TokenWidth,

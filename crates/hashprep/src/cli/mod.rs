@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use hashprep::{
     BuildTableRequest, ExportTarget, Format, IdDtype, Loader, LoaderConfig, LoaderState, Method,
-    OnError, RoutingTable, RunOptions, SpecialTokens, TableExport, TableFormat, TableSpec, TidKeys,
+    OnError, RedditPhase, RoutingTable, RunOptions, SpecialTokens, TableExport, TableFormat, TableSpec, TidKeys,
     TokenizeSettings, TokenizerKind, TrainOptions,
 };
 
@@ -141,9 +141,18 @@ struct TokenizeArgs {
     /// `gpt2` (built in) or the path of a `HuggingFace` tokenizer.json.
     #[arg(long)]
     tokenizer: String,
-    /// Output directory.
-    #[arg(long)]
-    out: PathBuf,
+    /// Output directory (not with --phase spill, which writes into --spill-dir).
+    #[arg(long, required_unless_present = "phase")]
+    out: Option<PathBuf>,
+    /// reddit on many machines, as two dependent task arrays: `spill` (phase 1: each of
+    /// --num-tasks tasks parses its share of the dumps once into --spill-dir) then `rebuild`
+    /// (phase 2: each of --num-tasks tasks, any number, rebuilds its share of the threads
+    /// into --out); then `hashprep merge`. Without it, one task does both phases.
+    #[arg(long, value_parser = ["spill", "rebuild"], requires = "spill_dir")]
+    phase: Option<String>,
+    /// reddit, with --phase: the spill directory shared by the tasks of both phases.
+    #[arg(long, requires = "phase")]
+    spill_dir: Option<PathBuf>,
     /// End-of-document token appended to each document (default: the tokenizer's usual one).
     #[arg(long, conflicts_with = "no_eos")]
     eos_token: Option<String>,
@@ -213,6 +222,11 @@ struct MergeArgs {
     /// Replace an existing merged output.
     #[arg(long)]
     force: bool,
+    /// reddit: once merged, remove this spill directory, the one the outputs were rebuilt from
+    /// (`tokenize --phase rebuild`); refused while a rebuild task reads it, or when the outputs
+    /// of some rebuild tasks are not merged.
+    #[arg(long, conflicts_with = "allow_partial")]
+    remove_spill: Option<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -365,6 +379,9 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Tokenize(args) => tokenize(args, progress),
         Command::Merge(args) => {
             let summary = hashprep::merge(&args.dirs, &args.out, args.allow_partial, args.force)?;
+            if let Some(spill) = &args.remove_spill {
+                hashprep::remove_merged_spill(&args.out, spill)?;
+            }
             report::tokenize_summary(&summary, args.json, "merged")
         }
         Command::TrainTokenizer(args) => train(args, progress),
@@ -472,7 +489,7 @@ fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
         on_error: args.corpus.on_error,
         special_tokens: args.special_tokens,
     };
-    let options = RunOptions {
+    let mut options = RunOptions {
         threads: args.threads,
         progress,
         num_tasks: args.num_tasks,
@@ -481,7 +498,18 @@ fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
         halt_after_shards: args.halt_after_shards,
         ..RunOptions::default()
     };
-    let summary = hashprep::tokenize(&settings, &args.corpus.inputs, &args.out, &options)?;
+    let inputs = &args.corpus.inputs;
+    if let (Some("spill"), Some(spill_dir)) = (args.phase.as_deref(), &args.spill_dir) {
+        let summary = hashprep::spill_reddit(&settings, inputs, spill_dir, &options)?;
+        return report::spill_summary(&summary, args.json);
+    }
+    if let Some(spill_dir) = args.spill_dir {
+        options.reddit_phase = RedditPhase::Rebuild(spill_dir);
+    }
+    let out = args.out.ok_or_else(|| {
+        hashprep::Error::setting("out", "the rebuild phase writes its output there: give it")
+    })?;
+    let summary = hashprep::tokenize(&settings, inputs, &out, &options)?;
     report::tokenize_summary(&summary, args.json, "tokenized")
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Result;
 use hashprep::{
     BalanceStats, CheckpointInsert, Inspection, MegatronExport, TableComparison, TableReport,
-    TokenizeSummary,
+    SpillSummary, TokenizeSummary,
 };
 
 pub(super) fn line(text: &str) -> Result<()> {
@@ -61,6 +61,43 @@ pub(super) fn megatron_export(written: &MegatronExport, as_json: bool) -> Result
         written.tokens,
         written.dtype.name()
     ))
+}
+
+pub(super) fn spill_summary(summary: &SpillSummary, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(summary);
+    }
+    let [task, tasks] = summary.task;
+    let mut out = std::io::stdout().lock();
+    if summary.already_complete {
+        writeln!(
+            out,
+            "{}: spill task {task} of {tasks} already complete; nothing to do",
+            summary.spill_dir.display()
+        )?;
+        return Ok(());
+    }
+    let skipped: Vec<String> = (summary.skipped.iter())
+        .filter(|&(_, &n)| n > 0)
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    writeln!(
+        out,
+        "spilled task {task} of {tasks}: {} input part(s), {:.1} MB -> {:.1} MB in {} partitions \
+         under {} ({:.1} s); skipped: {}",
+        summary.units.len(),
+        summary.input_bytes as f64 / 1e6,
+        summary.spill_bytes as f64 / 1e6,
+        summary.partitions,
+        summary.spill_dir.display(),
+        summary.seconds,
+        if skipped.is_empty() {
+            "none".to_owned()
+        } else {
+            skipped.join(", ")
+        }
+    )?;
+    Ok(())
 }
 
 pub(super) fn tokenize_summary(summary: &TokenizeSummary, as_json: bool, verb: &str) -> Result<()> {

@@ -131,9 +131,163 @@ pub(crate) fn open_input(path: &Path, progress: Option<Arc<AtomicU64>>) -> Resul
     })
 }
 
+/// Opens the lines of an uncompressed file that start in bytes `[start, end)`: a line belongs to
+/// the range its first byte lies in, so ranges that tile a file give every line exactly once.
+/// `progress` is advanced by the bytes read.
+///
+/// # Errors
+/// The file cannot be opened, read or sought.
+pub(crate) fn open_range(
+    path: &Path,
+    [start, end]: [u64; 2],
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<InputStream> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let consumed = Arc::new(AtomicU64::new(0));
+    // The range's first line starts after the first `\n` at or after byte `start - 1`.
+    let mut position = start.saturating_sub(1);
+    io::Seek::seek(&mut file, io::SeekFrom::Start(position)).map_err(|e| Error::io(path, e))?;
+    let mut raw = BufReader::with_capacity(
+        CAP,
+        CountingReader {
+            inner: file,
+            local: consumed.clone(),
+            global: progress,
+        },
+    );
+    if start > 0 {
+        let mut skipped = Vec::new();
+        position += raw
+            .read_until(b'\n', &mut skipped)
+            .map_err(|e| Error::io(path, e))? as u64;
+    }
+    let reader = LineRange {
+        inner: raw,
+        before_end: end.saturating_sub(position),
+        line_open: false,
+        done: false,
+    };
+    Ok(InputStream {
+        reader: Box::new(BufReader::with_capacity(CAP, reader)),
+        compression: Compression::None,
+        consumed,
+    })
+}
+
+/// The lines of `path` before the first line of the range that starts at byte `start`
+/// ([`open_range`]): for error messages, which name lines of the whole file.
+///
+/// # Errors
+/// The file cannot be read.
+pub(crate) fn lines_before_range(path: &Path, start: u64) -> io::Result<u64> {
+    if start == 0 {
+        return Ok(0);
+    }
+    let mut reader = BufReader::with_capacity(CAP, File::open(path)?);
+    let mut lines = 0;
+    let mut left = start - 1;
+    while left > 0 {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            break;
+        }
+        let n = available.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        lines += memchr::memchr_iter(b'\n', &available[..n]).count() as u64;
+        reader.consume(n);
+        left -= n as u64;
+    }
+    let mut rest = Vec::new();
+    reader.read_until(b'\n', &mut rest)?;
+    Ok(lines + u64::from(rest.ends_with(b"\n")))
+}
+
+/// The bytes of a file up to `before_end` more, then through the end of the line they stop in.
+struct LineRange<R> {
+    inner: R,
+    before_end: u64,
+    /// The last byte given was not a `\n`.
+    line_open: bool,
+    done: bool,
+}
+
+impl<R: BufRead> Read for LineRange<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let available = self.inner.fill_buf()?;
+        if available.is_empty() {
+            self.done = true;
+            return Ok(0);
+        }
+        let n = if self.before_end > 0 {
+            let limit = usize::try_from(self.before_end).unwrap_or(usize::MAX);
+            available.len().min(buf.len()).min(limit)
+        } else if self.line_open {
+            // Past the end: finish the line that started before it.
+            match memchr::memchr(b'\n', available) {
+                Some(at) if at < buf.len() => {
+                    self.done = true;
+                    at + 1
+                }
+                _ => available.len().min(buf.len()),
+            }
+        } else {
+            self.done = true;
+            return Ok(0);
+        };
+        buf[..n].copy_from_slice(&available[..n]);
+        self.line_open = available[n - 1] != b'\n';
+        self.before_end = self.before_end.saturating_sub(n as u64);
+        self.inner.consume(n);
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lines of `text` in `[start, end)`, read through [`open_range`].
+    fn lines_in(path: &Path, range: [u64; 2]) -> Vec<String> {
+        let mut text = String::new();
+        open_range(path, range, None)
+            .unwrap()
+            .reader
+            .read_to_string(&mut text)
+            .unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn ranges_that_tile_a_file_give_each_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lines");
+        let lines: Vec<String> = (0..200)
+            .map(|i| "x".repeat((i * 7919) % 37) + &i.to_string())
+            .collect();
+        let mut text = lines.join("\n");
+        for ending in ["", "\n"] {
+            text.push_str(ending);
+            std::fs::write(&path, &text).unwrap();
+            let len = text.len() as u64;
+            // Cut points everywhere: inside lines, on a `\n`, just after one, and empty ranges.
+            for step in [1, 2, 13, 37, 64, 500, len] {
+                let mut cuts: Vec<u64> = (0..len).step_by(step as usize).collect();
+                cuts.push(len);
+                let got: Vec<String> = cuts
+                    .windows(2)
+                    .flat_map(|w| lines_in(&path, [w[0], w[1]]))
+                    .collect();
+                assert_eq!(got, lines, "step {step}, ending {ending:?}");
+                for w in cuts.windows(2) {
+                    let first = lines_in(&path, [w[0], w[1]]).into_iter().next();
+                    let before = lines_before_range(&path, w[0]).unwrap() as usize;
+                    assert_eq!(first.as_ref(), lines.get(before).filter(|_| first.is_some()));
+                }
+            }
+        }
+    }
 
     #[test]
     fn detects_each_magic() {

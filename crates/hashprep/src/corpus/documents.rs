@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::inputs::{expand_inputs, expand_ranges};
+use super::reddit::Skipped;
 use super::{
     Example, ExampleStream, Format, InputFile, Item, Items, OnError, ProgressFeed, RedditStream,
 };
@@ -19,6 +20,9 @@ pub(crate) struct RedditRun {
     pub(crate) task: (usize, usize),
     /// Encodes each partition's texts where it is rebuilt (a tokenize run).
     pub(crate) tokenizer: Option<Arc<TextTokenizer>>,
+    /// Phase 2 of a shared spill: this task's partitions (the files of each), and the records
+    /// phase 1 skipped that it reports.
+    pub(crate) shared: Option<(Vec<Vec<PathBuf>>, Skipped)>,
 }
 
 /// The items of `files` read as `format`, in order. Reddit dumps are partitioned by thread
@@ -39,17 +43,25 @@ pub(crate) fn items(
                  files: give whole dumps",
             ))))
         }
-        Format::Reddit(options) => Box::new(
-            RedditStream::new(
-                files.into_iter().map(|f| f.path).collect(),
-                reddit.spill_dir,
-                options.clone(),
-                reddit.task,
-                on_error,
+        Format::Reddit(options) => {
+            let stream = match reddit.shared {
+                Some((partitions, skipped)) => {
+                    RedditStream::from_spill(partitions, skipped, options.clone())
+                }
+                None => RedditStream::new(
+                    files.into_iter().map(|f| f.path).collect(),
+                    reddit.spill_dir,
+                    options.clone(),
+                    reddit.task,
+                    on_error,
+                ),
+            };
+            Box::new(
+                stream
+                    .with_progress(feed.clone())
+                    .encoding_with(reddit.tokenizer),
             )
-            .with_progress(feed.clone())
-            .encoding_with(reddit.tokenizer),
-        ),
+        }
         _ => Box::new(ExampleStream::new(
             files,
             format.clone(),
@@ -156,6 +168,7 @@ pub(crate) fn read_files(
             .map_or_else(PathBuf::new, |dir| dir.path().to_path_buf()),
         task: (0, 1),
         tokenizer: None,
+        shared: None,
     };
     Ok(Documents {
         items: items(files, format, on_error, reddit, feed),

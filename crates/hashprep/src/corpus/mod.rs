@@ -3,7 +3,7 @@
 //! Readers report a bad record as [`Error::BadRecord`] and keep going; any other error ends the
 //! file. What to do with bad records (fail or skip) is the caller's policy.
 
-mod decompress;
+pub(crate) mod decompress;
 mod dialogue;
 mod documents;
 mod inputs;
@@ -27,7 +27,7 @@ pub use documents::{read_documents, Documents, InputRange};
 pub use inputs::InputFile;
 pub(crate) use inputs::{expand_inputs, expand_ranges, partition_for_task};
 pub(crate) use packed::{PackedTexts, TextIds};
-pub use reddit::RedditFilter;
+pub use reddit::{RedditFilter, SpillTask, SpillUnit};
 pub(crate) use stream::{ExampleStream, Item, Items, ProgressFeed, RedditStream};
 
 use crate::error::{Error, Result};
@@ -225,7 +225,7 @@ impl Default for RedditOptions {
 
 impl RedditOptions {
     /// Decompressed bytes assumed per on-disk byte when sizing partitions (zstd dumps: ~8x).
-    const EXPANSION: u64 = 10;
+    pub(crate) const EXPANSION: u64 = 10;
     /// Target decompressed bytes per partition: small enough that a few partitions, parsed,
     /// fit in memory at once (one per thread).
     const TARGET_BYTES: u64 = 256 << 20;

@@ -8,7 +8,7 @@ use super::{Dialogue, Example, Format, InputFile, Records, SharedTexts};
 use crate::error::{Error, InputProblem, Result, SkipReason};
 use crate::tokenize::TextTokenizer;
 
-use super::reddit::{Rebuilding, Rebuilt};
+use super::reddit::{Rebuilding, Rebuilt, Skipped, Spill};
 use super::OnError;
 
 /// What the reading side reports to the bar: on-disk bytes read and, for formats read in two
@@ -208,6 +208,19 @@ impl RedditStream {
         self
     }
 
+    /// A stream over the partitions of a shared spill (phase 2 of a run on many machines),
+    /// first reporting the records phase 1 `skipped`.
+    pub(crate) fn from_spill(
+        partitions: Vec<Vec<PathBuf>>,
+        skipped: Skipped,
+        options: crate::corpus::RedditOptions,
+    ) -> Self {
+        Self {
+            phase: RedditPhase::Spilled(partitions, skipped),
+            ..Self::new(Vec::new(), PathBuf::new(), options, (0, 1), OnError::Fail)
+        }
+    }
+
     /// Encodes each partition's texts with `tokenizer` where it is rebuilt.
     #[must_use]
     pub(crate) fn encoding_with(mut self, tokenizer: Option<Arc<TextTokenizer>>) -> Self {
@@ -224,6 +237,14 @@ impl RedditStream {
     fn refill(&mut self) -> bool {
         match &mut self.phase {
             RedditPhase::Partition => self.partition(),
+            RedditPhase::Spilled(..) => {
+                let RedditPhase::Spilled(parts, skipped) =
+                    std::mem::replace(&mut self.phase, RedditPhase::Done)
+                else {
+                    unreachable!("matched above")
+                };
+                self.rebuild(Ok((parts, skipped)), Spill::Shared);
+            }
             RedditPhase::Rebuild(rebuilding) => match rebuilding.next() {
                 Some(rebuilt) => self.push_rebuilt(rebuilt),
                 None => self.phase = RedditPhase::Done,
@@ -243,14 +264,23 @@ impl RedditStream {
                 .sum(),
         );
         let partitioned = crate::corpus::reddit::partition(
-            &self.files,
+            &super::reddit::SpillUnit::whole_files(&self.files),
             &self.spill_dir,
             partitions,
             self.task,
             self.on_error,
             self.progress.as_ref().map(|p| &p.bytes),
         );
-        let started = partitioned.and_then(|(parts, skipped)| {
+        let parts = partitioned.map(|(parts, skipped)| {
+            let one_file_each = parts.into_iter().map(|p| vec![p]).collect();
+            (one_file_each, skipped)
+        });
+        self.rebuild(parts, Spill::Own);
+    }
+
+    /// Phase 2 over `spilled` partitions, after the records phase 1 skipped.
+    fn rebuild(&mut self, spilled: Result<(Vec<Vec<PathBuf>>, Skipped)>, spill: Spill) {
+        let started = spilled.and_then(|(parts, skipped)| {
             if let Some(progress) = &self.progress {
                 progress
                     .second_phase
@@ -261,6 +291,7 @@ impl RedditStream {
             }
             Rebuilding::start(
                 parts,
+                spill,
                 self.options.max_context_turns,
                 self.options.filter.clone(),
                 self.tokenizer.clone(),
@@ -301,6 +332,8 @@ impl RedditStream {
 enum RedditPhase {
     /// Phase 1 has not run yet.
     Partition,
+    /// Phase 1 ran elsewhere: the partitions of a shared spill, and what it skipped.
+    Spilled(Vec<Vec<PathBuf>>, Skipped),
     /// Phase 2: partitions rebuilt on a background thread.
     Rebuild(Rebuilding),
     /// Everything streamed, or an error ended the stream.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 pub use problems::{
     CheckpointProblem, EmptyProblem, InputProblem, LoaderProblem, MergeProblem, OutputProblem,
+    SpillProblem,
     PlotProblem, TableProblem, TokenizerProblem,
 };
 
@@ -180,6 +181,14 @@ pub enum Error {
         /// The directory.
         dir: PathBuf,
     },
+    /// A shared Reddit spill directory that cannot be used as asked.
+    #[error("{}: {problem}", dir.display())]
+    Spill {
+        /// The spill directory.
+        dir: PathBuf,
+        /// What is wrong.
+        problem: SpillProblem,
+    },
     /// Tokenize outputs or counts that do not merge.
     #[error("{0}")]
     Merge(MergeProblem),
@@ -219,7 +228,7 @@ pub enum Error {
     )]
     RecordTooLarge {
         /// Where the record is.
-        location: String,
+        location: Location,
         /// Its size.
         bytes: usize,
         /// The largest the spill holds.
@@ -288,6 +297,7 @@ impl Error {
             | Error::Output { .. }
             | Error::NotTokenized { .. }
             | Error::Merge(_)
+            | Error::Spill { .. }
             | Error::TokenizerSetup(_)
             | Error::Table { .. }
             | Error::Loader(_)

@@ -143,6 +143,64 @@ pub enum MergeProblem {
     },
 }
 
+/// A shared Reddit spill directory that cannot be used as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpillProblem {
+    /// A finished task of another spill (other inputs, task count or partitions).
+    #[error(
+        "holds the spill of other inputs or settings ({found}, not {wanted}); give another \
+         `spill_dir` or remove this one"
+    )]
+    OtherSpill {
+        /// What the directory holds: its task and spill identity.
+        found: String,
+        /// The spill asked for.
+        wanted: String,
+    },
+    /// No phase-1 task has finished.
+    #[error("holds no finished spill task: run `phase` spill first (every `task_index`)")]
+    NothingSpilled,
+    /// Some phase-1 tasks have not finished (never run, still running, or killed).
+    #[error(
+        "spill tasks {missing:?} of {tasks} have not finished (never run, running, or stopped): \
+         run them with `phase` spill before the rebuild"
+    )]
+    Unfinished {
+        /// Their indices.
+        missing: Vec<usize>,
+        /// Tasks of the spill.
+        tasks: usize,
+    },
+    /// The inputs given are not those the spill was made from.
+    #[error("was spilled from other inputs: {0}")]
+    OtherInputs(String),
+    /// A setting of the rebuild that the spill fixed otherwise.
+    #[error("was spilled into {spilled} partitions, not the {asked} asked for with `partitions`")]
+    OtherPartitions {
+        /// Partitions of the spill.
+        spilled: usize,
+        /// Partitions asked for.
+        asked: usize,
+    },
+    /// A spill file missing or of another size than recorded.
+    #[error(
+        "{}: {found}, the spill recorded {expected} bytes: damaged or partly removed; spill again \
+         into a new directory",
+        file.display()
+    )]
+    Damaged {
+        /// The file.
+        file: PathBuf,
+        /// What was found (its size, or that it is missing).
+        found: String,
+        /// Its recorded size.
+        expected: u64,
+    },
+    /// A removal asked for by outputs of another spill, or of only some rebuild tasks.
+    #[error("not removed: {0}")]
+    NotRemoved(String),
+}
+
 /// A tokenizer that cannot be used as asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenizerProblem {

@@ -110,7 +110,8 @@ pub fn merge(
 
 fn check_compatible(parts: &[(PathBuf, Manifest)], allow_partial: bool) -> Result<()> {
     let (first_dir, first) = &parts[0];
-    let settings = |m: &Manifest| m.config.get("tokenize").cloned();
+    // Outputs rebuilt from different shared spills hold overlapping threads: not merged.
+    let settings = |m: &Manifest| (m.config.get("tokenize").cloned(), m.config.get("spill").cloned());
     for (dir, manifest) in &parts[1..] {
         if manifest.tokenizer.fingerprint != first.tokenizer.fingerprint {
             return Err(Error::Merge(MergeProblem::OtherTokenizer {

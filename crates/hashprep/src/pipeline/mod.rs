@@ -8,6 +8,7 @@ mod inspect;
 mod megatron;
 mod merge;
 mod progress;
+mod reddit_spill;
 mod tokenize;
 mod train_tokenizer;
 
@@ -19,5 +20,6 @@ pub use export::export_parquet;
 pub use inspect::{inspect, Inspection, TopToken};
 pub use megatron::{export_megatron, MegatronDtype, MegatronExport};
 pub use merge::merge;
+pub use reddit_spill::{remove_merged_spill, spill_reddit, RedditPhase, SpillSummary};
 pub use tokenize::{tokenize, tokenize_ranges, RunOptions, TokenizeSettings, TokenizeSummary};
 pub use train_tokenizer::{train_tokenizer_files, TokenizerChoice};

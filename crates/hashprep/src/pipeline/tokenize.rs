@@ -16,14 +16,16 @@ use crossbeam_channel::{bounded, unbounded};
 use serde::{Deserialize, Serialize};
 
 use super::progress::Progress;
+use super::reddit_spill::{check_task, RedditPhase};
 use crate::corpus::ProgressFeed;
 use crate::corpus::{
     expand_inputs, expand_ranges, partition_for_task, Format, InputFile, InputRange,
 };
+use crate::corpus::reddit::{FinishedSpill, Skipped};
 use crate::corpus::{items, Items, OnError, RedditRun};
 use crate::counts::COUNTS_FILE;
 use crate::encode::{read_chunks, write_in_order, ChunkEncoder, Message, OutputWriter};
-use crate::error::{EmptyProblem, Error, Result};
+use crate::error::{EmptyProblem, Error, Result, SpillProblem};
 use crate::integrity::fingerprint_bytes;
 use crate::shard::journal::Journal;
 use crate::shard::output_dir::{prepare_output, OutputState};
@@ -110,6 +112,8 @@ pub struct RunOptions {
     /// Set by another thread (a Ctrl-C handler) to stop soon with [`Error::Interrupted`]: the
     /// completed shards stay journaled and a rerun resumes after them, as after a kill.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Reddit: both phases here, or phase 2 of a run on many machines.
+    pub reddit_phase: RedditPhase,
 }
 
 impl Default for RunOptions {
@@ -123,6 +127,7 @@ impl Default for RunOptions {
             chunk_bytes: 1 << 20,
             halt_after_shards: None,
             cancel: None,
+            reddit_phase: RedditPhase::Both,
         }
     }
 }
@@ -191,19 +196,21 @@ fn tokenize_files(
     let tokenizer = Arc::new(tokenizer);
     let eos = end_of_document(settings, &tokenizer)?;
     let reddit = matches!(settings.format, Format::Reddit(_));
-    // Reddit threads span files: every task reads every file and keeps its own threads.
+    // Reddit threads span files: every task reads every file and keeps its own threads, or
+    // (phase 2 of a shared spill) takes its share of the partitions.
     let files = if reddit {
         files
     } else {
         partition_for_task(files, options.num_tasks, options.task_index)?
     };
+    let spill = open_spill(settings, &files, options)?;
     if files.is_empty() && options.num_tasks == 1 {
         return Err(Error::Empty(EmptyProblem::NoInputs));
     }
     let input_bytes = files.iter().map(|f| f.bytes).sum();
     let run = run_fingerprint(
         settings,
-        &files,
+        (&files, spill.as_ref()),
         options,
         tokenizer.fingerprint(),
         eos.as_ref(),
@@ -232,7 +239,13 @@ fn tokenize_files(
     writer.halt_after_shards = options.halt_after_shards;
     let resumed_items = writer.items;
     let feed = ProgressFeed::default();
-    let stream = example_stream(settings, &files, (out, &tokenizer), options, &feed);
+    let stream = example_stream(
+        settings,
+        (&files, spill.as_ref()),
+        (out, &tokenizer),
+        options,
+        &feed,
+    );
     writer.with_sources = reddit;
     let encoder = ChunkEncoder::new(
         tokenizer.clone(),
@@ -266,11 +279,11 @@ fn tokenize_files(
         shards,
         inputs: files.clone(),
         tasks: vec![[options.task_index, options.num_tasks]],
-        config: serde_json::json!({ "tokenize": settings, "run_fingerprint": run }),
+        config: run_config(settings, &run, spill.as_ref()),
     };
     manifest.write(out)?;
     journal.remove()?;
-    if reddit {
+    if reddit && spill.is_none() {
         let spill = out.join(SPILL_DIR);
         std::fs::remove_dir_all(&spill).map_err(|e| Error::io(&spill, e))?;
     }
@@ -351,19 +364,79 @@ fn run_stages(
     outcome
 }
 
-/// The examples of the run: per file for most formats; for Reddit, all files together,
-/// partitioned by thread (this task's threads only).
-fn example_stream(
+/// Phase 2 of a Reddit run on many machines: the finished spill it rebuilds from.
+///
+/// # Errors
+/// Not Reddit; the spill is unfinished, of other inputs or of other partitions (named).
+fn open_spill(
     settings: &TokenizeSettings,
     files: &[InputFile],
+    options: &RunOptions,
+) -> Result<Option<FinishedSpill>> {
+    let RedditPhase::Rebuild(dir) = &options.reddit_phase else {
+        return Ok(None);
+    };
+    let Format::Reddit(reddit) = &settings.format else {
+        return Err(Error::setting(
+            "phase",
+            "rebuild: only `format` reddit is read in two phases",
+        ));
+    };
+    check_task(options)?;
+    let spill = FinishedSpill::open(dir, files)?;
+    if reddit.partitions != 0 && reddit.partitions != spill.partitions() {
+        return Err(Error::Spill {
+            dir: dir.clone(),
+            problem: SpillProblem::OtherPartitions {
+                spilled: spill.partitions(),
+                asked: reddit.partitions,
+            },
+        });
+    }
+    Ok(Some(spill))
+}
+
+/// The manifest's `config`: the settings, the run's identity and, rebuilt from a shared spill,
+/// that spill (outputs of different spills do not merge).
+fn run_config(
+    settings: &TokenizeSettings,
+    run: &str,
+    spill: Option<&FinishedSpill>,
+) -> serde_json::Value {
+    let mut config = serde_json::json!({ "tokenize": settings, "run_fingerprint": run });
+    if let Some(spill) = spill {
+        config["spill"] = serde_json::json!({
+            "identity": spill.identity(),
+            "tasks": spill.task_count(),
+            "partitions": spill.partitions(),
+        });
+    }
+    config
+}
+
+/// The examples of the run: per file for most formats; for Reddit, all files together,
+/// partitioned by thread (this task's threads only), or this task's share of a shared spill.
+fn example_stream(
+    settings: &TokenizeSettings,
+    (files, spill): (&[InputFile], Option<&FinishedSpill>),
     (out, tokenizer): (&Path, &Arc<TextTokenizer>),
     options: &RunOptions,
     feed: &ProgressFeed,
 ) -> Items {
+    let task = (options.task_index, options.num_tasks);
     let reddit = RedditRun {
         spill_dir: out.join(SPILL_DIR),
-        task: (options.task_index, options.num_tasks),
+        task,
         tokenizer: Some(tokenizer.clone()),
+        // Rebuild task 0 reports what phase 1 skipped.
+        shared: spill.map(|spill| {
+            let skipped = if task.0 == 0 {
+                spill.skipped()
+            } else {
+                Skipped::default()
+            };
+            (spill.share(task.0, task.1), skipped)
+        }),
     };
     items(
         files.to_vec(),
@@ -428,7 +501,7 @@ fn tokenizer_info(
 /// The bad-record policy is left out so a run stopped by `fail` can resume under `skip`.
 fn run_fingerprint(
     settings: &TokenizeSettings,
-    files: &[InputFile],
+    (files, spill): (&[InputFile], Option<&FinishedSpill>),
     options: &RunOptions,
     tokenizer: &str,
     eos: Option<&(String, u32, EosSource)>,
@@ -448,6 +521,9 @@ fn run_fingerprint(
     // out so that earlier runs keep their identity.
     if let Some((token, _, EosSource::TokenizerConfig)) = eos {
         identity["configured_eos"] = token.as_str().into();
+    }
+    if let Some(spill) = spill {
+        identity["spill"] = spill.identity().into();
     }
     fingerprint_bytes(identity.to_string().as_bytes())
 }

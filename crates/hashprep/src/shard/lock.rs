@@ -29,7 +29,16 @@ impl OutputLock {
     /// Another process holds the lock (the message names its pid, host and command), or the
     /// lock file cannot be created or locked.
     pub fn acquire(dir: &Path, what: &str) -> Result<Self> {
-        let path = dir.join(LOCK_FILE);
+        Self::acquire_file(dir, LOCK_FILE, what)
+    }
+
+    /// [`OutputLock::acquire`] with a lock file of another name: one of several writers of
+    /// one directory, each of its own part (a task of a shared Reddit spill).
+    ///
+    /// # Errors
+    /// As [`OutputLock::acquire`].
+    pub(crate) fn acquire_file(dir: &Path, name: &str, what: &str) -> Result<Self> {
+        let path = dir.join(name);
         loop {
             let mut file = OpenOptions::new()
                 .read(true)
@@ -76,6 +85,67 @@ impl Drop for OutputLock {
         // Removed while still locked (see `acquire`), so the directory is left as it was.
         let _ = std::fs::remove_file(&self.path);
         let _ = self.file.unlock();
+    }
+}
+
+/// A lock shared by the readers of a directory (the rebuild tasks of a shared Reddit spill), so
+/// that it is not removed under them: [`ReadLock::remove_dir`] takes it exclusively. Its file
+/// stays (a reader that removed it would let a remover lock a new file while others read).
+#[derive(Debug)]
+pub(crate) struct ReadLock {
+    _file: File,
+}
+
+/// The file of a directory's [`ReadLock`].
+const READ_LOCK_FILE: &str = ".hashprep-readers.lock";
+
+impl ReadLock {
+    /// Shares the read lock of `dir`.
+    ///
+    /// # Errors
+    /// The lock file cannot be created or locked (a removal holds it: it says so).
+    pub(crate) fn acquire(dir: &Path) -> Result<Self> {
+        let file = Self::open(dir)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Output {
+                dir: dir.to_owned(),
+                problem: OutputProblem::Locked("it is being removed".into()),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(dir.join(READ_LOCK_FILE), e)),
+        }
+    }
+
+    /// Removes `dir` unless a reader holds its read lock.
+    ///
+    /// # Errors
+    /// A reader holds it (`in_use` says what for), or the removal fails.
+    pub(crate) fn remove_dir(dir: &Path, in_use: OutputProblem) -> Result<()> {
+        let file = Self::open(dir)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Output {
+                    dir: dir.to_owned(),
+                    problem: in_use,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(dir.join(READ_LOCK_FILE), e))
+            }
+        }
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))
+    }
+
+    fn open(dir: &Path) -> Result<File> {
+        let path = dir.join(READ_LOCK_FILE);
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))
     }
 }
 
@@ -127,5 +197,19 @@ mod tests {
         );
         let again = OutputLock::acquire(dir.path(), "tokenize").unwrap();
         drop(again);
+    }
+
+    #[test]
+    fn a_directory_is_not_removed_while_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spill");
+        std::fs::create_dir(&dir).unwrap();
+        let readers = [ReadLock::acquire(&dir).unwrap(), ReadLock::acquire(&dir).unwrap()];
+        let err = ReadLock::remove_dir(&dir, OutputProblem::Locked("read".into())).unwrap_err();
+        assert!(err.to_string().contains("read"), "{err}");
+        assert!(dir.exists());
+        drop(readers);
+        ReadLock::remove_dir(&dir, OutputProblem::Locked("read".into())).unwrap();
+        assert!(!dir.exists());
     }
 }

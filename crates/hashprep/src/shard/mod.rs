@@ -16,6 +16,7 @@ use arrow_schema::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
 pub use lock::OutputLock;
+pub(crate) use lock::ReadLock;
 pub use manifest::{Manifest, ShardInfo, TokenizerInfo, Totals};
 pub(crate) use manifest::{MANIFEST_FILE, MANIFEST_VERSION};
 pub use reader::{DocTokens, ShardReader};

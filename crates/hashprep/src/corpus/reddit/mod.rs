@@ -5,12 +5,17 @@
 //! the `--format reddit` wiring build on it.
 
 mod filters;
+pub(crate) mod plan;
 mod rebuild;
 mod records;
+mod shared_spill;
 mod spill;
 mod spill_record;
 mod threads;
 
 pub use filters::RedditFilter;
-pub(crate) use rebuild::{Rebuilding, Rebuilt};
-pub(crate) use spill::partition;
+pub use plan::SpillUnit;
+pub(crate) use rebuild::{Rebuilding, Rebuilt, Spill};
+pub use shared_spill::SpillTask;
+pub(crate) use shared_spill::{remove_spill, spill_task, FinishedSpill};
+pub(crate) use spill::{partition, Skipped};

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,15 +26,17 @@ pub(crate) struct Rebuilding {
 }
 
 impl Rebuilding {
-    /// Starts rebuilding `parts`; each spill file is removed once read (its pages freed, and
-    /// never written back to disk, while the run goes on). With a tokenizer, each partition's
-    /// texts are encoded there too, while they are fresh in the cache of the core that
-    /// unescaped them.
+    /// Starts rebuilding `parts` (each the spill files of one partition, in task order). A
+    /// run's own spill is removed file by file once read (its pages freed, and never written
+    /// back to disk, while the run goes on); a shared spill (`Spill::Shared`) stays for the
+    /// other tasks and reruns. With a tokenizer, each partition's texts are encoded there too,
+    /// while they are fresh in the cache of the core that unescaped them.
     ///
     /// # Errors
     /// The background thread cannot be started.
     pub(crate) fn start(
-        parts: Vec<PathBuf>,
+        parts: Vec<Vec<PathBuf>>,
+        spill: Spill,
         max_turns: usize,
         filter: RedditFilter,
         tokenizer: Option<Arc<TextTokenizer>>,
@@ -51,10 +53,10 @@ impl Rebuilding {
                 let mut parts = parts.into_iter();
                 loop {
                     while in_flight.len() < window {
-                        let Some(path) = parts.next() else { break };
+                        let Some(paths) = parts.next() else { break };
                         let (filter, tokenizer) = (filter.clone(), tokenizer.clone());
-                        in_flight.push_back(spawn_rebuild(path, move |path| {
-                            rebuild(path, max_turns, &filter, tokenizer.as_deref())
+                        in_flight.push_back(spawn_rebuild(paths, move |paths| {
+                            rebuild(paths, spill, max_turns, &filter, tokenizer.as_deref())
                         }));
                     }
                     let Some(next) = in_flight.pop_front() else {
@@ -86,9 +88,18 @@ fn window() -> usize {
     rayon::current_num_threads().max(1) + 1
 }
 
+/// Whose spill files a rebuild reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spill {
+    /// The run's own: each file is removed once read.
+    Own,
+    /// A spill directory shared by tasks: nothing is removed.
+    Shared,
+}
+
 /// A partition being rebuilt on the pool.
 struct InFlight {
-    path: PathBuf,
+    paths: Vec<PathBuf>,
     done: Receiver<std::thread::Result<Rebuilt>>,
 }
 
@@ -100,36 +111,43 @@ impl InFlight {
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
             Err(_) => Err(Error::Internal(format!(
                 "{}: the rebuild of this partition stopped",
-                self.path.display()
+                self.paths.first().map_or_else(String::new, |p| p.display().to_string())
             ))),
         }
     }
 }
 
-/// Runs `rebuild` on `path` on the pool; a panic there is kept for [`InFlight::wait`].
+/// Runs `rebuild` on `paths` on the pool; a panic there is kept for [`InFlight::wait`].
 fn spawn_rebuild(
-    path: PathBuf,
-    rebuild: impl FnOnce(&Path) -> Rebuilt + Send + 'static,
+    paths: Vec<PathBuf>,
+    rebuild: impl FnOnce(&[PathBuf]) -> Rebuilt + Send + 'static,
 ) -> InFlight {
     let (done_tx, done) = sync_channel(1);
-    let task_path = path.clone();
+    let task_paths = paths.clone();
     rayon::spawn(move || {
-        let rebuilt = std::panic::catch_unwind(AssertUnwindSafe(|| rebuild(&task_path)));
+        let rebuilt = std::panic::catch_unwind(AssertUnwindSafe(|| rebuild(&task_paths)));
         let _ = done_tx.send(rebuilt);
     });
-    InFlight { path, done }
+    InFlight { paths, done }
 }
 
-/// One partition's examples, encoded when there is a tokenizer; its spill file is removed.
+/// One partition's examples, encoded when there is a tokenizer; a run's own spill files are
+/// removed.
 fn rebuild(
-    path: &Path,
+    paths: &[PathBuf],
+    spill: Spill,
     max_turns: usize,
     filter: &RedditFilter,
     tokenizer: Option<&TextTokenizer>,
 ) -> Rebuilt {
-    let rebuilt = partition_examples(path, max_turns, filter);
-    // The run removes the whole directory at its end and reports a failure to remove it there.
-    let _ = std::fs::remove_file(path);
+    let rebuilt = partition_examples(paths, max_turns, filter);
+    if spill == Spill::Own {
+        // The run removes the whole directory at its end and reports a failure to remove it
+        // there.
+        for path in paths {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     let (mut dialogues, stats) = rebuilt?;
     if let Some(tokenizer) = tokenizer {
         dialogues.texts.encode(tokenizer)?;
@@ -169,6 +187,7 @@ impl Drop for Rebuilding {
 mod tests {
     use super::*;
     use crate::corpus::reddit::partition;
+    use crate::corpus::reddit::plan::SpillUnit;
     use crate::corpus::OnError;
 
     /// Five spill partitions of 40 one-comment threads, under `dir`.
@@ -182,7 +201,8 @@ mod tests {
             })
             .collect();
         std::fs::write(&dump, lines).unwrap();
-        partition(&[dump], &dir.join("spill"), 5, (0, 1), OnError::Fail, None)
+        let units = SpillUnit::whole_files(&[dump]);
+        partition(&units, &dir.join("spill"), 5, (0, 1), OnError::Fail, None)
             .unwrap()
             .0
     }
@@ -192,27 +212,49 @@ mod tests {
         dialogues.resolved().into_iter().map(|d| d.id).collect()
     }
 
+    /// Each spill file as a partition of its own.
+    fn one_file_each(parts: &[PathBuf]) -> Vec<Vec<PathBuf>> {
+        parts.iter().map(|p| vec![p.clone()]).collect()
+    }
+
     #[test]
-    fn partitions_come_in_order_and_their_files_are_removed() {
+    fn partitions_come_in_order_and_their_files_are_removed_unless_shared() {
         let tmp = tempfile::tempdir().unwrap();
         let parts = spilled(tmp.path());
         let expected: Vec<Vec<String>> = parts
             .iter()
-            .map(|p| ids(&partition_examples(p, 7, &RedditFilter::default())))
+            .map(|p| {
+                let rebuilt = partition_examples(std::slice::from_ref(p), 7, &RedditFilter::default());
+                ids(&rebuilt)
+            })
             .collect();
         assert_eq!(expected.iter().map(Vec::len).sum::<usize>(), 40);
-        let rebuilt: Vec<Vec<String>> =
-            Rebuilding::start(parts.clone(), 7, RedditFilter::default(), None)
-                .unwrap()
-                .map(|r| ids(&r))
-                .collect();
-        assert_eq!(rebuilt, expected);
-        assert!(parts.iter().all(|p| !p.exists()));
+        for spill in [Spill::Shared, Spill::Own] {
+            let rebuilt: Vec<Vec<String>> =
+                Rebuilding::start(one_file_each(&parts), spill, 7, RedditFilter::default(), None)
+                    .unwrap()
+                    .map(|r| ids(&r))
+                    .collect();
+            assert_eq!(rebuilt, expected);
+            assert_eq!(parts.iter().all(|p| p.exists()), spill == Spill::Shared);
+        }
+    }
+
+    #[test]
+    fn a_partition_of_several_files_reads_them_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let parts = spilled(tmp.path());
+        let each: Vec<String> = parts
+            .iter()
+            .flat_map(|p| ids(&partition_examples(std::slice::from_ref(p), 7, &RedditFilter::default())))
+            .collect();
+        let together = partition_examples(&parts, 7, &RedditFilter::default());
+        assert_eq!(ids(&together), each);
     }
 
     #[test]
     fn a_panic_while_rebuilding_goes_on_in_the_thread_that_waits() {
-        let in_flight = spawn_rebuild(PathBuf::from("p"), |_| panic!("rebuild bug"));
+        let in_flight = spawn_rebuild(vec![PathBuf::from("p")], |_| panic!("rebuild bug"));
         let panic = std::panic::catch_unwind(AssertUnwindSafe(|| in_flight.wait())).unwrap_err();
         assert_eq!(panic.downcast_ref::<&str>(), Some(&"rebuild bug"));
     }
@@ -223,7 +265,8 @@ mod tests {
         let parts = spilled(tmp.path());
         let damaged = std::fs::read(&parts[2]).unwrap();
         std::fs::write(&parts[2], &damaged[..damaged.len() - 3]).unwrap();
-        let rebuilt: Vec<Rebuilt> = Rebuilding::start(parts, 7, RedditFilter::default(), None)
+        let parts = one_file_each(&parts);
+        let rebuilt: Vec<Rebuilt> = Rebuilding::start(parts, Spill::Own, 7, RedditFilter::default(), None)
             .unwrap()
             .collect();
         assert_eq!(rebuilt.len(), 3);

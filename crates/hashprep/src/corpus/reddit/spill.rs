@@ -10,6 +10,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::filters::RedditFilter;
+use super::plan::SpillUnit;
 use super::records::Submission;
 use super::spill_record::{
     decode_each, DumpRecord, SpillRecord, MAX_LINE_BYTES, SPILL_PREFIX_BYTES,
@@ -19,6 +20,7 @@ use super::threads::ResolvedDialogue;
 use super::threads::{thread_examples, ThreadDialogues, ThreadStats};
 use crate::corpus::jsonl::json_lines_error;
 use crate::corpus::lines::{LineBlock, LineRun, Lines};
+use crate::corpus::decompress::{lines_before_range, open_range};
 use crate::corpus::open_input;
 use crate::corpus::OnError;
 use crate::error::{Error, Location, Result, SkipReason};
@@ -128,7 +130,7 @@ fn route_line(
     }
     if line.len() > MAX_LINE_BYTES {
         return Routed::Bad(Error::RecordTooLarge {
-            location: location().to_string(),
+            location: location(),
             bytes: line.len(),
             max: MAX_LINE_BYTES,
         });
@@ -167,7 +169,7 @@ fn route_line(
 /// # Errors
 /// I/O failure; under `OnError::Fail`, the first malformed record (file and line).
 pub(crate) fn partition(
-    files: &[PathBuf],
+    files: &[SpillUnit],
     dir: &Path,
     partitions: usize,
     task: (usize, usize),
@@ -206,7 +208,7 @@ pub(crate) fn partition(
 /// Parses the lines of `files` block by block, the next block read meanwhile, and sends each
 /// block's runs to the writer; stops early if the writer has stopped.
 fn parse_files(
-    files: &[PathBuf],
+    files: &[SpillUnit],
     partitions: usize,
     task: (usize, usize),
     on_error: OnError,
@@ -215,8 +217,13 @@ fn parse_files(
 ) -> Result<Skipped> {
     use rayon::prelude::*;
     let mut skipped = Skipped::new();
-    for file in files {
-        let mut lines = Lines::new(open_input(file, progress.cloned())?, file);
+    for unit in files {
+        let file = &unit.path;
+        let stream = match unit.bytes {
+            None => open_input(file, progress.cloned())?,
+            Some(range) => open_range(file, range, progress.cloned())?,
+        };
+        let mut lines = Lines::new(stream, file);
         let mut block = lines.next_block(BLOCK_BYTES);
         loop {
             if block.is_empty() && block.ended.is_none() {
@@ -241,7 +248,7 @@ fn parse_files(
                         Error::BadRecord { reason, .. } if on_error == OnError::Skip => {
                             *skipped.entry(reason).or_default() += 1;
                         }
-                        e => return Err(e),
+                        e => return Err(in_whole_file(e, unit)),
                     }
                 }
             }
@@ -261,6 +268,45 @@ fn parse_files(
         }
     }
     Ok(skipped)
+}
+
+/// A fatal error of a line of `unit`, its line counted from the start of the file (a byte
+/// range counts its lines from its own start while it is read).
+fn in_whole_file(error: Error, unit: &SpillUnit) -> Error {
+    let Some([start, _]) = unit.bytes.filter(|[start, _]| *start > 0) else {
+        return error;
+    };
+    let before = match lines_before_range(&unit.path, start) {
+        Ok(before) => before,
+        Err(e) => return Error::io(&unit.path, e),
+    };
+    match error {
+        Error::BadRecord {
+            mut location,
+            reason,
+            detail,
+        } => {
+            location.line += before;
+            Error::BadRecord {
+                location,
+                reason,
+                detail,
+            }
+        }
+        Error::RecordTooLarge {
+            mut location,
+            bytes,
+            max,
+        } => {
+            location.line += before;
+            Error::RecordTooLarge {
+                location,
+                bytes,
+                max,
+            }
+        }
+        other => other,
+    }
 }
 
 /// Writes each run's spill forms to their partitions' files, in the order they come.
@@ -287,33 +333,42 @@ fn write_runs(
 }
 
 /// Phase 2 for one partition (or, in memory, for everything): its examples, in input order,
-/// with the texts they share.
+/// with the texts they share. A partition is one spill file per phase-1 task that wrote it,
+/// in task order (which is input order).
 ///
 /// # Errors
-/// The spill file cannot be read.
+/// A spill file cannot be read.
 pub(crate) fn partition_examples(
-    path: &Path,
+    paths: &[PathBuf],
     max_turns: usize,
     filter: &RedditFilter,
 ) -> Result<(ThreadDialogues, ThreadStats)> {
     // Mapped, not read: a partition's bytes are not copied, nor fresh memory zeroed for them.
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let bytes = crate::util::map_file(&file, true).map_err(|e| Error::io(path, e))?;
-    // The comments borrow their strings from `bytes`.
+    let maps = paths
+        .iter()
+        .map(|path| {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            crate::util::map_file(&file, true).map_err(|e| Error::io(path, e))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let spilled: usize = maps.iter().map(|m| m.len()).sum();
+    // The comments borrow their strings from the maps.
     // Room for one comment per 64 bytes of spill (a record's prefixes and ids alone take
     // about 30; a body, the rest): no pass over the bytes to count them first, nor a copy
     // on growing, for all but the shortest bodies.
-    let mut comments = Vec::with_capacity(bytes.len() / 64);
+    let mut comments = Vec::with_capacity(spilled / 64);
     let mut submissions: HashMap<String, Submission, ahash::RandomState> = HashMap::default();
-    decode_each(&bytes, |record| match record {
-        SpillRecord::Comment(comment) => comments.push(comment),
-        SpillRecord::Submission(submission) => {
-            submissions
-                .entry(submission.id.clone())
-                .or_insert(submission);
-        }
-    })
-    .map_err(|e| Error::corrupt(path, e))?;
+    for (bytes, path) in maps.iter().zip(paths) {
+        decode_each(bytes, |record| match record {
+            SpillRecord::Comment(comment) => comments.push(comment),
+            SpillRecord::Submission(submission) => {
+                submissions
+                    .entry(submission.id.clone())
+                    .or_insert(submission);
+            }
+        })
+        .map_err(|e| Error::corrupt(path, e))?;
+    }
     let mut stats = ThreadStats::default();
     let examples = thread_examples(&comments, &submissions, max_turns, filter, &mut stats);
     Ok((examples, stats))
@@ -332,7 +387,7 @@ pub(crate) fn all_examples(
     use rayon::prelude::*;
     let results: Vec<(ThreadDialogues, ThreadStats)> = partitions
         .par_iter()
-        .map(|p| partition_examples(p, max_turns, filter))
+        .map(|p| partition_examples(std::slice::from_ref(p), max_turns, filter))
         .collect::<Result<_>>()?;
     let mut stats = ThreadStats::default();
     let mut examples = Vec::new();
@@ -397,7 +452,7 @@ mod tests {
         partitions: usize,
         on_error: OnError,
     ) -> Result<(Vec<PathBuf>, Skipped)> {
-        partition(files, dir, partitions, (0, 1), on_error, None)
+        partition(&SpillUnit::whole_files(files), dir, partitions, (0, 1), on_error, None)
     }
 
     fn sorted(mut examples: Vec<ResolvedDialogue>) -> Vec<ResolvedDialogue> {
@@ -442,7 +497,7 @@ mod tests {
         let mut union = Vec::new();
         for task in 0..3 {
             let (parts, _) = partition(
-                &files,
+                &SpillUnit::whole_files(&files),
                 &tmp.path().join(format!("task{task}")),
                 2,
                 (task, 3),
