@@ -13,6 +13,7 @@ mod integrity;
 mod loader;
 mod python;
 mod reddit;
+mod reddit_tasks;
 mod resume;
 mod shared_outputs;
 mod tables;
