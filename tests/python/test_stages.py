@@ -193,3 +193,31 @@ def test_ctrl_c_stops_tokenize_soon_and_a_rerun_resumes_to_the_same_bytes(tmp_pa
     summary = hashprep.tokenize([corpus], interrupted, **args)
     assert summary["run"]["resumed_items"] > 0
     assert files(interrupted) == files(straight)
+
+
+def test_reddit_spill_and_rebuild_tasks_give_one_calls_examples(tmp_path, cli):
+    """Phase 1 on two tasks, phase 2 on two, merged: the examples and counts of one call."""
+    months = []
+    for m in range(2):
+        lines = [json.dumps({"id": f"c{t}_{c}", "parent_id": f"t3_s{t}" if c == 0 else f"t1_c{t}_{c - 1}",
+                             "link_id": f"t3_s{t}", "body": f"reply {c} in {t} month {m}", "subreddit": "r"})
+                 for t in range(30) for c in range(m * 3, m * 3 + 3)]
+        months.append(tmp_path / f"RC_2020-0{m + 1}")
+        months[-1].write_text("\n".join(lines) + "\n")
+    one = hashprep.tokenize(months, tmp_path / "one", format="reddit", tokenizer="gpt2", progress=False)
+    spill = tmp_path / "spill"
+    for task in range(2):
+        done = hashprep.spill_reddit(months, spill, num_tasks=2, task_index=task, partitions=3, progress=False)
+        assert done["task"] == [task, 2] and not done["already_complete"]
+        assert done["units"] and all("bytes" in unit for unit in done["units"]), "plain files: byte ranges"
+    parts = [tmp_path / f"part{j}" for j in range(2)]
+    for j, part in enumerate(parts):
+        hashprep.tokenize(months, part, format="reddit", tokenizer="gpt2", num_tasks=2, task_index=j,
+                          spill_dir=spill, progress=False)
+    cli("merge", *parts, "--out", tmp_path / "merged", "--remove-spill", spill)
+    assert not spill.exists()
+    merged, single = hashprep.Dataset(tmp_path / "merged"), hashprep.Dataset(tmp_path / "one")
+    assert len(merged) == len(single) == one["rows"] == 180
+    assert sorted(merged[i].tolist() for i in range(len(merged))) == sorted(
+        single[i].tolist() for i in range(len(single)))
+    assert (merged.counts() == single.counts()).all()

@@ -43,12 +43,14 @@ fn on_error(name: &str) -> PyResult<hashprep::OnError> {
 /// on_error: "fail" or "skip" (bad records counted by reason). shard_mib: shard size
 /// (default: the CLI's).
 /// threads: 0 = all cores. num_tasks / task_index: this task's share of the inputs.
+/// spill_dir: reddit on many machines, phase 2 (`--phase rebuild`): this task's share of the
+/// partitions of the finished spill there (written by `spill_reddit`).
 /// force: replace an output made with other settings. progress: a bar on stderr.
 #[pyfunction]
 #[pyo3(signature = (inputs, out, *, format, tokenizer, text_field = "text", blank_line_separated = false,
     on_error = "fail", eos_token = None, no_eos = false, special_tokens = "ordinary",
     max_context_turns = 7, shard_mib = None, threads = 0, num_tasks = 1, task_index = 0,
-    force = false, progress = true))]
+    spill_dir = None, force = false, progress = true))]
 #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
 pub(crate) fn tokenize<'py>(
     py: Python<'py>,
@@ -67,6 +69,7 @@ pub(crate) fn tokenize<'py>(
     threads: usize,
     num_tasks: usize,
     task_index: usize,
+    spill_dir: Option<PathBuf>,
     force: bool,
     progress: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -94,6 +97,7 @@ pub(crate) fn tokenize<'py>(
         task_index,
         force,
         cancel: Some(cancel.clone()),
+        reddit_phase: spill_dir.map_or(hashprep::RedditPhase::Both, hashprep::RedditPhase::Rebuild),
         ..hashprep::RunOptions::default()
     };
     // Ctrl-C stops the run within a chunk or two and leaves it resumable.
@@ -104,6 +108,45 @@ pub(crate) fn tokenize<'py>(
     let summary = to_python(py, &inspection)?;
     summary.set_item("run", to_python(py, &run)?)?;
     Ok(summary)
+}
+
+/// Reddit on many machines, phase 1 (`hashprep tokenize --phase spill`): task `task_index` of
+/// `num_tasks` parses its share of the dumps `inputs` once into the spill directory
+/// `spill_dir` that every task shares. A finished task's rerun does nothing; a killed one is
+/// redone. Then `tokenize(..., spill_dir=)` on any number of tasks, and `hashprep merge`.
+/// partitions: 0 sizes them from the inputs. Returns what the task did (`--json`'s record).
+#[pyfunction]
+#[pyo3(signature = (inputs, spill_dir, *, num_tasks = 1, task_index = 0, partitions = 0,
+    on_error = "fail", progress = true))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spill_reddit(
+    py: Python<'_>,
+    inputs: Vec<PathBuf>,
+    spill_dir: PathBuf,
+    num_tasks: usize,
+    task_index: usize,
+    partitions: usize,
+    on_error: &str,
+    progress: bool,
+) -> PyResult<Bound<'_, PyAny>> {
+    let mut format = self::format("reddit", "text", false, 7)?;
+    if let hashprep::Format::Reddit(reddit) = &mut format {
+        reddit.partitions = partitions;
+    }
+    let settings = hashprep::TokenizeSettings {
+        on_error: self::on_error(on_error)?,
+        ..hashprep::TokenizeSettings::new(format, "gpt2")
+    };
+    let options = hashprep::RunOptions {
+        progress,
+        num_tasks,
+        task_index,
+        ..hashprep::RunOptions::default()
+    };
+    let summary = detached(py, || {
+        hashprep::spill_reddit(&settings, &inputs, &spill_dir, &options)
+    })?;
+    to_python(py, &summary)
 }
 
 /// The most frequent tokens a summary lists, as `hashprep inspect`'s default.

@@ -21,6 +21,7 @@ fn _hashprep(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Error", m.py().get_type::<errors::Error>())?;
     m.add_function(wrap_pyfunction!(errors::_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(data::tokenize, m)?)?;
+    m.add_function(wrap_pyfunction!(data::spill_reddit, m)?)?;
     m.add_function(wrap_pyfunction!(data::inspect, m)?)?;
     m.add_function(wrap_pyfunction!(data::train_tokenizer, m)?)?;
     m.add_class::<data::Dataset>()?;

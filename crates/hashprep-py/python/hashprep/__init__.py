@@ -29,6 +29,7 @@ from ._hashprep import (
     balanced_assignment,
     build_table,
     inspect,
+    spill_reddit,
     tokenize,
     train_tokenizer,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "balanced_assignment",
     "build_table",
     "inspect",
+    "spill_reddit",
     "tokenize",
     "train_tokenizer",
 ]

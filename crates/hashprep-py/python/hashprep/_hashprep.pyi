@@ -46,6 +46,25 @@ class Inspection(TypedDict):
     top: List[TopToken]
 
 @type_check_only
+class SpillUnit(TypedDict, total=False):
+    path: str
+    bytes: List[int]
+
+@type_check_only
+class SpillSummary(TypedDict):
+    """`spill_reddit`'s record of what one phase-1 task did (`tokenize --phase spill --json`)."""
+
+    spill_dir: str
+    task: List[int]
+    partitions: int
+    units: List[SpillUnit]
+    input_bytes: int
+    spill_bytes: int
+    skipped: Dict[str, int]
+    already_complete: bool
+    seconds: float
+
+@type_check_only
 class TokenizeResult(Inspection):
     """`tokenize`'s result: the inspection of its output, and under `run` what the call did."""
 
@@ -165,9 +184,20 @@ def tokenize(
     threads: int = 0,
     num_tasks: int = 1,
     task_index: int = 0,
+    spill_dir: Optional[_Path] = None,
     force: bool = False,
     progress: bool = True,
 ) -> TokenizeResult: ...
+def spill_reddit(
+    inputs: Sequence[_Path],
+    spill_dir: _Path,
+    *,
+    num_tasks: int = 1,
+    task_index: int = 0,
+    partitions: int = 0,
+    on_error: _OnError = "fail",
+    progress: bool = True,
+) -> SpillSummary: ...
 def inspect(path: _Path, *, top: int = ...) -> Inspection: ...
 def train_tokenizer(
     inputs: Sequence[_Path],

@@ -222,6 +222,11 @@ struct MergeArgs {
     /// Replace an existing merged output.
     #[arg(long)]
     force: bool,
+    /// Read every shard and verify its checksum before merging (by default each shard's size,
+    /// rows and structure are checked, and its checksum is verified by every reader that later
+    /// reads it).
+    #[arg(long)]
+    verify: bool,
     /// reddit: once merged, remove this spill directory, the one the outputs were rebuilt from
     /// (`tokenize --phase rebuild`); refused while a rebuild task reads it, or when the outputs
     /// of some rebuild tasks are not merged.
@@ -378,7 +383,12 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Tokenize(args) => tokenize(args, progress),
         Command::Merge(args) => {
-            let summary = hashprep::merge(&args.dirs, &args.out, args.allow_partial, args.force)?;
+            let summary = hashprep::merge(
+                &args.dirs,
+                &args.out,
+                (args.allow_partial, args.verify),
+                args.force,
+            )?;
             if let Some(spill) = &args.remove_spill {
                 hashprep::remove_merged_spill(&args.out, spill)?;
             }
@@ -500,6 +510,13 @@ fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
     };
     let inputs = &args.corpus.inputs;
     if let (Some("spill"), Some(spill_dir)) = (args.phase.as_deref(), &args.spill_dir) {
+        if args.out.is_some() {
+            return Err(hashprep::Error::setting(
+                "out",
+                "`phase` spill writes into `spill_dir`; give `out` to the rebuild phase",
+            )
+            .into());
+        }
         let summary = hashprep::spill_reddit(&settings, inputs, spill_dir, &options)?;
         return report::spill_summary(&summary, args.json);
     }

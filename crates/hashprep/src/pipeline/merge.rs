@@ -14,14 +14,19 @@ use crate::util::{create_output_dir, persist, temp_file_beside, write_atomic};
 /// Merges the complete tokenize outputs in `dirs` into `out`.
 ///
 /// Every input must come from the same settings and tokenizer; each task index may appear
-/// once, and unless `allow_partial` all tasks of the partition must be present.
+/// once, and unless `allow_partial` all tasks of the partition must be present. Each shard is
+/// checked for its size, rows and Arrow structure (a truncated or foreign file is refused)
+/// and keeps its checksum, which every reader of the merged output verifies before using its
+/// bytes; with `verify`, the merge reads every shard and verifies it first (a full read of the
+/// data, which a merge of hard links otherwise never does).
 ///
 /// # Errors
-/// Mismatched or incomplete inputs, a shard failing its checksum, or an I/O failure.
+/// Mismatched or incomplete inputs, a shard of another size or structure (or, with `verify`,
+/// failing its checksum), or an I/O failure.
 pub fn merge(
     dirs: &[PathBuf],
     out: &Path,
-    allow_partial: bool,
+    (allow_partial, verify): (bool, bool),
     force: bool,
 ) -> Result<TokenizeSummary> {
     let started = std::time::Instant::now();
@@ -56,7 +61,7 @@ pub fn merge(
         totals.add(&manifest.totals);
         for shard in &manifest.shards {
             let source = dir.join(&shard.file);
-            ShardReader::open(&source, Some(&shard.checksum))?;
+            check_shard(&source, shard, verify)?;
             let name = shard_file_name(shards.len());
             link_or_copy(&source, &out.join(&name))?;
             shards.push(ShardInfo {
@@ -158,6 +163,26 @@ fn check_compatible(parts: &[(PathBuf, Manifest)], allow_partial: bool) -> Resul
             missing,
             tasks: count,
         }));
+    }
+    Ok(())
+}
+
+/// A shard as its manifest records it: its size, rows and structure; with `verify`, its
+/// checksum too.
+fn check_shard(path: &Path, shard: &ShardInfo, verify: bool) -> Result<()> {
+    let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if size != shard.bytes {
+        return Err(Error::corrupt(
+            path,
+            format!("{size} bytes, the manifest recorded {}", shard.bytes),
+        ));
+    }
+    let reader = ShardReader::open(path, verify.then_some(shard.checksum.as_str()))?;
+    if reader.num_rows() as u64 != shard.rows {
+        return Err(Error::corrupt(
+            path,
+            format!("{} rows, the manifest recorded {}", reader.num_rows(), shard.rows),
+        ));
     }
     Ok(())
 }
