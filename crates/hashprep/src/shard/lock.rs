@@ -134,6 +134,7 @@ impl ReadLock {
                 return Err(Error::io(dir.join(READ_LOCK_FILE), e))
             }
         }
+        remove_files_in_parallel(dir)?;
         std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))
     }
 
@@ -147,6 +148,30 @@ impl ReadLock {
             .open(&path)
             .map_err(|e| Error::io(&path, e))
     }
+}
+
+/// Removes the files of `dir` and of its subdirectories (not deeper) on all cores: unlinking
+/// a file frees its blocks and cached pages, which takes a while for the hundreds of large
+/// files of a spill.
+fn remove_files_in_parallel(dir: &Path) -> Result<()> {
+    use rayon::prelude::*;
+    let list = |dir: &Path| -> Result<Vec<PathBuf>> {
+        std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .map(|entry| entry.map(|e| e.path()).map_err(|e| Error::io(dir, e)))
+            .collect()
+    };
+    let mut files = Vec::new();
+    for path in list(dir)? {
+        if path.is_dir() {
+            files.extend(list(&path)?.into_iter().filter(|p| p.is_file()));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+        .par_iter()
+        .try_for_each(|file| std::fs::remove_file(file).map_err(|e| Error::io(file, e)))
 }
 
 #[cfg(unix)]
