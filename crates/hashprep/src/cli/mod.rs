@@ -222,8 +222,8 @@ struct MergeArgs {
     /// Replace an existing merged output.
     #[arg(long)]
     force: bool,
-    /// Read every shard and verify its checksum before merging (by default each shard's size,
-    /// rows and structure are checked, and its checksum is verified by every reader that later
+    /// Read every shard and verify its checksum before merging (by default each shard's size
+    /// and layout are checked, and its checksum is verified by every reader that later
     /// reads it).
     #[arg(long)]
     verify: bool,
