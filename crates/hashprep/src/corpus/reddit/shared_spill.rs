@@ -18,7 +18,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::plan::{plan_tasks, SpillUnit};
-use super::spill::{partition, Skipped};
+use super::rebuild::Spill;
+use super::spill::{partition_for, Skipped};
 use crate::corpus::{InputFile, OnError};
 use crate::error::{Error, OutputProblem, Result, SkipReason, SpillProblem};
 use crate::integrity::fingerprint_bytes;
@@ -120,7 +121,14 @@ pub(crate) fn spill_task(
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     }
-    let (paths, skipped) = partition(&units, &staging, partitions, (0, 1), on_error, progress)?;
+    let (paths, skipped) = partition_for(
+        Spill::Shared,
+        &units,
+        &staging,
+        (partitions, (0, 1)),
+        on_error,
+        progress,
+    )?;
     // On disk before the rename makes the task finished; files in parallel, so that their
     // writes overlap.
     let partition_bytes = paths

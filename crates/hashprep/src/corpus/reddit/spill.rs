@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::filters::RedditFilter;
 use super::plan::SpillUnit;
+use super::rebuild::Spill;
 use super::records::Submission;
 use super::spill_record::{
     decode_each, DumpRecord, SpillRecord, MAX_LINE_BYTES, SPILL_PREFIX_BYTES,
@@ -176,6 +177,19 @@ pub(crate) fn partition(
     on_error: OnError,
     progress: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
 ) -> Result<(Vec<PathBuf>, Skipped)> {
+    partition_for(Spill::Own, files, dir, (partitions, task), on_error, progress)
+}
+
+/// [`partition`] into a run's own spill, or into a shared one: its files are then written
+/// back to disk as they grow (the task syncs them before it is finished), not all at the end.
+pub(crate) fn partition_for(
+    spill: Spill,
+    files: &[SpillUnit],
+    dir: &Path,
+    (partitions, task): (usize, (usize, usize)),
+    on_error: OnError,
+    progress: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
+) -> Result<(Vec<PathBuf>, Skipped)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let paths: Vec<PathBuf> = (0..partitions)
         .map(|p| dir.join(format!("part-{p:05}.spill")))
@@ -192,7 +206,7 @@ pub(crate) fn partition(
         // One block's runs waiting while the writer writes the one before.
         let (runs_tx, runs_rx) = std::sync::mpsc::sync_channel(1);
         let paths = &paths;
-        let writer = scope.spawn(move || write_runs(runs_rx, writers, paths));
+        let writer = scope.spawn(move || write_runs(runs_rx, writers, paths, spill));
         let parsed = parse_files(files, partitions, task, on_error, progress, &runs_tx);
         drop(runs_tx);
         let written = writer
@@ -309,11 +323,13 @@ fn in_whole_file(error: Error, unit: &SpillUnit) -> Error {
     }
 }
 
-/// Writes each run's spill forms to their partitions' files, in the order they come.
+/// Writes each run's spill forms to their partitions' files, in the order they come; into a
+/// shared spill, starts writing back each block's bytes to disk once it is written.
 fn write_runs(
     runs_rx: std::sync::mpsc::Receiver<Vec<RoutedRun>>,
     mut writers: Vec<BufWriter<File>>,
     paths: &[PathBuf],
+    spill: Spill,
 ) -> Result<()> {
     for runs in runs_rx {
         for run in runs {
@@ -323,6 +339,11 @@ fn write_runs(
                     .write_all(&run.spilled[start..end])
                     .map_err(|e| Error::io(&paths[p], e))?;
                 start = end;
+            }
+        }
+        if spill == Spill::Shared {
+            for writer in &writers {
+                crate::util::start_writeback(writer.get_ref());
             }
         }
     }
