@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,16 +136,18 @@ fn with_progress<T>(
     work: impl FnOnce() -> T,
 ) -> T {
     let progress = Progress::new(total, enabled, "reddit 1/2: spill");
-    let done = AtomicBool::new(false);
     let out = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
+        // Dropped when the work is done, which wakes the bar's thread at once.
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
+        let progress = &progress;
+        scope.spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = done.recv_timeout(Duration::from_millis(200))
+            {
                 progress.update(bytes.load(Ordering::Relaxed), 0, 0);
-                std::thread::sleep(Duration::from_millis(200));
             }
         });
         let out = work();
-        done.store(true, Ordering::Relaxed);
+        drop(done_tx);
         out
     });
     progress.finish();
