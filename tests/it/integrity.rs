@@ -212,7 +212,10 @@ fn merge_checks_shard_sizes_and_verify_or_any_later_reader_checks_their_bytes() 
     std::fs::write(&shard, &bytes).unwrap();
     let merge = |out: &str, verify: bool| {
         let mut cmd = hashprep();
-        cmd.arg("merge").arg(&data).arg("--out").arg(tmp.path().join(out));
+        cmd.arg("merge")
+            .arg(&data)
+            .arg("--out")
+            .arg(tmp.path().join(out));
         if verify {
             cmd.arg("--verify");
         }
@@ -220,13 +223,19 @@ fn merge_checks_shard_sizes_and_verify_or_any_later_reader_checks_their_bytes() 
     };
     let (code, stderr) = run_fail(&mut merge("verified", true));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("shard-00000.arrow: checksum mismatch"), "{stderr}");
+    assert!(
+        stderr.contains("shard-00000.arrow: checksum mismatch"),
+        "{stderr}"
+    );
     // Without --verify the bytes are not read; the merged copy keeps the checksum, and the
     // first reader of the merged output refuses it.
     run_ok(&mut merge("merged", false));
     let (code, stderr) = run_fail(hashprep().arg("inspect").arg(tmp.path().join("merged")));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("shard-00000.arrow: checksum mismatch"), "{stderr}");
+    assert!(
+        stderr.contains("shard-00000.arrow: checksum mismatch"),
+        "{stderr}"
+    );
     // A truncated shard is refused either way.
     std::fs::write(&shard, &bytes[..bytes.len() - 100]).unwrap();
     let (code, stderr) = run_fail(&mut merge("truncated", false));

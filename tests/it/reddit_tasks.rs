@@ -29,7 +29,10 @@ fn generated(tmp: &Path) -> Vec<PathBuf> {
             let body = if (t + c) % 13 == 0 {
                 "[deleted]".to_owned()
             } else {
-                format!("reply {c} in {t} &lt;{}&gt;", "words ".repeat((c % 5) as usize))
+                format!(
+                    "reply {c} in {t} &lt;{}&gt;",
+                    "words ".repeat((c % 5) as usize)
+                )
             };
             let month = hashprep::util::splitmix64(t * 100 + c) % 3;
             months[month as usize].push(format!(
@@ -77,7 +80,12 @@ fn two_phases(tmp: &Path, inputs: &[PathBuf], n: usize, m: usize) -> PathBuf {
                 .args(REDDIT)
                 .args(["--phase", "spill", "--spill-dir"])
                 .arg(&spill)
-                .args(["--num-tasks", &n.to_string(), "--task-index", &i.to_string()])
+                .args([
+                    "--num-tasks",
+                    &n.to_string(),
+                    "--task-index",
+                    &i.to_string(),
+                ])
                 .args(inputs),
         );
     }
@@ -88,7 +96,12 @@ fn two_phases(tmp: &Path, inputs: &[PathBuf], n: usize, m: usize) -> PathBuf {
             tokenize_into(&out, &REDDIT)
                 .args(["--phase", "rebuild", "--spill-dir"])
                 .arg(&spill)
-                .args(["--num-tasks", &m.to_string(), "--task-index", &j.to_string()])
+                .args([
+                    "--num-tasks",
+                    &m.to_string(),
+                    "--task-index",
+                    &j.to_string(),
+                ])
                 .args(inputs),
         );
         parts.push(out);
@@ -109,7 +122,10 @@ fn two_phases(tmp: &Path, inputs: &[PathBuf], n: usize, m: usize) -> PathBuf {
 
 /// The merged output holds the single run's examples (as a set), totals and counts.
 fn assert_same_output(single: &Path, merged: &Path) {
-    let (a, b) = (Manifest::read(single).unwrap(), Manifest::read(merged).unwrap());
+    let (a, b) = (
+        Manifest::read(single).unwrap(),
+        Manifest::read(merged).unwrap(),
+    );
     assert_eq!(a.totals, b.totals, "{}", merged.display());
     assert_eq!(
         a.read_counts(single).unwrap().as_slice(),
@@ -162,8 +178,8 @@ fn the_real_months_on_three_tasks_give_the_single_machine_output() {
     // One month as pushshift ships it (read whole by one task), one decompressed (cut into
     // byte ranges of real lines).
     let plain = tmp.path().join("RC_2006-01");
-    let mut decoder = zstd::stream::read::Decoder::new(std::fs::File::open(&months[1]).unwrap())
-        .unwrap();
+    let mut decoder =
+        zstd::stream::read::Decoder::new(std::fs::File::open(&months[1]).unwrap()).unwrap();
     decoder.window_log_max(31).unwrap();
     std::io::copy(&mut decoder, &mut std::fs::File::create(&plain).unwrap()).unwrap();
     let inputs = vec![months[0].clone(), plain];
@@ -194,7 +210,14 @@ fn a_rebuild_refuses_an_unfinished_spill_and_resumes_after_a_kill() {
         let mut cmd = tokenize_into(out, &REDDIT);
         cmd.args(["--phase", "rebuild", "--spill-dir"])
             .arg(&spill)
-            .args(["--num-tasks", "2", "--task-index", "0", "--shard-mib", "0.001"])
+            .args([
+                "--num-tasks",
+                "2",
+                "--task-index",
+                "0",
+                "--shard-mib",
+                "0.001",
+            ])
             .args(extra)
             .args(&inputs);
         cmd

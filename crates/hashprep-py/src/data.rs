@@ -119,8 +119,8 @@ pub(crate) fn tokenize<'py>(
 #[pyo3(signature = (inputs, spill_dir, *, num_tasks = 1, task_index = 0, partitions = 0,
     on_error = "fail", progress = true))]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn spill_reddit(
-    py: Python<'_>,
+pub(crate) fn spill_reddit<'py>(
+    py: Python<'py>,
     inputs: Vec<PathBuf>,
     spill_dir: PathBuf,
     num_tasks: usize,
@@ -128,7 +128,7 @@ pub(crate) fn spill_reddit(
     partitions: usize,
     on_error: &str,
     progress: bool,
-) -> PyResult<Bound<'_, PyAny>> {
+) -> PyResult<Bound<'py, PyAny>> {
     let mut format = self::format("reddit", "text", false, 7)?;
     if let hashprep::Format::Reddit(reddit) = &mut format {
         reddit.partitions = partitions;

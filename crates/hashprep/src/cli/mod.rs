@@ -8,8 +8,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use hashprep::{
     BuildTableRequest, ExportTarget, Format, IdDtype, Loader, LoaderConfig, LoaderState, Method,
-    OnError, RedditPhase, RoutingTable, RunOptions, SpecialTokens, TableExport, TableFormat, TableSpec, TidKeys,
-    TokenizeSettings, TokenizerKind, TrainOptions,
+    OnError, RedditPhase, RoutingTable, RunOptions, SpecialTokens, TableExport, TableFormat,
+    TableSpec, TidKeys, TokenizeSettings, TokenizerKind, TrainOptions,
 };
 
 /// Corpus -> Arrow shards -> token->expert tables, for Hash Layer `MoE` training.
@@ -209,6 +209,7 @@ struct TokenizeArgs {
 }
 
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // command-line flags
 struct MergeArgs {
     /// Tokenize output directories, one per task.
     #[arg(required = true)]

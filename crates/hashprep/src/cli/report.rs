@@ -4,8 +4,8 @@ use std::io::Write;
 
 use anyhow::Result;
 use hashprep::{
-    BalanceStats, CheckpointInsert, Inspection, MegatronExport, TableComparison, TableReport,
-    SpillSummary, TokenizeSummary,
+    BalanceStats, CheckpointInsert, Inspection, MegatronExport, SpillSummary, TableComparison,
+    TableReport, TokenizeSummary,
 };
 
 pub(super) fn line(text: &str) -> Result<()> {

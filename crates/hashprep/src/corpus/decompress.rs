@@ -191,7 +191,9 @@ pub(crate) fn lines_before_range(path: &Path, start: u64) -> io::Result<u64> {
         if available.is_empty() {
             break;
         }
-        let n = available.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = available
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
         lines += memchr::memchr_iter(b'\n', &available[..n]).count() as u64;
         reader.consume(n);
         left -= n as u64;
@@ -283,7 +285,10 @@ mod tests {
                 for w in cuts.windows(2) {
                     let first = lines_in(&path, [w[0], w[1]]).into_iter().next();
                     let before = lines_before_range(&path, w[0]).unwrap() as usize;
-                    assert_eq!(first.as_ref(), lines.get(before).filter(|_| first.is_some()));
+                    assert_eq!(
+                        first.as_ref(),
+                        lines.get(before).filter(|_| first.is_some())
+                    );
                 }
             }
         }

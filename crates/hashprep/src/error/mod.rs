@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 
 pub use problems::{
     CheckpointProblem, EmptyProblem, InputProblem, LoaderProblem, MergeProblem, OutputProblem,
-    SpillProblem,
-    PlotProblem, TableProblem, TokenizerProblem,
+    PlotProblem, SpillProblem, TableProblem, TokenizerProblem,
 };
 
 /// Where in the input a record came from: file and 1-based line (or record) number.

@@ -116,7 +116,12 @@ pub fn merge(
 fn check_compatible(parts: &[(PathBuf, Manifest)], allow_partial: bool) -> Result<()> {
     let (first_dir, first) = &parts[0];
     // Outputs rebuilt from different shared spills hold overlapping threads: not merged.
-    let settings = |m: &Manifest| (m.config.get("tokenize").cloned(), m.config.get("spill").cloned());
+    let settings = |m: &Manifest| {
+        (
+            m.config.get("tokenize").cloned(),
+            m.config.get("spill").cloned(),
+        )
+    };
     for (dir, manifest) in &parts[1..] {
         if manifest.tokenizer.fingerprint != first.tokenizer.fingerprint {
             return Err(Error::Merge(MergeProblem::OtherTokenizer {
@@ -169,7 +174,9 @@ fn check_compatible(parts: &[(PathBuf, Manifest)], allow_partial: bool) -> Resul
 
 /// A shard as its manifest records it: its size and layout; with `verify`, its checksum too.
 fn check_shard(path: &Path, shard: &ShardInfo, verify: bool) -> Result<()> {
-    let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
     if size != shard.bytes {
         return Err(Error::corrupt(
             path,

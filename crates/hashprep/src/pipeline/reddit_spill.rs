@@ -99,7 +99,10 @@ pub fn spill_reddit(
         .iter()
         .map(|u| match u.bytes {
             Some([start, end]) => end - start,
-            None => files.iter().find(|f| f.path == u.path).map_or(0, |f| f.bytes),
+            None => files
+                .iter()
+                .find(|f| f.path == u.path)
+                .map_or(0, |f| f.bytes),
         })
         .sum();
     Ok(SpillSummary {

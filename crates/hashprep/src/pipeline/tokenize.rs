@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use super::progress::Progress;
 use super::reddit_spill::{check_task, RedditPhase};
+use crate::corpus::reddit::{FinishedSpill, Skipped};
 use crate::corpus::ProgressFeed;
 use crate::corpus::{
     expand_inputs, expand_ranges, partition_for_task, Format, InputFile, InputRange,
 };
-use crate::corpus::reddit::{FinishedSpill, Skipped};
 use crate::corpus::{items, Items, OnError, RedditRun};
 use crate::counts::COUNTS_FILE;
 use crate::encode::{read_chunks, write_in_order, ChunkEncoder, Message, OutputWriter};
@@ -188,12 +188,7 @@ fn tokenize_files(
     options: &RunOptions,
 ) -> Result<TokenizeSummary> {
     let started = Instant::now();
-    let mut tokenizer = TextTokenizer::load(&settings.tokenizer)?;
-    tokenizer.set_special_tokens(settings.special_tokens);
-    for adjustment in tokenizer.adjustments() {
-        eprintln!("hashprep: {}: {adjustment}", tokenizer.source());
-    }
-    let tokenizer = Arc::new(tokenizer);
+    let tokenizer = load_tokenizer(settings)?;
     let eos = end_of_document(settings, &tokenizer)?;
     let reddit = matches!(settings.format, Format::Reddit(_));
     // Reddit threads span files: every task reads every file and keeps its own threads, or
@@ -297,6 +292,16 @@ fn tokenize_files(
         already_complete: false,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The run's tokenizer, what loading it disabled said on stderr.
+fn load_tokenizer(settings: &TokenizeSettings) -> Result<Arc<TextTokenizer>> {
+    let mut tokenizer = TextTokenizer::load(&settings.tokenizer)?;
+    tokenizer.set_special_tokens(settings.special_tokens);
+    for adjustment in tokenizer.adjustments() {
+        eprintln!("hashprep: {}: {adjustment}", tokenizer.source());
+    }
+    Ok(Arc::new(tokenizer))
 }
 
 /// Runs the reader thread, the encoding pool and the in-order writer until the stream ends.

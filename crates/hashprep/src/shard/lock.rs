@@ -229,7 +229,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("spill");
         std::fs::create_dir(&dir).unwrap();
-        let readers = [ReadLock::acquire(&dir).unwrap(), ReadLock::acquire(&dir).unwrap()];
+        let readers = [
+            ReadLock::acquire(&dir).unwrap(),
+            ReadLock::acquire(&dir).unwrap(),
+        ];
         let err = ReadLock::remove_dir(&dir, OutputProblem::Locked("read".into())).unwrap_err();
         assert!(err.to_string().contains("read"), "{err}");
         assert!(dir.exists());

@@ -65,11 +65,9 @@ fn split_work(files: &[InputFile], works: &[(u64, bool)], tasks: usize) -> Vec<V
     // Where task t's segment starts on the line of work.
     let bound = |t: usize| total * t as u128 / tasks as u128;
     let task_at = |point: u128| {
-        if total == 0 {
-            0
-        } else {
-            ((point * tasks as u128 / total) as usize).min(tasks - 1)
-        }
+        (point * tasks as u128)
+            .checked_div(total)
+            .map_or(0, |t| (t as usize).min(tasks - 1))
     };
     let mut plan = vec![Vec::new(); tasks];
     let mut start: u128 = 0;
@@ -138,7 +136,10 @@ mod tests {
             let plan = split_work(&files, &works, tasks);
             let per_task = bytes_per_task(&plan);
             assert_eq!(per_task.iter().sum::<u64>(), 4011, "{tasks} tasks");
-            let (lo, hi) = (per_task.iter().min().unwrap(), per_task.iter().max().unwrap());
+            let (lo, hi) = (
+                per_task.iter().min().unwrap(),
+                per_task.iter().max().unwrap(),
+            );
             assert!(hi - lo <= 1, "{tasks} tasks: {per_task:?}");
             // In input order, the ranges of each file tile it.
             let units: Vec<&SpillUnit> = plan.iter().flatten().collect();

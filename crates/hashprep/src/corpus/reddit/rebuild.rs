@@ -111,7 +111,9 @@ impl InFlight {
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
             Err(_) => Err(Error::Internal(format!(
                 "{}: the rebuild of this partition stopped",
-                self.paths.first().map_or_else(String::new, |p| p.display().to_string())
+                self.paths
+                    .first()
+                    .map_or_else(String::new, |p| p.display().to_string())
             ))),
         }
     }
@@ -224,17 +226,23 @@ mod tests {
         let expected: Vec<Vec<String>> = parts
             .iter()
             .map(|p| {
-                let rebuilt = partition_examples(std::slice::from_ref(p), 7, &RedditFilter::default());
+                let rebuilt =
+                    partition_examples(std::slice::from_ref(p), 7, &RedditFilter::default());
                 ids(&rebuilt)
             })
             .collect();
         assert_eq!(expected.iter().map(Vec::len).sum::<usize>(), 40);
         for spill in [Spill::Shared, Spill::Own] {
-            let rebuilt: Vec<Vec<String>> =
-                Rebuilding::start(one_file_each(&parts), spill, 7, RedditFilter::default(), None)
-                    .unwrap()
-                    .map(|r| ids(&r))
-                    .collect();
+            let rebuilt: Vec<Vec<String>> = Rebuilding::start(
+                one_file_each(&parts),
+                spill,
+                7,
+                RedditFilter::default(),
+                None,
+            )
+            .unwrap()
+            .map(|r| ids(&r))
+            .collect();
             assert_eq!(rebuilt, expected);
             assert_eq!(parts.iter().all(|p| p.exists()), spill == Spill::Shared);
         }
@@ -246,7 +254,13 @@ mod tests {
         let parts = spilled(tmp.path());
         let each: Vec<String> = parts
             .iter()
-            .flat_map(|p| ids(&partition_examples(std::slice::from_ref(p), 7, &RedditFilter::default())))
+            .flat_map(|p| {
+                ids(&partition_examples(
+                    std::slice::from_ref(p),
+                    7,
+                    &RedditFilter::default(),
+                ))
+            })
             .collect();
         let together = partition_examples(&parts, 7, &RedditFilter::default());
         assert_eq!(ids(&together), each);
@@ -266,9 +280,10 @@ mod tests {
         let damaged = std::fs::read(&parts[2]).unwrap();
         std::fs::write(&parts[2], &damaged[..damaged.len() - 3]).unwrap();
         let parts = one_file_each(&parts);
-        let rebuilt: Vec<Rebuilt> = Rebuilding::start(parts, Spill::Own, 7, RedditFilter::default(), None)
-            .unwrap()
-            .collect();
+        let rebuilt: Vec<Rebuilt> =
+            Rebuilding::start(parts, Spill::Own, 7, RedditFilter::default(), None)
+                .unwrap()
+                .collect();
         assert_eq!(rebuilt.len(), 3);
         assert!(rebuilt[..2].iter().all(Result::is_ok));
         let error = rebuilt[2].as_ref().unwrap_err().to_string();

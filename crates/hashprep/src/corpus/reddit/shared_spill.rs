@@ -320,9 +320,7 @@ impl FinishedSpill {
         let mut loads = vec![0u64; tasks.max(1)];
         let mut mine = Vec::new();
         for p in order {
-            let least = (0..loads.len())
-                .min_by_key(|&t| (loads[t], t))
-                .unwrap_or(0);
+            let least = (0..loads.len()).min_by_key(|&t| (loads[t], t)).unwrap_or(0);
             loads[least] += sizes[p];
             if least == index {
                 mine.push(p);
@@ -352,7 +350,11 @@ impl FinishedSpill {
 fn differences(spilled: &[InputFile], given: &[InputFile]) -> String {
     let name = |f: &InputFile| format!("{} ({} bytes)", f.path.display(), f.bytes);
     let only = |a: &[InputFile], b: &[InputFile]| -> Vec<String> {
-        a.iter().filter(|f| !b.contains(f)).map(name).take(3).collect()
+        a.iter()
+            .filter(|f| !b.contains(f))
+            .map(name)
+            .take(3)
+            .collect()
     };
     let (gone, new) = (only(spilled, given), only(given, spilled));
     match (gone.is_empty(), new.is_empty()) {
@@ -419,7 +421,10 @@ mod tests {
         let dir = tmp.path().join("spill");
         spill_task(&dir, &inputs, (1, 3), 4, OnError::Fail, None).unwrap();
         let err = FinishedSpill::open(&dir, &inputs).unwrap_err().to_string();
-        assert!(err.contains("spill tasks [0, 2] of 3 have not finished"), "{err}");
+        assert!(
+            err.contains("spill tasks [0, 2] of 3 have not finished"),
+            "{err}"
+        );
         for t in [0, 2] {
             spill_task(&dir, &inputs, (t, 3), 4, OnError::Fail, None).unwrap();
         }
@@ -464,7 +469,10 @@ mod tests {
         let err = spill_task(&dir, &inputs, (0, 3), 4, OnError::Fail, None)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("holds the spill of other inputs or settings"), "{err}");
+        assert!(
+            err.contains("holds the spill of other inputs or settings"),
+            "{err}"
+        );
         let mut other = inputs.clone();
         other[0].bytes += 1;
         let err = FinishedSpill::open(&dir, &other).unwrap_err().to_string();

@@ -19,9 +19,9 @@ use super::spill_record::{
 #[cfg(test)]
 use super::threads::ResolvedDialogue;
 use super::threads::{thread_examples, ThreadDialogues, ThreadStats};
+use crate::corpus::decompress::{lines_before_range, open_range};
 use crate::corpus::jsonl::json_lines_error;
 use crate::corpus::lines::{LineBlock, LineRun, Lines};
-use crate::corpus::decompress::{lines_before_range, open_range};
 use crate::corpus::open_input;
 use crate::corpus::OnError;
 use crate::error::{Error, Location, Result, SkipReason};
@@ -177,7 +177,14 @@ pub(crate) fn partition(
     on_error: OnError,
     progress: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
 ) -> Result<(Vec<PathBuf>, Skipped)> {
-    partition_for(Spill::Own, files, dir, (partitions, task), on_error, progress)
+    partition_for(
+        Spill::Own,
+        files,
+        dir,
+        (partitions, task),
+        on_error,
+        progress,
+    )
 }
 
 /// [`partition`] into a run's own spill, or into a shared one: its files are then written
@@ -473,7 +480,14 @@ mod tests {
         partitions: usize,
         on_error: OnError,
     ) -> Result<(Vec<PathBuf>, Skipped)> {
-        partition(&SpillUnit::whole_files(files), dir, partitions, (0, 1), on_error, None)
+        partition(
+            &SpillUnit::whole_files(files),
+            dir,
+            partitions,
+            (0, 1),
+            on_error,
+            None,
+        )
     }
 
     fn sorted(mut examples: Vec<ResolvedDialogue>) -> Vec<ResolvedDialogue> {
