@@ -15,10 +15,10 @@ use serde::Serialize;
 
 use super::progress::Progress;
 use super::tokenize::{RunOptions, TokenizeSettings};
-use crate::corpus::reddit::{remove_spill, spill_task, SpillUnit};
+use crate::corpus::reddit::{check_removable, spill_task, task_lock_file, SpillUnit};
 use crate::corpus::{expand_inputs, Format};
-use crate::error::{EmptyProblem, Error, Result, SpillProblem};
-use crate::shard::Manifest;
+use crate::error::{EmptyProblem, Error, OutputProblem, Result, SpillProblem};
+use crate::shard::{Manifest, OutputLock, ReadLock};
 
 /// Which part of a Reddit run a tokenize call does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,6 +83,12 @@ pub fn spill_reddit(
     let task = (options.task_index, options.num_tasks);
     let bytes = Arc::new(AtomicU64::new(0));
     let share = files.iter().map(|f| f.bytes).sum::<u64>() / options.num_tasks as u64;
+    crate::util::create_output_dir(spill_dir)?;
+    let _lock = OutputLock::acquire_file(
+        spill_dir,
+        &task_lock_file([task.0, task.1]),
+        &format!("spill task {} of {}", task.0, task.1),
+    )?;
     let spilled = with_progress((options.progress, share), &bytes, || {
         spill_task(
             spill_dir,
@@ -190,5 +196,9 @@ pub fn remove_merged_spill(merged: &Path, spill_dir: &Path) -> Result<()> {
             indices.len()
         )));
     }
-    remove_spill(spill_dir, identity)
+    check_removable(spill_dir, identity)?;
+    ReadLock::remove_dir(
+        spill_dir,
+        OutputProblem::Locked("a rebuild task is reading it".into()),
+    )
 }

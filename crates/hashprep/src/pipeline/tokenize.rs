@@ -29,9 +29,9 @@ use crate::error::{EmptyProblem, Error, Result, SpillProblem};
 use crate::integrity::fingerprint_bytes;
 use crate::shard::journal::Journal;
 use crate::shard::output_dir::{prepare_output, OutputState};
-use crate::shard::OutputLock;
 use crate::shard::TOKENIZER_FILE;
 use crate::shard::{Manifest, TokenWidth, TokenizerInfo, Totals, MANIFEST_VERSION};
+use crate::shard::{OutputLock, ReadLock};
 use crate::tokenize::{EosSource, SpecialTokens, TextTokenizer};
 use crate::util::write_atomic;
 
@@ -198,7 +198,8 @@ fn tokenize_files(
     } else {
         partition_for_task(files, options.num_tasks, options.task_index)?
     };
-    let spill = open_spill(settings, &files, options)?;
+    // Held while the spill is read, so that it is not removed meanwhile.
+    let (spill, _reading) = open_spill(settings, &files, options)?.unzip();
     if files.is_empty() && options.num_tasks == 1 {
         return Err(Error::Empty(EmptyProblem::NoInputs));
     }
@@ -369,15 +370,17 @@ fn run_stages(
     outcome
 }
 
-/// Phase 2 of a Reddit run on many machines: the finished spill it rebuilds from.
+/// Phase 2 of a Reddit run on many machines: the finished spill it rebuilds from, and the
+/// directory's read lock.
 ///
 /// # Errors
-/// Not Reddit; the spill is unfinished, of other inputs or of other partitions (named).
+/// Not Reddit; the spill is unfinished, of other inputs or of other partitions (named), or
+/// being removed.
 fn open_spill(
     settings: &TokenizeSettings,
     files: &[InputFile],
     options: &RunOptions,
-) -> Result<Option<FinishedSpill>> {
+) -> Result<Option<(FinishedSpill, ReadLock)>> {
     let RedditPhase::Rebuild(dir) = &options.reddit_phase else {
         return Ok(None);
     };
@@ -389,6 +392,7 @@ fn open_spill(
     };
     check_task(options)?;
     let spill = FinishedSpill::open(dir, files)?;
+    let reading = ReadLock::acquire(dir)?;
     if reddit.partitions != 0 && reddit.partitions != spill.partitions() {
         return Err(Error::Spill {
             dir: dir.clone(),
@@ -398,7 +402,7 @@ fn open_spill(
             },
         });
     }
-    Ok(Some(spill))
+    Ok(Some((spill, reading)))
 }
 
 /// The manifest's `config`: the settings, the run's identity and, rebuilt from a shared spill,

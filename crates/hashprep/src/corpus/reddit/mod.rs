@@ -17,5 +17,5 @@ pub use filters::RedditFilter;
 pub use plan::SpillUnit;
 pub(crate) use rebuild::{Rebuilding, Rebuilt, Spill};
 pub use shared_spill::SpillTask;
-pub(crate) use shared_spill::{remove_spill, spill_task, FinishedSpill};
+pub(crate) use shared_spill::{check_removable, spill_task, task_lock_file, FinishedSpill};
 pub(crate) use spill::{partition, Skipped};

@@ -21,9 +21,8 @@ use super::plan::{plan_tasks, SpillUnit};
 use super::rebuild::Spill;
 use super::spill::{partition_for, Skipped};
 use crate::corpus::{InputFile, OnError};
-use crate::error::{Error, OutputProblem, Result, SkipReason, SpillProblem};
+use crate::error::{Error, Result, SkipReason, SpillProblem};
 use crate::integrity::fingerprint_bytes;
-use crate::shard::{OutputLock, ReadLock};
 use crate::util::{rename_durable, write_atomic};
 
 /// `kind` of a spill task's manifest.
@@ -75,6 +74,11 @@ fn task_name([index, tasks]: [usize; 2]) -> String {
     format!("task-{index:05}-of-{tasks:05}")
 }
 
+/// The lock file a run of task `task` holds in the spill directory (see `OutputLock`).
+pub(crate) fn task_lock_file(task: [usize; 2]) -> String {
+    format!(".{}.lock", task_name(task))
+}
+
 /// What a phase-1 task did.
 #[derive(Debug, Clone)]
 pub(crate) struct Spilled {
@@ -85,11 +89,12 @@ pub(crate) struct Spilled {
 }
 
 /// Phase 1 of task `task.0` of `task.1`: its share of `inputs` into `partitions` partitions
-/// under `dir`. A finished task is left as it is; a killed one is redone.
+/// under `dir` (which exists; the caller holds the task's lock, [`task_lock_file`]). A
+/// finished task is left as it is; a killed one is redone.
 ///
 /// # Errors
-/// The directory holds another spill or the task is running elsewhere (named); bad input
-/// (file and line of the whole file); an I/O failure.
+/// The directory holds another spill; bad input (file and line of the whole file); an I/O
+/// failure.
 pub(crate) fn spill_task(
     dir: &Path,
     inputs: &[InputFile],
@@ -98,13 +103,7 @@ pub(crate) fn spill_task(
     on_error: OnError,
     progress: Option<&Arc<AtomicU64>>,
 ) -> Result<Spilled> {
-    crate::util::create_output_dir(dir)?;
     let name = task_name([index, tasks]);
-    let _lock = OutputLock::acquire_file(
-        dir,
-        &format!(".{name}.lock"),
-        &format!("spill task {index} of {tasks}"),
-    )?;
     let identity = spill_identity(inputs, tasks, partitions);
     let finished = finished_tasks(dir)?;
     if let Some((found, _)) = finished.iter().find(|(_, t)| t.spill != identity) {
@@ -210,12 +209,12 @@ fn other_spill(dir: &Path, found: &Path, wanted: &str) -> Error {
     }
 }
 
-/// A spill whose every phase-1 task has finished, held against removal while it is read.
+/// A spill whose every phase-1 task has finished (its readers hold the directory's
+/// `ReadLock` against removal).
 #[derive(Debug)]
 pub(crate) struct FinishedSpill {
     dir: PathBuf,
     tasks: Vec<SpillTask>,
-    _reading: ReadLock,
 }
 
 impl FinishedSpill {
@@ -232,7 +231,6 @@ impl FinishedSpill {
         if !dir.is_dir() {
             return Err(spill_error(SpillProblem::NothingSpilled));
         }
-        let reading = ReadLock::acquire(dir)?;
         let finished = finished_tasks(dir)?;
         let Some((_, first)) = finished.first() else {
             return Err(spill_error(SpillProblem::NothingSpilled));
@@ -259,7 +257,6 @@ impl FinishedSpill {
         let spill = Self {
             dir: dir.to_owned(),
             tasks: finished.into_iter().map(|(_, t)| t).collect(),
-            _reading: reading,
         };
         spill.check_files()?;
         Ok(spill)
@@ -367,12 +364,12 @@ fn differences(spilled: &[InputFile], given: &[InputFile]) -> String {
     }
 }
 
-/// Removes the spill in `dir` once its rebuild is merged: `identity` is the spill the merged
-/// outputs were rebuilt from.
+/// Checks that `dir` holds only tasks of the spill `identity` (the one merged outputs were
+/// rebuilt from), before it is removed.
 ///
 /// # Errors
-/// The directory holds another spill or is being read by a rebuild task; the removal fails.
-pub(crate) fn remove_spill(dir: &Path, identity: &str) -> Result<()> {
+/// The directory holds another spill.
+pub(crate) fn check_removable(dir: &Path, identity: &str) -> Result<()> {
     let finished = finished_tasks(dir)?;
     if let Some((found, _)) = finished.iter().find(|(_, t)| t.spill != identity) {
         return Err(Error::Spill {
@@ -383,10 +380,7 @@ pub(crate) fn remove_spill(dir: &Path, identity: &str) -> Result<()> {
             )),
         });
     }
-    ReadLock::remove_dir(
-        dir,
-        OutputProblem::Locked("a rebuild task is reading it".into()),
-    )
+    Ok(())
 }
 
 #[cfg(test)]
@@ -405,6 +399,19 @@ mod tests {
         let path = dir.join("RC_2020-01");
         std::fs::write(&path, &lines).unwrap();
         crate::corpus::expand_inputs(&[path]).unwrap()
+    }
+
+    /// Phase 1 of one task (the directory made first, as the pipeline does).
+    fn spill_task(
+        dir: &Path,
+        inputs: &[InputFile],
+        task: (usize, usize),
+        partitions: usize,
+        on_error: OnError,
+        progress: Option<&Arc<AtomicU64>>,
+    ) -> Result<Spilled> {
+        std::fs::create_dir_all(dir).unwrap();
+        super::spill_task(dir, inputs, task, partitions, on_error, progress)
     }
 
     fn spill_all(dir: &Path, inputs: &[InputFile], tasks: usize) {
@@ -485,19 +492,14 @@ mod tests {
     }
 
     #[test]
-    fn a_spill_is_removed_only_when_nobody_reads_it() {
+    fn only_a_spill_of_the_merged_outputs_is_removed() {
         let tmp = tempfile::tempdir().unwrap();
         let inputs = dumps(tmp.path());
         let dir = tmp.path().join("spill");
         spill_all(&dir, &inputs, 1);
         let spill = FinishedSpill::open(&dir, &inputs).unwrap();
-        let identity = spill.identity().to_owned();
-        let err = remove_spill(&dir, &identity).unwrap_err().to_string();
-        assert!(err.contains("a rebuild task is reading it"), "{err}");
-        let err = remove_spill(&dir, "other").unwrap_err().to_string();
+        check_removable(&dir, spill.identity()).unwrap();
+        let err = check_removable(&dir, "other").unwrap_err().to_string();
         assert!(err.contains("another spill"), "{err}");
-        drop(spill);
-        remove_spill(&dir, &identity).unwrap();
-        assert!(!dir.exists());
     }
 }
