@@ -179,11 +179,15 @@ impl TextTokenizer {
         source: &str,
         adjustments: Vec<String>,
     ) -> Result<Self> {
-        let vocab_size = inner
-            .get_vocab(true)
-            .values()
-            .max()
-            .map_or(0, |&max| max as usize + 1);
+        // The fast path parses the JSON while the rest is read from `inner`.
+        let (fast, (vocab_size, fingerprint)) = rayon::join(
+            || ByteLevelBpe::from_json(&json),
+            || {
+                let vocab_size =
+                    (inner.get_vocab(true).values().max()).map_or(0, |&max| max as usize + 1);
+                (vocab_size, fingerprint_bytes(&json))
+            },
+        );
         let specials: Vec<String> = inner
             .get_added_tokens_decoder()
             .into_values()
@@ -195,11 +199,10 @@ impl TextTokenizer {
         } else {
             Some(AhoCorasick::new(&specials).map_err(|e| Error::Tokenizer(e.to_string()))?)
         };
-        let fast = ByteLevelBpe::from_json(&json);
         let mut tokenizer = Self {
             fast,
             special_tokens: SpecialTokens::Ordinary,
-            fingerprint: fingerprint_bytes(&json),
+            fingerprint,
             inner,
             json,
             source: source.to_owned(),
