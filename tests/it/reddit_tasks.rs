@@ -2,6 +2,7 @@
 //! `merge` give what one machine gives.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use hashprep::Manifest;
 
@@ -69,41 +70,46 @@ const REDDIT: [&str; 8] = [
     "5",
 ];
 
+/// `tokenize --phase spill` of task `index` of `tasks` into `spill`.
+fn spill_task(spill: &Path, inputs: &[PathBuf], (index, tasks): (usize, usize)) -> Command {
+    let mut cmd = hashprep();
+    cmd.arg("tokenize")
+        .args(REDDIT)
+        .args(["--phase", "spill", "--spill-dir"])
+        .arg(spill)
+        .args(["--num-tasks", &tasks.to_string()])
+        .args(["--task-index", &index.to_string()])
+        .args(inputs);
+    cmd
+}
+
+/// `tokenize --phase rebuild` of task `index` of `tasks` from `spill` into `out`.
+fn rebuild_task(
+    out: &Path,
+    spill: &Path,
+    inputs: &[PathBuf],
+    (index, tasks): (usize, usize),
+) -> Command {
+    let mut cmd = tokenize_into(out, &REDDIT);
+    cmd.args(["--phase", "rebuild", "--spill-dir"])
+        .arg(spill)
+        .args(["--num-tasks", &tasks.to_string()])
+        .args(["--task-index", &index.to_string()])
+        .args(inputs);
+    cmd
+}
+
 /// Phase 1 on `n` tasks, phase 2 on `m`, merged into `tmp/merged-n-m` (the spill removed by
 /// the merge); returns the merged directory.
 fn two_phases(tmp: &Path, inputs: &[PathBuf], n: usize, m: usize) -> PathBuf {
     let spill = tmp.join(format!("spill-{n}-{m}"));
     for i in 0..n {
-        run_ok(
-            hashprep()
-                .arg("tokenize")
-                .args(REDDIT)
-                .args(["--phase", "spill", "--spill-dir"])
-                .arg(&spill)
-                .args([
-                    "--num-tasks",
-                    &n.to_string(),
-                    "--task-index",
-                    &i.to_string(),
-                ])
-                .args(inputs),
-        );
+        run_ok(&mut spill_task(&spill, inputs, (i, n)));
     }
     let mut parts = Vec::new();
     for j in 0..m {
         let out = tmp.join(format!("rebuilt-{n}-{m}-{j}"));
-        run_ok(
-            tokenize_into(&out, &REDDIT)
-                .args(["--phase", "rebuild", "--spill-dir"])
-                .arg(&spill)
-                .args([
-                    "--num-tasks",
-                    &m.to_string(),
-                    "--task-index",
-                    &j.to_string(),
-                ])
-                .args(inputs),
-        );
+        run_ok(&mut rebuild_task(&out, &spill, inputs, (j, m)));
         parts.push(out);
     }
     let merged = tmp.join(format!("merged-{n}-{m}"));
@@ -196,33 +202,12 @@ fn a_rebuild_refuses_an_unfinished_spill_and_resumes_after_a_kill() {
     let tmp = tempfile::tempdir().unwrap();
     let inputs = generated(tmp.path());
     let spill = tmp.path().join("spill");
-    let spill_task = |i: usize| {
-        let mut cmd = hashprep();
-        cmd.arg("tokenize")
-            .args(REDDIT)
-            .args(["--phase", "spill", "--spill-dir"])
-            .arg(&spill)
-            .args(["--num-tasks", "3", "--task-index", &i.to_string()])
-            .args(&inputs);
-        cmd
-    };
     let rebuild = |out: &Path, extra: &[&str]| {
-        let mut cmd = tokenize_into(out, &REDDIT);
-        cmd.args(["--phase", "rebuild", "--spill-dir"])
-            .arg(&spill)
-            .args([
-                "--num-tasks",
-                "2",
-                "--task-index",
-                "0",
-                "--shard-mib",
-                "0.001",
-            ])
-            .args(extra)
-            .args(&inputs);
+        let mut cmd = rebuild_task(out, &spill, &inputs, (0, 2));
+        cmd.args(["--shard-mib", "0.001"]).args(extra);
         cmd
     };
-    run_ok(&mut spill_task(1));
+    run_ok(&mut spill_task(&spill, &inputs, (1, 3)));
     let out = tmp.path().join("rebuilt");
     let (code, err) = run_fail(&mut rebuild(&out, &[]));
     assert_eq!(code, 2, "{err}");
@@ -230,9 +215,9 @@ fn a_rebuild_refuses_an_unfinished_spill_and_resumes_after_a_kill() {
         err.contains("spill tasks [0, 2] of 3 have not finished") && err.contains("--phase spill"),
         "{err}"
     );
-    run_ok(&mut spill_task(0));
-    run_ok(&mut spill_task(2));
-    let again = run_ok(&mut spill_task(2));
+    run_ok(&mut spill_task(&spill, &inputs, (0, 3)));
+    run_ok(&mut spill_task(&spill, &inputs, (2, 3)));
+    let again = run_ok(&mut spill_task(&spill, &inputs, (2, 3)));
     assert!(again.contains("already complete"), "{again}");
     // Rebuild task 0 stops after one shard as if killed, then resumes.
     run_fail(&mut rebuild(&out, &["--halt-after-shards", "1"]));
@@ -243,22 +228,9 @@ fn a_rebuild_refuses_an_unfinished_spill_and_resumes_after_a_kill() {
     assert_eq!(read_rows(&out), read_rows(&straight));
     // Outputs of another spill of the same inputs (by one task) do not merge with it.
     let other_spill = tmp.path().join("other-spill");
-    run_ok(
-        hashprep()
-            .arg("tokenize")
-            .args(REDDIT)
-            .args(["--phase", "spill", "--spill-dir"])
-            .arg(&other_spill)
-            .args(&inputs),
-    );
+    run_ok(&mut spill_task(&other_spill, &inputs, (0, 1)));
     let other = tmp.path().join("other");
-    run_ok(
-        tokenize_into(&other, &REDDIT)
-            .args(["--phase", "rebuild", "--spill-dir"])
-            .arg(&other_spill)
-            .args(["--num-tasks", "2", "--task-index", "1"])
-            .args(&inputs),
-    );
+    run_ok(&mut rebuild_task(&other, &other_spill, &inputs, (1, 2)));
     let (_, err) = run_fail(
         hashprep()
             .arg("merge")

@@ -77,10 +77,6 @@ pub(super) fn spill_summary(summary: &SpillSummary, as_json: bool) -> Result<()>
         )?;
         return Ok(());
     }
-    let skipped: Vec<String> = (summary.skipped.iter())
-        .filter(|&(_, &n)| n > 0)
-        .map(|(reason, n)| format!("{reason} {n}"))
-        .collect();
     writeln!(
         out,
         "spilled task {task} of {tasks}: {} input part(s), {:.1} MB -> {:.1} MB in {} partitions \
@@ -91,13 +87,27 @@ pub(super) fn spill_summary(summary: &SpillSummary, as_json: bool) -> Result<()>
         summary.partitions,
         summary.spill_dir.display(),
         summary.seconds,
-        if skipped.is_empty() {
-            "none".to_owned()
-        } else {
-            skipped.join(", ")
-        }
+        skipped_list(
+            summary
+                .skipped
+                .iter()
+                .map(|(reason, &n)| (reason.as_str(), n))
+        )
     )?;
     Ok(())
+}
+
+/// Records skipped, by reason (`deleted 3, malformed_json 1`), or `none`.
+fn skipped_list<'a>(skipped: impl IntoIterator<Item = (&'a str, u64)>) -> String {
+    let listed: Vec<String> = (skipped.into_iter())
+        .filter(|&(_, n)| n > 0)
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    if listed.is_empty() {
+        "none".to_owned()
+    } else {
+        listed.join(", ")
+    }
 }
 
 pub(super) fn tokenize_summary(summary: &TokenizeSummary, as_json: bool, verb: &str) -> Result<()> {
@@ -131,18 +141,7 @@ pub(super) fn tokenize_summary(summary: &TokenizeSummary, as_json: bool, verb: &
         summary.seconds,
         mb / summary.seconds.max(1e-9),
     )?;
-    let skipped: Vec<String> = summary
-        .totals
-        .skipped_by_reason()
-        .into_iter()
-        .filter(|&(_, n)| n > 0)
-        .map(|(reason, n)| format!("{reason} {n}"))
-        .collect();
-    let skipped = if skipped.is_empty() {
-        "none".to_owned()
-    } else {
-        skipped.join(", ")
-    };
+    let skipped = skipped_list(summary.totals.skipped_by_reason());
     writeln!(out, "skipped records: {skipped}")?;
     if !summary.totals.notices.is_empty() {
         let notices: Vec<String> = summary

@@ -123,6 +123,20 @@ pub(crate) fn expand_ranges(ranges: &[super::InputRange]) -> Result<Vec<InputFil
     Ok(out)
 }
 
+/// Task `index` of `count` tasks exists.
+///
+/// # Errors
+/// It does not (0-based, below `count`, which is at least 1).
+pub(crate) fn check_task(count: usize, index: usize) -> Result<()> {
+    if count == 0 || index >= count {
+        return Err(Error::setting(
+            "task_index",
+            format!("{index} must be below `num_tasks` {count} (and `num_tasks` at least 1)"),
+        ));
+    }
+    Ok(())
+}
+
 /// The inputs of task `index` out of `count`: file `i` of the expanded list goes to task
 /// `i % count`. Every file belongs to exactly one task, whatever machine runs it.
 ///
@@ -133,12 +147,7 @@ pub(crate) fn partition_for_task(
     count: usize,
     index: usize,
 ) -> Result<Vec<InputFile>> {
-    if count == 0 || index >= count {
-        return Err(Error::setting(
-            "task_index",
-            format!("{index} must be below `num_tasks` {count} (and `num_tasks` at least 1)"),
-        ));
-    }
+    check_task(count, index)?;
     Ok(files
         .into_iter()
         .enumerate()

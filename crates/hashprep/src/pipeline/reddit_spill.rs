@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::progress::Progress;
 use super::tokenize::{RunOptions, TokenizeSettings};
 use crate::corpus::reddit::{check_removable, spill_task, task_lock_file, SpillUnit};
-use crate::corpus::{expand_inputs, Format};
+use crate::corpus::{check_task, expand_inputs, Format};
 use crate::error::{EmptyProblem, Error, OutputProblem, Result, SpillProblem};
 use crate::shard::{Manifest, OutputLock, ReadLock};
 
@@ -78,7 +78,7 @@ pub fn spill_reddit(
     if files.is_empty() {
         return Err(Error::Empty(EmptyProblem::NoInputs));
     }
-    check_task(options)?;
+    check_task(options.num_tasks, options.task_index)?;
     let partitions = reddit.partitions_for(files.iter().map(|f| f.bytes).sum());
     let task = (options.task_index, options.num_tasks);
     let bytes = Arc::new(AtomicU64::new(0));
@@ -122,20 +122,6 @@ pub fn spill_reddit(
         already_complete: spilled.already_complete,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// A task index within the number of tasks.
-pub(super) fn check_task(options: &RunOptions) -> Result<()> {
-    if options.num_tasks == 0 || options.task_index >= options.num_tasks {
-        return Err(Error::setting(
-            "task_index",
-            format!(
-                "{} is not a task of {} (0-based, below `num_tasks`)",
-                options.task_index, options.num_tasks
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Runs `work` with a bar (when `enabled`) over the `total` bytes it reports to `bytes`.

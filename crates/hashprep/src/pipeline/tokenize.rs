@@ -16,11 +16,11 @@ use crossbeam_channel::{bounded, unbounded};
 use serde::{Deserialize, Serialize};
 
 use super::progress::Progress;
-use super::reddit_spill::{check_task, RedditPhase};
+use super::reddit_spill::RedditPhase;
 use crate::corpus::reddit::{FinishedSpill, Skipped};
 use crate::corpus::ProgressFeed;
 use crate::corpus::{
-    expand_inputs, expand_ranges, partition_for_task, Format, InputFile, InputRange,
+    check_task, expand_inputs, expand_ranges, partition_for_task, Format, InputFile, InputRange,
 };
 use crate::corpus::{items, Items, OnError, RedditRun};
 use crate::counts::COUNTS_FILE;
@@ -390,7 +390,7 @@ fn open_spill(
             "rebuild: only `format` reddit is read in two phases",
         ));
     };
-    check_task(options)?;
+    check_task(options.num_tasks, options.task_index)?;
     let spill = FinishedSpill::open(dir, files)?;
     let reading = ReadLock::acquire(dir)?;
     if reddit.partitions != 0 && reddit.partitions != spill.partitions() {

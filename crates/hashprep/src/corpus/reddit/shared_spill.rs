@@ -106,7 +106,7 @@ pub(crate) fn spill_task(
     let name = task_name([index, tasks]);
     let identity = spill_identity(inputs, tasks, partitions);
     let finished = finished_tasks(dir)?;
-    if let Some((found, _)) = finished.iter().find(|(_, t)| t.spill != identity) {
+    if let Some(found) = of_another_spill(&finished, &identity) {
         return Err(other_spill(dir, found, &identity));
     }
     if let Some((_, task)) = finished.iter().find(|(_, t)| t.task == [index, tasks]) {
@@ -192,17 +192,22 @@ fn finished_tasks(dir: &Path) -> Result<Vec<(PathBuf, SpillTask)>> {
     Ok(found)
 }
 
-fn other_spill(dir: &Path, found: &Path, wanted: &str) -> Error {
-    let found_spill = std::fs::read(found.join(TASK_MANIFEST))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<SpillTask>(&b).ok())
-        .map_or_else(String::new, |t| format!(" of spill {}", t.spill));
+/// The first of the `finished` tasks that belongs to another spill than `identity`.
+fn of_another_spill<'a>(
+    finished: &'a [(PathBuf, SpillTask)],
+    identity: &str,
+) -> Option<&'a (PathBuf, SpillTask)> {
+    finished.iter().find(|(_, t)| t.spill != identity)
+}
+
+fn other_spill(dir: &Path, (found, task): &(PathBuf, SpillTask), wanted: &str) -> Error {
     Error::Spill {
         dir: dir.to_owned(),
         problem: SpillProblem::OtherSpill {
             found: format!(
-                "{}{found_spill}",
-                found.file_name().unwrap_or_default().to_string_lossy()
+                "{} of spill {}",
+                found.file_name().unwrap_or_default().to_string_lossy(),
+                task.spill
             ),
             wanted: format!("spill {wanted}"),
         },
@@ -235,7 +240,7 @@ impl FinishedSpill {
         let Some((_, first)) = finished.first() else {
             return Err(spill_error(SpillProblem::NothingSpilled));
         };
-        if let Some((found, _)) = finished.iter().find(|(_, t)| t.spill != first.spill) {
+        if let Some(found) = of_another_spill(&finished, &first.spill) {
             return Err(other_spill(dir, found, &first.spill));
         }
         let count = first.task[1];
@@ -371,7 +376,7 @@ fn differences(spilled: &[InputFile], given: &[InputFile]) -> String {
 /// The directory holds another spill.
 pub(crate) fn check_removable(dir: &Path, identity: &str) -> Result<()> {
     let finished = finished_tasks(dir)?;
-    if let Some((found, _)) = finished.iter().find(|(_, t)| t.spill != identity) {
+    if let Some((found, _)) = of_another_spill(&finished, identity) {
         return Err(Error::Spill {
             dir: dir.to_owned(),
             problem: SpillProblem::NotRemoved(format!(
