@@ -47,7 +47,18 @@ enum Values {
     Uint32(Vec<u32>),
 }
 
+/// Room for a batch's ids and the example that fills it, so that gathering a batch does not
+/// grow (copy) its buffer: most examples are far shorter.
+const BATCH_ROOM: usize = BATCH_TOKENS + (1 << 16);
+
 impl Values {
+    fn with_room(width: TokenWidth) -> Self {
+        match width {
+            TokenWidth::Uint16 => Values::Uint16(Vec::with_capacity(BATCH_ROOM)),
+            TokenWidth::Uint32 => Values::Uint32(Vec::with_capacity(BATCH_ROOM)),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Values::Uint16(values) => values.len(),
@@ -106,10 +117,7 @@ impl ShardWriter {
             width,
             writer,
             offsets: vec![0],
-            values: match width {
-                TokenWidth::Uint16 => Values::Uint16(Vec::new()),
-                TokenWidth::Uint32 => Values::Uint32(Vec::new()),
-            },
+            values: Values::with_room(width),
             prefix_lens: Vec::new(),
             sources: with_sources.then(|| (StringBuilder::new(), StringBuilder::new())),
             rows: 0,
@@ -183,18 +191,26 @@ impl ShardWriter {
         if self.prefix_lens.is_empty() {
             return Ok(());
         }
-        let values: ArrayRef = match &mut self.values {
-            Values::Uint16(values) => Arc::new(UInt16Array::from(std::mem::take(values))),
-            Values::Uint32(values) => Arc::new(UInt32Array::from(std::mem::take(values))),
-        };
+        let rows = self.prefix_lens.len();
+        let values: ArrayRef =
+            match std::mem::replace(&mut self.values, Values::with_room(self.width)) {
+                Values::Uint16(values) => Arc::new(UInt16Array::from(values)),
+                Values::Uint32(values) => Arc::new(UInt32Array::from(values)),
+            };
+        // The next batch likely holds about as many rows.
+        let mut next_offsets = Vec::with_capacity(rows + rows / 4 + 1);
+        next_offsets.push(0);
         let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(
             &mut self.offsets,
-            vec![0],
+            next_offsets,
         )));
         let item = Arc::new(Field::new("item", self.width.data_type(), false));
         let tokens = ListArray::try_new(item, offsets, values, None)
             .map_err(|e| Error::format(&self.temp_path, e))?;
-        let prefix = UInt32Array::from(std::mem::take(&mut self.prefix_lens));
+        let prefix = UInt32Array::from(std::mem::replace(
+            &mut self.prefix_lens,
+            Vec::with_capacity(rows + rows / 4),
+        ));
         let mut columns: Vec<ArrayRef> = vec![Arc::new(tokens), Arc::new(prefix)];
         if let Some((ids, subreddits)) = &mut self.sources {
             columns.push(Arc::new(ids.finish()));

@@ -91,27 +91,41 @@ impl ByteLevelBpe {
         let list = model["merges"]
             .as_array()
             .ok_or("model.merges is not a list")?;
-        let mut merges = AHashMap::with_capacity(list.len());
-        for (rank, merge) in (0u32..).zip(list) {
-            let (left, right) =
-                merge_pair(merge).ok_or_else(|| format!("model.merges[{rank}]: not a pair"))?;
-            let id = |t: &str| {
-                vocab
-                    .get(t)
-                    .copied()
-                    .ok_or_else(|| format!("model.merges[{rank}]: {t:?} is not in the vocabulary"))
-            };
-            let merged = id(&format!("{left}{right}"))?;
-            // As `tokenizers` (which collects them into a map): a pair listed twice keeps its
-            // last rank.
-            merges.insert((id(left)?, id(right)?), (rank, merged));
-        }
-        Ok(Self {
-            byte_ids,
+        let merges = (0u32..)
+            .zip(list)
+            .map(|(rank, merge)| {
+                let (left, right) =
+                    merge_pair(merge).ok_or_else(|| format!("model.merges[{rank}]: not a pair"))?;
+                let id = |t: &str| {
+                    vocab.get(t).copied().ok_or_else(|| {
+                        format!("model.merges[{rank}]: {t:?} is not in the vocabulary")
+                    })
+                };
+                Ok((id(left)?, id(right)?, id(&format!("{left}{right}"))?))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self::from_merges(&byte_ids, merges, whole_tokens))
+    }
+
+    /// The fast path of a BPE given each byte's id and its merges `(left, right, merged)` in
+    /// priority order; `whole_tokens` as `ignore_merges` asks.
+    pub(crate) fn from_merges(
+        byte_ids: &[u32; 256],
+        merges: impl IntoIterator<Item = (u32, u32, u32)>,
+        whole_tokens: Option<AHashMap<Box<[u8]>, u32>>,
+    ) -> Self {
+        // As `tokenizers` (which collects them into a map): a pair listed twice keeps its
+        // last rank.
+        let merges = (0u32..)
+            .zip(merges)
+            .map(|(rank, (left, right, merged))| ((left, right), (rank, merged)))
+            .collect();
+        Self {
+            byte_ids: *byte_ids,
             merges,
             whole_tokens,
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
-        })
+        }
     }
 
     /// Appends the ids of `text` to `out`.

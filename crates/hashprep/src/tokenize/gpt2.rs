@@ -5,13 +5,20 @@
 //! (r >= 256) is a merge of two shorter tokens, both of lower rank; listing every such split in
 //! order of `r` gives a BPE whose merge priority is the rank of the merged token, which is how
 //! tiktoken itself applies ranks. Tests compare the result with tiktoken on real text.
+//!
+//! Loading builds only the fast path and the file's bytes (written as `tokenizers` writes
+//! them): building the `tokenizers` form as well took a tenth of a second in every run.
+
+use std::fmt::Write as _;
 
 use ahash::AHashMap;
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, Tokenizer};
+#[cfg(test)]
+use tokenizers::{
+    decoders::byte_level::ByteLevel as ByteLevelDecoder, models::bpe::BPE,
+    pre_tokenizers::byte_level::ByteLevel, AddedToken, Tokenizer,
+};
 
+use super::byte_bpe::ByteLevelBpe;
 use crate::error::{Error, Result};
 
 /// GPT-2's end-of-text token and its id.
@@ -34,57 +41,125 @@ pub(crate) fn byte_to_char_table() -> [char; 256] {
     table
 }
 
-/// Builds GPT-2's tokenizer in `HuggingFace` form, with no file or network access.
-///
-/// # Errors
-/// Only if the embedded ranks are inconsistent (a bug).
-pub(crate) fn gpt2_tokenizer() -> Result<Tokenizer> {
-    let bpe = tiktoken_rs::r50k_base_singleton();
-    let table = byte_to_char_table();
-    let eos_id = GPT2_EOS.1;
-    let mut token_bytes: Vec<Vec<u8>> = Vec::with_capacity(eos_id as usize);
-    for rank in 0..eos_id {
-        let bytes = bpe
-            .decode_bytes(&[rank])
-            .map_err(|e| Error::Tokenizer(format!("gpt2 rank {rank}: {e:?}")))?;
-        token_bytes.push(bytes);
-    }
-    let rank_of: AHashMap<&[u8], u32> = token_bytes
-        .iter()
-        .enumerate()
-        .map(|(rank, bytes)| (bytes.as_slice(), rank as u32))
-        .collect();
-    let to_str = |bytes: &[u8]| -> String { bytes.iter().map(|&b| table[b as usize]).collect() };
+/// The start of GPT-2's `tokenizer.json` as `tokenizers` writes it, up to its vocabulary.
+const JSON_HEAD: &str = concat!(
+    r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[{"id":50256,"#,
+    r#""content":"<|endoftext|>","single_word":false,"lstrip":false,"rstrip":false,"#,
+    r#""normalized":false,"special":true}],"normalizer":null,"pre_tokenizer":{"type":"ByteLevel","#,
+    r#""add_prefix_space":false,"trim_offsets":true,"use_regex":true},"post_processor":null,"#,
+    r#""decoder":{"type":"ByteLevel","add_prefix_space":true,"trim_offsets":true,"use_regex":true},"#,
+    r#""model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":null,"#,
+    r#""end_of_word_suffix":null,"fuse_unk":false,"byte_fallback":false,"ignore_merges":false,"vocab":{"#,
+);
 
-    let vocab: AHashMap<String, u32> = token_bytes
-        .iter()
-        .enumerate()
-        .map(|(rank, bytes)| (to_str(bytes), rank as u32))
-        .collect();
-    let mut merges: Vec<(String, String)> = Vec::with_capacity(60_000);
-    for (rank, bytes) in token_bytes.iter().enumerate().skip(256) {
-        for split in 1..bytes.len() {
-            let (left, right) = bytes.split_at(split);
-            let (Some(&l), Some(&r)) = (rank_of.get(left), rank_of.get(right)) else {
-                continue;
-            };
-            if (l as usize) < rank && (r as usize) < rank {
-                merges.push((to_str(left), to_str(right)));
+/// GPT-2's tokens and merges, read from the ranks (a token's id is its rank).
+pub(crate) struct Gpt2Ranks {
+    /// Each token's bytes by id, the end-of-text token excepted.
+    tokens: Vec<Vec<u8>>,
+    /// `(left, right, merged)` ids in merge priority order.
+    merges: Vec<(u32, u32, u32)>,
+}
+
+impl Gpt2Ranks {
+    /// Reads the ranks `tiktoken-rs` embeds (no file or network access).
+    ///
+    /// # Errors
+    /// Only if the embedded ranks are inconsistent (a bug).
+    pub(crate) fn load() -> Result<Self> {
+        let bpe = tiktoken_rs::r50k_base_singleton();
+        let tokens = (0..GPT2_EOS.1)
+            .map(|rank| {
+                bpe.decode_bytes(&[rank])
+                    .map_err(|e| Error::Tokenizer(format!("gpt2 rank {rank}: {e:?}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rank_of: AHashMap<&[u8], u32> =
+            (0u32..).zip(&tokens).map(|(r, b)| (&b[..], r)).collect();
+        // Token `r` (r >= 256) is a merge of two shorter tokens of lower rank: every such split,
+        // in order of `r`, gives a BPE whose merge priority is the merged token's rank.
+        let mut merges = Vec::with_capacity(60_000);
+        for (rank, bytes) in (0u32..).zip(&tokens).skip(256) {
+            for split in 1..bytes.len() {
+                let (left, right) = bytes.split_at(split);
+                if let (Some(&l), Some(&r)) = (rank_of.get(left), rank_of.get(right)) {
+                    if l < rank && r < rank {
+                        merges.push((l, r, rank));
+                    }
+                }
             }
         }
+        Ok(Self { tokens, merges })
     }
-    let model = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .build()
-        .map_err(|e| Error::Tokenizer(format!("building gpt2 BPE: {e}")))?;
-    let mut tokenizer = Tokenizer::new(model);
-    tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
-    tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
-    tokenizer
-        .add_special_tokens([AddedToken::from(GPT2_EOS.0, true)])
-        .map_err(|e| Error::Tokenizer(e.to_string()))?;
-    debug_assert_eq!(tokenizer.token_to_id(GPT2_EOS.0), Some(eos_id));
-    Ok(tokenizer)
+
+    /// Number of ids, the end-of-text token included.
+    pub(crate) fn vocab_size(&self) -> usize {
+        self.tokens.len() + 1
+    }
+
+    /// The fast path's form.
+    pub(crate) fn fast_path(&self) -> ByteLevelBpe {
+        let mut byte_ids = [0u32; 256];
+        for (rank, bytes) in (0u32..).zip(&self.tokens) {
+            if let [byte] = bytes[..] {
+                byte_ids[usize::from(byte)] = rank;
+            }
+        }
+        ByteLevelBpe::from_merges(&byte_ids, self.merges.iter().copied(), None)
+    }
+
+    /// The `tokenizer.json` bytes, exactly as `tokenizers` writes the tokenizer built from
+    /// these ranks ([`Self::library_form`]), without building it.
+    pub(crate) fn json(&self) -> Vec<u8> {
+        let table = byte_to_char_table();
+        let text = |bytes: &[u8]| -> String { bytes.iter().map(|&b| table[b as usize]).collect() };
+        let quoted =
+            |bytes: &[u8]| serde_json::to_string(&text(bytes)).expect("a string serializes");
+        let mut json = String::with_capacity(2_100_000);
+        json.push_str(JSON_HEAD);
+        for (rank, bytes) in self.tokens.iter().enumerate() {
+            let comma = if rank == 0 { "" } else { "," };
+            let _ = write!(json, "{comma}{}:{rank}", quoted(bytes));
+        }
+        json.push_str("},\"merges\":[");
+        for (i, &(left, right, _)) in self.merges.iter().enumerate() {
+            let comma = if i == 0 { "" } else { "," };
+            let (left, right) = (&self.tokens[left as usize], &self.tokens[right as usize]);
+            let _ = write!(json, "{comma}[{},{}]", quoted(left), quoted(right));
+        }
+        json.push_str("]}}");
+        json.into_bytes()
+    }
+
+    /// GPT-2's tokenizer in `HuggingFace` form, built from the ranks (what [`Self::json`]
+    /// must equal once written).
+    #[cfg(test)]
+    pub(crate) fn library_form(&self) -> Result<Tokenizer> {
+        let table = byte_to_char_table();
+        let text = |bytes: &[u8]| -> String { bytes.iter().map(|&b| table[b as usize]).collect() };
+        let vocab: AHashMap<String, u32> = (0u32..)
+            .zip(&self.tokens)
+            .map(|(r, b)| (text(b), r))
+            .collect();
+        let merges = (self.merges.iter())
+            .map(|&(l, r, _)| {
+                (
+                    text(&self.tokens[l as usize]),
+                    text(&self.tokens[r as usize]),
+                )
+            })
+            .collect();
+        let model = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(|e| Error::Tokenizer(format!("building gpt2 BPE: {e}")))?;
+        let mut tokenizer = Tokenizer::new(model);
+        tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
+        tokenizer
+            .add_special_tokens([AddedToken::from(GPT2_EOS.0, true)])
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(tokenizer)
+    }
 }
 
 #[cfg(test)]
@@ -101,5 +176,20 @@ mod tests {
         assert_eq!(table[b' ' as usize], 'Ġ');
         assert_eq!(table[b'\n' as usize], 'Ċ');
         assert_eq!(table[b'A' as usize], 'A');
+    }
+
+    #[test]
+    fn the_file_is_written_as_tokenizers_writes_it() {
+        let ranks = Gpt2Ranks::load().unwrap();
+        let library = ranks.library_form().unwrap();
+        assert_eq!(library.token_to_id(GPT2_EOS.0), Some(GPT2_EOS.1));
+        assert_eq!(library.get_vocab_size(true), ranks.vocab_size());
+        let written = library.to_string(false).unwrap();
+        let ours = String::from_utf8(ranks.json()).unwrap();
+        assert_eq!(ours.len(), written.len());
+        assert!(
+            ours == written,
+            "gpt2's tokenizer.json differs from what tokenizers writes"
+        );
     }
 }

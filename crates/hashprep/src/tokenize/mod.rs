@@ -10,7 +10,9 @@ mod piece_cache;
 mod train;
 
 use std::path::Path;
+use std::sync::OnceLock;
 
+use ahash::AHashMap;
 use aho_corasick::AhoCorasick;
 use serde::{Deserialize, Serialize};
 
@@ -98,16 +100,32 @@ impl SpecialTokens {
 /// padding has them disabled on loading ([`Self::adjustments`] says what was disabled) and
 /// [`Self::json`] holds the file as used, without them.
 pub struct TextTokenizer {
-    inner: tokenizers::Tokenizer,
+    /// The `tokenizers` form: built on loading a file; for `gpt2`, whose fast path and file
+    /// come straight from its ranks, on first use.
+    library: OnceLock<tokenizers::Tokenizer>,
     json: Vec<u8>,
     fingerprint: String,
     source: String,
     vocab_size: usize,
     adjustments: Vec<String>,
+    /// Added tokens -> id, looked up before the vocabulary (as `tokenizers` does).
+    added: AHashMap<String, u32>,
     special_strings: Option<AhoCorasick>,
     /// The byte-level BPE fast path, where the file allows it (`Err`: why not).
     fast: std::result::Result<ByteLevelBpe, String>,
     special_tokens: SpecialTokens,
+}
+
+/// What a loaded tokenizer is made of, before the derived parts.
+struct Parts {
+    library: OnceLock<tokenizers::Tokenizer>,
+    json: Vec<u8>,
+    source: String,
+    adjustments: Vec<String>,
+    vocab_size: usize,
+    /// `(content, id, special)` of each added token.
+    added: Vec<(String, u32, bool)>,
+    fast: std::result::Result<ByteLevelBpe, String>,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -126,13 +144,16 @@ impl TextTokenizer {
     /// Unknown name and no such file, or a file that is not a valid tokenizer.
     pub fn load(spec: &str) -> Result<Self> {
         if spec == "gpt2" {
-            let tokenizer = gpt2::gpt2_tokenizer()?;
-            let json = tokenizer
-                .to_string(false)
-                .map_err(|e| Error::Tokenizer(e.to_string()))?;
-            // Built as its file would load (no truncation, padding or dropout): not parsed back
-            // from the JSON, which costs a tenth of a second in every run.
-            return Self::from_parts(tokenizer, json.into_bytes(), "gpt2", Vec::new());
+            let ranks = gpt2::Gpt2Ranks::load()?;
+            return Self::from_parts(Parts {
+                library: OnceLock::new(),
+                json: ranks.json(),
+                source: spec.to_owned(),
+                adjustments: Vec::new(),
+                vocab_size: ranks.vocab_size(),
+                added: vec![(GPT2_EOS.0.to_owned(), GPT2_EOS.1, true)],
+                fast: Ok(ranks.fast_path()),
+            });
         }
         let path = Path::new(spec);
         if !path.is_file() {
@@ -168,31 +189,34 @@ impl TextTokenizer {
                 .map_err(|e| Error::Tokenizer(e.to_string()))?
                 .into_bytes()
         };
-        Self::from_parts(inner, json, source, adjustments)
-    }
-
-    /// A tokenizer from `inner` as loaded from (or written as) `json`, with what loading
-    /// disabled in it.
-    fn from_parts(
-        inner: tokenizers::Tokenizer,
-        json: Vec<u8>,
-        source: &str,
-        adjustments: Vec<String>,
-    ) -> Result<Self> {
-        // The fast path parses the JSON while the rest is read from `inner`.
-        let (fast, (vocab_size, fingerprint)) = rayon::join(
+        // The fast path parses the JSON while the rest is read from the library's form.
+        let (fast, (vocab_size, added)) = rayon::join(
             || ByteLevelBpe::from_json(&json),
             || {
                 let vocab_size =
                     (inner.get_vocab(true).values().max()).map_or(0, |&max| max as usize + 1);
-                (vocab_size, fingerprint_bytes(&json))
+                let added = (inner.get_added_tokens_decoder().into_iter())
+                    .map(|(id, token)| (token.content, id, token.special))
+                    .collect();
+                (vocab_size, added)
             },
         );
-        let specials: Vec<String> = inner
-            .get_added_tokens_decoder()
-            .into_values()
-            .filter(|token| token.special && !token.content.is_empty())
-            .map(|token| token.content)
+        Self::from_parts(Parts {
+            library: OnceLock::from(inner),
+            json,
+            source: source.to_owned(),
+            adjustments,
+            vocab_size,
+            added,
+            fast,
+        })
+    }
+
+    /// The tokenizer made of `parts`.
+    fn from_parts(parts: Parts) -> Result<Self> {
+        let specials: Vec<&str> = (parts.added.iter())
+            .filter(|(content, _, special)| *special && !content.is_empty())
+            .map(|(content, _, _)| content.as_str())
             .collect();
         let special_strings = if specials.is_empty() {
             None
@@ -200,25 +224,39 @@ impl TextTokenizer {
             Some(AhoCorasick::new(&specials).map_err(|e| Error::Tokenizer(e.to_string()))?)
         };
         let mut tokenizer = Self {
-            fast,
-            special_tokens: SpecialTokens::Ordinary,
-            fingerprint,
-            inner,
-            json,
-            source: source.to_owned(),
-            vocab_size,
-            adjustments,
+            library: parts.library,
+            fingerprint: fingerprint_bytes(&parts.json),
+            json: parts.json,
+            source: parts.source,
+            vocab_size: parts.vocab_size,
+            adjustments: parts.adjustments,
+            added: (parts.added.into_iter())
+                .map(|(content, id, _)| (content, id))
+                .collect(),
             special_strings,
+            fast: parts.fast,
+            special_tokens: SpecialTokens::Ordinary,
         };
         tokenizer.set_special_tokens(SpecialTokens::Ordinary);
         Ok(tokenizer)
     }
 
+    /// The `tokenizers` form, built from the file's bytes on first use where loading did not.
+    fn library(&self) -> &tokenizers::Tokenizer {
+        self.library.get_or_init(|| {
+            let mut library = tokenizers::Tokenizer::from_bytes(&self.json)
+                .expect("a tokenizer's own file loads (tested for gpt2's)");
+            library.set_encode_special_tokens(self.special_tokens == SpecialTokens::Ordinary);
+            library
+        })
+    }
+
     /// Chooses how special-token strings inside the text are encoded (default: ordinary text).
     pub fn set_special_tokens(&mut self, mode: SpecialTokens) {
         self.special_tokens = mode;
-        self.inner
-            .set_encode_special_tokens(mode == SpecialTokens::Ordinary);
+        if let Some(library) = self.library.get_mut() {
+            library.set_encode_special_tokens(mode == SpecialTokens::Ordinary);
+        }
     }
 
     /// What loading disabled in the `tokenizer.json` (truncation, padding), one line each.
@@ -281,7 +319,7 @@ impl TextTokenizer {
     /// Encodes through the `tokenizers` library (what the fast path must equal).
     fn encode_with_library(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
-            .inner
+            .library()
             .encode_fast(text, false)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
@@ -289,7 +327,7 @@ impl TextTokenizer {
 
     /// Decodes ids back to text (special tokens kept).
     pub fn decode(&self, ids: &[u32]) -> String {
-        self.inner.decode(ids, false).unwrap_or_default()
+        self.library().decode(ids, false).unwrap_or_default()
     }
 
     /// Number of ids: one more than the largest id, added tokens included.
@@ -299,12 +337,12 @@ impl TextTokenizer {
 
     /// The id of a token string, if it is in the vocabulary.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
+        (self.added.get(token).copied()).or_else(|| self.library().token_to_id(token))
     }
 
     /// The token string of an id.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
+        self.library().id_to_token(id)
     }
 
     /// The `tokenizer.json` bytes, written verbatim next to the shards.

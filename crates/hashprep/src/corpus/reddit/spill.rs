@@ -238,13 +238,20 @@ fn parse_files(
 ) -> Result<Skipped> {
     use rayon::prelude::*;
     let mut skipped = Skipped::new();
+    let mut reader: Option<Lines> = None;
     for unit in files {
         let file = &unit.path;
         let stream = match unit.bytes {
             None => open_input(file, progress.cloned())?,
             Some(range) => open_range(file, range, progress.cloned())?,
         };
-        let mut lines = Lines::new(stream, file);
+        let lines = match &mut reader {
+            Some(lines) => {
+                lines.restart(stream, file);
+                lines
+            }
+            None => reader.insert(Lines::new(stream, file)),
+        };
         let mut block = lines.next_block(BLOCK_BYTES);
         loop {
             if block.is_empty() && block.ended.is_none() {
@@ -287,6 +294,7 @@ fn parse_files(
                 Some(e) => return Err(e),
             }
         }
+        lines.recycle(block);
     }
     Ok(skipped)
 }
