@@ -2,7 +2,7 @@
 //! strings written inside the text.
 
 use hashprep::Manifest;
-use hashprep::{TextTokenizer, GPT2_EOS};
+use hashprep::{Encoder, TextTokenizer, GPT2_EOS};
 
 use crate::common::*;
 
@@ -52,6 +52,7 @@ fn truncation_and_padding_of_a_tokenizer_json_are_disabled_and_recorded() {
         Manifest::read(&reference).unwrap().totals.tokens
     );
     assert_eq!(manifest.tokenizer.adjusted.len(), 2);
+    assert_eq!(manifest.tokenizer.encoder, Some(Encoder::FastPath));
     // The copy next to the shards is the tokenizer as used.
     let stored: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("tokenizer.json")).unwrap()).unwrap();
@@ -93,6 +94,16 @@ fn special_token_strings_inside_text_are_ordinary_text_by_default() {
 
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["totals"]["notices"]["special_token_text"], 3);
+    assert_eq!(summary["encoder"], serde_json::json!({"path": "fast_path"}));
+    let Some(Encoder::Tokenizers { reason }) =
+        Manifest::read(&recognized).unwrap().tokenizer.encoder
+    else {
+        panic!("recognizing special tokens is left to the tokenizers library");
+    };
+    assert!(
+        reason.contains("special-token strings are recognized"),
+        "{reason}"
+    );
     let eos = GPT2_EOS.1;
     for (tokens, _) in read_rows(&ordinary) {
         // The end-of-document id only where the tool appends it.

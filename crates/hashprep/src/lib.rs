@@ -107,5 +107,6 @@ pub use table::{
     Rule, TableExport, TableFormat, TableMeta, TableSpec, TidKeys,
 };
 pub use tokenize::{
-    train_tokenizer, EosSource, SpecialTokens, TextTokenizer, TokenizerKind, TrainOptions, GPT2_EOS,
+    train_tokenizer, Encoder, EosSource, SpecialTokens, TextTokenizer, TokenizerKind, TrainOptions,
+    GPT2_EOS,
 };

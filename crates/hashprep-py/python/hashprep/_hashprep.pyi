@@ -80,9 +80,20 @@ class _ManifestTokenizerRequired(TypedDict):
     eos_id: Optional[int]
 
 @type_check_only
+class _Encoder(TypedDict):
+    path: Literal["fast_path", "tokenizers"]
+
+@type_check_only
+class Encoder(_Encoder, total=False):
+    """Which encoder tokenized the text; `reason` (with `tokenizers`): why not the fast path."""
+
+    reason: str
+
+@type_check_only
 class ManifestTokenizer(_ManifestTokenizerRequired, total=False):
     eos_from: Literal["named", "tokenizer_config", "built_in"]
     adjusted: List[str]
+    encoder: Encoder
 
 @type_check_only
 class ManifestTotals(TypedDict):

@@ -110,6 +110,7 @@ pub fn merge(
         resumed_items: 0,
         already_complete: false,
         seconds: started.elapsed().as_secs_f64(),
+        encoder: manifest.tokenizer.encoder.clone(),
     })
 }
 

@@ -32,7 +32,7 @@ use crate::shard::output_dir::{prepare_output, OutputState};
 use crate::shard::TOKENIZER_FILE;
 use crate::shard::{Manifest, TokenWidth, TokenizerInfo, Totals, MANIFEST_VERSION};
 use crate::shard::{OutputLock, ReadLock};
-use crate::tokenize::{EosSource, SpecialTokens, TextTokenizer};
+use crate::tokenize::{Encoder, EosSource, SpecialTokens, TextTokenizer};
 use crate::util::write_atomic;
 
 /// Directory of the Reddit spill files inside an output directory (removed when complete).
@@ -151,6 +151,9 @@ pub struct TokenizeSummary {
     pub already_complete: bool,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Which encoder tokenized the text (as the manifest records it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<Encoder>,
 }
 
 /// Tokenizes `inputs` into `out`. See the module documentation.
@@ -226,6 +229,7 @@ fn tokenize_files(
                 resumed_items: 0,
                 already_complete: true,
                 seconds: started.elapsed().as_secs_f64(),
+                encoder: Some(tokenizer.encoder()),
             })
         }
         OutputState::Resume { journal, entries } => (journal, entries),
@@ -292,6 +296,7 @@ fn tokenize_files(
         resumed_items,
         already_complete: false,
         seconds: started.elapsed().as_secs_f64(),
+        encoder: Some(tokenizer.encoder()),
     })
 }
 
@@ -301,6 +306,12 @@ fn load_tokenizer(settings: &TokenizeSettings) -> Result<Arc<TextTokenizer>> {
     tokenizer.set_special_tokens(settings.special_tokens);
     for adjustment in tokenizer.adjustments() {
         eprintln!("hashprep: {}: {adjustment}", tokenizer.source());
+    }
+    if let Encoder::Tokenizers { reason } = tokenizer.encoder() {
+        eprintln!(
+            "hashprep: {}: encoded by the tokenizers library, not the fast path ({reason})",
+            tokenizer.source()
+        );
     }
     Ok(Arc::new(tokenizer))
 }
@@ -503,6 +514,7 @@ fn tokenizer_info(
         eos_id: eos.map(|e| e.1),
         eos_from: eos.map(|e| e.2),
         adjusted: tokenizer.adjustments().to_vec(),
+        encoder: Some(tokenizer.encoder()),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::corpus::InputFile;
 use crate::counts::TokenCounts;
 use crate::error::{Error, Result, SkipReason};
 use crate::integrity::verify_checksum;
-use crate::tokenize::EosSource;
+use crate::tokenize::{Encoder, EosSource};
 use crate::util::write_atomic;
 
 /// File name of the manifest inside an output directory.
@@ -58,6 +58,9 @@ pub struct TokenizerInfo {
     /// the directory is the tokenizer as used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adjusted: Vec<String>,
+    /// Which encoder tokenized the text (absent in outputs written before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<Encoder>,
 }
 
 /// Totals over all shards.

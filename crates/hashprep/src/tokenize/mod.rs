@@ -60,6 +60,19 @@ impl EosSource {
     }
 }
 
+/// Which encoder turns a tokenizer's text into ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "path")]
+pub enum Encoder {
+    /// `hashprep`'s byte-level BPE (the same ids as `tokenizers`, faster).
+    FastPath,
+    /// The `tokenizers` library, for `reason`.
+    Tokenizers {
+        /// What the fast path does not reproduce.
+        reason: String,
+    },
+}
+
 /// How a special token's string (`<|endoftext|>`, `</s>`) written inside the text is encoded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
@@ -313,6 +326,16 @@ impl TextTokenizer {
             (Err(why), _) => Some(why),
             (Ok(_), SpecialTokens::Recognize) => Some("special-token strings are recognized"),
             (Ok(_), SpecialTokens::Ordinary) => None,
+        }
+    }
+
+    /// Which encoder [`Self::encode`] uses, and why not the fast path.
+    pub fn encoder(&self) -> Encoder {
+        match self.fast_path_refusal() {
+            None => Encoder::FastPath,
+            Some(reason) => Encoder::Tokenizers {
+                reason: reason.to_owned(),
+            },
         }
     }
 
