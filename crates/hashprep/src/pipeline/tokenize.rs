@@ -215,22 +215,24 @@ fn tokenize_files(
         eos.as_ref(),
     );
     let width = TokenWidth::for_vocab(tokenizer.vocab_size());
+    let input_files = files.len();
+    let summary = |shards, totals, resumed_items, already_complete| TokenizeSummary {
+        out: out.to_path_buf(),
+        shards,
+        totals,
+        input_files,
+        input_bytes,
+        resumed_items,
+        already_complete,
+        seconds: started.elapsed().as_secs_f64(),
+        encoder: Some(tokenizer.encoder()),
+    };
 
     crate::util::create_output_dir(out)?;
     let _lock = OutputLock::acquire(out, "tokenize")?;
     let (mut journal, entries) = match prepare_output(out, &run, options.force)? {
         OutputState::Complete(manifest) => {
-            return Ok(TokenizeSummary {
-                out: out.to_path_buf(),
-                shards: manifest.shards.len(),
-                totals: manifest.totals.clone(),
-                input_files: files.len(),
-                input_bytes,
-                resumed_items: 0,
-                already_complete: true,
-                seconds: started.elapsed().as_secs_f64(),
-                encoder: Some(tokenizer.encoder()),
-            })
+            return Ok(summary(manifest.shards.len(), manifest.totals, 0, true));
         }
         OutputState::Resume { journal, entries } => (journal, entries),
     };
@@ -287,17 +289,7 @@ fn tokenize_files(
         let spill = out.join(SPILL_DIR);
         std::fs::remove_dir_all(&spill).map_err(|e| Error::io(&spill, e))?;
     }
-    Ok(TokenizeSummary {
-        out: out.to_path_buf(),
-        shards: manifest.shards.len(),
-        totals,
-        input_files: files.len(),
-        input_bytes,
-        resumed_items,
-        already_complete: false,
-        seconds: started.elapsed().as_secs_f64(),
-        encoder: Some(tokenizer.encoder()),
-    })
+    Ok(summary(manifest.shards.len(), totals, resumed_items, false))
 }
 
 /// The run's tokenizer, what loading it disabled said on stderr.
