@@ -123,3 +123,40 @@ fn special_token_strings_inside_text_are_ordinary_text_by_default() {
         3
     );
 }
+
+#[test]
+fn a_beginning_token_leads_every_document_when_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("docs.txt");
+    std::fs::write(&input, "first document\nsecond one\n").unwrap();
+    let plain = tmp.path().join("plain");
+    let with_bos = tmp.path().join("bos");
+    let text = ["--format", "text", "--tokenizer", "gpt2"];
+    run_ok(tokenize_into(&plain, &text).arg(&input));
+    run_ok(
+        tokenize_into(&with_bos, &text)
+            .args(["--bos-token", GPT2_EOS.0])
+            .arg(&input),
+    );
+    let expected: Vec<(Vec<u32>, u32)> = (read_rows(&plain).into_iter())
+        .map(|(tokens, prefix)| ([vec![GPT2_EOS.1], tokens].concat(), prefix))
+        .collect();
+    assert_eq!(read_rows(&with_bos), expected);
+    let tokenizer = Manifest::read(&with_bos).unwrap().tokenizer;
+    assert_eq!(
+        (tokenizer.bos_token.as_deref(), tokenizer.bos_id),
+        (Some(GPT2_EOS.0), Some(GPT2_EOS.1))
+    );
+    assert_eq!(Manifest::read(&plain).unwrap().tokenizer.bos_id, None);
+
+    let (code, stderr) = run_fail(
+        tokenize_into(&tmp.path().join("none"), &text)
+            .args(["--bos-token", "<s>"])
+            .arg(&input),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(r#"beginning-of-document token "<s>" is not in tokenizer gpt2"#),
+        "{stderr}"
+    );
+}

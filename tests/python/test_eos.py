@@ -62,3 +62,23 @@ def test_the_end_token_comes_from_the_config_beside_the_tokenizer_else_the_usual
                       progress=False)
     manifest = hashprep.Dataset(out).manifest["tokenizer"]
     assert (manifest["eos_token"], manifest["eos_from"]) == ("</s>", "named")
+
+
+def test_a_beginning_token_leads_every_document_when_named(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat\nthe dog ran\n")
+    vocab = word_tokenizer(tmp_path / "tokenizer.json", ["<s>", "</s>"])
+    plain, with_bos = tmp_path / "plain", tmp_path / "bos"
+    hashprep.tokenize([corpus], plain, format="text", tokenizer=str(tmp_path / "tokenizer.json"), progress=False)
+    hashprep.tokenize([corpus], with_bos, format="text", tokenizer=str(tmp_path / "tokenizer.json"),
+                      bos_token="<s>", progress=False)
+    rows, bos_rows = hashprep.Dataset(plain), hashprep.Dataset(with_bos)
+    assert len(rows) == len(bos_rows) == 2
+    for i in range(len(rows)):
+        assert list(bos_rows[i]) == [vocab["<s>"], *rows[i]]
+    manifest = bos_rows.manifest["tokenizer"]
+    assert (manifest["bos_token"], manifest["bos_id"]) == ("<s>", vocab["<s>"])
+    assert manifest["encoder"]["path"] == "tokenizers" and manifest["encoder"]["reason"]
+    with pytest.raises(hashprep.Error, match='beginning-of-document token "<bos>" is not in tokenizer'):
+        hashprep.tokenize([corpus], tmp_path / "none", format="text", tokenizer=str(tmp_path / "tokenizer.json"),
+                          bos_token="<bos>", progress=False)

@@ -39,6 +39,7 @@ fn on_error(name: &str) -> PyResult<hashprep::OnError> {
 ///
 /// format: wikitext103, cc100, text, jsonl or reddit. tokenizer: "gpt2" or a tokenizer.json.
 /// eos_token / no_eos: the end-of-document token (default: the tokenizer's usual one).
+/// bos_token: a beginning-of-document token put before each document (default: none).
 /// special_tokens: "ordinary" (a literal `<|endoftext|>` is text) or "recognize".
 /// on_error: "fail" or "skip" (bad records counted by reason). shard_mib: shard size
 /// (default: the CLI's).
@@ -48,7 +49,7 @@ fn on_error(name: &str) -> PyResult<hashprep::OnError> {
 /// force: replace an output made with other settings. progress: a bar on stderr.
 #[pyfunction]
 #[pyo3(signature = (inputs, out, *, format, tokenizer, text_field = "text", blank_line_separated = false,
-    on_error = "fail", eos_token = None, no_eos = false, special_tokens = "ordinary",
+    on_error = "fail", eos_token = None, no_eos = false, bos_token = None, special_tokens = "ordinary",
     max_context_turns = 7, shard_mib = None, threads = 0, num_tasks = 1, task_index = 0,
     spill_dir = None, force = false, progress = true))]
 #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
@@ -63,6 +64,7 @@ pub(crate) fn tokenize<'py>(
     on_error: &str,
     eos_token: Option<String>,
     no_eos: bool,
+    bos_token: Option<String>,
     special_tokens: &str,
     max_context_turns: usize,
     shard_mib: Option<f64>,
@@ -83,6 +85,7 @@ pub(crate) fn tokenize<'py>(
     let settings = hashprep::TokenizeSettings {
         eos_token,
         no_eos,
+        bos_token,
         shard_bytes,
         on_error: self::on_error(on_error)?,
         special_tokens: hashprep::SpecialTokens::from_name(special_tokens)

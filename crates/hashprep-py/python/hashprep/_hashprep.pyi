@@ -94,6 +94,8 @@ class ManifestTokenizer(_ManifestTokenizerRequired, total=False):
     eos_from: Literal["named", "tokenizer_config", "built_in"]
     adjusted: List[str]
     encoder: Encoder
+    bos_token: str
+    bos_id: int
 
 @type_check_only
 class ManifestTotals(TypedDict):
@@ -189,6 +191,7 @@ def tokenize(
     on_error: _OnError = "fail",
     eos_token: Optional[str] = None,
     no_eos: bool = False,
+    bos_token: Optional[str] = None,
     special_tokens: Literal["ordinary", "recognize"] = "ordinary",
     max_context_turns: int = 7,
     shard_mib: Optional[float] = None,

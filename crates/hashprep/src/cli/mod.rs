@@ -159,6 +159,11 @@ struct TokenizeArgs {
     /// Append no end-of-document token.
     #[arg(long)]
     no_eos: bool,
+    /// Beginning-of-document token put before each document (none by default; Llama-3's
+    /// `<|begin_of_text|>`, DeepSeek's `<｜begin▁of▁sentence｜>`: their post-processors add one,
+    /// which hashprep does not apply).
+    #[arg(long)]
+    bos_token: Option<String>,
     /// Special-token strings written in the text (a literal `<|endoftext|>`): `ordinary`
     /// encodes them as plain text, so only the appended end token ends a document; `recognize`
     /// turns them into the special ids. Occurrences are counted in the summary either way.
@@ -496,6 +501,7 @@ fn tokenize(args: TokenizeArgs, progress: bool) -> Result<()> {
         tokenizer: args.tokenizer,
         eos_token: args.eos_token,
         no_eos: args.no_eos,
+        bos_token: args.bos_token,
         shard_bytes: (args.shard_mib * (1u64 << 20) as f64) as u64,
         on_error: args.corpus.on_error,
         special_tokens: args.special_tokens,

@@ -48,6 +48,7 @@ pub(crate) enum Message {
 pub(crate) struct ChunkEncoder {
     tokenizer: Arc<TextTokenizer>,
     eos: Option<u32>,
+    bos: Option<u32>,
     /// Dialogue responses longer than this (in ids, without the end token) are dropped.
     max_response_tokens: Option<usize>,
     /// Id buffers of written chunks, to be filled again: memory that stays in use is not handed
@@ -66,9 +67,17 @@ impl ChunkEncoder {
         Self {
             tokenizer,
             eos,
+            bos: None,
             max_response_tokens,
             recycled: None,
         }
+    }
+
+    /// Puts `bos` before every example (part of a dialogue's prefix; a document without
+    /// context keeps prefix 0).
+    pub(crate) fn with_bos(mut self, bos: Option<u32>) -> Self {
+        self.bos = bos;
+        self
     }
 
     /// Takes the ids buffers of written chunks from `recycled` when there are some.
@@ -100,13 +109,19 @@ impl ChunkEncoder {
             return Encoded::Skipped(SkipReason::FilterLongResponse);
         }
         let start = ids.len();
+        ids.extend(self.bos);
+        let context_start = ids.len();
         let mut special_strings = response.special_strings;
         for turn in context {
             ids.extend_from_slice(turn.ids);
             ids.extend(self.eos);
             special_strings += turn.special_strings;
         }
-        let prefix_len = (ids.len() - start) as u32;
+        let prefix_len = if ids.len() == context_start {
+            0
+        } else {
+            (ids.len() - start) as u32
+        };
         ids.extend_from_slice(response.ids);
         ids.extend(self.eos);
         Encoded::Example {
@@ -400,5 +415,36 @@ mod tests {
             [tokenizer.encode("hello world").unwrap(), vec![50256]].concat()
         );
         assert_eq!(summary, [format!("{} 0 0 None", ids.len())]);
+    }
+
+    #[test]
+    fn a_beginning_token_leads_every_example_and_belongs_to_a_dialogues_prefix() {
+        let tokenizer = Arc::new(TextTokenizer::load("gpt2").unwrap());
+        let (bos, eos) = (50_256, 50_256);
+        let encoder =
+            ChunkEncoder::new(tokenizer.clone(), Some(eos), &Format::Cc100).with_bos(Some(bos));
+        let dialogue = Example {
+            context: vec!["a question".into()],
+            text: "an answer".into(),
+            source: None,
+        };
+        let items = vec![
+            Item::Example(Example::document("hello world".into())),
+            Item::Example(dialogue),
+        ];
+        let (ids, summary) = encoded(&encoder, 0, items);
+        let encode = |text: &str| tokenizer.encode(text).unwrap();
+        let document = [vec![bos], encode("hello world"), vec![eos]].concat();
+        let context = [vec![bos], encode("a question"), vec![eos]].concat();
+        let example = [context.clone(), encode("an answer"), vec![eos]].concat();
+        assert_eq!(ids, [document.clone(), example.clone()].concat());
+        // A document keeps no prefix; a dialogue's prefix is the token and its context.
+        assert_eq!(
+            summary,
+            [
+                format!("{} 0 0 None", document.len()),
+                format!("{} {} 0 None", example.len(), context.len()),
+            ]
+        );
     }
 }

@@ -223,6 +223,14 @@ pub enum TokenizerProblem {
         /// The tokenizer.
         tokenizer: String,
     },
+    /// The beginning-of-document token asked for is not in the vocabulary.
+    #[error("beginning-of-document token {token:?} is not in tokenizer {tokenizer}")]
+    NoSuchBos {
+        /// The token.
+        token: String,
+        /// The tokenizer.
+        tokenizer: String,
+    },
     /// None of the usual end-of-document tokens is in the vocabulary.
     #[error(
         "tokenizer {tokenizer} has none of the usual end-of-document tokens {candidates:?}; name one \

@@ -58,6 +58,10 @@ pub struct TokenizeSettings {
     /// Append no end-of-document token at all.
     #[serde(default)]
     pub no_eos: bool,
+    /// Beginning-of-document token put before every example (none by default: Llama-3 and
+    /// `DeepSeek` add theirs in a post-processor, which is not applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token: Option<String>,
     /// A new shard starts once the current one holds this many bytes of ids (default 256 MiB).
     #[serde(default = "default_shard_bytes")]
     pub shard_bytes: u64,
@@ -85,6 +89,7 @@ impl TokenizeSettings {
             tokenizer: tokenizer.into(),
             eos_token: None,
             no_eos: false,
+            bos_token: None,
             shard_bytes: default_shard_bytes(),
             on_error: OnError::Fail,
             special_tokens: SpecialTokens::default(),
@@ -193,6 +198,9 @@ fn tokenize_files(
     let started = Instant::now();
     let tokenizer = load_tokenizer(settings)?;
     let eos = end_of_document(settings, &tokenizer)?;
+    let bos = (settings.bos_token.as_deref())
+        .map(|name| Ok((name.to_owned(), tokenizer.resolve_bos(name)?)))
+        .transpose()?;
     let reddit = matches!(settings.format, Format::Reddit(_));
     // Reddit threads span files: every task reads every file and keeps its own threads, or
     // (phase 2 of a shared spill) takes its share of the partitions.
@@ -253,7 +261,8 @@ fn tokenize_files(
         tokenizer.clone(),
         eos.as_ref().map(|e| e.1),
         &settings.format,
-    );
+    )
+    .with_bos(bos.as_ref().map(|b| b.1));
     run_stages(
         stream,
         encoder,
@@ -273,7 +282,7 @@ fn tokenize_files(
         kind: "hashprep-shards".into(),
         version: MANIFEST_VERSION,
         created_by: format!("hashprep {}", env!("CARGO_PKG_VERSION")),
-        tokenizer: tokenizer_info(&tokenizer, eos.as_ref()),
+        tokenizer: tokenizer_info(&tokenizer, eos.as_ref(), bos.as_ref()),
         token_type: width,
         counts_file: COUNTS_FILE.into(),
         counts_checksum: fingerprint_bytes(&counts_bytes),
@@ -496,6 +505,7 @@ fn end_of_document(
 fn tokenizer_info(
     tokenizer: &TextTokenizer,
     eos: Option<&(String, u32, EosSource)>,
+    bos: Option<&(String, u32)>,
 ) -> TokenizerInfo {
     TokenizerInfo {
         file: TOKENIZER_FILE.into(),
@@ -505,6 +515,8 @@ fn tokenizer_info(
         eos_token: eos.map(|e| e.0.clone()),
         eos_id: eos.map(|e| e.1),
         eos_from: eos.map(|e| e.2),
+        bos_token: bos.map(|b| b.0.clone()),
+        bos_id: bos.map(|b| b.1),
         adjusted: tokenizer.adjustments().to_vec(),
         encoder: Some(tokenizer.encoder()),
     }

@@ -54,6 +54,12 @@ pub struct TokenizerInfo {
     /// Where it was taken from (absent in outputs written before this was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eos_from: Option<EosSource>,
+    /// Beginning-of-document token put before every example, if one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token: Option<String>,
+    /// Its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_id: Option<u32>,
     /// What loading disabled in the given `tokenizer.json` (truncation, padding); the copy in
     /// the directory is the tokenizer as used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -383,6 +383,19 @@ impl TextTokenizer {
         &self.source
     }
 
+    /// The id of the beginning-of-document token `name`.
+    ///
+    /// # Errors
+    /// It is not in the vocabulary.
+    pub fn resolve_bos(&self, name: &str) -> Result<u32> {
+        self.token_to_id(name).ok_or_else(|| {
+            Error::TokenizerSetup(TokenizerProblem::NoSuchBos {
+                token: name.to_owned(),
+                tokenizer: self.source.clone(),
+            })
+        })
+    }
+
     /// Resolves the end-of-document token: `name` if given; else the `eos_token` of a
     /// `tokenizer_config.json` beside the tokenizer file (Hugging Face ships one, a string or
     /// `{"content": ...}`), when the vocabulary has it; else the first of
