@@ -160,7 +160,7 @@ struct TokenizeArgs {
     #[arg(long)]
     no_eos: bool,
     /// Beginning-of-document token put before each document (none by default; Llama-3's
-    /// `<|begin_of_text|>`, DeepSeek's `<｜begin▁of▁sentence｜>`: their post-processors add one,
+    /// `<|begin_of_text|>`, `DeepSeek`'s `<｜begin▁of▁sentence｜>`: their post-processors add one,
     /// which hashprep does not apply).
     #[arg(long)]
     bos_token: Option<String>,
