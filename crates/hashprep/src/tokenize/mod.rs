@@ -7,6 +7,7 @@ mod fast_path_tests;
 mod gpt2;
 mod gpt2_split;
 mod piece_cache;
+mod split_pattern;
 mod train;
 
 use std::path::Path;

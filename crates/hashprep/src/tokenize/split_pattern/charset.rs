@@ -1,0 +1,145 @@
+//! Which characters a one-character atom of a pattern matches, asked of Oniguruma (the engine
+//! `tokenizers` runs the pattern with) so that both agree on every code point whatever Unicode
+//! version each was built with: the atom is searched for in a text of every character of a
+//! plane, once per plane, the Basic Multilingual Plane when the pattern is compiled and each
+//! other plane the first time one of its characters is met.
+
+use std::sync::OnceLock;
+
+use onig::Regex;
+
+/// Code points per plane.
+const PLANE: u32 = 0x1_0000;
+
+/// Planes of Unicode.
+const PLANES: usize = 17;
+
+/// One bit per code point of a plane.
+type PlaneBits = Box<[u64; (PLANE / 64) as usize]>;
+
+/// The characters of one atom.
+pub(super) struct CharSet {
+    regex: Regex,
+    ascii: u128,
+    planes: [OnceLock<PlaneBits>; PLANES],
+}
+
+impl CharSet {
+    /// The set of the atom `source` (Oniguruma syntax).
+    ///
+    /// # Errors
+    /// Oniguruma refuses it, or it matches more than one character somewhere.
+    pub(super) fn new(source: &str) -> Result<Self, String> {
+        let regex = Regex::new(source).map_err(|e| format!("{source}: {e}"))?;
+        let planes: [OnceLock<PlaneBits>; PLANES] = Default::default();
+        let bmp = members(&regex, 0).map_err(|e| format!("{source}: {e}"))?;
+        let ascii = (0..128u32).fold(0u128, |bits, c| {
+            bits | u128::from(bmp[(c / 64) as usize] >> (c % 64) & 1) << c
+        });
+        planes[0].set(bmp).expect("a fresh cell");
+        Ok(Self {
+            regex,
+            ascii,
+            planes,
+        })
+    }
+
+    /// Whether `c` is in the set.
+    #[inline]
+    pub(super) fn contains(&self, c: char) -> bool {
+        let code = c as u32;
+        if code < 128 {
+            return self.ascii >> code & 1 == 1;
+        }
+        let plane = (code / PLANE) as usize;
+        let bits = self.planes[plane].get_or_init(|| {
+            // Checked single-character on the first plane; an atom matches one character.
+            members(&self.regex, plane).unwrap_or_else(|_| Box::new([0; (PLANE / 64) as usize]))
+        });
+        let at = code % PLANE;
+        bits[(at / 64) as usize] >> (at % 64) & 1 == 1
+    }
+}
+
+/// Every character of `plane`, back to back (surrogates are not characters).
+fn plane_text(plane: usize) -> &'static str {
+    static TEXTS: [OnceLock<String>; PLANES] = [const { OnceLock::new() }; PLANES];
+    TEXTS[plane].get_or_init(|| {
+        let first = plane as u32 * PLANE;
+        (first..first + PLANE).filter_map(char::from_u32).collect()
+    })
+}
+
+/// The characters of `plane` that `regex` matches.
+///
+/// # Errors
+/// A match of more than one character.
+fn members(regex: &Regex, plane: usize) -> Result<PlaneBits, String> {
+    let text = plane_text(plane);
+    let mut bits: PlaneBits = Box::new([0; (PLANE / 64) as usize]);
+    for (start, end) in regex.find_iter(text) {
+        let mut chars = text[start..end].chars();
+        let (Some(c), None) = (chars.next(), chars.next()) else {
+            return Err(format!("matches {:?}, not one character", &text[start..end]));
+        };
+        let at = c as u32 % PLANE;
+        bits[(at / 64) as usize] |= 1 << (at % 64);
+    }
+    Ok(bits)
+}
+
+/// Whether some single character is matched by the case-insensitive `literal` (of two or more
+/// characters), as `ß` is by `(?i:ss)`: Oniguruma's multi-character case folding, which the
+/// scanner does not reproduce.
+pub(super) fn folds_to_one_character(literal: &str) -> bool {
+    let escaped: String = literal
+        .chars()
+        .map(|c| {
+            if c.is_ascii_punctuation() {
+                format!("\\{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    let Ok(regex) = Regex::new(&format!("(?i:{escaped})")) else {
+        return true;
+    };
+    (0..PLANES).any(|plane| {
+        let text = plane_text(plane);
+        (regex.find_iter(text)).any(|(start, end)| text[start..end].chars().nth(1).is_none())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_hold_what_oniguruma_matches() {
+        let letters = CharSet::new(r"\p{L}").unwrap();
+        for (c, member) in [('a', true), ('é', true), ('日', true), ('1', false), (' ', false)] {
+            assert_eq!(letters.contains(c), member, "{c:?}");
+        }
+        // Beyond the first plane: Mathematical Alphanumeric Symbols are letters, emoji are not.
+        assert!(letters.contains('\u{1d400}'));
+        assert!(!letters.contains('🙂'));
+        let folded = CharSet::new("(?i:s)").unwrap();
+        // `ſ` (long s) folds to `s` in Oniguruma.
+        for (c, member) in [('s', true), ('S', true), ('\u{17f}', true), ('t', false)] {
+            assert_eq!(folded.contains(c), member, "{c:?}");
+        }
+        let class = CharSet::new(r"[^\r\n\p{L}\p{N}]").unwrap();
+        assert!(class.contains(' ') && class.contains('!') && !class.contains('\n'));
+        assert!(!class.contains('x') && class.contains('🙂'));
+    }
+
+    #[test]
+    fn multi_character_folds_are_found() {
+        assert!(folds_to_one_character("ss"));
+        assert!(folds_to_one_character("st"));
+        assert!(!folds_to_one_character("re"));
+        assert!(!folds_to_one_character("ll"));
+        assert!(!folds_to_one_character("ve"));
+    }
+}

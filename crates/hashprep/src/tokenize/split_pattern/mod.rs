@@ -1,0 +1,285 @@
+//! A `Split` pre-tokenizer's regex without a regex library: the pattern parsed into the
+//! constructs of [`parse`] (anything else is refused), each one-character atom's characters
+//! asked of Oniguruma ([`charset`]), and matched by backtracking in Oniguruma's order (the
+//! first alternative that leads to a match, quantifiers greedy unless lazy), so that the pieces
+//! are those `tokenizers` finds: its `find_iter` takes the leftmost match, then searches on
+//! from its end; `Isolated` keeps each match and each stretch between matches as a piece.
+
+mod charset;
+mod parse;
+
+use charset::{folds_to_one_character, CharSet};
+use parse::Ast;
+
+/// A compiled node: as [`Ast`], its one-character atoms numbered into [`SplitPattern::sets`].
+#[derive(Debug)]
+enum Node {
+    Set(usize),
+    Char(char),
+    Concat(Vec<Node>),
+    Alt(Vec<Node>),
+    Repeat {
+        node: Box<Node>,
+        min: u32,
+        max: u32,
+        greedy: bool,
+    },
+    Look {
+        node: Box<Node>,
+        negate: bool,
+    },
+}
+
+/// A `Split` pattern, ready to cut text into pieces.
+pub(crate) struct SplitPattern {
+    root: Node,
+    sets: Vec<CharSet>,
+}
+
+/// What one search works on: the characters of the text being split.
+struct Text<'c> {
+    chars: &'c [char],
+}
+
+impl SplitPattern {
+    /// Compiles `pattern`.
+    ///
+    /// # Errors
+    /// What it holds that the scanner does not reproduce.
+    pub(crate) fn new(pattern: &str) -> Result<Self, String> {
+        let ast = parse::parse(pattern)?;
+        check_case_folds(&ast)?;
+        let mut sources: Vec<String> = Vec::new();
+        let root = compile(&ast, &mut sources);
+        let sets = sources
+            .iter()
+            .map(|source| CharSet::new(source))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { root, sets })
+    }
+
+    /// Calls `piece` with each piece of `text` in order, as `Isolated` splits it: each match
+    /// and each stretch between matches; together they are `text`.
+    pub(crate) fn split<'t>(&self, text: &'t str, mut piece: impl FnMut(&'t str)) {
+        // Buffers from a pool: `piece` may split its piece again with another pattern.
+        let (mut chars, mut offsets) = BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
+        chars.clear();
+        offsets.clear();
+        for (at, c) in text.char_indices() {
+            chars.push(c);
+            offsets.push(at);
+        }
+        offsets.push(text.len());
+        let input = Text { chars: &chars };
+        let mut unmatched = 0;
+        let mut start = 0;
+        while start < chars.len() {
+            match self.match_at(&input, start) {
+                Some(end) => {
+                    if unmatched < start {
+                        piece(&text[offsets[unmatched]..offsets[start]]);
+                    }
+                    piece(&text[offsets[start]..offsets[end]]);
+                    (start, unmatched) = (end, end);
+                }
+                None => start += 1,
+            }
+        }
+        if unmatched < chars.len() {
+            piece(&text[offsets[unmatched]..]);
+        }
+        BUFFERS.with_borrow_mut(|pool| pool.push((chars, offsets)));
+    }
+
+    /// The end of the match that starts at `start`, if one does.
+    fn match_at(&self, text: &Text, start: usize) -> Option<usize> {
+        self.matches(std::slice::from_ref(&self.root), text, start, &|end| Some(end))
+    }
+
+    /// Matches `nodes` in turn from `at`, then `then` from where they end: the first way
+    /// (in Oniguruma's order) for which `then` succeeds.
+    fn matches(
+        &self,
+        nodes: &[Node],
+        text: &Text,
+        at: usize,
+        then: &dyn Fn(usize) -> Option<usize>,
+    ) -> Option<usize> {
+        let Some((node, rest)) = nodes.split_first() else {
+            return then(at);
+        };
+        let next = |end: usize| self.matches(rest, text, end, then);
+        match node {
+            Node::Set(_) | Node::Char(_) => {
+                let c = *text.chars.get(at)?;
+                if self.one(node, c) {
+                    next(at + 1)
+                } else {
+                    None
+                }
+            }
+            Node::Concat(inner) => self.matches(inner, text, at, &next),
+            Node::Alt(alternatives) => alternatives
+                .iter()
+                .find_map(|alt| self.matches(std::slice::from_ref(alt), text, at, &next)),
+            Node::Repeat {
+                node,
+                min,
+                max,
+                greedy,
+            } => {
+                if matches!(**node, Node::Set(_) | Node::Char(_)) {
+                    self.repeat_one(node, (*min, *max, *greedy), text, at, &next)
+                } else {
+                    self.repeat(node, (*min, *max, *greedy), 0, text, at, &next)
+                }
+            }
+            Node::Look { node, negate } => {
+                let found = self
+                    .matches(std::slice::from_ref(node), text, at, &|end| Some(end))
+                    .is_some();
+                if found == *negate {
+                    None
+                } else {
+                    next(at)
+                }
+            }
+        }
+    }
+
+    /// Whether the one-character `node` matches `c`.
+    #[inline]
+    fn one(&self, node: &Node, c: char) -> bool {
+        match node {
+            Node::Set(set) => self.sets[*set].contains(c),
+            Node::Char(expected) => c == *expected,
+            _ => unreachable!("a one-character node"),
+        }
+    }
+
+    /// A quantifier on one character: the run is counted once, then tried longest first
+    /// (greedy) or shortest first.
+    fn repeat_one(
+        &self,
+        node: &Node,
+        (min, max, greedy): (u32, u32, bool),
+        text: &Text,
+        at: usize,
+        next: &dyn Fn(usize) -> Option<usize>,
+    ) -> Option<usize> {
+        let run = (text.chars[at..].iter())
+            .take(max as usize)
+            .take_while(|&&c| self.one(node, c))
+            .count();
+        let min = min as usize;
+        if run < min {
+            return None;
+        }
+        if greedy {
+            (min..=run).rev().find_map(|n| next(at + n))
+        } else {
+            (min..=run).find_map(|n| next(at + n))
+        }
+    }
+
+    /// A quantifier on a group, `done` repetitions matched so far (none of them empty: such
+    /// patterns are refused).
+    fn repeat(
+        &self,
+        node: &Node,
+        (min, max, greedy): (u32, u32, bool),
+        done: u32,
+        text: &Text,
+        at: usize,
+        next: &dyn Fn(usize) -> Option<usize>,
+    ) -> Option<usize> {
+        let more = || {
+            (done < max).then(|| {
+                self.matches(std::slice::from_ref(node), text, at, &|end| {
+                    self.repeat(node, (min, max, greedy), done + 1, text, end, next)
+                })
+            })?
+        };
+        let stop = || (done >= min).then(|| next(at))?;
+        if greedy {
+            more().or_else(stop)
+        } else {
+            stop().or_else(more)
+        }
+    }
+}
+
+thread_local! {
+    /// Spare buffers for the characters of a text being split and their byte offsets (one
+    /// more: its length).
+    static BUFFERS: std::cell::RefCell<Vec<(Vec<char>, Vec<usize>)>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
+/// Numbers the atoms of `ast` into `sources` (one set per distinct source).
+fn compile(ast: &Ast, sources: &mut Vec<String>) -> Node {
+    match ast {
+        Ast::Char(c) => Node::Char(*c),
+        Ast::Class(source) => Node::Set(
+            sources.iter().position(|s| s == source).unwrap_or_else(|| {
+                sources.push(source.clone());
+                sources.len() - 1
+            }),
+        ),
+        Ast::Concat(nodes) => Node::Concat(nodes.iter().map(|n| compile(n, sources)).collect()),
+        Ast::Alt(nodes) => Node::Alt(nodes.iter().map(|n| compile(n, sources)).collect()),
+        Ast::Repeat {
+            node,
+            min,
+            max,
+            greedy,
+        } => Node::Repeat {
+            node: Box::new(compile(node, sources)),
+            min: *min,
+            max: max.unwrap_or(u32::MAX),
+            greedy: *greedy,
+        },
+        Ast::Look { node, negate } => Node::Look {
+            node: Box::new(compile(node, sources)),
+            negate: *negate,
+        },
+    }
+}
+
+/// Refuses a case-insensitive run of characters that Oniguruma would let one character match
+/// (`(?i:ss)` matches `ß`).
+fn check_case_folds(ast: &Ast) -> Result<(), String> {
+    let folded = |node: &Ast| match node {
+        Ast::Class(source) => source
+            .strip_prefix("(?i:")
+            .and_then(|s| s.strip_suffix(')'))
+            .map(str::to_owned),
+        Ast::Char(c) => Some(c.to_string()),
+        _ => None,
+    };
+    match ast {
+        Ast::Concat(nodes) => {
+            let is_folded = |n: &Ast| matches!(n, Ast::Class(s) if s.starts_with("(?i:"));
+            for len in 2..=3 {
+                for run in nodes.windows(len).filter(|run| run.iter().any(is_folded)) {
+                    let Some(literal) = run.iter().map(folded).collect::<Option<String>>() else {
+                        continue;
+                    };
+                    if folds_to_one_character(&literal) {
+                        return Err(format!(
+                            "(?i:{literal}) is matched by one character (a multi-character case fold)"
+                        ));
+                    }
+                }
+            }
+            nodes.iter().try_for_each(check_case_folds)
+        }
+        Ast::Alt(nodes) => nodes.iter().try_for_each(check_case_folds),
+        Ast::Repeat { node, .. } | Ast::Look { node, .. } => check_case_folds(node),
+        Ast::Class(_) | Ast::Char(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
