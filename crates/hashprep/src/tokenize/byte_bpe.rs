@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::gpt2_split::split_gpt2;
 use super::piece_cache::PieceCache;
+use super::split_pattern::SplitPattern;
 
 /// Numbers the fast paths made, for [`ByteLevelBpe::instance`].
 static INSTANCES: AtomicU64 = AtomicU64::new(1);
@@ -34,6 +35,8 @@ pub(crate) struct ByteLevelBpe {
     /// With `ignore_merges` (Llama-3 style): every token's bytes -> its id, for pieces that
     /// are a token as a whole.
     whole_tokens: Option<AHashMap<Box<[u8]>, u32>>,
+    /// The pre-tokenizer: each step splits the pieces of the one before.
+    steps: Vec<PreStep>,
     /// Tells the per-thread caches of different tokenizers apart.
     instance: u64,
 }
@@ -58,7 +61,7 @@ impl ByteLevelBpe {
     /// The component (by its place in the file) it does not reproduce.
     pub(crate) fn from_json(json: &[u8]) -> Result<Self, String> {
         let file: Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-        check_components(&file)?;
+        let steps = check_components(&file)?;
         let model = &file["model"];
         let vocab: AHashMap<&str, u32> = model["vocab"]
             .as_object()
@@ -104,7 +107,7 @@ impl ByteLevelBpe {
                 Ok((id(left)?, id(right)?, id(&format!("{left}{right}"))?))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(Self::from_merges(&byte_ids, merges, whole_tokens))
+        Ok(Self::from_merges(&byte_ids, merges, whole_tokens).with_steps(steps))
     }
 
     /// The fast path of a BPE given each byte's id and its merges `(left, right, merged)` in
@@ -124,15 +127,23 @@ impl ByteLevelBpe {
             byte_ids: *byte_ids,
             merges,
             whole_tokens,
+            steps: vec![PreStep::Gpt2],
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// The same BPE after other pre-tokenization steps than GPT-2's pattern alone.
+    fn with_steps(self, steps: Vec<PreStep>) -> Self {
+        Self { steps, ..self }
     }
 
     /// Appends the ids of `text` to `out`.
     pub(crate) fn encode(&self, text: &str, out: &mut Vec<u32>) {
         CACHE.with_borrow_mut(|cache| {
             cache.serve(self.instance);
-            split_gpt2(text, |piece| cache.extend(piece, out, |p| self.merge(p)));
+            each_piece(&self.steps, text, &mut |piece| {
+                cache.extend(piece, out, |p| self.merge(p));
+            });
         });
     }
 
@@ -209,40 +220,22 @@ impl ByteLevelBpe {
     }
 }
 
-/// Refuses every component the fast path does not reproduce exactly.
-fn check_components(file: &Value) -> Result<(), String> {
+/// One pre-tokenization step, applied to each piece of the step before.
+enum PreStep {
+    /// GPT-2's pattern, by its hand-written scanner.
+    Gpt2,
+    /// A `Split` pattern (behaviour `Isolated`).
+    Pattern(SplitPattern),
+}
+
+/// Refuses every component the fast path does not reproduce exactly; returns the
+/// pre-tokenization steps.
+fn check_components(file: &Value) -> Result<Vec<PreStep>, String> {
     let null_or = |v: &Value, allowed: &dyn Fn(&Value) -> bool| v.is_null() || allowed(v);
-    if !file["normalizer"].is_null() {
-        return Err("a normalizer".into());
+    if !no_op_normalizer(&file["normalizer"]) {
+        return Err(format!("normalizer {}", file["normalizer"]));
     }
-    let pre = &file["pre_tokenizer"];
-    let byte_level = |v: &Value, regex: bool| {
-        v["type"] == "ByteLevel"
-            && v["add_prefix_space"] == false
-            && (if regex {
-                null_or(&v["use_regex"], &|r| *r == true)
-            } else {
-                v["use_regex"] == false
-            })
-    };
-    // GPT-2's pattern as its own `Split` step before a `ByteLevel` without one.
-    let gpt2_split = |v: &Value| {
-        v["type"] == "Split"
-            && v["pattern"]["Regex"] == GPT2_PATTERN
-            && v["behavior"] == "Isolated"
-            && v["invert"] == false
-    };
-    let steps = pre["pretokenizers"]
-        .as_array()
-        .map_or(&[][..], Vec::as_slice);
-    let accepted = byte_level(pre, true)
-        || (pre["type"] == "Sequence"
-            && matches!(steps, [split, level] if gpt2_split(split) && byte_level(level, false)));
-    if !accepted {
-        return Err(format!(
-            "pre_tokenizer {pre}: only ByteLevel without a prefix space (or GPT-2's split pattern, then ByteLevel)"
-        ));
-    }
+    let steps = pre_tokenizer_steps(&file["pre_tokenizer"])?;
     // With no special tokens added (as corpora are encoded), these add nothing to the ids.
     let no_op = |v: &Value| {
         matches!(
@@ -276,7 +269,70 @@ fn check_components(file: &Value) -> Result<(), String> {
     if let Some(token) = added.iter().find(|t| t["special"] != true) {
         return Err(format!("non-special added token {}", token["content"]));
     }
-    Ok(())
+    Ok(steps)
+}
+
+/// No normalizer, or a `Sequence` of none.
+fn no_op_normalizer(normalizer: &Value) -> bool {
+    normalizer.is_null()
+        || (normalizer["type"] == "Sequence"
+            && (normalizer["normalizers"].as_array())
+                .is_some_and(|n| n.iter().all(no_op_normalizer)))
+}
+
+/// The steps of a pre-tokenizer made of `Split` patterns (behaviour `Isolated`) and a last
+/// `ByteLevel` without a prefix space (its own regex being GPT-2's pattern).
+fn pre_tokenizer_steps(pre: &Value) -> Result<Vec<PreStep>, String> {
+    let parts = match pre["type"].as_str() {
+        Some("Sequence") => pre["pretokenizers"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice),
+        _ => std::slice::from_ref(pre),
+    };
+    let Some((last, splits)) = parts.split_last() else {
+        return Err("no pre_tokenizer: a byte-level BPE needs ByteLevel".into());
+    };
+    if last["type"] != "ByteLevel" || last["add_prefix_space"] != false {
+        return Err(format!(
+            "pre_tokenizer {pre}: the last step is not ByteLevel without a prefix space"
+        ));
+    }
+    let mut steps = splits
+        .iter()
+        .map(|split| {
+            let pattern = split["pattern"]["Regex"].as_str();
+            match (split["type"].as_str(), pattern) {
+                (Some("Split"), Some(pattern))
+                    if split["behavior"] == "Isolated" && split["invert"] == false =>
+                {
+                    if pattern == GPT2_PATTERN {
+                        return Ok(PreStep::Gpt2);
+                    }
+                    SplitPattern::new(pattern)
+                        .map(PreStep::Pattern)
+                        .map_err(|why| format!("Split pattern {pattern:?}: {why}"))
+                }
+                _ => Err(format!(
+                    "pre_tokenizer step {split}: only Split by a regex, Isolated, not inverted"
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if last["use_regex"] != false {
+        steps.push(PreStep::Gpt2);
+    }
+    Ok(steps)
+}
+
+/// Calls `piece` with each piece of `text` after `steps`.
+fn each_piece(steps: &[PreStep], text: &str, piece: &mut dyn FnMut(&str)) {
+    match steps.split_first() {
+        None => piece(text),
+        Some((PreStep::Gpt2, rest)) => split_gpt2(text, |p| each_piece(rest, p, piece)),
+        Some((PreStep::Pattern(pattern), rest)) => {
+            pattern.split(text, |p| each_piece(rest, p, piece));
+        }
+    }
 }
 
 /// A merge as `"left right"` or `["left", "right"]`.

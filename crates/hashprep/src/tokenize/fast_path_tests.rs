@@ -216,3 +216,97 @@ fn two_tokenizers_on_one_thread_keep_their_own_pieces() {
         trained().encode_with_library(text).unwrap()
     );
 }
+
+/// GPT-2's vocabulary and merges behind `splits` (`Split` patterns, `Isolated`) and a
+/// `ByteLevel` without its own regex; `ignore_merges` as Llama-3 sets it.
+fn with_splits(splits: &[&str], ignore_merges: bool) -> TextTokenizer {
+    let mut json: serde_json::Value = serde_json::from_slice(gpt2().json()).unwrap();
+    let mut steps: Vec<serde_json::Value> = (splits.iter())
+        .map(|pattern| {
+            serde_json::json!({"type": "Split", "pattern": {"Regex": pattern},
+                "behavior": "Isolated", "invert": false})
+        })
+        .collect();
+    steps.push(
+        serde_json::json!({"type": "ByteLevel", "add_prefix_space": false,
+        "trim_offsets": true, "use_regex": false}),
+    );
+    json["pre_tokenizer"] = serde_json::json!({"type": "Sequence", "pretokenizers": steps});
+    json["normalizer"] = serde_json::json!({"type": "Sequence", "normalizers": []});
+    json["model"]["ignore_merges"] = ignore_merges.into();
+    TextTokenizer::from_json_bytes(json.to_string().into_bytes(), "family").unwrap()
+}
+
+#[test]
+fn each_familys_split_patterns_take_the_fast_path_with_the_librarys_ids() {
+    use super::split_pattern::tests::{FAMILIES, SAMPLES};
+    let wiki = std::fs::read_to_string(wikitext("wiki.valid.tokens")).unwrap();
+    let wiki = &wiki[..60_000];
+    let deepseek: Vec<&str> = (FAMILIES.iter())
+        .filter(|(name, _)| name.starts_with("deepseek"))
+        .map(|(_, pattern)| *pattern)
+        .collect();
+    let mut tokenizers: Vec<(String, TextTokenizer)> = (FAMILIES.iter())
+        .map(|(name, pattern)| {
+            (
+                (*name).to_owned(),
+                with_splits(&[pattern], *name == "llama3"),
+            )
+        })
+        .collect();
+    tokenizers.push(("deepseek, all three".into(), with_splits(&deepseek, false)));
+    let mut state = 7u64;
+    let alphabet: Vec<char> = "aZé日カ한ع١2½ 's\t\r\n\u{a0}!.,-/ßſ👍🏽\u{301}Kk"
+        .chars()
+        .collect();
+    for (name, tok) in &tokenizers {
+        assert_eq!(tok.fast_path_refusal(), None, "{name}");
+        for text in SAMPLES.iter().copied().chain([wiki]) {
+            assert_eq!(
+                tok.encode(text).unwrap(),
+                tok.encode_with_library(text).unwrap(),
+                "{name}: {text:?}"
+            );
+        }
+        for _ in 0..300 {
+            let text: String = (0..20)
+                .map(|_| {
+                    state = crate::util::splitmix64(state);
+                    alphabet[(state % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            assert_eq!(
+                tok.encode(&text).unwrap(),
+                tok.encode_with_library(&text).unwrap(),
+                "{name}: {text:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn split_steps_it_does_not_reproduce_take_the_library() {
+    let cases: [(&str, &str); 3] = [
+        (r"(?<=a)b|\s+", "group kind"),
+        (r"\bword\b", "escape `\\b`"),
+        (r"(?i:ss)|x", "multi-character case fold"),
+    ];
+    for (pattern, reason) in cases {
+        let tok = with_splits(&[pattern], false);
+        let refusal = tok.fast_path_refusal().unwrap_or_default().to_owned();
+        assert!(
+            refusal.contains(reason),
+            "{pattern}: {refusal} (expected {reason})"
+        );
+        let text = "a b word STRASSE straße x";
+        assert_eq!(
+            tok.encode(text).unwrap(),
+            tok.encode_with_library(text).unwrap()
+        );
+    }
+    let mut json: serde_json::Value =
+        serde_json::from_slice(with_splits(&["x"], false).json()).unwrap();
+    json["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Removed".into();
+    let removed = TextTokenizer::from_json_bytes(json.to_string().into_bytes(), "removed").unwrap();
+    assert!(removed.fast_path_refusal().unwrap().contains("Isolated"));
+}

@@ -80,7 +80,10 @@ fn members(regex: &Regex, plane: usize) -> Result<PlaneBits, String> {
     for (start, end) in regex.find_iter(text) {
         let mut chars = text[start..end].chars();
         let (Some(c), None) = (chars.next(), chars.next()) else {
-            return Err(format!("matches {:?}, not one character", &text[start..end]));
+            return Err(format!(
+                "matches {:?}, not one character",
+                &text[start..end]
+            ));
         };
         let at = c as u32 % PLANE;
         bits[(at / 64) as usize] |= 1 << (at % 64);
@@ -118,7 +121,13 @@ mod tests {
     #[test]
     fn sets_hold_what_oniguruma_matches() {
         let letters = CharSet::new(r"\p{L}").unwrap();
-        for (c, member) in [('a', true), ('é', true), ('日', true), ('1', false), (' ', false)] {
+        for (c, member) in [
+            ('a', true),
+            ('é', true),
+            ('日', true),
+            ('1', false),
+            (' ', false),
+        ] {
             assert_eq!(letters.contains(c), member, "{c:?}");
         }
         // Beyond the first plane: Mathematical Alphanumeric Symbols are letters, emoji are not.

@@ -93,7 +93,9 @@ impl SplitPattern {
 
     /// The end of the match that starts at `start`, if one does.
     fn match_at(&self, text: &Text, start: usize) -> Option<usize> {
-        self.matches(std::slice::from_ref(&self.root), text, start, &|end| Some(end))
+        self.matches(std::slice::from_ref(&self.root), text, start, &|end| {
+            Some(end)
+        })
     }
 
     /// Matches `nodes` in turn from `at`, then `then` from where they end: the first way
@@ -221,12 +223,12 @@ thread_local! {
 fn compile(ast: &Ast, sources: &mut Vec<String>) -> Node {
     match ast {
         Ast::Char(c) => Node::Char(*c),
-        Ast::Class(source) => Node::Set(
-            sources.iter().position(|s| s == source).unwrap_or_else(|| {
+        Ast::Class(source) => {
+            Node::Set(sources.iter().position(|s| s == source).unwrap_or_else(|| {
                 sources.push(source.clone());
                 sources.len() - 1
-            }),
-        ),
+            }))
+        }
         Ast::Concat(nodes) => Node::Concat(nodes.iter().map(|n| compile(n, sources)).collect()),
         Ast::Alt(nodes) => Node::Alt(nodes.iter().map(|n| compile(n, sources)).collect()),
         Ast::Repeat {
@@ -282,4 +284,4 @@ fn check_case_folds(ast: &Ast) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

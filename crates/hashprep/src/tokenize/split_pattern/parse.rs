@@ -253,7 +253,9 @@ impl Parser<'_> {
 
     fn interval(&mut self, atom: Ast) -> Result<Ast, String> {
         let rest = &self.src[self.at..];
-        let close = rest.find('}').ok_or_else(|| self.refuse("a `{` that is not a count"))?;
+        let close = rest
+            .find('}')
+            .ok_or_else(|| self.refuse("a `{` that is not a count"))?;
         let body = &rest[1..close];
         let number = |s: &str| -> Result<Option<u32>, String> {
             if s.is_empty() {

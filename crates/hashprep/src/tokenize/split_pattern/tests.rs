@@ -63,7 +63,11 @@ fn pieces_are_oniguruma_s_on_every_family() {
         let pattern = SplitPattern::new(source).unwrap_or_else(|e| panic!("{family}: {e}"));
         let regex = Regex::new(source).unwrap();
         for text in SAMPLES {
-            assert_eq!(pieces(&pattern, text), reference(&regex, text), "{family}: {text:?}");
+            assert_eq!(
+                pieces(&pattern, text),
+                reference(&regex, text),
+                "{family}: {text:?}"
+            );
         }
     }
 }
@@ -87,7 +91,11 @@ fn pieces_are_oniguruma_s_on_random_text() {
             let text: String = (0..len)
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
                 .collect();
-            assert_eq!(pieces(&pattern, &text), reference(&regex, &text), "{family}: {text:?}");
+            assert_eq!(
+                pieces(&pattern, &text),
+                reference(&regex, &text),
+                "{family}: {text:?}"
+            );
         }
     }
 }
@@ -107,7 +115,11 @@ fn every_scalar_value_is_split_as_oniguruma_splits_it() {
                 .iter()
                 .flat_map(|&c| [c, ' ', c, 'a', c, '1', c, '\''])
                 .collect();
-            assert_eq!(pieces(&pattern, &text), reference(&regex, &text), "{family}: chunk {i}");
+            assert_eq!(
+                pieces(&pattern, &text),
+                reference(&regex, &text),
+                "{family}: chunk {i}"
+            );
         }
     }
 }
