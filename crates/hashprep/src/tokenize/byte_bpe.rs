@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ahash::AHashMap;
 use serde_json::Value;
 
+use super::added_tokens::{AddedTokens, Piece};
+use super::bpe_file::{BpeFile, Merge};
 use super::gpt2_split::split_gpt2;
 use super::piece_cache::PieceCache;
 use super::split_pattern::SplitPattern;
@@ -37,6 +39,8 @@ pub(crate) struct ByteLevelBpe {
     whole_tokens: Option<AHashMap<Box<[u8]>, u32>>,
     /// The pre-tokenizer: each step splits the pieces of the one before.
     steps: Vec<PreStep>,
+    /// Found before pre-tokenizing, and given their own ids.
+    added: AddedTokens,
     /// Tells the per-thread caches of different tokenizers apart.
     instance: u64,
 }
@@ -60,21 +64,14 @@ impl ByteLevelBpe {
     /// # Errors
     /// The component (by its place in the file) it does not reproduce.
     pub(crate) fn from_json(json: &[u8]) -> Result<Self, String> {
-        let file: Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-        let steps = check_components(&file)?;
-        let model = &file["model"];
-        let vocab: AHashMap<&str, u32> = model["vocab"]
-            .as_object()
-            .ok_or("model.vocab is not a map")?
-            .iter()
-            .map(|(token, id)| {
-                let id = id.as_u64().and_then(|id| u32::try_from(id).ok());
-                id.map(|id| (token.as_str(), id))
-                    .ok_or_else(|| format!("model.vocab: {token:?} has no id"))
-            })
-            .collect::<Result<_, String>>()?;
+        let file = BpeFile::read(json)?;
+        let (steps, added) = check_components(&file)?;
+        let model = &file.model;
+        let vocab: AHashMap<&str, u32> = (model.vocab.iter())
+            .map(|(token, &id)| (&*token.0, id))
+            .collect();
         let unmap: AHashMap<char, u8> = (0u8..=255).map(|b| (byte_char(b), b)).collect();
-        let whole_tokens = (model["ignore_merges"] == true).then(|| {
+        let whole_tokens = (model.ignore_merges == true).then(|| {
             vocab
                 .iter()
                 .filter_map(|(token, &id)| {
@@ -91,23 +88,26 @@ impl ByteLevelBpe {
                 .get(token.as_str())
                 .ok_or_else(|| format!("model.vocab has no token for byte {byte}"))?;
         }
-        let list = model["merges"]
-            .as_array()
-            .ok_or("model.merges is not a list")?;
+        let mut joined = String::new();
         let merges = (0u32..)
-            .zip(list)
-            .map(|(rank, merge)| {
-                let (left, right) =
-                    merge_pair(merge).ok_or_else(|| format!("model.merges[{rank}]: not a pair"))?;
+            .zip(&model.merges)
+            .map(|(rank, Merge(left, right))| {
                 let id = |t: &str| {
                     vocab.get(t).copied().ok_or_else(|| {
                         format!("model.merges[{rank}]: {t:?} is not in the vocabulary")
                     })
                 };
-                Ok((id(left)?, id(right)?, id(&format!("{left}{right}"))?))
+                joined.clear();
+                joined.push_str(left);
+                joined.push_str(right);
+                Ok((id(left)?, id(right)?, id(&joined)?))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(Self::from_merges(&byte_ids, merges, whole_tokens).with_steps(steps))
+        Ok(Self {
+            steps,
+            added,
+            ..Self::from_merges(&byte_ids, merges, whole_tokens)
+        })
     }
 
     /// The fast path of a BPE given each byte's id and its merges `(left, right, merged)` in
@@ -128,22 +128,28 @@ impl ByteLevelBpe {
             merges,
             whole_tokens,
             steps: vec![PreStep::Gpt2],
+            added: AddedTokens::default(),
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         }
     }
 
-    /// The same BPE after other pre-tokenization steps than GPT-2's pattern alone.
-    fn with_steps(self, steps: Vec<PreStep>) -> Self {
-        Self { steps, ..self }
+    /// The same BPE with `added` tokens.
+    pub(crate) fn with_added(self, added: AddedTokens) -> Self {
+        Self { added, ..self }
     }
 
-    /// Appends the ids of `text` to `out`.
-    pub(crate) fn encode(&self, text: &str, out: &mut Vec<u32>) {
+    /// Appends the ids of `text` to `out`; special-token strings in it become their ids when
+    /// `recognize_special`, and are text otherwise.
+    pub(crate) fn encode(&self, text: &str, recognize_special: bool, out: &mut Vec<u32>) {
         CACHE.with_borrow_mut(|cache| {
             cache.serve(self.instance);
-            each_piece(&self.steps, text, &mut |piece| {
-                cache.extend(piece, out, |p| self.merge(p));
-            });
+            self.added
+                .split(text, recognize_special, &mut |piece| match piece {
+                    Piece::Token(id) => out.push(id),
+                    Piece::Text(text) => each_piece(&self.steps, text, &mut |piece| {
+                        cache.extend(piece, out, |p| self.merge(p));
+                    }),
+                });
         });
     }
 
@@ -229,13 +235,13 @@ enum PreStep {
 }
 
 /// Refuses every component the fast path does not reproduce exactly; returns the
-/// pre-tokenization steps.
-fn check_components(file: &Value) -> Result<Vec<PreStep>, String> {
+/// pre-tokenization steps and the added tokens.
+fn check_components(file: &BpeFile) -> Result<(Vec<PreStep>, AddedTokens), String> {
     let null_or = |v: &Value, allowed: &dyn Fn(&Value) -> bool| v.is_null() || allowed(v);
-    if !no_op_normalizer(&file["normalizer"]) {
-        return Err(format!("normalizer {}", file["normalizer"]));
+    if !no_op_normalizer(&file.normalizer) {
+        return Err(format!("normalizer {}", file.normalizer));
     }
-    let steps = pre_tokenizer_steps(&file["pre_tokenizer"])?;
+    let steps = pre_tokenizer_steps(&file.pre_tokenizer)?;
     // With no special tokens added (as corpora are encoded), these add nothing to the ids.
     let no_op = |v: &Value| {
         matches!(
@@ -243,33 +249,25 @@ fn check_components(file: &Value) -> Result<Vec<PreStep>, String> {
             Some("ByteLevel" | "RobertaProcessing" | "TemplateProcessing")
         )
     };
-    let post = &file["post_processor"];
+    let post = &file.post_processor;
     let post_steps = post["processors"].as_array().map_or(&[][..], Vec::as_slice);
     if !null_or(post, &|v| {
         no_op(v) || (v["type"] == "Sequence" && post_steps.iter().all(no_op))
     }) {
         return Err(format!("post_processor of type {}", post["type"]));
     }
-    let model = &file["model"];
-    if model["type"] != "BPE" {
-        return Err(format!("model of type {}", model["type"]));
-    }
+    let model = &file.model;
     let empty = |v: &Value| v.is_null() || *v == "";
     let off = |v: &Value| v.is_null() || *v == false;
-    if !model["dropout"].is_null()
-        || !empty(&model["continuing_subword_prefix"])
-        || !empty(&model["end_of_word_suffix"])
-        || !off(&model["byte_fallback"])
+    if !model.dropout.is_null()
+        || !empty(&model.continuing_subword_prefix)
+        || !empty(&model.end_of_word_suffix)
+        || !off(&model.byte_fallback)
     {
         return Err("BPE with dropout, a subword prefix or suffix, or byte fallback".into());
     }
-    let added = file["added_tokens"]
-        .as_array()
-        .map_or(&[][..], Vec::as_slice);
-    if let Some(token) = added.iter().find(|t| t["special"] != true) {
-        return Err(format!("non-special added token {}", token["content"]));
-    }
-    Ok(steps)
+    let added = &file.added_tokens;
+    Ok((steps, AddedTokens::from_json(added)?))
 }
 
 /// No normalizer, or a `Sequence` of none.
@@ -332,15 +330,6 @@ fn each_piece(steps: &[PreStep], text: &str, piece: &mut dyn FnMut(&str)) {
         Some((PreStep::Pattern(pattern), rest)) => {
             pattern.split(text, |p| each_piece(rest, p, piece));
         }
-    }
-}
-
-/// A merge as `"left right"` or `["left", "right"]`.
-fn merge_pair(merge: &Value) -> Option<(&str, &str)> {
-    match merge {
-        Value::String(s) => s.split_once(' '),
-        Value::Array(pair) if pair.len() == 2 => Some((pair[0].as_str()?, pair[1].as_str()?)),
-        _ => None,
     }
 }
 

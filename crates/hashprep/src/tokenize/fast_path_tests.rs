@@ -134,7 +134,7 @@ fn files_it_does_not_reproduce_take_the_library() {
         edit(&mut json);
         TextTokenizer::from_json_bytes(json.to_string().into_bytes(), "variant").unwrap()
     };
-    let cases: [(Edit, &str); 4] = [
+    let cases: [(Edit, &str); 3] = [
         (
             &|j| j["normalizer"] = serde_json::json!({"type": "NFC"}),
             "normalizer",
@@ -146,18 +146,6 @@ fn files_it_does_not_reproduce_take_the_library() {
         (
             &|j| j["model"]["byte_fallback"] = true.into(),
             "byte fallback",
-        ),
-        (
-            &|j| {
-                j["added_tokens"]
-                    .as_array_mut()
-                    .unwrap()
-                    .push(serde_json::json!({
-                        "id": 50257, "content": "<x>", "single_word": false, "lstrip": false,
-                        "rstrip": false, "normalized": false, "special": false
-                    }));
-            },
-            "non-special added token",
         ),
     ];
     let text = "Caf\u{e9} d\u{e9}j\u{e0} vu <x> \u{212b}ngstr\u{f6}m";
@@ -171,12 +159,51 @@ fn files_it_does_not_reproduce_take_the_library() {
             tok.encode_with_library(text).unwrap()
         );
     }
-    // Recognizing special-token strings is the library's job.
-    let mut tok = variant(&|_| {});
-    assert_eq!(tok.fast_path_refusal(), None);
-    tok.set_special_tokens(SpecialTokens::Recognize);
-    assert!(tok.fast_path_refusal().is_some());
-    assert!(tok.encode("a<|endoftext|>").unwrap().contains(&GPT2_EOS.1));
+}
+
+#[test]
+fn added_tokens_are_found_as_the_library_finds_them_in_either_mode() {
+    let mut json: serde_json::Value = serde_json::from_slice(gpt2().json()).unwrap();
+    // Non-special tokens found in any mode, one normalized, one not; a special one that
+    // overlaps a normalized one (found first, or passed over as text).
+    let added = json["added_tokens"].as_array_mut().unwrap();
+    for (id, content, normalized, special) in [
+        (50_257, "<x>", false, false),
+        (50_258, "[n]", true, false),
+        (50_259, "<|sys|>", false, true),
+        (50_260, "sys|>!", true, false),
+        (50_261, "\u{ff5c}tool\u{ff5c}", true, false),
+    ] {
+        added.push(
+            serde_json::json!({"id": id, "content": content, "single_word": false,
+            "lstrip": false, "rstrip": false, "normalized": normalized, "special": special}),
+        );
+    }
+    let texts = [
+        "a <x> b [n]y c<|sys|>! d <|endoftext|> e<|endoftext|><x>",
+        "<x><x>y<|sys|>!<|sys|>sys|>! \u{ff5c}tool\u{ff5c}\u{ff5c}tool",
+        "no added tokens here at all",
+    ];
+    for mode in SpecialTokens::ALL {
+        let mut tok =
+            TextTokenizer::from_json_bytes(json.to_string().into_bytes(), "added").unwrap();
+        tok.set_special_tokens(mode);
+        assert_eq!(tok.fast_path_refusal(), None, "{mode:?}");
+        for text in texts {
+            assert_eq!(
+                tok.encode(text).unwrap(),
+                tok.encode_with_library(text).unwrap(),
+                "{mode:?}: {text:?}"
+            );
+        }
+        let ids = tok.encode(texts[0]).unwrap();
+        assert!(ids.contains(&50_257) && ids.contains(&50_258));
+        assert_eq!(ids.contains(&GPT2_EOS.1), mode == SpecialTokens::Recognize);
+    }
+    let mut options = json.clone();
+    options["added_tokens"][1]["lstrip"] = true.into();
+    let refused = TextTokenizer::from_json_bytes(options.to_string().into_bytes(), "x").unwrap();
+    assert!(refused.fast_path_refusal().unwrap().contains("with lstrip"));
 }
 
 #[test]

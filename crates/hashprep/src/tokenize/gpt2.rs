@@ -18,6 +18,7 @@ use tokenizers::{
     pre_tokenizers::byte_level::ByteLevel, AddedToken, Tokenizer,
 };
 
+use super::added_tokens::AddedTokens;
 use super::byte_bpe::ByteLevelBpe;
 use crate::error::{Error, Result};
 
@@ -105,6 +106,7 @@ impl Gpt2Ranks {
             }
         }
         ByteLevelBpe::from_merges(&byte_ids, self.merges.iter().copied(), None)
+            .with_added(AddedTokens::special(GPT2_EOS.0, GPT2_EOS.1))
     }
 
     /// The `tokenizer.json` bytes, exactly as `tokenizers` writes the tokenizer built from

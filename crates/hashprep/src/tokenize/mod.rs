@@ -1,6 +1,8 @@
 //! Tokenizers: load a `HuggingFace` `tokenizer.json` or the built-in GPT-2 BPE, encode text to
 //! ids (thread-safe), and train new ones ([`train_tokenizer`]).
 
+mod added_tokens;
+mod bpe_file;
 mod byte_bpe;
 #[cfg(test)]
 mod fast_path_tests;
@@ -191,8 +193,13 @@ impl TextTokenizer {
     /// The bytes are not a valid tokenizer.
     pub fn from_json_bytes(json: Vec<u8>, source: &str) -> Result<Self> {
         let (json, dropout) = without_bpe_dropout(json);
-        let mut inner = tokenizers::Tokenizer::from_bytes(&json)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        // The fast path parses the file while `tokenizers` loads it (truncation and padding,
+        // disabled below, do not concern the fast path).
+        let (inner, fast) = rayon::join(
+            || tokenizers::Tokenizer::from_bytes(&json),
+            || ByteLevelBpe::from_json(&json),
+        );
+        let mut inner = inner.map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut adjustments = disable_truncation_and_padding(&mut inner);
         adjustments.extend(dropout);
         let json = if adjustments.is_empty() {
@@ -203,18 +210,10 @@ impl TextTokenizer {
                 .map_err(|e| Error::Tokenizer(e.to_string()))?
                 .into_bytes()
         };
-        // The fast path parses the JSON while the rest is read from the library's form.
-        let (fast, (vocab_size, added)) = rayon::join(
-            || ByteLevelBpe::from_json(&json),
-            || {
-                let vocab_size =
-                    (inner.get_vocab(true).values().max()).map_or(0, |&max| max as usize + 1);
-                let added = (inner.get_added_tokens_decoder().into_iter())
-                    .map(|(id, token)| (token.content, id, token.special))
-                    .collect();
-                (vocab_size, added)
-            },
-        );
+        let vocab_size = (inner.get_vocab(true).values().max()).map_or(0, |&max| max as usize + 1);
+        let added = (inner.get_added_tokens_decoder().into_iter())
+            .map(|(id, token)| (token.content, id, token.special))
+            .collect();
         Self::from_parts(Parts {
             library: OnceLock::from(inner),
             json,
@@ -291,12 +290,9 @@ impl TextTokenizer {
     /// # Errors
     /// The tokenizer library fails on this text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        if let Some(fast) = self.fast_path() {
-            let mut ids = Vec::with_capacity(text.len() / 3);
-            fast.encode(text, &mut ids);
-            return Ok(ids);
-        }
-        self.encode_with_library(text)
+        let mut ids = Vec::with_capacity(text.len() / 3);
+        self.encode_into(text, &mut ids)?;
+        Ok(ids)
     }
 
     /// Appends the ids of `text` to `ids`, as [`Self::encode`] gives them.
@@ -304,30 +300,17 @@ impl TextTokenizer {
     /// # Errors
     /// The tokenizer library fails on this text.
     pub(crate) fn encode_into(&self, text: &str, ids: &mut Vec<u32>) -> Result<()> {
-        match self.fast_path() {
-            Some(fast) => fast.encode(text, ids),
-            None => ids.extend(self.encode_with_library(text)?),
+        match &self.fast {
+            Ok(fast) => fast.encode(text, self.special_tokens == SpecialTokens::Recognize, ids),
+            Err(_) => ids.extend(self.encode_with_library(text)?),
         }
         Ok(())
-    }
-
-    /// The byte-level BPE fast path, where the file allows it and special-token strings are
-    /// ordinary text (recognizing them is left to `tokenizers`).
-    fn fast_path(&self) -> Option<&ByteLevelBpe> {
-        match (&self.fast, self.special_tokens) {
-            (Ok(fast), SpecialTokens::Ordinary) => Some(fast),
-            _ => None,
-        }
     }
 
     /// Why this tokenizer is encoded by the `tokenizers` library rather than the byte-level
     /// BPE fast path (`None`: it takes the fast path).
     pub fn fast_path_refusal(&self) -> Option<&str> {
-        match (&self.fast, self.special_tokens) {
-            (Err(why), _) => Some(why),
-            (Ok(_), SpecialTokens::Recognize) => Some("special-token strings are recognized"),
-            (Ok(_), SpecialTokens::Ordinary) => None,
-        }
+        self.fast.as_ref().err().map(String::as_str)
     }
 
     /// Which encoder [`Self::encode`] uses, and why not the fast path.
@@ -458,8 +441,24 @@ impl TextTokenizer {
 /// tokenize promises the same bytes for any thread count and after a resume. Returns the file
 /// as `tokenizers` should read it, and what was turned off.
 fn without_bpe_dropout(json: Vec<u8>) -> (Vec<u8>, Option<String>) {
+    // Read alone first: a whole file as a generic value costs a tenth of a second or more.
+    #[derive(Deserialize)]
+    struct Probe {
+        model: ModelDropout,
+    }
+    #[derive(Deserialize)]
+    struct ModelDropout {
+        #[serde(default)]
+        dropout: Option<f64>,
+    }
+    let dropout = serde_json::from_slice::<Probe>(&json)
+        .ok()
+        .and_then(|p| p.model.dropout);
+    if !dropout.is_some_and(|p| p > 0.0) {
+        return (json, None); // or `tokenizers` says what is wrong with it
+    }
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&json) else {
-        return (json, None); // `tokenizers` says what is wrong with it
+        return (json, None);
     };
     let dropout = &mut value["model"]["dropout"];
     let Some(p) = dropout.as_f64().filter(|&p| p > 0.0) else {
@@ -526,7 +525,7 @@ mod tests {
         for mode in [SpecialTokens::Ordinary, SpecialTokens::Recognize] {
             let mut tok = TextTokenizer::load("gpt2").unwrap();
             tok.set_special_tokens(mode);
-            assert_eq!(tok.fast_path().is_some(), mode == SpecialTokens::Ordinary);
+            assert_eq!(tok.encoder(), Encoder::FastPath, "{mode:?}");
             let text = "Hello <|endoftext|> world";
             let mut ids = vec![7];
             tok.encode_into(text, &mut ids).unwrap();
