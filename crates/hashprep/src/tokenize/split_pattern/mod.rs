@@ -6,9 +6,11 @@
 //! from its end; `Isolated` keeps each match and each stretch between matches as a piece.
 
 mod charset;
+mod flat;
 mod parse;
 
 use charset::{folds_to_one_character, CharSet};
+use flat::{Atom, Flat, Item};
 use parse::Ast;
 
 /// A compiled node: as [`Ast`], its one-character atoms numbered into [`SplitPattern::sets`].
@@ -33,6 +35,11 @@ enum Node {
 /// A `Split` pattern, ready to cut text into pieces.
 pub(crate) struct SplitPattern {
     root: Node,
+    /// The same pattern where it has the families' flat shape (matched faster).
+    flat: Option<Flat>,
+    /// Where known, the atoms one of which a match's first character is in, and as a bitmap
+    /// for ASCII: other starts are passed over without trying the pattern.
+    first: Option<(Vec<Atom>, u128)>,
     sets: Vec<CharSet>,
 }
 
@@ -54,8 +61,21 @@ impl SplitPattern {
         let sets = sources
             .iter()
             .map(|source| CharSet::new(source))
-            .collect::<Result<_, _>>()?;
-        Ok(Self { root, sets })
+            .collect::<Result<Vec<_>, _>>()?;
+        let flat = Flat::of(&root);
+        let first = (flat.as_ref().and_then(Flat::first_atoms)).map(|atoms| {
+            let ascii = (0..128u8).fold(0u128, |bits, b| {
+                let hit = atoms.iter().any(|&a| atom_matches(&sets, a, char::from(b)));
+                bits | u128::from(hit) << b
+            });
+            (atoms, ascii)
+        });
+        Ok(Self {
+            root,
+            flat,
+            first,
+            sets,
+        })
     }
 
     /// Calls `piece` with each piece of `text` in order, as `Isolated` splits it: each match
@@ -74,6 +94,10 @@ impl SplitPattern {
         let mut unmatched = 0;
         let mut start = 0;
         while start < chars.len() {
+            if !self.may_start(chars[start]) {
+                start += 1;
+                continue;
+            }
             match self.match_at(&input, start) {
                 Some(end) => {
                     if unmatched < start {
@@ -93,9 +117,84 @@ impl SplitPattern {
 
     /// The end of the match that starts at `start`, if one does.
     fn match_at(&self, text: &Text, start: usize) -> Option<usize> {
+        if let Some(flat) = &self.flat {
+            return (flat.alternatives.iter())
+                .find_map(|items| self.flat_matches(items, text.chars, start));
+        }
         self.matches(std::slice::from_ref(&self.root), text, start, &|end| {
             Some(end)
         })
+    }
+
+    /// The general engine alone (tests compare it with the flat matcher).
+    #[cfg(test)]
+    fn without_flat(mut self) -> Self {
+        self.flat = None;
+        self
+    }
+
+    /// Matches the flat sequence `items` from `at`: where the first way that matches ends.
+    fn flat_matches(&self, items: &[Item], text: &[char], at: usize) -> Option<usize> {
+        let Some((item, rest)) = items.split_first() else {
+            return Some(at);
+        };
+        match item {
+            Item::Run {
+                atom,
+                min,
+                max,
+                greedy,
+            } => {
+                let run = (text[at..].iter())
+                    .take(*max as usize)
+                    .take_while(|&&c| self.atom(*atom, c))
+                    .count();
+                let min = *min as usize;
+                if run < min {
+                    None
+                } else if *greedy {
+                    (min..=run)
+                        .rev()
+                        .find_map(|n| self.flat_matches(rest, text, at + n))
+                } else {
+                    (min..=run).find_map(|n| self.flat_matches(rest, text, at + n))
+                }
+            }
+            Item::Choice { options, optional } => (options.iter())
+                .filter(|option| {
+                    text.len() - at >= option.len()
+                        && (option.iter().zip(&text[at..])).all(|(&a, &c)| self.atom(a, c))
+                })
+                .find_map(|option| self.flat_matches(rest, text, at + option.len()))
+                .or_else(|| {
+                    optional
+                        .then(|| self.flat_matches(rest, text, at))
+                        .flatten()
+                }),
+            Item::LookOne { atom, negate } => {
+                let found = text.get(at).is_some_and(|&c| self.atom(*atom, c));
+                if found == *negate {
+                    None
+                } else {
+                    self.flat_matches(rest, text, at)
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn atom(&self, atom: Atom, c: char) -> bool {
+        atom_matches(&self.sets, atom, c)
+    }
+
+    /// Whether a match may start with `c`.
+    #[inline]
+    fn may_start(&self, c: char) -> bool {
+        match &self.first {
+            None => true,
+            Some((_, ascii)) if c.is_ascii() => ascii >> (c as u32) & 1 == 1,
+            Some((atoms, _)) => atoms.iter().any(|&a| self.atom(a, c)),
+        }
     }
 
     /// Matches `nodes` in turn from `at`, then `then` from where they end: the first way
@@ -208,6 +307,14 @@ impl SplitPattern {
         } else {
             stop().or_else(more)
         }
+    }
+}
+
+#[inline]
+fn atom_matches(sets: &[CharSet], atom: Atom, c: char) -> bool {
+    match atom {
+        Atom::Set(set) => sets[set].contains(c),
+        Atom::Char(expected) => c == expected,
     }
 }
 

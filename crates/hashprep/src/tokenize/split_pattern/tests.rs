@@ -61,12 +61,16 @@ pub(crate) const SAMPLES: [&str; 12] = [
 fn pieces_are_oniguruma_s_on_every_family() {
     for (family, source) in FAMILIES {
         let pattern = SplitPattern::new(source).unwrap_or_else(|e| panic!("{family}: {e}"));
+        assert_eq!(pattern.flat.is_some(), family != "lazy", "{family}");
+        let general = SplitPattern::new(source).unwrap().without_flat();
         let regex = Regex::new(source).unwrap();
         for text in SAMPLES {
+            let expected = reference(&regex, text);
+            assert_eq!(pieces(&pattern, text), expected, "{family}: {text:?}");
             assert_eq!(
-                pieces(&pattern, text),
-                reference(&regex, text),
-                "{family}: {text:?}"
+                pieces(&general, text),
+                expected,
+                "general {family}: {text:?}"
             );
         }
     }
@@ -85,16 +89,19 @@ fn pieces_are_oniguruma_s_on_random_text() {
     };
     for (family, source) in FAMILIES {
         let pattern = SplitPattern::new(source).unwrap();
+        let general = SplitPattern::new(source).unwrap().without_flat();
         let regex = Regex::new(source).unwrap();
         for _ in 0..1500 {
             let len = (next() % 24) as usize;
             let text: String = (0..len)
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
                 .collect();
+            let expected = reference(&regex, &text);
+            assert_eq!(pieces(&pattern, &text), expected, "{family}: {text:?}");
             assert_eq!(
-                pieces(&pattern, &text),
-                reference(&regex, &text),
-                "{family}: {text:?}"
+                pieces(&general, &text),
+                expected,
+                "general {family}: {text:?}"
             );
         }
     }
