@@ -156,3 +156,29 @@ fn a_beginning_token_leads_every_document_when_asked_for() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_tokenizer_file_the_library_panics_on_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_slice(TextTokenizer::load("gpt2").unwrap().json()).unwrap();
+    json["model"]["continuing_subword_prefix"] = "##".into();
+    let file = tmp.path().join("prefixed.json");
+    std::fs::write(&file, json.to_string()).unwrap();
+    let input = tmp.path().join("docs.txt");
+    std::fs::write(&input, "a document\n").unwrap();
+    let (code, stderr) = run_fail(
+        tokenize_into(
+            &tmp.path().join("out"),
+            &["--format", "text", "--tokenizer"],
+        )
+        .arg(&file)
+        .arg(&input),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("prefixed.json: not a valid tokenizer.json: the tokenizers library failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

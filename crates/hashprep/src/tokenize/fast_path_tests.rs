@@ -331,9 +331,58 @@ fn split_steps_it_does_not_reproduce_take_the_library() {
             tok.encode_with_library(text).unwrap()
         );
     }
-    let mut json: serde_json::Value =
+    let base: serde_json::Value =
         serde_json::from_slice(with_splits(&["x"], false).json()).unwrap();
-    json["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Removed".into();
-    let removed = TextTokenizer::from_json_bytes(json.to_string().into_bytes(), "removed").unwrap();
-    assert!(removed.fast_path_refusal().unwrap().contains("Isolated"));
+    let steps: [(Edit, &str); 4] = [
+        (
+            &|j| j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Removed".into(),
+            "Isolated",
+        ),
+        (
+            &|j| j["pre_tokenizer"]["pretokenizers"][0]["invert"] = true.into(),
+            "not inverted",
+        ),
+        (
+            &|j| {
+                j["pre_tokenizer"]["pretokenizers"][0]["pattern"] =
+                    serde_json::json!({"String": "x"});
+            },
+            "Split by a regex",
+        ),
+        (
+            &|j| {
+                let steps = j["pre_tokenizer"]["pretokenizers"].as_array_mut().unwrap();
+                steps.reverse(); // ByteLevel first, the Split after it
+            },
+            "last step is not ByteLevel",
+        ),
+    ];
+    for (edit, reason) in steps {
+        let mut json = base.clone();
+        edit(&mut json);
+        let tok = TextTokenizer::from_json_bytes(json.to_string().into_bytes(), "step").unwrap();
+        let refusal = tok.fast_path_refusal().unwrap_or_default().to_owned();
+        assert!(refusal.contains(reason), "{refusal} (expected {reason})");
+        let text = "a x b xx Caf\u{e9}";
+        assert_eq!(
+            tok.encode(text).unwrap(),
+            tok.encode_with_library(text).unwrap()
+        );
+    }
+}
+
+#[test]
+fn a_file_the_library_panics_on_is_refused_as_invalid() {
+    // `tokenizers` 0.23 slices out of bounds loading a BPE whose merges are shorter than its
+    // continuing-subword prefix.
+    let mut json: serde_json::Value = serde_json::from_slice(gpt2().json()).unwrap();
+    json["model"]["continuing_subword_prefix"] = "##".into();
+    let refused = TextTokenizer::from_json_bytes(json.to_string().into_bytes(), "prefixed");
+    let Err(crate::Error::Tokenizer(message)) = refused else {
+        panic!("refused as an invalid tokenizer");
+    };
+    assert!(
+        message.contains("the tokenizers library failed"),
+        "{message}"
+    );
 }

@@ -195,11 +195,8 @@ impl TextTokenizer {
         let (json, dropout) = without_bpe_dropout(json);
         // The fast path parses the file while `tokenizers` loads it (truncation and padding,
         // disabled below, do not concern the fast path).
-        let (inner, fast) = rayon::join(
-            || tokenizers::Tokenizer::from_bytes(&json),
-            || ByteLevelBpe::from_json(&json),
-        );
-        let mut inner = inner.map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let (inner, fast) = rayon::join(|| load_library(&json), || ByteLevelBpe::from_json(&json));
+        let mut inner = inner?;
         let mut adjustments = disable_truncation_and_padding(&mut inner);
         adjustments.extend(dropout);
         let json = if adjustments.is_empty() {
@@ -434,6 +431,40 @@ impl TextTokenizer {
         eos.as_str()
             .or_else(|| eos.get("content")?.as_str())
             .map(str::to_owned)
+    }
+}
+
+/// `tokenizers` loading `json`. The library panics on some malformed files (a merge shorter
+/// than the continuing-subword prefix): that is an invalid file, not a crash, and its panic
+/// message is not printed (the error says it).
+fn load_library(json: &[u8]) -> Result<tokenizers::Tokenizer> {
+    type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send>;
+    // One load at a time swaps the process's panic hook.
+    static SWAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = SWAP
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let loader = std::thread::current().id();
+    let previous: std::sync::Arc<Hook> = std::sync::Arc::new(std::panic::take_hook());
+    let others = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != loader {
+            others(info);
+        }
+    }));
+    let loaded = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(json));
+    drop(std::panic::take_hook());
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    match loaded {
+        Ok(loaded) => loaded.map_err(|e| Error::Tokenizer(e.to_string())),
+        Err(panic) => {
+            let what = (panic.downcast_ref::<String>().map(String::as_str))
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            Err(Error::Tokenizer(format!(
+                "the tokenizers library failed on it: {what}"
+            )))
+        }
     }
 }
 
