@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::AHashMap;
@@ -19,7 +20,7 @@ use super::added_tokens::{AddedTokens, Piece};
 use super::bpe_file::{BpeFile, Merge};
 use super::gpt2_split::split_gpt2;
 use super::piece_cache::PieceCache;
-use super::split_pattern::SplitPattern;
+use super::split_pattern::{with_decoded, Decoded, SplitPattern};
 
 /// Numbers the fast paths made, for [`ByteLevelBpe::instance`].
 static INSTANCES: AtomicU64 = AtomicU64::new(1);
@@ -327,9 +328,29 @@ fn each_piece(steps: &[PreStep], text: &str, piece: &mut dyn FnMut(&str)) {
     match steps.split_first() {
         None => piece(text),
         Some((PreStep::Gpt2, rest)) => split_gpt2(text, |p| each_piece(rest, p, piece)),
+        // Decoded once for all the patterns that follow one another.
+        Some((PreStep::Pattern(_), _)) => with_decoded(text, |decoded| {
+            pieces_of_range(steps, text, decoded, 0..decoded.chars.len(), piece);
+        }),
+    }
+}
+
+/// [`each_piece`] of the characters `range` of `decoded` (`text`).
+fn pieces_of_range(
+    steps: &[PreStep],
+    text: &str,
+    decoded: &Decoded,
+    range: Range<usize>,
+    piece: &mut dyn FnMut(&str),
+) {
+    let at = |range: &Range<usize>| &text[decoded.offsets[range.start]..decoded.offsets[range.end]];
+    match steps.split_first() {
         Some((PreStep::Pattern(pattern), rest)) => {
-            pattern.split(text, |p| each_piece(rest, p, piece));
+            pattern.split_range(&decoded.chars, range, |sub| {
+                pieces_of_range(rest, text, decoded, sub, piece);
+            });
         }
+        _ => each_piece(steps, at(&range), piece),
     }
 }
 

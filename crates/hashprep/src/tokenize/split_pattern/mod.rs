@@ -5,6 +5,8 @@
 //! are those `tokenizers` finds: its `find_iter` takes the leftmost match, then searches on
 //! from its end; `Isolated` keeps each match and each stretch between matches as a piece.
 
+use std::ops::Range;
+
 mod charset;
 mod flat;
 mod parse;
@@ -80,17 +82,26 @@ impl SplitPattern {
 
     /// Calls `piece` with each piece of `text` in order, as `Isolated` splits it: each match
     /// and each stretch between matches; together they are `text`.
+    #[cfg(test)]
     pub(crate) fn split<'t>(&self, text: &'t str, mut piece: impl FnMut(&'t str)) {
-        // Buffers from a pool: `piece` may split its piece again with another pattern.
-        let (mut chars, mut offsets) = BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
-        chars.clear();
-        offsets.clear();
-        for (at, c) in text.char_indices() {
-            chars.push(c);
-            offsets.push(at);
-        }
-        offsets.push(text.len());
-        let input = Text { chars: &chars };
+        with_decoded(text, |decoded| {
+            self.split_range(&decoded.chars, 0..decoded.chars.len(), |range| {
+                piece(&text[decoded.offsets[range.start]..decoded.offsets[range.end]]);
+            });
+        });
+    }
+
+    /// As [`Self::split`], on `chars[range]` (the piece alone: a lookahead sees no further),
+    /// the pieces given as ranges of `chars`.
+    pub(crate) fn split_range(
+        &self,
+        chars: &[char],
+        range: Range<usize>,
+        mut piece: impl FnMut(Range<usize>),
+    ) {
+        let base = range.start;
+        let chars = &chars[range];
+        let input = Text { chars };
         let mut unmatched = 0;
         let mut start = 0;
         while start < chars.len() {
@@ -101,18 +112,17 @@ impl SplitPattern {
             match self.match_at(&input, start) {
                 Some(end) => {
                     if unmatched < start {
-                        piece(&text[offsets[unmatched]..offsets[start]]);
+                        piece(base + unmatched..base + start);
                     }
-                    piece(&text[offsets[start]..offsets[end]]);
+                    piece(base + start..base + end);
                     (start, unmatched) = (end, end);
                 }
                 None => start += 1,
             }
         }
         if unmatched < chars.len() {
-            piece(&text[offsets[unmatched]..]);
+            piece(base + unmatched..base + chars.len());
         }
-        BUFFERS.with_borrow_mut(|pool| pool.push((chars, offsets)));
     }
 
     /// The end of the match that starts at `start`, if one does.
@@ -318,12 +328,33 @@ fn atom_matches(sets: &[CharSet], atom: Atom, c: char) -> bool {
     }
 }
 
+/// A text decoded into characters, with each one's byte offset (and one more: its length).
+#[derive(Default)]
+pub(crate) struct Decoded {
+    pub(crate) chars: Vec<char>,
+    pub(crate) offsets: Vec<usize>,
+}
+
 thread_local! {
-    /// Spare buffers for the characters of a text being split and their byte offsets (one
-    /// more: its length).
-    static BUFFERS: std::cell::RefCell<Vec<(Vec<char>, Vec<usize>)>> = const {
+    /// Spare buffers for decoding (one text may be decoded while another is split).
+    static BUFFERS: std::cell::RefCell<Vec<Decoded>> = const {
         std::cell::RefCell::new(Vec::new())
     };
+}
+
+/// Calls `f` with `text` decoded, in a buffer of the thread's.
+pub(crate) fn with_decoded<R>(text: &str, f: impl FnOnce(&Decoded) -> R) -> R {
+    let mut decoded = BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
+    decoded.chars.clear();
+    decoded.offsets.clear();
+    for (at, c) in text.char_indices() {
+        decoded.chars.push(c);
+        decoded.offsets.push(at);
+    }
+    decoded.offsets.push(text.len());
+    let result = f(&decoded);
+    BUFFERS.with_borrow_mut(|pool| pool.push(decoded));
+    result
 }
 
 /// Numbers the atoms of `ast` into `sources` (one set per distinct source).
