@@ -120,11 +120,16 @@ def test_the_gil_is_released_while_rust_works(tmp_path, wiki_test):
             ticks.append(time.perf_counter())
             time.sleep(0.001)
 
+    # Enough text to run well over 0.2 s (GPT-2 loads in under 0.1 s).
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = wiki_test.read_text() + wiki_test.with_name("wiki.valid.tokens").read_text()
+    for i in range(24):
+        (corpus / f"part{i}.tokens").write_text(text)
     counter = threading.Thread(target=count)
     counter.start()
     started = time.perf_counter()
-    hashprep.tokenize([wiki_test, wiki_test.with_name("wiki.valid.tokens")], tmp_path / "o",
-                      format="wikitext103", tokenizer="gpt2", progress=False)
+    hashprep.tokenize([corpus], tmp_path / "o", format="wikitext103", tokenizer="gpt2", progress=False)
     finished = time.perf_counter()
     stop.set()
     counter.join()
