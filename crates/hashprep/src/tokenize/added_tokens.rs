@@ -102,6 +102,10 @@ impl AddedTokens {
             }
             return;
         };
+        // A pass of special tokens only finds nothing while they are text (GPT-2's).
+        if !recognize_special && tokens.iter().all(|&(_, special)| special) {
+            return self.split_from(pass + 1, text, recognize_special, piece);
+        }
         let mut rest = 0;
         for found in matcher.find_iter(text) {
             let (id, special) = tokens[found.pattern().as_usize()];

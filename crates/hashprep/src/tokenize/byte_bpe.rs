@@ -10,6 +10,8 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,7 +36,7 @@ pub(crate) struct ByteLevelBpe {
     /// The id of each byte's one-character token.
     byte_ids: [u32; 256],
     /// `(left, right)` -> `(rank, merged id)`.
-    merges: AHashMap<(u32, u32), (u32, u32)>,
+    merges: MergeTable,
     /// With `ignore_merges` (Llama-3 style): every token's bytes -> its id, for pieces that
     /// are a token as a whole.
     whole_tokens: Option<AHashMap<Box<[u8]>, u32>>,
@@ -120,10 +122,12 @@ impl ByteLevelBpe {
     ) -> Self {
         // As `tokenizers` (which collects them into a map): a pair listed twice keeps its
         // last rank.
-        let merges = (0u32..)
-            .zip(merges)
-            .map(|(rank, (left, right, merged))| ((left, right), (rank, merged)))
-            .collect();
+        let merges = MergeTable(
+            (0u32..)
+                .zip(merges)
+                .map(|(rank, (left, right, merged))| (pair_key(left, right), (rank, merged)))
+                .collect(),
+        );
         Self {
             byte_ids: *byte_ids,
             merges,
@@ -163,6 +167,9 @@ impl ByteLevelBpe {
         {
             return vec![id];
         }
+        if piece.len() <= SHORT_MERGE {
+            return self.merge_short(piece);
+        }
         let n = piece.len();
         let mut symbols: Vec<Symbol> = piece
             .bytes()
@@ -180,7 +187,7 @@ impl ByteLevelBpe {
             .enumerate()
             .filter_map(|(pos, w)| {
                 self.merges
-                    .get(&(id(&w[0]), id(&w[1])))
+                    .get(id(&w[0]), id(&w[1]))
                     .map(|&(rank, merged)| Reverse((rank, pos, merged)))
             })
             .collect();
@@ -196,7 +203,7 @@ impl ByteLevelBpe {
             // An entry whose pair has changed since it was queued is stale.
             if self
                 .merges
-                .get(&(left, right))
+                .get(left, right)
                 .is_none_or(|&(_, m)| m != merged)
             {
                 continue;
@@ -213,17 +220,92 @@ impl ByteLevelBpe {
             }
             let prev = symbols[pos].prev;
             if prev != usize::MAX {
-                if let Some(&(rank, m)) = self.merges.get(&(id(&symbols[prev]), merged)) {
+                if let Some(&(rank, m)) = self.merges.get(id(&symbols[prev]), merged) {
                     queue.push(Reverse((rank, prev, m)));
                 }
             }
             if after != usize::MAX {
-                if let Some(&(rank, m)) = self.merges.get(&(merged, id(&symbols[after]))) {
+                if let Some(&(rank, m)) = self.merges.get(merged, id(&symbols[after])) {
                     queue.push(Reverse((rank, pos, m)));
                 }
             }
         }
         symbols.iter().filter_map(|s| s.id).collect()
+    }
+}
+
+/// `(left, right)` as one key.
+fn pair_key(left: u32, right: u32) -> u64 {
+    u64::from(left) << 32 | u64::from(right)
+}
+
+/// Merges by pair: `(left, right)` -> `(rank, merged id)`, hashed with one folded multiply
+/// (the lookups are most of merging a piece).
+struct MergeTable(HashMap<u64, (u32, u32), BuildHasherDefault<PairHasher>>);
+
+impl MergeTable {
+    #[inline]
+    fn get(&self, left: u32, right: u32) -> Option<&(u32, u32)> {
+        self.0.get(&pair_key(left, right))
+    }
+}
+
+/// One multiply, folded so that the table's slot (low bits) and tag (top bits) both see every
+/// key bit.
+#[derive(Default)]
+struct PairHasher(u64);
+
+impl Hasher for PairHasher {
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("merge keys are u64");
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        let product = u128::from(key ^ 0x243F_6A88_85A3_08D3) * 0x9E37_79B9_7F4A_7C15;
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Pieces up to this many bytes are merged by [`ByteLevelBpe::merge_short`] (no heap): a scan
+/// for the lowest rank costs less than the heap's allocations and reorderings on short pieces.
+const SHORT_MERGE: usize = 48;
+
+impl ByteLevelBpe {
+    /// [`ByteLevelBpe::merge`] of a short piece: the pair of lowest rank (the leftmost of
+    /// equal ones) merged first, again and again, as `tokenizers` does; each pair's rank kept
+    /// beside it, so a merge looks up only the two pairs it changes.
+    fn merge_short(&self, piece: &str) -> Vec<u32> {
+        const NONE: (u32, u32) = (u32::MAX, 0);
+        let pair = |left: u32, right: u32| self.merges.get(left, right).copied().unwrap_or(NONE);
+        let mut ids: Vec<u32> = piece
+            .bytes()
+            .map(|b| self.byte_ids[usize::from(b)])
+            .collect();
+        let mut ranks: Vec<(u32, u32)> = ids.windows(2).map(|w| pair(w[0], w[1])).collect();
+        loop {
+            let mut best = None;
+            for (i, &(rank, merged)) in ranks.iter().enumerate() {
+                if rank != u32::MAX && best.is_none_or(|(r, _, _)| rank < r) {
+                    best = Some((rank, i, merged));
+                }
+            }
+            let Some((_, i, merged)) = best else {
+                return ids;
+            };
+            ids[i] = merged;
+            ids.remove(i + 1);
+            ranks.remove(i);
+            if i > 0 {
+                ranks[i - 1] = pair(ids[i - 1], ids[i]);
+            }
+            if i < ranks.len() {
+                ranks[i] = pair(ids[i], ids[i + 1]);
+            }
+        }
     }
 }
 

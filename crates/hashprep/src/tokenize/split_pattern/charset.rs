@@ -18,7 +18,7 @@ const PLANES: usize = 17;
 type PlaneBits = Box<[u64; (PLANE / 64) as usize]>;
 
 /// The characters of one atom.
-pub(super) struct CharSet {
+pub(crate) struct CharSet {
     regex: Regex,
     ascii: u128,
     planes: [OnceLock<PlaneBits>; PLANES],
@@ -29,7 +29,7 @@ impl CharSet {
     ///
     /// # Errors
     /// Oniguruma refuses it, or it matches more than one character somewhere.
-    pub(super) fn new(source: &str) -> Result<Self, String> {
+    pub(crate) fn new(source: &str) -> Result<Self, String> {
         let regex = Regex::new(source).map_err(|e| format!("{source}: {e}"))?;
         let planes: [OnceLock<PlaneBits>; PLANES] = Default::default();
         let bmp = members(&regex, 0).map_err(|e| format!("{source}: {e}"))?;
@@ -46,7 +46,7 @@ impl CharSet {
 
     /// Whether `c` is in the set.
     #[inline]
-    pub(super) fn contains(&self, c: char) -> bool {
+    pub(crate) fn contains(&self, c: char) -> bool {
         let code = c as u32;
         if code < 128 {
             return self.ascii >> code & 1 == 1;

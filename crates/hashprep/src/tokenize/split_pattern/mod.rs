@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-mod charset;
+pub(super) mod charset;
 mod flat;
 mod parse;
 
