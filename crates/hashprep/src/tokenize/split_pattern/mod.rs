@@ -8,6 +8,7 @@
 use std::ops::Range;
 
 pub(super) mod charset;
+mod deepseek;
 mod flat;
 mod parse;
 
@@ -34,11 +35,16 @@ enum Node {
     },
 }
 
+/// Where the match that starts at a character ends, if one does.
+type Scanner = fn(&[char], usize) -> Option<usize>;
+
 /// A `Split` pattern, ready to cut text into pieces.
 pub(crate) struct SplitPattern {
     root: Node,
     /// The same pattern where it has the families' flat shape (matched faster).
     flat: Option<Flat>,
+    /// A hand-written scanner for a pattern met verbatim (`DeepSeek`'s words).
+    scanner: Option<Scanner>,
     /// Where known, the atoms one of which a match's first character is in, and as a bitmap
     /// for ASCII: other starts are passed over without trying the pattern.
     first: Option<(Vec<Atom>, u128)>,
@@ -75,6 +81,7 @@ impl SplitPattern {
         Ok(Self {
             root,
             flat,
+            scanner: (pattern == deepseek::PATTERN).then_some(deepseek::match_end as _),
             first,
             sets,
         })
@@ -127,6 +134,9 @@ impl SplitPattern {
 
     /// The end of the match that starts at `start`, if one does.
     fn match_at(&self, text: &Text, start: usize) -> Option<usize> {
+        if let Some(scanner) = self.scanner {
+            return scanner(text.chars, start);
+        }
         if let Some(flat) = &self.flat {
             return (flat.alternatives.iter())
                 .find_map(|items| self.flat_matches(items, text.chars, start));
@@ -140,6 +150,14 @@ impl SplitPattern {
     #[cfg(test)]
     fn without_flat(mut self) -> Self {
         self.flat = None;
+        self.scanner = None;
+        self
+    }
+
+    /// Without its hand-written scanner (tests compare the two).
+    #[cfg(test)]
+    fn without_scanner(mut self) -> Self {
+        self.scanner = None;
         self
     }
 

@@ -62,11 +62,14 @@ fn pieces_are_oniguruma_s_on_every_family() {
     for (family, source) in FAMILIES {
         let pattern = SplitPattern::new(source).unwrap_or_else(|e| panic!("{family}: {e}"));
         assert_eq!(pattern.flat.is_some(), family != "lazy", "{family}");
+        assert_eq!(pattern.scanner.is_some(), family == "deepseek", "{family}");
+        let flat = SplitPattern::new(source).unwrap().without_scanner();
         let general = SplitPattern::new(source).unwrap().without_flat();
         let regex = Regex::new(source).unwrap();
         for text in SAMPLES {
             let expected = reference(&regex, text);
             assert_eq!(pieces(&pattern, text), expected, "{family}: {text:?}");
+            assert_eq!(pieces(&flat, text), expected, "flat {family}: {text:?}");
             assert_eq!(
                 pieces(&general, text),
                 expected,
@@ -89,6 +92,7 @@ fn pieces_are_oniguruma_s_on_random_text() {
     };
     for (family, source) in FAMILIES {
         let pattern = SplitPattern::new(source).unwrap();
+        let flat = SplitPattern::new(source).unwrap().without_scanner();
         let general = SplitPattern::new(source).unwrap().without_flat();
         let regex = Regex::new(source).unwrap();
         for _ in 0..1500 {
@@ -98,6 +102,7 @@ fn pieces_are_oniguruma_s_on_random_text() {
                 .collect();
             let expected = reference(&regex, &text);
             assert_eq!(pieces(&pattern, &text), expected, "{family}: {text:?}");
+            assert_eq!(pieces(&flat, &text), expected, "flat {family}: {text:?}");
             assert_eq!(
                 pieces(&general, &text),
                 expected,
