@@ -81,32 +81,59 @@ fn gpt2_ids_match_tiktoken_on_every_wikitext_article() {
     assert_eq!(manifest.tokenizer.eos_id, Some(50_256));
 }
 
+/// GPT-2's vocabulary behind Llama-3's split pattern (a `Split` step on the fast path).
+fn split_pattern_tokenizer(dir: &std::path::Path) -> String {
+    let gpt2 = hashprep::TextTokenizer::load("gpt2").unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(gpt2.json()).unwrap();
+    json["pre_tokenizer"] = serde_json::json!({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "behavior": "Isolated", "invert": false, "pattern": {"Regex":
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"}},
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
+    ]});
+    let path = dir.join("split-pattern.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
 #[test]
 fn output_bytes_do_not_depend_on_thread_count() {
     let tmp = tempfile::tempdir().unwrap();
     let inputs = [wikitext("valid"), wikitext("test")];
-    let mut settings = TokenizeSettings::new(Format::Wikitext103, "gpt2");
-    settings.shard_bytes = 100_000; // several shards
-    let mut outputs = Vec::new();
-    for (threads, chunk_bytes) in [(1, 1 << 20), (2, 1 << 20), (2, 5_000)] {
-        let out = tmp.path().join(format!("t{threads}-{chunk_bytes}"));
-        let options = RunOptions {
-            threads,
-            chunk_bytes,
-            ..RunOptions::default()
-        };
-        tokenize(&settings, &inputs, &out, &options).unwrap();
-        outputs.push(dir_bytes(&out));
+    for tokenizer in ["gpt2".to_owned(), split_pattern_tokenizer(tmp.path())] {
+        let mut settings = TokenizeSettings::new(Format::Wikitext103, tokenizer.as_str());
+        settings.shard_bytes = 100_000; // several shards
+        let mut outputs = Vec::new();
+        for (threads, chunk_bytes) in [(1, 1 << 20), (2, 1 << 20), (2, 5_000)] {
+            let out = tmp
+                .path()
+                .join(format!("t{threads}-{chunk_bytes}-{}", tokenizer.len()));
+            let options = RunOptions {
+                threads,
+                chunk_bytes,
+                ..RunOptions::default()
+            };
+            tokenize(&settings, &inputs, &out, &options).unwrap();
+            outputs.push(dir_bytes(&out));
+        }
+        assert!(
+            outputs[0]
+                .keys()
+                .filter(|k| k.starts_with("shard-"))
+                .count()
+                > 3
+        );
+        assert_eq!(outputs[0], outputs[1], "{tokenizer}");
+        assert_eq!(outputs[0], outputs[2], "{tokenizer}");
+        let manifest = Manifest::read(&tmp.path().join(format!(
+            "t1-{}-{}",
+            1 << 20,
+            tokenizer.len()
+        )));
+        assert_eq!(
+            manifest.unwrap().tokenizer.encoder,
+            Some(hashprep::Encoder::FastPath)
+        );
     }
-    assert!(
-        outputs[0]
-            .keys()
-            .filter(|k| k.starts_with("shard-"))
-            .count()
-            > 3
-    );
-    assert_eq!(outputs[0], outputs[1]);
-    assert_eq!(outputs[0], outputs[2]);
 }
 
 #[test]
