@@ -1,9 +1,12 @@
 //! A `Split` pre-tokenizer's regex without a regex library: the pattern parsed into the
 //! constructs of [`parse`] (anything else is refused), each one-character atom's characters
-//! asked of Oniguruma ([`charset`]), and matched by backtracking in Oniguruma's order (the
-//! first alternative that leads to a match, quantifiers greedy unless lazy), so that the pieces
-//! are those `tokenizers` finds: its `find_iter` takes the leftmost match, then searches on
-//! from its end; `Isolated` keeps each match and each stretch between matches as a piece.
+//! asked of Oniguruma ([`charset`]), and matched in the families' flat shape ([`flat`]:
+//! alternatives of runs, fixed strings and one-character lookaheads; a quantified or nested
+//! group is refused, which also keeps matching free of deep recursion and blow-ups) by
+//! backtracking in Oniguruma's order (the first alternative that leads to a match, quantifiers
+//! greedy unless lazy), so that the pieces are those `tokenizers` finds: its `find_iter` takes
+//! the leftmost match, then searches on from its end; `Isolated` keeps each match and each
+//! stretch between matches as a piece.
 
 use std::ops::Range;
 
@@ -40,20 +43,13 @@ type Scanner = fn(&[char], usize) -> Option<usize>;
 
 /// A `Split` pattern, ready to cut text into pieces.
 pub(crate) struct SplitPattern {
-    root: Node,
-    /// The same pattern where it has the families' flat shape (matched faster).
-    flat: Option<Flat>,
+    flat: Flat,
     /// A hand-written scanner for a pattern met verbatim (`DeepSeek`'s words).
     scanner: Option<Scanner>,
     /// Where known, the atoms one of which a match's first character is in, and as a bitmap
     /// for ASCII: other starts are passed over without trying the pattern.
     first: Option<(Vec<Atom>, u128)>,
     sets: Vec<CharSet>,
-}
-
-/// What one search works on: the characters of the text being split.
-struct Text<'c> {
-    chars: &'c [char],
 }
 
 impl SplitPattern {
@@ -70,8 +66,11 @@ impl SplitPattern {
             .iter()
             .map(|source| CharSet::new(source))
             .collect::<Result<Vec<_>, _>>()?;
-        let flat = Flat::of(&root);
-        let first = (flat.as_ref().and_then(Flat::first_atoms)).map(|atoms| {
+        let flat = Flat::of(&root).ok_or(
+            "a quantified or nested group (only alternatives of runs of one class, choices of \
+             fixed strings and one-character lookaheads are reproduced)",
+        )?;
+        let first = flat.first_atoms().map(|atoms| {
             let ascii = (0..128u8).fold(0u128, |bits, b| {
                 let hit = atoms.iter().any(|&a| atom_matches(&sets, a, char::from(b)));
                 bits | u128::from(hit) << b
@@ -79,7 +78,6 @@ impl SplitPattern {
             (atoms, ascii)
         });
         Ok(Self {
-            root,
             flat,
             scanner: (pattern == deepseek::PATTERN).then_some(deepseek::match_end as _),
             first,
@@ -108,7 +106,6 @@ impl SplitPattern {
     ) {
         let base = range.start;
         let chars = &chars[range];
-        let input = Text { chars };
         let mut unmatched = 0;
         let mut start = 0;
         while start < chars.len() {
@@ -116,7 +113,7 @@ impl SplitPattern {
                 start += 1;
                 continue;
             }
-            match self.match_at(&input, start) {
+            match self.match_at(chars, start) {
                 Some(end) => {
                     if unmatched < start {
                         piece(base + unmatched..base + start);
@@ -132,26 +129,12 @@ impl SplitPattern {
         }
     }
 
-    /// The end of the match that starts at `start`, if one does.
-    fn match_at(&self, text: &Text, start: usize) -> Option<usize> {
+    /// The end of the match that starts at `chars[start]`, if one does.
+    fn match_at(&self, chars: &[char], start: usize) -> Option<usize> {
         if let Some(scanner) = self.scanner {
-            return scanner(text.chars, start);
+            return scanner(chars, start);
         }
-        if let Some(flat) = &self.flat {
-            return (flat.alternatives.iter())
-                .find_map(|items| self.flat_matches(items, text.chars, start));
-        }
-        self.matches(std::slice::from_ref(&self.root), text, start, &|end| {
-            Some(end)
-        })
-    }
-
-    /// The general engine alone (tests compare it with the flat matcher).
-    #[cfg(test)]
-    fn without_flat(mut self) -> Self {
-        self.flat = None;
-        self.scanner = None;
-        self
+        (self.flat.alternatives.iter()).find_map(|items| self.flat_matches(items, chars, start))
     }
 
     /// Without its hand-written scanner (tests compare the two).
@@ -222,118 +205,6 @@ impl SplitPattern {
             None => true,
             Some((_, ascii)) if c.is_ascii() => ascii >> (c as u32) & 1 == 1,
             Some((atoms, _)) => atoms.iter().any(|&a| self.atom(a, c)),
-        }
-    }
-
-    /// Matches `nodes` in turn from `at`, then `then` from where they end: the first way
-    /// (in Oniguruma's order) for which `then` succeeds.
-    fn matches(
-        &self,
-        nodes: &[Node],
-        text: &Text,
-        at: usize,
-        then: &dyn Fn(usize) -> Option<usize>,
-    ) -> Option<usize> {
-        let Some((node, rest)) = nodes.split_first() else {
-            return then(at);
-        };
-        let next = |end: usize| self.matches(rest, text, end, then);
-        match node {
-            Node::Set(_) | Node::Char(_) => {
-                let c = *text.chars.get(at)?;
-                if self.one(node, c) {
-                    next(at + 1)
-                } else {
-                    None
-                }
-            }
-            Node::Concat(inner) => self.matches(inner, text, at, &next),
-            Node::Alt(alternatives) => alternatives
-                .iter()
-                .find_map(|alt| self.matches(std::slice::from_ref(alt), text, at, &next)),
-            Node::Repeat {
-                node,
-                min,
-                max,
-                greedy,
-            } => {
-                if matches!(**node, Node::Set(_) | Node::Char(_)) {
-                    self.repeat_one(node, (*min, *max, *greedy), text, at, &next)
-                } else {
-                    self.repeat(node, (*min, *max, *greedy), 0, text, at, &next)
-                }
-            }
-            Node::Look { node, negate } => {
-                let found = self
-                    .matches(std::slice::from_ref(node), text, at, &|end| Some(end))
-                    .is_some();
-                if found == *negate {
-                    None
-                } else {
-                    next(at)
-                }
-            }
-        }
-    }
-
-    /// Whether the one-character `node` matches `c`.
-    #[inline]
-    fn one(&self, node: &Node, c: char) -> bool {
-        match node {
-            Node::Set(set) => self.sets[*set].contains(c),
-            Node::Char(expected) => c == *expected,
-            _ => unreachable!("a one-character node"),
-        }
-    }
-
-    /// A quantifier on one character: the run is counted once, then tried longest first
-    /// (greedy) or shortest first.
-    fn repeat_one(
-        &self,
-        node: &Node,
-        (min, max, greedy): (u32, u32, bool),
-        text: &Text,
-        at: usize,
-        next: &dyn Fn(usize) -> Option<usize>,
-    ) -> Option<usize> {
-        let run = (text.chars[at..].iter())
-            .take(max as usize)
-            .take_while(|&&c| self.one(node, c))
-            .count();
-        let min = min as usize;
-        if run < min {
-            return None;
-        }
-        if greedy {
-            (min..=run).rev().find_map(|n| next(at + n))
-        } else {
-            (min..=run).find_map(|n| next(at + n))
-        }
-    }
-
-    /// A quantifier on a group, `done` repetitions matched so far (none of them empty: such
-    /// patterns are refused).
-    fn repeat(
-        &self,
-        node: &Node,
-        (min, max, greedy): (u32, u32, bool),
-        done: u32,
-        text: &Text,
-        at: usize,
-        next: &dyn Fn(usize) -> Option<usize>,
-    ) -> Option<usize> {
-        let more = || {
-            (done < max).then(|| {
-                self.matches(std::slice::from_ref(node), text, at, &|end| {
-                    self.repeat(node, (min, max, greedy), done + 1, text, end, next)
-                })
-            })?
-        };
-        let stop = || (done >= min).then(|| next(at))?;
-        if greedy {
-            more().or_else(stop)
-        } else {
-            stop().or_else(more)
         }
     }
 }
