@@ -1,7 +1,8 @@
 //! The regex constructs the split scanner reproduces, parsed from a `Split` pattern; anything
 //! else is refused with its place in the pattern, and the tokenizer falls back to `tokenizers`.
 //!
-//! Reproduced (Oniguruma's syntax, as `tokenizers` compiles the pattern):
+//! Parsed (Oniguruma's syntax, as `tokenizers` compiles the pattern; the matcher then takes only
+//! their flat shape, [`super::flat`]):
 //! - alternation `|`, groups `(...)` and `(?:...)` (captures are not used), `(?i:...)` over
 //!   plain characters only;
 //! - one-character atoms: a literal character, an escaped punctuation character, `\r \n \t \f
