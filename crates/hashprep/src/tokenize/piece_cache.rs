@@ -110,7 +110,16 @@ impl PieceCache {
             return;
         };
         if let Some(cached) = self.short.get(&key) {
-            out.extend_from_slice(self.ids(cached));
+            let len = cached.len as usize;
+            if len <= INLINE_IDS {
+                // One to three ids: pushed, not copied by a call to `memcpy`.
+                out.reserve(INLINE_IDS);
+                for &id in &cached.ids[..len] {
+                    out.push(id);
+                }
+            } else {
+                out.extend_from_slice(self.ids(cached));
+            }
             return;
         }
         let ids = merge(piece);
