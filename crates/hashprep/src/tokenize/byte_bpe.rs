@@ -427,6 +427,9 @@ fn pieces_of_range(
 ) {
     let at = |range: &Range<usize>| &text[decoded.offsets[range.start]..decoded.offsets[range.end]];
     match steps.split_first() {
+        Some((PreStep::Pattern(pattern), rest)) if pattern.passes_over(at(&range)) => {
+            pieces_of_range(rest, text, decoded, range, piece);
+        }
         Some((PreStep::Pattern(pattern), rest)) => {
             pattern.split_range(&decoded.chars, range, |sub| {
                 pieces_of_range(rest, text, decoded, sub, piece);

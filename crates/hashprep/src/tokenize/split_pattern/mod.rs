@@ -198,6 +198,13 @@ impl SplitPattern {
         atom_matches(&self.sets, atom, c)
     }
 
+    /// Whether `text` holds no match for certain without trying: no match can start with an
+    /// ASCII character (`DeepSeek`'s CJK pattern) and the text is all ASCII, which a wide
+    /// byte scan tells.
+    pub(crate) fn passes_over(&self, text: &str) -> bool {
+        matches!(&self.first, Some((_, 0))) && text.is_ascii()
+    }
+
     /// Whether a match may start with `c`.
     #[inline]
     fn may_start(&self, c: char) -> bool {
