@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,8 +20,9 @@ use serde_json::Value;
 
 use super::added_tokens::{AddedTokens, Piece};
 use super::bpe_file::{BpeFile, Merge};
+use super::gpt2::byte_to_char_table;
 use super::gpt2_split::split_gpt2;
-use super::piece_cache::PieceCache;
+use super::piece_cache::{PackedHasher, PieceCache};
 use super::split_pattern::{with_decoded, Decoded, SplitPattern};
 
 /// Numbers the fast paths made, for [`ByteLevelBpe::instance`].
@@ -73,7 +74,8 @@ impl ByteLevelBpe {
         let vocab: AHashMap<&str, u32> = (model.vocab.iter())
             .map(|(token, &id)| (&*token.0, id))
             .collect();
-        let unmap: AHashMap<char, u8> = (0u8..=255).map(|b| (byte_char(b), b)).collect();
+        let byte_chars = byte_to_char_table();
+        let unmap: AHashMap<char, u8> = (0u8..=255).zip(byte_chars).map(|(b, c)| (c, b)).collect();
         let whole_tokens = (model.ignore_merges == true).then(|| {
             vocab
                 .iter()
@@ -86,7 +88,7 @@ impl ByteLevelBpe {
         });
         let mut byte_ids = [0u32; 256];
         for (byte, id) in (0u8..=255).zip(&mut byte_ids) {
-            let token = byte_char(byte).to_string();
+            let token = byte_chars[usize::from(byte)].to_string();
             *id = *vocab
                 .get(token.as_str())
                 .ok_or_else(|| format!("model.vocab has no token for byte {byte}"))?;
@@ -239,34 +241,14 @@ fn pair_key(left: u32, right: u32) -> u64 {
     u64::from(left) << 32 | u64::from(right)
 }
 
-/// Merges by pair: `(left, right)` -> `(rank, merged id)`, hashed with one folded multiply
+/// Merges by pair: `(left, right)` -> `(rank, merged id)`, hashed as the piece cache hashes
 /// (the lookups are most of merging a piece).
-struct MergeTable(HashMap<u64, (u32, u32), BuildHasherDefault<PairHasher>>);
+struct MergeTable(HashMap<u64, (u32, u32), BuildHasherDefault<PackedHasher>>);
 
 impl MergeTable {
     #[inline]
     fn get(&self, left: u32, right: u32) -> Option<&(u32, u32)> {
         self.0.get(&pair_key(left, right))
-    }
-}
-
-/// One multiply, folded so that the table's slot (low bits) and tag (top bits) both see every
-/// key bit.
-#[derive(Default)]
-struct PairHasher(u64);
-
-impl Hasher for PairHasher {
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("merge keys are u64");
-    }
-
-    fn write_u64(&mut self, key: u64) {
-        let product = u128::from(key ^ 0x243F_6A88_85A3_08D3) * 0x9E37_79B9_7F4A_7C15;
-        self.0 = (product as u64) ^ ((product >> 64) as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
@@ -437,15 +419,4 @@ fn pieces_of_range(
         }
         _ => each_piece(steps, at(&range), piece),
     }
-}
-
-/// GPT-2's printable stand-in for a byte: printable Latin-1 bytes stand for themselves, the
-/// others for 256 + their order among them.
-fn byte_char(byte: u8) -> char {
-    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    if printable(byte) {
-        return char::from(byte);
-    }
-    let order = (0..byte).filter(|&b| !printable(b)).count();
-    char::from_u32(256 + u32::try_from(order).expect("< 256")).expect("a valid char")
 }

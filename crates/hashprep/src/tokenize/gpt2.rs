@@ -53,6 +53,11 @@ const JSON_HEAD: &str = concat!(
     r#""end_of_word_suffix":null,"fuse_unk":false,"byte_fallback":false,"ignore_merges":false,"vocab":{"#,
 );
 
+/// A token's bytes as `tokenizer.json` spells them, in GPT-2's printable characters (`table`).
+fn spelled(table: &[char; 256], bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| table[usize::from(b)]).collect()
+}
+
 /// GPT-2's tokens and merges, read from the ranks (a token's id is its rank).
 pub(crate) struct Gpt2Ranks {
     /// Each token's bytes by id, the end-of-text token excepted.
@@ -113,9 +118,9 @@ impl Gpt2Ranks {
     /// these ranks ([`Self::library_form`]), without building it.
     pub(crate) fn json(&self) -> Vec<u8> {
         let table = byte_to_char_table();
-        let text = |bytes: &[u8]| -> String { bytes.iter().map(|&b| table[b as usize]).collect() };
-        let quoted =
-            |bytes: &[u8]| serde_json::to_string(&text(bytes)).expect("a string serializes");
+        let quoted = |bytes: &[u8]| {
+            serde_json::to_string(&spelled(&table, bytes)).expect("a string serializes")
+        };
         let mut json = String::with_capacity(2_100_000);
         json.push_str(JSON_HEAD);
         for (rank, bytes) in self.tokens.iter().enumerate() {
@@ -137,7 +142,7 @@ impl Gpt2Ranks {
     #[cfg(test)]
     pub(crate) fn library_form(&self) -> Result<Tokenizer> {
         let table = byte_to_char_table();
-        let text = |bytes: &[u8]| -> String { bytes.iter().map(|&b| table[b as usize]).collect() };
+        let text = |bytes: &[u8]| spelled(&table, bytes);
         let vocab: AHashMap<String, u32> = (0u32..)
             .zip(&self.tokens)
             .map(|(r, b)| (text(b), r))

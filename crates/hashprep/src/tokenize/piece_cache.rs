@@ -58,15 +58,19 @@ fn packed(piece: &str) -> Option<u128> {
     Some(u128::from(low) | u128::from(high | (len as u64) << 56) << 64)
 }
 
-/// Hashes a packed key with one folded multiply (a general hasher's rounds cost as much as the
-/// rest of a lookup); the table takes its slot from the low bits and its tag from the top ones,
-/// and the fold mixes every key bit into both.
+/// Hashes an integer key (a packed piece; a merge's pair) with one folded multiply (a general
+/// hasher's rounds cost as much as the rest of a lookup); a table takes its slot from the low
+/// bits and its tag from the top ones, and the fold mixes every key bit into both.
 #[derive(Default)]
 pub(super) struct PackedHasher(u64);
 
 impl Hasher for PackedHasher {
     fn write(&mut self, _: &[u8]) {
-        unreachable!("the short-piece table hashes u128 keys only");
+        unreachable!("integer keys only");
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.write_u128(u128::from(key));
     }
 
     fn write_u128(&mut self, key: u128) {
