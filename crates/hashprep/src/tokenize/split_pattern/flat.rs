@@ -1,12 +1,12 @@
-//! The shape of the families' patterns, matched without the general engine's closures: an
-//! alternation of flat sequences whose items are runs of one character class (`\p{L}+`,
-//! `\s*`, `\p{N}{1,3}`, `[...]?`), a choice among fixed strings (`(?i:'s|'t|...)`, maybe
-//! optional), or a lookahead at one character (`(?!\S)`). Backtracking is the same: runs give
-//! back characters longest first (shortest first when lazy), choices are tried in order.
+//! The shape of the families' patterns, the one the scanner matches: an alternation of flat
+//! sequences whose items are runs of one character class (`\p{L}+`, `\s*`, `\p{N}{1,3}`,
+//! `[...]?`), a choice among fixed strings (`(?i:'s|'t|...)`, maybe optional), or a lookahead
+//! at one character (`(?!\S)`). Backtracking is Oniguruma's: runs give back characters longest
+//! first (shortest first when lazy), choices are tried in order.
 
-use super::Node;
+use super::parse::Ast;
 
-/// One character: a set or a literal.
+/// One character: a set (its number among the pattern's class sources) or a literal.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Atom {
     Set(usize),
@@ -64,86 +64,101 @@ impl Flat {
         }
         Some(atoms)
     }
-}
 
-impl Flat {
-    /// The flat form of `root`, if it has that shape.
-    pub(super) fn of(root: &Node) -> Option<Self> {
+    /// The flat form of `root`, if it has that shape; its classes' sources numbered into
+    /// `sources` (one number per distinct source).
+    pub(super) fn of(root: &Ast, sources: &mut Vec<String>) -> Option<Self> {
+        let mut flat = Flattener { sources };
         let alternatives = match root {
-            Node::Alt(alternatives) => alternatives.iter().map(sequence).collect(),
-            other => sequence(other).map(|items| vec![items]),
+            Ast::Alt(alternatives) => alternatives.iter().map(|a| flat.sequence(a)).collect(),
+            other => flat.sequence(other).map(|items| vec![items]),
         }?;
         Some(Self { alternatives })
     }
 }
 
-fn atom(node: &Node) -> Option<Atom> {
-    match node {
-        Node::Set(set) => Some(Atom::Set(*set)),
-        Node::Char(c) => Some(Atom::Char(*c)),
-        _ => None,
-    }
+/// Turns parsed nodes into flat items, numbering the class sources met.
+struct Flattener<'s> {
+    sources: &'s mut Vec<String>,
 }
 
-fn sequence(node: &Node) -> Option<Vec<Item>> {
-    match node {
-        Node::Concat(nodes) => nodes.iter().map(item).collect(),
-        other => item(other).map(|item| vec![item]),
+impl Flattener<'_> {
+    fn atom(&mut self, node: &Ast) -> Option<Atom> {
+        match node {
+            Ast::Class(source) => {
+                let known = self.sources.iter().position(|s| s == source);
+                Some(Atom::Set(known.unwrap_or_else(|| {
+                    self.sources.push(source.clone());
+                    self.sources.len() - 1
+                })))
+            }
+            Ast::Char(c) => Some(Atom::Char(*c)),
+            _ => None,
+        }
     }
-}
 
-/// A fixed string of atoms.
-fn string(node: &Node) -> Option<Vec<Atom>> {
-    match node {
-        Node::Concat(nodes) => nodes.iter().map(atom).collect(),
-        other => atom(other).map(|a| vec![a]),
+    fn sequence(&mut self, node: &Ast) -> Option<Vec<Item>> {
+        match node {
+            Ast::Concat(nodes) => nodes.iter().map(|n| self.item(n)).collect(),
+            other => self.item(other).map(|item| vec![item]),
+        }
     }
-}
 
-fn choice(node: &Node) -> Option<Vec<Vec<Atom>>> {
-    match node {
-        Node::Alt(options) => options.iter().map(string).collect(),
-        _ => None,
+    /// A fixed string of atoms.
+    fn string(&mut self, node: &Ast) -> Option<Vec<Atom>> {
+        match node {
+            Ast::Concat(nodes) => nodes.iter().map(|n| self.atom(n)).collect(),
+            other => self.atom(other).map(|a| vec![a]),
+        }
     }
-}
 
-fn item(node: &Node) -> Option<Item> {
-    if let Some(atom) = atom(node) {
-        return Some(Item::Run {
-            atom,
-            min: 1,
-            max: 1,
-            greedy: true,
-        });
+    fn choice(&mut self, node: &Ast) -> Option<Vec<Vec<Atom>>> {
+        match node {
+            Ast::Alt(options) => options.iter().map(|o| self.string(o)).collect(),
+            _ => None,
+        }
     }
-    match node {
-        Node::Repeat {
-            node,
-            min,
-            max,
-            greedy,
-        } => match (atom(node), choice(node)) {
-            (Some(atom), _) => Some(Item::Run {
+
+    fn item(&mut self, node: &Ast) -> Option<Item> {
+        if let Some(atom) = self.atom(node) {
+            return Some(Item::Run {
                 atom,
-                min: *min,
-                max: *max,
-                greedy: *greedy,
-            }),
-            // `(?:a|b)?`, greedy: the choice first, then none.
-            (None, Some(options)) if (*min, *max, *greedy) == (0, 1, true) => Some(Item::Choice {
+                min: 1,
+                max: 1,
+                greedy: true,
+            });
+        }
+        match node {
+            Ast::Repeat {
+                node,
+                min,
+                max,
+                greedy,
+            } => match (self.atom(node), self.choice(node)) {
+                (Some(atom), _) => Some(Item::Run {
+                    atom,
+                    min: *min,
+                    max: max.unwrap_or(u32::MAX),
+                    greedy: *greedy,
+                }),
+                // `(?:a|b)?`, greedy: the choice first, then none.
+                (None, Some(options)) if (*min, *max, *greedy) == (0, Some(1), true) => {
+                    Some(Item::Choice {
+                        options,
+                        optional: true,
+                    })
+                }
+                _ => None,
+            },
+            Ast::Alt(_) => self.choice(node).map(|options| Item::Choice {
                 options,
-                optional: true,
+                optional: false,
+            }),
+            Ast::Look { node, negate } => self.atom(node).map(|atom| Item::LookOne {
+                atom,
+                negate: *negate,
             }),
             _ => None,
-        },
-        Node::Alt(_) => choice(node).map(|options| Item::Choice {
-            options,
-            optional: false,
-        }),
-        Node::Look { node, negate } => atom(node).map(|atom| Item::LookOne {
-            atom,
-            negate: *negate,
-        }),
-        _ => None,
+        }
     }
 }

@@ -19,25 +19,6 @@ use charset::{folds_to_one_character, CharSet};
 use flat::{Atom, Flat, Item};
 use parse::Ast;
 
-/// A compiled node: as [`Ast`], its one-character atoms numbered into [`SplitPattern::sets`].
-#[derive(Debug)]
-enum Node {
-    Set(usize),
-    Char(char),
-    Concat(Vec<Node>),
-    Alt(Vec<Node>),
-    Repeat {
-        node: Box<Node>,
-        min: u32,
-        max: u32,
-        greedy: bool,
-    },
-    Look {
-        node: Box<Node>,
-        negate: bool,
-    },
-}
-
 /// Where the match that starts at a character ends, if one does.
 type Scanner = fn(&[char], usize) -> Option<usize>;
 
@@ -61,15 +42,14 @@ impl SplitPattern {
         let ast = parse::parse(pattern)?;
         check_case_folds(&ast)?;
         let mut sources: Vec<String> = Vec::new();
-        let root = compile(&ast, &mut sources);
+        let flat = Flat::of(&ast, &mut sources).ok_or(
+            "a quantified or nested group (only alternatives of runs of one class, choices of \
+             fixed strings and one-character lookaheads are reproduced)",
+        )?;
         let sets = sources
             .iter()
             .map(|source| CharSet::new(source))
             .collect::<Result<Vec<_>, _>>()?;
-        let flat = Flat::of(&root).ok_or(
-            "a quantified or nested group (only alternatives of runs of one class, choices of \
-             fixed strings and one-character lookaheads are reproduced)",
-        )?;
         let first = flat.first_atoms().map(|atoms| {
             let ascii = (0..128u8).fold(0u128, |bits, b| {
                 let hit = atoms.iter().any(|&a| atom_matches(&sets, a, char::from(b)));
@@ -251,36 +231,6 @@ pub(crate) fn with_decoded<R>(text: &str, f: impl FnOnce(&Decoded) -> R) -> R {
     let result = f(&decoded);
     BUFFERS.with_borrow_mut(|pool| pool.push(decoded));
     result
-}
-
-/// Numbers the atoms of `ast` into `sources` (one set per distinct source).
-fn compile(ast: &Ast, sources: &mut Vec<String>) -> Node {
-    match ast {
-        Ast::Char(c) => Node::Char(*c),
-        Ast::Class(source) => {
-            Node::Set(sources.iter().position(|s| s == source).unwrap_or_else(|| {
-                sources.push(source.clone());
-                sources.len() - 1
-            }))
-        }
-        Ast::Concat(nodes) => Node::Concat(nodes.iter().map(|n| compile(n, sources)).collect()),
-        Ast::Alt(nodes) => Node::Alt(nodes.iter().map(|n| compile(n, sources)).collect()),
-        Ast::Repeat {
-            node,
-            min,
-            max,
-            greedy,
-        } => Node::Repeat {
-            node: Box::new(compile(node, sources)),
-            min: *min,
-            max: max.unwrap_or(u32::MAX),
-            greedy: *greedy,
-        },
-        Ast::Look { node, negate } => Node::Look {
-            node: Box::new(compile(node, sources)),
-            negate: *negate,
-        },
-    }
 }
 
 /// Refuses a case-insensitive run of characters that Oniguruma would let one character match
