@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use super::split_pattern::charset::CharSet;
+use super::split_pattern::charset::ClassTable;
 
 /// What the pattern distinguishes about a character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,56 +25,27 @@ enum Class {
     Other,
 }
 
-/// Oniguruma's verdicts, a set per class (each asked of it a plane at a time), and the Basic
-/// Multilingual Plane's classes as a table.
-struct Classifier {
-    letter: CharSet,
-    number: CharSet,
-    space: CharSet,
-    bmp: Box<[Class]>,
-}
-
-impl Classifier {
-    fn ask(&self, c: char) -> Class {
-        if self.letter.contains(c) {
-            Class::Letter
-        } else if self.number.contains(c) {
-            Class::Number
-        } else if self.space.contains(c) {
-            Class::Space
-        } else {
-            Class::Other
-        }
-    }
-
-    fn get() -> &'static Classifier {
-        static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
-        CLASSIFIER.get_or_init(|| {
-            let set = |p: &str| CharSet::new(p).expect("a valid class pattern");
-            let mut classifier = Classifier {
-                letter: set(r"\p{L}"),
-                number: set(r"\p{N}"),
-                space: set(r"\s"),
-                bmp: Box::default(),
-            };
-            classifier.bmp = (0u32..0x1_0000)
-                .map(|u| char::from_u32(u).map_or(Class::Other, |c| classifier.ask(c)))
-                .collect();
-            classifier
+/// Each character's class, Oniguruma's verdict.
+fn classes() -> &'static ClassTable<Class> {
+    static CLASSES: OnceLock<ClassTable<Class>> = OnceLock::new();
+    CLASSES.get_or_init(|| {
+        ClassTable::new(&[r"\p{L}", r"\p{N}", r"\s"], |sets, c| {
+            if sets[0].contains(c) {
+                Class::Letter
+            } else if sets[1].contains(c) {
+                Class::Number
+            } else if sets[2].contains(c) {
+                Class::Space
+            } else {
+                Class::Other
+            }
         })
-    }
-
-    fn class(&self, c: char) -> Class {
-        match self.bmp.get(c as usize) {
-            Some(&class) => class,
-            None => self.ask(c),
-        }
-    }
+    })
 }
 
 /// Calls `piece` with each piece of `text`, in order; together they are `text`.
 pub(crate) fn split_gpt2<'t>(text: &'t str, mut piece: impl FnMut(&'t str)) {
-    let classes = Classifier::get();
+    let classes = classes();
     let mut start = 0;
     while start < text.len() {
         let end = start + piece_len(&text[start..], classes);
@@ -84,7 +55,7 @@ pub(crate) fn split_gpt2<'t>(text: &'t str, mut piece: impl FnMut(&'t str)) {
 }
 
 /// Byte length of the piece at the start of `rest` (not empty).
-fn piece_len(rest: &str, classes: &Classifier) -> usize {
+fn piece_len(rest: &str, classes: &ClassTable<Class>) -> usize {
     const CONTRACTIONS: [&str; 7] = ["s", "t", "re", "ve", "m", "ll", "d"];
     let mut chars = rest.chars();
     let first = chars.next().expect("a piece starts before the end");
@@ -95,14 +66,14 @@ fn piece_len(rest: &str, classes: &Classifier) -> usize {
     }
     // ` ?X+`: an optional space, then a run of one class (not whitespace).
     let (offset, lead) = match (first, chars.next()) {
-        (' ', Some(next)) if classes.class(next) != Class::Space => (1, next),
+        (' ', Some(next)) if classes.of(next) != Class::Space => (1, next),
         _ => (0, first),
     };
-    let class = classes.class(lead);
+    let class = classes.of(lead);
     if class != Class::Space {
         let run: usize = rest[offset..]
             .chars()
-            .take_while(|&c| classes.class(c) == class)
+            .take_while(|&c| classes.of(c) == class)
             .map(char::len_utf8)
             .sum();
         return offset + run;
@@ -111,7 +82,7 @@ fn piece_len(rest: &str, classes: &Classifier) -> usize {
     // (which then leads the next piece) unless it is one character.
     let mut run = rest
         .char_indices()
-        .take_while(|&(_, c)| classes.class(c) == Class::Space);
+        .take_while(|&(_, c)| classes.of(c) == Class::Space);
     let (mut last_start, mut end) = (0, 0);
     let mut count = 0;
     for (i, c) in run.by_ref() {

@@ -61,6 +61,42 @@ impl CharSet {
     }
 }
 
+/// Characters' classes from sets asked of Oniguruma: the first plane as a table, characters
+/// beyond it classified from the sets when met (a plane of each set at a time).
+pub(crate) struct ClassTable<T> {
+    sets: Vec<CharSet>,
+    classify: fn(&[CharSet], char) -> T,
+    bmp: Box<[T]>,
+}
+
+impl<T: Copy> ClassTable<T> {
+    /// The table of `classify`, which tells a character's class from its membership of the
+    /// sets of `sources` (in that order).
+    pub(crate) fn new(sources: &[&str], classify: fn(&[CharSet], char) -> T) -> Self {
+        let sets: Vec<CharSet> = (sources.iter())
+            .map(|source| CharSet::new(source).expect("a valid class pattern"))
+            .collect();
+        // Surrogates are not characters and are never looked up: their slots hold NUL's class.
+        let bmp = (0..PLANE)
+            .map(|code| classify(&sets, char::from_u32(code).unwrap_or('\0')))
+            .collect();
+        Self {
+            sets,
+            classify,
+            bmp,
+        }
+    }
+
+    /// The class of `c`.
+    #[inline]
+    pub(crate) fn of(&self, c: char) -> T {
+        match self.bmp.get(c as usize) {
+            Some(&class) => class,
+            None => (self.classify)(&self.sets, c),
+        }
+    }
+}
+
 /// Every character of `plane`, back to back (surrogates are not characters).
 fn plane_text(plane: usize) -> &'static str {
     static TEXTS: [OnceLock<String>; PLANES] = [const { OnceLock::new() }; PLANES];

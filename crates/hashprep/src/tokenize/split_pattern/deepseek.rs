@@ -13,7 +13,7 @@
 
 use std::sync::OnceLock;
 
-use super::charset::CharSet;
+use super::charset::ClassTable;
 
 /// The pattern, as `DeepSeek`'s `tokenizer.json` holds it.
 pub(super) const PATTERN: &str = "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
@@ -24,52 +24,24 @@ const PUNCTUATION: u8 = 4;
 const SYMBOL: u8 = 8;
 const SPACE: u8 = 16;
 
-/// Each character's classes: a table for the first plane, the sets beyond it.
-struct Classes {
-    sets: [(CharSet, u8); 5],
-    bmp: Box<[u8]>,
-}
-
-impl Classes {
-    fn get() -> &'static Classes {
-        static CLASSES: OnceLock<Classes> = OnceLock::new();
-        CLASSES.get_or_init(|| {
-            let set = |p: &str| CharSet::new(p).expect("a valid class");
-            let mut classes = Classes {
-                sets: [
-                    (set(r"\p{L}"), LETTER),
-                    (set(r"\p{M}"), MARK),
-                    (set(r"\p{P}"), PUNCTUATION),
-                    (set(r"\p{S}"), SYMBOL),
-                    (set(r"\s"), SPACE),
-                ],
-                bmp: Box::default(),
-            };
-            classes.bmp = (0u32..0x1_0000)
-                .map(|u| char::from_u32(u).map_or(0, |c| classes.ask(c)))
-                .collect();
-            classes
-        })
-    }
-
-    fn ask(&self, c: char) -> u8 {
-        (self.sets.iter())
-            .filter(|(set, _)| set.contains(c))
-            .fold(0, |bits, (_, bit)| bits | bit)
-    }
-
-    #[inline]
-    fn of(&self, c: char) -> u8 {
-        match self.bmp.get(c as usize) {
-            Some(&bits) => bits,
-            None => self.ask(c),
-        }
-    }
+/// Each character's classes, as bits.
+fn classes() -> &'static ClassTable<u8> {
+    static CLASSES: OnceLock<ClassTable<u8>> = OnceLock::new();
+    CLASSES.get_or_init(|| {
+        ClassTable::new(
+            &[r"\p{L}", r"\p{M}", r"\p{P}", r"\p{S}", r"\s"],
+            |sets, c| {
+                (sets.iter().zip([LETTER, MARK, PUNCTUATION, SYMBOL, SPACE]))
+                    .filter(|(set, _)| set.contains(c))
+                    .fold(0, |bits, (_, bit)| bits | bit)
+            },
+        )
+    })
 }
 
 /// Where the match starting at `chars[at]` ends, if one does.
 pub(super) fn match_end(chars: &[char], at: usize) -> Option<usize> {
-    let classes = Classes::get();
+    let classes = classes();
     let is = |i: usize, bits: u8| chars.get(i).is_some_and(|&c| classes.of(c) & bits != 0);
     let run = |from: usize, test: &dyn Fn(usize) -> bool| {
         (from..chars.len())
