@@ -12,17 +12,22 @@ DEMO   := out/demo
 TORCH_LIB = $(shell $(PYTHON) -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 TORCH_ENV = LIBTORCH_USE_PYTORCH=1 PATH="$(abspath $(VENV))/bin:$$PATH" LD_LIBRARY_PATH="$(TORCH_LIB):$$LD_LIBRARY_PATH"
 
+# A clean CI build gains nothing from incremental compilation, whose files cost gigabytes of disk.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
+
 .PHONY: demo test bench table3 paper venv build wheel python clean
 
 # libtorch for hashtrain (PyTorch's wheel, ~4.6 GB with its CUDA libraries).
 $(VENV)/.torch: requirements.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir -r requirements.txt
 	touch $@
 
 # Plus pyarrow, tokenizers, jsonschema, numpy: the tests check that Python users can read our files.
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.torch
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.dev
@@ -38,7 +43,7 @@ python: $(VENV)/.hashprep-py
 # An abi3 wheel for CPython >= 3.9 on Linux x86_64 with glibc 2.28 or newer (manylinux_2_28, as
 # PyTorch's wheels): target/wheels/hashprep-*.whl, linked by zig against glibc 2.28 and checked.
 wheel: $(VENV)/.dev requirements-wheel.txt
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-wheel.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir -r requirements-wheel.txt
 	rm -f target/wheels/hashprep-*.whl
 	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin build --release --locked --zig \
 		--compatibility manylinux_2_28 -m crates/hashprep-py/Cargo.toml -o target/wheels
@@ -113,7 +118,7 @@ paper: build
 
 # Benchmarks against the tools people use today (HF datasets + tokenizers). Not part of CI.
 bench: build $(VENV)/.hashprep-py
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r benches/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir -r benches/requirements.txt
 	$(PYTHON) benches/tokenize_vs_hf.py --hashprep $(BIN)
 	$(PYTHON) benches/tables_vs_python.py --hashprep $(BIN)
 	$(PYTHON) benches/reddit_pipeline.py --hashprep $(BIN)
