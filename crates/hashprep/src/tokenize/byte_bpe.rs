@@ -23,7 +23,7 @@ use super::bpe_file::{BpeFile, Merge};
 use super::gpt2::byte_to_char_table;
 use super::gpt2_split::split_gpt2;
 use super::piece_cache::{PackedHasher, PieceCache};
-use super::split_pattern::{with_decoded, Decoded, SplitPattern};
+use super::split_pattern::{deepseek, with_decoded, Decoded, SplitPattern};
 
 /// Numbers the fast paths made, for [`ByteLevelBpe::instance`].
 static INSTANCES: AtomicU64 = AtomicU64::new(1);
@@ -295,6 +295,8 @@ impl ByteLevelBpe {
 enum PreStep {
     /// GPT-2's pattern, by its hand-written scanner.
     Gpt2,
+    /// `DeepSeek`-V3/V4's three patterns, by one hand-written pass.
+    DeepSeek,
     /// A `Split` pattern (behaviour `Isolated`).
     Pattern(SplitPattern),
 }
@@ -345,7 +347,7 @@ fn no_op_normalizer(normalizer: &Value) -> bool {
 
 /// The steps of a pre-tokenizer made of `Split` patterns (behaviour `Isolated`) and a last
 /// `ByteLevel` without a prefix space (its own regex being GPT-2's pattern).
-fn pre_tokenizer_steps(pre: &Value) -> Result<Vec<PreStep>, String> {
+fn pre_tokenizer_steps<'a>(pre: &'a Value) -> Result<Vec<PreStep>, String> {
     let parts = match pre["type"].as_str() {
         Some("Sequence") => pre["pretokenizers"]
             .as_array()
@@ -360,14 +362,25 @@ fn pre_tokenizer_steps(pre: &Value) -> Result<Vec<PreStep>, String> {
             "pre_tokenizer {pre}: the last step is not ByteLevel without a prefix space"
         ));
     }
-    let mut steps = splits
-        .iter()
-        .map(|split| {
-            let pattern = split["pattern"]["Regex"].as_str();
-            match (split["type"].as_str(), pattern) {
-                (Some("Split"), Some(pattern))
-                    if split["behavior"] == "Isolated" && split["invert"] == false =>
-                {
+    let isolated_pattern = |split: &'a Value| match split["pattern"]["Regex"].as_str() {
+        Some(pattern)
+            if split["type"] == "Split"
+                && split["behavior"] == "Isolated"
+                && split["invert"] == false =>
+        {
+            Some(pattern)
+        }
+        _ => None,
+    };
+    let patterns: Vec<Option<&str>> = splits.iter().map(isolated_pattern).collect();
+    let mut steps = if patterns == deepseek::PATTERNS.map(Some) {
+        vec![PreStep::DeepSeek]
+    } else {
+        splits
+            .iter()
+            .zip(patterns)
+            .map(|(split, pattern)| match pattern {
+                Some(pattern) => {
                     if pattern == GPT2_PATTERN {
                         return Ok(PreStep::Gpt2);
                     }
@@ -375,12 +388,12 @@ fn pre_tokenizer_steps(pre: &Value) -> Result<Vec<PreStep>, String> {
                         .map(PreStep::Pattern)
                         .map_err(|why| format!("Split pattern {pattern:?}: {why}"))
                 }
-                _ => Err(format!(
+                None => Err(format!(
                     "pre_tokenizer step {split}: only Split by a regex, Isolated, not inverted"
                 )),
-            }
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+            })
+            .collect::<Result<Vec<_>, String>>()?
+    };
     if last["use_regex"] != false {
         steps.push(PreStep::Gpt2);
     }
@@ -392,6 +405,9 @@ fn each_piece(steps: &[PreStep], text: &str, piece: &mut dyn FnMut(&str)) {
     match steps.split_first() {
         None => piece(text),
         Some((PreStep::Gpt2, rest)) => split_gpt2(text, |p| each_piece(rest, p, piece)),
+        Some((PreStep::DeepSeek, rest)) => {
+            deepseek::split(text, &mut |p| each_piece(rest, p, piece));
+        }
         // Decoded once for all the patterns that follow one another.
         Some((PreStep::Pattern(_), _)) => with_decoded(text, |decoded| {
             pieces_of_range(steps, text, decoded, 0..decoded.chars.len(), piece);

@@ -87,6 +87,13 @@ impl<T: Copy> ClassTable<T> {
         }
     }
 
+    /// The classes of the ASCII characters.
+    pub(crate) fn ascii(&self) -> &[T; 128] {
+        self.bmp[..128]
+            .try_into()
+            .expect("the first plane holds ASCII")
+    }
+
     /// The class of `c`.
     #[inline]
     pub(crate) fn of(&self, c: char) -> T {

@@ -1,88 +1,249 @@
-//! `DeepSeek`-V3/V4's word pattern, met verbatim, by a hand-written scanner (as GPT-2's):
+//! `DeepSeek`-V3/V4's pre-tokenizer, its three `Split`s met verbatim in this order, by one
+//! hand-written pass over the text's bytes (as GPT-2's):
 //!
 //! ```text
-//! [!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+      (A) ASCII punctuation, ASCII letters
-//! |[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+               (B) a word, maybe one character before
-//! | ?[\p{P}\p{S}]+[\r\n]*                             (C) punctuation and symbols
-//! |\s*[\r\n]+                                         (D) whitespace up to its last line break
-//! |\s+(?!\S)|\s+                                     (E, F) whitespace
+//! \p{N}{1,3}                                          (1) numbers, three at a time
+//! [一-龥\u3040-ゟ゠-ヿ]+                                (2) CJK ideographs and kana
+//! [!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+      (3A) ASCII punctuation, ASCII letters
+//! |[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+               (3B) a word, maybe one character before
+//! | ?[\p{P}\p{S}]+[\r\n]*                             (3C) punctuation and symbols
+//! |\s*[\r\n]+                                         (3D) whitespace up to its last line break
+//! |\s+(?!\S)|\s+                                     (3E, 3F) whitespace
 //! ```
 //!
-//! Each branch below is the first way Oniguruma's backtracking finds for its alternative. The
-//! characters' classes are asked of Oniguruma ([`CharSet`]).
+//! Each `Split` cuts every piece of the one before, so a number character ends every stretch
+//! of the later splits, and a CJK character every stretch of the last: the text falls into
+//! number groups (which the other two leave whole: a number is no letter, mark, punctuation,
+//! symbol, space or CJK character, which [`classes`] checks), runs of CJK characters and runs
+//! of other characters, and the word pattern splits each run as if it were the whole text (a
+//! lookahead sees nothing past it). Each branch below is the first way Oniguruma's
+//! backtracking finds for its alternative; the characters' classes are asked of Oniguruma.
 
 use std::sync::OnceLock;
 
 use super::charset::ClassTable;
 
-/// The pattern, as `DeepSeek`'s `tokenizer.json` holds it.
-pub(super) const PATTERN: &str = "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
+/// The three patterns, as `DeepSeek`'s `tokenizer.json` holds them.
+pub(crate) const PATTERNS: [&str; 3] = [
+    r"\p{N}{1,3}",
+    "[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]+",
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+];
 
 const LETTER: u8 = 1;
 const MARK: u8 = 2;
 const PUNCTUATION: u8 = 4;
 const SYMBOL: u8 = 8;
 const SPACE: u8 = 16;
+const NUMBER: u8 = 32;
+const CJK: u8 = 64;
+/// Neither a number nor CJK.
+const PLAIN: u8 = 128;
 
 /// Each character's classes, as bits.
 fn classes() -> &'static ClassTable<u8> {
     static CLASSES: OnceLock<ClassTable<u8>> = OnceLock::new();
     CLASSES.get_or_init(|| {
-        ClassTable::new(
-            &[r"\p{L}", r"\p{M}", r"\p{P}", r"\p{S}", r"\s"],
+        let cjk = PATTERNS[1].strip_suffix('+').expect("a run of one class");
+        let table = ClassTable::new(
+            &[r"\p{L}", r"\p{M}", r"\p{P}", r"\p{S}", r"\s", r"\p{N}", cjk],
             |sets, c| {
-                (sets.iter().zip([LETTER, MARK, PUNCTUATION, SYMBOL, SPACE]))
+                let bits = (sets.iter())
+                    .zip([LETTER, MARK, PUNCTUATION, SYMBOL, SPACE, NUMBER, CJK])
                     .filter(|(set, _)| set.contains(c))
-                    .fold(0, |bits, (_, bit)| bits | bit)
+                    .fold(0, |bits, (_, bit)| bits | bit);
+                if bits & (NUMBER | CJK) == 0 {
+                    bits | PLAIN
+                } else {
+                    bits
+                }
             },
-        )
+        );
+        // Unicode's general categories are disjoint and no space is a number; if a future
+        // Oniguruma disagreed, number groups would no longer pass the later splits whole.
+        assert!(
+            (0..0x1_0000u32)
+                .filter_map(char::from_u32)
+                .all(|c| table.of(c) & NUMBER == 0 || table.of(c) == NUMBER),
+            "a number character in another class"
+        );
+        table
     })
 }
 
-/// Where the match starting at `chars[at]` ends, if one does.
-pub(super) fn match_end(chars: &[char], at: usize) -> Option<usize> {
-    let classes = classes();
-    let is = |i: usize, bits: u8| chars.get(i).is_some_and(|&c| classes.of(c) & bits != 0);
-    let run = |from: usize, test: &dyn Fn(usize) -> bool| {
-        (from..chars.len())
-            .find(|&i| !test(i))
-            .unwrap_or(chars.len())
-    };
-    let c0 = chars[at];
-    let line_break = |i: usize| matches!(chars.get(i), Some('\r' | '\n'));
-    // (A)
-    if c0.is_ascii_punctuation() && chars.get(at + 1).is_some_and(char::is_ascii_alphabetic) {
-        return Some(run(at + 1, &|i| chars[i].is_ascii_alphabetic()));
+/// A text, read a character's classes at a time.
+#[derive(Clone, Copy)]
+struct Scan<'t> {
+    text: &'t str,
+    classes: &'static ClassTable<u8>,
+    ascii: &'static [u8; 128],
+}
+
+impl<'t> Scan<'t> {
+    fn new(text: &'t str) -> Self {
+        let classes = classes();
+        Self {
+            text,
+            classes,
+            ascii: classes.ascii(),
+        }
     }
-    // (B): the optional character is anything but a line break, letter, punctuation or symbol.
-    let word = |i: usize| is(i, LETTER | MARK);
-    let lead = !line_break(at) && !is(at, LETTER | PUNCTUATION | SYMBOL);
-    if lead && word(at + 1) {
-        return Some(run(at + 1, &word));
+
+    fn len(self) -> usize {
+        self.text.len()
     }
-    if word(at) {
-        return Some(run(at, &word));
+
+    /// The same classes of `self.text[range]` alone.
+    fn slice(self, range: std::ops::Range<usize>) -> Self {
+        Self {
+            text: &self.text[range],
+            ..self
+        }
     }
-    // (C)
-    let mark = |i: usize| is(i, PUNCTUATION | SYMBOL);
-    let marks_from = if c0 == ' ' && mark(at + 1) {
+
+    /// The classes of the character at byte `at` and its length, if one is there.
+    #[inline]
+    fn class_at(self, at: usize) -> Option<(u8, usize)> {
+        let &byte = self.text.as_bytes().get(at)?;
+        if byte.is_ascii() {
+            return Some((self.ascii[usize::from(byte)], 1));
+        }
+        let c = self.text[at..].chars().next()?;
+        Some((self.classes.of(c), c.len_utf8()))
+    }
+
+    /// Whether the character at byte `at` has one of `bits`.
+    #[inline]
+    fn is(self, at: usize, bits: u8) -> bool {
+        self.class_at(at)
+            .is_some_and(|(class, _)| class & bits != 0)
+    }
+
+    /// Where the run of characters with one of `bits` that starts at byte `at` ends.
+    #[inline]
+    fn run(self, mut at: usize, bits: u8) -> usize {
+        let bytes = self.text.as_bytes();
+        loop {
+            // ASCII without decoding, the common case.
+            while let Some(&byte) = bytes.get(at).filter(|b| b.is_ascii()) {
+                if self.ascii[usize::from(byte)] & bits == 0 {
+                    return at;
+                }
+                at += 1;
+            }
+            match self.class_at(at) {
+                Some((class, len)) if class & bits != 0 => at += len,
+                _ => return at,
+            }
+        }
+    }
+
+    /// Where the run of bytes that pass `test` from `at` ends.
+    #[inline]
+    fn byte_run(self, mut at: usize, test: impl Fn(u8) -> bool) -> usize {
+        while self.text.as_bytes().get(at).is_some_and(|&b| test(b)) {
+            at += 1;
+        }
+        at
+    }
+}
+
+/// Calls `piece` with each piece of `text` after the three splits, in order.
+pub(crate) fn split(text: &str, piece: &mut dyn FnMut(&str)) {
+    let text = Scan::new(text);
+    let mut at = 0;
+    while let Some((class, len)) = text.class_at(at) {
+        let mut end = at + len;
+        if class & NUMBER != 0 {
+            for _ in 1..3 {
+                match text.class_at(end) {
+                    Some((class, len)) if class & NUMBER != 0 => end += len,
+                    _ => break,
+                }
+            }
+            piece(&text.text[at..end]);
+        } else {
+            // A run of CJK characters (none is a number), or of neither.
+            end = text.run(end, if class & CJK == 0 { PLAIN } else { CJK });
+            split_words(text.slice(at..end), piece);
+        }
+        at = end;
+    }
+}
+
+/// The word pattern's pieces of `run` (under `Isolated`: each match and each stretch between).
+fn split_words(run: Scan, piece: &mut dyn FnMut(&str)) {
+    let (mut start, mut unmatched) = (0, 0);
+    while let Some((_, len)) = run.class_at(start) {
+        match word_match_end(run, start) {
+            Some(end) => {
+                if unmatched < start {
+                    piece(&run.text[unmatched..start]);
+                }
+                piece(&run.text[start..end]);
+                (start, unmatched) = (end, end);
+            }
+            None => start += len,
+        }
+    }
+    if unmatched < run.len() {
+        piece(&run.text[unmatched..]);
+    }
+}
+
+/// Where the word pattern's match that starts at byte `at` of `text` ends, if one does.
+fn word_match_end(text: Scan, at: usize) -> Option<usize> {
+    let (c0, len0) = text.class_at(at)?;
+    let b0 = text.text.as_bytes()[at];
+    let is_break = |b: u8| b == b'\r' || b == b'\n';
+    let line_break = |i: usize| text.text.as_bytes().get(i).is_some_and(|&b| is_break(b));
+    // (3A)
+    if b0.is_ascii_punctuation()
+        && text
+            .text
+            .as_bytes()
+            .get(at + 1)
+            .is_some_and(u8::is_ascii_alphabetic)
+    {
+        return Some(text.byte_run(at + 1, |b| b.is_ascii_alphabetic()));
+    }
+    // (3B): the optional character is anything but a line break, letter, punctuation or symbol.
+    let lead = !is_break(b0) && c0 & (LETTER | PUNCTUATION | SYMBOL) == 0;
+    if lead && text.is(at + len0, LETTER | MARK) {
+        return Some(text.run(at + len0, LETTER | MARK));
+    }
+    if c0 & (LETTER | MARK) != 0 {
+        return Some(text.run(at, LETTER | MARK));
+    }
+    // (3C)
+    let marks_from = if b0 == b' ' && text.is(at + 1, PUNCTUATION | SYMBOL) {
         Some(at + 1)
     } else {
-        mark(at).then_some(at)
+        (c0 & (PUNCTUATION | SYMBOL) != 0).then_some(at)
     };
     if let Some(from) = marks_from {
-        return Some(run(run(from, &mark), &line_break));
+        return Some(text.byte_run(text.run(from, PUNCTUATION | SYMBOL), is_break));
     }
-    // (D): the whitespace run, up to and with its last line break.
-    let space_end = run(at, &|i| is(i, SPACE));
-    if let Some(last_break) = (at..space_end).rev().find(|&i| line_break(i)) {
+    // (3D): the whitespace run, up to and with its last line break.
+    let (mut end, mut last_start, mut last_break) = (at, at, None);
+    while let Some((class, len)) = text.class_at(end) {
+        if class & SPACE == 0 {
+            break;
+        }
+        if line_break(end) {
+            last_break = Some(end);
+        }
+        (last_start, end) = (end, end + len);
+    }
+    if let Some(last_break) = last_break {
         return Some(last_break + 1);
     }
-    // (E), (F)
-    match space_end - at {
-        0 => None,
-        1 => Some(space_end),
-        _ if space_end == chars.len() => Some(space_end),
-        _ => Some(space_end - 1),
+    // (3E), (3F): a run of two or more before a non-space keeps its last space for what follows.
+    if end == at {
+        None
+    } else if last_start == at || end == text.len() {
+        Some(end)
+    } else {
+        Some(last_start)
     }
 }

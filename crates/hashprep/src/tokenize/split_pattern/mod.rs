@@ -11,7 +11,7 @@
 use std::ops::Range;
 
 pub(super) mod charset;
-mod deepseek;
+pub(crate) mod deepseek;
 mod flat;
 mod parse;
 
@@ -19,14 +19,9 @@ use charset::{folds_to_one_character, CharSet};
 use flat::{Atom, Flat, Item};
 use parse::Ast;
 
-/// Where the match that starts at a character ends, if one does.
-type Scanner = fn(&[char], usize) -> Option<usize>;
-
 /// A `Split` pattern, ready to cut text into pieces.
 pub(crate) struct SplitPattern {
     flat: Flat,
-    /// A hand-written scanner for a pattern met verbatim (`DeepSeek`'s words).
-    scanner: Option<Scanner>,
     /// Where known, the atoms one of which a match's first character is in, and as a bitmap
     /// for ASCII: other starts are passed over without trying the pattern.
     first: Option<(Vec<Atom>, u128)>,
@@ -57,12 +52,7 @@ impl SplitPattern {
             });
             (atoms, ascii)
         });
-        Ok(Self {
-            flat,
-            scanner: (pattern == deepseek::PATTERN).then_some(deepseek::match_end as _),
-            first,
-            sets,
-        })
+        Ok(Self { flat, first, sets })
     }
 
     /// Calls `piece` with each piece of `text` in order, as `Isolated` splits it: each match
@@ -111,17 +101,7 @@ impl SplitPattern {
 
     /// The end of the match that starts at `chars[start]`, if one does.
     fn match_at(&self, chars: &[char], start: usize) -> Option<usize> {
-        if let Some(scanner) = self.scanner {
-            return scanner(chars, start);
-        }
         (self.flat.alternatives.iter()).find_map(|items| self.flat_matches(items, chars, start))
-    }
-
-    /// Without its hand-written scanner (tests compare the two).
-    #[cfg(test)]
-    fn without_scanner(mut self) -> Self {
-        self.scanner = None;
-        self
     }
 
     /// Matches the flat sequence `items` from `at`: where the first way that matches ends.

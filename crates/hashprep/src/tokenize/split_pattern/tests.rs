@@ -2,18 +2,33 @@
 
 use onig::Regex;
 
-use super::SplitPattern;
+use super::{deepseek, SplitPattern};
 
 /// Split patterns of the byte-level BPE families (as their `tokenizer.json` files hold them).
 pub(crate) const FAMILIES: [(&str, &str); 8] = [
-    ("gpt2", r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"),
-    ("llama3", r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
-    ("qwen2", r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
-    ("o200k", r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
-    ("deepseek-digits", r"\p{N}{1,3}"),
-    ("deepseek-cjk", "[一-龥\u{3040}-ゟ゠-ヿ]+"),
-    ("deepseek", "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"),
-    ("lazy", r"a+?b|\d{2,}?x|(?=x)\w+|x?y{2,3}?|(?:ab|a)c|(?i:'ll|'s)?z"),
+    (
+        "gpt2",
+        r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+    ),
+    (
+        "llama3",
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+    (
+        "qwen2",
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+    (
+        "o200k",
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+    ("deepseek-digits", deepseek::PATTERNS[0]),
+    ("deepseek-cjk", deepseek::PATTERNS[1]),
+    ("deepseek", deepseek::PATTERNS[2]),
+    (
+        "lazy",
+        r"a+?b|\d{2,}?x|(?=x)\w+|x?y{2,3}?|(?:ab|a)c|(?i:'ll|'s)?z",
+    ),
 ];
 
 /// Oniguruma's pieces under `Isolated`: its matches and the stretches between them.
@@ -61,41 +76,89 @@ pub(crate) const SAMPLES: [&str; 12] = [
 fn pieces_are_oniguruma_s_on_every_family() {
     for (family, source) in FAMILIES {
         let pattern = SplitPattern::new(source).unwrap_or_else(|e| panic!("{family}: {e}"));
-        assert_eq!(pattern.scanner.is_some(), family == "deepseek", "{family}");
-        let flat = SplitPattern::new(source).unwrap().without_scanner();
         let regex = Regex::new(source).unwrap();
         for text in SAMPLES {
-            let expected = reference(&regex, text);
-            assert_eq!(pieces(&pattern, text), expected, "{family}: {text:?}");
-            assert_eq!(pieces(&flat, text), expected, "flat {family}: {text:?}");
+            assert_eq!(
+                pieces(&pattern, text),
+                reference(&regex, text),
+                "{family}: {text:?}"
+            );
         }
     }
 }
 
 #[test]
 fn pieces_are_oniguruma_s_on_random_text() {
-    // Characters of every kind the patterns tell apart, drawn at random.
-    let alphabet: Vec<char> = "aZé日カ한ع١2٣½ ' s\t\r\n\u{a0}\u{3000}!.,-_/ßſﬁ👍🏽\u{301}\u{200d}Kk"
-        .chars()
-        .collect();
+    for (family, source) in FAMILIES {
+        let pattern = SplitPattern::new(source).unwrap();
+        let regex = Regex::new(source).unwrap();
+        for text in random_texts(1500) {
+            assert_eq!(
+                pieces(&pattern, &text),
+                reference(&regex, &text),
+                "{family}: {text:?}"
+            );
+        }
+    }
+}
+
+/// `count` short strings of characters of every kind the patterns tell apart, drawn at random.
+fn random_texts(count: usize) -> impl Iterator<Item = String> {
+    let alphabet: Vec<char> =
+        "aZé日カ한ع١2٣½ ' s\t\r\n\u{a0}\u{3000}!.,-_/ßſﬁ👍🏽\u{301}\u{200d}Kk゛・\u{3040}"
+            .chars()
+            .collect();
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         state = crate::util::splitmix64(state);
         state
     };
-    for (family, source) in FAMILIES {
-        let pattern = SplitPattern::new(source).unwrap();
-        let flat = SplitPattern::new(source).unwrap().without_scanner();
-        let regex = Regex::new(source).unwrap();
-        for _ in 0..1500 {
-            let len = (next() % 24) as usize;
-            let text: String = (0..len)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-                .collect();
-            let expected = reference(&regex, &text);
-            assert_eq!(pieces(&pattern, &text), expected, "{family}: {text:?}");
-            assert_eq!(pieces(&flat, &text), expected, "flat {family}: {text:?}");
-        }
+    (0..count).map(move |_| {
+        let len = (next() % 24) as usize;
+        (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect()
+    })
+}
+
+/// Oniguruma's pieces of `DeepSeek`'s three splits, each cutting the pieces of the one before.
+fn deepseek_reference(regexes: &[Regex], text: &str) -> Vec<String> {
+    regexes.iter().fold(vec![text.to_owned()], |pieces, regex| {
+        (pieces.iter())
+            .flat_map(|piece| reference(regex, piece))
+            .collect()
+    })
+}
+
+fn deepseek_pieces(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    deepseek::split(text, &mut |p| out.push(p.to_owned()));
+    out
+}
+
+#[test]
+fn deepseek_s_one_pass_is_its_three_splits() {
+    let regexes: Vec<Regex> = (deepseek::PATTERNS.iter())
+        .map(|p| Regex::new(p).unwrap())
+        .collect();
+    let scalars: Vec<char> = (0..=0x10_FFFFu32).filter_map(char::from_u32).collect();
+    // Each character alone and beside a letter, a space, a digit and a kana, in runs of 64.
+    let every_scalar = (scalars.chunks(64).enumerate())
+        .filter(|(i, chunk)| i % 7 == 0 || (chunk[0] as u32) < 0x3_0000)
+        .map(|(_, chunk)| {
+            (chunk.iter())
+                .flat_map(|&c| [c, ' ', c, 'a', c, '1', c, 'カ', c, '\''])
+                .collect::<String>()
+        });
+    let texts = (SAMPLES.iter().map(|&s| s.to_owned()))
+        .chain(random_texts(3000))
+        .chain(every_scalar);
+    for text in texts {
+        assert_eq!(
+            deepseek_pieces(&text),
+            deepseek_reference(&regexes, &text),
+            "{text:?}"
+        );
     }
 }
 
