@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use ahash::AHashMap;
-use serde::de::{Deserializer, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The components, as the file gives them (the small ones as JSON values).
@@ -21,6 +21,10 @@ pub(super) struct BpeFile<'a> {
     pub(super) post_processor: Value,
     #[serde(default)]
     pub(super) added_tokens: Vec<Value>,
+    #[serde(default)]
+    pub(super) truncation: Value,
+    #[serde(default)]
+    pub(super) padding: Value,
     #[serde(borrow)]
     pub(super) model: BpeModel<'a>,
 }
@@ -75,6 +79,67 @@ impl<'a> BpeFile<'a> {
         }
         serde_json::from_slice(json).map_err(|e| e.to_string())
     }
+}
+
+/// A `tokenizer.json` with its model's vocabulary and merges left out (emptied), every other
+/// part as the file gives it: what `tokenizers` checks of a file whose vocabulary and merges the
+/// fast path has read itself, in a few milliseconds rather than a quarter of a second.
+#[derive(Deserialize, Serialize)]
+struct WithoutVocabulary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    truncation: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    padding: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    added_tokens: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    normalizer: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pre_tokenizer: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    post_processor: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decoder: Option<Value>,
+    model: ModelWithoutVocabulary,
+}
+
+/// A BPE model's settings; its vocabulary and merges skipped on reading, empty on writing.
+#[derive(Deserialize, Serialize)]
+struct ModelWithoutVocabulary {
+    #[serde(rename = "type")]
+    kind: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dropout: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unk_token: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    continuing_subword_prefix: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_of_word_suffix: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fuse_unk: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    byte_fallback: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ignore_merges: Option<Value>,
+    #[serde(rename = "vocab", skip_serializing)]
+    _vocab: IgnoredAny,
+    #[serde(rename = "merges", skip_serializing)]
+    _merges: IgnoredAny,
+}
+
+/// `json` without its model's vocabulary and merges (see [`WithoutVocabulary`]).
+///
+/// # Errors
+/// Not the shape of a BPE `tokenizer.json`.
+pub(super) fn without_vocabulary(json: &[u8]) -> Result<Vec<u8>, String> {
+    let file: WithoutVocabulary = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let mut stub = serde_json::to_value(&file).map_err(|e| e.to_string())?;
+    stub["model"]["vocab"] = Value::Object(serde_json::Map::new());
+    stub["model"]["merges"] = Value::Array(Vec::new());
+    serde_json::to_vec(&stub).map_err(|e| e.to_string())
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Merge<'a> {

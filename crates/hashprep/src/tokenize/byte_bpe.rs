@@ -32,6 +32,18 @@ static INSTANCES: AtomicU64 = AtomicU64::new(1);
 pub(crate) const GPT2_PATTERN: &str =
     r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
+/// What the fast path read of a file that `tokenizers` would otherwise be loaded for.
+pub(crate) struct FileVocabulary {
+    /// The model's tokens and their ids.
+    pub(crate) tokens: AHashMap<Box<str>, u32>,
+    /// One more than the largest id, added tokens included.
+    pub(crate) size: usize,
+    /// `(content, id, special)` of each added token.
+    pub(crate) added: Vec<(String, u32, bool)>,
+    /// The file sets truncation or padding (which loading disables, through `tokenizers`).
+    pub(crate) truncates_or_pads: bool,
+}
+
 /// A byte-level BPE, ready to encode.
 pub(crate) struct ByteLevelBpe {
     /// The id of each byte's one-character token.
@@ -63,17 +75,20 @@ struct Symbol {
 }
 
 impl ByteLevelBpe {
-    /// The fast path for a `tokenizer.json`, or why it does not apply.
+    /// The fast path for a `tokenizer.json` and what it read of the file, or why it does not
+    /// apply.
     ///
     /// # Errors
     /// The component (by its place in the file) it does not reproduce.
-    pub(crate) fn from_json(json: &[u8]) -> Result<Self, String> {
-        let file = BpeFile::read(json)?;
-        let (steps, added) = check_components(&file)?;
+    pub(crate) fn from_json(json: &[u8]) -> Result<(Self, FileVocabulary), String> {
+        let mut file = BpeFile::read(json)?;
         let model = &file.model;
         let vocab: AHashMap<&str, u32> = (model.vocab.iter())
             .map(|(token, &id)| (&*token.0, id))
             .collect();
+        file.added_tokens = with_library_ids(&file.added_tokens, &vocab);
+        let (steps, added) = check_components(&file)?;
+        let vocabulary = FileVocabulary::of(&file);
         let byte_chars = byte_to_char_table();
         let unmap: AHashMap<char, u8> = (0u8..=255).zip(byte_chars).map(|(b, c)| (c, b)).collect();
         let whole_tokens = (model.ignore_merges == true).then(|| {
@@ -108,11 +123,12 @@ impl ByteLevelBpe {
                 Ok((id(left)?, id(right)?, id(&joined)?))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(Self {
+        let fast = Self {
             steps,
             added,
             ..Self::from_merges(&byte_ids, merges, whole_tokens)
-        })
+        };
+        Ok((fast, vocabulary))
     }
 
     /// The fast path of a BPE given each byte's id and its merges `(left, right, merged)` in
@@ -233,6 +249,58 @@ impl ByteLevelBpe {
             }
         }
         symbols.iter().filter_map(|s| s.id).collect()
+    }
+}
+
+/// `added` with the ids `tokenizers` gives them, which are not always those the file writes:
+/// in the file's order, a token's earlier id, else the model's id for it, else the next id from
+/// the model's size on.
+fn with_library_ids(added: &[Value], vocab: &AHashMap<&str, u32>) -> Vec<Value> {
+    let mut next = u32::try_from(vocab.len()).unwrap_or(u32::MAX);
+    let mut given: AHashMap<&str, u32> = AHashMap::new();
+    (added.iter())
+        .map(|token| {
+            let content = token["content"].as_str().unwrap_or_default();
+            if content.is_empty() {
+                return token.clone(); // which the library skips, and the fast path refuses
+            }
+            let id = *given.entry(content).or_insert_with(|| {
+                vocab.get(content).copied().unwrap_or_else(|| {
+                    next += 1;
+                    next - 1
+                })
+            });
+            let mut token = token.clone();
+            token["id"] = id.into();
+            token
+        })
+        .collect()
+}
+
+impl FileVocabulary {
+    fn of(file: &BpeFile) -> Self {
+        let tokens: AHashMap<Box<str>, u32> = (file.model.vocab.iter())
+            .map(|(token, &id)| (Box::from(&*token.0), id))
+            .collect();
+        // Checked by `AddedTokens::from_json`: each has a content and an id.
+        let added: Vec<(String, u32, bool)> = (file.added_tokens.iter())
+            .filter_map(|token| {
+                let id = u32::try_from(token["id"].as_u64()?).ok()?;
+                let content = token["content"].as_str()?.to_owned();
+                Some((content, id, token["special"] == true))
+            })
+            .collect();
+        let largest = (tokens
+            .values()
+            .chain(added.iter().map(|(_, id, _)| id))
+            .max())
+        .copied();
+        Self {
+            size: largest.map_or(0, |id| id as usize + 1),
+            tokens,
+            added,
+            truncates_or_pads: !file.truncation.is_null() || !file.padding.is_null(),
+        }
     }
 }
 

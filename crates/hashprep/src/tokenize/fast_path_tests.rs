@@ -374,3 +374,48 @@ fn a_file_the_library_panics_on_is_refused_as_invalid() {
         "{message}"
     );
 }
+
+#[test]
+fn a_file_on_the_fast_path_is_checked_and_described_as_the_library_would() {
+    let mut json: serde_json::Value = serde_json::from_slice(gpt2().json()).unwrap();
+    json["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": 50_300, "content": "<|extra|>", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": false
+        }));
+    let bytes = json.to_string().into_bytes();
+    let tok = TextTokenizer::from_json_bytes(bytes.clone(), "file").unwrap();
+    let library = tokenizers::Tokenizer::from_bytes(&bytes).unwrap();
+    // The fast path read the vocabulary itself: the library is not loaded to describe it.
+    let max_id = library.get_vocab(true).into_values().max().unwrap();
+    assert_eq!(tok.vocab_size(), max_id as usize + 1);
+    for token in [
+        "hello",
+        "\u{120}world",
+        "<|endoftext|>",
+        "<|extra|>",
+        "no such token",
+    ] {
+        assert_eq!(
+            tok.token_to_id(token),
+            library.token_to_id(token),
+            "{token}"
+        );
+    }
+    assert!(tok.library.get().is_none());
+    // Loaded on first use, it decodes.
+    // The library numbers added tokens its own way (not by the file's ids).
+    let ids = tok.encode("Hello <|extra|> world").unwrap();
+    let expected = library.encode("Hello <|extra|> world", false).unwrap();
+    assert_eq!(ids, expected.get_ids());
+    assert_eq!(tok.decode(&ids), library.decode(&ids, false).unwrap());
+    // The parts but the vocabulary and merges are still the library's to check.
+    json["decoder"] = serde_json::json!({"type": "NoSuchDecoder"});
+    let refused = TextTokenizer::from_json_bytes(json.to_string().into_bytes(), "bad decoder");
+    assert!(
+        matches!(refused, Err(crate::Error::Tokenizer(_))),
+        "{refused:?}"
+    );
+}

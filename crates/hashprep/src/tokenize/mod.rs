@@ -116,9 +116,13 @@ impl SpecialTokens {
 /// padding has them disabled on loading ([`Self::adjustments`] says what was disabled) and
 /// [`Self::json`] holds the file as used, without them.
 pub struct TextTokenizer {
-    /// The `tokenizers` form: built on loading a file; for `gpt2`, whose fast path and file
-    /// come straight from its ranks, on first use.
+    /// The `tokenizers` form: built on loading a file the fast path does not take; else, as
+    /// the fast path read the file itself (and `gpt2`'s comes straight from its ranks), on
+    /// first use.
     library: OnceLock<tokenizers::Tokenizer>,
+    /// The model's tokens, where the fast path read them (so that looking one up does not load
+    /// the library).
+    vocab: Option<AHashMap<Box<str>, u32>>,
     json: Vec<u8>,
     fingerprint: String,
     source: String,
@@ -135,6 +139,7 @@ pub struct TextTokenizer {
 /// What a loaded tokenizer is made of, before the derived parts.
 struct Parts {
     library: OnceLock<tokenizers::Tokenizer>,
+    vocab: Option<AHashMap<Box<str>, u32>>,
     json: Vec<u8>,
     source: String,
     adjustments: Vec<String>,
@@ -163,6 +168,7 @@ impl TextTokenizer {
             let ranks = gpt2::Gpt2Ranks::load()?;
             return Self::from_parts(Parts {
                 library: OnceLock::new(),
+                vocab: None,
                 json: ranks.json(),
                 source: spec.to_owned(),
                 adjustments: Vec::new(),
@@ -193,10 +199,25 @@ impl TextTokenizer {
     /// The bytes are not a valid tokenizer.
     pub fn from_json_bytes(json: Vec<u8>, source: &str) -> Result<Self> {
         let (json, dropout) = without_bpe_dropout(json);
-        // The fast path parses the file while `tokenizers` loads it (truncation and padding,
-        // disabled below, do not concern the fast path).
-        let (inner, fast) = rayon::join(|| load_library(&json), || ByteLevelBpe::from_json(&json));
-        let mut inner = inner?;
+        let fast = match ByteLevelBpe::from_json(&json) {
+            Ok((fast, vocabulary)) if !vocabulary.truncates_or_pads => {
+                // `tokenizers` checks every part but the vocabulary and merges, which the fast
+                // path has read; it loads the whole file on first use.
+                load_library(&bpe_file::without_vocabulary(&json).map_err(Error::Tokenizer)?)?;
+                return Self::from_parts(Parts {
+                    library: OnceLock::new(),
+                    vocab: Some(vocabulary.tokens),
+                    json,
+                    source: source.to_owned(),
+                    adjustments: dropout.into_iter().collect(),
+                    vocab_size: vocabulary.size,
+                    added: vocabulary.added,
+                    fast: Ok(fast),
+                });
+            }
+            fast => fast.map(|(fast, _)| fast),
+        };
+        let mut inner = load_library(&json)?;
         let mut adjustments = disable_truncation_and_padding(&mut inner);
         adjustments.extend(dropout);
         let json = if adjustments.is_empty() {
@@ -213,6 +234,7 @@ impl TextTokenizer {
             .collect();
         Self::from_parts(Parts {
             library: OnceLock::from(inner),
+            vocab: None,
             json,
             source: source.to_owned(),
             adjustments,
@@ -235,6 +257,7 @@ impl TextTokenizer {
         };
         let mut tokenizer = Self {
             library: parts.library,
+            vocab: parts.vocab,
             fingerprint: fingerprint_bytes(&parts.json),
             json: parts.json,
             source: parts.source,
@@ -254,8 +277,10 @@ impl TextTokenizer {
     /// The `tokenizers` form, built from the file's bytes on first use where loading did not.
     fn library(&self) -> &tokenizers::Tokenizer {
         self.library.get_or_init(|| {
+            // Loading checked the file's parts with the library (gpt2's file is tested), and
+            // the fast path read its vocabulary and merges.
             let mut library = tokenizers::Tokenizer::from_bytes(&self.json)
-                .expect("a tokenizer's own file loads (tested for gpt2's)");
+                .expect("a file whose parts were checked on loading");
             library.set_encode_special_tokens(self.special_tokens == SpecialTokens::Ordinary);
             library
         })
@@ -341,7 +366,13 @@ impl TextTokenizer {
 
     /// The id of a token string, if it is in the vocabulary.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        (self.added.get(token).copied()).or_else(|| self.library().token_to_id(token))
+        if let Some(&id) = self.added.get(token) {
+            return Some(id);
+        }
+        match &self.vocab {
+            Some(vocab) => vocab.get(token).copied(),
+            None => self.library().token_to_id(token),
+        }
     }
 
     /// The token string of an id.
