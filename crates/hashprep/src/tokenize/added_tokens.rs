@@ -23,6 +23,9 @@ struct Pass {
 #[derive(Default)]
 pub(crate) struct AddedTokens {
     passes: Vec<Pass>,
+    /// Every token of every pass, when there are two: a text in which none occurs is passed
+    /// over after one scan rather than one per pass.
+    any: Option<AhoCorasick>,
 }
 
 impl AddedTokens {
@@ -55,6 +58,11 @@ impl AddedTokens {
         }) {
             return Err(format!("added token {twice:?} listed twice"));
         }
+        let any = if groups.iter().all(|group| !group.is_empty()) {
+            Some(AhoCorasick::new(&contents).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         let passes = (groups.into_iter())
             .filter(|group| !group.is_empty())
             .map(|group| {
@@ -69,7 +77,7 @@ impl AddedTokens {
                 Ok(Pass { matcher, tokens })
             })
             .collect::<Result<_, String>>()?;
-        Ok(Self { passes })
+        Ok(Self { passes, any })
     }
 
     /// One special token (not normalized), as GPT-2 has.
@@ -86,6 +94,9 @@ impl AddedTokens {
         recognize_special: bool,
         piece: &mut dyn FnMut(Piece<'t>),
     ) {
+        if self.any.as_ref().is_some_and(|any| !any.is_match(text)) {
+            return self.split_from(self.passes.len(), text, recognize_special, piece);
+        }
         self.split_from(0, text, recognize_special, piece);
     }
 
