@@ -71,45 +71,45 @@ fn classes() -> &'static ClassTable<u8> {
     })
 }
 
-/// A text, read a character's classes at a time.
+/// A text, read a character's classes at a time, within a run of characters of one of
+/// `region`'s bits: a character outside it ends the text as far as the scan can tell.
 #[derive(Clone, Copy)]
 struct Scan<'t> {
     text: &'t str,
     classes: &'static ClassTable<u8>,
     ascii: &'static [u8; 128],
+    region: u8,
 }
 
 impl<'t> Scan<'t> {
+    /// All of `text` (every character is a number, CJK or neither).
     fn new(text: &'t str) -> Self {
         let classes = classes();
         Self {
             text,
             classes,
             ascii: classes.ascii(),
+            region: NUMBER | CJK | PLAIN,
         }
     }
 
-    fn len(self) -> usize {
-        self.text.len()
+    /// The same text, within the run of characters of one of `region`'s bits.
+    fn within(self, region: u8) -> Self {
+        Self { region, ..self }
     }
 
-    /// The same classes of `self.text[range]` alone.
-    fn slice(self, range: std::ops::Range<usize>) -> Self {
-        Self {
-            text: &self.text[range],
-            ..self
-        }
-    }
-
-    /// The classes of the character at byte `at` and its length, if one is there.
+    /// The classes of the character at byte `at` and its length, if one is there and in the
+    /// region.
     #[inline]
     fn class_at(self, at: usize) -> Option<(u8, usize)> {
         let &byte = self.text.as_bytes().get(at)?;
-        if byte.is_ascii() {
-            return Some((self.ascii[usize::from(byte)], 1));
-        }
-        let c = self.text[at..].chars().next()?;
-        Some((self.classes.of(c), c.len_utf8()))
+        let (class, len) = if byte.is_ascii() {
+            (self.ascii[usize::from(byte)], 1)
+        } else {
+            let c = self.text[at..].chars().next()?;
+            (self.classes.of(c), c.len_utf8())
+        };
+        (class & self.region != 0).then_some((class, len))
     }
 
     /// Whether the character at byte `at` has one of `bits`.
@@ -126,7 +126,8 @@ impl<'t> Scan<'t> {
         loop {
             // ASCII without decoding, the common case.
             while let Some(&byte) = bytes.get(at).filter(|b| b.is_ascii()) {
-                if self.ascii[usize::from(byte)] & bits == 0 {
+                let class = self.ascii[usize::from(byte)];
+                if class & bits == 0 || class & self.region == 0 {
                     return at;
                 }
                 at += 1;
@@ -138,10 +139,11 @@ impl<'t> Scan<'t> {
         }
     }
 
-    /// Where the run of bytes that pass `test` from `at` ends.
+    /// Where the run of ASCII bytes in the region that pass `test` from `at` ends.
     #[inline]
     fn byte_run(self, mut at: usize, test: impl Fn(u8) -> bool) -> usize {
-        while self.text.as_bytes().get(at).is_some_and(|&b| test(b)) {
+        let in_region = |b: u8| b.is_ascii() && self.ascii[usize::from(b)] & self.region != 0;
+        while (self.text.as_bytes().get(at)).is_some_and(|&b| test(b) && in_region(b)) {
             at += 1;
         }
         at
@@ -162,18 +164,18 @@ pub(crate) fn split(text: &str, piece: &mut dyn FnMut(&str)) {
                 }
             }
             piece(&text.text[at..end]);
+            at = end;
         } else {
             // A run of CJK characters (none is a number), or of neither.
-            end = text.run(end, if class & CJK == 0 { PLAIN } else { CJK });
-            split_words(text.slice(at..end), piece);
+            at = split_words(text.within(class & (CJK | PLAIN)), at, piece);
         }
-        at = end;
     }
 }
 
-/// The word pattern's pieces of `run` (under `Isolated`: each match and each stretch between).
-fn split_words(run: Scan, piece: &mut dyn FnMut(&str)) {
-    let (mut start, mut unmatched) = (0, 0);
+/// The word pattern's pieces of the region's run that starts at byte `from` (under
+/// `Isolated`: each match and each stretch between); returns where the run ends.
+fn split_words(run: Scan, from: usize, piece: &mut dyn FnMut(&str)) -> usize {
+    let (mut start, mut unmatched) = (from, from);
     while let Some((_, len)) = run.class_at(start) {
         match word_match_end(run, start) {
             Some(end) => {
@@ -186,9 +188,10 @@ fn split_words(run: Scan, piece: &mut dyn FnMut(&str)) {
             None => start += len,
         }
     }
-    if unmatched < run.len() {
-        piece(&run.text[unmatched..]);
+    if unmatched < start {
+        piece(&run.text[unmatched..start]);
     }
+    start
 }
 
 /// Where the word pattern's match that starts at byte `at` of `text` ends, if one does.
@@ -241,7 +244,7 @@ fn word_match_end(text: Scan, at: usize) -> Option<usize> {
     // (3E), (3F): a run of two or more before a non-space keeps its last space for what follows.
     if end == at {
         None
-    } else if last_start == at || end == text.len() {
+    } else if last_start == at || text.class_at(end).is_none() {
         Some(end)
     } else {
         Some(last_start)
