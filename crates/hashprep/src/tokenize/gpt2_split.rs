@@ -71,7 +71,7 @@ fn piece_len(rest: &str, classes: &ClassTable<Class>) -> usize {
     };
     let class = classes.of(lead);
     if class != Class::Space {
-        return run_end(rest, offset, class, classes);
+        return classes.run_end(rest, offset, |c| c == class);
     }
     // `\s+(?!\S)|\s+`: a whitespace run; before a non-space, all of it but its last character
     // (which then leads the next piece) unless it is one character.
@@ -89,25 +89,6 @@ fn piece_len(rest: &str, classes: &ClassTable<Class>) -> usize {
         end
     } else {
         last_start
-    }
-}
-
-/// Where the run of characters of `class` from byte `at` of `rest` ends.
-#[inline]
-fn run_end(rest: &str, mut at: usize, class: Class, classes: &ClassTable<Class>) -> usize {
-    let (bytes, ascii) = (rest.as_bytes(), classes.ascii());
-    loop {
-        // ASCII without decoding, the common case.
-        while let Some(&byte) = bytes.get(at).filter(|b| b.is_ascii()) {
-            if ascii[usize::from(byte)] != class {
-                return at;
-            }
-            at += 1;
-        }
-        match rest[at..].chars().next() {
-            Some(c) if classes.of(c) == class => at += c.len_utf8(),
-            _ => return at,
-        }
     }
 }
 

@@ -102,6 +102,37 @@ impl<T: Copy> ClassTable<T> {
             None => (self.classify)(&self.sets, c),
         }
     }
+
+    /// The class of the character at byte `at` of `text` and its length, if one is there
+    /// (ASCII without decoding).
+    #[inline]
+    pub(crate) fn class_at(&self, text: &str, at: usize) -> Option<(T, usize)> {
+        let &byte = text.as_bytes().get(at)?;
+        if byte.is_ascii() {
+            return Some((self.bmp[usize::from(byte)], 1));
+        }
+        let c = text[at..].chars().next()?;
+        Some((self.of(c), c.len_utf8()))
+    }
+
+    /// Where the run of characters whose class passes `keep` from byte `at` of `text` ends.
+    #[inline]
+    pub(crate) fn run_end(&self, text: &str, mut at: usize, keep: impl Fn(T) -> bool) -> usize {
+        let (bytes, ascii) = (text.as_bytes(), self.ascii());
+        loop {
+            // ASCII without decoding, the common case.
+            while let Some(&byte) = bytes.get(at).filter(|b| b.is_ascii()) {
+                if !keep(ascii[usize::from(byte)]) {
+                    return at;
+                }
+                at += 1;
+            }
+            match self.class_at(text, at) {
+                Some((class, len)) if keep(class) => at += len,
+                _ => return at,
+            }
+        }
+    }
 }
 
 /// Every character of `plane`, back to back (surrogates are not characters).

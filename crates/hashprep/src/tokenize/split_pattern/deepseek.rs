@@ -102,14 +102,7 @@ impl<'t> Scan<'t> {
     /// region.
     #[inline]
     fn class_at(self, at: usize) -> Option<(u8, usize)> {
-        let &byte = self.text.as_bytes().get(at)?;
-        let (class, len) = if byte.is_ascii() {
-            (self.ascii[usize::from(byte)], 1)
-        } else {
-            let c = self.text[at..].chars().next()?;
-            (self.classes.of(c), c.len_utf8())
-        };
-        (class & self.region != 0).then_some((class, len))
+        (self.classes.class_at(self.text, at)).filter(|&(class, _)| class & self.region != 0)
     }
 
     /// Whether the character at byte `at` has one of `bits`.
@@ -121,22 +114,10 @@ impl<'t> Scan<'t> {
 
     /// Where the run of characters with one of `bits` that starts at byte `at` ends.
     #[inline]
-    fn run(self, mut at: usize, bits: u8) -> usize {
-        let bytes = self.text.as_bytes();
-        loop {
-            // ASCII without decoding, the common case.
-            while let Some(&byte) = bytes.get(at).filter(|b| b.is_ascii()) {
-                let class = self.ascii[usize::from(byte)];
-                if class & bits == 0 || class & self.region == 0 {
-                    return at;
-                }
-                at += 1;
-            }
-            match self.class_at(at) {
-                Some((class, len)) if class & bits != 0 => at += len,
-                _ => return at,
-            }
-        }
+    fn run(self, at: usize, bits: u8) -> usize {
+        (self.classes).run_end(self.text, at, |class| {
+            class & bits != 0 && class & self.region != 0
+        })
     }
 
     /// Where the run of ASCII bytes in the region that pass `test` from `at` ends.
@@ -155,8 +136,8 @@ pub(crate) fn split(text: &str, piece: &mut dyn FnMut(&str)) {
     let text = Scan::new(text);
     let mut at = 0;
     while let Some((class, len)) = text.class_at(at) {
-        let mut end = at + len;
         if class & NUMBER != 0 {
+            let mut end = at + len;
             for _ in 1..3 {
                 match text.class_at(end) {
                     Some((class, len)) if class & NUMBER != 0 => end += len,
