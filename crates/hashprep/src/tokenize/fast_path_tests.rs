@@ -405,11 +405,11 @@ fn a_file_on_the_fast_path_is_checked_and_described_as_the_library_would() {
         );
     }
     assert!(tok.library.get().is_none());
-    // Loaded on first use, it decodes.
     // The library numbers added tokens its own way (not by the file's ids).
     let ids = tok.encode("Hello <|extra|> world").unwrap();
     let expected = library.encode("Hello <|extra|> world", false).unwrap();
     assert_eq!(ids, expected.get_ids());
+    // Loaded on first use, it decodes.
     assert_eq!(tok.decode(&ids), library.decode(&ids, false).unwrap());
     // The parts but the vocabulary and merges are still the library's to check.
     json["decoder"] = serde_json::json!({"type": "NoSuchDecoder"});
