@@ -26,7 +26,7 @@ pub(crate) use documents::{items, read_files, RedditRun};
 pub use documents::{read_documents, Documents, InputRange};
 pub use inputs::InputFile;
 pub(crate) use inputs::{check_task, expand_inputs, expand_ranges, partition_for_task};
-pub(crate) use packed::{PackedTexts, TextIds};
+pub(crate) use packed::PackedTexts;
 pub use reddit::{RedditFilter, SpillTask, SpillUnit};
 pub(crate) use stream::{ExampleStream, Item, Items, ProgressFeed, RedditStream};
 

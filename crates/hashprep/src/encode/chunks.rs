@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::corpus::{Example, Format, Item, Items, PackedTexts, Source, SourceRef, TextIds};
+use crate::corpus::{Example, Format, Item, Items, PackedTexts, Source, SourceRef};
 use crate::error::{Error, Result, SkipReason};
 use crate::tokenize::TextTokenizer;
 
@@ -86,65 +86,58 @@ impl ChunkEncoder {
         self
     }
 
-    fn encode_text(&self, text: &str) -> Result<EncodedText> {
-        Ok(EncodedText {
-            ids: self.tokenizer.encode(text)?,
-            special_strings: self.tokenizer.count_special_strings(text),
-        })
-    }
-
-    /// Appends one example to `ids`: each context turn and the end token, then the response
-    /// and the end token; or nothing, when the response is over the length filter.
-    fn append_example<'t>(
+    /// Appends one example to `ids`: the beginning token, each of `turns` context turns and
+    /// the end token, then the response and the end token; or nothing, when the response is over
+    /// the length filter. `text(Some(i), ids)` appends turn `i`'s ids, `text(None, ids)` the
+    /// response's; each returns the special-token strings written in that text.
+    fn assemble(
         &self,
-        context: impl Iterator<Item = TextIds<'t>>,
-        response: TextIds,
+        turns: usize,
+        mut text: impl FnMut(Option<usize>, &mut Vec<u32>) -> Result<u64>,
         source: Option<SourceRef>,
         (ids, sources): (&mut Vec<u32>, &mut PackedTexts),
-    ) -> Encoded {
-        if self
-            .max_response_tokens
-            .is_some_and(|max| response.ids.len() > max)
-        {
-            return Encoded::Skipped(SkipReason::FilterLongResponse);
-        }
+    ) -> Result<Encoded> {
         let start = ids.len();
         ids.extend(self.bos);
         let context_start = ids.len();
-        let mut special_strings = response.special_strings;
-        for turn in context {
-            ids.extend_from_slice(turn.ids);
+        let mut special_strings = 0;
+        for turn in 0..turns {
+            special_strings += text(Some(turn), ids)?;
             ids.extend(self.eos);
-            special_strings += turn.special_strings;
         }
         let prefix_len = if ids.len() == context_start {
             0
         } else {
             (ids.len() - start) as u32
         };
-        ids.extend_from_slice(response.ids);
+        let response_start = ids.len();
+        special_strings += text(None, ids)?;
+        if (self.max_response_tokens).is_some_and(|max| ids.len() - response_start > max) {
+            ids.truncate(start);
+            return Ok(Encoded::Skipped(SkipReason::FilterLongResponse));
+        }
         ids.extend(self.eos);
-        Encoded::Example {
+        Ok(Encoded::Example {
             len: (ids.len() - start) as u32,
             prefix_len,
             source: source.map(|source| sources.push_source(source)),
             special_strings,
-        }
+        })
     }
 
-    /// Encodes an example's texts and appends it to `ids`.
+    /// Encodes an example's texts straight into `ids` (no buffer of its own to grow and copy).
     fn encode_example(
         &self,
         example: &Example,
         out: (&mut Vec<u32>, &mut PackedTexts),
     ) -> Result<Encoded> {
-        let context = (example.context.iter())
-            .map(|turn| self.encode_text(turn))
-            .collect::<Result<Vec<_>>>()?;
-        let response = self.encode_text(&example.text)?;
-        let context = context.iter().map(EncodedText::view);
+        let text = |which: Option<usize>, ids: &mut Vec<u32>| {
+            let text = which.map_or(&example.text, |turn| &example.context[turn]);
+            self.tokenizer.encode_into(text, ids)?;
+            Ok(self.tokenizer.count_special_strings(text))
+        };
         let source = example.source.as_ref().map(Source::borrowed);
-        Ok(self.append_example(context, response.view(), source, out))
+        self.assemble(example.context.len(), text, source, out)
     }
 
     /// Encodes a chunk; its examples' sources move into the result.
@@ -167,10 +160,15 @@ impl ChunkEncoder {
                 // tokenizer, where the partition was rebuilt; the example is assembled from them.
                 Item::Dialogue(texts, dialogue) => match texts.encoded() {
                     Some(encoded) => {
-                        let context = texts.context(&dialogue).iter().map(|&i| encoded.get(i));
-                        let response = encoded.get(dialogue.response);
+                        let context = texts.context(&dialogue);
+                        let text = |which: Option<usize>, ids: &mut Vec<u32>| {
+                            let text =
+                                encoded.get(which.map_or(dialogue.response, |turn| context[turn]));
+                            ids.extend_from_slice(text.ids);
+                            Ok(text.special_strings)
+                        };
                         let source = Some(texts.source(&dialogue));
-                        self.append_example(context, response, source, out)
+                        self.assemble(context.len(), text, source, out)?
                     }
                     None => self.encode_example(&dialogue.to_example(&texts), out)?,
                 },
@@ -183,21 +181,6 @@ impl ChunkEncoder {
             sources,
             items,
         })
-    }
-}
-
-/// A text's ids and the special-token strings written in it, encoded on the spot.
-struct EncodedText {
-    ids: Vec<u32>,
-    special_strings: u64,
-}
-
-impl EncodedText {
-    fn view(&self) -> TextIds<'_> {
-        TextIds {
-            ids: &self.ids,
-            special_strings: self.special_strings,
-        }
     }
 }
 
