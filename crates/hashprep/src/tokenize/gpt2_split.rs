@@ -9,6 +9,7 @@
 
 use std::sync::OnceLock;
 
+use super::ascii_masks::{AsciiMasks, BLOCK};
 use super::split_pattern::charset::ClassTable;
 
 /// What the pattern distinguishes about a character.
@@ -46,12 +47,106 @@ fn classes() -> &'static ClassTable<Class> {
 /// Calls `piece` with each piece of `text`, in order; together they are `text`.
 pub(crate) fn split_gpt2<'t>(text: &'t str, mut piece: impl FnMut(&'t str)) {
     let classes = classes();
+    let blocks = ascii_agrees(classes);
     let mut start = 0;
     while start < text.len() {
+        if blocks {
+            if let Some(block) = text.as_bytes().get(start..start + BLOCK) {
+                let starts = piece_starts(block.try_into().expect("a block"));
+                if starts != 0 {
+                    // Each piece runs to the next start; the last start leads the next block.
+                    let mut from = 0;
+                    let mut rest = starts;
+                    while rest != 0 {
+                        let to = rest.trailing_zeros() as usize;
+                        piece(&text[start + from..start + to]);
+                        from = to;
+                        rest &= rest - 1;
+                    }
+                    start += from;
+                    continue;
+                }
+            }
+        }
         let end = start + piece_len(&text[start..], classes);
         piece(&text[start..end]);
         start = end;
     }
+}
+
+/// Whether Oniguruma's classes of the ASCII characters are the ones [`piece_starts`] assumes
+/// (they are; a Unicode revision that changed them would turn the blocks off, not give other
+/// pieces).
+fn ascii_agrees(classes: &ClassTable<Class>) -> bool {
+    static AGREES: OnceLock<bool> = OnceLock::new();
+    *AGREES.get_or_init(|| {
+        (0u8..128).all(|b| {
+            let expected = if b.is_ascii_alphabetic() {
+                Class::Letter
+            } else if b.is_ascii_digit() {
+                Class::Number
+            } else if b.is_ascii_whitespace() || b == 0x0B {
+                Class::Space
+            } else {
+                Class::Other
+            };
+            classes.of(char::from(b)) == expected
+        })
+    })
+}
+
+/// The starts of the pieces after the first one in `block`, a block of text that starts a
+/// piece, as bits (bit `j`: a piece starts at byte `j`); only starts whose pieces are known from
+/// the block's bytes alone are given (0: none), so every bit is a start of `text`'s pieces.
+///
+/// With the block's classes (letter, number, whitespace, other: neither), a piece starts at a
+/// byte that does not continue a run of its own class, except a non-space after a space (` ?X+`
+/// takes the space), and at the last whitespace of a run before a non-space (`\s+(?!\S)` leaves
+/// it to lead the next piece); an apostrophe that starts a piece and is followed by one of
+/// GPT-2's contractions makes them one piece.
+fn piece_starts(block: &[u8; BLOCK]) -> u64 {
+    let masks = AsciiMasks::of(block);
+    // A start at `j` depends on bytes `j - 1` to `j + 2`: it is known when byte `j + 1` is ASCII
+    // and in the block (a contraction past the end reads as none, and the piece it would start
+    // is the block's last in any case).
+    let last_known = match masks.ascii_len() {
+        0..=2 => return 0,
+        ascii => ascii - 2,
+    };
+    let known = (2u64 << last_known) - 2;
+    let AsciiMasks {
+        letter,
+        digit,
+        white,
+        space,
+        apostrophe,
+        ..
+    } = masks;
+    let other = !(letter | digit | white);
+    let continues = letter & letter << 1 | digit & digit << 1 | other & other << 1;
+    let non_white = !white & !continues & !(space << 1);
+    let white = white & (!(white << 1) | !(white >> 1));
+    let mut starts = (non_white | white) & known;
+    // The block's own first byte starts a piece too.
+    let mut candidates = (starts | 1) & apostrophe;
+    while candidates != 0 {
+        let at = candidates.trailing_zeros() as usize;
+        candidates &= candidates - 1;
+        let len = match (block[at + 1], block.get(at + 2)) {
+            (b's' | b't' | b'm' | b'd', _) => 2,
+            (b'r' | b'v', Some(b'e')) | (b'l', Some(b'l')) => 3,
+            _ => continue,
+        };
+        if at + len > last_known {
+            // Where the piece after the contraction starts is not known: it leads the next block.
+            starts &= (2 << at) - 1;
+            break;
+        }
+        // The letters join the apostrophe; the next piece starts where they end.
+        starts &= !(((1 << len) - 2) << at);
+        starts |= 1 << (at + len);
+    }
+    starts
 }
 
 /// Byte length of the piece at the start of `rest` (not empty).
@@ -127,6 +222,40 @@ mod tests {
             "...!!! ?? (x) [y] {z}",
         ] {
             assert_eq!(pieces(text), reference(text), "{text:?}");
+        }
+    }
+
+    /// Texts long enough to be read in blocks, each piece start at every offset of a block:
+    /// words, numbers, runs of every kind of whitespace, contractions (some cut by a block's
+    /// end), apostrophes that start no contraction, runs longer than a block, and characters
+    /// outside ASCII (whitespace among them).
+    #[test]
+    fn pieces_read_in_blocks_are_the_patterns_matches() {
+        let words = [
+            "the", " the", "  ", " ", "\t", "\n", "\r\n", " \n", "\u{b}", "\u{c}", "'s", "'t",
+            "'re", "'ve", "'m", "'ll", "'d", "'", "''", "'x", "'r", "'l", "'v", " '", "don't",
+            "12", " 3", "4,5", "...", " !?", "(", "a", "é", " é", "\u{a0}", "\u{3000}", "日本",
+            "🙂", "x\u{301}",
+        ];
+        let long = [
+            "a".repeat(70),
+            " ".repeat(70),
+            "7".repeat(65),
+            "-".repeat(66),
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for round in 0..3000 {
+            let mut text = " ".repeat(round % 5);
+            while text.len() < 40 + round % 200 {
+                state = crate::util::splitmix64(state);
+                let k = (state % (words.len() as u64 + 4)) as usize;
+                match words.get(k) {
+                    Some(word) => text.push_str(word),
+                    None if (state >> 32).is_multiple_of(3) => text.push_str(&long[k - words.len()]),
+                    None => text.push_str(" word"),
+                }
+            }
+            assert_eq!(pieces(&text), reference(&text), "{text:?}");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! ids (thread-safe), and train new ones ([`train_tokenizer`]).
 
 mod added_tokens;
+mod ascii_masks;
 mod bpe_file;
 mod byte_bpe;
 #[cfg(test)]
