@@ -46,12 +46,19 @@ fn classes() -> &'static ClassTable<Class> {
 
 /// Calls `piece` with each piece of `text`, in order; together they are `text`.
 pub(crate) fn split_gpt2<'t>(text: &'t str, mut piece: impl FnMut(&'t str)) {
+    split_gpt2_at(text, |start, end| piece(&text[start..end]));
+}
+
+/// [`split_gpt2`] giving each piece as its start and end in `text`.
+pub(crate) fn split_gpt2_at(text: &str, mut piece: impl FnMut(usize, usize)) {
     let classes = classes();
     let blocks = ascii_agrees(classes);
     let mut start = 0;
     while start < text.len() {
         if blocks {
-            if let Some(block) = text.as_bytes().get(start..start + BLOCK) {
+            let block = text.as_bytes().get(start..start + BLOCK);
+            // A block that starts outside ASCII gives no start: the masks are not worth reading.
+            if let Some(block) = block.filter(|block| block[..3].is_ascii()) {
                 let starts = piece_starts(block.try_into().expect("a block"));
                 if starts != 0 {
                     // Each piece runs to the next start; the last start leads the next block.
@@ -59,7 +66,7 @@ pub(crate) fn split_gpt2<'t>(text: &'t str, mut piece: impl FnMut(&'t str)) {
                     let mut rest = starts;
                     while rest != 0 {
                         let to = rest.trailing_zeros() as usize;
-                        piece(&text[start + from..start + to]);
+                        piece(start + from, start + to);
                         from = to;
                         rest &= rest - 1;
                     }
@@ -69,7 +76,7 @@ pub(crate) fn split_gpt2<'t>(text: &'t str, mut piece: impl FnMut(&'t str)) {
             }
         }
         let end = start + piece_len(&text[start..], classes);
-        piece(&text[start..end]);
+        piece(start, end);
         start = end;
     }
 }
@@ -251,7 +258,9 @@ mod tests {
                 let k = (state % (words.len() as u64 + 4)) as usize;
                 match words.get(k) {
                     Some(word) => text.push_str(word),
-                    None if (state >> 32).is_multiple_of(3) => text.push_str(&long[k - words.len()]),
+                    None if (state >> 32).is_multiple_of(3) => {
+                        text.push_str(&long[k - words.len()]);
+                    }
                     None => text.push_str(" word"),
                 }
             }

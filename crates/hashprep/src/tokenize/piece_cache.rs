@@ -58,6 +58,20 @@ fn packed(piece: &str) -> Option<u128> {
     Some(u128::from(low) | u128::from(high | (len as u64) << 56) << 64)
 }
 
+/// [`packed`] of `text[start..end]`, read with one load of 16 bytes where the text holds them
+/// from `start` on (no branch on the piece's length: pieces of every length come in turn).
+pub(super) fn packed_in(text: &str, start: usize, end: usize) -> Option<u128> {
+    let len = end - start;
+    match text.as_bytes().get(start..start + 16) {
+        Some(bytes) if len <= SHORT_PIECE => {
+            let word = u128::from_le_bytes(bytes.try_into().expect("16 bytes"));
+            let below = (1u128 << (8 * len)) - 1;
+            Some(word & below | (len as u128) << 120)
+        }
+        _ => packed(&text[start..end]),
+    }
+}
+
 /// Hashes an integer key (a packed piece; a merge's pair) with one folded multiply (a general
 /// hasher's rounds cost as much as the rest of a lookup); a table takes its slot from the low
 /// bits and its tag from the top ones, and the fold mixes every key bit into both.
@@ -103,7 +117,18 @@ impl PieceCache {
         out: &mut Vec<u32>,
         merge: impl FnOnce(&str) -> Vec<u32>,
     ) {
-        let Some(key) = packed(piece) else {
+        self.extend_packed(piece, packed(piece), out, merge);
+    }
+
+    /// [`Self::extend`] with `piece`'s [`packed`] key found already.
+    pub(super) fn extend_packed(
+        &mut self,
+        piece: &str,
+        key: Option<u128>,
+        out: &mut Vec<u32>,
+        merge: impl FnOnce(&str) -> Vec<u32>,
+    ) {
+        let Some(key) = key else {
             if let Some(ids) = self.long.get(piece) {
                 out.extend_from_slice(ids);
             } else {
@@ -179,6 +204,19 @@ mod tests {
                 expected[15] = piece.len() as u8;
                 let expected = (piece.len() <= 15).then(|| u128::from_le_bytes(expected));
                 assert_eq!(packed(piece), expected, "{piece:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_read_in_the_text_is_the_piece_s_own() {
+        let text = "abcdefghijklmnopqrstuvwxyzé\0日本語 and more";
+        for start in 0..text.len() {
+            for end in start..=text.len() {
+                if text.get(start..end).is_some() {
+                    let piece = &text[start..end];
+                    assert_eq!(packed_in(text, start, end), packed(piece), "{piece:?}");
+                }
             }
         }
     }
