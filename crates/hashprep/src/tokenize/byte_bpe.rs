@@ -21,8 +21,8 @@ use serde_json::Value;
 use super::added_tokens::{AddedTokens, Piece};
 use super::bpe_file::{BpeFile, Merge};
 use super::gpt2::byte_to_char_table;
-use super::gpt2_split::{split_gpt2, split_gpt2_at};
-use super::piece_cache::{packed_in, PackedHasher, PieceCache};
+use super::gpt2_split::split_gpt2;
+use super::piece_cache::{packed_within, PackedHasher, PieceCache};
 use super::split_pattern::{deepseek, with_decoded, Decoded, SplitPattern};
 
 /// Numbers the fast paths made, for [`ByteLevelBpe::instance`].
@@ -169,16 +169,9 @@ impl ByteLevelBpe {
             self.added
                 .split(text, recognize_special, &mut |piece| match piece {
                     Piece::Token(id) => out.push(id),
-                    // GPT-2's pieces come with their place in the text, where their keys are
-                    // read at once.
-                    Piece::Text(text) if matches!(self.steps[..], [PreStep::Gpt2]) => {
-                        split_gpt2_at(text, |start, end| {
-                            let key = packed_in(text, start, end);
-                            cache.extend_packed(&text[start..end], key, out, |p| self.merge(p));
-                        });
-                    }
                     Piece::Text(text) => each_piece(&self.steps, text, &mut |piece| {
-                        cache.extend(piece, out, |p| self.merge(p));
+                        let key = packed_within(text, piece);
+                        cache.extend(piece, key, out, |p| self.merge(p));
                     }),
                 });
         });

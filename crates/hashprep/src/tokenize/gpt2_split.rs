@@ -46,11 +46,6 @@ fn classes() -> &'static ClassTable<Class> {
 
 /// Calls `piece` with each piece of `text`, in order; together they are `text`.
 pub(crate) fn split_gpt2<'t>(text: &'t str, mut piece: impl FnMut(&'t str)) {
-    split_gpt2_at(text, |start, end| piece(&text[start..end]));
-}
-
-/// [`split_gpt2`] giving each piece as its start and end in `text`.
-pub(crate) fn split_gpt2_at(text: &str, mut piece: impl FnMut(usize, usize)) {
     let classes = classes();
     let blocks = ascii_agrees(classes);
     let mut start = 0;
@@ -66,7 +61,7 @@ pub(crate) fn split_gpt2_at(text: &str, mut piece: impl FnMut(usize, usize)) {
                     let mut rest = starts;
                     while rest != 0 {
                         let to = rest.trailing_zeros() as usize;
-                        piece(start + from, start + to);
+                        piece(&text[start + from..start + to]);
                         from = to;
                         rest &= rest - 1;
                     }
@@ -76,7 +71,7 @@ pub(crate) fn split_gpt2_at(text: &str, mut piece: impl FnMut(usize, usize)) {
             }
         }
         let end = start + piece_len(&text[start..], classes);
-        piece(start, end);
+        piece(&text[start..end]);
         start = end;
     }
 }

@@ -58,17 +58,20 @@ fn packed(piece: &str) -> Option<u128> {
     Some(u128::from(low) | u128::from(high | (len as u64) << 56) << 64)
 }
 
-/// [`packed`] of `text[start..end]`, read with one load of 16 bytes where the text holds them
-/// from `start` on (no branch on the piece's length: pieces of every length come in turn).
-pub(super) fn packed_in(text: &str, start: usize, end: usize) -> Option<u128> {
-    let len = end - start;
-    match text.as_bytes().get(start..start + 16) {
-        Some(bytes) if len <= SHORT_PIECE => {
+/// [`packed`] of `piece`, a part of `text`, read with one load of 16 bytes where the text holds
+/// them from the piece's start on (no branch on the piece's length: pieces of every length come
+/// in turn, and a branch per length class was mispredicted often).
+#[inline]
+pub(super) fn packed_within(text: &str, piece: &str) -> Option<u128> {
+    // Where the piece lies in the text: an address inside the text's bytes is one of them.
+    let start = (piece.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    match text.as_bytes().get(start..start.saturating_add(16)) {
+        Some(bytes) if piece.len() <= SHORT_PIECE => {
             let word = u128::from_le_bytes(bytes.try_into().expect("16 bytes"));
-            let below = (1u128 << (8 * len)) - 1;
-            Some(word & below | (len as u128) << 120)
+            let below = (1u128 << (8 * piece.len())) - 1;
+            Some(word & below | (piece.len() as u128) << 120)
         }
-        _ => packed(&text[start..end]),
+        _ => packed(piece),
     }
 }
 
@@ -110,18 +113,10 @@ impl PieceCache {
         }
     }
 
-    /// Appends the ids of `piece` to `out`: cached ones, or `merge`'s (then cached).
+    /// Appends the ids of `piece` (whose [`packed`] key is `key`) to `out`: cached ones, or
+    /// `merge`'s (then cached).
+    #[inline]
     pub(super) fn extend(
-        &mut self,
-        piece: &str,
-        out: &mut Vec<u32>,
-        merge: impl FnOnce(&str) -> Vec<u32>,
-    ) {
-        self.extend_packed(piece, packed(piece), out, merge);
-    }
-
-    /// [`Self::extend`] with `piece`'s [`packed`] key found already.
-    pub(super) fn extend_packed(
         &mut self,
         piece: &str,
         key: Option<u128>,
@@ -210,12 +205,14 @@ mod tests {
 
     #[test]
     fn a_key_read_in_the_text_is_the_piece_s_own() {
+        // A piece from elsewhere is packed on its own.
+        let elsewhere = String::from("abc");
+        assert_eq!(packed_within("xyz", &elsewhere), packed("abc"));
         let text = "abcdefghijklmnopqrstuvwxyzé\0日本語 and more";
         for start in 0..text.len() {
             for end in start..=text.len() {
-                if text.get(start..end).is_some() {
-                    let piece = &text[start..end];
-                    assert_eq!(packed_in(text, start, end), packed(piece), "{piece:?}");
+                if let Some(piece) = text.get(start..end) {
+                    assert_eq!(packed_within(text, piece), packed(piece), "{piece:?}");
                 }
             }
         }
@@ -241,7 +238,7 @@ mod tests {
             for piece in pieces {
                 let mut out = vec![7];
                 let mut merged = false;
-                cache.extend(piece, &mut out, |p| {
+                cache.extend(piece, packed(piece), &mut out, |p| {
                     merged = true;
                     merge(p)
                 });
@@ -255,16 +252,17 @@ mod tests {
     fn another_tokenizer_or_a_full_cache_starts_over() {
         let mut cache = PieceCache::default();
         cache.serve(1);
-        cache.extend("abcdef", &mut Vec::new(), merge);
+        cache.extend("abcdef", packed("abcdef"), &mut Vec::new(), merge);
         cache.serve(2);
         let mut merged = false;
-        cache.extend("abcdef", &mut Vec::new(), |p| {
+        cache.extend("abcdef", packed("abcdef"), &mut Vec::new(), |p| {
             merged = true;
             merge(p)
         });
         assert!(merged);
         for i in 0..LIMIT {
-            cache.extend(&i.to_string(), &mut Vec::new(), merge);
+            let piece = i.to_string();
+            cache.extend(&piece, packed(&piece), &mut Vec::new(), merge);
         }
         cache.serve(2);
         assert_eq!(cache.short.len() + cache.long.len() + cache.pool.len(), 0);
