@@ -1,5 +1,6 @@
 //! GPT-2's byte-level BPE, built offline from the ranks that `tiktoken-rs` embeds (`r50k_base`
-//! is GPT-2's encoding: same ranks, same ids, same pre-tokenization regex).
+//! is GPT-2's encoding: same ranks, same ids, same pre-tokenization regex), shipped in the
+//! binary in a compact form.
 //!
 //! The `HuggingFace` form needs a vocabulary of byte-level strings and a merge list. Token `r`
 //! (r >= 256) is a merge of two shorter tokens, both of lower rank; listing every such split in
@@ -21,6 +22,11 @@ use tokenizers::{
 use super::added_tokens::AddedTokens;
 use super::byte_bpe::ByteLevelBpe;
 use crate::error::{Error, Result};
+
+/// The fingerprint of GPT-2's `tokenizer.json` ([`Gpt2Ranks::json`], which a test checks):
+/// known without building the bytes, which a run writes at its end.
+pub(crate) const GPT2_FINGERPRINT: &str =
+    "blake3:e4a2bdc5c9c48f931a6b9bd48350f82263919a6f5f1f0f1b0790b7b440874c32";
 
 /// GPT-2's end-of-text token and its id.
 pub const GPT2_EOS: (&str, u32) = ("<|endoftext|>", 50_256);
@@ -66,24 +72,40 @@ pub(crate) struct Gpt2Ranks {
     merges: Vec<(u32, u32, u32)>,
 }
 
+/// GPT-2's tokens by rank, each as its length (one byte) and its bytes, compressed with zstd:
+/// the ranks `tiktoken-rs` embeds (`r50k_base`), in a form read in a millisecond (decoding them
+/// through `tiktoken-rs` took 40 ms of every run). A test checks them against `tiktoken-rs`.
+const RANKS: &[u8] = include_bytes!("gpt2_ranks.zst");
+
 impl Gpt2Ranks {
-    /// Reads the ranks `tiktoken-rs` embeds (no file or network access).
+    /// Reads the ranks shipped in the binary (no file or network access).
     ///
     /// # Errors
-    /// Only if the embedded ranks are inconsistent (a bug).
+    /// Only if the shipped ranks are inconsistent (a bug).
     pub(crate) fn load() -> Result<Self> {
-        let bpe = tiktoken_rs::r50k_base_singleton();
-        let tokens = (0..GPT2_EOS.1)
-            .map(|rank| {
-                bpe.decode_bytes(&[rank])
-                    .map_err(|e| Error::Tokenizer(format!("gpt2 rank {rank}: {e:?}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let broken = |why: &str| Error::Tokenizer(format!("gpt2's shipped ranks: {why}"));
+        let raw = zstd::decode_all(RANKS).map_err(|e| broken(&e.to_string()))?;
+        let mut tokens = Vec::with_capacity(GPT2_EOS.1 as usize);
+        let mut rest = &raw[..];
+        while let Some((&len, after)) = rest.split_first() {
+            let token = after
+                .get(..usize::from(len))
+                .ok_or_else(|| broken("cut short"))?;
+            tokens.push(token.to_vec());
+            rest = &after[usize::from(len)..];
+        }
+        if tokens.len() != GPT2_EOS.1 as usize {
+            return Err(broken(&format!("{} tokens", tokens.len())));
+        }
+        Ok(Self::from_tokens(tokens))
+    }
+
+    /// Token `r` (r >= 256) is a merge of two shorter tokens of lower rank: every such split, in
+    /// order of `r`, gives a BPE whose merge priority is the merged token's rank.
+    fn from_tokens(tokens: Vec<Vec<u8>>) -> Self {
         let rank_of: AHashMap<&[u8], u32> =
             (0u32..).zip(&tokens).map(|(r, b)| (&b[..], r)).collect();
-        // Token `r` (r >= 256) is a merge of two shorter tokens of lower rank: every such split,
-        // in order of `r`, gives a BPE whose merge priority is the merged token's rank.
-        let mut merges = Vec::with_capacity(60_000);
+        let mut merges = Vec::with_capacity(90_000);
         for (rank, bytes) in (0u32..).zip(&tokens).skip(256) {
             for split in 1..bytes.len() {
                 let (left, right) = bytes.split_at(split);
@@ -94,7 +116,7 @@ impl Gpt2Ranks {
                 }
             }
         }
-        Ok(Self { tokens, merges })
+        Self { tokens, merges }
     }
 
     /// Number of ids, the end-of-text token included.
@@ -185,6 +207,34 @@ mod tests {
         assert_eq!(table[b'A' as usize], 'A');
     }
 
+    /// `RANKS` before compression, from `tiktoken-rs`.
+    fn tiktoken_ranks() -> Vec<u8> {
+        let bpe = tiktoken_rs::r50k_base_singleton();
+        let mut raw = Vec::new();
+        for rank in 0..GPT2_EOS.1 {
+            let token = bpe.decode_bytes(&[rank]).unwrap();
+            raw.push(u8::try_from(token.len()).expect("a token of under 256 bytes"));
+            raw.extend_from_slice(&token);
+        }
+        raw
+    }
+
+    #[test]
+    fn the_shipped_ranks_are_tiktoken_s() {
+        let expected = tiktoken_ranks();
+        if std::env::var_os("HASHPREP_WRITE_GPT2_RANKS").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/tokenize/gpt2_ranks.zst");
+            std::fs::write(path, zstd::encode_all(&expected[..], 19).unwrap()).unwrap();
+        }
+        assert!(
+            zstd::decode_all(RANKS).unwrap() == expected,
+            "gpt2_ranks.zst is not tiktoken-rs's r50k_base: rerun with HASHPREP_WRITE_GPT2_RANKS=1"
+        );
+        let ranks = Gpt2Ranks::load().unwrap();
+        assert_eq!(ranks.tokens.len(), 50_256);
+        assert_eq!(ranks.merges.len(), 86_119);
+    }
+
     #[test]
     fn the_file_is_written_as_tokenizers_writes_it() {
         let ranks = Gpt2Ranks::load().unwrap();
@@ -192,6 +242,10 @@ mod tests {
         assert_eq!(library.token_to_id(GPT2_EOS.0), Some(GPT2_EOS.1));
         assert_eq!(library.get_vocab_size(true), ranks.vocab_size());
         let written = library.to_string(false).unwrap();
+        assert_eq!(
+            crate::integrity::fingerprint_bytes(&ranks.json()),
+            GPT2_FINGERPRINT
+        );
         let ours = String::from_utf8(ranks.json()).unwrap();
         assert_eq!(ours.len(), written.len());
         assert!(

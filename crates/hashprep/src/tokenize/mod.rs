@@ -9,6 +9,7 @@ mod byte_bpe;
 mod fast_path_tests;
 mod gpt2;
 mod gpt2_split;
+mod json_bytes;
 mod piece_cache;
 mod split_pattern;
 mod train;
@@ -26,6 +27,7 @@ pub use train::{train_tokenizer, TokenizerKind, TrainOptions};
 use crate::error::{Error, Result, TokenizerProblem};
 use crate::integrity::fingerprint_bytes;
 use byte_bpe::ByteLevelBpe;
+use json_bytes::JsonBytes;
 
 /// End-of-document tokens tried, in order, when none is named and no `tokenizer_config.json`
 /// names one (`DeepSeek`'s is `<｜end▁of▁sentence｜>`, with full-width bars).
@@ -124,7 +126,7 @@ pub struct TextTokenizer {
     /// The model's tokens, where the fast path read them (so that looking one up does not load
     /// the library).
     vocab: Option<AHashMap<Box<str>, u32>>,
-    json: Vec<u8>,
+    json: JsonBytes,
     fingerprint: String,
     source: String,
     vocab_size: usize,
@@ -141,7 +143,9 @@ pub struct TextTokenizer {
 struct Parts {
     library: OnceLock<tokenizers::Tokenizer>,
     vocab: Option<AHashMap<Box<str>, u32>>,
-    json: Vec<u8>,
+    json: JsonBytes,
+    /// `blake3:<hex>` of the JSON bytes.
+    fingerprint: String,
     source: String,
     adjustments: Vec<String>,
     vocab_size: usize,
@@ -167,15 +171,17 @@ impl TextTokenizer {
     pub fn load(spec: &str) -> Result<Self> {
         if spec == "gpt2" {
             let ranks = gpt2::Gpt2Ranks::load()?;
+            let (fast, vocab_size) = (ranks.fast_path(), ranks.vocab_size());
             return Self::from_parts(Parts {
                 library: OnceLock::new(),
                 vocab: None,
-                json: ranks.json(),
+                json: JsonBytes::built_by(move || ranks.json()),
+                fingerprint: gpt2::GPT2_FINGERPRINT.to_owned(),
                 source: spec.to_owned(),
                 adjustments: Vec::new(),
-                vocab_size: ranks.vocab_size(),
+                vocab_size,
                 added: vec![(GPT2_EOS.0.to_owned(), GPT2_EOS.1, true)],
-                fast: Ok(ranks.fast_path()),
+                fast: Ok(fast),
             });
         }
         let path = Path::new(spec);
@@ -208,7 +214,8 @@ impl TextTokenizer {
                 return Self::from_parts(Parts {
                     library: OnceLock::new(),
                     vocab: Some(vocabulary.tokens),
-                    json,
+                    fingerprint: fingerprint_bytes(&json),
+                    json: JsonBytes::ready(json),
                     source: source.to_owned(),
                     adjustments: dropout.into_iter().collect(),
                     vocab_size: vocabulary.size,
@@ -236,7 +243,8 @@ impl TextTokenizer {
         Self::from_parts(Parts {
             library: OnceLock::from(inner),
             vocab: None,
-            json,
+            fingerprint: fingerprint_bytes(&json),
+            json: JsonBytes::ready(json),
             source: source.to_owned(),
             adjustments,
             vocab_size,
@@ -259,7 +267,7 @@ impl TextTokenizer {
         let mut tokenizer = Self {
             library: parts.library,
             vocab: parts.vocab,
-            fingerprint: fingerprint_bytes(&parts.json),
+            fingerprint: parts.fingerprint,
             json: parts.json,
             source: parts.source,
             vocab_size: parts.vocab_size,
@@ -280,7 +288,7 @@ impl TextTokenizer {
         self.library.get_or_init(|| {
             // Loading checked the file's parts with the library (gpt2's file is tested), and
             // the fast path read its vocabulary and merges.
-            let mut library = tokenizers::Tokenizer::from_bytes(&self.json)
+            let mut library = tokenizers::Tokenizer::from_bytes(self.json.get())
                 .expect("a file whose parts were checked on loading");
             library.set_encode_special_tokens(self.special_tokens == SpecialTokens::Ordinary);
             library
@@ -383,7 +391,7 @@ impl TextTokenizer {
 
     /// The `tokenizer.json` bytes, written verbatim next to the shards.
     pub fn json(&self) -> &[u8] {
-        &self.json
+        self.json.get()
     }
 
     /// `blake3:<hex>` of [`Self::json`]: tables and loaders compare it to refuse mismatches.
