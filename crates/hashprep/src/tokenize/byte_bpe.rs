@@ -171,23 +171,26 @@ impl ByteLevelBpe {
                     Piece::Token(id) => out.push(id),
                     Piece::Text(text) => each_piece(&self.steps, text, &mut |piece| {
                         let key = packed_within(text, piece);
-                        cache.extend(piece, key, out, |p| self.merge(p));
+                        cache.extend(piece, key, out, |p, out| self.merge(p, out));
                     }),
                 });
         });
     }
 
-    /// The ids of one piece: its bytes merged by rank, as `tokenizers`' `Word::merge_all`.
-    fn merge(&self, piece: &str) -> Vec<u32> {
+    /// Appends the ids of one piece to `out`: its bytes merged by rank, as `tokenizers`'
+    /// `Word::merge_all`.
+    fn merge(&self, piece: &str, out: &mut Vec<u32>) {
         if let Some(&id) = self
             .whole_tokens
             .as_ref()
             .and_then(|tokens| tokens.get(piece.as_bytes()))
         {
-            return vec![id];
+            out.push(id);
+            return;
         }
         if piece.len() <= SHORT_MERGE {
-            return self.merge_short(piece);
+            self.merge_short(piece, out);
+            return;
         }
         let n = piece.len();
         let mut symbols: Vec<Symbol> = piece
@@ -249,7 +252,7 @@ impl ByteLevelBpe {
                 }
             }
         }
-        symbols.iter().filter_map(|s| s.id).collect()
+        out.extend(symbols.iter().filter_map(|s| s.id));
     }
 }
 
@@ -328,32 +331,40 @@ const SHORT_MERGE: usize = 48;
 impl ByteLevelBpe {
     /// [`ByteLevelBpe::merge`] of a short piece: the pair of lowest rank (the leftmost of
     /// equal ones) merged first, again and again, as `tokenizers` does; each pair's rank kept
-    /// beside it, so a merge looks up only the two pairs it changes.
-    fn merge_short(&self, piece: &str) -> Vec<u32> {
+    /// beside it, so a merge looks up only the two pairs it changes. On the stack: most pieces
+    /// merged are new words, each merged once.
+    fn merge_short(&self, piece: &str, out: &mut Vec<u32>) {
         const NONE: (u32, u32) = (u32::MAX, 0);
         let pair = |left: u32, right: u32| self.merges.get(left, right).copied().unwrap_or(NONE);
-        let mut ids: Vec<u32> = piece
-            .bytes()
-            .map(|b| self.byte_ids[usize::from(b)])
-            .collect();
-        let mut ranks: Vec<(u32, u32)> = ids.windows(2).map(|w| pair(w[0], w[1])).collect();
+        let mut ids = [0u32; SHORT_MERGE];
+        for (id, b) in ids.iter_mut().zip(piece.bytes()) {
+            *id = self.byte_ids[usize::from(b)];
+        }
+        let mut len = piece.len();
+        // `ranks[i]`: the pair `ids[i]`, `ids[i + 1]`.
+        let mut ranks = [NONE; SHORT_MERGE];
+        for i in 1..len {
+            ranks[i - 1] = pair(ids[i - 1], ids[i]);
+        }
         loop {
             let mut best = None;
-            for (i, &(rank, merged)) in ranks.iter().enumerate() {
+            for (i, &(rank, merged)) in ranks[..len.saturating_sub(1)].iter().enumerate() {
                 if rank != u32::MAX && best.is_none_or(|(r, _, _)| rank < r) {
                     best = Some((rank, i, merged));
                 }
             }
             let Some((_, i, merged)) = best else {
-                return ids;
+                out.extend_from_slice(&ids[..len]);
+                return;
             };
             ids[i] = merged;
-            ids.remove(i + 1);
-            ranks.remove(i);
+            ids.copy_within(i + 2..len, i + 1);
+            ranks.copy_within(i + 1..len - 1, i);
+            len -= 1;
             if i > 0 {
                 ranks[i - 1] = pair(ids[i - 1], ids[i]);
             }
-            if i < ranks.len() {
+            if i + 1 < len {
                 ranks[i] = pair(ids[i], ids[i + 1]);
             }
         }

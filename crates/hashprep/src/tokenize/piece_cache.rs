@@ -114,22 +114,22 @@ impl PieceCache {
     }
 
     /// Appends the ids of `piece` (whose [`packed`] key is `key`) to `out`: cached ones, or
-    /// `merge`'s (then cached).
+    /// those `merge` appends (then cached).
     #[inline]
     pub(super) fn extend(
         &mut self,
         piece: &str,
         key: Option<u128>,
         out: &mut Vec<u32>,
-        merge: impl FnOnce(&str) -> Vec<u32>,
+        merge: impl FnOnce(&str, &mut Vec<u32>),
     ) {
         let Some(key) = key else {
             if let Some(ids) = self.long.get(piece) {
                 out.extend_from_slice(ids);
             } else {
-                let ids = merge(piece);
-                out.extend_from_slice(&ids);
-                self.long.insert(piece.into(), ids.into_boxed_slice());
+                let start = out.len();
+                merge(piece, out);
+                self.long.insert(piece.into(), out[start..].into());
             }
             return;
         };
@@ -146,18 +146,19 @@ impl PieceCache {
             }
             return;
         }
-        let ids = merge(piece);
-        out.extend_from_slice(&ids);
+        let start = out.len();
+        merge(piece, out);
+        let ids = &out[start..];
         let len = u32::try_from(ids.len()).expect("a piece of 15 bytes has at most 15 ids");
         let mut cached = CachedIds {
             len,
             ids: [0; INLINE_IDS],
         };
         if ids.len() <= INLINE_IDS {
-            cached.ids[..ids.len()].copy_from_slice(&ids);
+            cached.ids[..ids.len()].copy_from_slice(ids);
         } else {
             cached.ids[0] = u32::try_from(self.pool.len()).expect("the pool is cleared at LIMIT");
-            self.pool.extend_from_slice(&ids);
+            self.pool.extend_from_slice(ids);
         }
         self.short.insert(key, cached);
     }
@@ -178,11 +179,15 @@ mod tests {
     use super::*;
 
     /// Ids that tell pieces apart: one per byte, each the byte's value plus the piece length.
-    fn merge(piece: &str) -> Vec<u32> {
+    fn ids_of(piece: &str) -> Vec<u32> {
         piece
             .bytes()
             .map(|b| u32::from(b) + piece.len() as u32 * 1000)
             .collect()
+    }
+
+    fn merge(piece: &str, out: &mut Vec<u32>) {
+        out.extend(ids_of(piece));
     }
 
     #[test]
@@ -238,11 +243,11 @@ mod tests {
             for piece in pieces {
                 let mut out = vec![7];
                 let mut merged = false;
-                cache.extend(piece, packed(piece), &mut out, |p| {
+                cache.extend(piece, packed(piece), &mut out, |p, out| {
                     merged = true;
-                    merge(p)
+                    merge(p, out);
                 });
-                assert_eq!(out[1..], merge(piece), "{piece:?}");
+                assert_eq!(out[1..], ids_of(piece), "{piece:?}");
                 assert_eq!(merged, round == 0, "{piece:?} in round {round}");
             }
         }
@@ -255,9 +260,9 @@ mod tests {
         cache.extend("abcdef", packed("abcdef"), &mut Vec::new(), merge);
         cache.serve(2);
         let mut merged = false;
-        cache.extend("abcdef", packed("abcdef"), &mut Vec::new(), |p| {
+        cache.extend("abcdef", packed("abcdef"), &mut Vec::new(), |p, out| {
             merged = true;
-            merge(p)
+            merge(p, out);
         });
         assert!(merged);
         for i in 0..LIMIT {
