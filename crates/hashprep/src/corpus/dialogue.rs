@@ -64,10 +64,7 @@ impl SharedTexts {
         let mut encoded = PackedIds::with_capacity(texts.len(), texts.bytes() / 3);
         for index in 0..texts.len() {
             let text = texts.get(index);
-            encoded.push_with(|ids| {
-                tokenizer.encode_into(text, ids)?;
-                Ok(tokenizer.count_special_strings(text))
-            })?;
+            encoded.push_with(|ids| tokenizer.encode_counting(text, ids))?;
         }
         self.encoded = Some(encoded);
         Ok(())

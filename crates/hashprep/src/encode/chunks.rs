@@ -133,8 +133,7 @@ impl ChunkEncoder {
     ) -> Result<Encoded> {
         let text = |which: Option<usize>, ids: &mut Vec<u32>| {
             let text = which.map_or(&example.text, |turn| &example.context[turn]);
-            self.tokenizer.encode_into(text, ids)?;
-            Ok(self.tokenizer.count_special_strings(text))
+            self.tokenizer.encode_counting(text, ids)
         };
         let source = example.source.as_ref().map(Source::borrowed);
         self.assemble(example.context.len(), text, source, out)

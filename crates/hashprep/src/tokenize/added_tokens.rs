@@ -87,17 +87,20 @@ impl AddedTokens {
     }
 
     /// Calls `piece` with the stretches of `text` and the added tokens found in it, in order;
-    /// special tokens are found only when `recognize_special`.
+    /// special tokens are found only when `recognize_special`. Returns whether an added token's
+    /// text may occur in `text`: false only where one scan for all of them found none.
     pub(crate) fn split<'t>(
         &self,
         text: &'t str,
         recognize_special: bool,
         piece: &mut dyn FnMut(Piece<'t>),
-    ) {
+    ) -> bool {
         if self.any.as_ref().is_some_and(|any| !any.is_match(text)) {
-            return self.split_from(self.passes.len(), text, recognize_special, piece);
+            self.split_from(self.passes.len(), text, recognize_special, piece);
+            return false;
         }
         self.split_from(0, text, recognize_special, piece);
+        true
     }
 
     fn split_from<'t>(

@@ -162,8 +162,9 @@ impl ByteLevelBpe {
     }
 
     /// Appends the ids of `text` to `out`; special-token strings in it become their ids when
-    /// `recognize_special`, and are text otherwise.
-    pub(crate) fn encode(&self, text: &str, recognize_special: bool, out: &mut Vec<u32>) {
+    /// `recognize_special`, and are text otherwise. Returns whether an added token's text may
+    /// occur in `text` (false: none does).
+    pub(crate) fn encode(&self, text: &str, recognize_special: bool, out: &mut Vec<u32>) -> bool {
         CACHE.with_borrow_mut(|cache| {
             cache.serve(self.instance);
             self.added
@@ -173,8 +174,8 @@ impl ByteLevelBpe {
                         let key = packed_within(text, piece);
                         cache.extend(piece, key, out, |p, out| self.merge(p, out));
                     }),
-                });
-        });
+                })
+        })
     }
 
     /// Appends the ids of one piece to `out`: its bytes merged by rank, as `tokenizers`'

@@ -201,7 +201,17 @@ fn added_tokens_are_found_as_the_library_finds_them_in_either_mode() {
                 tok.encode_with_library(text).unwrap(),
                 "{mode:?}: {text:?}"
             );
+            // Special-token strings counted while encoding, or not looked for again where no
+            // added token occurs: as a count of its own gives them.
+            let mut ids = Vec::new();
+            let counted = tok.encode_counting(text, &mut ids).unwrap();
+            assert_eq!(
+                counted,
+                tok.count_special_strings(text),
+                "{mode:?}: {text:?}"
+            );
         }
+        assert_eq!(tok.count_special_strings(texts[1]), 2);
         let ids = tok.encode(texts[0]).unwrap();
         assert!(ids.contains(&50_257) && ids.contains(&50_258));
         assert_eq!(ids.contains(&GPT2_EOS.1), mode == SpecialTokens::Recognize);

@@ -331,11 +331,26 @@ impl TextTokenizer {
     /// # Errors
     /// The tokenizer library fails on this text.
     pub(crate) fn encode_into(&self, text: &str, ids: &mut Vec<u32>) -> Result<()> {
-        match &self.fast {
-            Ok(fast) => fast.encode(text, self.special_tokens == SpecialTokens::Recognize, ids),
-            Err(_) => ids.extend(self.encode_with_library(text)?),
-        }
-        Ok(())
+        self.encode_counting(text, ids).map(|_| ())
+    }
+
+    /// [`Self::encode_into`], returning [`Self::count_special_strings`] of `text` (not looked
+    /// for again where the fast path's search for added tokens found none).
+    ///
+    /// # Errors
+    /// The tokenizer library fails on this text.
+    pub(crate) fn encode_counting(&self, text: &str, ids: &mut Vec<u32>) -> Result<u64> {
+        let maybe_special = if let Ok(fast) = &self.fast {
+            fast.encode(text, self.special_tokens == SpecialTokens::Recognize, ids)
+        } else {
+            ids.extend(self.encode_with_library(text)?);
+            true
+        };
+        Ok(if maybe_special {
+            self.count_special_strings(text)
+        } else {
+            0
+        })
     }
 
     /// Why this tokenizer is encoded by the `tokenizers` library rather than the byte-level
