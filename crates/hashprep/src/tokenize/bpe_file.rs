@@ -32,6 +32,8 @@ pub(super) struct BpeFile<'a> {
 /// A BPE model's settings, vocabulary and merges.
 #[derive(Deserialize)]
 pub(super) struct BpeModel<'a> {
+    #[serde(rename = "type", default)]
+    kind: Value,
     #[serde(default)]
     pub(super) dropout: Value,
     #[serde(default)]
@@ -55,7 +57,8 @@ pub(super) struct Merge<'a>(pub(super) Cow<'a, str>, pub(super) Cow<'a, str>);
 #[derive(PartialEq, Eq, Hash)]
 pub(super) struct Text<'a>(pub(super) Cow<'a, str>);
 
-/// Only the model's type, read before the rest (other models' vocabularies have other shapes).
+/// Only the model's type, read where the whole file could not be (other models' vocabularies
+/// have other shapes).
 #[derive(Deserialize)]
 struct TypeProbe {
     model: ModelType,
@@ -73,11 +76,14 @@ impl<'a> BpeFile<'a> {
     /// # Errors
     /// Not a BPE model, or not the shape of a `tokenizer.json`.
     pub(super) fn read(json: &'a [u8]) -> Result<Self, String> {
-        let probe: TypeProbe = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-        if probe.model.kind != "BPE" {
-            return Err(format!("model of type {}", probe.model.kind));
+        let kind_error = |kind: &Value| (kind != "BPE").then(|| format!("model of type {kind}"));
+        match serde_json::from_slice::<Self>(json) {
+            Ok(file) => kind_error(&file.model.kind).map_or(Ok(file), Err),
+            Err(e) => {
+                let probe: TypeProbe = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+                Err(kind_error(&probe.model.kind).unwrap_or_else(|| e.to_string()))
+            }
         }
-        serde_json::from_slice(json).map_err(|e| e.to_string())
     }
 }
 
@@ -206,5 +212,35 @@ impl<'de> Visitor<'de> for TextVisitor {
 
     fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
         Ok(Text(Cow::Owned(s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(model: &str) -> Result<usize, String> {
+        let json = format!(r#"{{"added_tokens": [], "model": {model}}}"#);
+        BpeFile::read(json.as_bytes()).map(|file| file.model.merges.len())
+    }
+
+    #[test]
+    fn another_model_is_named_and_a_broken_bpe_is_described() {
+        let bpe = r#"{"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#;
+        assert_eq!(read(bpe), Ok(1));
+        // A vocabulary of the shape BPE reads, or of another: named by type either way.
+        let word_piece = r#"{"type": "WordPiece", "vocab": {"a": 0}, "unk_token": "[UNK]"}"#;
+        assert_eq!(read(word_piece), Err(r#"model of type "WordPiece""#.into()));
+        let with_merges = r#"{"type": "WordLevel", "vocab": {"a": 0}, "merges": []}"#;
+        assert_eq!(
+            read(with_merges),
+            Err(r#"model of type "WordLevel""#.into())
+        );
+        let unigram = r#"{"type": "Unigram", "vocab": [["a", -1.0]], "unk_id": 0}"#;
+        assert_eq!(read(unigram), Err(r#"model of type "Unigram""#.into()));
+        let no_merges = r#"{"type": "BPE", "vocab": {"a": 0}}"#;
+        assert!(read(no_merges)
+            .unwrap_err()
+            .contains("missing field `merges`"));
     }
 }

@@ -88,7 +88,29 @@ impl ByteLevelBpe {
             .collect();
         file.added_tokens = with_library_ids(&file.added_tokens, &vocab);
         let (steps, added) = check_components(&file)?;
-        let vocabulary = FileVocabulary::of(&file);
+        // The vocabulary's own copy is made while the merges are read.
+        let (vocabulary, fast) = std::thread::scope(|scope| {
+            let vocabulary = scope.spawn(|| FileVocabulary::of(&file));
+            let fast = Self::from_file(&file, &vocab, steps, added);
+            (
+                vocabulary
+                    .join()
+                    .expect("copying a vocabulary does not panic"),
+                fast,
+            )
+        });
+        Ok((fast?, vocabulary))
+    }
+
+    /// The fast path of `file` (whose model's vocabulary is `vocab`), pre-tokenized by `steps`
+    /// after `added`.
+    fn from_file(
+        file: &BpeFile,
+        vocab: &AHashMap<&str, u32>,
+        steps: Vec<PreStep>,
+        added: AddedTokens,
+    ) -> Result<Self, String> {
+        let model = &file.model;
         let byte_chars = byte_to_char_table();
         let unmap: AHashMap<char, u8> = (0u8..=255).zip(byte_chars).map(|(b, c)| (c, b)).collect();
         let whole_tokens = (model.ignore_merges == true).then(|| {
@@ -123,12 +145,11 @@ impl ByteLevelBpe {
                 Ok((id(left)?, id(right)?, id(&joined)?))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let fast = Self {
+        Ok(Self {
             steps,
             added,
             ..Self::from_merges(&byte_ids, merges, whole_tokens)
-        };
-        Ok((fast, vocabulary))
+        })
     }
 
     /// The fast path of a BPE given each byte's id and its merges `(left, right, merged)` in

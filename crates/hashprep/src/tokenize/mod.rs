@@ -206,11 +206,22 @@ impl TextTokenizer {
     /// The bytes are not a valid tokenizer.
     pub fn from_json_bytes(json: Vec<u8>, source: &str) -> Result<Self> {
         let (json, dropout) = without_bpe_dropout(json);
-        let fast = match ByteLevelBpe::from_json(&json) {
+        // `tokenizers` checks every part but the vocabulary and merges, which the fast path
+        // reads itself (both at once); it loads the whole file on first use.
+        let (fast, checked) = std::thread::scope(|scope| {
+            let checked = scope.spawn(|| {
+                let without = bpe_file::without_vocabulary(&json).map_err(Error::Tokenizer)?;
+                load_library(&without).map(|_| ())
+            });
+            let fast = ByteLevelBpe::from_json(&json);
+            (
+                fast,
+                checked.join().expect("checking a file does not panic"),
+            )
+        });
+        let fast = match fast {
             Ok((fast, vocabulary)) if !vocabulary.truncates_or_pads => {
-                // `tokenizers` checks every part but the vocabulary and merges, which the fast
-                // path has read; it loads the whole file on first use.
-                load_library(&bpe_file::without_vocabulary(&json).map_err(Error::Tokenizer)?)?;
+                checked?;
                 return Self::from_parts(Parts {
                     library: OnceLock::new(),
                     vocab: Some(vocabulary.tokens),
