@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::added_tokens::{AddedTokens, Piece};
 use super::bpe_file::{BpeFile, Merge};
 use super::gpt2::byte_to_char_table;
-use super::gpt2_split::split_gpt2;
+use super::gpt2_split::{self, split_gpt2};
 use super::piece_cache::{packed_within, PackedHasher, PieceCache};
 use super::split_pattern::{deepseek, with_decoded, Decoded, SplitPattern};
 
@@ -88,6 +88,13 @@ impl ByteLevelBpe {
             .collect();
         file.added_tokens = with_library_ids(&file.added_tokens, &vocab);
         let (steps, added) = check_components(&file)?;
+        for step in &steps {
+            match step {
+                PreStep::Gpt2 => gpt2_split::prepare(),
+                PreStep::DeepSeek => deepseek::prepare(),
+                PreStep::Pattern(_) => {}
+            }
+        }
         // The vocabulary's own copy is made while the merges are read.
         let (vocabulary, fast) = std::thread::scope(|scope| {
             let vocabulary = scope.spawn(|| FileVocabulary::of(&file));

@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 
 use super::ascii_masks::{AsciiMasks, BLOCK};
-use super::split_pattern::charset::ClassTable;
+use super::split_pattern::charset::{self, ClassTable};
 
 /// What the pattern distinguishes about a character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,13 @@ fn classes() -> &'static ClassTable<Class> {
             }
         })
     })
+}
+
+/// Builds the class table on a thread of its own (see [`charset::build_in_background`]).
+pub(crate) fn prepare() {
+    charset::build_in_background(|| {
+        classes();
+    });
 }
 
 /// Calls `piece` with each piece of `text`, in order; together they are `text`.

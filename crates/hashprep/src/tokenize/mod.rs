@@ -170,6 +170,7 @@ impl TextTokenizer {
     /// Unknown name and no such file, or a file that is not a valid tokenizer.
     pub fn load(spec: &str) -> Result<Self> {
         if spec == "gpt2" {
+            gpt2_split::prepare();
             let ranks = gpt2::Gpt2Ranks::load()?;
             let (fast, vocab_size) = (ranks.fast_path(), ranks.vocab_size());
             return Self::from_parts(Parts {

@@ -21,7 +21,7 @@
 
 use std::sync::OnceLock;
 
-use super::charset::ClassTable;
+use super::charset::{self, ClassTable};
 
 /// The three patterns, as `DeepSeek`'s `tokenizer.json` holds them.
 pub(crate) const PATTERNS: [&str; 3] = [
@@ -69,6 +69,13 @@ fn classes() -> &'static ClassTable<u8> {
         );
         table
     })
+}
+
+/// Builds the class table on a thread of its own (see [`charset::build_in_background`]).
+pub(crate) fn prepare() {
+    charset::build_in_background(|| {
+        classes();
+    });
 }
 
 /// A text, read a character's classes at a time, within a run of characters of one of
