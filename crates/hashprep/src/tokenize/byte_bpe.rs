@@ -22,7 +22,7 @@ use super::added_tokens::{AddedTokens, Piece};
 use super::bpe_file::{BpeFile, Merge};
 use super::gpt2::byte_to_char_table;
 use super::gpt2_split::{self, split_gpt2};
-use super::piece_cache::{packed_within, PackedHasher, PieceCache};
+use super::piece_cache::{PackedHasher, PieceCache};
 use super::split_pattern::{deepseek, with_decoded, Decoded, SplitPattern};
 
 /// Numbers the fast paths made, for [`ByteLevelBpe::instance`].
@@ -199,8 +199,7 @@ impl ByteLevelBpe {
                 .split(text, recognize_special, &mut |piece| match piece {
                     Piece::Token(id) => out.push(id),
                     Piece::Text(text) => each_piece(&self.steps, text, &mut |piece| {
-                        let key = packed_within(text, piece);
-                        cache.extend(piece, key, out, |p, out| self.merge(p, out));
+                        cache.extend(text, piece, out, |p, out| self.merge(p, out));
                     }),
                 })
         })

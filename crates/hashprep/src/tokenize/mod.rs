@@ -343,7 +343,7 @@ impl TextTokenizer {
     /// # Errors
     /// The tokenizer library fails on this text.
     pub(crate) fn encode_into(&self, text: &str, ids: &mut Vec<u32>) -> Result<()> {
-        self.encode_counting(text, ids).map(|_| ())
+        self.encode_noting_added(text, ids).map(|_| ())
     }
 
     /// [`Self::encode_into`], returning [`Self::count_special_strings`] of `text` (not looked
@@ -352,17 +352,23 @@ impl TextTokenizer {
     /// # Errors
     /// The tokenizer library fails on this text.
     pub(crate) fn encode_counting(&self, text: &str, ids: &mut Vec<u32>) -> Result<u64> {
-        let maybe_special = if let Ok(fast) = &self.fast {
-            fast.encode(text, self.special_tokens == SpecialTokens::Recognize, ids)
-        } else {
-            ids.extend(self.encode_with_library(text)?);
-            true
-        };
+        let maybe_special = self.encode_noting_added(text, ids)?;
         Ok(if maybe_special {
             self.count_special_strings(text)
         } else {
             0
         })
+    }
+
+    /// [`Self::encode_into`], returning whether an added token's text may occur in `text`
+    /// (false only where the fast path looked for them all and found none).
+    fn encode_noting_added(&self, text: &str, ids: &mut Vec<u32>) -> Result<bool> {
+        if let Ok(fast) = &self.fast {
+            Ok(fast.encode(text, self.special_tokens == SpecialTokens::Recognize, ids))
+        } else {
+            ids.extend(self.encode_with_library(text)?);
+            Ok(true)
+        }
     }
 
     /// Why this tokenizer is encoded by the `tokenizers` library rather than the byte-level

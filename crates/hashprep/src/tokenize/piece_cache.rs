@@ -62,7 +62,7 @@ fn packed(piece: &str) -> Option<u128> {
 /// them from the piece's start on (no branch on the piece's length: pieces of every length come
 /// in turn, and a branch per length class was mispredicted often).
 #[inline]
-pub(super) fn packed_within(text: &str, piece: &str) -> Option<u128> {
+fn packed_within(text: &str, piece: &str) -> Option<u128> {
     // Where the piece lies in the text: an address inside the text's bytes is one of them.
     let start = (piece.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
     match text.as_bytes().get(start..start.saturating_add(16)) {
@@ -113,17 +113,17 @@ impl PieceCache {
         }
     }
 
-    /// Appends the ids of `piece` (whose [`packed`] key is `key`) to `out`: cached ones, or
-    /// those `merge` appends (then cached).
+    /// Appends the ids of `piece`, a part of `text`, to `out`: cached ones, or those `merge`
+    /// appends (then cached).
     #[inline]
     pub(super) fn extend(
         &mut self,
+        text: &str,
         piece: &str,
-        key: Option<u128>,
         out: &mut Vec<u32>,
         merge: impl FnOnce(&str, &mut Vec<u32>),
     ) {
-        let Some(key) = key else {
+        let Some(key) = packed_within(text, piece) else {
             if let Some(ids) = self.long.get(piece) {
                 out.extend_from_slice(ids);
             } else {
@@ -243,7 +243,7 @@ mod tests {
             for piece in pieces {
                 let mut out = vec![7];
                 let mut merged = false;
-                cache.extend(piece, packed(piece), &mut out, |p, out| {
+                cache.extend(piece, piece, &mut out, |p, out| {
                     merged = true;
                     merge(p, out);
                 });
@@ -257,17 +257,17 @@ mod tests {
     fn another_tokenizer_or_a_full_cache_starts_over() {
         let mut cache = PieceCache::default();
         cache.serve(1);
-        cache.extend("abcdef", packed("abcdef"), &mut Vec::new(), merge);
+        cache.extend("abcdef", "abcdef", &mut Vec::new(), merge);
         cache.serve(2);
         let mut merged = false;
-        cache.extend("abcdef", packed("abcdef"), &mut Vec::new(), |p, out| {
+        cache.extend("abcdef", "abcdef", &mut Vec::new(), |p, out| {
             merged = true;
             merge(p, out);
         });
         assert!(merged);
         for i in 0..LIMIT {
             let piece = i.to_string();
-            cache.extend(&piece, packed(&piece), &mut Vec::new(), merge);
+            cache.extend(&piece, &piece, &mut Vec::new(), merge);
         }
         cache.serve(2);
         assert_eq!(cache.short.len() + cache.long.len() + cache.pool.len(), 0);
