@@ -141,12 +141,15 @@ impl ChunkEncoder {
 
     /// Encodes a chunk; its examples' sources move into the result.
     pub(super) fn encode(&self, chunk: Chunk) -> Result<EncodedChunk> {
+        // Most tokenizers give at most one id per two bytes of text on average.
+        let room = chunk.text_bytes / 2 + 2 * chunk.items.len();
         let mut ids = (self.recycled.as_ref())
             .and_then(|r| r.try_recv().ok())
-            .unwrap_or_default();
+            .filter(|ids| ids.capacity() >= room)
+            // A buffer too small is not grown (copied, whole, into fresh pages): a new one has
+            // room for this chunk and somewhat longer ones, so that it can be filled again.
+            .unwrap_or_else(|| Vec::with_capacity(room + room / 8));
         ids.clear();
-        // Most tokenizers give at least one id per two bytes of text on average.
-        ids.reserve(chunk.text_bytes / 2 + 2 * chunk.items.len());
         let mut items = Vec::with_capacity(chunk.items.len());
         let mut sources = PackedTexts::default();
         for item in chunk.items {
