@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use ahash::AHashMap;
-use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -44,8 +44,9 @@ pub(super) struct BpeModel<'a> {
     pub(super) byte_fallback: Value,
     #[serde(default)]
     pub(super) ignore_merges: Value,
-    #[serde(borrow)]
-    pub(super) vocab: AHashMap<Text<'a>, u32>,
+    /// Owned: the fast path keeps it (to answer `token_to_id`) once the file is dropped.
+    #[serde(deserialize_with = "sized_vocabulary")]
+    pub(super) vocab: AHashMap<Box<str>, u32>,
     #[serde(borrow)]
     pub(super) merges: Vec<Merge<'a>>,
 }
@@ -54,7 +55,6 @@ pub(super) struct BpeModel<'a> {
 pub(super) struct Merge<'a>(pub(super) Cow<'a, str>, pub(super) Cow<'a, str>);
 
 /// A string of the file, borrowed unless it holds escapes.
-#[derive(PartialEq, Eq, Hash)]
 pub(super) struct Text<'a>(pub(super) Cow<'a, str>);
 
 /// Only the model's type, read where the whole file could not be (other models' vocabularies
@@ -187,6 +187,37 @@ impl<'de> Visitor<'de> for MergeVisitor {
     }
 }
 
+/// The vocabulary read as a list first and put in a map of its size: a map grown entry by entry
+/// rehashed itself into fresh memory a dozen times (a tenth of `DeepSeek`'s load).
+fn sized_vocabulary<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<AHashMap<Box<str>, u32>, D::Error> {
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = AHashMap<Box<str>, u32>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of tokens to ids")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut entries = Vec::new();
+            while let Some((Text(token), id)) = map.next_entry::<Text<'de>, u32>()? {
+                let token: Box<str> = match token {
+                    Cow::Borrowed(token) => token.into(),
+                    Cow::Owned(token) => token.into_boxed_str(),
+                };
+                entries.push((token, id));
+            }
+            let mut vocab = AHashMap::with_capacity(entries.len());
+            // As a map read entry by entry: a token written twice keeps its last id.
+            vocab.extend(entries);
+            Ok(vocab)
+        }
+    }
+    deserializer.deserialize_map(Entries)
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_str(TextVisitor)
@@ -222,6 +253,19 @@ mod tests {
     fn read(model: &str) -> Result<usize, String> {
         let json = format!(r#"{{"added_tokens": [], "model": {model}}}"#);
         BpeFile::read(json.as_bytes()).map(|file| file.model.merges.len())
+    }
+
+    #[test]
+    fn the_vocabulary_is_read_as_a_map_would_be() {
+        // Escaped and plain tokens; a token written twice keeps its last id.
+        let json = r#"{"model": {"type": "BPE", "merges": [],
+            "vocab": {"a": 0, "\u0062": 1, "a": 2, "\"q\"": 3, "é": 4}}}"#;
+        let file = BpeFile::read(json.as_bytes()).unwrap();
+        let mut vocab: Vec<(&str, u32)> = (file.model.vocab.iter())
+            .map(|(token, &id)| (&**token, id))
+            .collect();
+        vocab.sort_unstable();
+        assert_eq!(vocab, [("\"q\"", 3), ("a", 2), ("b", 1), ("é", 4)]);
     }
 
     #[test]

@@ -82,11 +82,7 @@ impl ByteLevelBpe {
     /// The component (by its place in the file) it does not reproduce.
     pub(crate) fn from_json(json: &[u8]) -> Result<(Self, FileVocabulary), String> {
         let mut file = BpeFile::read(json)?;
-        let model = &file.model;
-        let vocab: AHashMap<&str, u32> = (model.vocab.iter())
-            .map(|(token, &id)| (&*token.0, id))
-            .collect();
-        file.added_tokens = with_library_ids(&file.added_tokens, &vocab);
+        file.added_tokens = with_library_ids(&file.added_tokens, &file.model.vocab);
         let (steps, added) = check_components(&file)?;
         for step in &steps {
             match step {
@@ -95,29 +91,14 @@ impl ByteLevelBpe {
                 PreStep::Pattern(_) => {}
             }
         }
-        // The vocabulary's own copy is made while the merges are read.
-        let (vocabulary, fast) = std::thread::scope(|scope| {
-            let vocabulary = scope.spawn(|| FileVocabulary::of(&file));
-            let fast = Self::from_file(&file, &vocab, steps, added);
-            (
-                vocabulary
-                    .join()
-                    .expect("copying a vocabulary does not panic"),
-                fast,
-            )
-        });
-        Ok((fast?, vocabulary))
+        let fast = Self::from_file(&file, steps, added)?;
+        Ok((fast, FileVocabulary::of(file)))
     }
 
-    /// The fast path of `file` (whose model's vocabulary is `vocab`), pre-tokenized by `steps`
-    /// after `added`.
-    fn from_file(
-        file: &BpeFile,
-        vocab: &AHashMap<&str, u32>,
-        steps: Vec<PreStep>,
-        added: AddedTokens,
-    ) -> Result<Self, String> {
+    /// The fast path of `file`, pre-tokenized by `steps` after `added`.
+    fn from_file(file: &BpeFile, steps: Vec<PreStep>, added: AddedTokens) -> Result<Self, String> {
         let model = &file.model;
+        let vocab = &model.vocab;
         let byte_chars = byte_to_char_table();
         let unmap: AHashMap<char, u8> = (0u8..=255).zip(byte_chars).map(|(b, c)| (c, b)).collect();
         let whole_tokens = (model.ignore_merges == true).then(|| {
@@ -287,7 +268,7 @@ impl ByteLevelBpe {
 /// `added` with the ids `tokenizers` gives them, which are not always those the file writes:
 /// in the file's order, a token's earlier id, else the model's id for it, else the next id from
 /// the model's size on.
-fn with_library_ids(added: &[Value], vocab: &AHashMap<&str, u32>) -> Vec<Value> {
+fn with_library_ids(added: &[Value], vocab: &AHashMap<Box<str>, u32>) -> Vec<Value> {
     let mut next = u32::try_from(vocab.len()).unwrap_or(u32::MAX);
     let mut given: AHashMap<&str, u32> = AHashMap::new();
     (added.iter())
@@ -310,10 +291,8 @@ fn with_library_ids(added: &[Value], vocab: &AHashMap<&str, u32>) -> Vec<Value> 
 }
 
 impl FileVocabulary {
-    fn of(file: &BpeFile) -> Self {
-        let tokens: AHashMap<Box<str>, u32> = (file.model.vocab.iter())
-            .map(|(token, &id)| (Box::from(&*token.0), id))
-            .collect();
+    /// What the fast path keeps of `file`: its vocabulary (taken, not copied) and added tokens.
+    fn of(file: BpeFile) -> Self {
         // Checked by `AddedTokens::from_json`: each has a content and an id.
         let added: Vec<(String, u32, bool)> = (file.added_tokens.iter())
             .filter_map(|token| {
@@ -322,6 +301,7 @@ impl FileVocabulary {
                 Some((content, id, token["special"] == true))
             })
             .collect();
+        let tokens = file.model.vocab;
         let largest = (tokens
             .values()
             .chain(added.iter().map(|(_, id, _)| id))
