@@ -10,8 +10,6 @@
 //! Loading builds only the fast path and the file's bytes (written as `tokenizers` writes
 //! them): building the `tokenizers` form as well took a tenth of a second in every run.
 
-use std::fmt::Write as _;
-
 use ahash::AHashMap;
 #[cfg(test)]
 use tokenizers::{
@@ -60,6 +58,7 @@ const JSON_HEAD: &str = concat!(
 );
 
 /// A token's bytes as `tokenizer.json` spells them, in GPT-2's printable characters (`table`).
+#[cfg(test)]
 fn spelled(table: &[char; 256], bytes: &[u8]) -> String {
     bytes.iter().map(|&b| table[usize::from(b)]).collect()
 }
@@ -137,26 +136,44 @@ impl Gpt2Ranks {
     }
 
     /// The `tokenizer.json` bytes, exactly as `tokenizers` writes the tokenizer built from
-    /// these ranks ([`Self::library_form`]), without building it.
+    /// these ranks ([`Self::library_form`]), without building it. Each token is quoted once
+    /// (the merges name tokens again) into one buffer: a string of its own for each quoting,
+    /// and formatting, took three times as long.
     pub(crate) fn json(&self) -> Vec<u8> {
         let table = byte_to_char_table();
-        let quoted = |bytes: &[u8]| {
-            serde_json::to_string(&spelled(&table, bytes)).expect("a string serializes")
+        let mut quoted = Vec::with_capacity(1 << 20);
+        let mut ends = Vec::with_capacity(self.tokens.len());
+        let mut spelling = String::new();
+        for bytes in &self.tokens {
+            spelling.clear();
+            spelling.extend(bytes.iter().map(|&b| table[usize::from(b)]));
+            serde_json::to_writer(&mut quoted, &spelling).expect("a string serializes");
+            ends.push(quoted.len());
+        }
+        let token = |id: u32| {
+            let id = id as usize;
+            &quoted[id.checked_sub(1).map_or(0, |before| ends[before])..ends[id]]
         };
-        let mut json = String::with_capacity(2_100_000);
-        json.push_str(JSON_HEAD);
-        for (rank, bytes) in self.tokens.iter().enumerate() {
-            let comma = if rank == 0 { "" } else { "," };
-            let _ = write!(json, "{comma}{}:{rank}", quoted(bytes));
+        let mut json = Vec::with_capacity(2_100_000);
+        json.extend_from_slice(JSON_HEAD.as_bytes());
+        for rank in 0..self.tokens.len() as u32 {
+            if rank > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(token(rank));
+            json.push(b':');
+            json.extend_from_slice(rank.to_string().as_bytes());
         }
-        json.push_str("},\"merges\":[");
+        json.extend_from_slice(b"},\"merges\":[");
         for (i, &(left, right, _)) in self.merges.iter().enumerate() {
-            let comma = if i == 0 { "" } else { "," };
-            let (left, right) = (&self.tokens[left as usize], &self.tokens[right as usize]);
-            let _ = write!(json, "{comma}[{},{}]", quoted(left), quoted(right));
+            json.extend_from_slice(if i == 0 { b"[" } else { b",[" });
+            json.extend_from_slice(token(left));
+            json.push(b',');
+            json.extend_from_slice(token(right));
+            json.push(b']');
         }
-        json.push_str("]}}");
-        json.into_bytes()
+        json.extend_from_slice(b"]}}");
+        json
     }
 
     /// GPT-2's tokenizer in `HuggingFace` form, built from the ranks (what [`Self::json`]
