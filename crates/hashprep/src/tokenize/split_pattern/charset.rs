@@ -32,7 +32,10 @@ impl CharSet {
     pub(crate) fn new(source: &str) -> Result<Self, String> {
         let regex = Regex::new(source).map_err(|e| format!("{source}: {e}"))?;
         let planes: [OnceLock<PlaneBits>; PLANES] = Default::default();
-        let bmp = members(&regex, 0).map_err(|e| format!("{source}: {e}"))?;
+        let bmp = match shipped_first_plane(source) {
+            Some(bits) => bits,
+            None => members(&regex, 0).map_err(|e| format!("{source}: {e}"))?,
+        };
         let ascii = (0..128u32).fold(0u128, |bits, c| {
             bits | u128::from(bmp[(c / 64) as usize] >> (c % 64) & 1) << c
         });
@@ -145,6 +148,43 @@ pub(crate) fn build_in_background(build: fn()) {
         .spawn(build);
 }
 
+/// Atoms of the pre-tokenizers met most (GPT-2's, `DeepSeek`'s), whose first plane ships in
+/// `class_sets.zst` as Oniguruma answers it (asking took 20-30 ms of a thread in every run).
+/// A test checks the file against the linked Oniguruma, and rewrites it with
+/// `HASHPREP_WRITE_CLASS_SETS=1`.
+const SHIPPED_ATOMS: [&str; 7] = [
+    r"\p{L}",
+    r"\p{N}",
+    r"\s",
+    r"\p{M}",
+    r"\p{P}",
+    r"\p{S}",
+    super::deepseek::CJK_CLASS,
+];
+
+/// The first plane of each of [`SHIPPED_ATOMS`], in order: 8,192 bytes each (bit `k` of byte
+/// `j`: code point `8j + k`), compressed with zstd.
+const SHIPPED_SETS: &[u8] = include_bytes!("class_sets.zst");
+
+/// The first plane of `source`'s characters, where it is one of [`SHIPPED_ATOMS`].
+fn shipped_first_plane(source: &str) -> Option<PlaneBits> {
+    static SETS: OnceLock<Vec<PlaneBits>> = OnceLock::new();
+    let at = SHIPPED_ATOMS.iter().position(|&atom| atom == source)?;
+    let sets = SETS.get_or_init(|| {
+        let bytes = zstd::decode_all(SHIPPED_SETS).expect("the shipped sets decompress");
+        (bytes.chunks_exact(PLANE as usize / 8))
+            .map(|set| {
+                let mut bits: PlaneBits = Box::new([0; (PLANE / 64) as usize]);
+                for (word, bytes) in bits.iter_mut().zip(set.chunks_exact(8)) {
+                    *word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+                }
+                bits
+            })
+            .collect()
+    });
+    sets.get(at).cloned()
+}
+
 /// Every character of `plane`, back to back (surrogates are not characters).
 fn plane_text(plane: usize) -> &'static str {
     static TEXTS: [OnceLock<String>; PLANES] = [const { OnceLock::new() }; PLANES];
@@ -225,6 +265,37 @@ mod tests {
         let class = CharSet::new(r"[^\r\n\p{L}\p{N}]").unwrap();
         assert!(class.contains(' ') && class.contains('!') && !class.contains('\n'));
         assert!(!class.contains('x') && class.contains('🙂'));
+    }
+
+    #[test]
+    fn the_shipped_sets_are_oniguruma_s() {
+        let asked: Vec<u8> = (SHIPPED_ATOMS.iter())
+            .flat_map(|atom| {
+                let bits = members(&Regex::new(atom).unwrap(), 0).unwrap();
+                bits.into_iter()
+                    .flat_map(u64::to_le_bytes)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if std::env::var_os("HASHPREP_WRITE_CLASS_SETS").is_some() {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/tokenize/split_pattern/class_sets.zst"
+            );
+            std::fs::write(path, zstd::encode_all(&asked[..], 19).unwrap()).unwrap();
+        }
+        assert!(
+            zstd::decode_all(SHIPPED_SETS).unwrap() == asked,
+            "class_sets.zst is not what Oniguruma answers: rerun with HASHPREP_WRITE_CLASS_SETS=1"
+        );
+        for atom in SHIPPED_ATOMS {
+            let shipped = shipped_first_plane(atom).unwrap();
+            assert!(
+                shipped == members(&Regex::new(atom).unwrap(), 0).unwrap(),
+                "{atom}"
+            );
+        }
+        assert!(shipped_first_plane(r"\p{Lu}").is_none());
     }
 
     #[test]

@@ -23,10 +23,18 @@ use std::sync::OnceLock;
 
 use super::charset::{self, ClassTable};
 
+/// The class of CJK characters that the second pattern is a run of.
+macro_rules! cjk_class {
+    () => {
+        "[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]"
+    };
+}
+pub(super) const CJK_CLASS: &str = cjk_class!();
+
 /// The three patterns, as `DeepSeek`'s `tokenizer.json` holds them.
 pub(crate) const PATTERNS: [&str; 3] = [
     r"\p{N}{1,3}",
-    "[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]+",
+    concat!(cjk_class!(), "+"),
     "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
 ];
 
@@ -44,9 +52,10 @@ const PLAIN: u8 = 128;
 fn classes() -> &'static ClassTable<u8> {
     static CLASSES: OnceLock<ClassTable<u8>> = OnceLock::new();
     CLASSES.get_or_init(|| {
-        let cjk = PATTERNS[1].strip_suffix('+').expect("a run of one class");
         let table = ClassTable::new(
-            &[r"\p{L}", r"\p{M}", r"\p{P}", r"\p{S}", r"\s", r"\p{N}", cjk],
+            &[
+                r"\p{L}", r"\p{M}", r"\p{P}", r"\p{S}", r"\s", r"\p{N}", CJK_CLASS,
+            ],
             |sets, c| {
                 let bits = (sets.iter())
                     .zip([LETTER, MARK, PUNCTUATION, SYMBOL, SPACE, NUMBER, CJK])
