@@ -53,9 +53,13 @@ const BATCH_ROOM: usize = BATCH_TOKENS + (1 << 16);
 
 impl Values {
     fn with_room(width: TokenWidth) -> Self {
+        Self::with_capacity(width, BATCH_ROOM)
+    }
+
+    fn with_capacity(width: TokenWidth, capacity: usize) -> Self {
         match width {
-            TokenWidth::Uint16 => Values::Uint16(Vec::with_capacity(BATCH_ROOM)),
-            TokenWidth::Uint32 => Values::Uint32(Vec::with_capacity(BATCH_ROOM)),
+            TokenWidth::Uint16 => Values::Uint16(Vec::with_capacity(capacity)),
+            TokenWidth::Uint32 => Values::Uint32(Vec::with_capacity(capacity)),
         }
     }
 
@@ -215,7 +219,9 @@ impl ShardWriter {
             return Ok(());
         }
         let rows = self.prefix_lens.len();
-        let written = match std::mem::replace(&mut self.values, Values::Uint16(Vec::new())) {
+        // Empty (at the shard's width) until the batch is written and its memory taken back.
+        let empty = Values::with_capacity(self.width, 0);
+        let written = match std::mem::replace(&mut self.values, empty) {
             Values::Uint16(values) => WrittenValues::Uint16(UInt16Array::from(values)),
             Values::Uint32(values) => WrittenValues::Uint32(UInt32Array::from(values)),
         };
