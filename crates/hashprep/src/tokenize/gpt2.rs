@@ -10,6 +10,7 @@
 //! Loading builds only the fast path and the file's bytes (written as `tokenizers` writes
 //! them): building the `tokenizers` form as well took a tenth of a second in every run.
 
+#[cfg(test)]
 use ahash::AHashMap;
 #[cfg(test)]
 use tokenizers::{
@@ -71,6 +72,30 @@ pub(crate) struct Gpt2Ranks {
     merges: Vec<(u32, u32, u32)>,
 }
 
+/// GPT-2's merges as `(left, right, merged)` ids, two bytes each (little-endian), compressed
+/// with zstd: what [`derived_merges`] finds in the ranks, shipped because finding them took
+/// 10 ms of every run's start-up. A test checks them against the ranks.
+const MERGES: &[u8] = include_bytes!("gpt2_merges.zst");
+
+/// Token `r` (r >= 256) is a merge of two shorter tokens of lower rank: every such split, in
+/// order of `r`, gives a BPE whose merge priority is the merged token's rank.
+#[cfg(test)]
+fn derived_merges(tokens: &[Vec<u8>]) -> Vec<(u32, u32, u32)> {
+    let rank_of: AHashMap<&[u8], u32> = (0u32..).zip(tokens).map(|(r, b)| (&b[..], r)).collect();
+    let mut merges = Vec::with_capacity(90_000);
+    for (rank, bytes) in (0u32..).zip(tokens).skip(256) {
+        for split in 1..bytes.len() {
+            let (left, right) = bytes.split_at(split);
+            if let (Some(&l), Some(&r)) = (rank_of.get(left), rank_of.get(right)) {
+                if l < rank && r < rank {
+                    merges.push((l, r, rank));
+                }
+            }
+        }
+    }
+    merges
+}
+
 /// GPT-2's tokens by rank, each as its length (one byte) and its bytes, compressed with zstd:
 /// the ranks `tiktoken-rs` embeds (`r50k_base`), in a form read in a millisecond (decoding them
 /// through `tiktoken-rs` took 40 ms of every run). A test checks them against `tiktoken-rs`.
@@ -96,26 +121,24 @@ impl Gpt2Ranks {
         if tokens.len() != GPT2_EOS.1 as usize {
             return Err(broken(&format!("{} tokens", tokens.len())));
         }
-        Ok(Self::from_tokens(tokens))
-    }
-
-    /// Token `r` (r >= 256) is a merge of two shorter tokens of lower rank: every such split, in
-    /// order of `r`, gives a BPE whose merge priority is the merged token's rank.
-    fn from_tokens(tokens: Vec<Vec<u8>>) -> Self {
-        let rank_of: AHashMap<&[u8], u32> =
-            (0u32..).zip(&tokens).map(|(r, b)| (&b[..], r)).collect();
-        let mut merges = Vec::with_capacity(90_000);
-        for (rank, bytes) in (0u32..).zip(&tokens).skip(256) {
-            for split in 1..bytes.len() {
-                let (left, right) = bytes.split_at(split);
-                if let (Some(&l), Some(&r)) = (rank_of.get(left), rank_of.get(right)) {
-                    if l < rank && r < rank {
-                        merges.push((l, r, rank));
-                    }
+        let raw = zstd::decode_all(MERGES).map_err(|e| broken(&e.to_string()))?;
+        let merges = (raw.chunks(6))
+            .map(|merge| {
+                let id = |k: usize| {
+                    let bytes = merge
+                        .get(2 * k..2 * k + 2)
+                        .ok_or_else(|| broken("cut short"))?;
+                    Ok(u32::from(u16::from_le_bytes([bytes[0], bytes[1]])))
+                };
+                let (left, right, merged) = (id(0)?, id(1)?, id(2)?);
+                // As the ranks give them: a merge of two tokens of lower rank.
+                if merged as usize >= tokens.len() || left >= merged || right >= merged {
+                    return Err(broken(&format!("merge {left} {right} -> {merged}")));
                 }
-            }
-        }
-        Self { tokens, merges }
+                Ok((left, right, merged))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { tokens, merges })
     }
 
     /// Number of ids, the end-of-text token included.
@@ -247,8 +270,25 @@ mod tests {
             zstd::decode_all(RANKS).unwrap() == expected,
             "gpt2_ranks.zst is not tiktoken-rs's r50k_base: rerun with HASHPREP_WRITE_GPT2_RANKS=1"
         );
+        let (mut tokens, mut rest) = (Vec::new(), &expected[..]);
+        while let Some((&len, after)) = rest.split_first() {
+            tokens.push(after[..usize::from(len)].to_vec());
+            rest = &after[usize::from(len)..];
+        }
+        let merges: Vec<u8> = (derived_merges(&tokens).into_iter())
+            .flat_map(|(left, right, merged)| [left, right, merged])
+            .flat_map(|id| u16::try_from(id).unwrap().to_le_bytes())
+            .collect();
+        if std::env::var_os("HASHPREP_WRITE_GPT2_RANKS").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/tokenize/gpt2_merges.zst");
+            std::fs::write(path, zstd::encode_all(&merges[..], 19).unwrap()).unwrap();
+        }
+        assert!(
+            zstd::decode_all(MERGES).unwrap() == merges,
+            "gpt2_merges.zst is not the ranks' merges: rerun with HASHPREP_WRITE_GPT2_RANKS=1"
+        );
         let ranks = Gpt2Ranks::load().unwrap();
-        assert_eq!(ranks.tokens.len(), 50_256);
+        assert_eq!(ranks.tokens, tokens);
         assert_eq!(ranks.merges.len(), 86_119);
     }
 

@@ -1,5 +1,5 @@
 //! A tokenizer's `tokenizer.json` bytes: at hand, or being built by a thread started on
-//! loading. GPT-2's are built from its ranks (16 ms); a run needs them only at its end, where
+//! loading. GPT-2's are built from its ranks (14 ms); a run needs them only at its end, where
 //! they are written beside the shards, so they are built while it encodes.
 
 use std::sync::{Arc, Mutex, OnceLock};
