@@ -96,6 +96,17 @@ fn derived_merges(tokens: &[Vec<u8>]) -> Vec<(u32, u32, u32)> {
     merges
 }
 
+/// The tokens of `raw`, each written as its length (one byte) and its bytes; `None` where the
+/// last is cut short.
+fn length_prefixed(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let (mut tokens, mut rest) = (Vec::with_capacity(GPT2_EOS.1 as usize), raw);
+    while let Some((&len, after)) = rest.split_first() {
+        tokens.push(after.get(..usize::from(len))?.to_vec());
+        rest = &after[usize::from(len)..];
+    }
+    Some(tokens)
+}
+
 /// GPT-2's tokens by rank, each as its length (one byte) and its bytes, compressed with zstd:
 /// the ranks `tiktoken-rs` embeds (`r50k_base`), in a form read in a millisecond (decoding them
 /// through `tiktoken-rs` took 40 ms of every run). A test checks them against `tiktoken-rs`.
@@ -109,28 +120,18 @@ impl Gpt2Ranks {
     pub(crate) fn load() -> Result<Self> {
         let broken = |why: &str| Error::Tokenizer(format!("gpt2's shipped ranks: {why}"));
         let raw = zstd::decode_all(RANKS).map_err(|e| broken(&e.to_string()))?;
-        let mut tokens = Vec::with_capacity(GPT2_EOS.1 as usize);
-        let mut rest = &raw[..];
-        while let Some((&len, after)) = rest.split_first() {
-            let token = after
-                .get(..usize::from(len))
-                .ok_or_else(|| broken("cut short"))?;
-            tokens.push(token.to_vec());
-            rest = &after[usize::from(len)..];
-        }
+        let tokens = length_prefixed(&raw).ok_or_else(|| broken("cut short"))?;
         if tokens.len() != GPT2_EOS.1 as usize {
             return Err(broken(&format!("{} tokens", tokens.len())));
         }
         let raw = zstd::decode_all(MERGES).map_err(|e| broken(&e.to_string()))?;
-        let merges = (raw.chunks(6))
+        if raw.len() % 6 != 0 {
+            return Err(broken("merges cut short"));
+        }
+        let merges = (raw.chunks_exact(6))
             .map(|merge| {
-                let id = |k: usize| {
-                    let bytes = merge
-                        .get(2 * k..2 * k + 2)
-                        .ok_or_else(|| broken("cut short"))?;
-                    Ok(u32::from(u16::from_le_bytes([bytes[0], bytes[1]])))
-                };
-                let (left, right, merged) = (id(0)?, id(1)?, id(2)?);
+                let id = |k: usize| u32::from(u16::from_le_bytes([merge[2 * k], merge[2 * k + 1]]));
+                let (left, right, merged) = (id(0), id(1), id(2));
                 // As the ranks give them: a merge of two tokens of lower rank.
                 if merged as usize >= tokens.len() || left >= merged || right >= merged {
                     return Err(broken(&format!("merge {left} {right} -> {merged}")));
@@ -234,6 +235,7 @@ impl Gpt2Ranks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokenize::shipped;
 
     #[test]
     fn byte_table_is_a_bijection_onto_gpt2_characters() {
@@ -262,31 +264,16 @@ mod tests {
     #[test]
     fn the_shipped_ranks_are_tiktoken_s() {
         let expected = tiktoken_ranks();
-        if std::env::var_os("HASHPREP_WRITE_GPT2_RANKS").is_some() {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/tokenize/gpt2_ranks.zst");
-            std::fs::write(path, zstd::encode_all(&expected[..], 19).unwrap()).unwrap();
-        }
-        assert!(
-            zstd::decode_all(RANKS).unwrap() == expected,
-            "gpt2_ranks.zst is not tiktoken-rs's r50k_base: rerun with HASHPREP_WRITE_GPT2_RANKS=1"
-        );
-        let (mut tokens, mut rest) = (Vec::new(), &expected[..]);
-        while let Some((&len, after)) = rest.split_first() {
-            tokens.push(after[..usize::from(len)].to_vec());
-            rest = &after[usize::from(len)..];
-        }
+        let rewrite_with = "HASHPREP_WRITE_GPT2_RANKS";
+        let source = "tiktoken-rs's r50k_base";
+        shipped::check(RANKS, &expected, "gpt2_ranks.zst", source, rewrite_with);
+        let tokens = length_prefixed(&expected).unwrap();
         let merges: Vec<u8> = (derived_merges(&tokens).into_iter())
             .flat_map(|(left, right, merged)| [left, right, merged])
             .flat_map(|id| u16::try_from(id).unwrap().to_le_bytes())
             .collect();
-        if std::env::var_os("HASHPREP_WRITE_GPT2_RANKS").is_some() {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/tokenize/gpt2_merges.zst");
-            std::fs::write(path, zstd::encode_all(&merges[..], 19).unwrap()).unwrap();
-        }
-        assert!(
-            zstd::decode_all(MERGES).unwrap() == merges,
-            "gpt2_merges.zst is not the ranks' merges: rerun with HASHPREP_WRITE_GPT2_RANKS=1"
-        );
+        let source = "the ranks' merges";
+        shipped::check(MERGES, &merges, "gpt2_merges.zst", source, rewrite_with);
         let ranks = Gpt2Ranks::load().unwrap();
         assert_eq!(ranks.tokens, tokens);
         assert_eq!(ranks.merges.len(), 86_119);

@@ -11,6 +11,8 @@ mod gpt2;
 mod gpt2_split;
 mod json_bytes;
 mod piece_cache;
+#[cfg(test)]
+mod shipped;
 mod split_pattern;
 mod train;
 

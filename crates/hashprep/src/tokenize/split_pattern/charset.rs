@@ -277,16 +277,12 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .collect();
-        if std::env::var_os("HASHPREP_WRITE_CLASS_SETS").is_some() {
-            let path = concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/src/tokenize/split_pattern/class_sets.zst"
-            );
-            std::fs::write(path, zstd::encode_all(&asked[..], 19).unwrap()).unwrap();
-        }
-        assert!(
-            zstd::decode_all(SHIPPED_SETS).unwrap() == asked,
-            "class_sets.zst is not what Oniguruma answers: rerun with HASHPREP_WRITE_CLASS_SETS=1"
+        crate::tokenize::shipped::check(
+            SHIPPED_SETS,
+            &asked,
+            "split_pattern/class_sets.zst",
+            "what Oniguruma answers",
+            "HASHPREP_WRITE_CLASS_SETS",
         );
         for atom in SHIPPED_ATOMS {
             let shipped = shipped_first_plane(atom).unwrap();
