@@ -33,6 +33,11 @@ def test_typed_settings_with_defaults_and_overrides(config_file, shards):
     assert layer.experts is None and layer.top_k is None and layer.scoring is None and layer.load_bal == 0.1
     assert t.betas == (0.8, 0.9) and t.lr == 0.01 and t.steps == 3
     assert (t.seed, t.precision, t.expert_matmul, t.device, t.clip) == (0, "fp32", "auto", "cpu", 1.0)
+    assert t.freeze == []
+    frozen = hashprep.RunConfig.load(path, overrides=['train.freeze=["experts", "all-but-last"]'])
+    assert frozen.train.freeze == ["experts", "all-but-last"]
+    assert frozen.resume_differences(hashprep.RunConfig.load(path)) == [
+        'train.freeze (null in the checkpoint, ["experts","all-but-last"] now)']
     assert config.table_paths() == [table]
     assert hashprep.RunConfig.parse(config.to_toml()) == config
     assert hashprep.RunConfig.load(path) != config

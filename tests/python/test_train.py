@@ -146,6 +146,15 @@ def test_fsdp_refuses_what_it_cannot_shard_or_resume(runs, tmp_path):
     assert done.returncode != 0 and "written without --fsdp: resume the same way" in done.stderr, done.stderr[-2000:]
 
 
+def test_frozen_weights_are_refused_by_name(runs, tmp_path):
+    """Fine-tuning with frozen weights is hashtrain's: this trainer says so instead of training
+    every weight."""
+    _, config = runs
+    done = train(config, tmp_path / "never", "--set", 'train.freeze=["experts"]')
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "train.freeze = ['experts']: fine-tuning with frozen weights is hashtrain's" in done.stderr
+
+
 def test_metrics_records_have_hashtrains_fields(runs, tmp_path, hashtrain):
     made, config = runs
     hashtrain("run", "--config", config, "--out", tmp_path / "hashtrain")

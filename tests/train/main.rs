@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod cuda_link;
+mod finetune;
 mod integrity;
 mod kinds;
 mod learning;

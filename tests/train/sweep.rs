@@ -305,3 +305,50 @@ fn a_grid_of_experts_and_layers_trains_every_layout_and_draws_figure_3() {
     assert!(String::from_utf8_lossy(&bad.stderr)
         .contains("layer 5 is not a layer of the 4-layer model"));
 }
+
+#[test]
+fn a_list_of_load_balancing_coefficients_trains_switch_once_per_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("table9");
+    let methods = r#"sweep.methods=["balanced", "switch"]"#;
+    let result = sweep(&out, &[methods, "sweep.load_bal=[0.0, 0.5]"]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let runs: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run"].as_str().unwrap())
+        .collect();
+    assert_eq!(runs, ["balanced", "switch-lb0", "switch-lb0.5"]);
+    let aux_losses = |run: &str| -> Vec<f64> {
+        read_records(&out.join("runs").join(run).join("metrics.jsonl"))
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Train { aux_loss, .. } => Some(aux_loss),
+                Record::Valid { .. } => None,
+            })
+            .collect()
+    };
+    assert!(aux_losses("switch-lb0").iter().all(|&a| a == 0.0));
+    assert!(aux_losses("switch-lb0.5").iter().all(|&a| a > 0.0));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    for load_bal in ["load_bal=0 |", "load_bal=0.5 |"] {
+        assert!(md.contains(&format!("modules=1x16, {load_bal}")), "{md}");
+    }
+
+    let repeated = sweep(
+        &dir.path().join("never"),
+        &[methods, "sweep.load_bal=[0.1, 0.1]"],
+    );
+    assert_eq!(repeated.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&repeated.stderr).contains("sweep.load_bal: 0.1 is listed twice")
+    );
+}

@@ -35,7 +35,7 @@ pub use model::{ModelConfig, Positions, Scoring, SparseKind, SparseLayer};
 pub use overrides::parse_toml;
 pub use routing::{LayerRouting, Placement};
 pub use run::{DataConfig, RunConfig};
-pub use train::{ExpertMatmulSetting, Optimization, Precision, Runtime, TrainConfig};
+pub use train::{ExpertMatmulSetting, Freeze, Optimization, Precision, Runtime, TrainConfig};
 pub use validate::{Invalid, MAX_EXPERTS};
 
 #[cfg(test)]

@@ -50,6 +50,36 @@ impl ExpertMatmulSetting {
     }
 }
 
+/// What a fine-tuning run keeps fixed (`train.freeze`, a list: the paper's Table 8). The frozen
+/// weights get no gradient and no update; they stay bit-identical to where the run started
+/// (`hashtrain run --init-from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Freeze {
+    /// The expert FFNs of every sparse layer ("Hash/Switch weights frozen").
+    Experts,
+    /// The learned routers: Switch's and BASE's router, Token-Switch's router embedding, a
+    /// top-k hash layer's gate ("Router weights frozen").
+    Router,
+    /// Every weight but those of the last layer and the final layer norm (an untied output
+    /// projection included) ("All layers but last frozen").
+    AllButLast,
+    /// Every weight but those of the sparse layers' FFNs ("All layers but Hash/Switch frozen").
+    AllButSparse,
+}
+
+impl Freeze {
+    /// Its name in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Freeze::Experts => "experts",
+            Freeze::Router => "router",
+            Freeze::AllButLast => "all-but-last",
+            Freeze::AllButSparse => "all-but-sparse",
+        }
+    }
+}
+
 /// `[train]`: the optimization, whose settings shape the results (a checkpoint resumes only
 /// with the same ones), and how the run is carried out, which may change on `--resume`. Written
 /// as one flat TOML table; every key has a default.
@@ -81,6 +111,8 @@ pub struct Optimization {
     pub seed: u64,
     /// Number format of weights and activations.
     pub precision: Precision,
+    /// Weights kept fixed (fine-tuning); empty: all train.
+    pub freeze: Vec<Freeze>,
 }
 
 /// The settings of `[train]` that may change on `--resume`: how long, how often to evaluate,
@@ -122,6 +154,7 @@ impl Default for Optimization {
             eps: 1e-8,
             seed: 0,
             precision: Precision::Fp32,
+            freeze: Vec::new(),
         }
     }
 }
@@ -160,6 +193,8 @@ struct TrainTable {
     // (a sweep compares them to skip finished runs).
     #[serde(skip_serializing_if = "is_default")]
     precision: Precision,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    freeze: Vec<Freeze>,
     eval_every: u64,
     eval_batches: u64,
     log_every: u64,
@@ -195,6 +230,7 @@ impl From<TrainTable> for TrainConfig {
                 eps: t.eps,
                 seed: t.seed,
                 precision: t.precision,
+                freeze: t.freeze,
             },
             runtime: Runtime {
                 steps: t.steps,
@@ -226,6 +262,7 @@ impl From<TrainConfig> for TrainTable {
             eps: o.eps,
             seed: o.seed,
             precision: o.precision,
+            freeze: o.freeze,
             eval_every: r.eval_every,
             eval_batches: r.eval_batches,
             log_every: r.log_every,

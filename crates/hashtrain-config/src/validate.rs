@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::error::ConfigError;
 use crate::model::SparseKind;
 use crate::run::RunConfig;
+use crate::train::Freeze;
 
 /// The most experts a Switch, Token-Switch or BASE layer may have (`experts`): 64 times
 /// DeepSeek-V3's 256, and a bound on what a mistyped value allocates.
@@ -199,7 +200,44 @@ impl RunConfig {
             ));
         }
         in_unit_interval("train.betas[0]", o.betas.0)?;
-        in_unit_interval("train.betas[1]", o.betas.1)
+        in_unit_interval("train.betas[1]", o.betas.1)?;
+        self.check_freeze()
+    }
+
+    /// Each entry of `train.freeze` once, and only where the model has the weights it names.
+    fn check_freeze(&self) -> Checked {
+        let freeze = &self.train.optimization.freeze;
+        let sparse = || {
+            self.model
+                .sparse
+                .iter()
+                .filter(|s| s.kind != SparseKind::Dense)
+        };
+        for (i, entry) in freeze.iter().enumerate() {
+            let setting = format!("train.freeze[{i}]");
+            let name = entry.name();
+            if freeze[..i].contains(entry) {
+                return Err(Invalid::new(
+                    setting,
+                    format!("= \"{name}\" is listed twice"),
+                ));
+            }
+            let missing = match entry {
+                Freeze::Experts | Freeze::AllButSparse => {
+                    (sparse().count() == 0).then_some("the model has no sparse layer")
+                }
+                // A hash layer's gate exists only with a top-k table; the trainer refuses
+                // `router` where no weight is one (it knows the tables).
+                Freeze::Router => sparse()
+                    .all(|s| !s.kind.is_switch() && s.kind != SparseKind::Hash)
+                    .then_some("the model has no learned router (switch, token-switch, base or a top-k hash layer's gate)"),
+                Freeze::AllButLast => None,
+            };
+            if let Some(problem) = missing {
+                return Err(Invalid::new(setting, format!("= \"{name}\": {problem}")));
+            }
+        }
+        Ok(())
     }
 
     /// Refuses sizes that no real run reaches before anything is allocated: a mistyped

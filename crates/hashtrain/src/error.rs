@@ -22,6 +22,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A setting that does not fit the model or data it meets (known only once they are built).
+    #[error("{setting} {problem}")]
+    Setting {
+        /// The setting's path in the config.
+        setting: String,
+        /// What is wrong, following the setting's name.
+        problem: String,
+    },
     /// A run config that cannot be used.
     #[error(transparent)]
     RunConfig(#[from] hashtrain_config::ConfigError),
@@ -62,6 +70,14 @@ pub enum Error {
         dir: PathBuf,
         /// What differs.
         problem: ResumeProblem,
+    },
+    /// A checkpoint that a run cannot start from (`init_from`).
+    #[error("{}: cannot start from this checkpoint: {problem}", dir.display())]
+    NotInitializable {
+        /// The checkpoint.
+        dir: PathBuf,
+        /// What differs.
+        problem: String,
     },
     /// Data tokenized by another tokenizer than the one the run uses.
     #[error(
@@ -224,11 +240,13 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         match self {
             Error::Config { .. }
+            | Error::Setting { .. }
             | Error::Device { .. }
             | Error::RunExists { .. }
             | Error::NoCheckpoint { .. }
             | Error::BadCheckpoint { .. }
             | Error::NotResumable { .. }
+            | Error::NotInitializable { .. }
             | Error::OtherTokenizer { .. }
             | Error::ModelTooLarge { .. }
             | Error::BadRecord { .. }

@@ -12,8 +12,9 @@
 //! Everything public is here, at the root; the modules are private:
 //! - the run config: [`RunConfig`] and the rest of [`config`] (the crate `hashtrain-config`,
 //!   which the Python trainer reads too);
-//! - training: [`run`] a config into a run folder ([`RunOptions`], [`RunSummary`]), its
-//!   `metrics.jsonl` read back with [`read_records`];
+//! - training: [`run`] a config into a run folder ([`RunOptions`], [`RunSummary`]; fine-tuning
+//!   from another run's checkpoint records its [`InitSource`]), its `metrics.jsonl` read back
+//!   with [`read_records`];
 //! - evaluation: [`resolve_checkpoint`], [`read_checkpoint_state`], [`restore`] a model from a
 //!   checkpoint and [`evaluate`] it;
 //! - exports: [`write_embeddings_npy`] (for `build-table --method clustered`);
@@ -46,5 +47,6 @@ pub use sweep::{run_sweep, MethodResult, RunId, SweepConfig, SweepOptions};
 pub use train::checkpoint::{read_state as read_checkpoint_state, resolve as resolve_checkpoint};
 pub use train::{
     evaluate, read_records, restore, run, write_embeddings_npy, CheckpointState, DeviceBatch,
-    Evaluation, LayerLoad, Record, Restored, RunOptions, RunSummary, Setup, StepResult, Trainer,
+    Evaluation, InitSource, LayerLoad, Record, Restored, RunOptions, RunSummary, Setup, StepResult,
+    Trainer,
 };

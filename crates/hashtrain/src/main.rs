@@ -84,6 +84,12 @@ struct RunArgs {
     /// Device, overriding train.device: cpu, cuda, cuda:N.
     #[arg(long)]
     device: Option<String>,
+    /// Start from this checkpoint's weights (a checkpoint or a run folder) with a fresh
+    /// optimizer: fine-tuning, with `train.freeze` for the weights kept fixed. The model must
+    /// be the checkpoint's, its hash layers routed by the same tables. A resumed run continues
+    /// from its own checkpoint instead.
+    #[arg(long, value_name = "CHECKPOINT")]
+    init_from: Option<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -160,6 +166,7 @@ fn run(args: RunArgs, progress: bool) -> Result<()> {
         resume: args.resume,
         force: args.force,
         progress,
+        init_from: args.init_from,
     };
     let summary = hashtrain::run(&config, &args.out, &options)
         .with_context(|| format!("training {}", args.out.display()))?;

@@ -434,6 +434,7 @@ class TrainConfig:
     eps: float
     seed: int
     precision: Literal["fp32", "bf16"]
+    freeze: List[Literal["experts", "router", "all-but-last", "all-but-sparse"]]
     eval_every: int
     eval_batches: int
     log_every: int

@@ -58,9 +58,10 @@ pub struct SweepPlan {
     /// Dense baselines of other shapes, trained after `dense` (Table 1's wider and deeper).
     #[serde(default)]
     pub dense: Vec<DenseShape>,
-    /// Switch kinds: load-balancing coefficient.
+    /// Switch kinds: load-balancing coefficient; a list trains every Switch kind once per
+    /// value (Table 9).
     #[serde(default = "default_load_bal")]
-    pub load_bal: f64,
+    pub load_bal: OneOrMany<f64>,
     /// Switch kinds: capacity factor.
     #[serde(default)]
     pub capacity_factor: Option<f64>,
@@ -74,8 +75,8 @@ pub struct SweepPlan {
     pub methods: Vec<String>,
 }
 
-fn default_load_bal() -> f64 {
-    0.1
+fn default_load_bal() -> OneOrMany<f64> {
+    OneOrMany::One(0.1)
 }
 
 /// One compared model.
@@ -178,8 +179,11 @@ pub struct Job {
     pub layout: Option<Layout>,
     /// The shape of a dense baseline other than the shared model's.
     pub shape: Option<DenseShape>,
+    /// Switch kinds: its load-balancing coefficient.
+    pub load_bal: Option<f64>,
     /// Its run and table name, before the replica's suffix: the method's name, then the
-    /// layout's suffix or `-NAME` of the dense shape.
+    /// layout's suffix or `-NAME` of the dense shape, then `-lbC` where `sweep.load_bal`
+    /// lists several coefficients.
     pub name: String,
 }
 
@@ -214,6 +218,16 @@ impl SweepConfig {
             return Err(config_error(
                 "model.sparse must be empty: the sweep adds the sparse layer of each method".into(),
             ));
+        }
+        let coefficients = config.sweep.load_bal.values();
+        if coefficients.is_empty() {
+            return Err(config_error("sweep.load_bal: an empty list".into()));
+        }
+        if let Some(c) = coefficients
+            .iter()
+            .find(|c| coefficients.iter().filter(|d| d == c).count() > 1)
+        {
+            return Err(config_error(format!("sweep.load_bal: {c} is listed twice")));
         }
         let seeds = &config.sweep.seeds;
         if let Some(seed) = seeds
@@ -279,22 +293,44 @@ impl SweepConfig {
                     method,
                     layout: None,
                     shape: None,
+                    load_bal: None,
                     name: method.name(),
                 });
                 jobs.extend(self.sweep.dense.iter().map(|shape| Job {
                     method,
                     layout: None,
                     shape: Some(shape.clone()),
+                    load_bal: None,
                     name: format!("dense-{}", shape.name),
                 }));
                 continue;
             }
-            jobs.extend(layouts.iter().map(|layout| Job {
-                method,
-                layout: Some(layout.clone()),
-                shape: None,
-                name: format!("{}{}", method.name(), layout.suffix),
-            }));
+            let coefficients = self.sweep.load_bal.values();
+            let balanced = matches!(method, SweepMethod::Switch | SweepMethod::TokenSwitch);
+            for layout in &layouts {
+                let name = format!("{}{}", method.name(), layout.suffix);
+                if !balanced {
+                    jobs.push(Job {
+                        method,
+                        layout: Some(layout.clone()),
+                        shape: None,
+                        load_bal: None,
+                        name,
+                    });
+                    continue;
+                }
+                jobs.extend(coefficients.iter().map(|&c| Job {
+                    method,
+                    layout: Some(layout.clone()),
+                    shape: None,
+                    load_bal: Some(c),
+                    name: if coefficients.len() > 1 {
+                        format!("{name}-lb{c}")
+                    } else {
+                        name.clone()
+                    },
+                }));
+            }
         }
         Ok(jobs)
     }
@@ -321,6 +357,7 @@ impl SweepConfig {
     /// sparse layer).
     pub fn run_config(&self, job: &Job, data: &PreparedData, table: Option<&Path>) -> RunConfig {
         let plan = &self.sweep;
+        let first_load_bal = plan.load_bal.values().first().copied().unwrap_or(0.1);
         let mut model = job
             .shape
             .as_ref()
@@ -346,7 +383,9 @@ impl SweepConfig {
                     experts: kind.is_switch().then_some(layout.experts),
                     table: table.map(Path::to_path_buf),
                     table_layer,
-                    load_bal: plan.load_bal,
+                    // Kinds without the loss ignore it; they keep the first value, as the runs
+                    // of sweeps with a single value always did.
+                    load_bal: job.load_bal.unwrap_or(first_load_bal),
                     capacity_factor: plan.capacity_factor,
                     // Integer division: the config check refuses a d_ff that k does not divide.
                     d_ff: top_k.map(|k| self.model.d_ff / i64::from(k)),
@@ -487,6 +526,7 @@ fn train_once(config: &RunConfig, dir: &Path, progress: bool) -> Result<()> {
         resume: resumable,
         force: !resumable,
         progress,
+        init_from: None,
     };
     train::run(config, dir, &options)?;
     Ok(())

@@ -71,6 +71,9 @@ pub struct CheckpointState {
     /// verified before they are loaded ([`verify_files`]); absent in checkpoints written before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checksums: BTreeMap<String, String>,
+    /// The checkpoint the run started from (`init_from`); absent for a run from scratch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<super::InitSource>,
 }
 
 impl CheckpointState {
@@ -318,6 +321,7 @@ mod tests {
             tokenizer: "blake3:tokenizer".into(),
             window: OpenWindow::default(),
             checksums: BTreeMap::new(),
+            init_from: None,
         }
         .at(
             step,

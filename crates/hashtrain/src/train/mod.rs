@@ -10,6 +10,8 @@ pub(crate) mod checkpoint;
 mod divergence;
 mod eval;
 mod export;
+mod freeze;
+mod init;
 pub(crate) mod metrics;
 mod optimizer;
 pub(crate) mod plot;
@@ -46,6 +48,9 @@ pub struct RunOptions {
     pub force: bool,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Start from this checkpoint's weights (a checkpoint, or a run's latest) with a fresh
+    /// optimizer: fine-tuning. A resumed run continues from its own checkpoint instead.
+    pub init_from: Option<PathBuf>,
 }
 
 /// What a finished run reports (also `summary.json`).
@@ -72,6 +77,7 @@ pub struct RunSummary {
 }
 
 pub use export::write_embeddings_npy;
+pub use init::InitSource;
 pub use restore::{restore, Restored};
 pub use run::run;
 pub use trainer::{Setup, StepResult, Trainer};

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::divergence::stop_if_diverged;
+use super::init::{init_from, InitSource};
 use super::progress::StepBar;
 use super::restore::check_resumable;
 use super::run_folder::{finished_summary, plot_run, prepare_run_folder};
@@ -29,14 +30,12 @@ pub fn run(config: &RunConfig, out: &Path, options: &RunOptions) -> Result<RunSu
         mut valid_loader,
         layers,
         tables,
-        checkpoint_base,
+        mut checkpoint_base,
     } = Setup::open(config)?;
     let device = trainer.device;
-    let (mut step, mut window) = if resuming {
-        resume(out, &checkpoint_base, &mut trainer, &mut loader)?
-    } else {
-        (0, Window::new(device))
-    };
+    let from = (resuming, options.init_from.as_deref());
+    let base = &mut checkpoint_base;
+    let (mut step, mut window) = start(out, from, base, &mut trainer, &mut loader)?;
     if let Some(summary) = finished_summary(out, resuming, step, config.train.runtime.steps)? {
         return Ok(summary);
     }
@@ -141,14 +140,37 @@ fn next_batch(
     Ok((DeviceBatch::new(&batch, device), waited))
 }
 
+/// Where the run starts: its latest checkpoint when `resuming`, else step 0 with the weights of
+/// the checkpoint `init` (fine-tuning) when given; `base` records where the first weights came
+/// from.
+fn start(
+    out: &Path,
+    (resuming, init): (bool, Option<&Path>),
+    base: &mut CheckpointState,
+    trainer: &mut Trainer<'_>,
+    loader: &mut hashprep::Loader,
+) -> Result<(u64, Window)> {
+    if resuming {
+        let (step, window, source) = resume(out, base, trainer, loader)?;
+        base.init_from = source;
+        return Ok((step, window));
+    }
+    if let Some(init) = init {
+        let fits = (base.tables.as_slice(), base.tokenizer.as_str());
+        base.init_from = Some(init_from(init, &base.config, fits, &mut trainer.vs)?);
+    }
+    Ok((0, Window::new(trainer.device)))
+}
+
 /// Restores weights, optimizer, loader position and the open metrics window from the run's
-/// latest checkpoint; returns the step it was taken at and the window.
+/// latest checkpoint; returns the step it was taken at, the window and where the run's first
+/// weights came from.
 pub(super) fn resume(
     out: &Path,
     base: &CheckpointState,
     trainer: &mut Trainer<'_>,
     loader: &mut hashprep::Loader,
-) -> Result<(u64, Window)> {
+) -> Result<(u64, Window, Option<InitSource>)> {
     let dir = checkpoint::resolve(out)?;
     let state = checkpoint::read_state(&dir)?;
     checkpoint::verify_files(&dir, &state)?;
@@ -156,7 +178,8 @@ pub(super) fn resume(
     checkpoint::load_weights(&dir, &mut trainer.vs)?;
     checkpoint::load_optimizer(&dir, &mut trainer.adam, state.optimizer_steps)?;
     loader.resume(&state.loader)?;
-    Ok((state.step, Window::restore(&state.window, trainer.device)))
+    let window = Window::restore(&state.window, trainer.device);
+    Ok((state.step, window, state.init_from))
 }
 
 /// Throughput of this invocation.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
 use super::divergence::check_finite_state;
+use super::freeze::frozen_names;
 use super::window::Window;
 use super::{
     build_model, checkpoint, inverse_sqrt_lr, open_loader, resolve_routing, same_tokenizer,
@@ -64,7 +65,7 @@ impl<'a> Setup<'a> {
         let tokenizer = loader.manifest().tokenizer.clone();
         let (vs, model) = build_model(config, tokenizer.vocab_size, &routing, device)?;
         let adam = Adam::new(
-            vs.variables().into_iter().collect(),
+            trainable(config, &vs)?,
             config.train.optimization.betas,
             config.train.optimization.eps,
         );
@@ -89,6 +90,7 @@ impl<'a> Setup<'a> {
             tokenizer: tokenizer.fingerprint,
             window: OpenWindow::default(),
             checksums: BTreeMap::new(),
+            init_from: None,
         };
         Ok(Self {
             trainer: Trainer {
@@ -105,6 +107,22 @@ impl<'a> Setup<'a> {
             checkpoint_base,
         })
     }
+}
+
+/// The weights Adam updates: all but those `train.freeze` keeps fixed, which get no gradient.
+///
+/// # Errors
+/// A `train.freeze` entry that names none of the model's weights, or all of them.
+fn trainable(config: &RunConfig, vs: &tch::nn::VarStore) -> Result<BTreeMap<String, Tensor>> {
+    let mut variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    let names: Vec<&str> = variables.keys().map(String::as_str).collect();
+    let frozen = frozen_names(config, &names)?;
+    for name in &frozen {
+        if let Some(variable) = variables.remove(name) {
+            let _ = variable.set_requires_grad(false);
+        }
+    }
+    Ok(variables)
 }
 
 /// The model under training with its optimizer.

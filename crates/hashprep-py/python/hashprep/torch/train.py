@@ -137,6 +137,9 @@ class Trainer:
                  fsdp: bool = False) -> None:
         self.config, self.place, self.device, self.fsdp = config, place, device, fsdp
         m, t = config.model, config.train
+        if t.freeze:
+            raise ConfigError(f"train.freeze = {t.freeze}: fine-tuning with frozen weights is hashtrain's "
+                              "(`hashtrain run --init-from CHECKPOINT`); this trainer trains every weight")
 
         def loader(data: pathlib.Path) -> hashprep.Loader:
             return hashprep.Loader.for_run(config, data, rank=place.rank, world_size=place.world,
