@@ -284,7 +284,7 @@ fn step_ms(config: &RunConfig) -> Timing {
         let out = setup
             .trainer
             .model
-            .forward(&batch.input_ids, &batch.routes, true);
+            .forward(&batch.input_ids, &batch.routes, None, true);
         let (nll, count) = masked_nll(&out.logits, &batch.targets, &batch.mask);
         setup.trainer.adam.zero_grad();
         (nll / count + out.aux_loss).backward();

@@ -43,6 +43,19 @@ def test_typed_settings_with_defaults_and_overrides(config_file, shards):
     assert hashprep.RunConfig.load(path) != config
 
 
+def test_a_sequence_to_sequence_config_reads_and_its_loader_is_hashtrains(config_file):
+    path, _ = config_file
+    config = hashprep.RunConfig.load(path, overrides=[
+        "model.kind=seq2seq", "model.encoder_layers=2", "model.sparse.0.stack=encoder"])
+    m = config.model
+    assert (m.kind, m.encoder_layers, m.encoder_context, m.sparse[0].stack) == ("seq2seq", 2, None, "encoder")
+    assert hashprep.RunConfig.load(path).model.kind == "decoder"
+    with pytest.raises(hashprep.Error, match=r'model.kind = "seq2seq": its batches carry each example.s context'):
+        hashprep.Loader.for_run(config, config.data.train)
+    with pytest.raises(hashprep.Error, match=r'model.sparse\[0\].stack = "encoder": only a model.kind = "seq2seq"'):
+        hashprep.RunConfig.load(path, overrides=["model.sparse.0.stack=encoder"])
+
+
 def test_resume_differences_ignore_runtime_settings_only(config_file):
     path, _ = config_file
     now = hashprep.RunConfig.load(path)

@@ -19,7 +19,7 @@ fn loads_of(sparse: &str) -> (String, Vec<u64>) {
     assert!(summary.valid_loss.is_finite());
     assert_eq!(summary.valid_loads.len(), 1);
     let load = &summary.valid_loads[0];
-    assert_eq!(load.layer, 2);
+    assert_eq!(load.layer, hashtrain::config::LayerId::decoder(2));
     (load.kind.clone(), load.counts.clone())
 }
 

@@ -11,4 +11,5 @@ mod learning;
 mod pipelines;
 mod precision;
 mod resume;
+mod seq2seq;
 mod sweep;

@@ -23,10 +23,14 @@ pub(crate) struct DataConfig {
     test: Option<PathBuf>,
 }
 
-/// `[model]`: the Transformer and its sparse layers.
+/// `[model]`: the Transformer (decoder-only, or `kind = "seq2seq"` with an encoder) and its
+/// sparse layers.
 #[pyclass(module = "hashprep", frozen, get_all)]
 pub(crate) struct ModelConfig {
+    kind: &'static str,
     layers: usize,
+    encoder_layers: usize,
+    encoder_context: Option<usize>,
     d_model: i64,
     d_ff: i64,
     heads: i64,
@@ -42,6 +46,7 @@ pub(crate) struct ModelConfig {
 #[pyclass(module = "hashprep", frozen, get_all)]
 pub(crate) struct SparseLayer {
     at: usize,
+    stack: &'static str,
     kind: &'static str,
     experts: Option<u32>,
     table: Option<PathBuf>,
@@ -130,7 +135,10 @@ impl RunConfig {
             .map(|s| Py::new(py, SparseLayer::from(s)))
             .collect::<PyResult<_>>()?;
         Ok(ModelConfig {
+            kind: m.kind.name(),
             layers: m.layers,
+            encoder_layers: m.encoder_layers,
+            encoder_context: m.encoder_context,
             d_model: m.d_model,
             d_ff: m.d_ff,
             heads: m.heads,
@@ -204,6 +212,7 @@ impl From<&hashtrain_config::SparseLayer> for SparseLayer {
     fn from(s: &hashtrain_config::SparseLayer) -> Self {
         Self {
             at: s.at,
+            stack: s.stack.name(),
             kind: s.kind.name(),
             experts: s.experts,
             table: s.table.clone(),

@@ -8,7 +8,7 @@ use numpy::{IntoPyArray, PyArrayMethods};
 use pyo3::prelude::*;
 
 use crate::config::RunConfig;
-use crate::errors::{detached, from_python, to_py, to_python};
+use crate::errors::{detached, from_python, to_py, to_python, Error};
 
 /// Batches of `[B, T]` ids over a tokenize output, each position's experts attached and
 /// grouped by expert for every table (layer and hash): the batches of `hashprep batches`.
@@ -122,6 +122,12 @@ impl Loader {
         expert_parallel: usize,
     ) -> PyResult<Self> {
         let config = &config.inner;
+        if config.model.kind == hashtrain_config::ModelKind::Seq2seq {
+            return Err(Error::new_err(
+                "model.kind = \"seq2seq\": its batches carry each example's context for the \
+                 encoder, which this loader does not hand to Python; hashtrain trains it",
+            ));
+        }
         let placement = hashtrain_config::Placement {
             rank,
             world_size,

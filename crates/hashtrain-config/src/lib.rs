@@ -23,6 +23,7 @@
 //! ```
 
 mod error;
+mod layer_id;
 mod model;
 mod overrides;
 mod routing;
@@ -31,7 +32,8 @@ mod train;
 mod validate;
 
 pub use error::{ConfigError, Result};
-pub use model::{ModelConfig, Positions, Scoring, SparseKind, SparseLayer};
+pub use layer_id::{LayerId, Stack};
+pub use model::{ModelConfig, ModelKind, Positions, Scoring, SparseKind, SparseLayer};
 pub use overrides::parse_toml;
 pub use routing::{LayerRouting, Placement};
 pub use run::{DataConfig, RunConfig};

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::layer_id::{LayerId, Stack};
+
 /// Position encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -25,12 +27,44 @@ impl Positions {
     }
 }
 
-/// A decoder-only pre-norm Transformer.
+/// What the network is (`model.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// One causal stack over whole examples (the loss on a dialogue's response only).
+    #[default]
+    Decoder,
+    /// An encoder over a dialogue example's context and a decoder with cross-attention over
+    /// its response (the paper's dialogue model).
+    Seq2seq,
+}
+
+impl ModelKind {
+    /// Its name in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Decoder => "decoder",
+            ModelKind::Seq2seq => "seq2seq",
+        }
+    }
+}
+
+/// A pre-norm Transformer: decoder-only, or an encoder-decoder (`kind = "seq2seq"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Number of Transformer layers.
+    /// Decoder-only or sequence-to-sequence. Written only when not the default, as the other
+    /// settings of sequence-to-sequence models, so earlier configs read back unchanged.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub kind: ModelKind,
+    /// Number of (decoder) Transformer layers.
     pub layers: usize,
+    /// `seq2seq`: encoder layers.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub encoder_layers: usize,
+    /// `seq2seq`: encoder positions S, the last S ids of each context (default `context`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_context: Option<usize>,
     /// Hidden size d.
     pub d_model: i64,
     /// FFN inner size D (of every expert too).
@@ -40,7 +74,7 @@ pub struct ModelConfig {
     /// Dropout on attention weights and residual branches.
     #[serde(default = "default_dropout")]
     pub dropout: f64,
-    /// Context length T (positions per training row).
+    /// Context length T (positions per training row; `seq2seq`: the decoder's, the response).
     pub context: usize,
     /// Position encoding.
     #[serde(default)]
@@ -103,8 +137,11 @@ impl SparseKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SparseLayer {
-    /// Which layer, counted from 1 as in the paper ("layer 7 of 11").
+    /// Which layer, counted from 1 as in the paper ("layer 7 of 11") in its stack.
     pub at: usize,
+    /// `seq2seq`: the stack it is in (default the decoder).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub stack: Stack,
     /// What it is.
     pub kind: SparseKind,
     /// Number of experts K (hash kinds: taken from the table; if given it must agree).
@@ -151,6 +188,31 @@ pub enum Scoring {
     Uniform,
 }
 
+impl SparseLayer {
+    /// Its layer.
+    pub fn layer(&self) -> LayerId {
+        LayerId {
+            stack: self.stack,
+            at: self.at,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Layers of `stack`.
+    pub fn layers_of(&self, stack: Stack) -> usize {
+        match stack {
+            Stack::Encoder => self.encoder_layers,
+            Stack::Decoder => self.layers,
+        }
+    }
+
+    /// `seq2seq`: the encoder's positions S.
+    pub fn encoder_positions(&self) -> Option<usize> {
+        (self.kind == ModelKind::Seq2seq).then(|| self.encoder_context.unwrap_or(self.context))
+    }
+}
+
 impl Scoring {
     /// Its name in configs.
     pub fn name(self) -> &'static str {
@@ -161,6 +223,10 @@ impl Scoring {
             Scoring::Uniform => "uniform",
         }
     }
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 fn default_dropout() -> f64 {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use hashprep::{Loader, LoaderConfig, RouteHandle, TableMeta};
 
 use crate::error::{ConfigError, Result};
+use crate::layer_id::Stack;
 use crate::model::{SparseKind, SparseLayer};
 use crate::run::RunConfig;
 
@@ -33,8 +34,11 @@ impl Placement {
 /// A table-routed layer and the routes that serve it in every batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerRouting {
-    /// Its layer, counted from 1.
+    /// Its layer, counted from 1 in its stack.
     pub at: usize,
+    /// Its stack: the decoder's routes are a batch's `routes`, the encoder's its
+    /// `encoder.routes` (the same handles).
+    pub stack: Stack,
     /// Its index in `model.sparse`.
     pub index: usize,
     /// Experts K (the table's).
@@ -48,6 +52,8 @@ pub struct LayerRouting {
 impl RunConfig {
     /// The loader settings of `placement`'s rank: `train.batch_size` split among the ranks,
     /// `model.context` positions per row, the run's seed; the last partial batch is kept.
+    /// Sequence-to-sequence models get one example per row, the context in the encoder's
+    /// positions.
     ///
     /// # Errors
     /// The batch does not split evenly among the ranks.
@@ -69,6 +75,8 @@ impl RunConfig {
         config.rank = placement.rank;
         config.world_size = ranks;
         config.expert_parallel = placement.expert_parallel;
+        config.encoder_len = self.model.encoder_positions();
+        config.packing = config.encoder_len.is_none();
         Ok(config)
     }
 
@@ -93,6 +101,7 @@ impl RunConfig {
             self.check_table(index, path, meta)?;
             routing.push(LayerRouting {
                 at: layer.at,
+                stack: layer.stack,
                 index,
                 experts: meta.experts,
                 top_k: meta.top_k,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, Result};
+use crate::layer_id::LayerId;
 use crate::model::{ModelConfig, SparseLayer};
 use crate::overrides::parse_toml;
 use crate::train::TrainConfig;
@@ -65,9 +66,9 @@ impl RunConfig {
         toml::to_string_pretty(self).expect("a config always serializes")
     }
 
-    /// Sparse layer settings of layer `at` (1-based), if it has any.
-    pub fn sparse_at(&self, at: usize) -> Option<&SparseLayer> {
-        self.model.sparse.iter().find(|s| s.at == at)
+    /// Sparse layer settings of `layer`, if it has any.
+    pub fn sparse_at(&self, layer: LayerId) -> Option<&SparseLayer> {
+        self.model.sparse.iter().find(|s| s.layer() == layer)
     }
 
     /// The distinct table files of the table-routed layers, in config order.

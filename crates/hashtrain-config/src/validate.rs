@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use crate::error::ConfigError;
-use crate::model::SparseKind;
+use crate::layer_id::Stack;
+use crate::model::{ModelKind, SparseKind};
 use crate::run::RunConfig;
 use crate::train::Freeze;
 
@@ -90,6 +91,32 @@ impl RunConfig {
                 return Err(Invalid::new(setting, format!("{value} must be at least 1")));
             }
         }
+        match m.kind {
+            ModelKind::Seq2seq if m.encoder_layers == 0 => {
+                return Err(Invalid::new(
+                    "model.encoder_layers",
+                    "0 must be at least 1 for model.kind = \"seq2seq\"",
+                ))
+            }
+            ModelKind::Decoder if m.encoder_layers > 0 || m.encoder_context.is_some() => {
+                let setting = if m.encoder_layers > 0 {
+                    "model.encoder_layers"
+                } else {
+                    "model.encoder_context"
+                };
+                return Err(Invalid::new(
+                    setting,
+                    "is a setting of model.kind = \"seq2seq\", not of a decoder-only model",
+                ));
+            }
+            _ => {}
+        }
+        if m.encoder_context == Some(0) {
+            return Err(Invalid::new(
+                "model.encoder_context",
+                "0 must be at least 1",
+            ));
+        }
         if m.d_model % m.heads != 0 {
             return Err(Invalid::new(
                 "model.d_model",
@@ -105,22 +132,30 @@ impl RunConfig {
         for (i, s) in m.sparse.iter().enumerate() {
             let setting = |name: &str| format!("model.sparse[{i}].{name}");
             let kind = s.kind.name();
-            if s.at == 0 || s.at > m.layers {
+            if s.stack == Stack::Encoder && m.kind != ModelKind::Seq2seq {
                 return Err(Invalid::new(
-                    setting("at"),
-                    format!(
-                        "= {}: layers count from 1 to model.layers = {}",
-                        s.at, m.layers
-                    ),
+                    setting("stack"),
+                    "= \"encoder\": only a model.kind = \"seq2seq\" has an encoder",
                 ));
             }
-            if seen.contains(&s.at) {
+            let layers = m.layers_of(s.stack);
+            if s.at == 0 || s.at > layers {
+                let count = match s.stack {
+                    Stack::Decoder => "model.layers",
+                    Stack::Encoder => "model.encoder_layers",
+                };
                 return Err(Invalid::new(
                     setting("at"),
-                    format!("= {}: layer {} is given twice", s.at, s.at),
+                    format!("= {}: layers count from 1 to {count} = {layers}", s.at),
                 ));
             }
-            seen.push(s.at);
+            if seen.contains(&s.layer()) {
+                return Err(Invalid::new(
+                    setting("at"),
+                    format!("= {}: {} is given twice", s.at, s.layer()),
+                ));
+            }
+            seen.push(s.layer());
             if s.kind.uses_table() && s.table.is_none() {
                 return Err(Invalid::new(
                     setting("table"),
@@ -255,7 +290,8 @@ impl RunConfig {
                 ));
             }
         }
-        let positions = (t.optimization.batch_size as u64).saturating_mul(m.context as u64);
+        let longest = m.context.max(m.encoder_positions().unwrap_or(0));
+        let positions = (t.optimization.batch_size as u64).saturating_mul(longest as u64);
         if positions > hashprep::MAX_BATCH_POSITIONS {
             return Err(Invalid::new(
                 "train.batch_size",

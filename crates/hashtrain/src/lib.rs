@@ -1,8 +1,9 @@
 //! # hashtrain
 //!
-//! Trains decoder-only language models whose FFN at chosen layers is a **Hash Layer** (routes
-//! from precomputed token -> expert tables), MultiHash, Switch, Token-Switch or BASE, on the
-//! Arrow shards that `hashprep tokenize` writes. Built on tch (libtorch); CPU by default, CUDA
+//! Trains language models, decoder-only or encoder-decoder (the paper's dialogue model, on
+//! dialogue data), whose FFN at chosen layers is a **Hash Layer** (routes from precomputed
+//! token -> expert tables), MultiHash, Switch, Token-Switch or BASE, on the Arrow shards that
+//! `hashprep tokenize` writes. Built on tch (libtorch); CPU by default, CUDA
 //! when asked.
 //!
 //! The loader (`hashprep::Loader`) groups each batch's positions by expert on worker threads;
@@ -20,7 +21,8 @@
 //! - exports: [`write_embeddings_npy`] (for `build-table --method clustered`);
 //! - sweeps: [`SweepConfig`] and [`run_sweep`] (the paper's Table 3 comparisons);
 //! - embedding the trainer in a program: [`Setup`] (data, tables, model and optimizer of a
-//!   config), [`Trainer::step`], [`DeviceBatch`], the [`LanguageModel`] and [`masked_nll`];
+//!   config), [`Trainer::step`], [`DeviceBatch`] (a sequence-to-sequence batch's contexts as
+//!   [`EncoderInput`]), the [`LanguageModel`] and [`masked_nll`];
 //! - the device: [`parse_device`], [`DeviceReport`].
 //!
 //! Cargo features: `cli` (default: the `hashtrain` binary, progress bar and plots), `progress`
@@ -42,11 +44,11 @@ pub use hashtrain_config as config;
 pub use config::{ConfigError, RunConfig, SparseKind};
 pub use device::{parse_device, DeviceReport, GpuReport};
 pub use error::{CheckpointProblem, DeviceProblem, Error, Result, ResumeProblem};
-pub use model::{masked_nll, LanguageModel, ModelOutput};
+pub use model::{masked_nll, EncoderInput, KeyMask, LanguageModel, ModelOutput};
 pub use sweep::{run_sweep, MethodResult, RunId, SweepConfig, SweepOptions};
 pub use train::checkpoint::{read_state as read_checkpoint_state, resolve as resolve_checkpoint};
 pub use train::{
     evaluate, read_records, restore, run, write_embeddings_npy, CheckpointState, DeviceBatch,
-    Evaluation, InitSource, LayerLoad, Record, Restored, RunOptions, RunSummary, Setup, StepResult,
-    Trainer,
+    Evaluation, InitSource, LayerLoad, Record, Restored, RunOptions, RunSummary, Setup,
+    SparseLayers, StepResult, Trainer,
 };

@@ -286,7 +286,7 @@ fn print_loads(out: &mut impl Write, loads: &[LayerLoad]) -> std::io::Result<()>
     for load in loads {
         writeln!(
             out,
-            "  layer {} ({}): max/mean expert load {:.3}",
+            "  {} ({}): max/mean expert load {:.3}",
             load.layer, load.kind, load.max_over_mean
         )?;
     }

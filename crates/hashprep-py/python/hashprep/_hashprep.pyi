@@ -401,6 +401,7 @@ class DataConfig:
 @final
 class SparseLayer:
     at: int
+    stack: Literal["encoder", "decoder"]
     kind: Literal["dense", "hash", "multihash", "switch", "token-switch", "base"]
     experts: Optional[int]
     table: Optional[Path]
@@ -413,7 +414,10 @@ class SparseLayer:
 
 @final
 class ModelConfig:
+    kind: Literal["decoder", "seq2seq"]
     layers: int
+    encoder_layers: int
+    encoder_context: Optional[int]
     d_model: int
     d_ff: int
     heads: int

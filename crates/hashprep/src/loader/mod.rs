@@ -12,6 +12,7 @@ mod dataset;
 mod prefetch;
 mod routing;
 mod sampler;
+mod seq2seq;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -90,6 +91,11 @@ pub struct LoaderConfig {
     pub expert_parallel: usize,
     /// Id written into padding positions.
     pub pad_id: u32,
+    /// Sequence-to-sequence batches (dialogue data, per example): each example's context goes
+    /// to the encoder, its last `encoder_len` ids ([`Batch::encoder`]), and its response to the
+    /// decoder's `seq_len` positions. Requires `packing` off and no expert parallelism.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_len: Option<usize>,
 }
 
 impl LoaderConfig {
@@ -105,6 +111,7 @@ impl LoaderConfig {
             world_size: 1,
             expert_parallel: 1,
             pad_id: 0,
+            encoder_len: None,
         }
     }
 }
@@ -127,6 +134,24 @@ pub struct Batch {
     /// `[rows * T]` 1 where the loss counts.
     pub loss_mask: Vec<u8>,
     /// One route per (table, layer, hash): see [`Loader::routes`], [`Batch::route`].
+    pub routes: Vec<Route>,
+    /// Sequence-to-sequence batches ([`LoaderConfig::encoder_len`]): the contexts. Then
+    /// `input_ids`, `targets` and `loss_mask` are the decoder's: the response, its first input
+    /// the context's last id (the end token that closes it).
+    pub encoder: Option<EncoderBatch>,
+}
+
+/// The encoder's side of a sequence-to-sequence batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EncoderBatch {
+    /// Positions per row S.
+    pub seq_len: usize,
+    /// `[rows * S]`: each example's context, its last S ids, padded after.
+    pub input_ids: Vec<u32>,
+    /// Per row: the real positions (the rest is padding; 0 for an example without context).
+    pub lengths: Vec<u32>,
+    /// The routes of the encoder's positions, one per route of [`Batch::routes`], in the same
+    /// order (a [`RouteHandle`] names both).
     pub routes: Vec<Route>,
 }
 
@@ -280,7 +305,9 @@ impl Loader {
             }));
         }
         let specs = specs_of(tables, &data)?;
-        if !config.packing {
+        if let Some(encoder_len) = config.encoder_len {
+            seq2seq::check(&config, encoder_len, &data)?;
+        } else if !config.packing {
             let longest = data.lengths().iter().copied().max().unwrap_or(0) as usize;
             if longest < config.seq_len {
                 return Err(Error::setting(
@@ -606,6 +633,10 @@ impl Core {
                 route.peer_counts.extend(counts);
             }
         }
+        // Sequence-to-sequence batches have no expert-parallel peers (refused when opened).
+        for route in batch.encoder.iter_mut().flat_map(|e| &mut e.routes) {
+            route.peer_counts = route.offsets.windows(2).map(|w| w[1] - w[0]).collect();
+        }
         Ok(())
     }
 
@@ -618,6 +649,31 @@ impl Core {
         let per_rank = plan.samples() / self.config.world_size;
         let first = local * b;
         let rows = b.min(per_rank - first);
+        if let (Some(encoder_len), EpochPlan::Examples(order)) = (self.config.encoder_len, &*plan) {
+            let docs =
+                (0..rows).map(|r| order[(first + r) * self.config.world_size + rank] as usize);
+            let (decoder, encoder) = self.seq2seq_rows(docs, encoder_len)?;
+            let (routes, encoder_routes) = (
+                self.routes_of(&decoder.rows()),
+                self.routes_of(&encoder.rows()),
+            );
+            return Ok(Batch {
+                index,
+                epoch,
+                rows,
+                seq_len: t,
+                input_ids: decoder.inputs,
+                targets: decoder.targets,
+                loss_mask: decoder.mask,
+                routes,
+                encoder: Some(EncoderBatch {
+                    seq_len: encoder_len,
+                    routes: encoder_routes,
+                    lengths: encoder.valid.iter().map(|&v| v as u32).collect(),
+                    input_ids: encoder.inputs,
+                }),
+            });
+        }
         let mut inputs = Vec::with_capacity(rows * t);
         let mut targets = Vec::with_capacity(rows * t);
         let mut mask = Vec::with_capacity(rows * t);
@@ -675,23 +731,29 @@ impl Core {
             valid: &valid,
             seq_len: t,
         };
-        let mut routes = Vec::new();
-        for (s, spec) in self.specs.iter().enumerate() {
-            for hash in 0..spec.table.meta.hashes {
-                let stream = spec.layer * spec.table.meta.hashes + hash;
-                routes.push(routing::route(&spec.table, stream, s, hash, &ctx));
-            }
-        }
         Ok(Batch {
             index,
             epoch,
             rows,
             seq_len: t,
+            routes: self.routes_of(&ctx),
             input_ids: inputs,
             targets,
             loss_mask: mask,
-            routes,
+            encoder: None,
         })
+    }
+
+    /// Every route of a stream of rows: per spec, per hash.
+    fn routes_of(&self, ctx: &RowContext<'_>) -> Vec<Route> {
+        let mut routes = Vec::new();
+        for (s, spec) in self.specs.iter().enumerate() {
+            for hash in 0..spec.table.meta.hashes {
+                let stream = spec.layer * spec.table.meta.hashes + hash;
+                routes.push(routing::route(&spec.table, stream, s, hash, ctx));
+            }
+        }
+        routes
     }
 }
 

@@ -1,11 +1,16 @@
-//! The language model: a decoder-only pre-norm Transformer whose FFN at chosen layers is a
-//! Hash, MultiHash, Switch or Token-Switch layer.
+//! The language model: a pre-norm Transformer, decoder-only or an encoder-decoder
+//! (`model.kind = "seq2seq"`), whose FFN at chosen layers is a Hash, MultiHash, Switch,
+//! Token-Switch or BASE layer.
 //!
-//! `x = x + drop(attn(ln1(x)))`, `x = x + drop(ffn(ln2(x)))`, then a final layer norm and the
-//! output projection (tied to the input embedding by default).
+//! `x = x + drop(attn(ln1(x)))`, (a sequence-to-sequence decoder) `x = x + drop(cross(ln(x),
+//! encoder))`, `x = x + drop(ffn(ln2(x)))`, then a final layer norm and the output projection
+//! (tied to the input embedding by default). The encoder's layers are the same without
+//! cross-attention, each row attending to its real positions; it shares the token embedding
+//! and has its own positions (`encoder.positions`) and final norm.
 
 mod attention;
 mod base;
+mod block;
 mod experts;
 mod ffn;
 mod groups;
@@ -16,16 +21,18 @@ mod switch;
 
 use tch::{nn, Kind, Tensor};
 
-pub(crate) use attention::CausalSelfAttention;
+pub use attention::KeyMask;
 pub(crate) use base::BaseFfn;
+use block::{Block, Memory};
 pub(crate) use experts::ExpertMatmul;
 pub(crate) use ffn::FeedForward;
+use ffn::FfnExtras;
 pub(crate) use hash::HashFfn;
 pub(crate) use routes::DeviceRoute;
 pub(crate) use staging::Staging;
 pub(crate) use switch::SwitchFfn;
 
-use crate::config::{ModelConfig, Positions, Scoring, SparseKind};
+use crate::config::{LayerId, ModelConfig, ModelKind, Positions, Stack};
 
 /// How a table-routed layer finds its routes in a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,24 +45,36 @@ pub struct TableRouting {
     pub routes: Vec<hashprep::RouteHandle>,
 }
 
-/// One Transformer layer.
-#[derive(Debug)]
-struct Block {
-    ln_attn: nn::LayerNorm,
-    attn: CausalSelfAttention,
-    ln_ffn: nn::LayerNorm,
-    ffn: FeedForward,
-}
-
 /// What one forward pass produced.
 #[derive(Debug)]
 pub struct ModelOutput {
-    /// `[B * T, V]`.
+    /// `[B * T, V]` (the decoder's positions).
     pub logits: Tensor,
     /// Sum of the sparse layers' load-balancing terms (a zero scalar without Switch layers).
     pub aux_loss: Tensor,
-    /// Per sparse layer (in layer order): its 1-based layer number and tokens per expert.
-    pub loads: Vec<(usize, Vec<u64>)>,
+    /// Per sparse layer (encoder first, each stack in layer order): its layer and tokens per
+    /// expert.
+    pub loads: Vec<(LayerId, Vec<u64>)>,
+}
+
+/// The encoder's side of a sequence-to-sequence batch on the device.
+#[derive(Debug)]
+pub struct EncoderInput {
+    /// `[B, S]` i64: each row's context, padded after.
+    pub input_ids: Tensor,
+    /// Each row's real positions.
+    pub keys: KeyMask,
+    /// The routes of the encoder's positions (the batch's route handles name them).
+    pub routes: Vec<DeviceRoute>,
+}
+
+/// A sequence-to-sequence model's encoder: its own positions, the token embedding shared with
+/// the decoder.
+#[derive(Debug)]
+struct Encoder {
+    positions: Tensor,
+    blocks: Vec<Block>,
+    ln_final: nn::LayerNorm,
 }
 
 /// The model. Its parameters live in the `VarStore` it was built from.
@@ -67,6 +86,7 @@ pub struct LanguageModel {
     blocks: Vec<Block>,
     ln_final: nn::LayerNorm,
     head: Option<Tensor>,
+    encoder: Option<Encoder>,
     dropout: f64,
 }
 
@@ -76,16 +96,19 @@ impl LanguageModel {
     pub fn move_buffers(&mut self, device: tch::Device) {
         if !self.learned_positions {
             self.positions = self.positions.to_device(device);
+            if let Some(encoder) = &mut self.encoder {
+                encoder.positions = encoder.positions.to_device(device);
+            }
         }
     }
 
-    /// Builds the model of `config` for `vocab` ids. `routing(at)` gives the routes of each
-    /// table-routed layer (1-based `at`).
+    /// Builds the model of `config` for `vocab` ids. `routing(layer)` gives the routes of
+    /// each table-routed layer.
     pub fn new(
         root: &nn::Path<'_>,
         config: &ModelConfig,
         vocab: i64,
-        routing: &dyn Fn(usize) -> TableRouting,
+        routing: &dyn Fn(LayerId) -> TableRouting,
     ) -> Self {
         let d = config.d_model;
         let init = nn::Init::Randn {
@@ -93,90 +116,58 @@ impl LanguageModel {
             stdev: 0.02,
         };
         let embedding = root.var("embedding", &[vocab, d], init);
-        let context = config.context as i64;
-        let (positions, learned_positions) = match config.positions {
-            Positions::Learned => (root.var("positions", &[context, d], init), true),
-            Positions::Sinusoidal => (sinusoids(context, d).to_device(root.device()), false),
+        let positions_of = |path: &nn::Path<'_>, length: usize| match config.positions {
+            Positions::Learned => path.var("positions", &[length as i64, d], init),
+            Positions::Sinusoidal => sinusoids(length as i64, d).to_device(root.device()),
         };
-        let blocks = (1..=config.layers)
-            .map(|at| {
-                let path = root / "layers" / at;
-                let sparse = config.sparse.iter().find(|s| s.at == at);
-                let ffn_path = &path / "ffn";
-                let ffn = match sparse {
-                    None => FeedForward::dense(&ffn_path, d, config.d_ff),
-                    Some(s) => match s.kind {
-                        SparseKind::Dense => FeedForward::dense(&ffn_path, d, config.d_ff),
-                        SparseKind::Hash | SparseKind::Multihash => {
-                            let r = routing(at);
-                            FeedForward::Hash {
-                                layer: HashFfn::new(
-                                    &ffn_path,
-                                    i64::from(r.experts),
-                                    r.routes.len() as i64,
-                                    (d, s.d_ff.unwrap_or(config.d_ff)),
-                                    (
-                                        i64::from(r.top_k),
-                                        s.scoring.unwrap_or(Scoring::Sqrtsoftplus),
-                                    ),
-                                ),
-                                routes: r.routes,
-                            }
-                        }
-                        SparseKind::Base => FeedForward::Base(BaseFfn::new(
-                            &ffn_path,
-                            i64::from(s.experts.expect("validated")),
-                            d,
-                            s.d_ff.unwrap_or(config.d_ff),
-                        )),
-                        SparseKind::Switch | SparseKind::TokenSwitch => FeedForward::Switch {
-                            layer: SwitchFfn::new(
-                                &ffn_path,
-                                i64::from(s.experts.expect("validated")),
-                                d,
-                                s.d_ff.unwrap_or(config.d_ff),
-                                (s.kind == SparseKind::TokenSwitch).then_some(vocab),
-                                s.capacity_factor,
-                            ),
-                            load_bal: s.load_bal,
-                        },
-                    },
-                };
-                Block {
-                    ln_attn: nn::layer_norm(
-                        &path / "ln_attn",
-                        vec![d],
-                        nn::LayerNormConfig::default(),
-                    ),
-                    attn: CausalSelfAttention::new(
-                        &(&path / "attn"),
-                        d,
-                        config.heads,
-                        config.dropout,
-                    ),
-                    ln_ffn: nn::layer_norm(
-                        &path / "ln_ffn",
-                        vec![d],
-                        nn::LayerNormConfig::default(),
-                    ),
-                    ffn,
-                }
-            })
-            .collect();
+        let positions = positions_of(root, config.context);
+        let seq2seq = config.kind == ModelKind::Seq2seq;
+        let stack = |path: &nn::Path<'_>, stack: Stack| -> Vec<Block> {
+            (1..=config.layers_of(stack))
+                .map(|at| {
+                    let layer = LayerId { stack, at };
+                    let sparse = config.sparse.iter().find(|s| s.layer() == layer);
+                    let cross = seq2seq && stack == Stack::Decoder;
+                    let routes = || routing(layer);
+                    Block::new(
+                        &(path / "layers" / at),
+                        config,
+                        (sparse, cross),
+                        vocab,
+                        &routes,
+                    )
+                })
+                .collect()
+        };
+        let blocks = stack(root, Stack::Decoder);
+        let norm =
+            |path: nn::Path<'_>| nn::layer_norm(path, vec![d], nn::LayerNormConfig::default());
+        let ln_final = norm(root / "ln_final");
+        let head = (!config.tie_embeddings).then(|| root.var("head", &[vocab, d], init));
+        let encoder = config.encoder_positions().map(|length| {
+            let path = root / "encoder";
+            Encoder {
+                positions: positions_of(&path, length),
+                blocks: stack(&path, Stack::Encoder),
+                ln_final: norm(&path / "ln_final"),
+            }
+        });
         Self {
             embedding,
             positions,
-            learned_positions,
+            learned_positions: config.positions == Positions::Learned,
             blocks,
-            ln_final: nn::layer_norm(root / "ln_final", vec![d], nn::LayerNormConfig::default()),
-            head: (!config.tie_embeddings).then(|| root.var("head", &[vocab, d], init)),
+            ln_final,
+            head,
+            encoder,
             dropout: config.dropout,
         }
     }
 
     /// How every sparse layer runs its experts.
     pub fn set_expert_matmul(&mut self, matmul: ExpertMatmul) {
-        for block in &mut self.blocks {
+        let encoder_blocks = self.encoder.iter_mut().flat_map(|e| &mut e.blocks);
+        for block in self.blocks.iter_mut().chain(encoder_blocks) {
             if let Some(bank) = block.ffn.bank_mut() {
                 bank.matmul = matmul;
             }
@@ -193,35 +184,53 @@ impl LanguageModel {
         self.learned_positions
     }
 
-    /// `input_ids`: `[B, T]` i64; `routes`: the batch's routes on the device.
-    pub fn forward(&self, input_ids: &Tensor, routes: &[DeviceRoute], train: bool) -> ModelOutput {
-        let (b, t) = input_ids.size2().expect("[B, T]");
-        let d = self.embedding.size()[1];
-        let flat_ids = input_ids.reshape([b * t]);
-        let positions = self
-            .positions
-            .narrow(0, 0, t)
-            .to_kind(self.embedding.kind());
-        let mut x = (self.embedding.index_select(0, &flat_ids).view([b, t, d])
-            + positions.unsqueeze(0))
-        .dropout(self.dropout, train);
-        let mut aux_loss = Tensor::zeros([], (Kind::Float, x.device()));
+    /// `input_ids`: `[B, T]` i64 (a sequence-to-sequence model's decoder inputs); `routes`: the
+    /// batch's routes on the device; `encoder`: a sequence-to-sequence batch's contexts.
+    ///
+    /// # Panics
+    /// A sequence-to-sequence model without `encoder`, or the other way round.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        routes: &[DeviceRoute],
+        encoder: Option<&EncoderInput>,
+        train: bool,
+    ) -> ModelOutput {
+        assert_eq!(
+            self.encoder.is_some(),
+            encoder.is_some(),
+            "a sequence-to-sequence model takes sequence-to-sequence batches, and only it"
+        );
+        let mut aux_loss = Tensor::zeros([], (Kind::Float, input_ids.device()));
         let mut loads = Vec::new();
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = &x
-                + block
-                    .attn
-                    .forward(&x.apply(&block.ln_attn), train)
-                    .dropout(self.dropout, train);
-            let h = x.apply(&block.ln_ffn).view([b * t, d]);
-            let (y, extras) = block.ffn.forward(&h, &flat_ids, routes, train);
-            x = &x + y.view([b, t, d]).dropout(self.dropout, train);
+        let mut sum_up = |layer: LayerId, extras: FfnExtras| {
             if let Some(aux) = extras.aux_loss {
                 aux_loss += aux;
             }
             if let Some(counts) = extras.counts {
-                loads.push((i + 1, counts));
+                loads.push((layer, counts));
             }
+        };
+        let memory = match (&self.encoder, encoder) {
+            (Some(stack), Some(input)) => {
+                let states = self.encode(stack, input, train, &mut sum_up);
+                Some((states, &input.keys))
+            }
+            _ => None,
+        };
+        let memory = memory
+            .as_ref()
+            .map(|(states, keys)| Memory { states, keys });
+        let (b, t) = input_ids.size2().expect("[B, T]");
+        let d = self.embedding.size()[1];
+        let flat_ids = input_ids.reshape([b * t]);
+        let mut x = self.embed(input_ids, &self.positions, train);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let streams = (None, memory.as_ref());
+            let (y, extras) =
+                block.forward(&x, streams, (&flat_ids, routes), (self.dropout, train));
+            x = y;
+            sum_up(LayerId::decoder(i + 1), extras);
         }
         let x = x.apply(&self.ln_final).view([b * t, d]);
         let logits = x.matmul(&self.head.as_ref().unwrap_or(&self.embedding).tr());
@@ -230,6 +239,40 @@ impl LanguageModel {
             aux_loss,
             loads,
         }
+    }
+
+    /// The encoder's output `[B, S, d]`.
+    fn encode(
+        &self,
+        stack: &Encoder,
+        input: &EncoderInput,
+        train: bool,
+        sum_up: &mut dyn FnMut(LayerId, FfnExtras),
+    ) -> Tensor {
+        let (b, s) = input.input_ids.size2().expect("[B, S]");
+        let flat_ids = input.input_ids.reshape([b * s]);
+        let mut x = self.embed(&input.input_ids, &stack.positions, train);
+        for (i, block) in stack.blocks.iter().enumerate() {
+            let streams = (Some(&input.keys), None);
+            let stream = (&flat_ids, input.routes.as_slice());
+            let (y, extras) = block.forward(&x, streams, stream, (self.dropout, train));
+            x = y;
+            sum_up(LayerId::encoder(i + 1), extras);
+        }
+        x.apply(&stack.ln_final)
+    }
+
+    /// Token embeddings plus `positions`, with dropout in training.
+    fn embed(&self, ids: &Tensor, positions: &Tensor, train: bool) -> Tensor {
+        let (b, t) = ids.size2().expect("[B, T]");
+        let d = self.embedding.size()[1];
+        let positions = positions.narrow(0, 0, t).to_kind(self.embedding.kind());
+        (self
+            .embedding
+            .index_select(0, &ids.reshape([b * t]))
+            .view([b, t, d])
+            + positions.unsqueeze(0))
+        .dropout(self.dropout, train)
     }
 }
 

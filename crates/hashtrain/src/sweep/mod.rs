@@ -379,6 +379,7 @@ impl SweepConfig {
                 .zip(&layout.layers)
                 .map(|(table_layer, &at)| SparseLayer {
                     at,
+                    stack: crate::config::Stack::Decoder,
                     kind,
                     experts: kind.is_switch().then_some(layout.experts),
                     table: table.map(Path::to_path_buf),

@@ -1,11 +1,12 @@
 //! A loader batch moved to the device in one upload (ids, targets, loss mask and every route
-//! packed together; pinned and non-blocking on a GPU): ids as i64 tensors, the loss mask as
-//! floats, and each route as a device permutation with host-side group offsets.
+//! packed together, a sequence-to-sequence batch's contexts and their masks too; pinned and
+//! non-blocking on a GPU): ids as i64 tensors, the loss mask as floats, and each route as a
+//! device permutation with host-side group offsets.
 
 use hashprep::Batch;
 use tch::{Device, Kind, Tensor};
 
-use crate::model::{DeviceRoute, Staging};
+use crate::model::{DeviceRoute, EncoderInput, KeyMask, Staging};
 
 /// One batch on the device.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub struct DeviceBatch {
     pub routes: Vec<DeviceRoute>,
     /// Positions where the loss counts (known on the host).
     pub tokens: u64,
+    /// A sequence-to-sequence batch's contexts.
+    pub encoder: Option<EncoderInput>,
 }
 
 impl DeviceBatch {
@@ -34,15 +37,39 @@ impl DeviceBatch {
             .iter()
             .map(|r| DeviceRoute::stage(r, &mut staging))
             .collect();
+        let encoder = batch.encoder.as_ref().map(|e| {
+            let (attend, has_keys) = KeyMask::host_values(&e.lengths, e.seq_len);
+            let routes: Vec<_> = e
+                .routes
+                .iter()
+                .map(|r| DeviceRoute::stage(r, &mut staging))
+                .collect();
+            let slots = (
+                staging.push_u32(&e.input_ids),
+                staging.push(attend),
+                staging.push(has_keys),
+            );
+            (slots, routes, e.seq_len)
+        });
         let uploaded = staging.upload(device);
+        let rows = batch.rows as i64;
         Self {
-            input_ids: uploaded
-                .get(input_ids)
-                .view([batch.rows as i64, batch.seq_len as i64]),
+            input_ids: uploaded.get(input_ids).view([rows, batch.seq_len as i64]),
             targets: uploaded.get(targets),
             mask: uploaded.get(mask).to_kind(Kind::Float),
             routes: routes.into_iter().map(|r| r.finish(&uploaded)).collect(),
             tokens: batch.loss_mask.iter().map(|&m| u64::from(m)).sum(),
+            encoder: encoder.map(
+                |((ids, attend, has_keys), routes, positions)| EncoderInput {
+                    input_ids: uploaded.get(ids).view([rows, positions as i64]),
+                    keys: KeyMask::from_values(
+                        &uploaded.get(attend),
+                        &uploaded.get(has_keys),
+                        rows,
+                    ),
+                    routes: routes.into_iter().map(|r| r.finish(&uploaded)).collect(),
+                },
+            ),
         }
     }
 }
@@ -88,6 +115,7 @@ mod tests {
             targets: vec![6, 7, 11, 9, 10, 12],
             loss_mask: vec![1, 1, 0, 1, 1, 1],
             routes: vec![top1.clone(), top2.clone()],
+            encoder: None,
         };
         let device = DeviceBatch::new(&batch, Device::Cpu);
         assert_eq!(device.input_ids.size(), [2, 3]);

@@ -42,8 +42,9 @@ pub struct OpenWindow {
     pub loss_sum: f64,
     /// Sum of the per-step load-balancing terms.
     pub aux_sum: f64,
-    /// Tokens per expert per sparse layer (1-based layer -> counts).
-    pub counts: BTreeMap<usize, Vec<u64>>,
+    /// Tokens per expert per sparse layer (layer -> counts; a decoder layer's key is its
+    /// number).
+    pub counts: BTreeMap<crate::config::LayerId, Vec<u64>>,
 }
 
 /// `state.json`.
@@ -331,7 +332,7 @@ mod tests {
                 steps: 1,
                 loss_sum: 2.5,
                 aux_sum: 0.0,
-                counts: BTreeMap::from([(1, vec![3, 4])]),
+                counts: BTreeMap::from([(crate::config::LayerId::decoder(1), vec![3, 4])]),
             },
         )
     }

@@ -7,7 +7,8 @@ use tch::Device;
 
 use super::batch::DeviceBatch;
 use super::metrics::LayerLoad;
-use crate::config::SparseKind;
+use super::SparseLayers;
+use crate::config::LayerId;
 use crate::error::Result;
 use crate::model::{masked_nll, LanguageModel};
 
@@ -25,7 +26,7 @@ pub struct Evaluation {
 }
 
 /// Adds `counts` of `layer` into `totals`.
-pub(super) fn add_counts(totals: &mut BTreeMap<usize, Vec<u64>>, layer: usize, counts: &[u64]) {
+pub(super) fn add_counts(totals: &mut BTreeMap<LayerId, Vec<u64>>, layer: LayerId, counts: &[u64]) {
     let total = totals.entry(layer).or_insert_with(|| vec![0; counts.len()]);
     for (t, c) in total.iter_mut().zip(counts) {
         *t += c;
@@ -34,8 +35,8 @@ pub(super) fn add_counts(totals: &mut BTreeMap<usize, Vec<u64>>, layer: usize, c
 
 /// The loads of the sparse layers from summed counts.
 pub(super) fn layer_loads(
-    totals: &BTreeMap<usize, Vec<u64>>,
-    layers: &BTreeMap<usize, (SparseKind, usize)>,
+    totals: &BTreeMap<LayerId, Vec<u64>>,
+    layers: &SparseLayers,
 ) -> Vec<LayerLoad> {
     totals
         .iter()
@@ -56,7 +57,7 @@ pub fn evaluate(
     loader: &mut Loader,
     device: Device,
     max_batches: u64,
-    layers: &BTreeMap<usize, (SparseKind, usize)>,
+    layers: &SparseLayers,
 ) -> Result<Evaluation> {
     let epoch = loader.batches_per_epoch();
     let batches = if max_batches == 0 {
@@ -71,7 +72,12 @@ pub fn evaluate(
     tch::no_grad(|| -> Result<()> {
         for batch in loader.take(batches, 1, 2) {
             let batch = DeviceBatch::new(&batch?, device);
-            let out = model.forward(&batch.input_ids, &batch.routes, false);
+            let out = model.forward(
+                &batch.input_ids,
+                &batch.routes,
+                batch.encoder.as_ref(),
+                false,
+            );
             let (sum, _) = masked_nll(&out.logits, &batch.targets, &batch.mask);
             nll += sum.double_value(&[]);
             tokens += batch.tokens;

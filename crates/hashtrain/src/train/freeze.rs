@@ -9,9 +9,9 @@ use crate::error::{Error, Result};
 
 /// What a weight is, by its name.
 struct WeightNames {
-    /// `layers.N.ffn.` of each sparse layer (dense kinds excluded).
+    /// `layers.N.ffn.` (`encoder.layers.N.ffn.`) of each sparse layer (dense kinds excluded).
     sparse_ffns: Vec<String>,
-    /// `layers.L.` of the last layer.
+    /// `layers.L.` of the (decoder's) last layer.
     last_layer: String,
 }
 
@@ -23,7 +23,7 @@ impl WeightNames {
                 .sparse
                 .iter()
                 .filter(|s| s.kind != SparseKind::Dense)
-                .map(|s| format!("layers.{}.ffn.", s.at))
+                .map(|s| format!("{}ffn.", s.layer().weight_prefix()))
                 .collect(),
             last_layer: format!("layers.{}.", config.model.layers),
         }

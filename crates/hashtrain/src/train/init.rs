@@ -60,15 +60,15 @@ pub(crate) fn init_from(
         let ours = fingerprint_of(tables, table);
         let theirs = state
             .config
-            .sparse_at(layer.at)
+            .sparse_at(layer.layer())
             .filter(|then| then.kind.uses_table() && then.table_layer == layer.table_layer)
             .and_then(|then| then.table.as_deref())
             .and_then(|then| fingerprint_of(&state.tables, then));
         if ours.is_none() || ours != theirs {
             return Err(refuse(format!(
-                "model.sparse[{index}] (layer {}) routes by {} (layer {} of it), which is not the \
+                "model.sparse[{index}] ({}) routes by {} (layer {} of it), which is not the \
                  table that layer was trained with: fine-tune with the pretraining's table",
-                layer.at,
+                layer.layer(),
                 table.display(),
                 layer.table_layer
             )));

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::LayerId;
 use crate::error::{Error, Result};
 
 /// JSON has no NaN or infinity: `serde_json` writes them as `null`, read back as NaN, so a
@@ -21,8 +22,9 @@ fn nan_if_null<'de, D: serde::Deserializer<'de>>(
 /// Tokens per expert of one sparse layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerLoad {
-    /// 1-based layer.
-    pub layer: usize,
+    /// The layer: written as its number (1-based) in the decoder, `"encoder-N"` in a
+    /// sequence-to-sequence model's encoder.
+    pub layer: LayerId,
     /// Its kind.
     pub kind: String,
     /// Tokens per expert (Switch: a last entry counts tokens dropped for capacity).
@@ -34,7 +36,7 @@ pub struct LayerLoad {
 
 impl LayerLoad {
     /// The load of `layer` from its counts; `experts` of them are experts (the rest dropped).
-    pub fn new(layer: usize, kind: &str, counts: Vec<u64>, experts: usize) -> Self {
+    pub fn new(layer: LayerId, kind: &str, counts: Vec<u64>, experts: usize) -> Self {
         let routed = &counts[..experts.min(counts.len())];
         let total: u64 = routed.iter().sum();
         let max = routed.iter().copied().max().unwrap_or(0);

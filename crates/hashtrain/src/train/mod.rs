@@ -39,6 +39,10 @@ pub(crate) use session::{
     build_model, open_loader, parameter_count, resolve_routing, same_tokenizer, sparse_layers,
 };
 
+/// The sparse layers of a model: layer -> (kind, experts K).
+pub type SparseLayers =
+    std::collections::BTreeMap<crate::config::LayerId, (crate::config::SparseKind, usize)>;
+
 /// How to run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {

@@ -1,6 +1,5 @@
 //! Continuing from a checkpoint: what must match the config, and the restored model.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tch::Device;
@@ -60,8 +59,8 @@ pub struct Restored {
     pub state: CheckpointState,
     /// The table files it routes with.
     pub tables: Vec<PathBuf>,
-    /// Its sparse layers (1-based layer -> kind, experts).
-    pub layers: BTreeMap<usize, (crate::config::SparseKind, usize)>,
+    /// Its sparse layers (layer -> kind, experts).
+    pub layers: super::SparseLayers,
 }
 
 /// Loads the checkpoint `path` names (a checkpoint, or a run's latest) onto `device`; `data`

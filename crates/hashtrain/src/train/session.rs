@@ -7,7 +7,10 @@ use std::path::Path;
 use hashprep::{Loader, TableSet};
 use tch::{nn, Device};
 
-use crate::config::{ExpertMatmulSetting, Placement, Precision, RunConfig, SparseKind};
+use super::SparseLayers;
+use crate::config::{
+    ExpertMatmulSetting, LayerId, Placement, Precision, RunConfig, SparseKind, Stack,
+};
 use crate::error::{Error, Result};
 use crate::model::{ExpertMatmul, LanguageModel, TableRouting};
 
@@ -60,7 +63,7 @@ pub(crate) fn open_loader(data: &Path, config: &RunConfig, tables: &TableSet) ->
 pub(crate) fn resolve_routing(
     config: &RunConfig,
     loader: &Loader,
-) -> Result<BTreeMap<usize, TableRouting>> {
+) -> Result<BTreeMap<LayerId, TableRouting>> {
     Ok(config
         .routing(loader)?
         .into_iter()
@@ -70,7 +73,13 @@ pub(crate) fn resolve_routing(
                 top_k: layer.top_k,
                 routes: layer.routes,
             };
-            (layer.at, routing)
+            (
+                LayerId {
+                    stack: layer.stack,
+                    at: layer.at,
+                },
+                routing,
+            )
         })
         .collect())
 }
@@ -82,7 +91,7 @@ pub(crate) fn resolve_routing(
 pub(crate) fn build_model(
     config: &RunConfig,
     vocab: usize,
-    routing: &BTreeMap<usize, TableRouting>,
+    routing: &BTreeMap<LayerId, TableRouting>,
     device: Device,
 ) -> Result<(nn::VarStore, LanguageModel)> {
     check_model_fits(config, vocab, routing, device)?;
@@ -90,8 +99,8 @@ pub(crate) fn build_model(
     // Drawn on the CPU, then moved: a seed gives the same weights on every device (a GPU's
     // generator draws other numbers), so CPU and CUDA runs can be compared step by step.
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let mut model = LanguageModel::new(&vs.root(), &config.model, vocab as i64, &|at| {
-        routing[&at].clone()
+    let mut model = LanguageModel::new(&vs.root(), &config.model, vocab as i64, &|layer| {
+        routing[&layer].clone()
     });
     vs.set_device(device);
     model.move_buffers(device);
@@ -115,7 +124,7 @@ pub(crate) fn build_model(
 pub(crate) fn estimated_parameters(
     config: &RunConfig,
     vocab: usize,
-    routing: &BTreeMap<usize, TableRouting>,
+    routing: &BTreeMap<LayerId, TableRouting>,
 ) -> u64 {
     let m = &config.model;
     let (d, ff) = (m.d_model.unsigned_abs(), m.d_ff.unsigned_abs());
@@ -124,16 +133,22 @@ pub(crate) fn estimated_parameters(
         total = total.saturating_add((vocab as u64).saturating_mul(d));
     }
     let sparse = sparse_layers(config, routing);
-    for at in 1..=m.layers {
-        let experts = sparse.get(&at).map_or(1, |&(_, k)| k.max(1) as u64);
+    let encoder = m.encoder_positions().unwrap_or(0);
+    total = total.saturating_add((encoder as u64).saturating_mul(d));
+    let layers = (1..=m.encoder_layers)
+        .map(LayerId::encoder)
+        .chain((1..=m.layers).map(LayerId::decoder));
+    for layer in layers {
+        let experts = sparse.get(&layer).map_or(1, |&(_, k)| k.max(1) as u64);
         let width = config
-            .sparse_at(at)
+            .sparse_at(layer)
             .and_then(|s| s.d_ff)
             .map_or(ff, i64::unsigned_abs);
         let ffn = experts.saturating_mul(2u64.saturating_mul(d).saturating_mul(width));
-        total = total
-            .saturating_add(4u64.saturating_mul(d).saturating_mul(d))
-            .saturating_add(ffn);
+        // Self-attention; a sequence-to-sequence decoder layer's cross-attention too.
+        let cross = encoder > 0 && layer.stack == Stack::Decoder;
+        let attention = 4u64.saturating_mul(d).saturating_mul(d) * if cross { 2 } else { 1 };
+        total = total.saturating_add(attention).saturating_add(ffn);
     }
     total
 }
@@ -148,7 +163,7 @@ pub(crate) fn estimated_parameters(
 pub(crate) fn check_model_fits(
     config: &RunConfig,
     vocab: usize,
-    routing: &BTreeMap<usize, TableRouting>,
+    routing: &BTreeMap<LayerId, TableRouting>,
     device: Device,
 ) -> Result<()> {
     let Some(memory) = machine_memory() else {
@@ -181,8 +196,8 @@ fn machine_memory() -> Option<u64> {
 /// Experts of each sparse layer with counts (1-based layer -> (kind, K)).
 pub(crate) fn sparse_layers(
     config: &RunConfig,
-    routing: &BTreeMap<usize, TableRouting>,
-) -> BTreeMap<usize, (SparseKind, usize)> {
+    routing: &BTreeMap<LayerId, TableRouting>,
+) -> SparseLayers {
     config
         .model
         .sparse
@@ -190,9 +205,9 @@ pub(crate) fn sparse_layers(
         .filter(|s| s.kind != SparseKind::Dense)
         .map(|s| {
             let experts = routing
-                .get(&s.at)
+                .get(&s.layer())
                 .map_or(s.experts.unwrap_or(0) as usize, |r| r.experts as usize);
-            (s.at, (s.kind, experts))
+            (s.layer(), (s.kind, experts))
         })
         .collect()
 }

@@ -27,7 +27,7 @@ pub struct Setup<'a> {
     /// Validation batches.
     pub valid_loader: hashprep::Loader,
     /// Sparse layers: 1-based layer -> (kind, experts).
-    pub layers: BTreeMap<usize, (crate::config::SparseKind, usize)>,
+    pub layers: super::SparseLayers,
     /// The routing table files, in the loader's order.
     pub tables: Vec<PathBuf>,
     /// The parts of every checkpoint's state that do not change during the run.
@@ -143,7 +143,10 @@ impl Trainer<'_> {
     pub fn step(&mut self, batch: &DeviceBatch, step: u64) -> StepResult {
         let t = &self.config.train;
         tch::manual_seed(step_seed(t.optimization.seed, step));
-        let output = self.model.forward(&batch.input_ids, &batch.routes, true);
+        let encoder = batch.encoder.as_ref();
+        let output = self
+            .model
+            .forward(&batch.input_ids, &batch.routes, encoder, true);
         let (nll, count) = masked_nll(&output.logits, &batch.targets, &batch.mask);
         let loss = nll / count.clamp_min(1.0);
         self.adam.zero_grad();
@@ -188,7 +191,7 @@ pub struct StepResult {
     /// Weighted load-balancing term.
     pub aux_loss: Tensor,
     /// Tokens per expert per sparse layer.
-    pub loads: Vec<(usize, Vec<u64>)>,
+    pub loads: Vec<(crate::config::LayerId, Vec<u64>)>,
     /// Gradient norm before clipping.
     pub grad_norm: Tensor,
     /// Learning rate used.

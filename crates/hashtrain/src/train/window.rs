@@ -14,7 +14,7 @@ pub(super) struct Window {
     pub(super) aux: Tensor,
     pub(super) steps: u64,
     pub(super) tokens: u64,
-    pub(super) counts: BTreeMap<usize, Vec<u64>>,
+    pub(super) counts: BTreeMap<crate::config::LayerId, Vec<u64>>,
     pub(super) time: Duration,
     pub(super) wait: Duration,
 }
@@ -68,7 +68,7 @@ impl Window {
         step: u64,
         lr: f64,
         grad_norm: &Tensor,
-        layers: &BTreeMap<usize, (crate::config::SparseKind, usize)>,
+        layers: &super::SparseLayers,
     ) -> Record {
         let steps = self.steps.max(1) as f64;
         let seconds = self.time.as_secs_f64().max(1e-9);
