@@ -352,3 +352,69 @@ fn a_list_of_load_balancing_coefficients_trains_switch_once_per_value() {
         String::from_utf8_lossy(&repeated.stderr).contains("sweep.load_bal: 0.1 is listed twice")
     );
 }
+
+#[test]
+fn fine_tuning_starts_each_run_from_its_trained_model_and_tabulates_table_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("table8");
+    let finetune = r#"finetune={steps = 2, train = [{path = "data/wikitext-103/wiki.valid.tokens", documents = [12, 16]}], valid = [{path = "data/wikitext-103/wiki.test.tokens", documents = [6, 8]}], runs = [{from = "dense"}, {from = "switch", load_bal = 0.0}, {from = "balanced", freeze = ["experts"]}]}"#;
+    let methods = r#"sweep.methods=["dense", "balanced", "switch"]"#;
+    let result = sweep(&out, &[methods, finetune]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let runs = out.join("runs");
+    let state = |run: &str| {
+        let checkpoint = hashtrain::resolve_checkpoint(&runs.join(run)).unwrap();
+        (
+            hashtrain::read_checkpoint_state(&checkpoint).unwrap(),
+            checkpoint,
+        )
+    };
+    let (tuned, tuned_dir) = state("ft-balanced-freeze-experts");
+    let (trained, trained_dir) = state("balanced");
+    assert_eq!(tuned.init_from.unwrap().checkpoint, trained_dir);
+    assert_eq!(tuned.config.data.train, out.join("data/finetune-train"));
+    let weights = |dir: &Path| -> Vec<(String, tch::Tensor)> {
+        tch::Tensor::read_safetensors(dir.join("model.safetensors")).unwrap()
+    };
+    let before = weights(&trained_dir);
+    let after = weights(&tuned_dir);
+    for (name, tensor) in &before {
+        let (_, tuned) = after.iter().find(|(n, _)| n == name).unwrap();
+        let expert = name.starts_with("layers.3.ffn.experts.");
+        assert_eq!(tensor.equal(tuned), expert, "{name}");
+    }
+    let (switch, _) = state("ft-switch-lb0");
+    assert_eq!(switch.config.model.sparse[0].load_bal, 0.0);
+    assert_eq!(trained.config.model.sparse[0].load_bal, 0.1);
+
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    let table = md
+        .split("## Fine-tuning (Table 8)")
+        .nth(1)
+        .expect("the table");
+    for row in [
+        "| Baseline Transformer | No weights frozen |",
+        "| Switch Transformer | No weights frozen, load_bal=0 |",
+        "| Hash Layer (balanced) | Hash weights frozen |",
+    ] {
+        assert!(table.contains(row), "{row}: {md}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("finetune.json")).unwrap()).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+
+    let bad = sweep(
+        &dir.path().join("never"),
+        &[
+            methods,
+            &finetune.replace(r#"from = "dense""#, r#"from = "oracle""#),
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("finetune.runs[0].from = `oracle` is none of the sweep's models"));
+}

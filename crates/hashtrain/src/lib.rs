@@ -45,7 +45,9 @@ pub use config::{ConfigError, RunConfig, SparseKind};
 pub use device::{parse_device, DeviceReport, GpuReport};
 pub use error::{CheckpointProblem, DeviceProblem, Error, Result, ResumeProblem};
 pub use model::{masked_nll, EncoderInput, KeyMask, LanguageModel, ModelOutput};
-pub use sweep::{run_sweep, MethodResult, RunId, SweepConfig, SweepOptions};
+pub use sweep::{
+    run_sweep, FinetunePlan, FinetuneRun, MethodResult, RunId, SweepConfig, SweepOptions,
+};
 pub use train::checkpoint::{read_state as read_checkpoint_state, resolve as resolve_checkpoint};
 pub use train::{
     evaluate, read_records, restore, run, write_embeddings_npy, CheckpointState, DeviceBatch,

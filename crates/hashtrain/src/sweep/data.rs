@@ -10,6 +10,7 @@ use hashprep::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::finetune::FinetunePlan;
 use crate::error::{Error, Result};
 
 /// How the sweep's data is made.
@@ -38,7 +39,7 @@ pub struct SweepData {
     pub test: Vec<InputRange>,
 }
 
-/// The three tokenize outputs.
+/// The three tokenize outputs, and the fine-tuning data's two.
 #[derive(Debug, Clone)]
 pub struct PreparedData {
     /// Training data.
@@ -47,6 +48,8 @@ pub struct PreparedData {
     pub valid: PathBuf,
     /// Test data.
     pub test: PathBuf,
+    /// `[finetune]`: its training and validation data, tokenized with the sweep's tokenizer.
+    pub finetune: Option<(PathBuf, PathBuf)>,
 }
 
 /// Makes (or finds) the data of `spec` under `dir`.
@@ -54,22 +57,14 @@ pub struct PreparedData {
 /// # Errors
 /// Unreadable inputs, a document range past a file's end, or a `dir` prepared with other
 /// settings.
-pub(crate) fn prepare(spec: &SweepData, dir: &Path, progress: bool) -> Result<PreparedData> {
+pub(crate) fn prepare(
+    spec: &SweepData,
+    finetune: Option<&FinetunePlan>,
+    dir: &Path,
+    progress: bool,
+) -> Result<PreparedData> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let record = dir.join("data-config.json");
-    let wanted = serde_json::to_vec_pretty(spec).expect("serializable");
-    match std::fs::read(&record) {
-        Ok(found) if found != wanted => {
-            return Err(Error::BadRecord {
-                path: record,
-                problem: "the data there was made with other [data] settings; use another \
-                          output folder or start over with `force`"
-                    .into(),
-            })
-        }
-        Ok(_) => {}
-        Err(_) => hashprep::util::write_atomic(&record, &wanted)?,
-    }
+    same_settings(&dir.join("data-config.json"), spec, "[data]")?;
     let choice = TokenizerChoice::from_name(
         &spec.tokenizer,
         spec.min_count,
@@ -88,9 +83,47 @@ pub(crate) fn prepare(spec: &SweepData, dir: &Path, progress: bool) -> Result<Pr
         tokenize_ranges(&settings, sources, &out, &options)?;
         Ok(out)
     };
-    Ok(PreparedData {
+    let prepared = PreparedData {
         train: split("train", &spec.train)?,
         valid: split("valid", &spec.valid)?,
         test: split("test", &spec.test)?,
+        finetune: None,
+    };
+    let Some(plan) = finetune else {
+        return Ok(prepared);
+    };
+    let sources = (&plan.format, &plan.train, &plan.valid);
+    same_settings(&dir.join("finetune-config.json"), &sources, "[finetune]")?;
+    if let Some(format) = &plan.format {
+        settings.format = format.clone();
+    }
+    let split = |name: &str, sources: &[InputRange]| -> Result<PathBuf> {
+        let out = dir.join(name);
+        tokenize_ranges(&settings, sources, &out, &options)?;
+        Ok(out)
+    };
+    let finetune = (
+        split("finetune-train", &plan.train)?,
+        split("finetune-valid", &plan.valid)?,
+    );
+    Ok(PreparedData {
+        finetune: Some(finetune),
+        ..prepared
     })
+}
+
+/// Records `settings` in `record` the first time; refuses data made with other settings.
+fn same_settings(record: &Path, settings: &impl Serialize, table: &str) -> Result<()> {
+    let wanted = serde_json::to_vec_pretty(settings).expect("serializable");
+    match std::fs::read(record) {
+        Ok(found) if found != wanted => Err(Error::BadRecord {
+            path: record.to_owned(),
+            problem: format!(
+                "the data there was made with other {table} settings; use another output \
+                 folder or start over with `force`"
+            ),
+        }),
+        Ok(_) => Ok(()),
+        Err(_) => hashprep::util::write_atomic(record, &wanted).map_err(Into::into),
+    }
 }

@@ -11,6 +11,7 @@
 mod data;
 #[cfg(feature = "plot")]
 mod figure;
+mod finetune;
 mod grid;
 mod report;
 
@@ -21,6 +22,8 @@ use hashprep::{Method, TableSpec};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use data::{prepare, PreparedData, SweepData};
+use finetune::FinetuneResult;
+pub use finetune::{FinetunePlan, FinetuneRun};
 pub(crate) use grid::{DenseShape, Layout, OneOrMany, Placement};
 pub(crate) use report::write_report;
 pub use report::{MethodResult, RunId};
@@ -44,6 +47,9 @@ pub struct SweepConfig {
     pub train: TrainConfig,
     /// What is compared.
     pub sweep: SweepPlan,
+    /// Fine-tuning of the trained models (the paper's Table 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<FinetunePlan>,
 }
 
 /// The compared models.
@@ -236,8 +242,12 @@ impl SweepConfig {
         {
             return Err(config_error(format!("sweep.seeds: {seed} is listed twice")));
         }
+        let jobs = config.jobs().map_err(config_error)?;
+        if let Some(plan) = &config.finetune {
+            plan.check(&jobs).map_err(config_error)?;
+        }
         // Every run config of the sweep must be valid.
-        for job in config.jobs().map_err(config_error)? {
+        for job in jobs {
             let table = job.method.uses_table().then_some(Path::new("table.arrow"));
             config
                 .run_config(&job, &placeholder_data(), table)
@@ -413,6 +423,7 @@ fn placeholder_data() -> PreparedData {
         train: "train".into(),
         valid: "valid".into(),
         test: "test".into(),
+        finetune: None,
     }
 }
 
@@ -432,11 +443,13 @@ pub fn run_sweep(
         path: PathBuf::from("[sweep]"),
         message,
     })?;
-    let data = prepare(&config.data, &out.join("data"), options.progress)?;
+    let finetune = config.finetune.as_ref();
+    let data = prepare(&config.data, finetune, &out.join("data"), options.progress)?;
     let tables = out.join("tables");
     std::fs::create_dir_all(&tables).map_err(|e| Error::io(&tables, e))?;
-    let mut results = Vec::new();
+    let (mut results, mut finetuned) = (Vec::new(), Vec::new());
     for replica in config.replicas() {
+        let mut trained = Vec::new();
         for job in &jobs {
             let name = format!("{}{}", job.name, replica.suffix);
             let table = build_table(job, &data, out, &replica)?;
@@ -444,7 +457,7 @@ pub fn run_sweep(
             run_config.train.optimization.seed = replica.seed;
             let run_dir = out.join("runs").join(&name);
             eprintln!("hashtrain sweep: {name}");
-            train_once(&run_config, &run_dir, options.progress)?;
+            train_once(&run_config, &run_dir, None, options.progress)?;
             if job.method == SweepMethod::Dense && job.shape.is_none() {
                 export_embeddings(&run_dir, &embeddings_file(out, &replica))?;
             }
@@ -453,17 +466,36 @@ pub fn run_sweep(
                 name,
                 seed: replica.seed,
             };
-            results.push(MethodResult::collect(
+            let result = MethodResult::collect(
                 job,
                 &run_config,
                 grid::shows_positions(&config.sweep.layer),
                 run,
                 &run_dir,
                 &test,
-            )?);
-            write_report(config, &results, out, options)?;
+            )?;
+            trained.push((job, run_config, run_dir, result.model.clone()));
+            results.push(result);
+            write_report(config, (&results, &finetuned), out, options)?;
             #[cfg(feature = "plot")]
             figure::plot_grid(&out.join("grid.png"), &config.title, &results)?;
+        }
+        if let (Some(plan), Some(splits)) = (finetune, &data.finetune) {
+            for run in &plan.runs {
+                let (job, trained_config, from, model) = trained
+                    .iter()
+                    .find(|(job, ..)| job.name == run.from)
+                    .expect("checked when the config was read");
+                let name = format!("{}{}", run.name(), replica.suffix);
+                let run_config = plan.run_config(run, trained_config, (&splits.0, &splits.1));
+                let run_dir = out.join("runs").join(&name);
+                eprintln!("hashtrain sweep: {name}");
+                train_once(&run_config, &run_dir, Some(from), options.progress)?;
+                let id = (name, replica.seed);
+                let describe = (model.as_str(), &run_config);
+                finetuned.push(FinetuneResult::collect(run, job, describe, id, &run_dir)?);
+                write_report(config, (&results, &finetuned), out, options)?;
+            }
         }
     }
     Ok(results)
@@ -514,9 +546,14 @@ fn build_table(
     Ok(Some(path))
 }
 
-/// Trains `config` into `dir` unless a finished run of the same config is there; resumes an
-/// unfinished one.
-fn train_once(config: &RunConfig, dir: &Path, progress: bool) -> Result<()> {
+/// Trains `config` into `dir` (from the weights of the run `init_from`, when given) unless a
+/// finished run of the same config is there; resumes an unfinished one.
+fn train_once(
+    config: &RunConfig,
+    dir: &Path,
+    init_from: Option<&Path>,
+    progress: bool,
+) -> Result<()> {
     let same_config =
         std::fs::read_to_string(dir.join("config.toml")).is_ok_and(|t| t == config.to_toml());
     if same_config && dir.join("summary.json").exists() {
@@ -527,7 +564,7 @@ fn train_once(config: &RunConfig, dir: &Path, progress: bool) -> Result<()> {
         resume: resumable,
         force: !resumable,
         progress,
-        init_from: None,
+        init_from: init_from.map(Path::to_path_buf),
     };
     train::run(config, dir, &options)?;
     Ok(())

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::finetune::FinetuneResult;
 use super::{Job, SweepConfig, SweepMethod, SweepOptions};
 use crate::config::RunConfig;
 use crate::error::Result;
@@ -203,7 +204,7 @@ fn describe(job: &Job, config: &RunConfig, show_positions: bool) -> (String, Str
 /// A file cannot be written or a run's metrics read.
 pub(crate) fn write_report(
     config: &SweepConfig,
-    results: &[MethodResult],
+    (results, finetuned): (&[MethodResult], &[FinetuneResult]),
     out: &Path,
     options: &SweepOptions,
 ) -> Result<()> {
@@ -211,16 +212,32 @@ pub(crate) fn write_report(
         &out.join("results.json"),
         &serde_json::to_vec_pretty(results).expect("serializable"),
     )?;
-    hashprep::util::write_atomic(
-        &out.join("results.md"),
-        markdown(config, results, out, options).as_bytes(),
-    )?;
-    let records: Vec<(String, Vec<crate::train::Record>)> = results
+    let mut md = markdown(config, results, out, options);
+    if let Some(plan) = config.finetune.as_ref().filter(|_| !finetuned.is_empty()) {
+        hashprep::util::write_atomic(
+            &out.join("finetune.json"),
+            &serde_json::to_vec_pretty(finetuned).expect("serializable"),
+        )?;
+        let tokens = |split: &str| {
+            hashprep::Manifest::read(&out.join("data").join(split)).map_or(0, |m| m.totals.tokens)
+        };
+        let note = format!(
+            "{} training tokens, {} validation",
+            tokens("finetune-train"),
+            tokens("finetune-valid")
+        );
+        md.push_str(&super::finetune::markdown(plan, finetuned, &note));
+    }
+    hashprep::util::write_atomic(&out.join("results.md"), md.as_bytes())?;
+    let names = results
         .iter()
-        .map(|r| {
+        .map(|r| &r.run)
+        .chain(finetuned.iter().map(|r| &r.run));
+    let records: Vec<(String, Vec<crate::train::Record>)> = names
+        .map(|run| {
             Ok((
-                r.run.clone(),
-                read_records(&out.join("runs").join(&r.run).join("metrics.jsonl"))?,
+                run.clone(),
+                read_records(&out.join("runs").join(run).join("metrics.jsonl"))?,
             ))
         })
         .collect::<Result<_>>()?;
@@ -323,9 +340,14 @@ fn sparse_sentence(config: &SweepConfig) -> String {
 
 /// The runs of each row, rows in the order of their first run.
 pub(super) fn by_row(results: &[MethodResult]) -> Vec<Vec<&MethodResult>> {
-    let mut groups: Vec<Vec<&MethodResult>> = Vec::new();
+    by_row_of(results, |r| r.row.as_str())
+}
+
+/// The results of each row (`row` names it), rows in the order of their first result.
+pub(super) fn by_row_of<T>(results: &[T], row: impl Fn(&T) -> &str) -> Vec<Vec<&T>> {
+    let mut groups: Vec<Vec<&T>> = Vec::new();
     for r in results {
-        match groups.iter_mut().find(|g| g[0].row == r.row) {
+        match groups.iter_mut().find(|g| row(g[0]) == row(r)) {
             Some(group) => group.push(r),
             None => groups.push(vec![r]),
         }
@@ -345,7 +367,7 @@ pub(super) fn mean_and_std(values: &[f64]) -> (f64, f64) {
 }
 
 /// `x.xx` for one value, `mean ± std` for several.
-fn mean_and_deviation(values: &[f64]) -> String {
+pub(super) fn mean_and_deviation(values: &[f64]) -> String {
     let (mean, std) = mean_and_std(values);
     if values.len() < 2 {
         format!("{mean:.2}")
