@@ -341,3 +341,38 @@ fn a_truncated_dump_keeps_the_records_before_the_damage_as_jsonl_does() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_tokenizer_trains_on_reddit_dumps_without_waiting_on_itself() {
+    // The BPE trainer reads its texts from rayon's pool; the dumps' partitions are rebuilt on a
+    // pool of their own (on the global one, every worker waited for the iterator: a hang).
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = dumps(tmp.path());
+    let out = tmp.path().join("bpe.json");
+    for threads in ["1", "2", "8"] {
+        let mut child = hashprep()
+            .env("RAYON_NUM_THREADS", threads)
+            .args(["train-tokenizer", "--format", "reddit", "--kind", "bpe"])
+            .args(["--vocab-size", "300", "--out"])
+            .arg(&out)
+            .arg(&inputs)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(120) {
+                child.kill().unwrap();
+                panic!("train-tokenizer with {threads} rayon threads hung");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(status.success(), "{threads} threads: {status}");
+        let tokenizer = TextTokenizer::load(&out.to_string_lossy()).unwrap();
+        assert!(tokenizer.vocab_size() > 256, "{threads} threads");
+        std::fs::remove_file(&out).unwrap();
+    }
+}

@@ -1,7 +1,11 @@
 //! Phase 2 ahead of its reader: the spill partitions are rebuilt into examples a few at a time
-//! (one per core, and one more) on the pool, while the examples of the partitions before are
-//! encoded; besides those, one rebuilt partition waits for the reader, so memory stays bounded
-//! by partitions.
+//! (one per core, and one more) on a pool of their own, while the examples of the partitions
+//! before are encoded; besides those, one rebuilt partition waits for the reader, so memory
+//! stays bounded by partitions.
+//!
+//! The pool is the rebuild's own, not rayon's global one: a reader that itself runs on the
+//! global pool (the `tokenizers` trainer reads its texts through `par_bridge`, every worker
+//! waiting on the iterator) would otherwise wait for partitions that no free worker rebuilds.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -41,7 +45,15 @@ impl Rebuilding {
         filter: RedditFilter,
         tokenizer: Option<Arc<TextTokenizer>>,
     ) -> Result<Self> {
-        let window = window();
+        let threads = rayon::current_num_threads().max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("hashprep-rebuild-{i}"))
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the Reddit rebuild pool: {e}")))?;
+        // One partition per core and one more, so a core that finishes has the next one to
+        // start while the oldest is handed on.
+        let window = threads + 1;
         let (results_tx, results) = sync_channel(1);
         let filter = Arc::new(filter);
         let worker = std::thread::Builder::new()
@@ -55,7 +67,7 @@ impl Rebuilding {
                     while in_flight.len() < window {
                         let Some(paths) = parts.next() else { break };
                         let (filter, tokenizer) = (filter.clone(), tokenizer.clone());
-                        in_flight.push_back(spawn_rebuild(paths, move |paths| {
+                        in_flight.push_back(spawn_rebuild(&pool, paths, move |paths| {
                             rebuild(paths, spill, max_turns, &filter, tokenizer.as_deref())
                         }));
                     }
@@ -80,12 +92,6 @@ impl Rebuilding {
             worker: Some(worker),
         })
     }
-}
-
-/// Partitions rebuilt at once: one per core and one more, so a core that finishes has the next
-/// one to start while the oldest is handed on.
-fn window() -> usize {
-    rayon::current_num_threads().max(1) + 1
 }
 
 /// Whose spill files a rebuild reads.
@@ -119,14 +125,15 @@ impl InFlight {
     }
 }
 
-/// Runs `rebuild` on `paths` on the pool; a panic there is kept for [`InFlight::wait`].
+/// Runs `rebuild` on `paths` on `pool`; a panic there is kept for [`InFlight::wait`].
 fn spawn_rebuild(
+    pool: &rayon::ThreadPool,
     paths: Vec<PathBuf>,
     rebuild: impl FnOnce(&[PathBuf]) -> Rebuilt + Send + 'static,
 ) -> InFlight {
     let (done_tx, done) = sync_channel(1);
     let task_paths = paths.clone();
-    rayon::spawn(move || {
+    pool.spawn(move || {
         let rebuilt = std::panic::catch_unwind(AssertUnwindSafe(|| rebuild(&task_paths)));
         let _ = done_tx.send(rebuilt);
     });
