@@ -275,7 +275,11 @@ mod tests {
 
     #[test]
     fn a_panic_while_rebuilding_goes_on_in_the_thread_that_waits() {
-        let in_flight = spawn_rebuild(vec![PathBuf::from("p")], |_| panic!("rebuild bug"));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let in_flight = spawn_rebuild(&pool, vec![PathBuf::from("p")], |_| panic!("rebuild bug"));
         let panic = std::panic::catch_unwind(AssertUnwindSafe(|| in_flight.wait())).unwrap_err();
         assert_eq!(panic.downcast_ref::<&str>(), Some(&"rebuild bug"));
     }
