@@ -17,7 +17,7 @@ ifdef CI
 export CARGO_INCREMENTAL := 0
 endif
 
-.PHONY: demo test bench table3 paper venv build wheel python clean
+.PHONY: demo test bench table3 paper paper-rest table8 venv build wheel python clean
 
 # libtorch for hashtrain (PyTorch's wheel, ~4.6 GB with its CUDA libraries).
 $(VENV)/.torch: requirements.txt
@@ -115,6 +115,23 @@ paper: build
 	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table3-seeds.toml --out runs/table3-seeds
 	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-experts-small.toml --out runs/experts
 	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-layers-small.toml --out runs/layers
+
+# The comparisons of issue 36 in miniature, each sweep under ~90 minutes on 2 CPU cores
+# (resumable): Table 9 (Switch's load balancing), Table 4 (two dictionaries), Table 1 on the
+# sequence-to-sequence dialogue model over real Reddit, Table 8 (fine-tuning).
+paper-rest: build table8
+	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table9-seeds.toml --out runs/table9-seeds
+	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table4-bpe-seeds.toml --out runs/table4-bpe-seeds
+	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table4-word-seeds.toml --out runs/table4-word-seeds
+	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table1-seq2seq-seeds.toml --out runs/table1-seq2seq-seeds
+
+# Table 8: seq2seq pretrained on Wikitext-103 sentence threads, fine-tuned on real Reddit.
+THREADS := out/wikitext-threads
+table8: build
+	test -f $(THREADS)/RC_wikitext-valid || python3 scripts/wikitext_threads.py data/wikitext-103/wiki.valid.tokens $(THREADS)/RC_wikitext-valid
+	test -f $(THREADS)/RC_wikitext-test-0 || python3 scripts/wikitext_threads.py data/wikitext-103/wiki.test.tokens $(THREADS)/RC_wikitext-test-0 2 0
+	test -f $(THREADS)/RC_wikitext-test-1 || python3 scripts/wikitext_threads.py data/wikitext-103/wiki.test.tokens $(THREADS)/RC_wikitext-test-1 2 1
+	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table8-seeds.toml --out runs/table8-seeds
 
 # Benchmarks against the tools people use today (HF datasets + tokenizers). Not part of CI.
 bench: build $(VENV)/.hashprep-py
