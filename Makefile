@@ -118,12 +118,14 @@ paper: build
 
 # The comparisons of issue 36 in miniature, each sweep under ~90 minutes on 2 CPU cores
 # (resumable): Table 9 (Switch's load balancing), Table 4 (two dictionaries), Table 1 on the
-# sequence-to-sequence dialogue model over real Reddit, Table 8 (fine-tuning).
+# sequence-to-sequence dialogue model over real Reddit, Figure 2 (Hash vs BASE over training),
+# Table 8 (fine-tuning).
 paper-rest: build table8
 	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table9-seeds.toml --out runs/table9-seeds
 	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table4-bpe-seeds.toml --out runs/table4-bpe-seeds
 	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table4-word-seeds.toml --out runs/table4-word-seeds
 	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-table1-seq2seq-seeds.toml --out runs/table1-seq2seq-seeds
+	$(TORCH_ENV) $(TRAIN) sweep --config pipelines/paper-figure2-seeds.toml --out runs/figure2-seeds
 
 # Table 8: seq2seq pretrained on Wikitext-103 sentence threads, fine-tuned on real Reddit.
 THREADS := out/wikitext-threads

@@ -418,3 +418,52 @@ fn fine_tuning_starts_each_run_from_its_trained_model_and_tabulates_table_8() {
     assert!(String::from_utf8_lossy(&bad.stderr)
         .contains("finetune.runs[0].from = `oracle` is none of the sweep's models"));
 }
+
+#[test]
+fn equal_parameters_widen_the_experts_of_fewer_layers_and_the_curves_are_tabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("figure2");
+    let result = sweep(
+        &out,
+        &[
+            r#"sweep.methods=["balanced"]"#,
+            "sweep.layer=[3, [2, 4]]",
+            "sweep.equal_parameters=true",
+            "sweep.curve_table=true",
+        ],
+    );
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let width = |run: &str| {
+        let text = std::fs::read_to_string(out.join("runs").join(run).join("config.toml")).unwrap();
+        let config: toml::Value = toml::from_str(&text).unwrap();
+        let sparse = config["model"]["sparse"].as_array().unwrap().clone();
+        sparse
+            .iter()
+            .map(|s| s.get("d_ff").and_then(toml::Value::as_integer))
+            .collect::<Vec<_>>()
+    };
+    // One layer of experts twice as wide as each of the two layers': the same expert weights.
+    assert_eq!(width("balanced-L3"), [Some(1024)]);
+    assert_eq!(width("balanced-L2+4"), [None, None]);
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("modules=1x16 at layer 3, D=1024 |"), "{md}");
+    let curves = md
+        .split("## Validation perplexity over training")
+        .nth(1)
+        .expect("the curve table");
+    assert!(
+        curves.contains("| Model | Configuration | 2 | 4 |"),
+        "{curves}"
+    );
+    assert_eq!(
+        curves
+            .lines()
+            .filter(|l| l.starts_with("| Hash Layer"))
+            .count(),
+        2
+    );
+}

@@ -75,6 +75,16 @@ pub struct SweepPlan {
     /// deviation over them. Empty (the default): one run per method with `train.seed`.
     #[serde(default)]
     pub seeds: Vec<u64>,
+    /// Every sparse layout gets the expert parameters of the layout with the most sparse
+    /// layers: with N layers there and n here, each expert is `N / n` times as wide (the
+    /// paper's Figure 2, right: one layer of experts of 3 stacked FFNs against 3 layers of
+    /// one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub equal_parameters: bool,
+    /// `results.md` adds each model's validation perplexity at every evaluation (mean ±
+    /// deviation over seeds): the numbers of `curves.png` (the paper's Figure 2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub curve_table: bool,
     /// In order: `dense`, `balanced`, `random`, `clustered`, `dispersed`, `position`,
     /// `bigram`, `previous`, `oracle`, `multihash-N`, `balanced-topN`, `switch`, `token-switch`,
     /// `base`.
@@ -273,6 +283,25 @@ impl SweepConfig {
                     "sweep.methods: `{name}` clusters the dense baseline's embeddings: list `dense` before it"
                 ));
             }
+            if self.sweep.equal_parameters {
+                let counts: Vec<usize> = self
+                    .sweep
+                    .layer
+                    .values()
+                    .iter()
+                    .map(|p| p.layers().len())
+                    .collect();
+                let most = counts.iter().copied().max().unwrap_or(1) as i64;
+                if let Some(n) = counts
+                    .iter()
+                    .find(|&&n| (self.model.d_ff * most) % n as i64 != 0)
+                {
+                    return Err(format!(
+                        "sweep.equal_parameters: model.d_ff {} x {most} layers does not split over {n} layers",
+                        self.model.d_ff
+                    ));
+                }
+            }
             if let SweepMethod::TopK(k) = method {
                 if self.model.d_ff % i64::from(k) != 0 {
                     return Err(format!(
@@ -398,8 +427,7 @@ impl SweepConfig {
                     // of sweeps with a single value always did.
                     load_bal: job.load_bal.unwrap_or(first_load_bal),
                     capacity_factor: plan.capacity_factor,
-                    // Integer division: the config check refuses a d_ff that k does not divide.
-                    d_ff: top_k.map(|k| self.model.d_ff / i64::from(k)),
+                    d_ff: self.expert_width(layout, top_k),
                     top_k,
                     scoring: None,
                 })
@@ -415,6 +443,29 @@ impl SweepConfig {
             model,
             train: self.train.clone(),
         }
+    }
+}
+
+impl SweepConfig {
+    /// The experts' width of a layout where it is not `model.d_ff`: `d_ff / k` for a top-k
+    /// table, times `N / n` with `equal_parameters` (n sparse layers here, N in the largest
+    /// layout). Integer division: [`SweepConfig::load`] refuses widths that do not divide.
+    fn expert_width(&self, layout: &Layout, top_k: Option<u32>) -> Option<i64> {
+        let per_k = top_k.map_or(self.model.d_ff, |k| self.model.d_ff / i64::from(k));
+        let scale = if self.sweep.equal_parameters {
+            let most = self
+                .sweep
+                .layer
+                .values()
+                .iter()
+                .map(|p| p.layers().len())
+                .max();
+            (most.unwrap_or(1) as i64, layout.layers.len() as i64)
+        } else {
+            (1, 1)
+        };
+        let width = per_k * scale.0 / scale.1;
+        (width != self.model.d_ff).then_some(width)
     }
 }
 

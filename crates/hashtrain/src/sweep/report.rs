@@ -145,6 +145,12 @@ fn describe(job: &Job, config: &RunConfig, show_positions: bool) -> (String, Str
             let _ = write!(modules, " at layer{plural} {}", at.join(", "));
         }
     }
+    // Experts of another width than the dense FFN (`equal_parameters`; top-k rows say it).
+    if let Some(width) = sparse.and_then(|s| s.d_ff) {
+        if !matches!(job.method, SweepMethod::TopK(_)) {
+            let _ = write!(modules, ", D={width}");
+        }
+    }
     let dense_shape = format!("layers={layers}, d={}, D={}", m.d_model, m.d_ff);
     match job.method {
         SweepMethod::Dense => match &job.shape {
@@ -213,6 +219,9 @@ pub(crate) fn write_report(
         &serde_json::to_vec_pretty(results).expect("serializable"),
     )?;
     let mut md = markdown(config, results, out, options);
+    if config.sweep.curve_table {
+        md.push_str(&curve_table(results, out)?);
+    }
     if let Some(plan) = config.finetune.as_ref().filter(|_| !finetuned.is_empty()) {
         hashprep::util::write_atomic(
             &out.join("finetune.json"),
@@ -321,6 +330,56 @@ fn markdown(
          each run's metrics: `runs/NAME/metrics.jsonl`.\n",
     );
     md
+}
+
+/// Each row's validation perplexity at every evaluation step (mean ± deviation over its runs):
+/// the numbers of `curves.png`.
+///
+/// # Errors
+/// A run's `metrics.jsonl` cannot be read.
+fn curve_table(results: &[MethodResult], out: &Path) -> Result<String> {
+    use crate::train::Record;
+    let mut rows = Vec::new();
+    let mut steps = std::collections::BTreeSet::new();
+    for runs in by_row(results) {
+        let mut by_step = std::collections::BTreeMap::<u64, Vec<f64>>::new();
+        for r in &runs {
+            let path = out.join("runs").join(&r.run).join("metrics.jsonl");
+            for record in read_records(&path)? {
+                if let Record::Valid { step, ppl, .. } = record {
+                    by_step.entry(step).or_default().push(ppl);
+                    steps.insert(step);
+                }
+            }
+        }
+        rows.push((runs[0], by_step));
+    }
+    let mut md = String::from(
+        "
+## Validation perplexity over training
+
+| Model | Configuration |",
+    );
+    for step in &steps {
+        let _ = write!(md, " {step} |");
+    }
+    md.push_str(
+        "
+|---|---|",
+    );
+    md.push_str(&"---|".repeat(steps.len()));
+    md.push('\n');
+    for (r, by_step) in rows {
+        let _ = write!(md, "| {} | {} |", r.model, r.configuration);
+        for step in &steps {
+            let cell = by_step
+                .get(step)
+                .map_or_else(|| "-".to_owned(), |v| mean_and_deviation(v));
+            let _ = write!(md, " {cell} |");
+        }
+        md.push('\n');
+    }
+    Ok(md)
 }
 
 /// Where the sparse layers are, in words, for the heading.
