@@ -137,7 +137,9 @@ pub struct Batch {
     pub routes: Vec<Route>,
     /// Sequence-to-sequence batches ([`LoaderConfig::encoder_len`]): the contexts. Then
     /// `input_ids`, `targets` and `loss_mask` are the decoder's: the response, its first input
-    /// the context's last id (the end token that closes it).
+    /// the context's last id (the end token that closes it). Absent from the JSON of other
+    /// batches (`hashprep batches`), whose output is unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub encoder: Option<EncoderBatch>,
 }
 
