@@ -150,3 +150,23 @@ pub(crate) fn stop_at_20_and_resume_to_30(config_with: impl Fn(&str) -> RunConfi
     };
     run(&config_with("train.steps=30"), dir, &resume).unwrap();
 }
+
+/// Records without their timings (which differ between any two runs).
+pub(crate) fn comparable(run_dir: &Path) -> Vec<Record> {
+    read_records(&run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .map(|mut r| {
+            if let Record::Train {
+                tokens_per_s,
+                loader_wait,
+                ..
+            } = &mut r
+            {
+                *tokens_per_s = 0.0;
+                *loader_wait = 0.0;
+            }
+            r
+        })
+        .collect()
+}

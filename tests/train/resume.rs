@@ -1,36 +1,14 @@
 //! A run stopped and resumed writes the same metrics as a run that never stopped.
 
-use std::path::Path;
+use hashtrain::{run, Record, RunOptions};
 
-use hashtrain::{read_records, run, Record, RunOptions};
-
-use crate::common::{config, fixture, stop_at_20_and_resume_to_30, table_layer};
+use crate::common::{comparable, config, fixture, stop_at_20_and_resume_to_30, table_layer};
 
 fn resume() -> RunOptions {
     RunOptions {
         resume: true,
         ..RunOptions::default()
     }
-}
-
-/// Records without their timings (which differ between any two runs).
-fn comparable(run_dir: &Path) -> Vec<Record> {
-    read_records(&run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .map(|mut r| {
-            if let Record::Train {
-                tokens_per_s,
-                loader_wait,
-                ..
-            } = &mut r
-            {
-                *tokens_per_s = 0.0;
-                *loader_wait = 0.0;
-            }
-            r
-        })
-        .collect()
 }
 
 #[test]

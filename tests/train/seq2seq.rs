@@ -14,7 +14,7 @@ use hashtrain::RunOptions;
 use hashtrain::{evaluate, read_records, run, DeviceBatch, LanguageModel, Record, RunConfig};
 use tch::{Device, Kind, Tensor};
 
-use crate::common::repo;
+use crate::common::{comparable, repo};
 
 /// Tokenized Reddit threads (training and validation months) and tables over them.
 struct Dialogue {
@@ -347,26 +347,6 @@ fn with_encoder_ids(batch: &DeviceBatch, ids: &Tensor) -> DeviceBatch {
         encoder.input_ids = ids.shallow_clone();
     }
     altered
-}
-
-/// The records of a run without their timings.
-fn comparable(run_dir: &Path) -> Vec<Record> {
-    read_records(&run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .map(|mut r| {
-            if let Record::Train {
-                tokens_per_s,
-                loader_wait,
-                ..
-            } = &mut r
-            {
-                *tokens_per_s = 0.0;
-                *loader_wait = 0.0;
-            }
-            r
-        })
-        .collect()
 }
 
 #[test]

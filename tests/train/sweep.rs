@@ -37,6 +37,16 @@ fn sweep(out: &Path, extra: &[&str]) -> std::process::Output {
     cmd.output().unwrap()
 }
 
+/// [`sweep`], which must succeed.
+fn sweep_ok(out: &Path, extra: &[&str]) {
+    let result = sweep(out, extra);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
 #[test]
 fn sweep_writes_a_results_table_recomputed_from_its_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -176,12 +186,7 @@ fn seeds_give_one_run_each_and_rows_of_mean_and_deviation() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("seeds");
     let methods = r#"sweep.methods=["dense", "balanced"]"#;
-    let result = sweep(&out, &[methods, "sweep.seeds=[1, 2]"]);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    sweep_ok(&out, &[methods, "sweep.seeds=[1, 2]"]);
     for run in [
         "dense-seed1",
         "dense-seed2",
@@ -219,7 +224,7 @@ fn seeds_give_one_run_each_and_rows_of_mean_and_deviation() {
 fn a_grid_of_experts_and_layers_trains_every_layout_and_draws_figure_3() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("grid");
-    let result = sweep(
+    sweep_ok(
         &out,
         &[
             r#"sweep.methods=["dense", "balanced"]"#,
@@ -227,11 +232,6 @@ fn a_grid_of_experts_and_layers_trains_every_layout_and_draws_figure_3() {
             "sweep.layer=[3, [2, 4]]",
             r#"sweep.dense=[{name = "wider", d_model = 256}]"#,
         ],
-    );
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
     );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
@@ -311,12 +311,7 @@ fn a_list_of_load_balancing_coefficients_trains_switch_once_per_value() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("table9");
     let methods = r#"sweep.methods=["balanced", "switch"]"#;
-    let result = sweep(&out, &[methods, "sweep.load_bal=[0.0, 0.5]"]);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    sweep_ok(&out, &[methods, "sweep.load_bal=[0.0, 0.5]"]);
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     let runs: Vec<&str> = json
@@ -359,12 +354,7 @@ fn fine_tuning_starts_each_run_from_its_trained_model_and_tabulates_table_8() {
     let out = dir.path().join("table8");
     let finetune = r#"finetune={steps = 2, train = [{path = "data/wikitext-103/wiki.valid.tokens", documents = [12, 16]}], valid = [{path = "data/wikitext-103/wiki.test.tokens", documents = [6, 8]}], runs = [{from = "dense"}, {from = "switch", load_bal = 0.0}, {from = "balanced", freeze = ["experts"]}]}"#;
     let methods = r#"sweep.methods=["dense", "balanced", "switch"]"#;
-    let result = sweep(&out, &[methods, finetune]);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    sweep_ok(&out, &[methods, finetune]);
     let runs = out.join("runs");
     let state = |run: &str| {
         let checkpoint = hashtrain::resolve_checkpoint(&runs.join(run)).unwrap();
@@ -423,7 +413,7 @@ fn fine_tuning_starts_each_run_from_its_trained_model_and_tabulates_table_8() {
 fn equal_parameters_widen_the_experts_of_fewer_layers_and_the_curves_are_tabled() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("figure2");
-    let result = sweep(
+    sweep_ok(
         &out,
         &[
             r#"sweep.methods=["balanced"]"#,
@@ -431,11 +421,6 @@ fn equal_parameters_widen_the_experts_of_fewer_layers_and_the_curves_are_tabled(
             "sweep.equal_parameters=true",
             "sweep.curve_table=true",
         ],
-    );
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
     );
     let width = |run: &str| {
         let text = std::fs::read_to_string(out.join("runs").join(run).join("config.toml")).unwrap();
