@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::layer_id::{LayerId, Stack};
+use crate::train::is_default;
 
 /// Position encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -223,10 +224,6 @@ impl Scoring {
             Scoring::Uniform => "uniform",
         }
     }
-}
-
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
-    *value == T::default()
 }
 
 fn default_dropout() -> f64 {

@@ -208,7 +208,9 @@ struct TrainTable {
     expert_matmul: ExpertMatmulSetting,
 }
 
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+/// Whether a setting is at its default (settings added later are written only when set, so the
+/// configs of earlier runs read back unchanged).
+pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 

@@ -211,27 +211,34 @@ impl LanguageModel {
                 loads.push((layer, counts));
             }
         };
-        let memory = match (&self.encoder, encoder) {
+        let encoded = match (&self.encoder, encoder) {
             (Some(stack), Some(input)) => {
-                let states = self.encode(stack, input, train, &mut sum_up);
-                Some((states, &input.keys))
+                let layers = (Stack::Encoder, stack.blocks.as_slice(), &stack.positions);
+                let stream = (&input.input_ids, input.routes.as_slice());
+                let states = self.run_stack(
+                    layers,
+                    stream,
+                    (Some(&input.keys), None),
+                    train,
+                    &mut sum_up,
+                );
+                Some((states.apply(&stack.ln_final), &input.keys))
             }
             _ => None,
         };
-        let memory = memory
+        let memory = encoded
             .as_ref()
             .map(|(states, keys)| Memory { states, keys });
+        let layers = (Stack::Decoder, self.blocks.as_slice(), &self.positions);
+        let x = self.run_stack(
+            layers,
+            (input_ids, routes),
+            (None, memory.as_ref()),
+            train,
+            &mut sum_up,
+        );
         let (b, t) = input_ids.size2().expect("[B, T]");
         let d = self.embedding.size()[1];
-        let flat_ids = input_ids.reshape([b * t]);
-        let mut x = self.embed(input_ids, &self.positions, train);
-        for (i, block) in self.blocks.iter().enumerate() {
-            let streams = (None, memory.as_ref());
-            let (y, extras) =
-                block.forward(&x, streams, (&flat_ids, routes), (self.dropout, train));
-            x = y;
-            sum_up(LayerId::decoder(i + 1), extras);
-        }
         let x = x.apply(&self.ln_final).view([b * t, d]);
         let logits = x.matmul(&self.head.as_ref().unwrap_or(&self.embedding).tr());
         ModelOutput {
@@ -241,38 +248,40 @@ impl LanguageModel {
         }
     }
 
-    /// The encoder's output `[B, S, d]`.
-    fn encode(
+    /// The states `[B, T, d]` after the `blocks` of `stack` over `ids` (`[B, T]`, embedded with
+    /// `positions`) and their `routes`; `context`: an encoder's real positions, or what a
+    /// decoder's cross-attention reads. Each sparse layer's extras go to `sum_up`.
+    fn run_stack(
         &self,
-        stack: &Encoder,
-        input: &EncoderInput,
+        (stack, blocks, positions): (Stack, &[Block], &Tensor),
+        (ids, routes): (&Tensor, &[DeviceRoute]),
+        context: (Option<&KeyMask>, Option<&Memory<'_>>),
         train: bool,
         sum_up: &mut dyn FnMut(LayerId, FfnExtras),
     ) -> Tensor {
-        let (b, s) = input.input_ids.size2().expect("[B, S]");
-        let flat_ids = input.input_ids.reshape([b * s]);
-        let mut x = self.embed(&input.input_ids, &stack.positions, train);
-        for (i, block) in stack.blocks.iter().enumerate() {
-            let streams = (Some(&input.keys), None);
-            let stream = (&flat_ids, input.routes.as_slice());
-            let (y, extras) = block.forward(&x, streams, stream, (self.dropout, train));
+        let flat_ids = ids.reshape([-1]);
+        let mut x = self.embed(&flat_ids, ids.size2().expect("[B, T]"), positions, train);
+        for (i, block) in blocks.iter().enumerate() {
+            let (y, extras) =
+                block.forward(&x, context, (&flat_ids, routes), (self.dropout, train));
             x = y;
-            sum_up(LayerId::encoder(i + 1), extras);
+            sum_up(LayerId { stack, at: i + 1 }, extras);
         }
-        x.apply(&stack.ln_final)
+        x
     }
 
-    /// Token embeddings plus `positions`, with dropout in training.
-    fn embed(&self, ids: &Tensor, positions: &Tensor, train: bool) -> Tensor {
-        let (b, t) = ids.size2().expect("[B, T]");
+    /// Token embeddings of `flat_ids` (`[B * T]`) plus `positions`, with dropout in training.
+    fn embed(
+        &self,
+        flat_ids: &Tensor,
+        (b, t): (i64, i64),
+        positions: &Tensor,
+        train: bool,
+    ) -> Tensor {
         let d = self.embedding.size()[1];
         let positions = positions.narrow(0, 0, t).to_kind(self.embedding.kind());
-        (self
-            .embedding
-            .index_select(0, &ids.reshape([b * t]))
-            .view([b, t, d])
-            + positions.unsqueeze(0))
-        .dropout(self.dropout, train)
+        (self.embedding.index_select(0, flat_ids).view([b, t, d]) + positions.unsqueeze(0))
+            .dropout(self.dropout, train)
     }
 }
 

@@ -208,7 +208,8 @@ pub(super) fn check(
     Ok(())
 }
 
-fn repeated<T: PartialEq>(values: &[T]) -> Option<&T> {
+/// The first value listed a second time.
+pub(super) fn repeated<T: PartialEq>(values: &[T]) -> Option<&T> {
     values
         .iter()
         .enumerate()

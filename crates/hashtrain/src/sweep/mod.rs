@@ -15,6 +15,7 @@ mod finetune;
 mod grid;
 mod report;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use hashprep::{build_table_files, BuildTableRequest};
@@ -239,17 +240,10 @@ impl SweepConfig {
         if coefficients.is_empty() {
             return Err(config_error("sweep.load_bal: an empty list".into()));
         }
-        if let Some(c) = coefficients
-            .iter()
-            .find(|c| coefficients.iter().filter(|d| d == c).count() > 1)
-        {
+        if let Some(c) = grid::repeated(&coefficients) {
             return Err(config_error(format!("sweep.load_bal: {c} is listed twice")));
         }
-        let seeds = &config.sweep.seeds;
-        if let Some(seed) = seeds
-            .iter()
-            .find(|s| seeds.iter().filter(|t| t == s).count() > 1)
-        {
+        if let Some(seed) = grid::repeated(&config.sweep.seeds) {
             return Err(config_error(format!("sweep.seeds: {seed} is listed twice")));
         }
         let jobs = config.jobs().map_err(config_error)?;
@@ -283,25 +277,6 @@ impl SweepConfig {
                     "sweep.methods: `{name}` clusters the dense baseline's embeddings: list `dense` before it"
                 ));
             }
-            if self.sweep.equal_parameters {
-                let counts: Vec<usize> = self
-                    .sweep
-                    .layer
-                    .values()
-                    .iter()
-                    .map(|p| p.layers().len())
-                    .collect();
-                let most = counts.iter().copied().max().unwrap_or(1) as i64;
-                if let Some(n) = counts
-                    .iter()
-                    .find(|&&n| (self.model.d_ff * most) % n as i64 != 0)
-                {
-                    return Err(format!(
-                        "sweep.equal_parameters: model.d_ff {} x {most} layers does not split over {n} layers",
-                        self.model.d_ff
-                    ));
-                }
-            }
             if let SweepMethod::TopK(k) = method {
                 if self.model.d_ff % i64::from(k) != 0 {
                     return Err(format!(
@@ -314,6 +289,19 @@ impl SweepConfig {
         }
         if methods.is_empty() {
             return Err("sweep.methods is empty".into());
+        }
+        if self.sweep.equal_parameters {
+            let most = self.most_sparse_layers() as i64;
+            let d_ff = self.model.d_ff;
+            if let Some(n) = self
+                .sparse_layer_counts()
+                .into_iter()
+                .find(|&n| (d_ff * most) % n as i64 != 0)
+            {
+                return Err(format!(
+                    "sweep.equal_parameters: model.d_ff {d_ff} x {most} layers does not split over {n} layers"
+                ));
+            }
         }
         Ok(methods)
     }
@@ -344,31 +332,28 @@ impl SweepConfig {
                 }));
                 continue;
             }
-            let coefficients = self.sweep.load_bal.values();
-            let balanced = matches!(method, SweepMethod::Switch | SweepMethod::TokenSwitch);
+            // Switch kinds once per coefficient, named by it where there are several.
+            let values = self.sweep.load_bal.values();
+            let coefficients: Vec<Option<f64>> =
+                if matches!(method, SweepMethod::Switch | SweepMethod::TokenSwitch) {
+                    values.iter().copied().map(Some).collect()
+                } else {
+                    vec![None]
+                };
             for layout in &layouts {
-                let name = format!("{}{}", method.name(), layout.suffix);
-                if !balanced {
+                for &load_bal in &coefficients {
+                    let mut name = format!("{}{}", method.name(), layout.suffix);
+                    if let Some(c) = load_bal.filter(|_| values.len() > 1) {
+                        let _ = write!(name, "-lb{c}");
+                    }
                     jobs.push(Job {
                         method,
                         layout: Some(layout.clone()),
                         shape: None,
-                        load_bal: None,
+                        load_bal,
                         name,
                     });
-                    continue;
                 }
-                jobs.extend(coefficients.iter().map(|&c| Job {
-                    method,
-                    layout: Some(layout.clone()),
-                    shape: None,
-                    load_bal: Some(c),
-                    name: if coefficients.len() > 1 {
-                        format!("{name}-lb{c}")
-                    } else {
-                        name.clone()
-                    },
-                }));
             }
         }
         Ok(jobs)
@@ -453,19 +438,23 @@ impl SweepConfig {
     fn expert_width(&self, layout: &Layout, top_k: Option<u32>) -> Option<i64> {
         let per_k = top_k.map_or(self.model.d_ff, |k| self.model.d_ff / i64::from(k));
         let scale = if self.sweep.equal_parameters {
-            let most = self
-                .sweep
-                .layer
-                .values()
-                .iter()
-                .map(|p| p.layers().len())
-                .max();
-            (most.unwrap_or(1) as i64, layout.layers.len() as i64)
+            (self.most_sparse_layers() as i64, layout.layers.len() as i64)
         } else {
             (1, 1)
         };
         let width = per_k * scale.0 / scale.1;
         (width != self.model.d_ff).then_some(width)
+    }
+
+    /// The sparse layers of each model of the grid (`sweep.layer`), counted.
+    fn sparse_layer_counts(&self) -> Vec<usize> {
+        let placements = self.sweep.layer.values();
+        placements.iter().map(|p| p.layers().len()).collect()
+    }
+
+    /// The most sparse layers of one model of the grid.
+    fn most_sparse_layers(&self) -> usize {
+        self.sparse_layer_counts().into_iter().max().unwrap_or(1)
     }
 }
 

@@ -218,9 +218,22 @@ pub(crate) fn write_report(
         &out.join("results.json"),
         &serde_json::to_vec_pretty(results).expect("serializable"),
     )?;
+    // Every run's records, read once: for the curve table and for `curves.png`.
+    let names = results
+        .iter()
+        .map(|r| &r.run)
+        .chain(finetuned.iter().map(|r| &r.run));
+    let records: Vec<(String, Vec<crate::train::Record>)> = names
+        .map(|run| {
+            Ok((
+                run.clone(),
+                read_records(&out.join("runs").join(run).join("metrics.jsonl"))?,
+            ))
+        })
+        .collect::<Result<_>>()?;
     let mut md = markdown(config, results, out, options);
     if config.sweep.curve_table {
-        md.push_str(&curve_table(results, out)?);
+        md.push_str(&curve_table(results, &records));
     }
     if let Some(plan) = config.finetune.as_ref().filter(|_| !finetuned.is_empty()) {
         hashprep::util::write_atomic(
@@ -238,18 +251,6 @@ pub(crate) fn write_report(
         md.push_str(&super::finetune::markdown(plan, finetuned, &note));
     }
     hashprep::util::write_atomic(&out.join("results.md"), md.as_bytes())?;
-    let names = results
-        .iter()
-        .map(|r| &r.run)
-        .chain(finetuned.iter().map(|r| &r.run));
-    let records: Vec<(String, Vec<crate::train::Record>)> = names
-        .map(|run| {
-            Ok((
-                run.clone(),
-                read_records(&out.join("runs").join(run).join("metrics.jsonl"))?,
-            ))
-        })
-        .collect::<Result<_>>()?;
     let curves: Vec<Curve<'_>> = records
         .iter()
         .map(|(label, records)| Curve { label, records })
@@ -333,40 +334,33 @@ fn markdown(
 }
 
 /// Each row's validation perplexity at every evaluation step (mean ± deviation over its runs):
-/// the numbers of `curves.png`.
-///
-/// # Errors
-/// A run's `metrics.jsonl` cannot be read.
-fn curve_table(results: &[MethodResult], out: &Path) -> Result<String> {
+/// the numbers of `curves.png`, from every run's `records` (by run name).
+fn curve_table(
+    results: &[MethodResult],
+    records: &[(String, Vec<crate::train::Record>)],
+) -> String {
     use crate::train::Record;
     let mut rows = Vec::new();
     let mut steps = std::collections::BTreeSet::new();
     for runs in by_row(results) {
         let mut by_step = std::collections::BTreeMap::<u64, Vec<f64>>::new();
-        for r in &runs {
-            let path = out.join("runs").join(&r.run).join("metrics.jsonl");
-            for record in read_records(&path)? {
-                if let Record::Valid { step, ppl, .. } = record {
-                    by_step.entry(step).or_default().push(ppl);
-                    steps.insert(step);
-                }
+        let of_row = records
+            .iter()
+            .filter(|(run, _)| runs.iter().any(|r| &r.run == run));
+        for record in of_row.flat_map(|(_, records)| records) {
+            if let Record::Valid { step, ppl, .. } = record {
+                by_step.entry(*step).or_default().push(*ppl);
+                steps.insert(*step);
             }
         }
         rows.push((runs[0], by_step));
     }
-    let mut md = String::from(
-        "
-## Validation perplexity over training
-
-| Model | Configuration |",
-    );
+    let mut md =
+        String::from("\n## Validation perplexity over training\n\n| Model | Configuration |");
     for step in &steps {
         let _ = write!(md, " {step} |");
     }
-    md.push_str(
-        "
-|---|---|",
-    );
+    md.push_str("\n|---|---|");
     md.push_str(&"---|".repeat(steps.len()));
     md.push('\n');
     for (r, by_step) in rows {
@@ -379,7 +373,7 @@ fn curve_table(results: &[MethodResult], out: &Path) -> Result<String> {
         }
         md.push('\n');
     }
-    Ok(md)
+    md
 }
 
 /// Where the sparse layers are, in words, for the heading.
